@@ -1,0 +1,1 @@
+"""orchestrator: a highly available workflow orchestrator replicated with Raft."""
