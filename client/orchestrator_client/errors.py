@@ -127,7 +127,11 @@ class InvalidArgumentError(OrchestratorError):
 
 
 class FailedPreconditionError(OrchestratorError):
-    """The request does not fit the current state, e.g. a task's lease was lost (FAILED_PRECONDITION)."""
+    """The request does not fit the current state (FAILED_PRECONDITION).
+
+    For task reports and heartbeats: the lease was lost (the task timed out and was
+    rescheduled, or was reported already), so the result was not applied.
+    """
 
 
 class UnavailableError(OrchestratorError):

@@ -62,6 +62,7 @@ class Outcome:
     code: Code = Code.OK
     message: str = ""
     result: dict[str, JSON] = field(default_factory=dict)
+    seq: int = 0  # the sequence number this command was applied at (not replicated)
 
     def to_dict(self) -> dict[str, JSON]:
         return {"code": self.code.value, "message": self.message, "result": self.result}
@@ -113,6 +114,13 @@ def apply_batch(
 def _apply_one(ctx: _Ctx, raw: JSON) -> Outcome:
     st = ctx.st
     st.seq += 1
+    outcome = _apply_checked(ctx, raw)
+    outcome.seq = st.seq
+    return outcome
+
+
+def _apply_checked(ctx: _Ctx, raw: JSON) -> Outcome:
+    st = ctx.st
     try:
         cmd = command_from_dict(raw)
     except CommandDecodeError as exc:

@@ -1,0 +1,38 @@
+"""Python client SDK of the orchestrator: a replica-aware gRPC client and a task worker.
+
+Imports only grpcio, protobuf and the standard library.
+"""
+
+from orchestrator_client.client import OrchestratorClient, Recorder, Task, Workflow
+from orchestrator_client.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    OrchestratorError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+from orchestrator_client.worker import Handler, TaskContext, TaskFailure, Worker, WorkerStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExistsError",
+    "FailedPreconditionError",
+    "Handler",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "OrchestratorClient",
+    "OrchestratorError",
+    "Recorder",
+    "ResourceExhaustedError",
+    "Task",
+    "TaskContext",
+    "TaskFailure",
+    "UnavailableError",
+    "Workflow",
+    "Worker",
+    "WorkerStats",
+    "__version__",
+]

@@ -1,0 +1,793 @@
+"""A task worker: polls task queues, runs handlers in a thread pool, reports the results.
+
+Example::
+
+    client = OrchestratorClient("10.0.0.1:7070,10.0.0.2:7070")
+    worker = Worker(client, concurrency=8)
+
+    @worker.task("reserve_stock")
+    def reserve_stock(task: Task) -> dict[str, Any]:
+        return {"reserved": task.input["quantity"]}
+
+    worker.run_forever()
+
+A handler returns the task output (a dict, or None for ``{}``); raising fails the task (raise
+:class:`TaskFailure` to choose the reason, a terminal failure, or an output). Long-running tasks
+are kept leased by automatic heartbeats while their handler runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, Final, cast
+
+from orchestrator_client.client import OrchestratorClient, Task
+from orchestrator_client.errors import (
+    FailedPreconditionError,
+    NotFoundError,
+    OrchestratorError,
+)
+
+__all__ = ["Handler", "TaskContext", "TaskFailure", "Worker", "WorkerStats"]
+
+_log = logging.getLogger("orchestrator_client.worker")
+
+_MAX_REASON_CHARS: Final = 1000
+_MAX_POLL_COUNT: Final = 100
+_POLL_ERROR_BACKOFF_INITIAL_S: Final = 0.5
+_POLL_ERROR_BACKOFF_MAX_S: Final = 5.0
+# A poll that comes back empty faster than this did not long-poll (timeout 0, or a server that
+# answers at once); pausing keeps such a poller from spinning.
+_MIN_EMPTY_POLL_S: Final = 0.05
+_EMPTY_POLL_PAUSE_S: Final = 0.1
+_MIN_HEARTBEAT_INTERVAL_S: Final = 0.1
+
+class TaskFailure(Exception):
+    """Raised by a handler to fail its task with a chosen reason.
+
+    Attributes:
+        reason: The reason for incompletion (truncated to 1000 characters when reported).
+        terminal: Fail with FAILED_WITH_TERMINAL_ERROR, which the server never retries.
+        output: Optional output to record with the failure.
+    """
+
+    def __init__(
+        self, reason: str, *, terminal: bool = False, output: Mapping[str, Any] | None = None
+    ) -> None:
+        """Builds the failure; see the class docstring for the attributes.
+
+        Args:
+            reason: The reason for incompletion.
+            terminal: Whether the failure is terminal (no retry).
+            output: Optional output to record with the failure.
+        """
+        super().__init__(reason)
+        self.reason = reason
+        self.terminal = terminal
+        self.output = output
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments defeat the default pickling of exceptions.
+        return (_rebuild_failure, (self.reason, self.terminal, self.output))
+
+
+def _rebuild_failure(
+    reason: str, terminal: bool, output: Mapping[str, Any] | None
+) -> TaskFailure:
+    return TaskFailure(reason, terminal=terminal, output=output)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """Counters of a worker since it was created.
+
+    Attributes:
+        polled: Tasks received from polls.
+        completed: Tasks reported COMPLETED (acknowledged by the server).
+        failed: Tasks reported failed (acknowledged by the server).
+        lost: Results the server refused because the lease was gone (late results), or that
+            were not sent because a heartbeat had already found the lease gone.
+        report_errors: Results that could not be delivered within the client's retry budget.
+        poll_errors: Polls that failed.
+        running: Tasks leased and not yet reported.
+    """
+
+    polled: int = 0
+    completed: int = 0
+    failed: int = 0
+    lost: int = 0
+    report_errors: int = 0
+    poll_errors: int = 0
+    running: int = 0
+
+
+class TaskContext:
+    """What a handler that takes a second argument gets besides its task.
+
+    Attributes:
+        task: The task being executed.
+        worker_id: The id of the worker that holds the lease.
+    """
+
+    def __init__(self, task: Task, worker: Worker, heartbeat_interval_s: float | None) -> None:
+        """Created by the worker for each task; not meant to be built by users.
+
+        Args:
+            task: The task being executed.
+            worker: The worker executing it.
+            heartbeat_interval_s: Seconds between automatic heartbeats; None for none.
+        """
+        self.task = task
+        self.worker_id = worker.worker_id
+        self._worker = worker
+        self._lock = threading.Lock()
+        self._lease_expires_ms = task.lease_expires_ms
+        self._lease_lost = False
+        self._done = False
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._next_heartbeat = (
+            time.monotonic() + heartbeat_interval_s if heartbeat_interval_s is not None else None
+        )
+
+    @property
+    def lease_expires_ms(self) -> int:
+        """When the lease ends unless renewed, in cluster time (epoch milliseconds).
+
+        Returns:
+            The expiry from the poll or the latest successful heartbeat.
+        """
+        with self._lock:
+            return self._lease_expires_ms
+
+    @property
+    def lease_lost(self) -> bool:
+        """Whether a heartbeat found the lease gone; the result will not be accepted.
+
+        Returns:
+            True once the server refused a heartbeat for this task.
+        """
+        with self._lock:
+            return self._lease_lost
+
+    @property
+    def worker_stopping(self) -> bool:
+        """Whether the worker is shutting down; long handlers may wrap up early.
+
+        Returns:
+            True once :meth:`Worker.stop` has begun.
+        """
+        return self._worker.stopping
+
+    def heartbeat(self) -> None:
+        """Extends the task's lease now, besides the automatic heartbeats.
+
+        Raises:
+            FailedPreconditionError: The lease was lost; stop working on the task.
+            NotFoundError: The task no longer exists.
+            UnavailableError: No replica served the call within the retry budget.
+            OrchestratorError: Any other server error.
+        """
+        try:
+            expires = self._worker.client.heartbeat_task(
+                self.task.task_id, worker_id=self.worker_id
+            )
+        except (FailedPreconditionError, NotFoundError):
+            self._mark_lost()
+            raise
+        self._renewed(expires)
+
+    def _renewed(self, lease_expires_ms: int) -> None:
+        with self._lock:
+            self._lease_expires_ms = max(self._lease_expires_ms, lease_expires_ms)
+
+    def _mark_lost(self) -> None:
+        with self._lock:
+            self._lease_lost = True
+
+
+TaskOutput = Mapping[str, Any] | None
+Handler = Callable[[Task], TaskOutput] | Callable[[Task, TaskContext], TaskOutput]
+"""A task handler: ``fn(task)`` or ``fn(task, ctx)``, returning the output (or None)."""
+
+
+@dataclass(slots=True)
+class _Registration:
+    task_type: str
+    fn: Callable[..., Any]
+    takes_context: bool
+    concurrency: int
+    executor: ThreadPoolExecutor | None = None
+    poller: threading.Thread | None = None
+    free_slots: int = 0
+
+
+def _takes_context(fn: Callable[..., Any]) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        # Builtins and some C callables have no signature; they get the task only.
+        return False
+    positional = 0
+    for param in sig.parameters.values():
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            return True
+        if param.kind in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            positional += 1
+    return positional >= 2
+
+
+def _reason_of(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:_MAX_REASON_CHARS]
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Polls tasks of the registered types, runs their handlers, and reports the results.
+
+    Each task type gets one poller thread and a pool of ``concurrency`` handler threads. The
+    poller leases at most as many tasks as there are free handler threads, so no leased task
+    waits in a queue while its lease runs down.
+
+    Reports are retried by the client with one request id per report. A report the server
+    refuses with FAILED_PRECONDITION (the lease was lost: the task timed out and was
+    rescheduled, or was canceled) is logged and dropped, never retried.
+    """
+
+    def __init__(
+        self,
+        client: OrchestratorClient,
+        *,
+        worker_id: str | None = None,
+        concurrency: int = 4,
+        poll_timeout_ms: int = 1000,
+        heartbeat_interval_s: float | None = None,
+    ) -> None:
+        """Creates a worker; nothing runs until :meth:`start`.
+
+        Args:
+            client: The client to poll and report through; the worker does not close it.
+            worker_id: Identifies this worker to the server; defaults to host-pid-random.
+            concurrency: Handler threads per task type (and so the most tasks of one type
+                leased at once); :meth:`register` can override it per type.
+            poll_timeout_ms: Long-poll wait of each poll, in milliseconds (0-30000).
+            heartbeat_interval_s: Seconds between automatic heartbeats of a running task; None
+                derives it from each task's ``response_timeout_seconds`` (a third of it, and no
+                heartbeats when that is 0).
+
+        Raises:
+            ValueError: A non-positive concurrency or heartbeat interval, or a negative poll
+                timeout.
+        """
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if poll_timeout_ms < 0:
+            raise ValueError("poll_timeout_ms must not be negative")
+        if heartbeat_interval_s is not None and heartbeat_interval_s <= 0:
+            raise ValueError("heartbeat_interval_s must be positive")
+        self.client = client
+        self.worker_id = worker_id or _default_worker_id()
+        self.concurrency = concurrency
+        self.poll_timeout_ms = poll_timeout_ms
+        self.heartbeat_interval_s = heartbeat_interval_s
+
+        self._registrations: dict[str, _Registration] = {}
+        # One lock for slots, running tasks and counters: contention is per task, not per byte.
+        self._lock = threading.Lock()
+        self._slots_changed = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self._heartbeat_wakeup = threading.Condition(self._lock)
+        self._running: dict[str, TaskContext] = {}
+        self._inflight = 0
+        self._counts: dict[str, int] = {
+            "polled": 0,
+            "completed": 0,
+            "failed": 0,
+            "lost": 0,
+            "report_errors": 0,
+            "poll_errors": 0,
+        }
+        self._started = False
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        # Set when stop() gave up waiting: tasks that arrive later are dropped, not started.
+        self._abandoned = threading.Event()
+        self._heartbeat_thread: threading.Thread | None = None
+
+    # -- registration -------------------------------------------------------------------------
+
+    def register(self, task_type: str, fn: Handler, *, concurrency: int | None = None) -> None:
+        """Registers the handler of one task type.
+
+        The handler is called as ``fn(task, ctx)`` when it accepts two positional arguments
+        (or ``*args``), else as ``fn(task)``.
+
+        Args:
+            task_type: The task type (task definition name) to poll.
+            fn: The handler; returns the output dict (or None), raises to fail the task.
+            concurrency: Handler threads for this type; defaults to the worker's.
+
+        Raises:
+            ValueError: The type is registered already, or the concurrency is not positive.
+            RuntimeError: The worker has been started.
+        """
+        if not task_type:
+            raise ValueError("task_type must not be empty")
+        slots = self.concurrency if concurrency is None else concurrency
+        if slots < 1:
+            raise ValueError("concurrency must be at least 1")
+        with self._lock:
+            if self._started:
+                raise RuntimeError("register handlers before starting the worker")
+            if task_type in self._registrations:
+                raise ValueError(f"a handler for {task_type!r} is registered already")
+            callable_fn = cast(Callable[..., Any], fn)
+            self._registrations[task_type] = _Registration(
+                task_type=task_type,
+                fn=callable_fn,
+                takes_context=_takes_context(callable_fn),
+                concurrency=slots,
+                free_slots=slots,
+            )
+
+    def task(
+        self, task_type: str, *, concurrency: int | None = None
+    ) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`register`.
+
+        Args:
+            task_type: The task type (task definition name) to poll.
+            concurrency: Handler threads for this type; defaults to the worker's.
+
+        Returns:
+            A decorator that registers the function and returns it unchanged.
+        """
+
+        def decorate(fn: Handler) -> Handler:
+            self.register(task_type, fn, concurrency=concurrency)
+            return fn
+
+        return decorate
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` has begun.
+
+        Returns:
+            True once stopping.
+        """
+        return self._stopping.is_set()
+
+    @property
+    def stats(self) -> WorkerStats:
+        """A snapshot of the worker's counters.
+
+        Returns:
+            The counters.
+        """
+        with self._lock:
+            return WorkerStats(running=self._inflight, **self._counts)
+
+    def start(self) -> None:
+        """Starts the poller, handler and heartbeat threads, and returns.
+
+        Raises:
+            RuntimeError: No handler is registered, or the worker was started before.
+        """
+        with self._lock:
+            if self._started:
+                raise RuntimeError("a worker can be started only once")
+            if not self._registrations:
+                raise RuntimeError("register at least one handler before starting the worker")
+            self._started = True
+            registrations = list(self._registrations.values())
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat_loop,
+            name=f"orchestrator-heartbeat-{self.worker_id}",
+            daemon=True,
+        )
+        self._heartbeat_thread.start()
+        for reg in registrations:
+            reg.executor = ThreadPoolExecutor(
+                max_workers=reg.concurrency, thread_name_prefix=f"orchestrator-{reg.task_type}"
+            )
+            # Daemon pollers: a poll stuck on an unreachable cluster must not keep the process
+            # alive after stop() has given up on it.
+            reg.poller = threading.Thread(
+                target=self._poll_loop,
+                args=(reg,),
+                name=f"orchestrator-poll-{reg.task_type}",
+                daemon=True,
+            )
+            reg.poller.start()
+        _log.info(
+            "worker %s started for %s", self.worker_id, ", ".join(sorted(self._registrations))
+        )
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stops gracefully: no new polls, running tasks finish and report, then returns.
+
+        Tasks leased by a poll in flight when stopping began are still run. After
+        ``timeout_s``, the worker stops waiting: tasks not yet started are dropped (their leases
+        expire and the server reschedules them) and handlers still running are left to finish
+        in the background. Safe to call more than once and from any thread.
+
+        Args:
+            timeout_s: How long to wait for polls and running tasks, in seconds.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            already = self._stopping.is_set()
+            self._stopping.set()
+            self._slots_changed.notify_all()
+            started = self._started
+        if not started:
+            self._stopped.set()
+            return
+        if already:
+            self._stopped.wait(max(0.0, deadline - time.monotonic()))
+            return
+
+        for reg in self._registrations.values():
+            if reg.poller is not None:
+                reg.poller.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            while self._inflight > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._idle.wait(remaining)
+            unfinished = self._inflight
+        if unfinished:
+            self._abandoned.set()
+            _log.warning(
+                "worker %s stopped waiting with %d task(s) still leased or running",
+                self.worker_id,
+                unfinished,
+            )
+        for reg in self._registrations.values():
+            if reg.executor is not None:
+                reg.executor.shutdown(wait=False, cancel_futures=bool(unfinished))
+        with self._lock:
+            self._heartbeat_wakeup.notify_all()
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join(max(0.0, deadline - time.monotonic()))
+        self._stopped.set()
+        _log.info("worker %s stopped", self.worker_id)
+
+    def run_forever(self, stop_timeout_s: float = 30.0) -> None:
+        """Starts the worker and blocks until SIGINT or SIGTERM, then stops gracefully.
+
+        A second signal during the graceful stop gets the default handling (e.g.
+        KeyboardInterrupt), for an operator who does not want to wait.
+
+        Args:
+            stop_timeout_s: How long the graceful stop may wait for running tasks.
+
+        Raises:
+            RuntimeError: Not called from the main thread (signals are delivered there only),
+                or as for :meth:`start`.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("run_forever must be called from the main thread")
+        received: list[int] = []
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            # Only record it: the handler runs between bytecodes of the main thread, where
+            # taking locks could deadlock.
+            received.append(signum)
+
+        watched = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, on_signal) for sig in watched}
+        try:
+            self.start()
+            while not received and not self._stopping.is_set():
+                self._stopping.wait(0.2)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if received:
+            _log.info("worker %s got signal %d, stopping", self.worker_id, received[0])
+        self.stop(stop_timeout_s)
+
+    def __enter__(self) -> Worker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- polling ------------------------------------------------------------------------------
+
+    def _take_slots(self, reg: _Registration) -> int:
+        with self._lock:
+            while reg.free_slots <= 0 and not self._stopping.is_set():
+                self._slots_changed.wait()
+            if self._stopping.is_set():
+                return 0
+            count = min(reg.free_slots, _MAX_POLL_COUNT)
+            reg.free_slots -= count
+            return count
+
+    def _return_slots(self, reg: _Registration, count: int) -> None:
+        with self._lock:
+            reg.free_slots += count
+            self._slots_changed.notify_all()
+
+    def _poll_loop(self, reg: _Registration) -> None:
+        error_pause = _POLL_ERROR_BACKOFF_INITIAL_S
+        while True:
+            count = self._take_slots(reg)
+            if count == 0:
+                return
+            started = time.monotonic()
+            try:
+                tasks = self.client.poll_tasks(
+                    reg.task_type,
+                    worker_id=self.worker_id,
+                    count=count,
+                    timeout_ms=self.poll_timeout_ms,
+                )
+            except Exception as exc:
+                self._return_slots(reg, count)
+                with self._lock:
+                    self._counts["poll_errors"] += 1
+                level = logging.WARNING if isinstance(exc, OrchestratorError) else logging.ERROR
+                _log.log(
+                    level,
+                    "poll of %s failed (retrying in %.1fs): %s",
+                    reg.task_type,
+                    error_pause,
+                    exc,
+                    exc_info=not isinstance(exc, OrchestratorError),
+                )
+                # The client has already retried with backoff; this pause keeps a poller facing
+                # a down cluster or a persistent error from spinning.
+                if self._stopping.wait(error_pause):
+                    return
+                error_pause = min(error_pause * 2.0, _POLL_ERROR_BACKOFF_MAX_S)
+                continue
+            error_pause = _POLL_ERROR_BACKOFF_INITIAL_S
+            # A server that returned more than asked oversubscribes the pool; the negative
+            # balance makes the poller wait until the surplus has run.
+            self._return_slots(reg, count - len(tasks))
+            if tasks:
+                with self._lock:
+                    self._counts["polled"] += len(tasks)
+            for task in tasks:
+                self._dispatch(reg, task)
+            if not tasks and time.monotonic() - started < _MIN_EMPTY_POLL_S:
+                if self._stopping.wait(_EMPTY_POLL_PAUSE_S):
+                    return
+
+    def _dispatch(self, reg: _Registration, task: Task) -> None:
+        executor = reg.executor
+        if self._abandoned.is_set() or executor is None:
+            _log.warning(
+                "dropping task %s (%s) leased after the worker gave up stopping",
+                task.task_id,
+                task.task_type,
+            )
+            self._return_slots(reg, 1)
+            return
+        with self._lock:
+            self._inflight += 1
+        try:
+            executor.submit(self._execute, reg, task)
+        except RuntimeError:
+            # The executor was shut down under us (stop() timed out): the lease will expire.
+            self._task_done(reg)
+            _log.warning("dropping task %s (%s): worker stopped", task.task_id, task.task_type)
+
+    def _task_done(self, reg: _Registration) -> None:
+        with self._lock:
+            self._inflight -= 1
+            reg.free_slots += 1
+            self._slots_changed.notify_all()
+            if self._inflight == 0:
+                self._idle.notify_all()
+                # Lets the heartbeat thread notice it has nothing left to do when stopping.
+                self._heartbeat_wakeup.notify_all()
+
+    # -- execution ----------------------------------------------------------------------------
+
+    def _heartbeat_interval(self, task: Task) -> float | None:
+        if self.heartbeat_interval_s is not None:
+            return self.heartbeat_interval_s
+        if task.response_timeout_seconds <= 0:
+            return None
+        return max(task.response_timeout_seconds / 3.0, _MIN_HEARTBEAT_INTERVAL_S)
+
+    def _execute(self, reg: _Registration, task: Task) -> None:
+        try:
+            ctx = TaskContext(task, self, self._heartbeat_interval(task))
+            with self._lock:
+                self._running[task.task_id] = ctx
+                self._heartbeat_wakeup.notify_all()
+            try:
+                outcome = self._run_handler(reg, task, ctx)
+            finally:
+                # Stop heartbeats before reporting: a heartbeat after the report only earns a
+                # FAILED_PRECONDITION.
+                with self._lock:
+                    self._running.pop(task.task_id, None)
+                    ctx._done = True
+            self._report(task, ctx, outcome)
+        except Exception:
+            _log.exception("unexpected error handling task %s (%s)", task.task_id, task.task_type)
+        finally:
+            self._task_done(reg)
+
+    def _run_handler(
+        self, reg: _Registration, task: Task, ctx: TaskContext
+    ) -> TaskFailure | Mapping[str, Any] | None:
+        try:
+            result = reg.fn(task, ctx) if reg.takes_context else reg.fn(task)
+        except TaskFailure as failure:
+            return failure
+        except Exception as exc:
+            _log.warning(
+                "handler for %s failed task %s: %s",
+                task.task_type,
+                task.task_id,
+                exc,
+                exc_info=True,
+            )
+            return TaskFailure(_reason_of(exc))
+        if result is None or isinstance(result, Mapping):
+            return result
+        return TaskFailure(
+            f"handler returned {type(result).__name__}; a task output must be a dict or None"
+        )
+
+    def _report(
+        self, task: Task, ctx: TaskContext, outcome: TaskFailure | Mapping[str, Any] | None
+    ) -> None:
+        if ctx.lease_lost:
+            self._count("lost")
+            _log.warning(
+                "not reporting task %s (%s): its lease was lost", task.task_id, task.task_type
+            )
+            return
+        if not isinstance(outcome, TaskFailure):
+            try:
+                self.client.complete_task(task.task_id, outcome, worker_id=self.worker_id)
+            except (TypeError, ValueError) as exc:
+                # The output could not be encoded as JSON; nothing was sent, so fail the task
+                # rather than leave it to time out.
+                outcome = TaskFailure(f"task output is not valid JSON: {exc}")
+            except Exception as exc:
+                self._report_error(task, "complete", exc)
+                return
+            else:
+                self._count("completed")
+                return
+        try:
+            try:
+                self._send_failure(task, outcome)
+            except (TypeError, ValueError) as exc:
+                # The failure's output could not be encoded; report the failure without it.
+                self._send_failure(
+                    task,
+                    TaskFailure(
+                        f"output dropped (not valid JSON: {exc}); {outcome.reason}",
+                        terminal=outcome.terminal,
+                    ),
+                )
+        except Exception as exc:
+            self._report_error(task, "fail", exc)
+            return
+        self._count("failed")
+
+    def _send_failure(self, task: Task, failure: TaskFailure) -> None:
+        self.client.fail_task(
+            task.task_id,
+            failure.reason[:_MAX_REASON_CHARS],
+            terminal=failure.terminal,
+            output=failure.output,
+            worker_id=self.worker_id,
+        )
+
+    def _report_error(self, task: Task, what: str, exc: Exception) -> None:
+        if isinstance(exc, (FailedPreconditionError, NotFoundError)):
+            # A late result: the task timed out and was rescheduled, or its workflow ended.
+            # Retrying cannot help, and the new attempt belongs to someone else.
+            self._count("lost")
+            _log.warning(
+                "server refused %s of task %s (%s), lease lost: %s",
+                what,
+                task.task_id,
+                task.task_type,
+                exc,
+            )
+            return
+        self._count("report_errors")
+        _log.error(
+            "could not report %s of task %s (%s): %s",
+            what,
+            task.task_id,
+            task.task_type,
+            exc,
+            exc_info=not isinstance(exc, OrchestratorError),
+        )
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    # -- heartbeats ---------------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        while True:
+            due: list[TaskContext] = []
+            with self._lock:
+                if self._stopped.is_set() or (
+                    self._stopping.is_set() and self._inflight == 0 and not self._running
+                ):
+                    return
+                now = time.monotonic()
+                next_wake: float | None = None
+                for ctx in self._running.values():
+                    when = ctx._next_heartbeat
+                    if when is None:
+                        continue
+                    if when <= now:
+                        due.append(ctx)
+                    elif next_wake is None or when < next_wake:
+                        next_wake = when
+                if not due:
+                    self._heartbeat_wakeup.wait(
+                        None if next_wake is None else max(0.0, next_wake - now)
+                    )
+                    continue
+                for ctx in due:
+                    interval = ctx.heartbeat_interval_s
+                    assert interval is not None
+                    ctx._next_heartbeat = now + interval
+            for ctx in due:
+                self._send_heartbeat(ctx)
+
+    def _send_heartbeat(self, ctx: TaskContext) -> None:
+        with self._lock:
+            if ctx._done:
+                return
+        interval = ctx.heartbeat_interval_s or 1.0
+        try:
+            # One stuck heartbeat must not starve the others for longer than an interval.
+            expires = self.client.heartbeat_task(
+                ctx.task.task_id,
+                worker_id=self.worker_id,
+                retry_budget_s=max(interval, 1.0),
+            )
+        except (FailedPreconditionError, NotFoundError) as exc:
+            ctx._mark_lost()
+            with self._lock:
+                ctx._next_heartbeat = None
+            _log.warning(
+                "lease of task %s (%s) lost: %s", ctx.task.task_id, ctx.task.task_type, exc
+            )
+        except Exception as exc:
+            _log.warning(
+                "heartbeat of task %s (%s) failed: %s", ctx.task.task_id, ctx.task.task_type, exc
+            )
+        else:
+            ctx._renewed(expires)

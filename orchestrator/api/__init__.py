@@ -1,0 +1,1 @@
+"""Thin gRPC servicers: proto <-> command, validation, error -> status, forwarding to the leader."""

@@ -1,0 +1,676 @@
+"""The gRPC servicers. They translate and validate; every decision is made by the state machine.
+
+Mutations: on the ready leader they are proposed and the committed outcome is mapped through
+api/errors.py; on a follower they are forwarded to the leader over gRPC (with the caller's
+remaining deadline); with no leader they answer UNAVAILABLE. Reads are served locally once the
+replica has applied the caller's last seen sequence number (read-your-writes across replicas).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import grpc
+import structlog
+
+from orchestrator_client.v1 import (
+    cluster_pb2 as cpb,
+    cluster_pb2_grpc,
+    definitions_pb2 as dpb,
+    definitions_pb2_grpc,
+    tasks_pb2 as tpb,
+    tasks_pb2_grpc,
+    workflows_pb2 as wpb,
+    workflows_pb2_grpc,
+)
+
+from ..core import commands as C
+from ..core import limits
+from ..core.definitions import normalize_task_def, normalize_workflow_def
+from ..core.errors import Code, Rejected
+from ..core.machine import Outcome, latest_version
+from ..replication.node import NotLeader, Overloaded, OutcomeUnknown, ProposalError, Replica
+from ..runtime.dispatcher import Dispatcher
+from . import views
+from .errors import (
+    CODE_TO_STATUS,
+    FORWARDED_KEY,
+    LEADER_KEY,
+    MIN_SEQ_KEY,
+    RETRY_AFTER_KEY,
+    SEQ_KEY,
+    ApiError,
+    invalid,
+)
+
+log = structlog.get_logger("api")
+
+PROPOSE_TIMEOUT_S = 10.0
+READ_WAIT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Peer:
+    node_id: str
+    raft: str
+    grpc: str
+
+
+class Failpoints:
+    """Test-only fault injection, off unless ORCHESTRATOR_FAILPOINTS is set.
+
+    `crash_after_commit=<CommandName>:<n>`: SIGKILL this process right after the n-th command
+    of that type it proposed has been committed, before the reply leaves.
+    """
+
+    def __init__(self, spec: str) -> None:
+        self.crash: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            name, _, arg = part.partition("=")
+            if name == "crash_after_commit":
+                cmd, _, n = arg.partition(":")
+                self.crash[cmd] = int(n or "1")
+
+    def after_commit(self, cmd_name: str) -> None:
+        if cmd_name not in self.crash:
+            return
+        with self._lock:
+            self.counts[cmd_name] = self.counts.get(cmd_name, 0) + 1
+            hit = self.counts[cmd_name] == self.crash[cmd_name]
+        if hit:
+            log.warning("failpoint_crash_after_commit", command=cmd_name)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class NodeContext:
+    """What every servicer shares: the replica, the dispatcher, the peers and forwarding stubs."""
+
+    def __init__(self, node_id: str, replica: Replica, dispatcher: Dispatcher, peers: list[Peer]) -> None:
+        self.node_id = node_id
+        self.replica = replica
+        self.dispatcher = dispatcher
+        self.peers = peers
+        self.by_raft = {p.raft: p for p in peers}
+        self.failpoints = Failpoints(os.environ.get("ORCHESTRATOR_FAILPOINTS", ""))
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+
+    def channel(self, grpc_addr: str) -> grpc.Channel:
+        with self._lock:
+            ch = self._channels.get(grpc_addr)
+            if ch is None:
+                ch = grpc.insecure_channel(
+                    grpc_addr,
+                    options=[
+                        ("grpc.keepalive_time_ms", 10_000),
+                        ("grpc.keepalive_timeout_ms", 5_000),
+                        ("grpc.enable_retries", 0),
+                        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                    ],
+                )
+                self._channels[grpc_addr] = ch
+            return ch
+
+    def leader_peer(self) -> Peer | None:
+        addr = self.replica.leader_addr()
+        return self.by_raft.get(addr) if addr else None
+
+    def leader_trailers(self) -> tuple[tuple[str, str], ...]:
+        peer = self.leader_peer()
+        return ((LEADER_KEY, peer.grpc),) if peer is not None else ()
+
+    def close(self) -> None:
+        with self._lock:
+            for ch in self._channels.values():
+                ch.close()
+            self._channels.clear()
+
+
+def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+
+
+def _abort(context: grpc.ServicerContext, err: ApiError) -> Any:
+    if err.trailers:
+        context.set_trailing_metadata(err.trailers)
+    context.abort(err.status, err.message)
+
+
+def _outcome_error(outcome: Outcome) -> ApiError:
+    return ApiError(CODE_TO_STATUS.get(outcome.code, grpc.StatusCode.INTERNAL), outcome.message)
+
+
+def _request_id(value: str) -> str:
+    if not value:
+        raise invalid("request_id: required (a client-chosen unique id, reused on retries)")
+    if len(value) > limits.MAX_REQUEST_ID_LENGTH:
+        raise invalid(f"request_id: at most {limits.MAX_REQUEST_ID_LENGTH} characters")
+    return value
+
+
+def _json_object(text: str, field: str, *, max_bytes: int = limits.MAX_JSON_BYTES) -> dict[str, Any]:
+    if not text:
+        return {}
+    if len(text.encode("utf-8")) > max_bytes:
+        raise ApiError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{field}: {len(text.encode('utf-8'))} bytes exceeds the limit of {max_bytes} bytes",
+        )
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise invalid(f"{field}: malformed JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise invalid(f"{field}: must be a JSON object")
+    return value
+
+
+def _name(value: str, field: str) -> str:
+    if not value:
+        raise invalid(f"{field}: required")
+    if len(value) > limits.MAX_NAME_LENGTH:
+        raise invalid(f"{field}: at most {limits.MAX_NAME_LENGTH} characters")
+    return value
+
+
+class _Base:
+    SERVICE = ""
+
+    def __init__(self, node: NodeContext) -> None:
+        self.node = node
+        self.replica = node.replica
+
+    # ---- plumbing shared by every RPC
+
+    def _run(self, context: grpc.ServicerContext, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except ApiError as err:
+            return _abort(context, err)
+        except Rejected as rej:
+            return _abort(context, ApiError(CODE_TO_STATUS[rej.code], rej.message))
+
+    def _set_seq(self, context: grpc.ServicerContext, seq: int, extra: tuple[tuple[str, str], ...] = ()) -> None:
+        context.set_trailing_metadata(((SEQ_KEY, str(seq)),) + extra)
+
+    def _propose(self, context: grpc.ServicerContext, cmd: C.Command) -> Outcome:
+        try:
+            fut = self.replica.propose(cmd)
+        except Overloaded as exc:
+            raise ApiError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"overloaded: {exc}", ((RETRY_AFTER_KEY, "200"),)
+            ) from None
+        except NotLeader as exc:
+            raise ApiError(grpc.StatusCode.UNAVAILABLE, f"not the leader: {exc}", self.node.leader_trailers()) from None
+        remaining = context.time_remaining()
+        timeout = PROPOSE_TIMEOUT_S if remaining is None else max(0.05, min(remaining, PROPOSE_TIMEOUT_S))
+        try:
+            outcome = fut.result(timeout=timeout)
+        except FutureTimeout:
+            raise ApiError(
+                grpc.StatusCode.UNAVAILABLE,
+                "outcome unknown: not committed in time; retry with the same request_id",
+                self.node.leader_trailers(),
+            ) from None
+        except ProposalError as exc:
+            raise self._proposal_error(exc) from None
+        self.node.failpoints.after_commit(cmd.NAME)
+        return outcome
+
+    def _proposal_error(self, exc: ProposalError) -> ApiError:
+        if isinstance(exc, Overloaded):
+            return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), ((RETRY_AFTER_KEY, "200"),))
+        what = "outcome unknown" if isinstance(exc, OutcomeUnknown) else "not applied"
+        return ApiError(
+            grpc.StatusCode.UNAVAILABLE,
+            f"{what}: {exc}; retry with the same request_id",
+            self.node.leader_trailers(),
+        )
+
+    def _mutate(
+        self,
+        context: grpc.ServicerContext,
+        request: Any,
+        method: str,
+        build: Callable[[], C.Command],
+        respond: Callable[[Outcome], Any],
+    ) -> Any:
+        def go() -> Any:
+            cmd = build()  # validation happens here, before anything reaches Raft
+            if self.replica.leader_ready():
+                outcome = self._propose(context, cmd)
+                if not outcome.ok:
+                    self._set_seq(context, outcome.seq)
+                    raise _outcome_error(outcome)
+                self._set_seq(context, outcome.seq)
+                return respond(outcome)
+            return self._forward(context, method, request)
+
+        return self._run(context, go)
+
+    def _forward(self, context: grpc.ServicerContext, method: str, request: Any) -> Any:
+        md = _metadata(context)
+        peer = self.node.leader_peer()
+        if md.get(FORWARDED_KEY) or peer is None or peer.node_id == self.node.node_id:
+            raise ApiError(
+                grpc.StatusCode.UNAVAILABLE,
+                "no ready leader known to this replica; retry shortly",
+                self.node.leader_trailers(),
+            )
+        remaining = context.time_remaining()
+        # With no client deadline grpc reports ~2**63 ns remaining: cap it.
+        timeout = 60.0 if remaining is None else max(0.05, min(remaining - 0.05, 60.0))
+        call = self.node.channel(peer.grpc).unary_unary(
+            f"/{self.SERVICE}/{method}",
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=self._response_type(method).FromString,
+        )
+        fwd_md = [(FORWARDED_KEY, "1")]
+        if MIN_SEQ_KEY in md:
+            fwd_md.append((MIN_SEQ_KEY, md[MIN_SEQ_KEY]))
+        try:
+            response, call_info = call.with_call(request, timeout=timeout, metadata=fwd_md)
+        except grpc.RpcError as err:
+            trailers = tuple(
+                (k, v) for k, v in (err.trailing_metadata() or ()) if k in (SEQ_KEY, LEADER_KEY, RETRY_AFTER_KEY)
+            )
+            code = err.code()
+            if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+                code = grpc.StatusCode.UNAVAILABLE
+            raise ApiError(code, err.details() or "forwarding failed", trailers or ((LEADER_KEY, peer.grpc),)) from None
+        trailers = tuple((k, v) for k, v in (call_info.trailing_metadata() or ()) if k == SEQ_KEY)
+        if trailers:
+            context.set_trailing_metadata(trailers)
+        return response
+
+    def _response_type(self, method: str) -> Any:
+        raise NotImplementedError
+
+    def _read(self, context: grpc.ServicerContext, fn: Callable[[Any], Any]) -> Any:
+        def go() -> Any:
+            md = _metadata(context)
+            try:
+                min_seq = int(md.get(MIN_SEQ_KEY, "0") or 0)
+            except ValueError:
+                raise invalid(f"{MIN_SEQ_KEY}: must be an integer") from None
+            if min_seq and not self.replica.wait_applied(min_seq, READ_WAIT_S):
+                raise ApiError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"this replica has not yet applied sequence {min_seq}; retry on the leader",
+                    self.node.leader_trailers(),
+                )
+            with self.replica.lock:
+                result = fn(self.replica.state)
+                seq = self.replica.state.seq
+            self._set_seq(context, seq)
+            return result
+
+        return self._run(context, go)
+
+
+# ---------------------------------------------------------------- definitions
+
+
+class DefinitionService(_Base, definitions_pb2_grpc.DefinitionServiceServicer):
+    SERVICE = "orchestrator.v1.DefinitionService"
+    _RESP = {
+        "RegisterWorkflowDef": dpb.RegisterWorkflowDefResponse,
+        "RegisterTaskDefs": dpb.RegisterTaskDefsResponse,
+    }
+
+    def _response_type(self, method: str) -> Any:
+        return self._RESP[method]
+
+    def RegisterWorkflowDef(self, request: dpb.RegisterWorkflowDefRequest, context: grpc.ServicerContext) -> Any:
+        def build() -> C.Command:
+            rid = _request_id(request.request_id)
+            raw = _json_object(request.definition_json, "definition_json", max_bytes=limits.MAX_DEFINITION_BYTES)
+            if not raw:
+                raise invalid("definition_json: required")
+            defn = normalize_workflow_def(raw)
+            return C.RegisterWorkflowDef(request_id=rid, definition=defn, overwrite=request.overwrite)
+
+        return self._mutate(
+            context, request, "RegisterWorkflowDef", build,
+            lambda o: dpb.RegisterWorkflowDefResponse(name=o.result["name"], version=o.result["version"]),
+        )
+
+    def RegisterTaskDefs(self, request: dpb.RegisterTaskDefsRequest, context: grpc.ServicerContext) -> Any:
+        def build() -> C.Command:
+            rid = _request_id(request.request_id)
+            if not request.task_def_json:
+                raise invalid("task_def_json: at least one task definition is required")
+            defs = [
+                normalize_task_def(_json_object(text, f"task_def_json[{i}]"), f"task_def_json[{i}]")
+                for i, text in enumerate(request.task_def_json)
+            ]
+            return C.RegisterTaskDefs(request_id=rid, task_defs=defs)
+
+        return self._mutate(
+            context, request, "RegisterTaskDefs", build,
+            lambda o: dpb.RegisterTaskDefsResponse(names=o.result["names"]),
+        )
+
+    def GetWorkflowDef(self, request: dpb.GetWorkflowDefRequest, context: grpc.ServicerContext) -> Any:
+        def fn(st: Any) -> Any:
+            versions = st.workflow_defs.get(_name(request.name, "name"))
+            if not versions:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"workflow definition {request.name!r} is not registered")
+            version = request.version or latest_version(versions)
+            defn = versions.get(str(version))
+            if defn is None:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"workflow definition {request.name!r} has no version {version}")
+            return dpb.GetWorkflowDefResponse(definition_json=json.dumps(defn))
+
+        return self._read(context, fn)
+
+    def ListWorkflowDefs(self, request: dpb.ListWorkflowDefsRequest, context: grpc.ServicerContext) -> Any:
+        def fn(st: Any) -> Any:
+            out = dpb.ListWorkflowDefsResponse()
+            for name in sorted(st.workflow_defs):
+                for v in sorted(st.workflow_defs[name], key=int):
+                    d = st.workflow_defs[name][v]
+                    out.definitions.add(name=name, version=int(v), definition_json=json.dumps(d))
+            return out
+
+        return self._read(context, fn)
+
+    def GetTaskDef(self, request: dpb.GetTaskDefRequest, context: grpc.ServicerContext) -> Any:
+        def fn(st: Any) -> Any:
+            td = st.task_defs.get(_name(request.name, "name"))
+            if td is None:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"task definition {request.name!r} is not registered")
+            return dpb.GetTaskDefResponse(task_def_json=json.dumps(td))
+
+        return self._read(context, fn)
+
+    def ListTaskDefs(self, request: dpb.ListTaskDefsRequest, context: grpc.ServicerContext) -> Any:
+        return self._read(
+            context,
+            lambda st: dpb.ListTaskDefsResponse(task_def_json=[json.dumps(st.task_defs[n]) for n in sorted(st.task_defs)]),
+        )
+
+
+# ---------------------------------------------------------------- workflows
+
+_STRATEGY = {
+    wpb.IDEMPOTENCY_STRATEGY_UNSPECIFIED: "FAIL",
+    wpb.IDEMPOTENCY_STRATEGY_FAIL: "FAIL",
+    wpb.IDEMPOTENCY_STRATEGY_RETURN_EXISTING: "RETURN_EXISTING",
+    wpb.IDEMPOTENCY_STRATEGY_FAIL_ON_RUNNING: "FAIL_ON_RUNNING",
+}
+
+
+class WorkflowService(_Base, workflows_pb2_grpc.WorkflowServiceServicer):
+    SERVICE = "orchestrator.v1.WorkflowService"
+    _RESP = {
+        "StartWorkflow": wpb.StartWorkflowResponse,
+        "TerminateWorkflow": wpb.TerminateWorkflowResponse,
+    }
+
+    def _response_type(self, method: str) -> Any:
+        return self._RESP[method]
+
+    def StartWorkflow(self, request: wpb.StartWorkflowRequest, context: grpc.ServicerContext) -> Any:
+        def build() -> C.Command:
+            rid = _request_id(request.request_id)
+            strategy = _STRATEGY.get(request.idempotency_strategy)
+            if strategy is None:
+                raise invalid(f"idempotency_strategy: unknown value {request.idempotency_strategy}")
+            if request.version < 0:
+                raise invalid("version: must be >= 0 (0 means the latest)")
+            if len(request.correlation_id) > limits.MAX_NAME_LENGTH:
+                raise invalid(f"correlation_id: at most {limits.MAX_NAME_LENGTH} characters")
+            if len(request.idempotency_key) > limits.MAX_NAME_LENGTH:
+                raise invalid(f"idempotency_key: at most {limits.MAX_NAME_LENGTH} characters")
+            if not 0 <= request.priority <= 99:
+                raise invalid("priority: must be between 0 and 99")
+            return C.StartWorkflow(
+                request_id=rid,
+                workflow_id=str(uuid.uuid4()),
+                name=_name(request.name, "name"),
+                version=request.version,
+                input=_json_object(request.input_json, "input_json"),
+                correlation_id=request.correlation_id,
+                idempotency_key=request.idempotency_key,
+                idempotency_strategy=strategy,
+                priority=request.priority,
+            )
+
+        return self._mutate(
+            context, request, "StartWorkflow", build,
+            lambda o: wpb.StartWorkflowResponse(workflow_id=o.result["workflow_id"], created=o.result["created"]),
+        )
+
+    def TerminateWorkflow(self, request: wpb.TerminateWorkflowRequest, context: grpc.ServicerContext) -> Any:
+        def build() -> C.Command:
+            if len(request.reason) > limits.MAX_REASON_LENGTH:
+                raise invalid(f"reason: at most {limits.MAX_REASON_LENGTH} characters")
+            return C.TerminateWorkflow(
+                request_id=_request_id(request.request_id),
+                workflow_id=_name(request.workflow_id, "workflow_id"),
+                reason=request.reason,
+            )
+
+        return self._mutate(context, request, "TerminateWorkflow", build, lambda o: wpb.TerminateWorkflowResponse())
+
+    def GetWorkflow(self, request: wpb.GetWorkflowRequest, context: grpc.ServicerContext) -> Any:
+        def fn(st: Any) -> Any:
+            wf = st.workflows.get(_name(request.workflow_id, "workflow_id"))
+            if wf is None:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"workflow {request.workflow_id} not found")
+            return wpb.GetWorkflowResponse(
+                workflow=views.workflow_pb(wf, st.tasks if request.include_tasks else None)
+            )
+
+        return self._read(context, fn)
+
+    def ListWorkflows(self, request: wpb.ListWorkflowsRequest, context: grpc.ServicerContext) -> Any:
+        limit = request.limit or 100
+        status = ""
+        if request.status:
+            status = wpb.WorkflowStatus.Name(request.status).removeprefix("WORKFLOW_STATUS_")
+
+        def fn(st: Any) -> Any:
+            if not 1 <= limit <= 1000:
+                raise invalid("limit: must be between 1 and 1000")
+            out = wpb.ListWorkflowsResponse()
+            for wf in reversed(st.workflows.values()):
+                if request.workflow_name and wf["workflowName"] != request.workflow_name:
+                    continue
+                if status and wf["status"] != status:
+                    continue
+                out.workflows.append(views.workflow_pb(wf, None))
+                if len(out.workflows) >= limit:
+                    break
+            return out
+
+        return self._read(context, fn)
+
+
+# ---------------------------------------------------------------- tasks
+
+
+class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
+    SERVICE = "orchestrator.v1.TaskService"
+    _RESP = {
+        "PollTasks": tpb.PollTasksResponse,
+        "CompleteTask": tpb.CompleteTaskResponse,
+        "FailTask": tpb.FailTaskResponse,
+        "HeartbeatTask": tpb.HeartbeatTaskResponse,
+    }
+
+    def _response_type(self, method: str) -> Any:
+        return self._RESP[method]
+
+    def PollTasks(self, request: tpb.PollTasksRequest, context: grpc.ServicerContext) -> Any:
+        def go() -> Any:
+            rid = _request_id(request.request_id)
+            task_type = _name(request.task_type, "task_type")
+            count = request.count or 1
+            if not 1 <= count <= limits.MAX_POLL_COUNT:
+                raise invalid(f"count: must be between 1 and {limits.MAX_POLL_COUNT}")
+            if not 0 <= request.timeout_ms <= limits.MAX_POLL_TIMEOUT_MS:
+                raise invalid(f"timeout_ms: must be between 0 and {limits.MAX_POLL_TIMEOUT_MS}")
+            if len(request.worker_id) > limits.MAX_NAME_LENGTH:
+                raise invalid(f"worker_id: at most {limits.MAX_NAME_LENGTH} characters")
+            if not self.replica.leader_ready():
+                return self._forward(context, "PollTasks", request)
+            remaining = context.time_remaining()
+            wait_s = request.timeout_ms / 1000.0
+            if remaining is not None:
+                wait_s = max(0.0, min(wait_s, remaining - 0.5))
+            try:
+                outcome = self.node.dispatcher.poll(rid, task_type, request.worker_id, count, wait_s)
+            except ProposalError as exc:
+                raise self._proposal_error(exc) from None
+            except FutureTimeout:
+                raise ApiError(
+                    grpc.StatusCode.UNAVAILABLE, "poll outcome unknown; retry with the same request_id"
+                ) from None
+            if not outcome.ok:
+                if outcome.code is Code.FAILED_PRECONDITION:  # stale epoch: leadership moved
+                    raise ApiError(grpc.StatusCode.UNAVAILABLE, outcome.message, self.node.leader_trailers())
+                raise _outcome_error(outcome)
+            self.node.failpoints.after_commit("PollTasks")
+            resp = tpb.PollTasksResponse()
+            with self.replica.lock:
+                st = self.replica.state
+                for tid in outcome.result.get("task_ids", []):
+                    t = st.tasks.get(tid)
+                    # A retried poll returns what the first one leased, while still leased to us.
+                    if t is not None and t["status"] == "IN_PROGRESS" and t["workerId"] == request.worker_id:
+                        resp.tasks.append(views.task_pb(t))
+                seq = st.seq
+            self._set_seq(context, max(seq, outcome.seq))
+            return resp
+
+        return self._run(context, go)
+
+    def CompleteTask(self, request: tpb.CompleteTaskRequest, context: grpc.ServicerContext) -> Any:
+        def build() -> C.Command:
+            return C.CompleteTask(
+                request_id=_request_id(request.request_id),
+                task_id=_name(request.task_id, "task_id"),
+                output=_json_object(request.output_json, "output_json"),
+                worker_id=request.worker_id[: limits.MAX_NAME_LENGTH],
+            )
+
+        return self._mutate(context, request, "CompleteTask", build, lambda o: tpb.CompleteTaskResponse())
+
+    def FailTask(self, request: tpb.FailTaskRequest, context: grpc.ServicerContext) -> Any:
+        def build() -> C.Command:
+            if len(request.reason) > limits.MAX_REASON_LENGTH:
+                raise invalid(f"reason: at most {limits.MAX_REASON_LENGTH} characters")
+            return C.FailTask(
+                request_id=_request_id(request.request_id),
+                task_id=_name(request.task_id, "task_id"),
+                reason=request.reason,
+                terminal=request.terminal,
+                output=_json_object(request.output_json, "output_json"),
+                worker_id=request.worker_id[: limits.MAX_NAME_LENGTH],
+            )
+
+        return self._mutate(context, request, "FailTask", build, lambda o: tpb.FailTaskResponse())
+
+    def HeartbeatTask(self, request: tpb.HeartbeatTaskRequest, context: grpc.ServicerContext) -> Any:
+        def build() -> C.Command:
+            return C.HeartbeatTask(
+                request_id=_request_id(request.request_id),
+                task_id=_name(request.task_id, "task_id"),
+                worker_id=request.worker_id[: limits.MAX_NAME_LENGTH],
+            )
+
+        return self._mutate(
+            context, request, "HeartbeatTask", build,
+            lambda o: tpb.HeartbeatTaskResponse(lease_expires_ms=o.result["lease_expires_ms"]),
+        )
+
+
+# ---------------------------------------------------------------- cluster
+
+
+def serving_state(replica: Replica) -> tuple[bool, str]:
+    """Health: serving only with a known leader and a replica that has caught up."""
+    if replica.apply_error:
+        return False, replica.apply_error
+    st = replica.status()
+    if not st["leader"]:
+        return False, "no leader"
+    if not st["ready"]:
+        return False, "catching up with the leader"
+    if st["role"] == "LEADER" and not replica.leader_ready():
+        return False, "leader epoch not yet committed"
+    if st["commit_index"] - st["last_applied"] > 1000:
+        return False, f"applying: {st['commit_index'] - st['last_applied']} entries behind"
+    return True, ""
+
+
+class ClusterService(_Base, cluster_pb2_grpc.ClusterServiceServicer):
+    SERVICE = "orchestrator.v1.ClusterService"
+
+    def local_status(self) -> cpb.ReplicaStatus:
+        st = self.replica.status()
+        me = next((p for p in self.node.peers if p.node_id == self.node.node_id), None)
+        leader = self.node.leader_peer()
+        serving, detail = serving_state(self.replica)
+        return cpb.ReplicaStatus(
+            node_id=self.node.node_id,
+            role=st["role"],
+            term=st["term"],
+            applied_sequence=st["applied_sequence"],
+            grpc_address=me.grpc if me else "",
+            raft_address=me.raft if me else "",
+            leader_id=leader.node_id if leader else "",
+            leader_grpc_address=leader.grpc if leader else "",
+            commit_index=st["commit_index"],
+            raft_log_length=st["log_len"],
+            serving=serving,
+            detail=detail,
+            cluster_time_ms=st["cluster_time_ms"],
+            workflows=st["workflows"],
+        )
+
+    def GetReplicaStatus(self, request: cpb.GetReplicaStatusRequest, context: grpc.ServicerContext) -> Any:
+        return self._run(context, self.local_status)
+
+    def GetClusterStatus(self, request: cpb.GetClusterStatusRequest, context: grpc.ServicerContext) -> Any:
+        def one(peer: Peer) -> cpb.ReplicaStatus:
+            if peer.node_id == self.node.node_id:
+                return self.local_status()
+            stub = cluster_pb2_grpc.ClusterServiceStub(self.node.channel(peer.grpc))
+            try:
+                resp: cpb.ReplicaStatus = stub.GetReplicaStatus(cpb.GetReplicaStatusRequest(), timeout=1.0)
+                return resp
+            except grpc.RpcError as err:
+                return cpb.ReplicaStatus(
+                    node_id=peer.node_id, role="UNREACHABLE", grpc_address=peer.grpc,
+                    raft_address=peer.raft, detail=f"{err.code().name}: {err.details()}",
+                )
+
+        def go() -> Any:
+            with ThreadPoolExecutor(max_workers=max(1, len(self.node.peers))) as pool:
+                replicas = list(pool.map(one, self.node.peers))
+            leader = self.node.leader_peer()
+            return cpb.GetClusterStatusResponse(replicas=replicas, leader_id=leader.node_id if leader else "")
+
+        return self._run(context, go)
+
+
+def wait_until(pred: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval_s)
+    return pred()

@@ -1,0 +1,192 @@
+"""Bring up N replicas as child processes on this machine (used by `make run` and the tests)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from . import config as cfgmod
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(
+    path: str,
+    n: int = 3,
+    grpc_ports: list[int] | None = None,
+    raft_ports: list[int] | None = None,
+    raft: dict[str, Any] | None = None,
+    data_root: str = "data",
+) -> str:
+    """Write a cluster config (and a fresh password file, if missing) for n loopback replicas."""
+    grpc_ports = grpc_ports or [free_port() for _ in range(n)]
+    raft_ports = raft_ports or [free_port() for _ in range(n)]
+    base = os.path.dirname(os.path.abspath(path))
+    os.makedirs(base, exist_ok=True)
+    pw = os.path.join(base, "raft-password")
+    if not os.path.exists(pw):
+        fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    cfgmod.write(
+        path,
+        {
+            "password_file": "raft-password",
+            "data_root": data_root,
+            "replicas": [
+                {"id": f"n{i + 1}", "grpc": f"127.0.0.1:{grpc_ports[i]}", "raft": f"127.0.0.1:{raft_ports[i]}"}
+                for i in range(n)
+            ],
+            "raft": raft or {},
+        },
+    )
+    return path
+
+
+@dataclass
+class ReplicaProcess:
+    node_id: str
+    grpc: str
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: str = ""
+
+
+@dataclass
+class LocalCluster:
+    config_path: str
+    env: dict[str, str] = field(default_factory=dict)
+    replicas: dict[str, ReplicaProcess] = field(default_factory=dict)
+    log_dir: str = ""
+
+    def __post_init__(self) -> None:
+        cfg = cfgmod.load(self.config_path)
+        self.cfg = cfg
+        self.log_dir = self.log_dir or os.path.join(os.path.dirname(self.config_path), "logs")
+        os.makedirs(self.log_dir, exist_ok=True)
+        for r in cfg.replicas:
+            self.replicas[r.node_id] = ReplicaProcess(r.node_id, r.grpc, log_path=os.path.join(self.log_dir, f"{r.node_id}.log"))
+
+    @property
+    def addresses(self) -> list[str]:
+        return [r.grpc for r in self.replicas.values()]
+
+    def start(self, node_id: str, extra_env: dict[str, str] | None = None) -> None:
+        rp = self.replicas[node_id]
+        if rp.proc is not None and rp.proc.poll() is None:
+            return
+        env = dict(os.environ, **self.env, **(extra_env or {}))
+        log = open(rp.log_path, "ab")
+        rp.proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "serve", "--config", self.config_path, "--node", node_id],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+
+    def start_all(self) -> None:
+        for nid in self.replicas:
+            self.start(nid)
+
+    def pid(self, node_id: str) -> int | None:
+        p = self.replicas[node_id].proc
+        return p.pid if p is not None and p.poll() is None else None
+
+    def signal(self, node_id: str, sig: int) -> None:
+        pid = self.pid(node_id)
+        if pid is not None:
+            os.kill(pid, sig)
+
+    def kill(self, node_id: str) -> None:
+        """kill -9 and reap."""
+        p = self.replicas[node_id].proc
+        if p is not None and p.poll() is None:
+            try:
+                os.kill(p.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            p.kill()
+            p.wait(10)
+
+    def stop(self, node_id: str, timeout_s: float = 10.0) -> None:
+        p = self.replicas[node_id].proc
+        if p is None or p.poll() is not None:
+            return
+        try:
+            os.kill(p.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        p.terminate()
+        try:
+            p.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+    def stop_all(self) -> None:
+        for nid in self.replicas:
+            self.stop(nid)
+
+    def kill_all(self) -> None:
+        for nid in self.replicas:
+            self.kill(nid)
+
+    def alive(self, node_id: str) -> bool:
+        return self.pid(node_id) is not None
+
+    def health(self, node_id: str, timeout_s: float = 1.0) -> bool:
+        addr = self.replicas[node_id].grpc
+        try:
+            with grpc.insecure_channel(addr) as ch:
+                resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+                return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+        except grpc.RpcError:
+            return False
+
+    def wait_healthy(self, node_ids: list[str] | None = None, timeout_s: float = 60.0) -> None:
+        ids = node_ids or list(self.replicas)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            bad = [nid for nid in ids if not self.health(nid)]
+            if not bad:
+                return
+            for nid in bad:
+                p = self.replicas[nid].proc
+                if p is not None and p.poll() is not None:
+                    raise RuntimeError(f"replica {nid} exited with {p.returncode}; see {self.replicas[nid].log_path}")
+            time.sleep(0.2)
+        raise TimeoutError(f"replicas {bad} not healthy after {timeout_s}s")
+
+    def leader(self, timeout_s: float = 1.0) -> str | None:
+        """The node id every reachable replica agrees leads, or None."""
+        from orchestrator_client.v1 import cluster_pb2, cluster_pb2_grpc
+
+        seen = set()
+        for nid, rp in self.replicas.items():
+            if not self.alive(nid):
+                continue
+            try:
+                with grpc.insecure_channel(rp.grpc) as ch:
+                    st = cluster_pb2_grpc.ClusterServiceStub(ch).GetReplicaStatus(
+                        cluster_pb2.GetReplicaStatusRequest(), timeout=timeout_s
+                    )
+                    if st.role == "LEADER" and st.serving:
+                        seen.add(nid)
+            except grpc.RpcError:
+                continue
+        return seen.pop() if len(seen) == 1 else None

@@ -1,0 +1,1 @@
+"""The pysyncobj adapter: the only code that knows pysyncobj exists."""

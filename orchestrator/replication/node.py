@@ -1,0 +1,396 @@
+"""The replica's Raft node: pysyncobj behind one replicated method, group commit and epochs.
+
+- Exactly one replicated method (`_raft_apply`), taking envelope bytes. pysyncobj numbers
+  replicated methods by their sorted names, so there is never a second one.
+- Group commit: proposals queue while entries are in flight; the next entry carries everything
+  queued (up to `batch_max_bytes`). One outcome per command comes back.
+- Bounded in-flight work: beyond `max_pending` queued commands, propose() raises Overloaded.
+- Leader epochs: a new leader first commits LeaderEpoch(term); it serves proposals only once
+  that is applied locally (`leader_ready`).
+- Cluster time: stamped only by the leader into each envelope, advanced by the leader's
+  monotonic clock from the applied cluster time, so wall-clock jumps do not move it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import structlog
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.node import TCPNode
+
+from ..core import codec
+from ..core.commands import Command, LeaderEpoch
+from ..core.errors import Code
+from ..core.machine import Effects, Outcome, apply_batch
+from ..core.state import State
+from . import envelope, snapshot
+
+log = structlog.get_logger("replication")
+
+_ROLE = {0: "FOLLOWER", 1: "CANDIDATE", 2: "LEADER"}
+
+
+class ProposalError(Exception):
+    """The command was not (known to be) applied."""
+
+    definitely_not_applied = True
+
+
+class NotLeader(ProposalError):
+    pass
+
+
+class Overloaded(ProposalError):
+    pass
+
+
+class OutcomeUnknown(ProposalError):
+    definitely_not_applied = False
+
+
+@dataclass
+class RaftSettings:
+    self_addr: str
+    peers: list[str]
+    password: str
+    data_dir: str
+    bind_addr: str | None = None
+    append_entries_period_s: float = 0.05
+    election_min_s: float = 0.6
+    election_max_s: float = 1.2
+    leader_fallback_s: float = 1.0
+    connection_timeout_s: float = 2.0
+    connection_retry_s: float = 0.5
+    auto_tick_period_s: float = 0.02
+    log_compaction_min_entries: int = 5000
+    log_compaction_min_time_s: float = 300.0
+    batch_max_bytes: int = 64 * 1024
+    max_in_flight_entries: int = 4
+    max_pending: int = 20_000
+
+
+@dataclass
+class _Pending:
+    data: bytes
+    futures: list[Future[Outcome]] = field(default_factory=list)
+    cmd_names: list[str] = field(default_factory=list)
+
+
+class _Raft(SyncObj):  # type: ignore[misc]
+    def __init__(self, owner: Replica, self_addr: str, peers: list[str], conf: SyncObjConf) -> None:
+        self._owner = owner  # set before SyncObj.__init__: never part of any pickle
+        super().__init__(self_addr, peers, conf=conf)
+
+    @replicated  # type: ignore[misc]
+    def _raft_apply(self, data: bytes) -> Any:
+        return self._owner._apply_entry(data)
+
+
+class Replica:
+    """Owns the State, the lock that guards it, and the pysyncobj node."""
+
+    def __init__(self, settings: RaftSettings, failpoints: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.state = State()
+        self.lock = threading.RLock()
+        self.listeners: list[Callable[[Effects], None]] = []
+        self.applied_cond = threading.Condition(self.lock)
+        self.apply_error: str = ""
+        self._queue: deque[tuple[bytes, Future[Outcome], str]] = deque()
+        self._queue_bytes = 0
+        self._qlock = threading.Lock()
+        self._qcond = threading.Condition(self._qlock)
+        self._in_flight = 0
+        self._leader_term = 0  # term we lead in, 0 when not leading
+        self._clock_base_ms = 0
+        self._clock_base_mono = 0.0
+        self._last_stamp_ms = 0
+        self._stopped = False
+        self._epoch_future: Future[Outcome] | None = None
+        self.failpoints = failpoints or {}
+        os.makedirs(settings.data_dir, exist_ok=True)
+        self.journal_path = os.path.join(settings.data_dir, "raft.journal")
+        self.dump_path = os.path.join(settings.data_dir, "raft.dump")
+        if os.path.exists(self.dump_path):
+            # pysyncobj only logs a failed dump load and carries on with an empty state; refuse
+            # to start instead, before it can serve anything wrong.
+            snapshot.read_snapshot(self.dump_path)
+        serializer, deserializer = snapshot.make_hooks(self._dump_state, self._load_state, TCPNode)
+        conf = SyncObjConf(
+            password=settings.password,
+            bindAddress=settings.bind_addr or settings.self_addr,
+            dynamicMembershipChange=True,
+            appendEntriesUseBatch=False,
+            appendEntriesPeriod=settings.append_entries_period_s,
+            raftMinTimeout=settings.election_min_s,
+            raftMaxTimeout=settings.election_max_s,
+            leaderFallbackTimeout=settings.leader_fallback_s,
+            connectionTimeout=max(settings.connection_timeout_s, settings.election_max_s),
+            connectionRetryTime=settings.connection_retry_s,
+            autoTickPeriod=settings.auto_tick_period_s,
+            appendEntriesBatchSizeBytes=max(settings.batch_max_bytes * 2, 2**16),
+            logCompactionMinEntries=settings.log_compaction_min_entries,
+            logCompactionMinTime=settings.log_compaction_min_time_s,
+            logCompactionSplit=True,
+            journalFile=self.journal_path,
+            fullDumpFile=self.dump_path,
+            serializer=serializer,
+            deserializer=deserializer,
+            onStateChanged=self._on_state_changed,
+        )
+        # Must run on a thread that lives as long as the process: pysyncobj's tick thread exits
+        # when the thread that built the SyncObj does.
+        self.raft = _Raft(self, settings.self_addr, settings.peers, conf)
+        self._proposer = threading.Thread(target=self._propose_loop, name="proposer", daemon=True)
+        self._proposer.start()
+
+    # ------------------------------------------------------------ apply (tick thread)
+
+    def _apply_entry(self, data: bytes) -> list[Outcome]:
+        # Nothing may escape: pysyncobj retries a raising entry forever and wedges every replica.
+        try:
+            try:
+                env = envelope.decode(data)
+            except envelope.EnvelopeError as exc:
+                with self.lock:
+                    self.state.seq += 1  # keep sequence numbers aligned on every replica
+                self.apply_error = f"rejected corrupt log entry: {exc}"
+                log.error("corrupt_log_entry", error=str(exc))
+                return []
+            with self.lock:
+                outcomes, fx = apply_batch(self.state, env.now_ms, env.commands)
+                self.applied_cond.notify_all()
+            for listener in self.listeners:
+                try:
+                    listener(fx)
+                except Exception:
+                    log.exception("listener_failed")
+            return outcomes
+        except Exception as exc:  # pragma: no cover - a bug; never let it reach pysyncobj
+            log.exception("apply_failed")
+            self.apply_error = f"apply failed: {exc}"
+            return []
+
+    def _dump_state(self) -> tuple[bytes, int]:
+        with self.lock:
+            return self.state.snapshot_bytes(), self.state.seq
+
+    def _load_state(self, data: bytes) -> None:
+        new = State.from_snapshot_bytes(data)
+        with self.lock:
+            self.state = new
+            self.applied_cond.notify_all()
+        log.info("snapshot_loaded", seq=new.seq)
+        fx = Effects(ready_types=list(new.queues), timers_changed=True)
+        for listener in self.listeners:
+            try:
+                listener(fx)
+            except Exception:
+                log.exception("listener_failed")
+
+    # ------------------------------------------------------------ leadership
+
+    def _on_state_changed(self, old: int, new: int) -> None:
+        # tick thread: keep it short
+        if new == 2:
+            term = self.raft.raftCurrentTerm
+            with self.lock:
+                applied_ms = self.state.clock_ms
+            self._clock_base_ms = applied_ms if applied_ms > 0 else int(time.time() * 1000)
+            self._clock_base_mono = time.monotonic()
+            self._leader_term = term
+            log.info("became_leader", term=term)
+            self._propose_epoch(term)
+        elif old == 2:
+            self._leader_term = 0
+            log.info("lost_leadership", new_role=_ROLE.get(new))
+            self._fail_queued(NotLeader("leadership lost before the command was proposed"))
+
+    def _propose_epoch(self, term: int) -> None:
+        fut: Future[Outcome] = Future()
+        self._epoch_future = fut
+        try:
+            self._enqueue(codec.dumps_bytes(LeaderEpoch(term=term).to_dict()), fut, "LeaderEpoch")
+        except ProposalError as exc:
+            fut.set_exception(exc)
+
+    def ensure_epoch(self) -> None:
+        """Re-propose LeaderEpoch if the first attempt failed (called by the runtime's timer)."""
+        term = self._leader_term
+        if not term or not self.raft._isLeader():
+            return
+        with self.lock:
+            if self.state.epoch >= term:
+                return
+        fut = self._epoch_future
+        if fut is None or (fut.done() and fut.exception() is not None):
+            self._propose_epoch(term)
+
+    def now_ms(self) -> int:
+        """Cluster time as this leader stamps it: applied base + own monotonic delta."""
+        now = self._clock_base_ms + int((time.monotonic() - self._clock_base_mono) * 1000)
+        if now < self._last_stamp_ms:
+            now = self._last_stamp_ms
+        self._last_stamp_ms = now
+        return now
+
+    @property
+    def leader_term(self) -> int:
+        return self._leader_term
+
+    def leader_ready(self) -> bool:
+        term = self._leader_term
+        if not term or not self.raft._isLeader():
+            return False
+        with self.lock:
+            return self.state.epoch == term
+
+    def leader_addr(self) -> str | None:
+        leader = self.raft._getLeader()
+        return leader.address if leader is not None else None
+
+    def role(self) -> str:
+        if self.raft._isLeader():
+            return "LEADER"
+        st = self.raft.getStatus()
+        return _ROLE.get(st.get("state", 0), "FOLLOWER")
+
+    # ------------------------------------------------------------ proposals
+
+    def propose(self, cmd: Command) -> Future[Outcome]:
+        """Queue a command for the next group-commit entry. Leader only."""
+        if not self.leader_ready():
+            raise NotLeader("this replica is not the ready leader")
+        fut: Future[Outcome] = Future()
+        self._enqueue(codec.dumps_bytes(cmd.to_dict()), fut, cmd.NAME)
+        return fut
+
+    def _enqueue(self, data: bytes, fut: Future[Outcome], name: str) -> None:
+        with self._qcond:
+            if len(self._queue) >= self.settings.max_pending:
+                raise Overloaded(f"{len(self._queue)} commands already waiting for Raft")
+            self._queue.append((data, fut, name))
+            self._queue_bytes += len(data)
+            self._qcond.notify()
+
+    def _fail_queued(self, exc: ProposalError) -> None:
+        with self._qcond:
+            items = list(self._queue)
+            self._queue.clear()
+            self._queue_bytes = 0
+        for _, fut, _ in items:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def _propose_loop(self) -> None:
+        while not self._stopped:
+            with self._qcond:
+                while not self._stopped and (
+                    not self._queue or self._in_flight >= self.settings.max_in_flight_entries
+                ):
+                    self._qcond.wait(0.5)
+                if self._stopped:
+                    return
+                batch: list[tuple[bytes, Future[Outcome], str]] = []
+                size = 0
+                while self._queue and (not batch or size + len(self._queue[0][0]) <= self.settings.batch_max_bytes):
+                    item = self._queue.popleft()
+                    size += len(item[0])
+                    batch.append(item)
+                self._queue_bytes -= size
+                self._in_flight += 1
+            term = self._leader_term
+            if not term or not self.raft._isLeader():
+                self._entry_done()
+                for _, fut, _ in batch:
+                    if not fut.done():
+                        fut.set_exception(NotLeader("not the leader"))
+                continue
+            data = envelope.encode_commands(term, self.now_ms(), [b for b, _, _ in batch])
+            futures = [f for _, f, _ in batch]
+            try:
+                self.raft._raft_apply(data, callback=self._make_callback(futures))
+            except Exception as exc:  # e.g. pysyncobj's own queue full
+                self._entry_done()
+                for fut in futures:
+                    if not fut.done():
+                        fut.set_exception(Overloaded(f"raft refused the entry: {exc}"))
+
+    def _entry_done(self) -> None:
+        with self._qcond:
+            self._in_flight -= 1
+            self._qcond.notify()
+
+    def _make_callback(self, futures: list[Future[Outcome]]) -> Callable[[Any, int], None]:
+        def callback(result: Any, err: int) -> None:
+            self._entry_done()
+            if err == FAIL_REASON.SUCCESS and isinstance(result, list) and len(result) == len(futures):
+                for fut, outcome in zip(futures, result):
+                    if not fut.done():
+                        fut.set_result(outcome)
+                return
+            if err in (FAIL_REASON.QUEUE_FULL, FAIL_REASON.MISSING_LEADER, FAIL_REASON.DISCARDED,
+                       FAIL_REASON.NOT_LEADER):
+                exc: ProposalError = NotLeader(f"raft did not apply the entry (reason {err})")
+            elif err == FAIL_REASON.SUCCESS:
+                exc = OutcomeUnknown("the entry was applied but produced no outcomes")
+            else:
+                exc = OutcomeUnknown(f"raft outcome unknown (reason {err})")
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(exc)
+
+        return callback
+
+    # ------------------------------------------------------------ reads
+
+    def wait_applied(self, seq: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self.applied_cond:
+            while self.state.seq < seq:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.applied_cond.wait(left)
+            return True
+
+    def status(self) -> dict[str, Any]:
+        st = self.raft.getStatus()
+        with self.lock:
+            seq, clock, n_wf = self.state.seq, self.state.clock_ms, len(self.state.workflows)
+        return {
+            "role": self.role(),
+            "term": int(st.get("raft_term", 0)),
+            "commit_index": int(st.get("commit_idx", 0)),
+            "last_applied": int(st.get("last_applied", 0)),
+            "log_len": int(st.get("log_len", 0)),
+            "leader": self.leader_addr(),
+            "ready": bool(self.raft.isReady()),
+            "has_quorum": bool(st.get("has_quorum", False)),
+            "applied_sequence": seq,
+            "cluster_time_ms": clock,
+            "workflows": n_wf,
+        }
+
+    def force_snapshot(self) -> None:
+        self.raft.forceLogCompaction()
+
+    def stop(self) -> None:
+        self._stopped = True
+        with self._qcond:
+            self._qcond.notify_all()
+        self._fail_queued(NotLeader("replica stopping"))
+        try:
+            self.raft.destroy()
+        except Exception:
+            pass

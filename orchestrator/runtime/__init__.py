@@ -1,0 +1,1 @@
+"""Per-process duties: the leader's dispatcher and long-poll waiters, and the timer."""
