@@ -31,8 +31,8 @@ __all__ = [
     "TaskContext",
     "TaskFailure",
     "UnavailableError",
-    "Workflow",
     "Worker",
     "WorkerStats",
+    "Workflow",
     "__version__",
 ]

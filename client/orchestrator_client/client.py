@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Self, TypeVar
 
 import grpc
 from google.protobuf import descriptor as _descriptor
@@ -78,9 +78,9 @@ _CHANNEL_OPTIONS: Final[tuple[tuple[str, int], ...]] = (
     # The client retries itself, with the request-id and leader-hint rules grpc cannot know.
     ("grpc.enable_retries", 0),
     # grpc's default reconnect backoff grows to 120 s, during which a channel to a restarted
-    # replica fails fast; failover tests and real restarts need it back within seconds.
+    # replica fails fast; failover needs it back within seconds. grpc.min_reconnect_backoff_ms
+    # is left alone: grpc uses it as the connect (TCP + TLS + HTTP/2) timeout.
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
     # A ListWorkflows page of 1000 workflows can pass the 4 MiB default.
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -152,13 +152,17 @@ def _enum_name(wrapper: Any, value: int, prefix: str) -> str:
 
 def _enum_key(wrapper: Any, name: str, prefix: str, what: str) -> str:
     """The full enum value name for a short one ("RUNNING" -> "WORKFLOW_STATUS_RUNNING")."""
+    unspecified = prefix + "UNSPECIFIED"
     key = name.strip().upper()
     if not key.startswith(prefix):
         key = prefix + key
-    if key not in wrapper.keys() or key == prefix + "UNSPECIFIED":
-        choices = ", ".join(
-            n.removeprefix(prefix) for n in wrapper.keys() if n != prefix + "UNSPECIFIED"
-        )
+    try:
+        wrapper.Value(key)
+    except ValueError:
+        key = unspecified
+    if key == unspecified:
+        names = [n for n, _ in wrapper.items() if n != unspecified]
+        choices = ", ".join(n.removeprefix(prefix) for n in names)
         raise ValueError(f"unknown {what} {name!r}; expected one of {choices}")
     return key
 
@@ -371,9 +375,7 @@ _REGISTER_TASK_DEFS = _method(
     "DefinitionService", "RegisterTaskDefs", definitions_pb2.RegisterTaskDefsResponse
 )
 _GET_TASK_DEF = _method("DefinitionService", "GetTaskDef", definitions_pb2.GetTaskDefResponse)
-_LIST_TASK_DEFS = _method(
-    "DefinitionService", "ListTaskDefs", definitions_pb2.ListTaskDefsResponse
-)
+_LIST_TASK_DEFS = _method("DefinitionService", "ListTaskDefs", definitions_pb2.ListTaskDefsResponse)
 _START_WORKFLOW = _method("WorkflowService", "StartWorkflow", workflows_pb2.StartWorkflowResponse)
 _GET_WORKFLOW = _method("WorkflowService", "GetWorkflow", workflows_pb2.GetWorkflowResponse)
 _TERMINATE_WORKFLOW = _method(
@@ -388,6 +390,13 @@ _GET_CLUSTER_STATUS = _method(
     "ClusterService", "GetClusterStatus", cluster_pb2.GetClusterStatusResponse
 )
 _GET_REPLICA_STATUS = _method("ClusterService", "GetReplicaStatus", cluster_pb2.ReplicaStatus)
+
+
+def _is_retryable(code: grpc.StatusCode, details: str) -> bool:
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+        # grpc's own message-size limit, not backpressure: every retry would fail the same way.
+        return False
+    return code in _RETRYABLE_CODES
 
 
 def _serialize(message: Message) -> bytes:
@@ -560,7 +569,7 @@ class OrchestratorClient:
         for channel in channels:
             channel.close()
 
-    def __enter__(self) -> OrchestratorClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -1255,9 +1264,7 @@ class OrchestratorClient:
                 method, request, request_id, attempt_timeout, budget, pinned_address
             )
         except OrchestratorError as exc:
-            self._record(
-                "unknown" if exc.outcome_unknown else "fail", method.name, request_id, exc
-            )
+            self._record("unknown" if exc.outcome_unknown else "fail", method.name, request_id, exc)
             raise
         except BaseException as exc:
             # Whatever interrupted the call (a bug, KeyboardInterrupt), the history must not be
@@ -1297,7 +1304,7 @@ class OrchestratorClient:
                     self._route_succeeded(address, pos)
                 return response
 
-            if code not in _RETRYABLE_CODES:
+            if not _is_retryable(code, details):
                 # The replica answered, so it is healthy: keep routing to it.
                 if pinned_address is None:
                     self._route_succeeded(address, pos)
@@ -1466,8 +1473,7 @@ class OrchestratorClient:
         if seq is None:
             return
         with self._lock:
-            if seq > self._max_seq:
-                self._max_seq = seq
+            self._max_seq = max(self._max_seq, seq)
 
     def _record(self, event: str, op: str, request_id: str, detail: object) -> None:
         recorder = self._recorder

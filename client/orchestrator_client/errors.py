@@ -97,8 +97,15 @@ class OrchestratorError(Exception):
         # matters to users who ship errors across process pools.
         return (
             _rebuild,
-            (type(self), self.code, self.details, self.op, self.request_id, self.attempts,
-             self.address),
+            (
+                type(self),
+                self.code,
+                self.details,
+                self.op,
+                self.request_id,
+                self.attempts,
+                self.address,
+            ),
         )
 
 
@@ -144,10 +151,10 @@ class UnavailableError(OrchestratorError):
     def _message(self) -> str:
         where = f"{self.op}: " if self.op else ""
         rid = f", request_id={self.request_id}" if self.request_id else ""
-        last = f" (last from {self.address})" if self.address else ""
+        source = f" from {self.address}" if self.address else ""
         return (
             f"{where}no replica served the call after {self.attempts} attempt(s){rid}; "
-            f"last error{last}: {self.code.name}: {self.details}"
+            f"last error{source}: {self.code.name}: {self.details}"
         )
 
 

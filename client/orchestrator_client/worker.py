@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Final, cast
+from typing import Any, Final, Self, TypeVar, cast
 
 from orchestrator_client.client import OrchestratorClient, Task
 from orchestrator_client.errors import (
@@ -52,6 +52,7 @@ _POLL_ERROR_BACKOFF_MAX_S: Final = 5.0
 _MIN_EMPTY_POLL_S: Final = 0.05
 _EMPTY_POLL_PAUSE_S: Final = 0.1
 _MIN_HEARTBEAT_INTERVAL_S: Final = 0.1
+
 
 class TaskFailure(Exception):
     """Raised by a handler to fail its task with a chosen reason.
@@ -82,9 +83,7 @@ class TaskFailure(Exception):
         return (_rebuild_failure, (self.reason, self.terminal, self.output))
 
 
-def _rebuild_failure(
-    reason: str, terminal: bool, output: Mapping[str, Any] | None
-) -> TaskFailure:
+def _rebuild_failure(reason: str, terminal: bool, output: Mapping[str, Any] | None) -> TaskFailure:
     return TaskFailure(reason, terminal=terminal, output=output)
 
 
@@ -201,6 +200,9 @@ Handler = Callable[[Task], TaskOutput] | Callable[[Task, TaskContext], TaskOutpu
 """A task handler: ``fn(task)`` or ``fn(task, ctx)``, returning the output (or None)."""
 
 
+_HandlerT = TypeVar("_HandlerT", bound=Handler)
+
+
 @dataclass(slots=True)
 class _Registration:
     task_type: str
@@ -294,7 +296,8 @@ class Worker:
         self._slots_changed = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
         self._heartbeat_wakeup = threading.Condition(self._lock)
-        self._running: dict[str, TaskContext] = {}
+        self._running: dict[str, TaskContext] = {}  # handler started, not yet reported
+        self._leased: set[str] = set()  # dispatched, not yet reported
         self._inflight = 0
         self._counts: dict[str, int] = {
             "polled": 0,
@@ -349,7 +352,7 @@ class Worker:
 
     def task(
         self, task_type: str, *, concurrency: int | None = None
-    ) -> Callable[[Handler], Handler]:
+    ) -> Callable[[_HandlerT], _HandlerT]:
         """Decorator form of :meth:`register`.
 
         Args:
@@ -360,7 +363,7 @@ class Worker:
             A decorator that registers the function and returns it unchanged.
         """
 
-        def decorate(fn: Handler) -> Handler:
+        def decorate(fn: _HandlerT) -> _HandlerT:
             self.register(task_type, fn, concurrency=concurrency)
             return fn
 
@@ -394,7 +397,7 @@ class Worker:
             RuntimeError: No handler is registered, or the worker was started before.
         """
         with self._lock:
-            if self._started:
+            if self._started or self._stopping.is_set():
                 raise RuntimeError("a worker can be started only once")
             if not self._registrations:
                 raise RuntimeError("register at least one handler before starting the worker")
@@ -509,7 +512,7 @@ class Worker:
             _log.info("worker %s got signal %d, stopping", self.worker_id, received[0])
         self.stop(stop_timeout_s)
 
-    def __enter__(self) -> Worker:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -575,9 +578,9 @@ class Worker:
                     self._counts["polled"] += len(tasks)
             for task in tasks:
                 self._dispatch(reg, task)
-            if not tasks and time.monotonic() - started < _MIN_EMPTY_POLL_S:
-                if self._stopping.wait(_EMPTY_POLL_PAUSE_S):
-                    return
+            fast_empty = not tasks and time.monotonic() - started < _MIN_EMPTY_POLL_S
+            if fast_empty and self._stopping.wait(_EMPTY_POLL_PAUSE_S):
+                return
 
     def _dispatch(self, reg: _Registration, task: Task) -> None:
         executor = reg.executor
@@ -590,16 +593,25 @@ class Worker:
             self._return_slots(reg, 1)
             return
         with self._lock:
-            self._inflight += 1
+            duplicate = task.task_id in self._leased
+            if not duplicate:
+                self._leased.add(task.task_id)
+                self._inflight += 1
+        if duplicate:
+            # Running one lease twice would report twice; the running handler owns it.
+            _log.warning("ignoring task %s (%s): already running", task.task_id, task.task_type)
+            self._return_slots(reg, 1)
+            return
         try:
             executor.submit(self._execute, reg, task)
         except RuntimeError:
             # The executor was shut down under us (stop() timed out): the lease will expire.
-            self._task_done(reg)
+            self._task_done(reg, task)
             _log.warning("dropping task %s (%s): worker stopped", task.task_id, task.task_type)
 
-    def _task_done(self, reg: _Registration) -> None:
+    def _task_done(self, reg: _Registration, task: Task) -> None:
         with self._lock:
+            self._leased.discard(task.task_id)
             self._inflight -= 1
             reg.free_slots += 1
             self._slots_changed.notify_all()
@@ -635,7 +647,7 @@ class Worker:
         except Exception:
             _log.exception("unexpected error handling task %s (%s)", task.task_id, task.task_type)
         finally:
-            self._task_done(reg)
+            self._task_done(reg, task)
 
     def _run_handler(
         self, reg: _Registration, task: Task, ctx: TaskContext

@@ -65,30 +65,52 @@ class Peer:
 
 
 class Failpoints:
-    """Test-only fault injection, off unless ORCHESTRATOR_FAILPOINTS is set.
+    """Test-only fault injection. Off unless ORCHESTRATOR_FAILPOINTS_FILE names a file.
 
-    `crash_after_commit=<CommandName>:<n>`: SIGKILL this process right after the n-th command
-    of that type it proposed has been committed, before the reply leaves.
+    The file holds specs like `crash_after_commit=<CommandName>:<n>`, one per line or comma
+    separated: SIGKILL this process right after the n-th command of that type it proposed has been
+    committed and applied, before the reply leaves. The file is re-read when it changes, so a test
+    can arm a failpoint on the replica that happens to lead.
     """
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._mtime = -1.0
         self.crash: dict[str, int] = {}
         self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
-        for part in filter(None, (p.strip() for p in spec.split(","))):
+
+    def _reload(self) -> None:
+        try:
+            mtime = os.stat(self.path).st_mtime
+        except OSError:
+            self.crash = {}
+            return
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime
+        with open(self.path) as f:
+            text = f.read()
+        crash = {}
+        for part in filter(None, (p.strip() for p in text.replace("\n", ",").split(","))):
             name, _, arg = part.partition("=")
             if name == "crash_after_commit":
                 cmd, _, n = arg.partition(":")
-                self.crash[cmd] = int(n or "1")
+                crash[cmd] = int(n or "1")
+        self.crash = crash
+        self.counts = {}
 
-    def after_commit(self, cmd_name: str) -> None:
-        if cmd_name not in self.crash:
+    def after_commit(self, cmd_name: str, request_id: str = "") -> None:
+        if not self.path:
             return
         with self._lock:
+            self._reload()
+            if cmd_name not in self.crash:
+                return
             self.counts[cmd_name] = self.counts.get(cmd_name, 0) + 1
             hit = self.counts[cmd_name] == self.crash[cmd_name]
         if hit:
-            log.warning("failpoint_crash_after_commit", command=cmd_name)
+            log.warning("failpoint_crash_after_commit", command=cmd_name, request_id=request_id)
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -101,7 +123,7 @@ class NodeContext:
         self.dispatcher = dispatcher
         self.peers = peers
         self.by_raft = {p.raft: p for p in peers}
-        self.failpoints = Failpoints(os.environ.get("ORCHESTRATOR_FAILPOINTS", ""))
+        self.failpoints = Failpoints(os.environ.get("ORCHESTRATOR_FAILPOINTS_FILE", ""))
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
 
@@ -224,7 +246,7 @@ class _Base:
             ) from None
         except ProposalError as exc:
             raise self._proposal_error(exc) from None
-        self.node.failpoints.after_commit(cmd.NAME)
+        self.node.failpoints.after_commit(cmd.NAME, getattr(cmd, "request_id", ""))
         return outcome
 
     def _proposal_error(self, exc: ProposalError) -> ApiError:
@@ -542,7 +564,7 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
                 if outcome.code is Code.FAILED_PRECONDITION:  # stale epoch: leadership moved
                     raise ApiError(grpc.StatusCode.UNAVAILABLE, outcome.message, self.node.leader_trailers())
                 raise _outcome_error(outcome)
-            self.node.failpoints.after_commit("PollTasks")
+            self.node.failpoints.after_commit("PollTasks", rid)
             resp = tpb.PollTasksResponse()
             with self.replica.lock:
                 st = self.replica.state

@@ -1,0 +1,306 @@
+"""Helpers for testing the pure core state machine (orchestrator/core) without sockets.
+
+`Harness` wraps a `State` and a cluster clock that only moves when a test moves it. Every batch
+goes through a JSON round trip before `apply_batch`, as it would through the replicated log, and is
+recorded in `Harness.log` as `(now_ms, [command dicts])` so a test can replay it on a fresh state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from orchestrator.core.commands import (
+    Command,
+    CompleteTask,
+    FailTask,
+    HeartbeatTask,
+    LeaderEpoch,
+    PollTasks,
+    RegisterTaskDefs,
+    RegisterWorkflowDef,
+    StartWorkflow,
+    TerminateWorkflow,
+    Tick,
+)
+from orchestrator.core.errors import Code
+from orchestrator.core.machine import Outcome, apply_batch
+from orchestrator.core.state import State
+
+JSON = Any
+Batch = tuple[int, list[dict[str, JSON]]]
+
+START_MS = 1_000_000  # an arbitrary, non-zero cluster time to start from
+
+# Task definitions registered by Harness.register_defaults(). Retries are immediate (delay 0) so
+# tests that are not about backoff need no ticks; the lease is short and easy to reason about.
+DEFAULT_TASK_DEFS: list[dict[str, JSON]] = [
+    {"name": "task_a", "retryCount": 2, "retryDelaySeconds": 0, "responseTimeoutSeconds": 10},
+    {"name": "task_b", "retryCount": 2, "retryDelaySeconds": 0, "responseTimeoutSeconds": 10},
+    {"name": "task_c", "retryCount": 0, "retryDelaySeconds": 0, "responseTimeoutSeconds": 10},
+]
+
+# `two_step`: task_a (ref a) then task_b (ref b), b wired from a's output.
+TWO_STEP: dict[str, JSON] = {
+    "name": "two_step",
+    "version": 1,
+    "tasks": [
+        {
+            "name": "task_a",
+            "taskReferenceName": "a",
+            "inputParameters": {"x": "${workflow.input.x}"},
+        },
+        {
+            "name": "task_b",
+            "taskReferenceName": "b",
+            "inputParameters": {"y": "${a.output.y}"},
+        },
+    ],
+}
+
+# `one_step`: just task_c (no retries).
+ONE_STEP: dict[str, JSON] = {
+    "name": "one_step",
+    "version": 1,
+    "tasks": [{"name": "task_c", "taskReferenceName": "c"}],
+}
+
+
+def wire(cmds: Iterable[Command | dict[str, JSON]]) -> list[dict[str, JSON]]:
+    """Commands as they come out of the log: plain JSON dicts (a fresh copy)."""
+    dicts = [c.to_dict() if isinstance(c, Command) else c for c in cmds]
+    return json.loads(json.dumps(dicts))
+
+
+def replay(log: Iterable[Batch], state: State | None = None) -> tuple[State, list[Outcome]]:
+    """Apply a recorded log to a fresh (or given) state; returns the state and every outcome."""
+    st = state if state is not None else State()
+    outcomes: list[Outcome] = []
+    for now_ms, cmds in log:
+        outs, _ = apply_batch(st, now_ms, json.loads(json.dumps(cmds)))
+        outcomes.extend(outs)
+    return st, outcomes
+
+
+def outcome_key(o: Outcome) -> tuple[int, str, str, str]:
+    """Everything about an outcome that must be identical on every replica."""
+    return (o.seq, o.code.value, o.message, json.dumps(o.result, sort_keys=True))
+
+
+def state_without_seq(st: State) -> bytes:
+    """Snapshot bytes with the sequence number blanked: 'nothing changed but a command was applied'."""
+    snap = json.loads(st.snapshot_bytes())
+    snap["seq"] = None
+    return json.dumps(snap, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class ApplyError(AssertionError):
+    pass
+
+
+class Harness:
+    """A State, a cluster clock the test advances explicitly, and a log of every batch applied."""
+
+    def __init__(self, state: State | None = None, clock_ms: int = START_MS) -> None:
+        self.state = state if state is not None else State()
+        self.clock_ms = clock_ms
+        self.log: list[Batch] = []
+        self.effects: Any = None  # Effects of the last batch
+        self._counter = 0
+
+    # ---- plumbing ----
+    def new_id(self, prefix: str = "req") -> str:
+        self._counter += 1
+        return f"{prefix}-{self._counter}"
+
+    def apply(self, *cmds: Command | dict[str, JSON], now_ms: int | None = None) -> list[Outcome]:
+        """Apply one batch at `now_ms` (default: the harness clock); never advances the clock."""
+        now = self.clock_ms if now_ms is None else now_ms
+        dicts = wire(cmds)
+        self.log.append((now, json.loads(json.dumps(dicts))))
+        outcomes, self.effects = apply_batch(self.state, now, dicts)
+        return outcomes
+
+    def apply_one(self, cmd: Command | dict[str, JSON], now_ms: int | None = None) -> Outcome:
+        (outcome,) = self.apply(cmd, now_ms=now_ms)
+        return outcome
+
+    def ok(self, cmd: Command | dict[str, JSON], now_ms: int | None = None) -> Outcome:
+        outcome = self.apply_one(cmd, now_ms=now_ms)
+        if outcome.code is not Code.OK:
+            raise ApplyError(f"{type(cmd).__name__}: {outcome.code.value}: {outcome.message}")
+        return outcome
+
+    @property
+    def epoch(self) -> int:
+        return self.state.epoch
+
+    # ---- definitions ----
+    def register_task_defs(self, *defs: dict[str, JSON], check: bool = True) -> Outcome:
+        cmd = RegisterTaskDefs(request_id=self.new_id("taskdefs"), task_defs=list(defs))
+        return self.ok(cmd) if check else self.apply_one(cmd)
+
+    def register_workflow(
+        self, definition: dict[str, JSON], overwrite: bool = False, check: bool = True
+    ) -> Outcome:
+        cmd = RegisterWorkflowDef(
+            request_id=self.new_id("wfdef"), definition=definition, overwrite=overwrite
+        )
+        return self.ok(cmd) if check else self.apply_one(cmd)
+
+    def register_defaults(self) -> None:
+        self.register_task_defs(*DEFAULT_TASK_DEFS)
+        self.register_workflow(TWO_STEP)
+        self.register_workflow(ONE_STEP)
+
+    # ---- workflows ----
+    def start_cmd(self, name: str, input: JSON = None, **kw: Any) -> StartWorkflow:
+        kw.setdefault("request_id", self.new_id("start"))
+        kw.setdefault("workflow_id", self.new_id("wf"))
+        return StartWorkflow(name=name, input={} if input is None else input, **kw)
+
+    def start(self, name: str, input: JSON = None, **kw: Any) -> str:
+        """Start a workflow; returns its id (the one in the outcome)."""
+        outcome = self.ok(self.start_cmd(name, input, **kw))
+        return str(outcome.result["workflow_id"])
+
+    def terminate(self, workflow_id: str, reason: str = "", check: bool = True) -> Outcome:
+        cmd = TerminateWorkflow(
+            request_id=self.new_id("terminate"), workflow_id=workflow_id, reason=reason
+        )
+        return self.ok(cmd) if check else self.apply_one(cmd)
+
+    # ---- tasks ----
+    def poll_cmd(self, task_type: str, n: int = 1, worker: str = "w", **kw: Any) -> PollTasks:
+        kw.setdefault("request_id", self.new_id("poll"))
+        kw.setdefault("epoch", self.state.epoch)
+        return PollTasks(task_type=task_type, worker_id=worker, count=n, **kw)
+
+    def poll(self, task_type: str, n: int = 1, worker: str = "w", **kw: Any) -> list[str]:
+        outcome = self.ok(self.poll_cmd(task_type, n, worker, **kw))
+        return list(outcome.result["task_ids"])
+
+    def poll_one(self, task_type: str, worker: str = "w") -> str:
+        ids = self.poll(task_type, 1, worker)
+        assert len(ids) == 1, f"expected one {task_type} task to be pollable, got {ids}"
+        return ids[0]
+
+    def complete(
+        self, task_id: str, output: JSON = None, check: bool = True, **kw: Any
+    ) -> Outcome:
+        kw.setdefault("request_id", self.new_id("complete"))
+        cmd = CompleteTask(task_id=task_id, output={} if output is None else output, **kw)
+        return self.ok(cmd) if check else self.apply_one(cmd)
+
+    def fail(
+        self, task_id: str, reason: str = "boom", terminal: bool = False, check: bool = True,
+        **kw: Any,
+    ) -> Outcome:
+        kw.setdefault("request_id", self.new_id("fail"))
+        cmd = FailTask(task_id=task_id, reason=reason, terminal=terminal, **kw)
+        return self.ok(cmd) if check else self.apply_one(cmd)
+
+    def heartbeat(self, task_id: str, check: bool = True) -> Outcome:
+        cmd = HeartbeatTask(request_id=self.new_id("heartbeat"), task_id=task_id)
+        return self.ok(cmd) if check else self.apply_one(cmd)
+
+    # ---- time and leadership ----
+    def advance(self, ms: int) -> int:
+        self.clock_ms += ms
+        return self.clock_ms
+
+    def tick(self, advance_ms: int = 0, epoch: int | None = None) -> Outcome:
+        """Advance the clock by `advance_ms`, then apply a Tick at the new time."""
+        self.advance(advance_ms)
+        return self.apply_one(Tick(epoch=self.state.epoch if epoch is None else epoch))
+
+    def tick_at(self, at_ms: int) -> Outcome:
+        assert at_ms >= self.clock_ms, "the harness clock never goes back; use apply(now_ms=...)"
+        return self.tick(at_ms - self.clock_ms)
+
+    def leader_epoch(self, term: int) -> Outcome:
+        return self.ok(LeaderEpoch(term=term))
+
+    # ---- reading state ----
+    def wf(self, workflow_id: str) -> dict[str, JSON]:
+        return self.state.workflows[workflow_id]
+
+    def task(self, task_id: str) -> dict[str, JSON]:
+        return self.state.tasks[task_id]
+
+    def tasks_of(self, workflow_id: str) -> list[dict[str, JSON]]:
+        return [self.state.tasks[t] for t in self.state.workflows[workflow_id]["tasks"]]
+
+    def last_task(self, workflow_id: str) -> dict[str, JSON]:
+        return self.tasks_of(workflow_id)[-1]
+
+    def queued(self, task_type: str) -> list[str]:
+        return list(self.state.queues.get(task_type, {}))
+
+    def digest(self) -> str:
+        return self.state.digest()
+
+
+# ---------------------------------------------------------------- invariants
+
+ACTIVE = ("SCHEDULED", "IN_PROGRESS")
+WF_TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT")
+
+
+def check_invariants(st: State) -> None:
+    """Structural invariants of a state of sequential SIMPLE workflows; raises AssertionError."""
+    queued: dict[str, str] = {}
+    for task_type, queue in st.queues.items():
+        assert queue, f"empty queue {task_type!r} left behind"
+        for tid in queue:
+            task = st.tasks.get(tid)
+            assert task is not None, f"queue {task_type!r} holds unknown task {tid}"
+            assert task["status"] == "SCHEDULED", f"queued task {tid} is {task['status']}"
+            assert task["taskType"] == task_type, f"task {tid} queued under {task_type!r}"
+            assert tid not in queued, f"task {tid} queued twice"
+            queued[tid] = task_type
+    for key, due in st.timers.items():
+        kind, _, tid = key.partition(":")
+        assert isinstance(due, int), f"timer {key} due {due!r}"
+        task = st.tasks.get(tid)
+        assert task is not None, f"timer {key} for unknown task"
+        if kind == "lease":
+            assert task["status"] == "IN_PROGRESS", f"lease timer on {task['status']} task {tid}"
+            assert due == task["leaseExpiresTime"], f"lease timer {key} != leaseExpiresTime"
+        elif kind == "ready":
+            assert task["status"] == "SCHEDULED", f"ready timer on {task['status']} task {tid}"
+            assert tid not in queued, f"task {tid} both queued and waiting for its ready timer"
+        else:
+            raise AssertionError(f"unknown timer kind {key}")
+    for tid, task in st.tasks.items():
+        status = task["status"]
+        if status == "IN_PROGRESS":
+            assert "lease:" + tid in st.timers, f"IN_PROGRESS task {tid} has no lease timer"
+            assert tid not in queued, f"IN_PROGRESS task {tid} is still queued"
+        if status == "SCHEDULED":
+            waiting = "ready:" + tid in st.timers
+            assert (tid in queued) != waiting, (
+                f"SCHEDULED task {tid} must be queued xor delayed (queued={tid in queued}, "
+                f"delayed={waiting})"
+            )
+        wf = st.workflows.get(task["workflowId"])
+        assert wf is not None, f"task {tid} of unknown (evicted?) workflow {task['workflowId']}"
+        assert tid in wf["tasks"], f"task {tid} not listed by its workflow"
+    for wf_id, wf in st.workflows.items():
+        for tid in wf["tasks"]:
+            assert tid in st.tasks, f"workflow {wf_id} lists unknown task {tid}"
+        active = [t for t in wf["tasks"] if st.tasks[t]["status"] in ACTIVE]
+        if wf["status"] == "RUNNING":
+            # Sequential SIMPLE workflows: at most one active task, and (liveness) at least one,
+            # or nothing would ever move the workflow again.
+            assert len(active) <= 1, f"RUNNING workflow {wf_id} has active tasks {active}"
+            assert len(active) == 1, f"RUNNING workflow {wf_id} has no active task: stuck"
+        else:
+            assert wf["status"] in WF_TERMINAL, f"workflow {wf_id} status {wf['status']}"
+            assert not active, f"{wf['status']} workflow {wf_id} has active tasks {active}"
+            assert wf_id in st.terminal_order, f"terminal workflow {wf_id} not in terminal_order"
+    for wf_id in st.terminal_order:
+        assert wf_id in st.workflows, f"terminal_order names evicted workflow {wf_id}"
+    for key, wf_id in st.idempotency.items():
+        assert wf_id in st.workflows, f"idempotency key {key!r} names unknown workflow {wf_id}"
