@@ -32,7 +32,7 @@ def _load_json_arg(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise SystemExit(f"{what}: malformed JSON: {exc}")
+        raise SystemExit(f"{what}: malformed JSON: {exc}") from None
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
@@ -51,7 +51,11 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 def ensure_password_file(config_path: str) -> None:
     with open(config_path) as f:
         raw = json.load(f)
-    if raw.get("password") or not raw.get("password_file") or os.environ.get("ORCHESTRATOR_RAFT_PASSWORD"):
+    if (
+        raw.get("password")
+        or not raw.get("password_file")
+        or os.environ.get("ORCHESTRATOR_RAFT_PASSWORD")
+    ):
         return
     pf = os.path.join(os.path.dirname(os.path.abspath(config_path)), raw["password_file"])
     if not os.path.exists(pf):
@@ -79,11 +83,14 @@ def cmd_local_cluster(ns: argparse.Namespace) -> int:
         print(
             "\nThe cluster keeps running until Ctrl-C. Try, in another terminal:\n"
             "  .venv/bin/orchestrator status\n"
-            "  .venv/bin/orchestrator start order_fulfillment --input '{\"orderId\": \"o-42\", \"items\": [\"book\"]}'\n"
+            '  .venv/bin/orchestrator start order_fulfillment --input \'{"orderId": "o-42", "items": ["book"]}\'\n'
             "  .venv/bin/orchestrator get <workflow id>\n"
             "  .venv/bin/orchestrator list\n"
             "  kill -9 <pid of the leader> and watch the others carry on:\n"
-            + "".join(f"    {nid}: pid {cluster.pid(nid)} gRPC {rp.grpc}\n" for nid, rp in cluster.replicas.items()),
+            + "".join(
+                f"    {nid}: pid {cluster.pid(nid)} gRPC {rp.grpc}\n"
+                for nid, rp in cluster.replicas.items()
+            ),
             flush=True,
         )
         while True:
@@ -131,8 +138,12 @@ def cmd_start(ns: argparse.Namespace) -> int:
     wf_input = _load_json_arg(ns.input, "--input") if ns.input else {}
     with _client(ns) as c:
         wid = c.start_workflow(
-            ns.name, wf_input, version=ns.version, correlation_id=ns.correlation_id,
-            idempotency_key=ns.idempotency_key, idempotency_strategy=ns.strategy,
+            ns.name,
+            wf_input,
+            version=ns.version,
+            correlation_id=ns.correlation_id,
+            idempotency_key=ns.idempotency_key,
+            idempotency_strategy=ns.strategy,
         )
         print(wid)
         if ns.wait:
@@ -174,12 +185,14 @@ def cmd_status(ns: argparse.Namespace) -> int:
     if ns.json:
         _print(rows)
         return 0
-    print(f"{'node':6} {'role':11} {'term':>5} {'applied':>8} {'commit':>7} {'serving':8} {'grpc':22} {'raft':22} detail")
+    print(
+        f"{'node':6} {'role':11} {'term':>5} {'applied':>8} {'commit':>7} {'serving':8} {'grpc':22} {'raft':22} detail"
+    )
     for r in rows:
         print(
             f"{r.get('node_id', ''):6} {r.get('role', ''):11} {int(r.get('term', 0)):>5} "
             f"{int(r.get('applied_sequence', 0)):>8} {int(r.get('commit_index', 0)):>7} "
-            f"{str(bool(r.get('serving'))):8} {r.get('grpc_address', ''):22} {r.get('raft_address', ''):22} "
+            f"{bool(r.get('serving'))!s:8} {r.get('grpc_address', ''):22} {r.get('raft_address', ''):22} "
             f"{r.get('detail', '')}"
         )
     return 0
@@ -191,71 +204,107 @@ def build_parser() -> argparse.ArgumentParser:
         description="A highly available workflow orchestrator (Conductor-style workflows replicated with Raft).",
     )
     p.add_argument(
-        "--addresses", default=os.environ.get("ORCHESTRATOR_ADDRESSES", DEFAULT_ADDRESSES),
+        "--addresses",
+        default=os.environ.get("ORCHESTRATOR_ADDRESSES", DEFAULT_ADDRESSES),
         help="comma-separated gRPC addresses of the replicas (env ORCHESTRATOR_ADDRESSES)",
     )
-    p.add_argument("--retry-budget", type=float, default=20.0, help="seconds to keep retrying a call")
+    p.add_argument(
+        "--retry-budget", type=float, default=20.0, help="seconds to keep retrying a call"
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", help="run one replica", description="Run one replica of a cluster.")
-    s.add_argument("--config", required=True, help="cluster configuration JSON (every replica's addresses)")
+    s.add_argument(
+        "--config", required=True, help="cluster configuration JSON (every replica's addresses)"
+    )
     s.add_argument("--node", required=True, help="this replica's id in the configuration")
     s.add_argument("--data-dir", help="override the data folder (default <data_root>/<node>)")
     s.add_argument("--log-level", default=os.environ.get("ORCHESTRATOR_LOG_LEVEL", "INFO"))
     s.set_defaults(fn=cmd_serve)
 
-    s = sub.add_parser("local-cluster", help="run a local three-replica cluster until Ctrl-C",
-                       description="Start every replica of a config on this machine and keep them up until Ctrl-C.")
+    s = sub.add_parser(
+        "local-cluster",
+        help="run a local three-replica cluster until Ctrl-C",
+        description="Start every replica of a config on this machine and keep them up until Ctrl-C.",
+    )
     s.add_argument("--config", default=LOCAL_CONFIG)
-    s.add_argument("--demo", action="store_true", help="register the demo workflow, run workers, start workflows")
+    s.add_argument(
+        "--demo",
+        action="store_true",
+        help="register the demo workflow, run workers, start workflows",
+    )
     s.add_argument("--workflows", type=int, default=5, help="demo workflows to start")
     s.set_defaults(fn=cmd_local_cluster)
 
-    s = sub.add_parser("demo", help="run the order demo against a running cluster",
-                       description="Register the demo order workflow, start workers and workflows, show progress.")
+    s = sub.add_parser(
+        "demo",
+        help="run the order demo against a running cluster",
+        description="Register the demo order workflow, start workers and workflows, show progress.",
+    )
     s.add_argument("--workflows", type=int, default=5)
-    s.add_argument("--keep-workers", action="store_true", help="keep the demo workers running until Ctrl-C")
+    s.add_argument(
+        "--keep-workers", action="store_true", help="keep the demo workers running until Ctrl-C"
+    )
     s.set_defaults(fn=cmd_demo)
 
-    s = sub.add_parser("register", help="register workflow or task definitions from JSON files",
-                       description="Register definitions. A file holding an object with 'tasks' is a workflow "
-                                   "definition; otherwise it holds one task definition or a list of them.")
+    s = sub.add_parser(
+        "register",
+        help="register workflow or task definitions from JSON files",
+        description="Register definitions. A file holding an object with 'tasks' is a workflow "
+        "definition; otherwise it holds one task definition or a list of them.",
+    )
     s.add_argument("files", nargs="+")
     s.add_argument("--overwrite", action="store_true", help="replace an existing workflow version")
     s.set_defaults(fn=cmd_register)
 
-    s = sub.add_parser("defs", help="show definitions", description="List workflow definitions, or show one.")
+    s = sub.add_parser(
+        "defs", help="show definitions", description="List workflow definitions, or show one."
+    )
     s.add_argument("name", nargs="?")
     s.add_argument("--version", type=int, default=0)
     s.add_argument("--tasks", action="store_true", help="list task definitions instead")
     s.set_defaults(fn=cmd_defs)
 
-    s = sub.add_parser("start", help="start a workflow", description="Start a workflow and print its id.")
+    s = sub.add_parser(
+        "start", help="start a workflow", description="Start a workflow and print its id."
+    )
     s.add_argument("name")
     s.add_argument("--input", help="JSON object, or @file.json")
     s.add_argument("--version", type=int, default=0)
     s.add_argument("--correlation-id", default="")
     s.add_argument("--idempotency-key", default="")
-    s.add_argument("--strategy", default="FAIL", choices=["FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"])
+    s.add_argument(
+        "--strategy", default="FAIL", choices=["FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING"]
+    )
     s.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the end")
     s.set_defaults(fn=cmd_start)
 
-    s = sub.add_parser("get", help="show a workflow with its tasks", description="Show a workflow with its tasks.")
+    s = sub.add_parser(
+        "get", help="show a workflow with its tasks", description="Show a workflow with its tasks."
+    )
     s.add_argument("workflow_id")
     s.set_defaults(fn=cmd_get)
 
-    s = sub.add_parser("list", help="list workflows, newest first", description="List workflows, newest first.")
+    s = sub.add_parser(
+        "list", help="list workflows, newest first", description="List workflows, newest first."
+    )
     s.add_argument("--name")
-    s.add_argument("--status", choices=["RUNNING", "COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT"])
+    s.add_argument(
+        "--status", choices=["RUNNING", "COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT"]
+    )
     s.add_argument("--limit", type=int, default=20)
     s.set_defaults(fn=cmd_list)
 
-    s = sub.add_parser("terminate", help="terminate a workflow", description="Terminate a running workflow.")
+    s = sub.add_parser(
+        "terminate", help="terminate a workflow", description="Terminate a running workflow."
+    )
     s.add_argument("workflow_id")
     s.add_argument("--reason", default="terminated from the CLI")
     s.set_defaults(fn=cmd_terminate)
 
-    s = sub.add_parser("status", help="show every replica's status", description="Show every replica's status.")
+    s = sub.add_parser(
+        "status", help="show every replica's status", description="Show every replica's status."
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_status)
     return p

@@ -42,7 +42,9 @@ class ClusterConfig:
         for r in self.replicas:
             if r.node_id == node_id:
                 return r
-        raise ConfigError(f"node {node_id!r} is not in the configuration ({', '.join(r.node_id for r in self.replicas)})")
+        raise ConfigError(
+            f"node {node_id!r} is not in the configuration ({', '.join(r.node_id for r in self.replicas)})"
+        )
 
     def data_dir(self, node_id: str) -> str:
         return os.path.join(self.data_root, node_id)
@@ -76,7 +78,13 @@ def load(path: str, *, require_password: bool = True) -> ClusterConfig:
         if not isinstance(nid, str) or not nid or nid in seen:
             raise ConfigError(f"{path}: replicas[{i}].id must be a unique non-empty string")
         seen.add(nid)
-        replicas.append(ReplicaConfig(nid, _addr(r.get("grpc"), f"replicas[{i}].grpc"), _addr(r.get("raft"), f"replicas[{i}].raft")))
+        replicas.append(
+            ReplicaConfig(
+                nid,
+                _addr(r.get("grpc"), f"replicas[{i}].grpc"),
+                _addr(r.get("raft"), f"replicas[{i}].raft"),
+            )
+        )
     data_root = os.path.join(base, raw.get("data_root", "data"))
     password = os.environ.get("ORCHESTRATOR_RAFT_PASSWORD", "") or raw.get("password", "")
     if not password and raw.get("password_file"):

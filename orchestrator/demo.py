@@ -9,7 +9,9 @@ import sys
 import time
 from typing import Any
 
-DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "local", "demo")
+DEMO_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "local", "demo"
+)
 
 
 def build_worker(client: Any, rng: random.Random) -> Any:
@@ -58,10 +60,17 @@ def run_demo(addresses: str, workflows: int = 5, keep_workers: bool = False) -> 
     ids = []
     for i in range(workflows):
         order = f"o-{int(time.time()) % 100000}-{i}"
-        ids.append(client.start_workflow("order_fulfillment", {
-            "orderId": order, "items": ["book", "pen"][: 1 + i % 2],
-            "customer": f"customer-{i}", "address": f"{i} Main Street",
-        }))
+        ids.append(
+            client.start_workflow(
+                "order_fulfillment",
+                {
+                    "orderId": order,
+                    "items": ["book", "pen"][: 1 + i % 2],
+                    "customer": f"customer-{i}",
+                    "address": f"{i} Main Street",
+                },
+            )
+        )
     print(f"started {len(ids)} workflows; progress (task statuses reserve/charge/ship):")
     deadline = time.monotonic() + 120
     try:
@@ -70,7 +79,11 @@ def run_demo(addresses: str, workflows: int = 5, keep_workers: bool = False) -> 
             done = 0
             for wid in ids:
                 wf = client.get_workflow(wid)
-                steps = " ".join(f"{t.reference_task_name}:{t.status}" + (f"(retry {t.retry_count})" if t.retry_count else "") for t in wf.tasks)
+                steps = " ".join(
+                    f"{t.reference_task_name}:{t.status}"
+                    + (f"(retry {t.retry_count})" if t.retry_count else "")
+                    for t in wf.tasks
+                )
                 lines.append(f"  {wid[:8]} {wf.status:10} {steps}")
                 done += wf.is_terminal
             print("\n".join(lines), flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -48,7 +49,11 @@ def write_config(
             "password_file": "raft-password",
             "data_root": data_root,
             "replicas": [
-                {"id": f"n{i + 1}", "grpc": f"127.0.0.1:{grpc_ports[i]}", "raft": f"127.0.0.1:{raft_ports[i]}"}
+                {
+                    "id": f"n{i + 1}",
+                    "grpc": f"127.0.0.1:{grpc_ports[i]}",
+                    "raft": f"127.0.0.1:{raft_ports[i]}",
+                }
                 for i in range(n)
             ],
             "raft": raft or {},
@@ -75,10 +80,15 @@ class LocalCluster:
     def __post_init__(self) -> None:
         cfg = cfgmod.load(self.config_path)
         self.cfg = cfg
-        self.log_dir = self.log_dir or os.path.join(os.path.dirname(self.config_path), "logs")
+        # Beside the data folder: .local-cluster/logs for `make run`, <tmp>/logs in tests.
+        self.log_dir = self.log_dir or os.path.join(
+            os.path.dirname(cfg.data_root.rstrip(os.sep)), "logs"
+        )
         os.makedirs(self.log_dir, exist_ok=True)
         for r in cfg.replicas:
-            self.replicas[r.node_id] = ReplicaProcess(r.node_id, r.grpc, log_path=os.path.join(self.log_dir, f"{r.node_id}.log"))
+            self.replicas[r.node_id] = ReplicaProcess(
+                r.node_id, r.grpc, log_path=os.path.join(self.log_dir, f"{r.node_id}.log")
+            )
 
     @property
     def addresses(self) -> list[str]:
@@ -91,7 +101,16 @@ class LocalCluster:
         env = dict(os.environ, **self.env, **(extra_env or {}))
         log = open(rp.log_path, "ab")
         rp.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "serve", "--config", self.config_path, "--node", node_id],
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "serve",
+                "--config",
+                self.config_path,
+                "--node",
+                node_id,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -116,10 +135,8 @@ class LocalCluster:
         """kill -9 and reap."""
         p = self.replicas[node_id].proc
         if p is not None and p.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(p.pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
             p.kill()
             p.wait(10)
 
@@ -127,10 +144,8 @@ class LocalCluster:
         p = self.replicas[node_id].proc
         if p is None or p.poll() is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(p.pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
         p.terminate()
         try:
             p.wait(timeout_s)
@@ -153,7 +168,9 @@ class LocalCluster:
         addr = self.replicas[node_id].grpc
         try:
             with grpc.insecure_channel(addr) as ch:
-                resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+                resp = health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
+                )
                 return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
         except grpc.RpcError:
             return False
@@ -168,7 +185,9 @@ class LocalCluster:
             for nid in bad:
                 p = self.replicas[nid].proc
                 if p is not None and p.poll() is not None:
-                    raise RuntimeError(f"replica {nid} exited with {p.returncode}; see {self.replicas[nid].log_path}")
+                    raise RuntimeError(
+                        f"replica {nid} exited with {p.returncode}; see {self.replicas[nid].log_path}"
+                    )
             time.sleep(0.2)
         raise TimeoutError(f"replicas {bad} not healthy after {timeout_s}s")
 

@@ -5,9 +5,11 @@ Every line carries the node id, and the role and term the replica has at that mo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -21,17 +23,19 @@ def set_role_provider(fn: Callable[[], tuple[str, int]]) -> None:
 
 def _add_role(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     if _role_provider is not None:
-        try:
+        with contextlib.suppress(Exception):
             event["role"], event["term"] = _role_provider()
-        except Exception:
-            pass
     return event
 
 
 def configure(node_id: str = "", level: str = "INFO", json_output: bool | None = None) -> None:
     if json_output is None:
         json_output = not sys.stderr.isatty()
-    renderer: Any = structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_output
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -41,11 +45,17 @@ def configure(node_id: str = "", level: str = "INFO", json_output: bool | None =
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            getattr(logging, level.upper(), logging.INFO)
+        ),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     if node_id:
         structlog.contextvars.bind_contextvars(node=node_id)
     # pysyncobj logs through the standard library: route it to stderr at WARNING.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=f"%(asctime)s {node_id} %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format=f"%(asctime)s {node_id} %(name)s %(levelname)s %(message)s",
+    )

@@ -12,7 +12,6 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
 from orchestrator_client.v1 import (
     cluster_pb2,
     cluster_pb2_grpc,
@@ -86,13 +85,21 @@ class ReplicaServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        definitions_pb2_grpc.add_DefinitionServiceServicer_to_server(DefinitionService(self.node), self.server)
-        workflows_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowService(self.node), self.server)
+        definitions_pb2_grpc.add_DefinitionServiceServicer_to_server(
+            DefinitionService(self.node), self.server
+        )
+        workflows_pb2_grpc.add_WorkflowServiceServicer_to_server(
+            WorkflowService(self.node), self.server
+        )
         tasks_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(self.node), self.server)
-        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterService(self.node), self.server)
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
+            ClusterService(self.node), self.server
+        )
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(SERVICE_NAMES + (health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
         bound = self.server.add_insecure_port(me.grpc)
         if not bound:
             raise ConfigError(f"cannot bind gRPC to {me.grpc}")
@@ -104,8 +111,12 @@ class ReplicaServer:
         self.server.start()
         self.timer.start()
         self._health_thread.start()
-        log.info("replica_started", grpc=self.grpc_addr, raft=self.replica.settings.self_addr,
-                 data_dir=self.replica.settings.data_dir)
+        log.info(
+            "replica_started",
+            grpc=self.grpc_addr,
+            raft=self.replica.settings.self_addr,
+            data_dir=self.replica.settings.data_dir,
+        )
 
     def _health_loop(self) -> None:
         last: Any = None
@@ -114,8 +125,12 @@ class ReplicaServer:
                 serving, detail = serving_state(self.replica)
             except Exception as exc:
                 serving, detail = False, repr(exc)
-            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-            for name in ("",) + SERVICE_NAMES:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if serving
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            for name in ("", *SERVICE_NAMES):
                 self.health.set(name, status)
             if status != last:
                 log.info("health_changed", serving=serving, detail=detail)
@@ -132,9 +147,13 @@ class ReplicaServer:
         log.info("replica_stopped")
 
 
-def serve(cfg: ClusterConfig, node_id: str, data_dir: str | None = None, log_level: str = "INFO") -> int:
+def serve(
+    cfg: ClusterConfig, node_id: str, data_dir: str | None = None, log_level: str = "INFO"
+) -> int:
     olog.configure(node_id, log_level)
-    srv = ReplicaServer(cfg, node_id, data_dir)  # main thread: pysyncobj's tick thread needs it alive
+    srv = ReplicaServer(
+        cfg, node_id, data_dir
+    )  # main thread: pysyncobj's tick thread needs it alive
     srv.start()
     done = threading.Event()
 

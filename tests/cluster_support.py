@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from orchestrator.localcluster import LocalCluster, write_config
 
@@ -17,13 +18,17 @@ TEST_RAFT = {
 }
 
 
-def make_cluster(tmp_path: Any, n: int = 3, raft: dict[str, Any] | None = None, failpoints: bool = False) -> LocalCluster:
+def make_cluster(
+    tmp_path: Any, n: int = 3, raft: dict[str, Any] | None = None, failpoints: bool = False
+) -> LocalCluster:
     cfg = write_config(str(tmp_path / "cluster.json"), n=n, raft=dict(TEST_RAFT, **(raft or {})))
     env = {"ORCHESTRATOR_LOG_LEVEL": "INFO"}
     cluster = LocalCluster(cfg, env=env)
     if failpoints:
         # Each replica reads its own file; the test arms the one that leads.
-        cluster.failpoint_files = {nid: str(tmp_path / f"failpoints-{nid}") for nid in cluster.replicas}  # type: ignore[attr-defined]
+        cluster.failpoint_files = {
+            nid: str(tmp_path / f"failpoints-{nid}") for nid in cluster.replicas
+        }  # type: ignore[attr-defined]
     return cluster
 
 
@@ -44,7 +49,10 @@ def wait_for(pred: Callable[[], Any], timeout_s: float, what: str, interval_s: f
         except Exception as exc:  # conditions may fail while a cluster is recovering
             last_exc = exc
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what}"
+        + (f" (last error: {last_exc!r})" if last_exc else "")
+    )
 
 
 @dataclass

@@ -16,7 +16,6 @@ import threading
 from typing import Any
 
 import pytest
-
 from orchestrator_client import OrchestratorClient, Worker
 
 from .cluster_support import History, make_cluster, read_log, start_node, wait_for
@@ -26,18 +25,39 @@ pytestmark = pytest.mark.cluster
 N_WORKFLOWS = 50
 
 TASK_DEFS = [
-    {"name": name, "retryCount": 3, "retryLogic": "FIXED", "retryDelaySeconds": 0, "responseTimeoutSeconds": 20}
+    {
+        "name": name,
+        "retryCount": 3,
+        "retryLogic": "FIXED",
+        "retryDelaySeconds": 0,
+        "responseTimeoutSeconds": 20,
+    }
     for name in ("ft_reserve", "ft_charge", "ft_ship")
 ]
 WORKFLOW = {
     "name": "ft_order",
     "version": 1,
     "tasks": [
-        {"name": "ft_reserve", "taskReferenceName": "reserve", "inputParameters": {"order": "${workflow.input.order}"}},
-        {"name": "ft_charge", "taskReferenceName": "charge", "inputParameters": {"amount": "${reserve.output.amount}"}},
-        {"name": "ft_ship", "taskReferenceName": "ship", "inputParameters": {"payment": "${charge.output.payment}"}},
+        {
+            "name": "ft_reserve",
+            "taskReferenceName": "reserve",
+            "inputParameters": {"order": "${workflow.input.order}"},
+        },
+        {
+            "name": "ft_charge",
+            "taskReferenceName": "charge",
+            "inputParameters": {"amount": "${reserve.output.amount}"},
+        },
+        {
+            "name": "ft_ship",
+            "taskReferenceName": "ship",
+            "inputParameters": {"payment": "${charge.output.payment}"},
+        },
     ],
-    "outputParameters": {"tracking": "${ship.output.tracking}", "amount": "${reserve.output.amount}"},
+    "outputParameters": {
+        "tracking": "${ship.output.tracking}",
+        "amount": "${reserve.output.amount}",
+    },
 }
 
 
@@ -53,8 +73,11 @@ class RecordingWorker:
             with self.lock:
                 self.runs[task.task_id] = self.runs.get(task.task_id, 0) + 1
             order = task.input.get("order") or task.input.get("amount") or task.input.get("payment")
-            return {"reserve": {"amount": len(str(order)) * 10}, "charge": {"payment": f"pay-{task.workflow_id}"},
-                    "ship": {"tracking": f"trk-{task.workflow_id}"}}[kind]
+            return {
+                "reserve": {"amount": len(str(order)) * 10},
+                "charge": {"payment": f"pay-{task.workflow_id}"},
+                "ship": {"tracking": f"trk-{task.workflow_id}"},
+            }[kind]
 
         return fn
 
@@ -84,14 +107,18 @@ def test_workflows_survive_leader_kills_and_whole_cluster_restart(tmp_path: Any)
         for nid in cluster.replicas:
             start_node(cluster, nid)
         cluster.wait_healthy(timeout_s=60)
-        client = OrchestratorClient(cluster.addresses, timeout_s=3.0, retry_budget_s=60.0, recorder=history)
+        client = OrchestratorClient(
+            cluster.addresses, timeout_s=3.0, retry_budget_s=60.0, recorder=history
+        )
         clients.append(client)
         client.register_task_defs(TASK_DEFS)
         client.register_workflow_def(WORKFLOW)
 
         rec = RecordingWorker()
         for i in range(2):
-            wc = OrchestratorClient(cluster.addresses, timeout_s=3.0, retry_budget_s=60.0, recorder=worker_history)
+            wc = OrchestratorClient(
+                cluster.addresses, timeout_s=3.0, retry_budget_s=60.0, recorder=worker_history
+            )
             clients.append(wc)
             w = Worker(wc, worker_id=f"worker-{i}", concurrency=4, poll_timeout_ms=1000)
             for kind in ("reserve", "charge", "ship"):
@@ -105,7 +132,11 @@ def test_workflows_survive_leader_kills_and_whole_cluster_restart(tmp_path: Any)
         def starter(lo: int, hi: int) -> None:
             for i in range(lo, hi):
                 try:
-                    started.append(client.start_workflow("ft_order", {"order": f"order-{i}"}, correlation_id=f"c-{i}"))
+                    started.append(
+                        client.start_workflow(
+                            "ft_order", {"order": f"order-{i}"}, correlation_id=f"c-{i}"
+                        )
+                    )
                 except BaseException as exc:  # recorded in history too; checked below
                     start_errors.append(exc)
 
@@ -117,7 +148,12 @@ def test_workflows_survive_leader_kills_and_whole_cluster_restart(tmp_path: Any)
         wait_for(lambda: len(started) >= 10, 60, "10 workflows started")
         leader1 = wait_for(cluster.leader, 30, "a leader")
         cluster.kill(leader1)
-        leader2 = wait_for(lambda: (lambda l: l if l and l != leader1 else None)(cluster.leader()), 30, "a new leader")
+
+        def new_leader() -> str | None:
+            current = cluster.leader()
+            return current if current and current != leader1 else None
+
+        leader2 = wait_for(new_leader, 30, "a new leader")
         start_node(cluster, leader1)
 
         # Fault 2: the new leader dies right after committing a task completion, before replying.
@@ -129,8 +165,11 @@ def test_workflows_survive_leader_kills_and_whole_cluster_restart(tmp_path: Any)
         wait_for(lambda: proc.poll() is not None, 90, f"the failpoint to kill {leader2}")
         assert proc.returncode == -signal.SIGKILL
         os.remove(fp_file)
-        crash_lines = [json.loads(line) for line in read_log(cluster, leader2).splitlines()
-                       if "failpoint_crash_after_commit" in line]
+        crash_lines = [
+            json.loads(line)
+            for line in read_log(cluster, leader2).splitlines()
+            if "failpoint_crash_after_commit" in line
+        ]
         assert len(crash_lines) == 1, "the failpoint must have fired exactly once"
         crashed_request = crash_lines[0]["request_id"]
         start_node(cluster, leader2)
@@ -153,7 +192,9 @@ def test_workflows_survive_leader_kills_and_whole_cluster_restart(tmp_path: Any)
         assert worker_history.by_request().get(crashed_request, [])[-1:] == ["ok"], (
             "the completion committed before the crash must be acknowledged on retry"
         )
-        assert len(set(started)) == N_WORKFLOWS, "every start acknowledged once, with a distinct workflow"
+        assert len(set(started)) == N_WORKFLOWS, (
+            "every start acknowledged once, with a distinct workflow"
+        )
         assert history.count("unknown") == 0 and history.count("fail") == 0, history.events[-5:]
         listed = client.list_workflows(name="ft_order", limit=1000)
         assert len(listed) == N_WORKFLOWS, "no workflow was started twice by a retried start"
@@ -165,7 +206,7 @@ def test_workflows_survive_leader_kills_and_whole_cluster_restart(tmp_path: Any)
             per_task[task_id] = per_task.get(task_id, 0) + 1
         assert all(n == 1 for n in per_task.values()), {k: v for k, v in per_task.items() if v > 1}
         final_tasks: dict[str, Any] = {}
-        for i, wid in enumerate(started):
+        for wid in started:
             wf = client.get_workflow(wid)
             assert wf.status == "COMPLETED", (wid, wf.status, wf.reason_for_incompletion)
             assert wf.output["tracking"] == f"trk-{wid}"
@@ -183,7 +224,10 @@ def test_workflows_survive_leader_kills_and_whole_cluster_restart(tmp_path: Any)
 
         # ---- whole-cluster kill -9 after snapshots, restart, everything still there
         def snapshots_everywhere() -> bool:
-            return all(os.path.exists(os.path.join(cluster.cfg.data_dir(nid), "raft.dump")) for nid in cluster.replicas)
+            return all(
+                os.path.exists(os.path.join(cluster.cfg.data_dir(nid), "raft.dump"))
+                for nid in cluster.replicas
+            )
 
         wait_for(snapshots_everywhere, 120, "a snapshot on every replica", interval_s=0.5)
         cluster.kill_all()
@@ -191,12 +235,19 @@ def test_workflows_survive_leader_kills_and_whole_cluster_restart(tmp_path: Any)
             start_node(cluster, nid)
         cluster.wait_healthy(timeout_s=60)
         assert client.get_workflow_def("ft_order")["name"] == "ft_order"
-        assert sorted(d["name"] for d in client.list_task_defs()) == ["ft_charge", "ft_reserve", "ft_ship"]
+        assert sorted(d["name"] for d in client.list_task_defs()) == [
+            "ft_charge",
+            "ft_reserve",
+            "ft_ship",
+        ]
         for wid in started:
             wf = client.get_workflow(wid)
             assert wf.status == "COMPLETED"
             for t in wf.tasks:
-                assert t.status == final_tasks[t.task_id].status and t.output == final_tasks[t.task_id].output
+                assert (
+                    t.status == final_tasks[t.task_id].status
+                    and t.output == final_tasks[t.task_id].output
+                )
         # And the restarted cluster still runs new work.
         w = Worker(clients[1], worker_id="after-restart", concurrency=2, poll_timeout_ms=500)
         for kind in ("reserve", "charge", "ship"):

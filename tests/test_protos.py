@@ -12,12 +12,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_generated_code_is_fresh(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--out", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     committed = ROOT / "client" / "orchestrator_client" / "v1"
     fresh = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
-    assert fresh == sorted(p.name for p in committed.iterdir() if p.is_file() and p.suffix in (".py", ".pyi"))
-    stale = [name for name in fresh if not filecmp.cmp(tmp_path / name, committed / name, shallow=False)]
+    assert fresh == sorted(
+        p.name for p in committed.iterdir() if p.is_file() and p.suffix in (".py", ".pyi")
+    )
+    stale = [
+        name for name in fresh if not filecmp.cmp(tmp_path / name, committed / name, shallow=False)
+    ]
     assert not stale, f"generated code is stale, run `make protos`: {stale}"
 
 
@@ -36,6 +43,12 @@ def test_client_imports_without_server_dependencies() -> None:
         "print('ok')\n"
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT / "client"))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(ROOT / "client"))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(ROOT / "client"),
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

@@ -291,7 +291,8 @@ class Worker:
         self.heartbeat_interval_s = heartbeat_interval_s
 
         self._registrations: dict[str, _Registration] = {}
-        # One lock for slots, running tasks and counters: contention is per task, not per byte.
+        # One lock guards slots, running tasks and counters: it is taken a few times per task,
+        # far too rarely for finer locking to pay.
         self._lock = threading.Lock()
         self._slots_changed = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)

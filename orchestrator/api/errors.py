@@ -24,7 +24,9 @@ FORWARDED_KEY = "x-orchestrator-forwarded"
 
 
 class ApiError(Exception):
-    def __init__(self, status: grpc.StatusCode, message: str, trailers: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(
+        self, status: grpc.StatusCode, message: str, trailers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message

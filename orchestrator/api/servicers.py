@@ -14,30 +14,39 @@ import signal
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 import structlog
-
 from orchestrator_client.v1 import (
     cluster_pb2 as cpb,
+)
+from orchestrator_client.v1 import (
     cluster_pb2_grpc,
-    definitions_pb2 as dpb,
     definitions_pb2_grpc,
-    tasks_pb2 as tpb,
     tasks_pb2_grpc,
-    workflows_pb2 as wpb,
     workflows_pb2_grpc,
+)
+from orchestrator_client.v1 import (
+    definitions_pb2 as dpb,
+)
+from orchestrator_client.v1 import (
+    tasks_pb2 as tpb,
+)
+from orchestrator_client.v1 import (
+    workflows_pb2 as wpb,
 )
 
 from ..core import commands as C
 from ..core import limits
 from ..core.definitions import normalize_task_def, normalize_workflow_def
 from ..core.errors import Code, Rejected
-from ..core.machine import Outcome, latest_version
-from ..replication.node import NotLeader, Overloaded, OutcomeUnknown, ProposalError, Replica
+from ..core.machine import Outcome, latest_version, precheck
+from ..replication.node import NotLeader, OutcomeUnknown, Overloaded, ProposalError, Replica
 from ..runtime.dispatcher import Dispatcher
 from . import views
 from .errors import (
@@ -117,7 +126,9 @@ class Failpoints:
 class NodeContext:
     """What every servicer shares: the replica, the dispatcher, the peers and forwarding stubs."""
 
-    def __init__(self, node_id: str, replica: Replica, dispatcher: Dispatcher, peers: list[Peer]) -> None:
+    def __init__(
+        self, node_id: str, replica: Replica, dispatcher: Dispatcher, peers: list[Peer]
+    ) -> None:
         self.node_id = node_id
         self.replica = replica
         self.dispatcher = dispatcher
@@ -180,13 +191,15 @@ def _request_id(value: str) -> str:
     return value
 
 
-def _json_object(text: str, field: str, *, max_bytes: int = limits.MAX_JSON_BYTES) -> dict[str, Any]:
+def _json_object(
+    text: str, field: str, *, max_bytes: int = limits.MAX_JSON_BYTES
+) -> dict[str, Any]:
     if not text:
         return {}
     if len(text.encode("utf-8")) > max_bytes:
-        raise ApiError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"{field}: {len(text.encode('utf-8'))} bytes exceeds the limit of {max_bytes} bytes",
+        # INVALID_ARGUMENT, not RESOURCE_EXHAUSTED: retrying the same payload can never succeed.
+        raise invalid(
+            f"{field}: {len(text.encode('utf-8'))} bytes exceeds the limit of {max_bytes} bytes"
         )
     try:
         value = json.loads(text)
@@ -222,20 +235,28 @@ class _Base:
         except Rejected as rej:
             return _abort(context, ApiError(CODE_TO_STATUS[rej.code], rej.message))
 
-    def _set_seq(self, context: grpc.ServicerContext, seq: int, extra: tuple[tuple[str, str], ...] = ()) -> None:
-        context.set_trailing_metadata(((SEQ_KEY, str(seq)),) + extra)
+    def _set_seq(
+        self, context: grpc.ServicerContext, seq: int, extra: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        context.set_trailing_metadata(((SEQ_KEY, str(seq)), *extra))
 
     def _propose(self, context: grpc.ServicerContext, cmd: C.Command) -> Outcome:
         try:
             fut = self.replica.propose(cmd)
         except Overloaded as exc:
             raise ApiError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, f"overloaded: {exc}", ((RETRY_AFTER_KEY, "200"),)
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"overloaded: {exc}",
+                ((RETRY_AFTER_KEY, "200"),),
             ) from None
         except NotLeader as exc:
-            raise ApiError(grpc.StatusCode.UNAVAILABLE, f"not the leader: {exc}", self.node.leader_trailers()) from None
+            raise ApiError(
+                grpc.StatusCode.UNAVAILABLE, f"not the leader: {exc}", self.node.leader_trailers()
+            ) from None
         remaining = context.time_remaining()
-        timeout = PROPOSE_TIMEOUT_S if remaining is None else max(0.05, min(remaining, PROPOSE_TIMEOUT_S))
+        timeout = (
+            PROPOSE_TIMEOUT_S if remaining is None else max(0.05, min(remaining, PROPOSE_TIMEOUT_S))
+        )
         try:
             outcome = fut.result(timeout=timeout)
         except FutureTimeout:
@@ -251,7 +272,9 @@ class _Base:
 
     def _proposal_error(self, exc: ProposalError) -> ApiError:
         if isinstance(exc, Overloaded):
-            return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), ((RETRY_AFTER_KEY, "200"),))
+            return ApiError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), ((RETRY_AFTER_KEY, "200"),)
+            )
         what = "outcome unknown" if isinstance(exc, OutcomeUnknown) else "not applied"
         return ApiError(
             grpc.StatusCode.UNAVAILABLE,
@@ -270,7 +293,9 @@ class _Base:
         def go() -> Any:
             cmd = build()  # validation happens here, before anything reaches Raft
             if self.replica.leader_ready():
-                outcome = self._propose(context, cmd)
+                with self.replica.lock:
+                    early = precheck(self.replica.state, cmd.to_dict())
+                outcome = early if early is not None else self._propose(context, cmd)
                 if not outcome.ok:
                     self._set_seq(context, outcome.seq)
                     raise _outcome_error(outcome)
@@ -304,12 +329,16 @@ class _Base:
             response, call_info = call.with_call(request, timeout=timeout, metadata=fwd_md)
         except grpc.RpcError as err:
             trailers = tuple(
-                (k, v) for k, v in (err.trailing_metadata() or ()) if k in (SEQ_KEY, LEADER_KEY, RETRY_AFTER_KEY)
+                (k, v)
+                for k, v in (err.trailing_metadata() or ())
+                if k in (SEQ_KEY, LEADER_KEY, RETRY_AFTER_KEY)
             )
             code = err.code()
             if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
                 code = grpc.StatusCode.UNAVAILABLE
-            raise ApiError(code, err.details() or "forwarding failed", trailers or ((LEADER_KEY, peer.grpc),)) from None
+            raise ApiError(
+                code, err.details() or "forwarding failed", trailers or ((LEADER_KEY, peer.grpc),)
+            ) from None
         trailers = tuple((k, v) for k, v in (call_info.trailing_metadata() or ()) if k == SEQ_KEY)
         if trailers:
             context.set_trailing_metadata(trailers)
@@ -353,21 +382,34 @@ class DefinitionService(_Base, definitions_pb2_grpc.DefinitionServiceServicer):
     def _response_type(self, method: str) -> Any:
         return self._RESP[method]
 
-    def RegisterWorkflowDef(self, request: dpb.RegisterWorkflowDefRequest, context: grpc.ServicerContext) -> Any:
+    def RegisterWorkflowDef(
+        self, request: dpb.RegisterWorkflowDefRequest, context: grpc.ServicerContext
+    ) -> Any:
         def build() -> C.Command:
             rid = _request_id(request.request_id)
-            raw = _json_object(request.definition_json, "definition_json", max_bytes=limits.MAX_DEFINITION_BYTES)
+            raw = _json_object(
+                request.definition_json, "definition_json", max_bytes=limits.MAX_DEFINITION_BYTES
+            )
             if not raw:
                 raise invalid("definition_json: required")
             defn = normalize_workflow_def(raw)
-            return C.RegisterWorkflowDef(request_id=rid, definition=defn, overwrite=request.overwrite)
+            return C.RegisterWorkflowDef(
+                request_id=rid, definition=defn, overwrite=request.overwrite
+            )
 
         return self._mutate(
-            context, request, "RegisterWorkflowDef", build,
-            lambda o: dpb.RegisterWorkflowDefResponse(name=o.result["name"], version=o.result["version"]),
+            context,
+            request,
+            "RegisterWorkflowDef",
+            build,
+            lambda o: dpb.RegisterWorkflowDefResponse(
+                name=o.result["name"], version=o.result["version"]
+            ),
         )
 
-    def RegisterTaskDefs(self, request: dpb.RegisterTaskDefsRequest, context: grpc.ServicerContext) -> Any:
+    def RegisterTaskDefs(
+        self, request: dpb.RegisterTaskDefsRequest, context: grpc.ServicerContext
+    ) -> Any:
         def build() -> C.Command:
             rid = _request_id(request.request_id)
             if not request.task_def_json:
@@ -379,24 +421,37 @@ class DefinitionService(_Base, definitions_pb2_grpc.DefinitionServiceServicer):
             return C.RegisterTaskDefs(request_id=rid, task_defs=defs)
 
         return self._mutate(
-            context, request, "RegisterTaskDefs", build,
+            context,
+            request,
+            "RegisterTaskDefs",
+            build,
             lambda o: dpb.RegisterTaskDefsResponse(names=o.result["names"]),
         )
 
-    def GetWorkflowDef(self, request: dpb.GetWorkflowDefRequest, context: grpc.ServicerContext) -> Any:
+    def GetWorkflowDef(
+        self, request: dpb.GetWorkflowDefRequest, context: grpc.ServicerContext
+    ) -> Any:
         def fn(st: Any) -> Any:
             versions = st.workflow_defs.get(_name(request.name, "name"))
             if not versions:
-                raise ApiError(grpc.StatusCode.NOT_FOUND, f"workflow definition {request.name!r} is not registered")
+                raise ApiError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"workflow definition {request.name!r} is not registered",
+                )
             version = request.version or latest_version(versions)
             defn = versions.get(str(version))
             if defn is None:
-                raise ApiError(grpc.StatusCode.NOT_FOUND, f"workflow definition {request.name!r} has no version {version}")
+                raise ApiError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"workflow definition {request.name!r} has no version {version}",
+                )
             return dpb.GetWorkflowDefResponse(definition_json=json.dumps(defn))
 
         return self._read(context, fn)
 
-    def ListWorkflowDefs(self, request: dpb.ListWorkflowDefsRequest, context: grpc.ServicerContext) -> Any:
+    def ListWorkflowDefs(
+        self, request: dpb.ListWorkflowDefsRequest, context: grpc.ServicerContext
+    ) -> Any:
         def fn(st: Any) -> Any:
             out = dpb.ListWorkflowDefsResponse()
             for name in sorted(st.workflow_defs):
@@ -411,7 +466,9 @@ class DefinitionService(_Base, definitions_pb2_grpc.DefinitionServiceServicer):
         def fn(st: Any) -> Any:
             td = st.task_defs.get(_name(request.name, "name"))
             if td is None:
-                raise ApiError(grpc.StatusCode.NOT_FOUND, f"task definition {request.name!r} is not registered")
+                raise ApiError(
+                    grpc.StatusCode.NOT_FOUND, f"task definition {request.name!r} is not registered"
+                )
             return dpb.GetTaskDefResponse(task_def_json=json.dumps(td))
 
         return self._read(context, fn)
@@ -419,7 +476,9 @@ class DefinitionService(_Base, definitions_pb2_grpc.DefinitionServiceServicer):
     def ListTaskDefs(self, request: dpb.ListTaskDefsRequest, context: grpc.ServicerContext) -> Any:
         return self._read(
             context,
-            lambda st: dpb.ListTaskDefsResponse(task_def_json=[json.dumps(st.task_defs[n]) for n in sorted(st.task_defs)]),
+            lambda st: dpb.ListTaskDefsResponse(
+                task_def_json=[json.dumps(st.task_defs[n]) for n in sorted(st.task_defs)]
+            ),
         )
 
 
@@ -443,7 +502,9 @@ class WorkflowService(_Base, workflows_pb2_grpc.WorkflowServiceServicer):
     def _response_type(self, method: str) -> Any:
         return self._RESP[method]
 
-    def StartWorkflow(self, request: wpb.StartWorkflowRequest, context: grpc.ServicerContext) -> Any:
+    def StartWorkflow(
+        self, request: wpb.StartWorkflowRequest, context: grpc.ServicerContext
+    ) -> Any:
         def build() -> C.Command:
             rid = _request_id(request.request_id)
             strategy = _STRATEGY.get(request.idempotency_strategy)
@@ -470,11 +531,18 @@ class WorkflowService(_Base, workflows_pb2_grpc.WorkflowServiceServicer):
             )
 
         return self._mutate(
-            context, request, "StartWorkflow", build,
-            lambda o: wpb.StartWorkflowResponse(workflow_id=o.result["workflow_id"], created=o.result["created"]),
+            context,
+            request,
+            "StartWorkflow",
+            build,
+            lambda o: wpb.StartWorkflowResponse(
+                workflow_id=o.result["workflow_id"], created=o.result["created"]
+            ),
         )
 
-    def TerminateWorkflow(self, request: wpb.TerminateWorkflowRequest, context: grpc.ServicerContext) -> Any:
+    def TerminateWorkflow(
+        self, request: wpb.TerminateWorkflowRequest, context: grpc.ServicerContext
+    ) -> Any:
         def build() -> C.Command:
             if len(request.reason) > limits.MAX_REASON_LENGTH:
                 raise invalid(f"reason: at most {limits.MAX_REASON_LENGTH} characters")
@@ -484,20 +552,26 @@ class WorkflowService(_Base, workflows_pb2_grpc.WorkflowServiceServicer):
                 reason=request.reason,
             )
 
-        return self._mutate(context, request, "TerminateWorkflow", build, lambda o: wpb.TerminateWorkflowResponse())
+        return self._mutate(
+            context, request, "TerminateWorkflow", build, lambda o: wpb.TerminateWorkflowResponse()
+        )
 
     def GetWorkflow(self, request: wpb.GetWorkflowRequest, context: grpc.ServicerContext) -> Any:
         def fn(st: Any) -> Any:
             wf = st.workflows.get(_name(request.workflow_id, "workflow_id"))
             if wf is None:
-                raise ApiError(grpc.StatusCode.NOT_FOUND, f"workflow {request.workflow_id} not found")
+                raise ApiError(
+                    grpc.StatusCode.NOT_FOUND, f"workflow {request.workflow_id} not found"
+                )
             return wpb.GetWorkflowResponse(
                 workflow=views.workflow_pb(wf, st.tasks if request.include_tasks else None)
             )
 
         return self._read(context, fn)
 
-    def ListWorkflows(self, request: wpb.ListWorkflowsRequest, context: grpc.ServicerContext) -> Any:
+    def ListWorkflows(
+        self, request: wpb.ListWorkflowsRequest, context: grpc.ServicerContext
+    ) -> Any:
         limit = request.limit or 100
         status = ""
         if request.status:
@@ -553,16 +627,21 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
             if remaining is not None:
                 wait_s = max(0.0, min(wait_s, remaining - 0.5))
             try:
-                outcome = self.node.dispatcher.poll(rid, task_type, request.worker_id, count, wait_s)
+                outcome = self.node.dispatcher.poll(
+                    rid, task_type, request.worker_id, count, wait_s
+                )
             except ProposalError as exc:
                 raise self._proposal_error(exc) from None
             except FutureTimeout:
                 raise ApiError(
-                    grpc.StatusCode.UNAVAILABLE, "poll outcome unknown; retry with the same request_id"
+                    grpc.StatusCode.UNAVAILABLE,
+                    "poll outcome unknown; retry with the same request_id",
                 ) from None
             if not outcome.ok:
                 if outcome.code is Code.FAILED_PRECONDITION:  # stale epoch: leadership moved
-                    raise ApiError(grpc.StatusCode.UNAVAILABLE, outcome.message, self.node.leader_trailers())
+                    raise ApiError(
+                        grpc.StatusCode.UNAVAILABLE, outcome.message, self.node.leader_trailers()
+                    )
                 raise _outcome_error(outcome)
             self.node.failpoints.after_commit("PollTasks", rid)
             resp = tpb.PollTasksResponse()
@@ -571,7 +650,11 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
                 for tid in outcome.result.get("task_ids", []):
                     t = st.tasks.get(tid)
                     # A retried poll returns what the first one leased, while still leased to us.
-                    if t is not None and t["status"] == "IN_PROGRESS" and t["workerId"] == request.worker_id:
+                    if (
+                        t is not None
+                        and t["status"] == "IN_PROGRESS"
+                        and t["workerId"] == request.worker_id
+                    ):
                         resp.tasks.append(views.task_pb(t))
                 seq = st.seq
             self._set_seq(context, max(seq, outcome.seq))
@@ -588,7 +671,9 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
                 worker_id=request.worker_id[: limits.MAX_NAME_LENGTH],
             )
 
-        return self._mutate(context, request, "CompleteTask", build, lambda o: tpb.CompleteTaskResponse())
+        return self._mutate(
+            context, request, "CompleteTask", build, lambda o: tpb.CompleteTaskResponse()
+        )
 
     def FailTask(self, request: tpb.FailTaskRequest, context: grpc.ServicerContext) -> Any:
         def build() -> C.Command:
@@ -605,7 +690,9 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
 
         return self._mutate(context, request, "FailTask", build, lambda o: tpb.FailTaskResponse())
 
-    def HeartbeatTask(self, request: tpb.HeartbeatTaskRequest, context: grpc.ServicerContext) -> Any:
+    def HeartbeatTask(
+        self, request: tpb.HeartbeatTaskRequest, context: grpc.ServicerContext
+    ) -> Any:
         def build() -> C.Command:
             return C.HeartbeatTask(
                 request_id=_request_id(request.request_id),
@@ -614,7 +701,10 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
             )
 
         return self._mutate(
-            context, request, "HeartbeatTask", build,
+            context,
+            request,
+            "HeartbeatTask",
+            build,
             lambda o: tpb.HeartbeatTaskResponse(lease_expires_ms=o.result["lease_expires_ms"]),
         )
 
@@ -663,28 +753,39 @@ class ClusterService(_Base, cluster_pb2_grpc.ClusterServiceServicer):
             workflows=st["workflows"],
         )
 
-    def GetReplicaStatus(self, request: cpb.GetReplicaStatusRequest, context: grpc.ServicerContext) -> Any:
+    def GetReplicaStatus(
+        self, request: cpb.GetReplicaStatusRequest, context: grpc.ServicerContext
+    ) -> Any:
         return self._run(context, self.local_status)
 
-    def GetClusterStatus(self, request: cpb.GetClusterStatusRequest, context: grpc.ServicerContext) -> Any:
+    def GetClusterStatus(
+        self, request: cpb.GetClusterStatusRequest, context: grpc.ServicerContext
+    ) -> Any:
         def one(peer: Peer) -> cpb.ReplicaStatus:
             if peer.node_id == self.node.node_id:
                 return self.local_status()
             stub = cluster_pb2_grpc.ClusterServiceStub(self.node.channel(peer.grpc))
             try:
-                resp: cpb.ReplicaStatus = stub.GetReplicaStatus(cpb.GetReplicaStatusRequest(), timeout=1.0)
+                resp: cpb.ReplicaStatus = stub.GetReplicaStatus(
+                    cpb.GetReplicaStatusRequest(), timeout=1.0
+                )
                 return resp
             except grpc.RpcError as err:
                 return cpb.ReplicaStatus(
-                    node_id=peer.node_id, role="UNREACHABLE", grpc_address=peer.grpc,
-                    raft_address=peer.raft, detail=f"{err.code().name}: {err.details()}",
+                    node_id=peer.node_id,
+                    role="UNREACHABLE",
+                    grpc_address=peer.grpc,
+                    raft_address=peer.raft,
+                    detail=f"{err.code().name}: {err.details()}",
                 )
 
         def go() -> Any:
             with ThreadPoolExecutor(max_workers=max(1, len(self.node.peers))) as pool:
                 replicas = list(pool.map(one, self.node.peers))
             leader = self.node.leader_peer()
-            return cpb.GetClusterStatusResponse(replicas=replicas, leader_id=leader.node_id if leader else "")
+            return cpb.GetClusterStatusResponse(
+                replicas=replicas, leader_id=leader.node_id if leader else ""
+            )
 
         return self._run(context, go)
 

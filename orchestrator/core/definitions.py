@@ -22,9 +22,27 @@ TIMEOUT_POLICIES = ("RETRY", "TIME_OUT_WF", "ALERT_ONLY")
 # using one is rejected with a clear message rather than accepted and left hanging.
 SUPPORTED_TASK_TYPES = ("SIMPLE",)
 KNOWN_TASK_TYPES = (
-    "SIMPLE", "SWITCH", "DECISION", "FORK_JOIN", "FORK_JOIN_DYNAMIC", "JOIN", "EXCLUSIVE_JOIN",
-    "DO_WHILE", "SUB_WORKFLOW", "START_WORKFLOW", "DYNAMIC", "SET_VARIABLE", "TERMINATE", "NOOP",
-    "WAIT", "HUMAN", "INLINE", "JSON_JQ_TRANSFORM", "HTTP", "EVENT", "KAFKA_PUBLISH",
+    "SIMPLE",
+    "SWITCH",
+    "DECISION",
+    "FORK_JOIN",
+    "FORK_JOIN_DYNAMIC",
+    "JOIN",
+    "EXCLUSIVE_JOIN",
+    "DO_WHILE",
+    "SUB_WORKFLOW",
+    "START_WORKFLOW",
+    "DYNAMIC",
+    "SET_VARIABLE",
+    "TERMINATE",
+    "NOOP",
+    "WAIT",
+    "HUMAN",
+    "INLINE",
+    "JSON_JQ_TRANSFORM",
+    "HTTP",
+    "EVENT",
+    "KAFKA_PUBLISH",
 )
 
 TASK_DEF_DEFAULTS: dict[str, JSON] = {
@@ -69,14 +87,23 @@ def normalize_task_def(raw: JSON, where: str = "taskDef") -> dict[str, JSON]:
     out["retryDelaySeconds"] = _int(
         out, "retryDelaySeconds", f"{where}.retryDelaySeconds", 0, limits.MAX_DELAY_SECONDS, 60
     )
-    out["backoffScaleFactor"] = _int(out, "backoffScaleFactor", f"{where}.backoffScaleFactor", 1, 1000, 1)
+    out["backoffScaleFactor"] = _int(
+        out, "backoffScaleFactor", f"{where}.backoffScaleFactor", 1, 1000, 1
+    )
     out["maxRetryDelaySeconds"] = _int(
         out, "maxRetryDelaySeconds", f"{where}.maxRetryDelaySeconds", 0, limits.MAX_DELAY_SECONDS, 0
     )
     out["responseTimeoutSeconds"] = _int(
-        out, "responseTimeoutSeconds", f"{where}.responseTimeoutSeconds", 1, limits.MAX_DELAY_SECONDS, 3600
+        out,
+        "responseTimeoutSeconds",
+        f"{where}.responseTimeoutSeconds",
+        1,
+        limits.MAX_DELAY_SECONDS,
+        3600,
     )
-    out["timeoutSeconds"] = _int(out, "timeoutSeconds", f"{where}.timeoutSeconds", 0, limits.MAX_DELAY_SECONDS, 0)
+    out["timeoutSeconds"] = _int(
+        out, "timeoutSeconds", f"{where}.timeoutSeconds", 0, limits.MAX_DELAY_SECONDS, 0
+    )
     if out["retryLogic"] not in RETRY_LOGICS:
         raise invalid(f"{where}.retryLogic: must be one of {', '.join(RETRY_LOGICS)}")
     if out["timeoutPolicy"] not in TIMEOUT_POLICIES:
@@ -105,7 +132,9 @@ def normalize_workflow_def(raw: JSON) -> dict[str, JSON]:
     out["outputParameters"] = _params(raw.get("outputParameters"), "outputParameters")
     out["inputTemplate"] = _params(raw.get("inputTemplate"), "inputTemplate")
     out["variables"] = _params(raw.get("variables"), "variables")
-    out["timeoutSeconds"] = _int(raw, "timeoutSeconds", "timeoutSeconds", 0, limits.MAX_DELAY_SECONDS, 0)
+    out["timeoutSeconds"] = _int(
+        raw, "timeoutSeconds", "timeoutSeconds", 0, limits.MAX_DELAY_SECONDS, 0
+    )
     schema = raw.get("schemaVersion", 2)
     if schema != 2:
         raise invalid("schemaVersion: only schemaVersion 2 is supported")
@@ -142,11 +171,17 @@ def normalize_workflow_def(raw: JSON) -> dict[str, JSON]:
         t["inputParameters"] = _params(task.get("inputParameters"), f"{where}.inputParameters")
         t["optional"] = bool(task.get("optional", False))
         if "retryCount" in task and task["retryCount"] is not None:
-            t["retryCount"] = _int(task, "retryCount", f"{where}.retryCount", 0, limits.MAX_RETRY_COUNT, 0)
+            t["retryCount"] = _int(
+                task, "retryCount", f"{where}.retryCount", 0, limits.MAX_RETRY_COUNT, 0
+            )
         if task.get("taskDefinition") is not None:
-            t["taskDefinition"] = normalize_task_def(task["taskDefinition"], f"{where}.taskDefinition")
+            t["taskDefinition"] = normalize_task_def(
+                task["taskDefinition"], f"{where}.taskDefinition"
+            )
             if t["taskDefinition"]["name"] != t["name"]:
-                raise invalid(f"{where}.taskDefinition.name: must equal the task name {t['name']!r}")
+                raise invalid(
+                    f"{where}.taskDefinition.name: must equal the task name {t['name']!r}"
+                )
         norm_tasks.append(t)
     out["tasks"] = norm_tasks
     _check_references(out, seen)
@@ -170,12 +205,18 @@ def _check_references(defn: dict[str, JSON], refs: set[str]) -> None:
     """Every `${ref.…}` must name `workflow` or a task reference of this definition."""
     places: list[tuple[str, JSON]] = [("outputParameters", defn["outputParameters"])]
     for i, t in enumerate(defn["tasks"]):
-        places.append((f"tasks[{i}].inputParameters ({t['taskReferenceName']})", t["inputParameters"]))
+        places.append(
+            (f"tasks[{i}].inputParameters ({t['taskReferenceName']})", t["inputParameters"])
+        )
     for where, value in places:
         for s in _walk_strings(value):
             for m in _REF_RE.finditer(s):
                 name = m.group(1)
-                if name != "workflow" and name not in refs and not (m.start() > 0 and s[m.start() - 1] == "$"):
+                if (
+                    name != "workflow"
+                    and name not in refs
+                    and not (m.start() > 0 and s[m.start() - 1] == "$")
+                ):
                     raise invalid(f"{where}: expression names unknown task reference {name!r}")
 
 
@@ -189,4 +230,4 @@ def check_task_defs_known(defn: dict[str, JSON], task_defs: dict[str, JSON]) -> 
             )
 
 
-__all__ = ["normalize_workflow_def", "normalize_task_def", "check_task_defs_known"]
+__all__ = ["check_task_defs_known", "normalize_task_def", "normalize_workflow_def"]

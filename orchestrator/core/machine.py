@@ -99,9 +99,7 @@ class _Ctx:
         return self.st.clock_ms
 
 
-def apply_batch(
-    state: State, now_ms: int, commands: list[JSON]
-) -> tuple[list[Outcome], Effects]:
+def apply_batch(state: State, now_ms: int, commands: list[JSON]) -> tuple[list[Outcome], Effects]:
     """Apply a committed batch stamped with the leader's cluster time `now_ms`."""
     if isinstance(now_ms, int) and not isinstance(now_ms, bool) and now_ms > state.clock_ms:
         state.clock_ms = now_ms
@@ -146,7 +144,9 @@ def _apply_checked(ctx: _Ctx, raw: JSON) -> Outcome:
     except Rejected as rej:
         outcome = Outcome(rej.code, rej.message)
     except Exception as exc:  # a bug: reject everywhere alike, quarantine what it touched
-        outcome = Outcome(Code.INTERNAL, f"internal error applying {cmd.NAME}: {type(exc).__name__}: {exc}")
+        outcome = Outcome(
+            Code.INTERNAL, f"internal error applying {cmd.NAME}: {type(exc).__name__}: {exc}"
+        )
         _quarantine(ctx, cmd, outcome.message)
     if rid is not None and _should_record(cmd, outcome):
         st.requests[rid] = {"fp": fp, "outcome": outcome.to_dict(), "at": st.clock_ms}
@@ -266,7 +266,9 @@ def _h_start_workflow(ctx: _Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
         if t["type"] == "SIMPLE" and "taskDefinition" not in t:
             td = st.task_defs.get(t["name"])
             if td is None:
-                raise not_found(f"task definition {t['name']!r} (used by {t['taskReferenceName']}) is not registered")
+                raise not_found(
+                    f"task definition {t['name']!r} (used by {t['taskReferenceName']}) is not registered"
+                )
             task_defs[t["name"]] = td
     wf = {
         "workflowId": cmd.workflow_id,
@@ -365,7 +367,9 @@ def _h_fail_task(ctx: _Ctx, cmd: FailTask) -> dict[str, JSON]:
         raise invalid("output_json: must be a JSON object")
     task, wf = _active_task(ctx, cmd.task_id, "failure")
     status = T_FAILED_TERMINAL if cmd.terminal else T_FAILED
-    _finish_task(ctx, task, status, output=cmd.output, reason=cmd.reason[: limits.MAX_REASON_LENGTH])
+    _finish_task(
+        ctx, task, status, output=cmd.output, reason=cmd.reason[: limits.MAX_REASON_LENGTH]
+    )
     _handle_failure(ctx, wf, task)
     return {}
 
@@ -394,7 +398,9 @@ def _h_tick(ctx: _Ctx, cmd: Tick) -> dict[str, JSON]:
             continue
         if kind == "lease" and task["status"] == T_IN_PROGRESS:
             _finish_task(
-                ctx, task, T_TIMED_OUT,
+                ctx,
+                task,
+                T_TIMED_OUT,
                 reason=f"responseTimeoutSeconds ({task['responseTimeoutSeconds']}s) elapsed "
                 "without a result or heartbeat",
             )
@@ -580,7 +586,9 @@ def _handle_failure(ctx: _Ctx, wf: JSON, task: JSON) -> None:
         return
     wf_status = WF_TIMED_OUT if task["status"] == T_TIMED_OUT else WF_FAILED
     _end_workflow(
-        ctx, wf, wf_status,
+        ctx,
+        wf,
+        wf_status,
         f"task {task['referenceTaskName']} ({task['taskId']}) {task['status']}: "
         f"{task['reasonForIncompletion']}",
     )
@@ -643,3 +651,39 @@ def _evict_workflow(st: State, wf_id: str) -> None:
 
 def json_size(value: JSON) -> int:
     return len(json.dumps(value, separators=(",", ":")))
+
+
+def precheck(state: State, raw: JSON) -> Outcome | None:
+    """A read-only answer the leader can give without proposing, or None to propose.
+
+    Safe because it reads the leader's applied state, a prefix of the log that includes every
+    write the caller has observed: a retried request returns its recorded outcome, a reused
+    request id with a different request and a start of an unknown definition are rejected.
+    """
+    try:
+        cmd = command_from_dict(raw)
+    except CommandDecodeError as exc:
+        return Outcome(Code.INVALID_ARGUMENT, f"malformed command: {exc}")
+    rid = getattr(cmd, "request_id", None)
+    if rid is not None:
+        prev = state.requests.get(rid)
+        if prev is not None:
+            body = {k: v for k, v in cmd.to_dict().items() if k not in cmd.NON_FINGERPRINT}
+            if prev["fp"] != fingerprint(body):
+                return Outcome(
+                    Code.INVALID_ARGUMENT,
+                    f"request_id {rid!r} was already used for a different request",
+                )
+            out = Outcome.from_dict(prev["outcome"])
+            out.result = dict(out.result, deduplicated=True)
+            out.seq = state.seq
+            return out
+    if isinstance(cmd, StartWorkflow) and cmd.name not in state.workflow_defs:
+        return Outcome(
+            Code.NOT_FOUND, f"workflow definition {cmd.name!r} is not registered", seq=state.seq
+        )
+    if isinstance(cmd, (CompleteTask, FailTask, HeartbeatTask)) and cmd.task_id not in state.tasks:
+        return Outcome(Code.NOT_FOUND, f"task {cmd.task_id} not found", seq=state.seq)
+    if isinstance(cmd, TerminateWorkflow) and cmd.workflow_id not in state.workflows:
+        return Outcome(Code.NOT_FOUND, f"workflow {cmd.workflow_id} not found", seq=state.seq)
+    return None

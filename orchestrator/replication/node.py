@@ -13,13 +13,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
@@ -27,7 +29,6 @@ from pysyncobj.node import TCPNode
 
 from ..core import codec
 from ..core.commands import Command, LeaderEpoch
-from ..core.errors import Code
 from ..core.machine import Effects, Outcome, apply_batch
 from ..core.state import State
 from . import envelope, snapshot
@@ -303,7 +304,9 @@ class Replica:
                     return
                 batch: list[tuple[bytes, Future[Outcome], str]] = []
                 size = 0
-                while self._queue and (not batch or size + len(self._queue[0][0]) <= self.settings.batch_max_bytes):
+                while self._queue and (
+                    not batch or size + len(self._queue[0][0]) <= self.settings.batch_max_bytes
+                ):
                     item = self._queue.popleft()
                     size += len(item[0])
                     batch.append(item)
@@ -334,13 +337,21 @@ class Replica:
     def _make_callback(self, futures: list[Future[Outcome]]) -> Callable[[Any, int], None]:
         def callback(result: Any, err: int) -> None:
             self._entry_done()
-            if err == FAIL_REASON.SUCCESS and isinstance(result, list) and len(result) == len(futures):
-                for fut, outcome in zip(futures, result):
+            if (
+                err == FAIL_REASON.SUCCESS
+                and isinstance(result, list)
+                and len(result) == len(futures)
+            ):
+                for fut, outcome in zip(futures, result, strict=False):
                     if not fut.done():
                         fut.set_result(outcome)
                 return
-            if err in (FAIL_REASON.QUEUE_FULL, FAIL_REASON.MISSING_LEADER, FAIL_REASON.DISCARDED,
-                       FAIL_REASON.NOT_LEADER):
+            if err in (
+                FAIL_REASON.QUEUE_FULL,
+                FAIL_REASON.MISSING_LEADER,
+                FAIL_REASON.DISCARDED,
+                FAIL_REASON.NOT_LEADER,
+            ):
                 exc: ProposalError = NotLeader(f"raft did not apply the entry (reason {err})")
             elif err == FAIL_REASON.SUCCESS:
                 exc = OutcomeUnknown("the entry was applied but produced no outcomes")
@@ -390,7 +401,5 @@ class Replica:
         with self._qcond:
             self._qcond.notify_all()
         self._fail_queued(NotLeader("replica stopping"))
-        try:
+        with contextlib.suppress(Exception):
             self.raft.destroy()
-        except Exception:
-            pass

@@ -18,7 +18,8 @@ import json
 import os
 import struct
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 MAGIC = b"ORCHSNAP1\n"
 _LEN = struct.Struct(">I")
@@ -37,7 +38,9 @@ def _entry_in(raw: Any) -> tuple[bytes, int, int]:
     return (base64.b64decode(raw[0]), int(raw[1]), int(raw[2]))
 
 
-def write_snapshot(path: str, state_bytes: bytes, seq: int, last: Any, prev: Any, cluster: list[str]) -> None:
+def write_snapshot(
+    path: str, state_bytes: bytes, seq: int, last: Any, prev: Any, cluster: list[str]
+) -> None:
     body = zlib.compress(state_bytes, 1)
     header = json.dumps(
         {

@@ -62,7 +62,9 @@ class Dispatcher:
                     count=count,
                     epoch=self.replica.leader_term,
                 )
-                outcome = self.replica.propose(cmd).result(timeout=max(deadline - time.monotonic(), 0) + 5)
+                outcome = self.replica.propose(cmd).result(
+                    timeout=max(deadline - time.monotonic(), 0) + 5
+                )
                 if not outcome.ok or outcome.result.get("task_ids"):
                     return outcome
                 # Another poller took the work first; wait for more.
