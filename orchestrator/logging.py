@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 _role_provider: Callable[[], tuple[str, int]] | None = None
+_node_id = ""
 
 
 def set_role_provider(fn: Callable[[], tuple[str, int]]) -> None:
@@ -21,7 +22,11 @@ def set_role_provider(fn: Callable[[], tuple[str, int]]) -> None:
     _role_provider = fn
 
 
-def _add_role(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_role(_: Any, __: str, event: Any) -> Any:
+    # A processor rather than contextvars: pysyncobj's tick thread and gRPC's pool threads do
+    # not inherit the main thread's context.
+    if _node_id:
+        event.setdefault("node", _node_id)
     if _role_provider is not None:
         with contextlib.suppress(Exception):
             event["role"], event["term"] = _role_provider()
@@ -51,8 +56,8 @@ def configure(node_id: str = "", level: str = "INFO", json_output: bool | None =
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    if node_id:
-        structlog.contextvars.bind_contextvars(node=node_id)
+    global _node_id
+    _node_id = node_id
     # pysyncobj logs through the standard library: route it to stderr at WARNING.
     logging.basicConfig(
         level=logging.WARNING,

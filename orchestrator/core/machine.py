@@ -274,8 +274,9 @@ def _h_start_workflow(ctx: _Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
         "workflowId": cmd.workflow_id,
         "workflowName": defn["name"],
         "workflowVersion": defn["version"],
-        "definition": defn,  # a running workflow keeps the definition it started with
-        "taskDefs": task_defs,
+        # A running workflow keeps the definition (and task definitions) it started with. They
+        # are stored once per distinct content, shared by every workflow started from them.
+        "defHash": _retain_def(st, defn, task_defs),
         "status": WF_RUNNING,
         "input": wf_input,
         "output": {},
@@ -503,8 +504,30 @@ def task_doc(wf: JSON, tasks: dict[str, JSON]) -> dict[str, JSON]:
     return doc
 
 
-def _effective_task_def(wf: JSON, wt: JSON) -> JSON:
-    td = dict(wt.get("taskDefinition") or wf["taskDefs"][wt["name"]])
+def _retain_def(st: State, defn: JSON, task_defs: JSON) -> str:
+    key = fingerprint({"def": defn, "taskDefs": task_defs})
+    entry = st.def_snapshots.get(key)
+    if entry is None:
+        entry = st.def_snapshots[key] = {"def": defn, "taskDefs": task_defs, "refs": 0}
+    entry["refs"] += 1
+    return key
+
+
+def _release_def(st: State, key: str) -> None:
+    entry = st.def_snapshots.get(key)
+    if entry is not None:
+        entry["refs"] -= 1
+        if entry["refs"] <= 0:
+            del st.def_snapshots[key]
+
+
+def wf_def(st: State, wf: JSON) -> JSON:
+    """The definition snapshot a workflow runs: {"def": ..., "taskDefs": ...}."""
+    return st.def_snapshots[wf["defHash"]]
+
+
+def _effective_task_def(st: State, wf: JSON, wt: JSON) -> JSON:
+    td = dict(wt.get("taskDefinition") or wf_def(st, wf)["taskDefs"][wt["name"]])
     if "retryCount" in wt:
         td["retryCount"] = wt["retryCount"]
     return td
@@ -512,8 +535,8 @@ def _effective_task_def(wf: JSON, wt: JSON) -> JSON:
 
 def _schedule(ctx: _Ctx, wf: JSON, pos: int, retry_of: JSON = None, delay_s: int = 0) -> None:
     st = ctx.st
-    wt = wf["definition"]["tasks"][pos]
-    td = _effective_task_def(wf, wt)
+    wt = wf_def(st, wf)["def"]["tasks"][pos]
+    td = _effective_task_def(st, wf, wt)
     task_id = f"{wf['workflowId']}-{len(wf['tasks'])}"
     doc = task_doc(wf, st.tasks)
     task_input = resolve(wt["inputParameters"], doc, {"CPEWF_TASK_ID": task_id})
@@ -598,7 +621,7 @@ def _decide(ctx: _Ctx, wf: JSON) -> None:
     """Sequential SIMPLE tasks: schedule the next one, or complete the workflow."""
     if wf["status"] != WF_RUNNING:
         return
-    defn_tasks = wf["definition"]["tasks"]
+    defn_tasks = wf_def(ctx.st, wf)["def"]["tasks"]
     if not wf["tasks"]:
         _schedule(ctx, wf, 0)
         return
@@ -622,7 +645,7 @@ def _end_workflow(ctx: _Ctx, wf: JSON, status: str, reason: str) -> None:
     wf["endTime"] = ctx.now
     wf["reasonForIncompletion"] = reason
     doc = task_doc(wf, st.tasks)
-    out_params = wf["definition"].get("outputParameters") or {}
+    out_params = wf_def(st, wf)["def"].get("outputParameters") or {}
     if out_params:
         output = resolve(out_params, doc)
     elif wf["tasks"]:
@@ -643,6 +666,7 @@ def _evict_workflow(st: State, wf_id: str) -> None:
         return
     for tid in wf["tasks"]:
         st.tasks.pop(tid, None)
+    _release_def(st, wf["defHash"])
     if wf["idempotencyKey"]:
         key = f"{wf['workflowName']}\x00{wf['idempotencyKey']}"
         if st.idempotency.get(key) == wf_id:

@@ -24,6 +24,8 @@ class State:
         self.epoch = 0  # highest leader epoch committed
         self.workflow_defs: dict[str, dict[str, JSON]] = {}  # name -> {str(version): def}
         self.task_defs: dict[str, JSON] = {}
+        # content hash -> {"def", "taskDefs", "refs"}: definitions that workflows run with
+        self.def_snapshots: dict[str, JSON] = {}
         self.workflows: dict[str, JSON] = {}
         self.tasks: dict[str, JSON] = {}
         # task type -> ordered set (dict with None values) of task ids ready to be leased
@@ -75,6 +77,7 @@ class State:
             "epoch": self.epoch,
             "workflow_defs": self.workflow_defs,
             "task_defs": self.task_defs,
+            "def_snapshots": self.def_snapshots,
             "workflows": self.workflows,
             "tasks": self.tasks,
             "queues": {k: list(v) for k, v in self.queues.items()},
@@ -100,6 +103,7 @@ class State:
         st.epoch = snap["epoch"]
         st.workflow_defs = snap["workflow_defs"]
         st.task_defs = snap["task_defs"]
+        st.def_snapshots = snap["def_snapshots"]
         st.workflows = snap["workflows"]
         st.tasks = snap["tasks"]
         st.queues = {k: OrderedDict.fromkeys(v) for k, v in snap["queues"].items()}

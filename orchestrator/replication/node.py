@@ -75,6 +75,8 @@ class RaftSettings:
     batch_max_bytes: int = 64 * 1024
     max_in_flight_entries: int = 4
     max_pending: int = 20_000
+    # Write snapshots in a forked child so the tick thread (heartbeats) never waits for them.
+    snapshot_fork: bool = True
 
 
 @dataclass
@@ -123,7 +125,13 @@ class Replica:
             # pysyncobj only logs a failed dump load and carries on with an empty state; refuse
             # to start instead, before it can serve anything wrong.
             snapshot.read_snapshot(self.dump_path)
-        serializer, deserializer = snapshot.make_hooks(self._dump_state, self._load_state, TCPNode)
+        self.snapshotter = snapshot.ForkingSnapshotter(
+            self.dump_path,
+            self._dump_state_unlocked,
+            self._load_state,
+            TCPNode,
+            settings.snapshot_fork,
+        )
         conf = SyncObjConf(
             password=settings.password,
             bindAddress=settings.bind_addr or settings.self_addr,
@@ -142,8 +150,9 @@ class Replica:
             logCompactionSplit=True,
             journalFile=self.journal_path,
             fullDumpFile=self.dump_path,
-            serializer=serializer,
-            deserializer=deserializer,
+            serializer=self.snapshotter.serializer,
+            deserializer=self.snapshotter.deserializer,
+            serializeChecker=self.snapshotter.checker,
             onStateChanged=self._on_state_changed,
         )
         # Must run on a thread that lives as long as the process: pysyncobj's tick thread exits
@@ -179,9 +188,10 @@ class Replica:
             self.apply_error = f"apply failed: {exc}"
             return []
 
-    def _dump_state(self) -> tuple[bytes, int]:
-        with self.lock:
-            return self.state.snapshot_bytes(), self.state.seq
+    def _dump_state_unlocked(self) -> tuple[bytes, int]:
+        # Runs in the forked child (or on the tick thread, the only writer of the state). Never
+        # take self.lock here: a reader thread may have held it at fork time.
+        return self.state.snapshot_bytes(), self.state.seq
 
     def _load_state(self, data: bytes) -> None:
         new = State.from_snapshot_bytes(data)

@@ -81,22 +81,99 @@ def read_snapshot(path: str) -> tuple[dict[str, Any], bytes]:
     return header, zlib.decompress(body)
 
 
-def make_hooks(
-    dump_state: Callable[[], tuple[bytes, int]],
-    load_state: Callable[[bytes], None],
-    node_factory: Callable[[str], Any],
-) -> tuple[Callable[[str, Any], None], Callable[[str], Any]]:
-    """The (serializer, deserializer) pair for SyncObjConf."""
+class SnapshotDeferred(Exception):
+    """Raised by our serializer to tell pysyncobj the snapshot continues in a child process.
 
-    def serializer(tmp_path: str, data: Any) -> None:
+    pysyncobj 0.3.17 calls a custom serializer synchronously on the Raft tick thread (which also
+    sends heartbeats) and renames its tmp file onto the dump right after. Raising here makes it
+    skip that rename and record a failed attempt; it then polls our serializeChecker every tick
+    and truncates the Raft log only once the checker reports SUCCESS, i.e. once the child has
+    written, fsynced and renamed the new dump. A crash at any point leaves either the old dump
+    (with the log it still needs) or the new one.
+    """
+
+
+class ForkingSnapshotter:
+    """Writes snapshots in a forked child: copy-on-write gives it a frozen state for free."""
+
+    def __init__(
+        self,
+        dump_path: str,
+        dump_state: Callable[[], tuple[bytes, int]],
+        load_state: Callable[[bytes], None],
+        node_factory: Callable[[str], Any],
+        use_fork: bool = True,
+    ) -> None:
+        self.dump_path = dump_path
+        self.dump_state = dump_state
+        self.load_state = load_state
+        self.node_factory = node_factory
+        self.use_fork = use_fork and hasattr(os, "fork")
+        self.child_pid = 0
+        self.completed = 0
+        self.failed = 0
+        self._sync_result: int | None = None
+
+    def _write(self, data: Any) -> None:
         last, prev, cluster = data
-        state_bytes, seq = dump_state()
-        write_snapshot(tmp_path, state_bytes, seq, last, prev, [n.address for n in cluster])
+        state_bytes, seq = self.dump_state()
+        tmp = self.dump_path + ".writing"
+        write_snapshot(tmp, state_bytes, seq, last, prev, [n.address for n in cluster])
+        os.replace(tmp, self.dump_path)
+        dir_fd = os.open(os.path.dirname(os.path.abspath(self.dump_path)), os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
-    def deserializer(path: str) -> Any:
+    def serializer(self, tmp_path: str, data: Any) -> None:
+        if not self.use_fork:
+            try:
+                self._write(data)
+                self._sync_result = 2
+            except Exception:
+                self._sync_result = 3
+            raise SnapshotDeferred("written synchronously")
+        pid = os.fork()
+        if pid == 0:  # child: no locks, no logging, no grpc; write and leave without cleanup
+            code = 1
+            try:
+                self._write(data)
+                code = 0
+            finally:
+                os._exit(code)
+        self.child_pid = pid
+        raise SnapshotDeferred(f"snapshot continues in child {pid}")
+
+    def checker(self) -> int:
+        # SERIALIZER_STATE: 0 not serializing, 1 serializing, 2 success, 3 failed
+        if self._sync_result is not None:
+            result, self._sync_result = self._sync_result, None
+            self._count(result)
+            return result
+        if not self.child_pid:
+            return 0
+        try:
+            pid, status = os.waitpid(self.child_pid, os.WNOHANG)
+        except ChildProcessError:
+            self.child_pid = 0
+            self._count(3)
+            return 3
+        if pid == 0:
+            return 1
+        self.child_pid = 0
+        result = 2 if os.waitstatus_to_exitcode(status) == 0 else 3
+        self._count(result)
+        return result
+
+    def _count(self, result: int) -> None:
+        if result == 2:
+            self.completed += 1
+        else:
+            self.failed += 1
+
+    def deserializer(self, path: str) -> Any:
         header, state_bytes = read_snapshot(path)
-        load_state(state_bytes)
-        cluster = {node_factory(addr) for addr in header["cluster"]}
+        self.load_state(state_bytes)
+        cluster = {self.node_factory(addr) for addr in header["cluster"]}
         return (_entry_in(header["last"]), _entry_in(header["prev"]), cluster)
-
-    return serializer, deserializer
