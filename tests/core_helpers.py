@@ -88,11 +88,22 @@ def outcome_key(o: Outcome) -> tuple[int, str, str, str]:
     return (o.seq, o.code.value, o.message, json.dumps(o.result, sort_keys=True))
 
 
-def state_without_seq(st: State) -> bytes:
-    """Snapshot bytes with the sequence number blanked: 'nothing changed but a command was applied'."""
+def state_without(st: State, *keys: str) -> bytes:
+    """Snapshot bytes with some top-level parts blanked out."""
     snap = json.loads(st.snapshot_bytes())
-    snap["seq"] = None
+    for key in keys:
+        snap[key] = None
     return json.dumps(snap, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def state_without_seq(st: State) -> bytes:
+    """'Nothing changed, except that one more command was applied'."""
+    return state_without(st, "seq")
+
+
+def state_without_requests(st: State) -> bytes:
+    """'Nothing changed but the sequence number and the dedup table' (a recorded rejection)."""
+    return state_without(st, "seq", "requests")
 
 
 class ApplyError(AssertionError):
@@ -186,15 +197,17 @@ class Harness:
         assert len(ids) == 1, f"expected one {task_type} task to be pollable, got {ids}"
         return ids[0]
 
-    def complete(
-        self, task_id: str, output: JSON = None, check: bool = True, **kw: Any
-    ) -> Outcome:
+    def complete(self, task_id: str, output: JSON = None, check: bool = True, **kw: Any) -> Outcome:
         kw.setdefault("request_id", self.new_id("complete"))
         cmd = CompleteTask(task_id=task_id, output={} if output is None else output, **kw)
         return self.ok(cmd) if check else self.apply_one(cmd)
 
     def fail(
-        self, task_id: str, reason: str = "boom", terminal: bool = False, check: bool = True,
+        self,
+        task_id: str,
+        reason: str = "boom",
+        terminal: bool = False,
+        check: bool = True,
         **kw: Any,
     ) -> Outcome:
         kw.setdefault("request_id", self.new_id("fail"))
@@ -304,3 +317,15 @@ def check_invariants(st: State) -> None:
         assert wf_id in st.workflows, f"terminal_order names evicted workflow {wf_id}"
     for key, wf_id in st.idempotency.items():
         assert wf_id in st.workflows, f"idempotency key {key!r} names unknown workflow {wf_id}"
+    # Definitions shared by content (if the state keeps them that way): reference counts are exact.
+    shared = getattr(st, "def_snapshots", None)
+    if shared is not None:
+        refs: dict[str, int] = {}
+        for wf_id, wf in st.workflows.items():
+            key = wf.get("defHash")
+            assert key in shared, f"workflow {wf_id} runs an unknown definition {key!r}"
+            refs[key] = refs.get(key, 0) + 1
+        for key, entry in shared.items():
+            assert entry.get("refs") == refs.get(key, 0), (
+                f"definition {key} has refs={entry.get('refs')} but {refs.get(key, 0)} workflows"
+            )

@@ -43,7 +43,15 @@ def _content(replica: Replica) -> dict[str, Any]:
 def test_snapshot_then_restart_restores_the_same_state(tmp_path: Any, fork: bool) -> None:
     port = free_port()
     data = str(tmp_path / "n1")
-    replica = Replica(_settings(data, port, log_compaction_min_entries=50, snapshot_fork=fork))
+    replica = Replica(
+        _settings(
+            data,
+            port,
+            log_compaction_min_entries=50,
+            snapshot_fork=fork,
+            log_compaction_split=False,
+        )
+    )
     try:
         wait_for(replica.leader_ready, 30, "leadership")
         _register(replica, 300)

@@ -79,7 +79,8 @@ def _int(obj: dict[str, JSON], key: str, field: str, lo: int, hi: int, default: 
 def normalize_task_def(raw: JSON, where: str = "taskDef") -> dict[str, JSON]:
     if not isinstance(raw, dict):
         raise invalid(f"{where}: must be a JSON object")
-    out = dict(raw)
+    # Conductor exports carry explicit nulls for unset fields: null means "not given".
+    out = {k: v for k, v in raw.items() if v is not None}
     out["name"] = _name(raw.get("name"), f"{where}.name")
     for key, default in TASK_DEF_DEFAULTS.items():
         out.setdefault(key, default)
@@ -125,6 +126,7 @@ def normalize_workflow_def(raw: JSON) -> dict[str, JSON]:
     """Validate a workflow definition and fill in defaults; raises Rejected naming the field."""
     if not isinstance(raw, dict):
         raise invalid("definition: must be a JSON object")
+    raw = {k: v for k, v in raw.items() if v is not None}
     out = dict(raw)
     out["name"] = _name(raw.get("name"), "name")
     out["version"] = _int(raw, "version", "version", 1, 2**31 - 1, 1)
@@ -150,7 +152,8 @@ def normalize_workflow_def(raw: JSON) -> dict[str, JSON]:
         where = f"tasks[{i}]"
         if not isinstance(task, dict):
             raise invalid(f"{where}: must be a JSON object")
-        t = dict(task)
+        t = {k: v for k, v in task.items() if v is not None}
+        task = t.copy()  # noqa: PLW2901 - the null-free copy is what every check below reads
         t["name"] = _name(task.get("name"), f"{where}.name")
         ref = task.get("taskReferenceName")
         if not isinstance(ref, str) or not ref:

@@ -1,4 +1,5 @@
-"""Size and count limits, enforced by api/ before proposing and again inside apply."""
+"""Size and count limits. api/ enforces them before proposing; apply re-checks the cheap ones
+(counts, ranges) and relies on api/ for byte sizes, which would cost a JSON encode per command."""
 
 MAX_JSON_BYTES = 256 * 1024  # one input/output/variables document
 MAX_DEFINITION_BYTES = 512 * 1024

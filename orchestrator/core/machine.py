@@ -181,10 +181,29 @@ def _quarantine(ctx: _Ctx, cmd: Any, reason: str) -> None:
             task = ctx.st.tasks.get(cmd.task_id)
             wf_id = task["workflowId"] if task else None
         wf = ctx.st.workflows.get(wf_id) if wf_id else None
-        if wf is not None and wf["status"] == WF_RUNNING:
-            _end_workflow(ctx, wf, WF_FAILED, reason)
+        if wf is not None:
+            _quarantine_workflow(ctx, wf, reason)
     except Exception:  # the quarantine itself must never raise
         pass
+
+
+def _quarantine_workflow(ctx: _Ctx, wf: JSON, reason: str) -> None:
+    """Mark a running workflow FAILED with the reason, identically on every replica."""
+    try:
+        if wf["status"] == WF_RUNNING:
+            _end_workflow(ctx, wf, WF_FAILED, reason)
+    except Exception:  # even ending it failed: force the status so nothing waits on it
+        wf["status"] = WF_FAILED
+        wf["reasonForIncompletion"] = reason
+        for tid in wf.get("tasks", []):
+            t = ctx.st.tasks.get(tid)
+            if t is not None and t.get("status") in T_ACTIVE:
+                t["status"] = T_CANCELED
+                ctx.st.clear_timer("lease:" + tid)
+                ctx.st.clear_timer("ready:" + tid)
+                q = ctx.st.queues.get(t.get("taskType", ""))
+                if q is not None:
+                    q.pop(tid, None)
 
 
 # ---------------------------------------------------------------- handlers
@@ -397,19 +416,28 @@ def _h_tick(ctx: _Ctx, cmd: Tick) -> dict[str, JSON]:
         wf = st.workflows.get(task["workflowId"])
         if wf is None or wf["status"] != WF_RUNNING:
             continue
-        if kind == "lease" and task["status"] == T_IN_PROGRESS:
-            _finish_task(
-                ctx,
-                task,
-                T_TIMED_OUT,
-                reason=f"responseTimeoutSeconds ({task['responseTimeoutSeconds']}s) elapsed "
-                "without a result or heartbeat",
+        try:
+            _fire_timer(ctx, kind, wf, task)
+        except Exception as exc:  # one bad timer must not lose the others: quarantine its workflow
+            _quarantine_workflow(
+                ctx, wf, f"internal error firing timer {key}: {type(exc).__name__}: {exc}"
             )
-            _handle_failure(ctx, wf, task)
-        elif kind == "ready" and task["status"] == T_SCHEDULED:
-            _enqueue(ctx, task)
     ctx.fx.timers_changed = True
     return {"fired": fired}
+
+
+def _fire_timer(ctx: _Ctx, kind: str, wf: JSON, task: JSON) -> None:
+    if kind == "lease" and task["status"] == T_IN_PROGRESS:
+        _finish_task(
+            ctx,
+            task,
+            T_TIMED_OUT,
+            reason=f"responseTimeoutSeconds ({task['responseTimeoutSeconds']}s) elapsed "
+            "without a result or heartbeat",
+        )
+        _handle_failure(ctx, wf, task)
+    elif kind == "ready" and task["status"] == T_SCHEDULED:
+        _enqueue(ctx, task)
 
 
 _HANDLERS: dict[type, Any] = {

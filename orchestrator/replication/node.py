@@ -77,6 +77,9 @@ class RaftSettings:
     max_pending: int = 20_000
     # Write snapshots in a forked child so the tick thread (heartbeats) never waits for them.
     snapshot_fork: bool = True
+    # Stagger compactions across replicas (pysyncobj gives each a time slot; even a forced
+    # compaction waits for it).
+    log_compaction_split: bool = True
 
 
 @dataclass
@@ -147,7 +150,7 @@ class Replica:
             appendEntriesBatchSizeBytes=max(settings.batch_max_bytes * 2, 2**16),
             logCompactionMinEntries=settings.log_compaction_min_entries,
             logCompactionMinTime=settings.log_compaction_min_time_s,
-            logCompactionSplit=True,
+            logCompactionSplit=settings.log_compaction_split,
             journalFile=self.journal_path,
             fullDumpFile=self.dump_path,
             serializer=self.snapshotter.serializer,
