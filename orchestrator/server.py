@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from concurrent import futures
 from dataclasses import fields
@@ -34,7 +35,9 @@ from .api.servicers import (
     serving_state,
 )
 from .config import ClusterConfig, ConfigError
+from .replication.journal import JournalCorrupt
 from .replication.node import RaftSettings, Replica
+from .replication.snapshot import SnapshotError
 from .runtime.dispatcher import Dispatcher
 from .runtime.timer import Timer
 
@@ -151,9 +154,13 @@ def serve(
     cfg: ClusterConfig, node_id: str, data_dir: str | None = None, log_level: str = "INFO"
 ) -> int:
     olog.configure(node_id, log_level)
-    srv = ReplicaServer(
-        cfg, node_id, data_dir
-    )  # main thread: pysyncobj's tick thread needs it alive
+    try:
+        # On the main thread: pysyncobj's tick thread exits with the thread that built it.
+        srv = ReplicaServer(cfg, node_id, data_dir)
+    except (JournalCorrupt, SnapshotError) as exc:
+        log.error("refusing_to_start", reason=str(exc))
+        print(f"orchestrator serve: refusing to start: {exc}", file=sys.stderr)
+        return 3
     srv.start()
     done = threading.Event()
 

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -31,7 +30,7 @@ from ..core import codec
 from ..core.commands import Command, LeaderEpoch
 from ..core.machine import Effects, Outcome, apply_batch
 from ..core.state import State
-from . import envelope, snapshot
+from . import envelope, journal, snapshot
 
 log = structlog.get_logger("replication")
 
@@ -77,6 +76,9 @@ class RaftSettings:
     max_pending: int = 20_000
     # Write snapshots in a forked child so the tick thread (heartbeats) never waits for them.
     snapshot_fork: bool = True
+    # fsync the journal before any Raft message is sent (and term/vote before voting). Off only
+    # in tests that say so.
+    fsync: bool = True
     # Stagger compactions across replicas (pysyncobj gives each a time slot; even a forced
     # compaction waits for it).
     log_compaction_split: bool = True
@@ -120,6 +122,7 @@ class Replica:
         self._last_stamp_ms = 0
         self._stopped = False
         self._epoch_future: Future[Outcome] | None = None
+        self._sync_failing = False
         self.failpoints = failpoints or {}
         os.makedirs(settings.data_dir, exist_ok=True)
         self.journal_path = os.path.join(settings.data_dir, "raft.journal")
@@ -158,11 +161,52 @@ class Replica:
             serializeChecker=self.snapshotter.checker,
             onStateChanged=self._on_state_changed,
         )
+        journal.install()
+        journal.register(self.journal_path, settings.fsync)
         # Must run on a thread that lives as long as the process: pysyncobj's tick thread exits
         # when the thread that built the SyncObj does.
         self.raft = _Raft(self, settings.self_addr, settings.peers, conf)
+        self.journal = journal.journal_for(self.journal_path)
+        self._sync_before_send()
         self._proposer = threading.Thread(target=self._propose_loop, name="proposer", daemon=True)
         self._proposer.start()
+
+    def _sync_before_send(self) -> None:
+        """Make every outgoing Raft message wait for the journal to be durable.
+
+        pysyncobj sends AppendEntries replies, votes and the leader's own AppendEntries from its
+        tick thread; syncing first means nothing is acknowledged before it is on disk, and the
+        first send of a tick pays one fsync for every entry appended in that tick.
+        """
+        transport = self.raft._SyncObj__transport
+        original_send = transport.send
+        jrnl = self.journal
+
+        def send(node: Any, message: Any) -> Any:
+            if jrnl is not None:
+                jrnl.sync()
+            return original_send(node, message)
+
+        transport.send = send
+        # Entries appended in a tick with nothing to send (a single-node cluster, an idle
+        # follower) are synced at the end of the tick, before the next tick can commit them.
+        self.raft.addOnTickCallback(self._tick_sync)
+
+    def _tick_sync(self) -> None:
+        jrnl = self.journal
+        if jrnl is None:
+            return
+        try:
+            jrnl.sync()
+        except OSError as exc:
+            # Nothing unsynced is acknowledged: sends sync first and fail the same way.
+            if not self._sync_failing:
+                log.error("journal_sync_failed", error=str(exc))
+            self._sync_failing = True
+        else:
+            if self._sync_failing:
+                log.info("journal_sync_recovered")
+            self._sync_failing = False
 
     # ------------------------------------------------------------ apply (tick thread)
 
@@ -414,5 +458,8 @@ class Replica:
         with self._qcond:
             self._qcond.notify_all()
         self._fail_queued(NotLeader("replica stopping"))
-        with contextlib.suppress(Exception):
-            self.raft.destroy()
+        try:
+            # Waits for the tick thread, which closes the journal (a final sync) and sockets.
+            self.raft.destroy_synchronous()
+        except Exception:
+            log.exception("raft_destroy_failed")

@@ -1,0 +1,300 @@
+"""A durable Raft journal for pysyncobj: checksummed records, plain writes, fsync before send.
+
+pysyncobj 0.3.17's FileJournal is an mmap that is never fsynced and has no checksums, so a
+machine crash can lose entries a replica already acknowledged, and a flipped bit is replayed
+as if it were data. This journal plugs in where pysyncobj creates its journal
+(`pysyncobj.syncobj.createJournal`, patched by `install()`), and:
+
+- writes each entry as a record  len(u32) | crc32(u32) | idx(u64) | term(u64) | command,
+  buffered in memory; `sync()` writes the buffer with ordinary writes and fsyncs the file;
+- is synced by the adapter before the node sends any Raft message (an AppendEntries reply, a
+  vote, or the leader's own AppendEntries), so one fsync per tick covers every entry appended in
+  that tick and nothing is acknowledged before it is durable;
+- stores currentTerm/votedFor durably (write, fsync, rename, fsync the folder) before returning,
+  i.e. before the vote that reflects them is sent;
+- stores the commit index once a second (fsynced); at start, a journal that ends before an index
+  known to be committed was truncated and is refused, like a checksum mismatch before the tail.
+  A torn last record (a crash in the middle of a write that was never acknowledged) is cut off.
+- survives a full disk: a failed write leaves the durable prefix intact, the error propagates
+  (so nothing is acknowledged), and the next sync retries from the durable offset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import struct
+import threading
+import zlib
+from typing import Any
+
+MAGIC = b"ORCHJRNL1\n"
+_REC = struct.Struct("<IIQQ")  # length of (idx, term, command), crc32 of the same, idx, term
+
+
+class JournalCorrupt(Exception):
+    pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file_durably(path: str, data: bytes, fsync: bool) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if fsync:
+        _fsync_dir(path)
+
+
+class DurableJournal:
+    """Implements pysyncobj's Journal interface (add, clear, delete*, [], len, meta)."""
+
+    def __init__(self, path: str, fsync: bool = True) -> None:
+        self.path = path
+        self.meta_path = path + ".meta"
+        self.fsync_enabled = fsync
+        self._lock = threading.Lock()
+        self._entries: list[tuple[bytes, int, int]] = []
+        self._ends: list[int] = []  # file offset just after each entry's record
+        self._pending = bytearray()  # records appended but not yet written
+        self.syncs = 0
+        self.last_error = ""
+        self._meta = self._load_meta()
+        self._durable = self._load()  # file length known to be written and fsynced
+        self._fd = os.open(path, os.O_RDWR)
+        self._meta_dirty = False
+
+    # ------------------------------------------------------------ load
+
+    def _load_meta(self) -> dict[str, Any]:
+        try:
+            with open(self.meta_path, "rb") as f:
+                meta = json.loads(f.read())
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise JournalCorrupt(f"{self.meta_path}: unreadable metadata: {exc}") from None
+        if not isinstance(meta, dict):
+            raise JournalCorrupt(f"{self.meta_path}: unreadable metadata")
+        return meta
+
+    def _load(self) -> int:
+        if not os.path.exists(self.path):
+            _write_file_durably(self.path, MAGIC, self.fsync_enabled)
+            return len(MAGIC)
+        with open(self.path, "rb") as f:
+            data = f.read()
+        if not data.startswith(MAGIC):
+            raise JournalCorrupt(f"{self.path}: not an orchestrator journal (bad magic)")
+        pos = len(MAGIC)
+        n = len(data)
+        while pos < n:
+            if pos + _REC.size > n:
+                break  # torn header of the last record
+            length, crc, idx, term = _REC.unpack_from(data, pos)
+            end = pos + 8 + length
+            if length < 16 or end > n:
+                break  # torn last record
+            body = data[pos + 8 : end]
+            if zlib.crc32(body) != crc:
+                if end == n:
+                    break  # a torn write of the very last record
+                raise JournalCorrupt(
+                    f"{self.path}: checksum mismatch in the record at offset {pos} (entry {idx}); "
+                    "the journal is corrupt"
+                )
+            self._entries.append((bytes(body[16:]), idx, term))
+            self._ends.append(end)
+            pos = end
+        if pos < n:
+            # Cut the torn tail so later appends start from a clean record boundary.
+            with open(self.path, "r+b") as f:
+                f.truncate(pos)
+                if self.fsync_enabled:
+                    os.fsync(f.fileno())
+        committed = int(self._meta.get("raftCommitIndex", 0))
+        last = self._entries[-1][1] if self._entries else 0
+        if self._entries and committed > last:
+            raise JournalCorrupt(
+                f"{self.path}: entries up to {committed} were committed but the journal ends at "
+                f"{last}; it was truncated"
+            )
+        return pos
+
+    # ------------------------------------------------------------ durability
+
+    def sync(self) -> None:
+        """Write pending records and fsync; raises OSError (e.g. ENOSPC) leaving the prefix intact."""
+        with self._lock:
+            if not self._pending:
+                return
+            data = bytes(self._pending)
+            try:
+                written = 0
+                while written < len(data):
+                    written += os.pwrite(self._fd, data[written:], self._durable + written)
+                if self.fsync_enabled:
+                    os.fsync(self._fd)
+            except OSError as exc:
+                self.last_error = f"journal write failed: {exc.strerror or exc}"
+                # Drop whatever part landed after the durable prefix; retry it all next time.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._durable)
+                raise
+            self._durable += len(data)
+            self._pending.clear()
+            self.syncs += 1
+            self.last_error = ""
+
+    def _store_meta(self) -> None:
+        _write_file_durably(self.meta_path, json.dumps(self._meta).encode(), self.fsync_enabled)
+
+    # ------------------------------------------------------------ pysyncobj's Journal interface
+
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        body = struct.pack("<QQ", idx, term) + bytes(command)
+        rec = struct.pack("<II", len(body), zlib.crc32(body)) + body
+        with self._lock:
+            self._entries.append((bytes(command), idx, term))
+            start = self._ends[-1] if self._ends else len(MAGIC)
+            self._ends.append(start + len(rec))
+            self._pending += rec
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries = []
+            self._ends = []
+            self._pending.clear()
+            os.ftruncate(self._fd, len(MAGIC))
+            if self.fsync_enabled:
+                os.fsync(self._fd)
+            self._durable = len(MAGIC)
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:
+        """Drop entries [entryFrom:] (a conflicting suffix replaced by the leader)."""
+        with self._lock:
+            if entryFrom >= len(self._entries):
+                return
+            cut = self._ends[entryFrom - 1] if entryFrom > 0 else len(MAGIC)
+            del self._entries[entryFrom:]
+            del self._ends[entryFrom:]
+            if cut >= self._durable:
+                del self._pending[cut - self._durable :]
+            else:
+                self._pending.clear()
+                os.ftruncate(self._fd, cut)
+                if self.fsync_enabled:
+                    os.fsync(self._fd)
+                self._durable = cut
+
+    def deleteEntriesTo(self, entryTo: int) -> None:
+        """Drop entries [:entryTo] after a snapshot: rewrite the rest into a new file atomically."""
+        self.sync()
+        with self._lock:
+            keep = self._entries[entryTo:]
+            out = bytearray(MAGIC)
+            ends = []
+            for command, idx, term in keep:
+                body = struct.pack("<QQ", idx, term) + command
+                out += struct.pack("<II", len(body), zlib.crc32(body)) + body
+                ends.append(len(out))
+            _write_file_durably(self.path, bytes(out), self.fsync_enabled)
+            os.close(self._fd)
+            self._fd = os.open(self.path, os.O_RDWR)
+            self._entries = keep
+            self._ends = ends
+            self._durable = len(out)
+
+    def __getitem__(self, item: Any) -> Any:
+        return self._entries[item]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _destroy(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sync()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+    def flush(self) -> None:
+        self.sync()
+
+    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
+        if raftCommitIndex != self._meta.get("raftCommitIndex"):
+            self._meta["raftCommitIndex"] = raftCommitIndex
+            self._meta_dirty = True
+
+    def getRaftCommitIndex(self) -> int:
+        return int(self._meta.get("raftCommitIndex", 1))
+
+    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
+        # Durable before the vote (or the new term) is visible to any peer.
+        self._meta["currentTerm"] = term
+        self._meta["votedForNodeId"] = votedForNodeId
+        self._store_meta()
+
+    def getCurrentTerm(self) -> int:
+        return int(self._meta.get("currentTerm", 0))
+
+    def getVotedForNodeId(self) -> Any:
+        return self._meta.get("votedForNodeId")
+
+    def onOneSecondTimer(self) -> None:
+        if self._meta_dirty:
+            # The commit index is only stored for the truncation check: it must never claim
+            # more than the journal durably holds.
+            try:
+                self.sync()
+                self._store_meta()
+                self._meta_dirty = False
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+
+
+_installed = False
+_journals: dict[str, DurableJournal] = {}
+_settings: dict[str, bool] = {}
+
+
+def register(path: str, fsync: bool) -> None:
+    """Make pysyncobj build a DurableJournal for this journal path."""
+    _settings[os.path.abspath(path)] = fsync
+
+
+def journal_for(path: str) -> DurableJournal | None:
+    return _journals.get(os.path.abspath(path))
+
+
+def install() -> None:
+    """Patch pysyncobj's journal factory (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    import pysyncobj.syncobj as so
+
+    original = so.createJournal
+
+    def create_journal(journal_file: str | None = None) -> Any:
+        key = os.path.abspath(journal_file) if journal_file else ""
+        if key in _settings:
+            j = DurableJournal(journal_file or "", fsync=_settings[key])
+            _journals[key] = j
+            return j
+        return original(journal_file)
+
+    so.createJournal = create_journal
+    _installed = True

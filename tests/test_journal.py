@@ -1,0 +1,116 @@
+"""The durable journal that replaces pysyncobj's unsynced mmap journal."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from orchestrator.replication.journal import MAGIC, DurableJournal, JournalCorrupt
+
+
+def _fill(j: DurableJournal, n: int, start: int = 1, term: int = 1) -> None:
+    for i in range(start, start + n):
+        j.add(f"cmd-{i}".encode(), i, term)
+
+
+def test_entries_survive_reopen_only_once_synced(tmp_path: Any) -> None:
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    _fill(j, 5)
+    assert os.path.getsize(path) == len(MAGIC), "nothing is written before sync"
+    j.sync()
+    _fill(j, 2, start=6)  # appended, never synced: like a crash before the tick's fsync
+    os.close(j._fd)
+    again = DurableJournal(path)
+    assert [e[1] for e in again] == [1, 2, 3, 4, 5]
+    assert again[4] == (b"cmd-5", 5, 1)
+
+
+def test_torn_last_record_is_cut_off(tmp_path: Any) -> None:
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    _fill(j, 3)
+    j.sync()
+    j._destroy()
+    with open(path, "ab") as f:
+        f.write(b"\x40\x00\x00\x00\x01\x02")  # half a record header: a crash mid-write
+    again = DurableJournal(path)
+    assert len(again) == 3
+    assert os.path.getsize(path) == again._durable
+    _fill(again, 1, start=4)
+    again.sync()
+    again._destroy()
+    assert len(DurableJournal(path)) == 4
+
+
+def test_bit_flip_before_the_tail_is_refused(tmp_path: Any) -> None:
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    _fill(j, 3)
+    j.sync()
+    j._destroy()
+    data = bytearray(open(path, "rb").read())
+    data[len(MAGIC) + 20] ^= 0x01  # inside the first record's body
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(JournalCorrupt, match="checksum mismatch"):
+        DurableJournal(path)
+
+
+def test_truncated_journal_behind_the_commit_index_is_refused(tmp_path: Any) -> None:
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    _fill(j, 10)
+    j.setRaftCommitIndex(10)
+    j.onOneSecondTimer()  # syncs, then stores the commit index
+    j._destroy()
+    cut = j._ends[5]  # keep entries 1..6 only, on a clean record boundary
+    with open(path, "r+b") as f:
+        f.truncate(cut)
+    with pytest.raises(JournalCorrupt, match="truncated"):
+        DurableJournal(path)
+
+
+def test_delete_from_and_to(tmp_path: Any) -> None:
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    _fill(j, 10)
+    j.sync()
+    j.deleteEntriesFrom(7)  # a conflicting suffix: entries 8..10 go
+    _fill(j, 2, start=8, term=2)
+    j.deleteEntriesTo(3)  # compaction: entries 1..3 go
+    j._destroy()
+    again = DurableJournal(path)
+    assert [(e[1], e[2]) for e in again] == [(4, 1), (5, 1), (6, 1), (7, 1), (8, 2), (9, 2)]
+
+
+def test_term_and_vote_are_durable_immediately(tmp_path: Any) -> None:
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    j.setCurrentTerm(7, "127.0.0.1:1234")
+    again = DurableJournal(path)
+    assert again.getCurrentTerm() == 7 and again.getVotedForNodeId() == "127.0.0.1:1234"
+
+
+def test_failed_write_keeps_the_durable_prefix_and_retries(tmp_path: Any, monkeypatch: Any) -> None:
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    _fill(j, 3)
+    j.sync()
+    _fill(j, 2, start=4)
+    real_pwrite = os.pwrite
+
+    def full_disk(fd: int, data: bytes, offset: int) -> int:
+        real_pwrite(fd, data[:5], offset)  # a partial write, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    with pytest.raises(OSError):
+        j.sync()
+    assert "No space left" in j.last_error
+    assert os.path.getsize(path) == j._durable, "the partial write was cut back"
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    j.sync()  # space is back: the pending records are written from the durable offset
+    j._destroy()
+    assert [e[1] for e in DurableJournal(path)] == [1, 2, 3, 4, 5]
