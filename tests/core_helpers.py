@@ -258,11 +258,12 @@ class Harness:
 # ---------------------------------------------------------------- invariants
 
 ACTIVE = ("SCHEDULED", "IN_PROGRESS")
+LIVE_TYPES = ("SIMPLE", "WAIT", "HUMAN", "SUB_WORKFLOW")
 WF_TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT")
 
 
 def check_invariants(st: State) -> None:
-    """Structural invariants of a state of sequential SIMPLE workflows; raises AssertionError."""
+    """Structural invariants of any reachable state; raises AssertionError."""
     queued: dict[str, str] = {}
     for task_type, queue in st.queues.items():
         assert queue, f"empty queue {task_type!r} left behind"
@@ -280,7 +281,11 @@ def check_invariants(st: State) -> None:
         assert task is not None, f"timer {key} for unknown task"
         if kind == "lease":
             assert task["status"] == "IN_PROGRESS", f"lease timer on {task['status']} task {tid}"
+            assert task.get("type", "SIMPLE") == "SIMPLE", f"lease timer on a {task['type']} task"
             assert due == task["leaseExpiresTime"], f"lease timer {key} != leaseExpiresTime"
+        elif kind == "wait":
+            assert task["status"] == "IN_PROGRESS", f"wait timer on {task['status']} task {tid}"
+            assert task.get("type") == "WAIT", f"wait timer on a {task.get('type')} task {tid}"
         elif kind == "ready":
             assert task["status"] == "SCHEDULED", f"ready timer on {task['status']} task {tid}"
             assert tid not in queued, f"task {tid} both queued and waiting for its ready timer"
@@ -288,9 +293,13 @@ def check_invariants(st: State) -> None:
             raise AssertionError(f"unknown timer kind {key}")
     for tid, task in st.tasks.items():
         status = task["status"]
-        if status == "IN_PROGRESS":
+        ttype = task.get("type", "SIMPLE")
+        if status == "IN_PROGRESS" and ttype == "SIMPLE":
             assert "lease:" + tid in st.timers, f"IN_PROGRESS task {tid} has no lease timer"
+        if status == "IN_PROGRESS":
             assert tid not in queued, f"IN_PROGRESS task {tid} is still queued"
+        if status == "SCHEDULED":
+            assert ttype == "SIMPLE", f"only worker tasks wait SCHEDULED, not {ttype} task {tid}"
         if status == "SCHEDULED":
             waiting = "ready:" + tid in st.timers
             assert (tid in queued) != waiting, (
@@ -304,15 +313,34 @@ def check_invariants(st: State) -> None:
         for tid in wf["tasks"]:
             assert tid in st.tasks, f"workflow {wf_id} lists unknown task {tid}"
         active = [t for t in wf["tasks"] if st.tasks[t]["status"] in ACTIVE]
+        for ref, tid in wf.get("refIndex", {}).items():
+            assert tid in wf["tasks"], f"workflow {wf_id} refIndex {ref} -> unlisted task {tid}"
+            assert st.tasks[tid]["referenceTaskName"] == ref, f"refIndex {ref} -> {tid}"
+        for tid in active:
+            t = st.tasks[tid]
+            assert (
+                wf.get("refIndex", {t["referenceTaskName"]: tid}).get(t["referenceTaskName"]) == tid
+            ), f"active task {tid} is not the latest attempt of {t['referenceTaskName']}"
+            if t.get("subWorkflowId"):
+                child = st.workflows.get(t["subWorkflowId"])
+                assert child is not None and child["status"] == "RUNNING", (
+                    f"active SUB_WORKFLOW task {tid} but its child is "
+                    f"{child['status'] if child else 'missing'}"
+                )
         if wf["status"] == "RUNNING":
-            # Sequential SIMPLE workflows: at most one active task, and (liveness) at least one,
-            # or nothing would ever move the workflow again.
-            assert len(active) <= 1, f"RUNNING workflow {wf_id} has active tasks {active}"
-            assert len(active) == 1, f"RUNNING workflow {wf_id} has no active task: stuck"
+            # Liveness: something outside the decider (a worker, the API, a timer or a child
+            # workflow) can still move the workflow; forks may run several tasks at once.
+            live = [t for t in active if st.tasks[t].get("type", "SIMPLE") in LIVE_TYPES]
+            assert live, f"RUNNING workflow {wf_id} has no live task (active: {active}): stuck"
         else:
             assert wf["status"] in WF_TERMINAL, f"workflow {wf_id} status {wf['status']}"
             assert not active, f"{wf['status']} workflow {wf_id} has active tasks {active}"
             assert wf_id in st.terminal_order, f"terminal workflow {wf_id} not in terminal_order"
+        parent = st.workflows.get(wf.get("parentWorkflowId") or "")
+        if parent is not None and wf["status"] == "RUNNING":
+            assert parent["status"] == "RUNNING", (
+                f"child {wf_id} RUNNING under a {parent['status']} parent"
+            )
     for wf_id in st.terminal_order:
         assert wf_id in st.workflows, f"terminal_order names evicted workflow {wf_id}"
     for key, wf_id in st.idempotency.items():

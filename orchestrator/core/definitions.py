@@ -11,16 +11,34 @@ import re
 from typing import Any
 
 from . import limits
-from .errors import invalid
+from .conditions import ConditionError, parse_condition, parse_duration_ms, parse_until_ms
+from .errors import Rejected, invalid
 
 JSON = Any
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-:]{1,256}$")
 RETRY_LOGICS = ("FIXED", "EXPONENTIAL_BACKOFF", "LINEAR_BACKOFF")
 TIMEOUT_POLICIES = ("RETRY", "TIME_OUT_WF", "ALERT_ONLY")
-# Task types this version executes. The others are Conductor types still to come; a definition
-# using one is rejected with a clear message rather than accepted and left hanging.
-SUPPORTED_TASK_TYPES = ("SIMPLE",)
+# Task types this version executes. The others are Conductor types still to come (scripts need a
+# sandbox, HTTP/EVENT the events work); a definition using one is rejected with a clear message.
+SUPPORTED_TASK_TYPES = (
+    "SIMPLE",
+    "SWITCH",
+    "DECISION",
+    "FORK_JOIN",
+    "FORK_JOIN_DYNAMIC",
+    "JOIN",
+    "EXCLUSIVE_JOIN",
+    "DO_WHILE",
+    "SUB_WORKFLOW",
+    "START_WORKFLOW",
+    "DYNAMIC",
+    "SET_VARIABLE",
+    "TERMINATE",
+    "NOOP",
+    "WAIT",
+    "HUMAN",
+)
 KNOWN_TASK_TYPES = (
     "SIMPLE",
     "SWITCH",
@@ -122,7 +140,271 @@ def _params(value: JSON, field: str) -> dict[str, JSON]:
     return value
 
 
-def normalize_workflow_def(raw: JSON) -> dict[str, JSON]:
+class _Validation:
+    """Collects what whole-definition checks need while the task tree is walked."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, str] = {}  # reference -> where it is defined
+        self.count = 0
+        self.joins: list[tuple[str, str, list[str]]] = []  # (where, ref, joinOn refs)
+        self.expr_places: list[tuple[str, JSON]] = []
+
+
+def _is_expr(value: JSON) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def _task_list(value: JSON, field: str, v: _Validation, depth: int, empty_ok: bool) -> list[JSON]:
+    if not isinstance(value, list) or (not value and not empty_ok):
+        raise invalid(f"{field}: required, a {'' if empty_ok else 'non-empty '}list of tasks")
+    if depth > limits.MAX_NESTING_DEPTH:
+        raise invalid(f"{field}: task lists nest deeper than {limits.MAX_NESTING_DEPTH} levels")
+    out = [_norm_task(t, f"{field}[{i}]", v, depth) for i, t in enumerate(value)]
+    for i, t in enumerate(out):
+        if t["type"] in ("FORK_JOIN", "FORK_JOIN_DYNAMIC"):
+            nxt = out[i + 1] if i + 1 < len(out) else None
+            if nxt is None or nxt["type"] != "JOIN":
+                raise invalid(
+                    f"{field}[{i}] ({t['taskReferenceName']}): a {t['type']} must be followed "
+                    "by a JOIN task in the same task list"
+                )
+    return out
+
+
+_UNSUPPORTED = {
+    "HTTP": "comes with the events work",
+    "EVENT": "comes with the events work",
+    "KAFKA_PUBLISH": "comes with the events work",
+    "INLINE": "is not supported yet (scripts need the sandboxed script runner)",
+    "JSON_JQ_TRANSFORM": "is not supported yet (jq needs the sandboxed script runner)",
+}
+
+
+def _norm_task(task: JSON, where: str, v: _Validation, depth: int) -> dict[str, JSON]:
+    if not isinstance(task, dict):
+        raise invalid(f"{where}: must be a JSON object")
+    t = {k: val for k, val in task.items() if val is not None}
+    ref = t.get("taskReferenceName")
+    if not isinstance(ref, str) or not ref:
+        raise invalid(f"{where}.taskReferenceName: required, a non-empty string")
+    _name(ref, f"{where}.taskReferenceName")
+    if "__" in ref:
+        raise invalid(
+            f"{where}.taskReferenceName: {ref!r} must not contain '__' (reserved for DO_WHILE "
+            "iteration suffixes)"
+        )
+    t["name"] = _name(t.get("name"), f"{where}.name ({ref})")
+    if ref in v.refs:
+        raise invalid(
+            f"{where}.taskReferenceName: duplicate reference {ref!r} (also at {v.refs[ref]})"
+        )
+    v.refs[ref] = where
+    v.count += 1
+    if v.count > limits.MAX_TASKS_PER_DEFINITION:
+        raise invalid(
+            f"tasks: at most {limits.MAX_TASKS_PER_DEFINITION} tasks per definition, "
+            "counting the tasks inside forks, switch cases and loops"
+        )
+    ttype = t.get("type", "SIMPLE")
+    if ttype not in KNOWN_TASK_TYPES:
+        raise invalid(f"{where}.type ({ref}): unknown task type {ttype!r}")
+    if ttype in _UNSUPPORTED:
+        raise invalid(f"{where}.type ({ref}): task type {ttype} {_UNSUPPORTED[ttype]}")
+    t["type"] = ttype
+    t["inputParameters"] = _params(t.get("inputParameters"), f"{where}.inputParameters ({ref})")
+    ip = t["inputParameters"]
+    t["optional"] = bool(t.get("optional", False))
+    if "asyncComplete" in t:
+        t["asyncComplete"] = bool(t["asyncComplete"])
+    if "retryCount" in t:
+        t["retryCount"] = _int(
+            t, "retryCount", f"{where}.retryCount ({ref})", 0, limits.MAX_RETRY_COUNT, 0
+        )
+    if "startDelay" in t:
+        t["startDelay"] = _int(
+            t, "startDelay", f"{where}.startDelay ({ref})", 0, limits.MAX_DELAY_SECONDS, 0
+        )
+    if t.get("taskDefinition") is not None:
+        t["taskDefinition"] = normalize_task_def(
+            t["taskDefinition"], f"{where}.taskDefinition ({ref})"
+        )
+        if t["taskDefinition"]["name"] != t["name"]:
+            raise invalid(f"{where}.taskDefinition.name: must equal the task name {t['name']!r}")
+    v.expr_places.append((f"{where}.inputParameters ({ref})", ip))
+    w = f"{where}"
+    if ttype in ("SWITCH", "DECISION"):
+        _norm_switch(t, w, ref, v, depth)
+    elif ttype == "FORK_JOIN":
+        forks = t.get("forkTasks")
+        if not isinstance(forks, list) or not forks:
+            raise invalid(f"{w}.forkTasks ({ref}): required, a non-empty list of task lists")
+        if len(forks) > limits.MAX_FORK_BRANCHES:
+            raise invalid(
+                f"{w}.forkTasks ({ref}): at most {limits.MAX_FORK_BRANCHES} branches, "
+                f"got {len(forks)}"
+            )
+        t["forkTasks"] = [
+            _task_list(b, f"{w}.forkTasks[{i}]", v, depth + 1, empty_ok=False)
+            for i, b in enumerate(forks)
+        ]
+    elif ttype == "FORK_JOIN_DYNAMIC":
+        p1, p2 = t.get("dynamicForkTasksParam"), t.get("dynamicForkTasksInputParamName")
+        if p1 is not None or p2 is not None:
+            for key, val in (
+                ("dynamicForkTasksParam", p1),
+                ("dynamicForkTasksInputParamName", p2),
+            ):
+                if not isinstance(val, str) or not val:
+                    raise invalid(f"{w}.{key} ({ref}): required, the name of an input parameter")
+        elif "forkTaskInputs" not in ip or not (
+            "forkTaskName" in ip or "forkTaskWorkflow" in ip or "forkTaskType" in ip
+        ):
+            raise invalid(
+                f"{w} ({ref}): a FORK_JOIN_DYNAMIC needs dynamicForkTasksParam and "
+                "dynamicForkTasksInputParamName, or inputParameters forkTaskName (or "
+                "forkTaskWorkflow) and forkTaskInputs"
+            )
+    elif ttype in ("JOIN", "EXCLUSIVE_JOIN"):
+        for key in ("joinOn", "defaultExclusiveJoinTask"):
+            val = t.get(key, [])
+            if not isinstance(val, list) or not all(isinstance(x, str) for x in val):
+                raise invalid(f"{w}.{key} ({ref}): must be a list of task references")
+            t[key] = val
+            v.joins.append((f"{w}.{key}", ref, val))
+    elif ttype == "DO_WHILE":
+        _norm_loop(t, w, ref, v, depth)
+    elif ttype == "SUB_WORKFLOW":
+        swp = t.get("subWorkflowParam")
+        if not isinstance(swp, dict):
+            raise invalid(f"{w}.subWorkflowParam ({ref}): required, an object with a name")
+        swp = {k: val for k, val in swp.items() if val is not None}
+        inline = swp.get("workflowDefinition")
+        if inline is not None:
+            if not isinstance(inline, dict):
+                raise invalid(
+                    f"{w}.subWorkflowParam.workflowDefinition ({ref}): only an inline definition "
+                    "object is supported (an expression is not supported yet)"
+                )
+            try:
+                swp["workflowDefinition"] = normalize_workflow_def(inline, _depth=depth + 1)
+            except Rejected as rej:
+                raise invalid(
+                    f"{w}.subWorkflowParam.workflowDefinition ({ref}): {rej.message}"
+                ) from None
+            swp.setdefault("name", swp["workflowDefinition"]["name"])
+        swp["name"] = _name(swp.get("name"), f"{w}.subWorkflowParam.name ({ref})")
+        if "version" in swp:
+            swp["version"] = _int(
+                swp, "version", f"{w}.subWorkflowParam.version ({ref})", 0, 2**31 - 1, 0
+            )
+        t["subWorkflowParam"] = swp
+    elif ttype == "START_WORKFLOW":
+        sw = ip.get("startWorkflow")
+        if not (isinstance(sw, dict) and isinstance(sw.get("name"), str)) and not _is_expr(sw):
+            raise invalid(
+                f"{w}.inputParameters.startWorkflow ({ref}): required, an object with a "
+                "workflow name (and optional version, input, correlationId)"
+            )
+        if isinstance(sw, dict) and not _is_expr(sw["name"]):
+            _name(sw["name"], f"{w}.inputParameters.startWorkflow.name ({ref})")
+    elif ttype == "DYNAMIC":
+        p = t.get("dynamicTaskNameParam")
+        if not isinstance(p, str) or not p:
+            raise invalid(f"{w}.dynamicTaskNameParam ({ref}): required, an input parameter name")
+    elif ttype == "TERMINATE":
+        status = ip.get("terminationStatus")
+        if not _is_expr(status) and status not in TERMINATION_STATUSES:
+            raise invalid(
+                f"{w}.inputParameters.terminationStatus ({ref}): must be one of "
+                f"{', '.join(TERMINATION_STATUSES)}"
+            )
+    elif ttype == "WAIT":
+        dur, until = ip.get("duration"), ip.get("until")
+        if dur is not None and until is not None:
+            raise invalid(f"{w}.inputParameters ({ref}): give either duration or until, not both")
+        try:
+            if dur is not None and not _is_expr(dur):
+                parse_duration_ms(dur)
+            if until is not None and not _is_expr(until):
+                parse_until_ms(until)
+        except ConditionError as exc:
+            key = "duration" if dur is not None else "until"
+            raise invalid(f"{w}.inputParameters.{key} ({ref}): {exc}") from None
+    return t
+
+
+TERMINATION_STATUSES = ("COMPLETED", "FAILED", "TERMINATED")
+
+
+def _norm_switch(t: JSON, w: str, ref: str, v: _Validation, depth: int) -> None:
+    if t["type"] == "SWITCH":
+        ev = t.get("evaluatorType", "value-param")
+        if ev in ("javascript", "graaljs", "python"):
+            raise invalid(
+                f"{w}.evaluatorType ({ref}): evaluatorType {ev} is not supported yet (scripts "
+                "need the sandboxed script runner); use value-param"
+            )
+        if ev != "value-param":
+            raise invalid(f"{w}.evaluatorType ({ref}): must be value-param")
+        t["evaluatorType"] = ev
+        expr = t.get("expression")
+        if not isinstance(expr, str) or not expr:
+            raise invalid(f"{w}.expression ({ref}): required, the name of an input parameter")
+    else:
+        if t.get("caseExpression") is not None:
+            raise invalid(
+                f"{w}.caseExpression ({ref}): JavaScript case expressions are not supported yet; "
+                "use caseValueParam"
+            )
+        cvp = t.get("caseValueParam")
+        if not isinstance(cvp, str) or not cvp:
+            raise invalid(f"{w}.caseValueParam ({ref}): required, the name of an input parameter")
+    cases = t.get("decisionCases", {})
+    if not isinstance(cases, dict):
+        raise invalid(f"{w}.decisionCases ({ref}): must be an object of case -> task list")
+    if len(cases) > limits.MAX_SWITCH_CASES:
+        raise invalid(f"{w}.decisionCases ({ref}): at most {limits.MAX_SWITCH_CASES} cases")
+    t["decisionCases"] = {
+        str(k): _task_list(val, f"{w}.decisionCases.{k}", v, depth + 1, empty_ok=True)
+        for k, val in cases.items()
+    }
+    t["defaultCase"] = _task_list(
+        t.get("defaultCase", []), f"{w}.defaultCase", v, depth + 1, empty_ok=True
+    )
+
+
+def _norm_loop(t: JSON, w: str, ref: str, v: _Validation, depth: int) -> None:
+    t["loopOver"] = _task_list(t.get("loopOver"), f"{w}.loopOver", v, depth + 1, empty_ok=False)
+    cond = t.get("loopCondition")
+    items = t.get("items", t["inputParameters"].get("items"))
+    if cond is None and items is None:
+        raise invalid(f"{w}.loopCondition ({ref}): required (or items to iterate over)")
+    if cond is not None:
+        try:
+            parse_condition(cond)
+        except ConditionError as exc:
+            raise invalid(
+                f"{w}.loopCondition ({ref}): not supported yet: JavaScript conditions need the "
+                "sandboxed script runner; only the restricted forms in docs/workflow-language.md "
+                f"are evaluated by the core ({exc})"
+            ) from None
+    if items is not None and not isinstance(items, list) and not _is_expr(items):
+        raise invalid(f"{w}.items ({ref}): must be a list or a ${{...}} expression")
+    keep = t["inputParameters"].get("keepLastN")
+    if keep is not None and not _is_expr(keep):
+        _int(
+            t["inputParameters"],
+            "keepLastN",
+            f"{w}.inputParameters.keepLastN ({ref})",
+            1,
+            limits.MAX_LOOP_ITERATIONS,
+            1,
+        )
+    if "items" in t:
+        v.expr_places.append((f"{w}.items ({ref})", t["items"]))
+
+
+def normalize_workflow_def(raw: JSON, _depth: int = 1) -> dict[str, JSON]:
     """Validate a workflow definition and fill in defaults; raises Rejected naming the field."""
     if not isinstance(raw, dict):
         raise invalid("definition: must be a JSON object")
@@ -146,52 +428,19 @@ def normalize_workflow_def(raw: JSON) -> dict[str, JSON]:
         raise invalid("tasks: required, a non-empty list")
     if len(tasks) > limits.MAX_TASKS_PER_DEFINITION:
         raise invalid(f"tasks: at most {limits.MAX_TASKS_PER_DEFINITION} tasks per definition")
-    seen: set[str] = set()
-    norm_tasks = []
-    for i, task in enumerate(tasks):
-        where = f"tasks[{i}]"
-        if not isinstance(task, dict):
-            raise invalid(f"{where}: must be a JSON object")
-        t = {k: v for k, v in task.items() if v is not None}
-        task = t.copy()  # noqa: PLW2901 - the null-free copy is what every check below reads
-        t["name"] = _name(task.get("name"), f"{where}.name")
-        ref = task.get("taskReferenceName")
-        if not isinstance(ref, str) or not ref:
-            raise invalid(f"{where}.taskReferenceName: required, a non-empty string")
-        _name(ref, f"{where}.taskReferenceName")
-        if ref in seen:
-            raise invalid(f"{where}.taskReferenceName: duplicate reference {ref!r}")
-        seen.add(ref)
-        ttype = task.get("type", "SIMPLE")
-        if ttype not in KNOWN_TASK_TYPES:
-            raise invalid(f"{where}.type ({ref}): unknown task type {ttype!r}")
-        if ttype not in SUPPORTED_TASK_TYPES:
-            raise invalid(
-                f"{where}.type ({ref}): task type {ttype} is not supported yet "
-                f"(supported: {', '.join(SUPPORTED_TASK_TYPES)})"
-            )
-        t["type"] = ttype
-        t["inputParameters"] = _params(task.get("inputParameters"), f"{where}.inputParameters")
-        t["optional"] = bool(task.get("optional", False))
-        if "retryCount" in task and task["retryCount"] is not None:
-            t["retryCount"] = _int(
-                task, "retryCount", f"{where}.retryCount", 0, limits.MAX_RETRY_COUNT, 0
-            )
-        if task.get("taskDefinition") is not None:
-            t["taskDefinition"] = normalize_task_def(
-                task["taskDefinition"], f"{where}.taskDefinition"
-            )
-            if t["taskDefinition"]["name"] != t["name"]:
-                raise invalid(
-                    f"{where}.taskDefinition.name: must equal the task name {t['name']!r}"
-                )
-        norm_tasks.append(t)
-    out["tasks"] = norm_tasks
-    _check_references(out, seen)
+    v = _Validation()
+    out["tasks"] = _task_list(tasks, "tasks", v, _depth, empty_ok=False)
+    for where, ref, join_on in v.joins:
+        for r in join_on:
+            if r not in v.refs:
+                raise invalid(f"{where} ({ref}): joins on unknown task reference {r!r}")
+    v.expr_places.insert(0, ("outputParameters", out["outputParameters"]))
+    _check_references(v.expr_places, v.refs)
     return out
 
 
 _REF_RE = re.compile(r"\$\{([A-Za-z0-9_\-]+)\.")
+_ITER_SUFFIX = re.compile(r"(__\d+)+$")
 
 
 def _walk_strings(value: JSON) -> list[str]:
@@ -204,17 +453,12 @@ def _walk_strings(value: JSON) -> list[str]:
     return []
 
 
-def _check_references(defn: dict[str, JSON], refs: set[str]) -> None:
+def _check_references(places: list[tuple[str, JSON]], refs: dict[str, str]) -> None:
     """Every `${ref.…}` must name `workflow` or a task reference of this definition."""
-    places: list[tuple[str, JSON]] = [("outputParameters", defn["outputParameters"])]
-    for i, t in enumerate(defn["tasks"]):
-        places.append(
-            (f"tasks[{i}].inputParameters ({t['taskReferenceName']})", t["inputParameters"])
-        )
     for where, value in places:
         for s in _walk_strings(value):
             for m in _REF_RE.finditer(s):
-                name = m.group(1)
+                name = _ITER_SUFFIX.sub("", m.group(1))
                 if (
                     name != "workflow"
                     and name not in refs
@@ -223,14 +467,90 @@ def _check_references(defn: dict[str, JSON], refs: set[str]) -> None:
                     raise invalid(f"{where}: expression names unknown task reference {name!r}")
 
 
+def iter_tasks(tasks: list[JSON]) -> list[JSON]:
+    """Every task configuration in a task list, depth first, in definition order (not inline
+    sub-workflow definitions: those are separate workflows)."""
+    out: list[JSON] = []
+    for t in tasks:
+        out.append(t)
+        ttype = t.get("type", "SIMPLE")
+        if ttype == "FORK_JOIN":
+            for branch in t.get("forkTasks", []):
+                out.extend(iter_tasks(branch))
+        elif ttype in ("SWITCH", "DECISION"):
+            for case in t.get("decisionCases", {}).values():
+                out.extend(iter_tasks(case))
+            out.extend(iter_tasks(t.get("defaultCase", [])))
+        elif ttype == "DO_WHILE":
+            out.extend(iter_tasks(t.get("loopOver", [])))
+    return out
+
+
 def check_task_defs_known(defn: dict[str, JSON], task_defs: dict[str, JSON]) -> None:
     """SIMPLE tasks need a registered or inline task definition (as in Conductor)."""
-    for i, t in enumerate(defn["tasks"]):
+    for t in iter_tasks(defn["tasks"]):
         if t["type"] == "SIMPLE" and "taskDefinition" not in t and t["name"] not in task_defs:
             raise invalid(
-                f"tasks[{i}].name ({t['taskReferenceName']}): task definition {t['name']!r} is not "
-                "registered; register it first or give an inline taskDefinition",
+                f"{_where_of(defn, t)}.name ({t['taskReferenceName']}): task definition "
+                f"{t['name']!r} is not registered; register it first or give an inline "
+                "taskDefinition",
             )
+        if t["type"] == "SUB_WORKFLOW":
+            inline = t["subWorkflowParam"].get("workflowDefinition")
+            if inline is not None:
+                check_task_defs_known(inline, task_defs)
 
 
-__all__ = ["check_task_defs_known", "normalize_task_def", "normalize_workflow_def"]
+def _where_of(defn: dict[str, JSON], target: JSON) -> str:
+    def find(tasks: list[JSON], prefix: str) -> str | None:
+        for i, t in enumerate(tasks):
+            here = f"{prefix}[{i}]"
+            if t is target:
+                return here
+            subs: list[tuple[str, list[JSON]]] = []
+            if t["type"] == "FORK_JOIN":
+                subs = [(f"{here}.forkTasks[{b}]", br) for b, br in enumerate(t["forkTasks"])]
+            elif t["type"] in ("SWITCH", "DECISION"):
+                subs = [(f"{here}.decisionCases.{k}", c) for k, c in t["decisionCases"].items()]
+                subs.append((f"{here}.defaultCase", t["defaultCase"]))
+            elif t["type"] == "DO_WHILE":
+                subs = [(f"{here}.loopOver", t["loopOver"])]
+            for p, lst in subs:
+                found = find(lst, p)
+                if found:
+                    return found
+        return None
+
+    return find(defn["tasks"], "tasks") or "tasks"
+
+
+def started_workflow_names(defn: dict[str, JSON]) -> list[str]:
+    """Names of workflows this definition can start (SUB_WORKFLOW, START_WORKFLOW), literal ones
+    only; inline sub-workflow definitions are followed."""
+    names: list[str] = []
+    for t in iter_tasks(defn["tasks"]):
+        if t["type"] == "SUB_WORKFLOW":
+            swp = t["subWorkflowParam"]
+            inline = swp.get("workflowDefinition")
+            if inline is not None:
+                names.extend(started_workflow_names(inline))
+            elif not _is_expr(swp["name"]):
+                names.append(swp["name"])
+        elif t["type"] == "START_WORKFLOW":
+            sw = t["inputParameters"].get("startWorkflow")
+            if (
+                isinstance(sw, dict)
+                and isinstance(sw.get("name"), str)
+                and not _is_expr(sw["name"])
+            ):
+                names.append(sw["name"])
+    return names
+
+
+__all__ = [
+    "check_task_defs_known",
+    "iter_tasks",
+    "normalize_task_def",
+    "normalize_workflow_def",
+    "started_workflow_names",
+]

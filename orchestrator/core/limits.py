@@ -18,3 +18,12 @@ REQUEST_RETENTION_MS = 15 * 60 * 1000
 MAX_REQUEST_ENTRIES = 200_000
 # Terminal workflows kept in replicated state; older ones are evicted in completion order.
 MAX_TERMINAL_WORKFLOWS = 20_000
+
+# Workflow language limits (checked at registration unless noted).
+MAX_NESTING_DEPTH = 8  # task lists inside forks / switch cases / loops, counting the top level
+MAX_FORK_BRANCHES = 64  # static forkTasks lists in one FORK_JOIN
+MAX_DYNAMIC_FORK_TASKS = 256  # tasks one FORK_JOIN_DYNAMIC may fan out to (checked at run time)
+MAX_SWITCH_CASES = 256  # decisionCases of one SWITCH / DECISION
+MAX_LOOP_ITERATIONS = 1000  # DO_WHILE iterations (run time: beyond it the loop task fails)
+MAX_TASKS_PER_WORKFLOW = 10_000  # task records one execution may create (run time)
+MAX_SUBWORKFLOW_DEPTH = 8  # SUB_WORKFLOW nesting at run time (cycles are rejected at registration)

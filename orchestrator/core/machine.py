@@ -28,7 +28,14 @@ from .commands import (
     Tick,
     command_from_dict,
 )
-from .definitions import check_task_defs_known, normalize_task_def, normalize_workflow_def
+from .conditions import ConditionError, condition_true, parse_duration_ms, parse_until_ms
+from .definitions import (
+    check_task_defs_known,
+    iter_tasks,
+    normalize_task_def,
+    normalize_workflow_def,
+    started_workflow_names,
+)
 from .errors import Code, Rejected, already_exists, invalid, not_found, precondition
 from .expressions import resolve
 from .state import State
@@ -53,6 +60,7 @@ T_CANCELED = "CANCELED"
 T_ACTIVE = (T_SCHEDULED, T_IN_PROGRESS)
 T_RETRIABLE = (T_FAILED, T_TIMED_OUT)
 T_DONE_OK = (T_COMPLETED, T_COMPLETED_WITH_ERRORS)
+T_FAILED_STATES = (T_FAILED, T_FAILED_TERMINAL, T_TIMED_OUT, T_CANCELED)
 
 STRATEGIES = ("FAIL", "RETURN_EXISTING", "FAIL_ON_RUNNING")
 
@@ -93,6 +101,11 @@ class _Ctx:
     def __init__(self, state: State, effects: Effects) -> None:
         self.st = state
         self.fx = effects
+        # Per decide walk: tasks that failed / TERMINATE tasks that ran during the walk.
+        self.failed: list[str] = []
+        self.terminations: list[str] = []
+        # (parent workflow id, parent task id, child id): children that ended, to mirror.
+        self.wakes: list[tuple[str, str, str]] = []
 
     @property
     def now(self) -> int:
@@ -141,6 +154,7 @@ def _apply_checked(ctx: _Ctx, raw: JSON) -> Outcome:
     try:
         handler = _HANDLERS[type(cmd)]
         outcome = Outcome(result=handler(ctx, cmd))
+        _drain(ctx)
     except Rejected as rej:
         outcome = Outcome(rej.code, rej.message)
     except Exception as exc:  # a bug: reject everywhere alike, quarantine what it touched
@@ -232,6 +246,7 @@ def _h_register_task_defs(ctx: _Ctx, cmd: RegisterTaskDefs) -> dict[str, JSON]:
 def _h_register_workflow_def(ctx: _Ctx, cmd: RegisterWorkflowDef) -> dict[str, JSON]:
     defn = normalize_workflow_def(cmd.definition)
     check_task_defs_known(defn, ctx.st.task_defs)
+    _check_no_cycle(ctx.st, defn)
     versions = ctx.st.workflow_defs.setdefault(defn["name"], {})
     key = str(defn["version"])
     existing = versions.get(key)
@@ -242,6 +257,32 @@ def _h_register_workflow_def(ctx: _Ctx, cmd: RegisterWorkflowDef) -> dict[str, J
         )
     versions[key] = defn
     return {"name": defn["name"], "version": defn["version"]}
+
+
+def _check_no_cycle(st: State, defn: JSON) -> None:
+    """Reject a definition that can start itself, directly or through registered definitions
+    (SUB_WORKFLOW and START_WORKFLOW with literal names; every registered version counts)."""
+    target = defn["name"]
+    path: dict[str, str] = {}  # name -> the name that reaches it (for the message)
+    todo = [(n, target) for n in started_workflow_names(defn)]
+    while todo:
+        name, via = todo.pop(0)
+        if name in path:
+            continue
+        path[name] = via
+        if name == target:
+            chain = [name]
+            cur = via
+            while cur != target:
+                chain.append(cur)
+                cur = path[cur]
+            chain.append(target)
+            raise invalid(
+                f"tasks: sub-workflow cycle: {' -> '.join(reversed(chain))} (a definition must "
+                "not be able to start itself)"
+            )
+        for version in st.workflow_defs.get(name, {}).values():
+            todo.extend((n, name) for n in started_workflow_names(version))
 
 
 def latest_version(versions: dict[str, JSON]) -> int:
@@ -277,12 +318,38 @@ def _h_start_workflow(ctx: _Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
                 )
     if cmd.workflow_id in st.workflows:
         raise already_exists(f"workflow {cmd.workflow_id} already exists")
-    wf_input = dict(cmd.input)
+    _create_workflow(
+        ctx,
+        cmd.workflow_id,
+        defn,
+        dict(cmd.input),
+        correlation_id=cmd.correlation_id,
+        priority=cmd.priority,
+        idempotency_key=cmd.idempotency_key,
+    )
+    if idem_key:
+        st.idempotency[idem_key] = cmd.workflow_id
+    return {"workflow_id": cmd.workflow_id, "created": True}
+
+
+def _create_workflow(
+    ctx: _Ctx,
+    workflow_id: str,
+    defn: JSON,
+    wf_input: dict[str, JSON],
+    correlation_id: str,
+    priority: int,
+    idempotency_key: str,
+    parent: JSON = None,
+    parent_task: JSON = None,
+) -> JSON:
+    """Create a RUNNING workflow and decide it; raises Rejected before changing anything."""
+    st = ctx.st
     for k, v in defn.get("inputTemplate", {}).items():
         wf_input.setdefault(k, v)
     task_defs: dict[str, JSON] = {}
-    for t in defn["tasks"]:
-        if t["type"] == "SIMPLE" and "taskDefinition" not in t:
+    for t in iter_tasks(defn["tasks"]):
+        if t["type"] == "SIMPLE" and "taskDefinition" not in t and t["name"] not in task_defs:
             td = st.task_defs.get(t["name"])
             if td is None:
                 raise not_found(
@@ -290,7 +357,7 @@ def _h_start_workflow(ctx: _Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
                 )
             task_defs[t["name"]] = td
     wf = {
-        "workflowId": cmd.workflow_id,
+        "workflowId": workflow_id,
         "workflowName": defn["name"],
         "workflowVersion": defn["version"],
         # A running workflow keeps the definition (and task definitions) it started with. They
@@ -300,19 +367,22 @@ def _h_start_workflow(ctx: _Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
         "input": wf_input,
         "output": {},
         "variables": dict(defn.get("variables", {})),
-        "correlationId": cmd.correlation_id,
-        "priority": cmd.priority,
-        "idempotencyKey": cmd.idempotency_key,
+        "correlationId": correlation_id,
+        "priority": priority,
+        "idempotencyKey": idempotency_key,
         "createTime": ctx.now,
         "endTime": 0,
         "reasonForIncompletion": "",
         "tasks": [],
+        "refIndex": {},  # task reference (with DO_WHILE suffixes) -> latest attempt's task id
+        "taskSeq": 0,
+        "parentWorkflowId": parent["workflowId"] if parent is not None else "",
+        "parentWorkflowTaskId": parent_task["taskId"] if parent_task is not None else "",
+        "depth": parent.get("depth", 0) + 1 if parent is not None else 0,
     }
-    st.workflows[cmd.workflow_id] = wf
-    if idem_key:
-        st.idempotency[idem_key] = cmd.workflow_id
+    st.workflows[workflow_id] = wf
     _decide(ctx, wf)
-    return {"workflow_id": cmd.workflow_id, "created": True}
+    return wf
 
 
 def _h_terminate_workflow(ctx: _Ctx, cmd: TerminateWorkflow) -> dict[str, JSON]:
@@ -371,10 +441,23 @@ def _active_task(ctx: _Ctx, task_id: str, verb: str) -> tuple[JSON, JSON]:
     return task, wf
 
 
+# Tasks a worker or the API may end: worker tasks, and WAIT/HUMAN gates (by task id).
+EXTERNAL_TYPES = ("SIMPLE", "WAIT", "HUMAN")
+
+
+def _check_external(task: JSON, verb: str) -> None:
+    if task["type"] not in EXTERNAL_TYPES:
+        raise precondition(
+            f"task {task['taskId']} is a {task['type']} task run by the orchestrator and cannot "
+            f"be {verb} through the API"
+        )
+
+
 def _h_complete_task(ctx: _Ctx, cmd: CompleteTask) -> dict[str, JSON]:
     if not isinstance(cmd.output, dict):
         raise invalid("output_json: must be a JSON object")
     task, wf = _active_task(ctx, cmd.task_id, "completion")
+    _check_external(task, "completed")
     _finish_task(ctx, task, T_COMPLETED, output=cmd.output)
     if cmd.worker_id:
         task["workerId"] = cmd.worker_id
@@ -386,6 +469,7 @@ def _h_fail_task(ctx: _Ctx, cmd: FailTask) -> dict[str, JSON]:
     if not isinstance(cmd.output, dict):
         raise invalid("output_json: must be a JSON object")
     task, wf = _active_task(ctx, cmd.task_id, "failure")
+    _check_external(task, "failed")
     status = T_FAILED_TERMINAL if cmd.terminal else T_FAILED
     _finish_task(
         ctx, task, status, output=cmd.output, reason=cmd.reason[: limits.MAX_REASON_LENGTH]
@@ -396,7 +480,7 @@ def _h_fail_task(ctx: _Ctx, cmd: FailTask) -> dict[str, JSON]:
 
 def _h_heartbeat_task(ctx: _Ctx, cmd: HeartbeatTask) -> dict[str, JSON]:
     task, _ = _active_task(ctx, cmd.task_id, "heartbeat")
-    if task["status"] != T_IN_PROGRESS:
+    if task["status"] != T_IN_PROGRESS or task["type"] != "SIMPLE":
         raise precondition(f"task {cmd.task_id} is {task['status']}, not leased to a worker")
     _set_lease(ctx, task)
     return {"lease_expires_ms": task["leaseExpiresTime"]}
@@ -418,6 +502,7 @@ def _h_tick(ctx: _Ctx, cmd: Tick) -> dict[str, JSON]:
             continue
         try:
             _fire_timer(ctx, kind, wf, task)
+            _drain(ctx)
         except Exception as exc:  # one bad timer must not lose the others: quarantine its workflow
             _quarantine_workflow(
                 ctx, wf, f"internal error firing timer {key}: {type(exc).__name__}: {exc}"
@@ -438,6 +523,9 @@ def _fire_timer(ctx: _Ctx, kind: str, wf: JSON, task: JSON) -> None:
         _handle_failure(ctx, wf, task)
     elif kind == "ready" and task["status"] == T_SCHEDULED:
         _enqueue(ctx, task)
+    elif kind == "wait" and task["status"] == T_IN_PROGRESS:
+        _finish_task(ctx, task, T_COMPLETED, output=task["output"])
+        _decide(ctx, wf)
 
 
 _HANDLERS: dict[type, Any] = {
@@ -456,6 +544,41 @@ _HANDLERS: dict[type, Any] = {
 
 
 # ---------------------------------------------------------------- the decider
+#
+# A workflow's progress is recomputed from its definition on every decide: `_run_list` walks a
+# task list in order, scheduling the first configuration that has no task yet and descending
+# into forks, switch cases and loops. Tasks are found by reference name (with DO_WHILE's `__N`
+# suffixes) in wf["refIndex"], which always points at the latest attempt. The walk is a pure
+# function of the state, so it is re-run after every change instead of tracking cursors.
+
+# Task types whose work happens outside the core's decide (a worker, the API, a timer, a child).
+LIVE_TYPES = ("SIMPLE", "WAIT", "HUMAN", "SUB_WORKFLOW")
+# Operators: never retried, never completed through the API.
+OPERATORS = (
+    "SWITCH",
+    "DECISION",
+    "FORK_JOIN",
+    "FORK_JOIN_DYNAMIC",
+    "JOIN",
+    "EXCLUSIVE_JOIN",
+    "DO_WHILE",
+)
+_SYSTEM_TASK_DEF: dict[str, JSON] = {
+    "retryCount": 0,
+    "retryLogic": "FIXED",
+    "retryDelaySeconds": 0,
+    "backoffScaleFactor": 1,
+    "maxRetryDelaySeconds": 0,
+    "responseTimeoutSeconds": 3600,
+}
+
+
+class _Fail(Exception):
+    """Scheduling a task is impossible (bad runtime input): the task fails terminally."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _set_lease(ctx: _Ctx, task: JSON) -> None:
@@ -486,23 +609,47 @@ def _finish_task(ctx: _Ctx, task: JSON, status: str, output: JSON = None, reason
                 del st.queues[task["taskType"]]
     st.clear_timer("lease:" + tid)
     st.clear_timer("ready:" + tid)
+    st.clear_timer("wait:" + tid)
     task["status"] = status
     task["endTime"] = ctx.now
     task["leaseExpiresTime"] = 0
     if output is not None:
         task["output"] = output
     if reason:
-        task["reasonForIncompletion"] = reason
+        task["reasonForIncompletion"] = reason[: limits.MAX_REASON_LENGTH]
+
+
+def _task_view(t: JSON, wf_id: str) -> dict[str, JSON]:
+    return {
+        "input": t["input"],
+        "output": t["output"],
+        "status": t["status"],
+        "taskId": t["taskId"],
+        "taskType": t["taskType"],
+        "referenceTaskName": t["referenceTaskName"],
+        "retryCount": t["retryCount"],
+        "pollCount": t["pollCount"],
+        "scheduledTime": t["scheduledTime"],
+        "startTime": t["startTime"],
+        "endTime": t["endTime"],
+        "workerId": t["workerId"],
+        "reasonForIncompletion": t["reasonForIncompletion"],
+        "workflowInstanceId": wf_id,
+        "iteration": t.get("iteration", 0),
+    }
 
 
 def task_doc(wf: JSON, tasks: dict[str, JSON]) -> dict[str, JSON]:
-    """The document `${...}` expressions are resolved against (latest attempt per reference)."""
+    """The document `${...}` expressions are resolved against (latest attempt per reference;
+    a task inside a DO_WHILE also answers to its reference without the `__N` suffix)."""
     doc: dict[str, JSON] = {
         "workflow": {
             "input": wf["input"],
             "output": wf["output"],
             "status": wf["status"],
             "workflowId": wf["workflowId"],
+            "parentWorkflowId": wf.get("parentWorkflowId", ""),
+            "parentWorkflowTaskId": wf.get("parentWorkflowTaskId", ""),
             "workflowType": wf["workflowName"],
             "version": wf["workflowVersion"],
             "correlationId": wf["correlationId"],
@@ -513,22 +660,11 @@ def task_doc(wf: JSON, tasks: dict[str, JSON]) -> dict[str, JSON]:
     }
     for tid in wf["tasks"]:
         t = tasks[tid]
-        doc[t["referenceTaskName"]] = {
-            "input": t["input"],
-            "output": t["output"],
-            "status": t["status"],
-            "taskId": t["taskId"],
-            "taskType": t["taskType"],
-            "referenceTaskName": t["referenceTaskName"],
-            "retryCount": t["retryCount"],
-            "pollCount": t["pollCount"],
-            "scheduledTime": t["scheduledTime"],
-            "startTime": t["startTime"],
-            "endTime": t["endTime"],
-            "workerId": t["workerId"],
-            "reasonForIncompletion": t["reasonForIncompletion"],
-            "workflowInstanceId": wf["workflowId"],
-        }
+        view = _task_view(t, wf["workflowId"])
+        doc[t["referenceTaskName"]] = view
+        base = t.get("baseRef")
+        if base:
+            doc[base] = view
     return doc
 
 
@@ -554,36 +690,57 @@ def wf_def(st: State, wf: JSON) -> JSON:
     return st.def_snapshots[wf["defHash"]]
 
 
+def _wt_of(st: State, wf: JSON, task: JSON) -> JSON:
+    """The task configuration a task record was scheduled from."""
+    dyn = task.get("dynamicTask")
+    if dyn is not None:
+        return dyn
+    cur: JSON = wf_def(st, wf)["def"]
+    for key in task["path"]:
+        cur = cur[key]
+    return cur
+
+
 def _effective_task_def(st: State, wf: JSON, wt: JSON) -> JSON:
-    td = dict(wt.get("taskDefinition") or wf_def(st, wf)["taskDefs"][wt["name"]])
+    if wt["type"] != "SIMPLE":
+        td = dict(_SYSTEM_TASK_DEF)
+    elif wt.get("taskDefinition"):
+        td = dict(wt["taskDefinition"])
+    else:
+        known = wf_def(st, wf)["taskDefs"].get(wt["name"]) or st.task_defs.get(wt["name"])
+        if known is None:
+            raise _Fail(f"task definition {wt['name']!r} is not registered")
+        td = dict(known)
     if "retryCount" in wt:
         td["retryCount"] = wt["retryCount"]
     return td
 
 
-def _schedule(ctx: _Ctx, wf: JSON, pos: int, retry_of: JSON = None, delay_s: int = 0) -> None:
+def _new_task(
+    ctx: _Ctx,
+    wf: JSON,
+    wt: JSON,
+    path: list[JSON] | None,
+    suffix: str,
+    retry_of: JSON = None,
+) -> JSON:
+    """Create the task record (SCHEDULED, input resolved); the caller starts it."""
     st = ctx.st
-    wt = wf_def(st, wf)["def"]["tasks"][pos]
-    td = _effective_task_def(st, wf, wt)
-    task_id = f"{wf['workflowId']}-{len(wf['tasks'])}"
-    doc = task_doc(wf, st.tasks)
-    task_input = resolve(wt["inputParameters"], doc, {"CPEWF_TASK_ID": task_id})
-    if not isinstance(task_input, dict):
-        task_input = {}
-    for k, v in (td.get("inputTemplate") or {}).items():
-        if task_input.get(k) is None:
-            task_input[k] = v
-    task = {
+    task_id = f"{wf['workflowId']}-{wf['taskSeq']}"
+    wf["taskSeq"] += 1
+    ref = wt["taskReferenceName"] + suffix
+    task: dict[str, JSON] = {
         "taskId": task_id,
-        "taskType": wt["name"],
-        "referenceTaskName": wt["taskReferenceName"],
+        "taskType": wt["name"] if wt["type"] == "SIMPLE" else wt["type"],
+        "type": wt["type"],
+        "referenceTaskName": ref,
         "workflowId": wf["workflowId"],
         "workflowType": wf["workflowName"],
         "correlationId": wf["correlationId"],
-        "position": pos,
+        "path": path,
         "seq": len(wf["tasks"]),
         "status": T_SCHEDULED,
-        "input": task_input,
+        "input": {},
         "output": {},
         "retryCount": retry_of["retryCount"] + 1 if retry_of else 0,
         "retriedTaskId": retry_of["taskId"] if retry_of else "",
@@ -594,21 +751,448 @@ def _schedule(ctx: _Ctx, wf: JSON, pos: int, retry_of: JSON = None, delay_s: int
         "leaseExpiresTime": 0,
         "reasonForIncompletion": "",
         "workerId": "",
-        "responseTimeoutSeconds": td["responseTimeoutSeconds"],
-        "retryLimit": td["retryCount"],
-        "retryLogic": td["retryLogic"],
-        "retryDelaySeconds": td["retryDelaySeconds"],
-        "backoffScaleFactor": td["backoffScaleFactor"],
-        "maxRetryDelaySeconds": td["maxRetryDelaySeconds"],
+        "responseTimeoutSeconds": 3600,
+        "retryLimit": 0,
+        "retryLogic": "FIXED",
+        "retryDelaySeconds": 0,
+        "backoffScaleFactor": 1,
+        "maxRetryDelaySeconds": 0,
         "optional": bool(wt.get("optional", False)),
     }
+    if path is None:
+        task["dynamicTask"] = wt
+    elif retry_of is not None and "dynamicTask" in retry_of:
+        task["dynamicTask"] = retry_of["dynamicTask"]
+    if suffix:
+        task["baseRef"] = wt["taskReferenceName"]
+        task["iteration"] = int(suffix.rsplit("__", 1)[1])
     st.tasks[task_id] = task
     wf["tasks"].append(task_id)
-    if delay_s > 0:
-        st.set_timer("ready:" + task_id, ctx.now + delay_s * 1000)
-        ctx.fx.timers_changed = True
+    wf["refIndex"][ref] = task_id
+    return task
+
+
+def _resolve_input(ctx: _Ctx, wf: JSON, wt: JSON, task_id: str) -> dict[str, JSON]:
+    doc = task_doc(wf, ctx.st.tasks)
+    task_input = resolve(wt["inputParameters"], doc, {"CPEWF_TASK_ID": task_id})
+    return task_input if isinstance(task_input, dict) else {}
+
+
+def _schedule(
+    ctx: _Ctx,
+    wf: JSON,
+    wt: JSON,
+    path: list[JSON] | None,
+    suffix: str,
+    retry_of: JSON = None,
+    delay_s: int = 0,
+) -> JSON:
+    """Schedule one task configuration and start it; synchronous operators finish at once.
+
+    Returns the task record (possibly already terminal). Never raises for bad runtime input:
+    such a task fails terminally and the usual failure handling follows.
+    """
+    if len(wf["tasks"]) >= limits.MAX_TASKS_PER_WORKFLOW:
+        _end_workflow(
+            ctx,
+            wf,
+            WF_FAILED,
+            f"the workflow created {limits.MAX_TASKS_PER_WORKFLOW} tasks (MAX_TASKS_PER_WORKFLOW)",
+        )
+        return None
+    st = ctx.st
+    if wt["type"] == "DYNAMIC":
+        name = _resolve_input(ctx, wf, wt, "").get(wt["dynamicTaskNameParam"])
+        task = _new_task(ctx, wf, wt, path, suffix, retry_of)
+        if not isinstance(name, str) or not name:
+            _fail_now(
+                ctx,
+                wf,
+                task,
+                f"DYNAMIC: input parameter {wt['dynamicTaskNameParam']!r} must name a task, "
+                f"got {name!r}",
+            )
+            return task
+        # From here on it is the SIMPLE task it names (as in Conductor), kept on the record so a
+        # retry runs the same task.
+        dyn = dict(wt, type="SIMPLE", name=name)
+        dyn.pop("dynamicTaskNameParam", None)
+        task["dynamicTask"] = dyn
+        task["type"] = "SIMPLE"
+        task["taskType"] = name
+        wt = dyn
     else:
-        _enqueue(ctx, task)
+        task = _new_task(ctx, wf, wt, path, suffix, retry_of)
+    try:
+        td = _effective_task_def(st, wf, wt)
+        task["responseTimeoutSeconds"] = td["responseTimeoutSeconds"]
+        task["retryLimit"] = td["retryCount"]
+        task["retryLogic"] = td["retryLogic"]
+        task["retryDelaySeconds"] = td["retryDelaySeconds"]
+        task["backoffScaleFactor"] = td["backoffScaleFactor"]
+        task["maxRetryDelaySeconds"] = td["maxRetryDelaySeconds"]
+        task_input = _resolve_input(ctx, wf, wt, task["taskId"])
+        for k, v in (td.get("inputTemplate") or {}).items():
+            if task_input.get(k) is None:
+                task_input[k] = v
+        task["input"] = task_input
+        _start(ctx, wf, wt, task, delay_s)
+    except _Fail as exc:
+        _fail_now(ctx, wf, task, exc.reason)
+    return task
+
+
+def _fail_now(ctx: _Ctx, wf: JSON, task: JSON, reason: str) -> None:
+    _finish_task(ctx, task, T_FAILED_TERMINAL, reason=reason)
+    if task["taskId"] not in ctx.failed:
+        ctx.failed.append(task["taskId"])
+
+
+def _start(ctx: _Ctx, wf: JSON, wt: JSON, task: JSON, delay_s: int) -> None:
+    st = ctx.st
+    ttype = wt["type"]
+    inp = task["input"]
+    if ttype == "SIMPLE":
+        delay_s = max(delay_s, int(wt.get("startDelay", 0)) if not task["retryCount"] else 0)
+        if delay_s > 0:
+            st.set_timer("ready:" + task["taskId"], ctx.now + delay_s * 1000)
+            ctx.fx.timers_changed = True
+        else:
+            _enqueue(ctx, task)
+        return
+    task["startTime"] = ctx.now
+    if ttype in ("SWITCH", "DECISION"):
+        param = wt["expression"] if ttype == "SWITCH" else wt["caseValueParam"]
+        value = inp.get(param)
+        key = value if isinstance(value, str) else _stringify(value)
+        case = key if key in wt["decisionCases"] else None
+        task["selectedCase"] = case
+        out = {"evaluationResult": [value], "selectedCase": key if case is not None else "default"}
+        _finish_task(ctx, task, T_COMPLETED, output=out)
+    elif ttype == "FORK_JOIN":
+        task["input"] = {"forkedTasks": [b[0]["taskReferenceName"] for b in wt["forkTasks"]]}
+        _finish_task(ctx, task, T_COMPLETED, output={})
+    elif ttype == "FORK_JOIN_DYNAMIC":
+        dyn = _dynamic_fork_tasks(ctx, wf, wt, inp, task)
+        task["dynamicForkTasks"] = dyn
+        task["input"] = {"forkedTasks": [d["taskReferenceName"] for d in dyn]}
+        _finish_task(ctx, task, T_COMPLETED, output={})
+    elif ttype in ("JOIN", "EXCLUSIVE_JOIN"):
+        task["status"] = T_IN_PROGRESS
+        task["input"] = {"joinOn": _join_on(ctx, wf, wt, task)}
+    elif ttype == "DO_WHILE":
+        task["status"] = T_IN_PROGRESS
+        task["output"] = {"iteration": 1}
+        items = wt.get("items", inp.get("items"))
+        if "items" in wt:
+            items = resolve(items, task_doc(wf, st.tasks))
+        if items is not None:
+            if not isinstance(items, list):
+                raise _Fail(f"DO_WHILE items must resolve to a list, got {_stringify(items)}")
+            task["items"] = items
+            if not items:
+                _finish_task(ctx, task, T_COMPLETED, output={"iteration": 0})
+                return
+            task["output"].update(item=items[0], index=0)
+        task["loopIteration"] = 1
+    elif ttype == "SUB_WORKFLOW":
+        _start_sub_workflow(ctx, wf, wt, task)
+    elif ttype == "START_WORKFLOW":
+        sw = inp.get("startWorkflow")
+        if not isinstance(sw, dict) or not isinstance(sw.get("name"), str):
+            raise _Fail("START_WORKFLOW: input startWorkflow must be an object with a name")
+        child_id = f"{task['taskId']}-start"
+        child_input = sw.get("input") or {}
+        if not isinstance(child_input, dict):
+            raise _Fail("START_WORKFLOW: startWorkflow.input must be an object")
+        defn = _lookup_def(ctx, sw["name"], sw.get("version") or 0)
+        _launch(ctx, wf, child_id, defn, child_input, str(sw.get("correlationId") or ""), None)
+        _finish_task(ctx, task, T_COMPLETED, output={"workflowId": child_id})
+    elif ttype == "SET_VARIABLE":
+        wf["variables"].update(inp)
+        _finish_task(ctx, task, T_COMPLETED, output={})
+    elif ttype == "NOOP":
+        _finish_task(ctx, task, T_COMPLETED, output={})
+    elif ttype == "TERMINATE":
+        status = inp.get("terminationStatus")
+        if status not in ("COMPLETED", "FAILED", "TERMINATED"):
+            raise _Fail(
+                f"TERMINATE: terminationStatus {status!r} is not COMPLETED/FAILED/TERMINATED"
+            )
+        out = inp.get("workflowOutput")
+        _finish_task(ctx, task, T_COMPLETED, output={"output": out} if out is not None else {})
+        ctx.terminations.append(task["taskId"])
+    elif ttype == "WAIT":
+        task["status"] = T_IN_PROGRESS
+        try:
+            due: int | None = None
+            if inp.get("duration") is not None and inp.get("until") is not None:
+                raise _Fail("WAIT: give either duration or until, not both")
+            if inp.get("duration") is not None:
+                due = ctx.now + parse_duration_ms(inp["duration"])
+            elif inp.get("until") is not None:
+                due = parse_until_ms(inp["until"])
+        except ConditionError as exc:
+            raise _Fail(f"WAIT: {exc}") from None
+        if due is not None:
+            task["waitUntil"] = due
+            st.set_timer("wait:" + task["taskId"], max(due, ctx.now))
+            ctx.fx.timers_changed = True
+    elif ttype == "HUMAN":
+        task["status"] = T_IN_PROGRESS
+    else:  # pragma: no cover - registration rejects every other type
+        raise _Fail(f"task type {ttype} is not supported")
+
+
+def _stringify(value: JSON) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _dynamic_fork_tasks(ctx: _Ctx, wf: JSON, wt: JSON, inp: JSON, task: JSON) -> list[JSON]:
+    """The task configurations a FORK_JOIN_DYNAMIC fans out to, validated like a definition."""
+    raw: list[JSON] = []
+    if wt.get("dynamicForkTasksParam"):
+        tasks = inp.get(wt["dynamicForkTasksParam"])
+        inputs = inp.get(wt["dynamicForkTasksInputParamName"])
+        if not isinstance(tasks, list):
+            raise _Fail(
+                f"FORK_JOIN_DYNAMIC: input {wt['dynamicForkTasksParam']!r} must be a list of tasks"
+            )
+        if not isinstance(inputs, dict):
+            raise _Fail(
+                f"FORK_JOIN_DYNAMIC: input {wt['dynamicForkTasksInputParamName']!r} must be a "
+                "map of reference -> input"
+            )
+        for t in tasks:
+            if not isinstance(t, dict):
+                raise _Fail("FORK_JOIN_DYNAMIC: every dynamic task must be an object")
+            one = dict(t)
+            ti = inputs.get(one.get("taskReferenceName"))
+            one["inputParameters"] = dict(one.get("inputParameters") or {}, **(ti or {}))
+            raw.append(one)
+    else:
+        inputs = inp.get("forkTaskInputs")
+        if not isinstance(inputs, list):
+            raise _Fail("FORK_JOIN_DYNAMIC: input forkTaskInputs must be a list")
+        sub = inp.get("forkTaskWorkflow")
+        ftype = inp.get("forkTaskType") or "SIMPLE"
+        name = inp.get("forkTaskName") or (ftype if ftype != "SIMPLE" else wt["taskReferenceName"])
+        for i, item in enumerate(inputs):
+            params = dict(item) if isinstance(item, dict) else {"input": item}
+            params["__index"] = i
+            ref = f"_{sub or name}_{i}"
+            if sub:
+                swp: dict[str, JSON] = {"name": sub}
+                ver = inp.get("forkTaskWorkflowVersion")
+                if isinstance(ver, str) and ver.isdigit():
+                    ver = int(ver)
+                if isinstance(ver, int) and not isinstance(ver, bool):
+                    swp["version"] = ver
+                t = {
+                    "name": sub,
+                    "taskReferenceName": ref,
+                    "type": "SUB_WORKFLOW",
+                    "subWorkflowParam": swp,
+                }
+            else:
+                t = {"name": name, "taskReferenceName": ref, "type": ftype}
+            t["inputParameters"] = params
+            if wt.get("optional"):
+                t["optional"] = True
+            raw.append(t)
+    if len(raw) > limits.MAX_DYNAMIC_FORK_TASKS:
+        raise _Fail(
+            f"FORK_JOIN_DYNAMIC: {len(raw)} tasks exceed MAX_DYNAMIC_FORK_TASKS "
+            f"({limits.MAX_DYNAMIC_FORK_TASKS})"
+        )
+    out: list[JSON] = []
+    suffix = task["referenceTaskName"][len(wt["taskReferenceName"]) :]
+    for i, given in enumerate(raw):
+        t = {k: v for k, v in given.items() if v is not None}
+        params = t.get("inputParameters", {})
+        # Inputs were resolved already: keep them literal (a `${` in data is not an expression).
+        t["inputParameters"] = {}
+        try:
+            norm = normalize_workflow_def({"name": "dynamic", "tasks": [t]})["tasks"][0]
+        except Rejected as rej:
+            raise _Fail(f"FORK_JOIN_DYNAMIC: dynamic task {i}: {rej.message}") from None
+        if norm["type"] not in DYNAMIC_FORKABLE:
+            raise _Fail(
+                f"FORK_JOIN_DYNAMIC: dynamic task {i} ({norm['taskReferenceName']}): type "
+                f"{norm['type']} cannot be forked dynamically (use a SUB_WORKFLOW)"
+            )
+        norm["inputParameters"] = _escape(params)
+        if norm["taskReferenceName"] + suffix in wf["refIndex"]:
+            raise _Fail(
+                f"FORK_JOIN_DYNAMIC: duplicate task reference {norm['taskReferenceName']!r}"
+            )
+        if any(o["taskReferenceName"] == norm["taskReferenceName"] for o in out):
+            raise _Fail(
+                f"FORK_JOIN_DYNAMIC: duplicate task reference {norm['taskReferenceName']!r}"
+            )
+        out.append(norm)
+    return out
+
+
+DYNAMIC_FORKABLE = (
+    "SIMPLE",
+    "SUB_WORKFLOW",
+    "START_WORKFLOW",
+    "WAIT",
+    "HUMAN",
+    "NOOP",
+    "SET_VARIABLE",
+)
+
+
+def _escape(value: JSON) -> JSON:
+    """Make resolved data inert for a second resolution: `${` becomes `$${`."""
+    if isinstance(value, str):
+        return value.replace("${", "$${")
+    if isinstance(value, dict):
+        return {k: _escape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape(v) for v in value]
+    return value
+
+
+def _join_on(ctx: _Ctx, wf: JSON, wt: JSON, join_task: JSON) -> list[str]:
+    """The references a JOIN waits for: its joinOn, or every task of the dynamic fork before it."""
+    suffix = join_task["referenceTaskName"][len(wt["taskReferenceName"]) :]
+    path = join_task.get("path")
+    if path and isinstance(path[-1], int) and path[-1] > 0:
+        prev_path = [*path[:-1], path[-1] - 1]
+        cur: JSON = wf_def(ctx.st, wf)["def"]
+        for key in prev_path:
+            cur = cur[key]
+        if cur.get("type") == "FORK_JOIN_DYNAMIC":
+            fork_id = wf["refIndex"].get(cur["taskReferenceName"] + suffix)
+            fork = ctx.st.tasks.get(fork_id) if fork_id else None
+            if fork is not None:
+                return [d["taskReferenceName"] + suffix for d in fork.get("dynamicForkTasks", [])]
+    return [r + suffix for r in wt.get("joinOn", [])]
+
+
+def _evaluate_join(ctx: _Ctx, wf: JSON, wt: JSON, task: JSON) -> None:
+    """Complete an IN_PROGRESS JOIN / EXCLUSIVE_JOIN if what it waits for has ended."""
+    st = ctx.st
+    if wt["type"] == "JOIN":
+        output: dict[str, JSON] = {}
+        with_errors = False
+        for ref in task["input"]["joinOn"]:
+            tid = wf["refIndex"].get(ref)
+            joined = st.tasks.get(tid) if tid else None
+            if joined is None or joined["status"] not in T_DONE_OK:
+                return
+            with_errors = with_errors or joined["status"] == T_COMPLETED_WITH_ERRORS
+            output[ref] = joined["output"]
+        _finish_task(ctx, task, T_COMPLETED_WITH_ERRORS if with_errors else T_COMPLETED, output)
+        return
+    # EXCLUSIVE_JOIN: the first joinOn reference that was scheduled (Conductor's ExclusiveJoin),
+    # else the first scheduled defaultExclusiveJoinTask; it waits for that one to end.
+    suffix = task["referenceTaskName"][len(wt["taskReferenceName"]) :]
+    chosen = None
+    for ref in [*wt.get("joinOn", []), *wt.get("defaultExclusiveJoinTask", [])]:
+        tid = wf["refIndex"].get(ref + suffix)
+        if tid is not None:
+            chosen = st.tasks[tid]
+            break
+    if chosen is None:
+        _finish_task(ctx, task, T_COMPLETED, output={})
+    elif chosen["status"] in T_DONE_OK:
+        _finish_task(ctx, task, T_COMPLETED, output=chosen["output"])
+
+
+def _lookup_def(ctx: _Ctx, name: str, version: int) -> JSON:
+    versions = ctx.st.workflow_defs.get(name)
+    if not versions:
+        raise _Fail(f"workflow definition {name!r} is not registered")
+    defn = versions.get(str(version or latest_version(versions)))
+    if defn is None:
+        raise _Fail(f"workflow definition {name!r} has no version {version}")
+    return defn
+
+
+def _start_sub_workflow(ctx: _Ctx, wf: JSON, wt: JSON, task: JSON) -> None:
+    swp = wt["subWorkflowParam"]
+    if wf.get("depth", 0) + 1 > limits.MAX_SUBWORKFLOW_DEPTH:
+        raise _Fail(f"SUB_WORKFLOW: nesting deeper than {limits.MAX_SUBWORKFLOW_DEPTH} levels")
+    defn = swp.get("workflowDefinition") or _lookup_def(ctx, swp["name"], swp.get("version", 0))
+    # Deterministic from the attempt's task id: re-applying never launches a second child, and a
+    # retry (a new attempt, a new task id) launches a new one, as Conductor does.
+    child_id = f"{task['taskId']}-sub"
+    task["status"] = T_IN_PROGRESS
+    task["subWorkflowId"] = child_id
+    task["output"] = {"subWorkflowId": child_id}
+    _launch(ctx, wf, child_id, defn, dict(task["input"]), wf["correlationId"], task)
+
+
+def _launch(
+    ctx: _Ctx,
+    parent: JSON,
+    child_id: str,
+    defn: JSON,
+    child_input: JSON,
+    correlation_id: str,
+    parent_task: JSON,
+) -> None:
+    if child_id in ctx.st.workflows:
+        return
+    try:
+        _create_workflow(
+            ctx,
+            child_id,
+            defn,
+            child_input,
+            correlation_id=correlation_id,
+            priority=parent["priority"],
+            idempotency_key="",
+            parent=parent if parent_task is not None else None,
+            parent_task=parent_task,
+        )
+    except Rejected as rej:
+        raise _Fail(f"{defn['name']}: {rej.message}") from None
+
+
+def _mirror_child(ctx: _Ctx, child: JSON) -> None:
+    """A child workflow ended: its SUB_WORKFLOW task in the parent mirrors the end (later, in
+    `_drain`, so a parent is never decided from inside its own decide)."""
+    parent_id = child.get("parentWorkflowId")
+    if parent_id:
+        ctx.wakes.append((parent_id, child["parentWorkflowTaskId"], child["workflowId"]))
+
+
+def _drain(ctx: _Ctx) -> None:
+    st = ctx.st
+    while ctx.wakes:
+        parent_id, task_id, child_id = ctx.wakes.pop(0)
+        parent = st.workflows.get(parent_id)
+        task = st.tasks.get(task_id)
+        child = st.workflows.get(child_id)
+        if parent is None or task is None or child is None or parent["status"] != WF_RUNNING:
+            continue
+        if task["status"] not in T_ACTIVE or task.get("subWorkflowId") != child_id:
+            continue
+        status = child["status"]
+        if status == WF_COMPLETED:
+            _finish_task(ctx, task, T_COMPLETED, dict(child["output"], subWorkflowId=child_id))
+            _decide(ctx, parent)
+            continue
+        mapped = {WF_TIMED_OUT: T_TIMED_OUT, WF_TERMINATED: T_CANCELED}.get(status, T_FAILED)
+        _finish_task(
+            ctx,
+            task,
+            mapped,
+            output={"subWorkflowId": child_id},
+            reason=f"sub-workflow {child_id} {status}: {child['reasonForIncompletion']}",
+        )
+        _handle_failure(ctx, parent, task)
 
 
 def retry_delay_seconds(task: JSON) -> int:
@@ -627,15 +1211,30 @@ def retry_delay_seconds(task: JSON) -> int:
 
 
 def _handle_failure(ctx: _Ctx, wf: JSON, task: JSON) -> None:
+    if wf["status"] != WF_RUNNING:
+        return
     if task["status"] in T_RETRIABLE and task["retryCount"] < task["retryLimit"]:
         task["retried"] = True
-        _schedule(ctx, wf, task["position"], retry_of=task, delay_s=retry_delay_seconds(task))
+        wt = _wt_of(ctx.st, wf, task)
+        suffix = task["referenceTaskName"][len(wt["taskReferenceName"]) :]
+        _schedule(
+            ctx,
+            wf,
+            wt,
+            task["path"],
+            suffix,
+            retry_of=task,
+            delay_s=retry_delay_seconds(task),
+        )
+        _decide(ctx, wf)
         return
     if task["optional"]:
         task["status"] = T_COMPLETED_WITH_ERRORS
         _decide(ctx, wf)
         return
-    wf_status = WF_TIMED_OUT if task["status"] == T_TIMED_OUT else WF_FAILED
+    wf_status = {T_TIMED_OUT: WF_TIMED_OUT, T_CANCELED: WF_TERMINATED}.get(
+        task["status"], WF_FAILED
+    )
     _end_workflow(
         ctx,
         wf,
@@ -645,30 +1244,215 @@ def _handle_failure(ctx: _Ctx, wf: JSON, task: JSON) -> None:
     )
 
 
+# Results of walking one task configuration.
+_DONE = 0  # ended successfully, and everything under it too
+_PENDING = 1  # not finished: nothing after it in the same list may start
+_FORKED = 2  # a fork whose branches still run: what follows (its JOIN) may start
+
+
 def _decide(ctx: _Ctx, wf: JSON) -> None:
-    """Sequential SIMPLE tasks: schedule the next one, or complete the workflow."""
+    """Schedule whatever can run now; complete the workflow when nothing is left."""
     if wf["status"] != WF_RUNNING:
         return
-    defn_tasks = wf_def(ctx.st, wf)["def"]["tasks"]
-    if not wf["tasks"]:
-        _schedule(ctx, wf, 0)
+    # A decide may start a child workflow, which decides the child: each walk has its own lists.
+    saved = (ctx.failed, ctx.terminations)
+    ctx.failed, ctx.terminations = [], []
+    try:
+        complete = _run_list(ctx, wf, wf_def(ctx.st, wf)["def"]["tasks"], ["tasks"], "")
+        failed, terminations = ctx.failed, ctx.terminations
+    finally:
+        ctx.failed, ctx.terminations = saved
+    if wf["status"] != WF_RUNNING:
         return
-    last = ctx.st.tasks[wf["tasks"][-1]]
-    if last["status"] not in T_DONE_OK:
-        return
-    nxt = last["position"] + 1
-    if nxt < len(defn_tasks):
-        _schedule(ctx, wf, nxt)
-        return
-    _end_workflow(ctx, wf, WF_COMPLETED, "")
+    if terminations:
+        _terminate_from_task(ctx, wf, ctx.st.tasks[terminations[0]])
+    elif failed:
+        _handle_failure(ctx, wf, ctx.st.tasks[failed[0]])
+    elif complete:
+        _end_workflow(ctx, wf, WF_COMPLETED, "")
+    elif not _has_live_task(ctx, wf):
+        _end_workflow(
+            ctx,
+            wf,
+            WF_FAILED,
+            "the workflow can make no progress: a JOIN waits for tasks that were never scheduled",
+        )
+
+
+def _has_live_task(ctx: _Ctx, wf: JSON) -> bool:
+    for tid in wf["tasks"]:
+        t = ctx.st.tasks[tid]
+        if t["status"] in T_ACTIVE and t["type"] in LIVE_TYPES:
+            return True
+    return False
+
+
+def _terminate_from_task(ctx: _Ctx, wf: JSON, task: JSON) -> None:
+    status = task["input"].get("terminationStatus", WF_COMPLETED)
+    reason = task["input"].get("terminationReason") or ""
+    _end_workflow(ctx, wf, status, str(reason))
+    out = task["input"].get("workflowOutput")
+    if out is not None:
+        wf["output"] = out if isinstance(out, dict) else {"result": out}
+
+
+def _run_list(ctx: _Ctx, wf: JSON, wts: list[JSON], path: list[JSON] | None, suffix: str) -> bool:
+    """Walk a task list in order; True when every task in it (and under it) has ended."""
+    complete = True
+    for j, wt in enumerate(wts):
+        r = _run_task(ctx, wf, wt, None if path is None else [*path, j], suffix)
+        if r == _PENDING or wf["status"] != WF_RUNNING or ctx.failed or ctx.terminations:
+            return False
+        if r == _FORKED:
+            complete = False
+    return complete
+
+
+def _run_task(ctx: _Ctx, wf: JSON, wt: JSON, path: list[JSON] | None, suffix: str) -> int:
+    st = ctx.st
+    tid = wf["refIndex"].get(wt["taskReferenceName"] + suffix)
+    if tid is None:
+        task = _schedule(ctx, wf, wt, path, suffix)
+        if task is None or wf["status"] != WF_RUNNING or ctx.failed:
+            return _PENDING
+    else:
+        task = st.tasks[tid]
+    ttype = wt["type"]
+    status = task["status"]
+    if status in T_FAILED_STATES:
+        # Only a failure not handled yet is still the latest attempt of its reference.
+        if task["taskId"] not in ctx.failed:
+            ctx.failed.append(task["taskId"])
+        return _PENDING
+    if ttype in ("FORK_JOIN", "FORK_JOIN_DYNAMIC"):
+        if status not in T_DONE_OK:
+            return _PENDING
+        complete = True
+        if ttype == "FORK_JOIN":
+            for b, branch in enumerate(wt["forkTasks"]):
+                bpath = None if path is None else [*path, "forkTasks", b]
+                if not _run_list(ctx, wf, branch, bpath, suffix):
+                    complete = False
+                if wf["status"] != WF_RUNNING or ctx.failed or ctx.terminations:
+                    return _PENDING
+        else:
+            for dyn in task.get("dynamicForkTasks", []):
+                if not _run_list(ctx, wf, [dyn], None, suffix):
+                    complete = False
+                if wf["status"] != WF_RUNNING or ctx.failed or ctx.terminations:
+                    return _PENDING
+        return _DONE if complete else _FORKED
+    if ttype in ("SWITCH", "DECISION"):
+        if status not in T_DONE_OK:
+            return _PENDING
+        case = task.get("selectedCase")
+        if case is None:
+            branch, bkey = wt["defaultCase"], ["defaultCase"]
+        else:
+            branch, bkey = wt["decisionCases"][case], ["decisionCases", case]
+        bpath = None if path is None else [*path, *bkey]
+        return _DONE if _run_list(ctx, wf, branch, bpath, suffix) else _PENDING
+    if ttype in ("JOIN", "EXCLUSIVE_JOIN") and status == T_IN_PROGRESS:
+        _evaluate_join(ctx, wf, wt, task)
+        status = task["status"]
+    if ttype == "DO_WHILE" and status == T_IN_PROGRESS:
+        return _run_loop(ctx, wf, wt, task, path, suffix)
+    if status in T_DONE_OK:
+        return _DONE
+    return _PENDING
+
+
+def _run_loop(
+    ctx: _Ctx, wf: JSON, wt: JSON, task: JSON, path: list[JSON] | None, suffix: str
+) -> int:
+    st = ctx.st
+    body_path = None if path is None else [*path, "loopOver"]
+    body_refs = [t["taskReferenceName"] for t in iter_tasks(wt["loopOver"])]
+    while True:
+        it = task["loopIteration"]
+        body_suffix = f"{suffix}__{it}"
+        if not _run_list(ctx, wf, wt["loopOver"], body_path, body_suffix):
+            return _PENDING
+        # The iteration ended: record its outputs, then decide whether to go round again.
+        outputs = {}
+        for ref in body_refs:
+            tid = wf["refIndex"].get(ref + body_suffix)
+            if tid is not None:
+                outputs[ref] = st.tasks[tid]["output"]
+        task["output"][str(it)] = outputs
+        task["output"]["iteration"] = it
+        items = task.get("items")
+        again = True
+        if items is not None:
+            again = it < len(items)
+        cond = wt.get("loopCondition")
+        if again and cond is not None:
+            doc = _resolve_input(ctx, wf, wt, task["taskId"])
+            for ref, out in outputs.items():
+                doc[ref] = out
+            doc[wt["taskReferenceName"]] = task["output"]
+            try:
+                again = condition_true(cond, doc)
+            except ConditionError as exc:
+                _fail_now(ctx, wf, task, f"DO_WHILE loopCondition: {exc}")
+                return _PENDING
+        if not again:
+            _finish_task(ctx, task, T_COMPLETED)
+            return _DONE
+        if it >= limits.MAX_LOOP_ITERATIONS:
+            _fail_now(ctx, wf, task, f"DO_WHILE ran {it} iterations (MAX_LOOP_ITERATIONS)")
+            return _PENDING
+        task["loopIteration"] = it + 1
+        task["output"]["iteration"] = it + 1
+        if items is not None:
+            task["output"].update(item=items[it], index=it)
+        keep = task["input"].get("keepLastN")
+        if isinstance(keep, int) and not isinstance(keep, bool) and keep >= 1:
+            _prune_iterations(ctx, wf, task, body_refs, suffix, it + 1 - keep)
+
+
+def _prune_iterations(
+    ctx: _Ctx, wf: JSON, loop: JSON, body_refs: list[str], suffix: str, upto: int
+) -> None:
+    """keepLastN: forget the task records and outputs of iterations before `upto`."""
+    st = ctx.st
+    drop: dict[str, None] = {}
+    for n in range(1, upto):
+        if str(n) not in loop["output"] and not any(
+            f"{r}{suffix}__{n}" in wf["refIndex"] for r in body_refs
+        ):
+            continue
+        loop["output"].pop(str(n), None)
+        prefix = f"{suffix}__{n}"
+        for ref in list(wf["refIndex"]):
+            base, _, rest = ref.partition("__")
+            if _under(f"__{rest}", prefix) and base in body_refs:
+                del wf["refIndex"][ref]
+        for tid in wf["tasks"]:
+            t = st.tasks[tid]
+            ref = t["referenceTaskName"]
+            base, _, rest = ref.partition("__")
+            if base in body_refs and _under(f"__{rest}", prefix) and t["status"] not in T_ACTIVE:
+                drop[tid] = None
+    if drop:
+        wf["tasks"] = [t for t in wf["tasks"] if t not in drop]
+        for tid in drop:
+            del st.tasks[tid]
+
+
+def _under(suffix: str, prefix: str) -> bool:
+    return suffix == prefix or suffix.startswith(prefix + "__")
 
 
 def _end_workflow(ctx: _Ctx, wf: JSON, status: str, reason: str) -> None:
     st = ctx.st
+    children: list[str] = []
     for tid in wf["tasks"]:
         t = st.tasks[tid]
         if t["status"] in T_ACTIVE:
             _finish_task(ctx, t, T_CANCELED, reason=f"workflow {status}")
+            if t.get("subWorkflowId"):
+                children.append(t["subWorkflowId"])
     wf["status"] = status
     wf["endTime"] = ctx.now
     wf["reasonForIncompletion"] = reason
@@ -682,6 +1466,13 @@ def _end_workflow(ctx: _Ctx, wf: JSON, status: str, reason: str) -> None:
         output = {}
     wf["output"] = output if isinstance(output, dict) else {"result": output}
     ctx.fx.ended_workflows.append(wf["workflowId"])
+    # Ending a parent ends its running children (Conductor cancels a SUB_WORKFLOW by terminating
+    # the child); a child's end wakes its parent.
+    for child_id in children:
+        child = st.workflows.get(child_id)
+        if child is not None and child["status"] == WF_RUNNING:
+            _end_workflow(ctx, child, WF_TERMINATED, f"parent workflow {wf['workflowId']} {status}")
+    _mirror_child(ctx, wf)
     st.terminal_order[wf["workflowId"]] = None
     while len(st.terminal_order) > limits.MAX_TERMINAL_WORKFLOWS:
         old_id, _ = st.terminal_order.popitem(last=False)
