@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 from dataclasses import fields
 from typing import Any
@@ -142,18 +144,55 @@ class ReplicaServer:
 
     def stop(self, grace_s: float = 2.0) -> None:
         self._stop.set()
-        self.timer.stop()
         self.health.enter_graceful_shutdown()
+        if self.replica.raft._isLeader():
+            # Step aside first so clients fail over in milliseconds, not an election timeout.
+            self.replica.request_step_down()
+            deadline = time.monotonic() + 3.0
+            while self.replica.raft._isLeader() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            log.info("stepped_down", leader=self.replica.leader_addr())
+        self.timer.stop()
         self.server.stop(grace_s).wait(grace_s + 1)
         self.node.close()
         self.replica.stop()
         log.info("replica_stopped")
 
 
+def _start_wall_clock_faker(path: str) -> None:
+    """Test-only: shift this process's wall clock (time.time) by the ms in `path`, like a jump.
+
+    Used by the clock-jump fault test to show that no timer depends on the wall clock.
+    """
+    real_time = time.time
+    offset = {"ms": 0}
+
+    def fake_time() -> float:
+        return real_time() + offset["ms"] / 1000.0
+
+    time.time = fake_time
+
+    def watch() -> None:
+        while True:
+            try:
+                with open(path) as f:
+                    ms = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                ms = 0
+            if ms != offset["ms"]:
+                offset["ms"] = ms
+                log.warning("wall_clock_offset", offset_ms=ms)
+            time.sleep(0.1)
+
+    threading.Thread(target=watch, name="wall-clock-faker", daemon=True).start()
+
+
 def serve(
     cfg: ClusterConfig, node_id: str, data_dir: str | None = None, log_level: str = "INFO"
 ) -> int:
     olog.configure(node_id, log_level)
+    if os.environ.get("ORCHESTRATOR_TEST_WALL_OFFSET_FILE"):
+        _start_wall_clock_faker(os.environ["ORCHESTRATOR_TEST_WALL_OFFSET_FILE"])
     try:
         # On the main thread: pysyncobj's tick thread exits with the thread that built it.
         srv = ReplicaServer(cfg, node_id, data_dir)

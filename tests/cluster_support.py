@@ -37,7 +37,12 @@ def start_node(cluster: LocalCluster, nid: str) -> None:
     cluster.start(nid, {"ORCHESTRATOR_FAILPOINTS_FILE": files[nid]} if files else None)
 
 
-def wait_for(pred: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.1) -> Any:
+def wait_for(
+    pred: Callable[[], Any],
+    timeout_s: float,
+    what: str | Callable[[], str],
+    interval_s: float = 0.1,
+) -> Any:
     """Wait until pred() is truthy (a condition, never a fixed sleep)."""
     deadline = time.monotonic() + timeout_s
     last_exc: BaseException | None = None
@@ -49,6 +54,8 @@ def wait_for(pred: Callable[[], Any], timeout_s: float, what: str, interval_s: f
         except Exception as exc:  # conditions may fail while a cluster is recovering
             last_exc = exc
         time.sleep(interval_s)
+    if callable(what):
+        what = what()
     raise AssertionError(
         f"timed out after {timeout_s}s waiting for {what}"
         + (f" (last error: {last_exc!r})" if last_exc else "")

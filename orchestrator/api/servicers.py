@@ -354,6 +354,13 @@ class _Base:
                 min_seq = int(md.get(MIN_SEQ_KEY, "0") or 0)
             except ValueError:
                 raise invalid(f"{MIN_SEQ_KEY}: must be an integer") from None
+            if not self.replica.fresh():
+                raise ApiError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "this replica has not heard from a leader or a majority recently; its state "
+                    "may be stale",
+                    self.node.leader_trailers(),
+                )
             if min_seq and not self.replica.wait_applied(min_seq, READ_WAIT_S):
                 raise ApiError(
                     grpc.StatusCode.UNAVAILABLE,
@@ -719,6 +726,8 @@ def serving_state(replica: Replica) -> tuple[bool, str]:
     st = replica.status()
     if not st["leader"]:
         return False, "no leader"
+    if not replica.fresh():
+        return False, "not in contact with the leader or a majority"
     if not st["ready"]:
         return False, "catching up with the leader"
     if st["role"] == "LEADER" and not replica.leader_ready():
@@ -751,6 +760,7 @@ class ClusterService(_Base, cluster_pb2_grpc.ClusterServiceServicer):
             detail=detail,
             cluster_time_ms=st["cluster_time_ms"],
             workflows=st["workflows"],
+            applied_hash=st["applied_hash"],
         )
 
     def GetReplicaStatus(

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -24,6 +25,7 @@ from typing import Any
 
 import structlog
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.monotonic import monotonic as raft_monotonic
 from pysyncobj.node import TCPNode
 
 from ..core import codec
@@ -107,6 +109,7 @@ class Replica:
     def __init__(self, settings: RaftSettings, failpoints: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.state = State()
+        self.log_hash = b""
         self.lock = threading.RLock()
         self.listeners: list[Callable[[Effects], None]] = []
         self.applied_cond = threading.Condition(self.lock)
@@ -123,6 +126,7 @@ class Replica:
         self._stopped = False
         self._epoch_future: Future[Outcome] | None = None
         self._sync_failing = False
+        self._step_down_requested = False
         self.failpoints = failpoints or {}
         os.makedirs(settings.data_dir, exist_ok=True)
         self.journal_path = os.path.join(settings.data_dir, "raft.journal")
@@ -193,6 +197,10 @@ class Replica:
         self.raft.addOnTickCallback(self._tick_sync)
 
     def _tick_sync(self) -> None:
+        if self._step_down_requested:
+            self._step_down_requested = False
+            if self.raft._isLeader():
+                self.raft.transferLeadership()
         jrnl = self.journal
         if jrnl is None:
             return
@@ -218,11 +226,13 @@ class Replica:
             except envelope.EnvelopeError as exc:
                 with self.lock:
                     self.state.seq += 1  # keep sequence numbers aligned on every replica
+                    self._chain(data)
                 self.apply_error = f"rejected corrupt log entry: {exc}"
                 log.error("corrupt_log_entry", error=str(exc))
                 return []
             with self.lock:
                 outcomes, fx = apply_batch(self.state, env.now_ms, env.commands)
+                self._chain(data)
                 self.applied_cond.notify_all()
             for listener in self.listeners:
                 try:
@@ -235,15 +245,20 @@ class Replica:
             self.apply_error = f"apply failed: {exc}"
             return []
 
-    def _dump_state_unlocked(self) -> tuple[bytes, int]:
+    def _chain(self, data: bytes) -> None:
+        # A rolling hash of every applied entry: replicas at the same sequence number must agree.
+        self.log_hash = hashlib.blake2b(self.log_hash + data, digest_size=16).digest()
+
+    def _dump_state_unlocked(self) -> tuple[bytes, int, str]:
         # Runs in the forked child (or on the tick thread, the only writer of the state). Never
         # take self.lock here: a reader thread may have held it at fork time.
-        return self.state.snapshot_bytes(), self.state.seq
+        return self.state.snapshot_bytes(), self.state.seq, self.log_hash.hex()
 
-    def _load_state(self, data: bytes) -> None:
+    def _load_state(self, data: bytes, header: dict[str, Any]) -> None:
         new = State.from_snapshot_bytes(data)
         with self.lock:
             self.state = new
+            self.log_hash = bytes.fromhex(header.get("log_hash", ""))
             self.applied_cond.notify_all()
         log.info("snapshot_loaded", seq=new.seq)
         fx = Effects(ready_types=list(new.queues), timers_changed=True)
@@ -305,10 +320,33 @@ class Replica:
 
     def leader_ready(self) -> bool:
         term = self._leader_term
-        if not term or not self.raft._isLeader():
+        if not term or not self.raft._isLeader() or not self.fresh():
             return False
         with self.lock:
             return self.state.epoch == term
+
+    def request_step_down(self) -> None:
+        """Hand leadership to the most caught-up follower (done on the tick thread)."""
+        self._step_down_requested = True
+
+    def fresh(self) -> bool:
+        """Whether this replica's view is current enough to serve reads and decisions.
+
+        A leader must have heard from a majority within the minimum election timeout (no newer
+        leader can exist yet); a follower must have heard from its leader recently. A replica
+        resumed after SIGSTOP, or cut off by a partition, fails this until it hears again,
+        even while pysyncobj still calls it leader.
+        """
+        now = raft_monotonic()
+        try:
+            if self.raft._isLeader():
+                times = list(self.raft._SyncObj__lastResponseTime.values())
+                recent = sum(1 for t in times if t > now - self.settings.election_min_s)
+                return 1 + recent > (len(times) + 1) / 2
+            deadline = self.raft._SyncObj__raftElectionDeadline
+        except RuntimeError:  # a dict resized under us by the tick thread: ask again later
+            return False
+        return bool(deadline > now and self.raft._getLeader() is not None)
 
     def leader_addr(self) -> str | None:
         leader = self.raft._getLeader()
@@ -436,6 +474,7 @@ class Replica:
         st = self.raft.getStatus()
         with self.lock:
             seq, clock, n_wf = self.state.seq, self.state.clock_ms, len(self.state.workflows)
+            log_hash = self.log_hash.hex()
         return {
             "role": self.role(),
             "term": int(st.get("raft_term", 0)),
@@ -446,6 +485,7 @@ class Replica:
             "ready": bool(self.raft.isReady()),
             "has_quorum": bool(st.get("has_quorum", False)),
             "applied_sequence": seq,
+            "applied_hash": log_hash,
             "cluster_time_ms": clock,
             "workflows": n_wf,
         }

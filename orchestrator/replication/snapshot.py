@@ -39,7 +39,13 @@ def _entry_in(raw: Any) -> tuple[bytes, int, int]:
 
 
 def write_snapshot(
-    path: str, state_bytes: bytes, seq: int, last: Any, prev: Any, cluster: list[str]
+    path: str,
+    state_bytes: bytes,
+    seq: int,
+    last: Any,
+    prev: Any,
+    cluster: list[str],
+    log_hash: str = "",
 ) -> None:
     body = zlib.compress(state_bytes, 1)
     header = json.dumps(
@@ -50,6 +56,7 @@ def write_snapshot(
             "crc": zlib.crc32(body),
             "size": len(body),
             "seq": seq,
+            "log_hash": log_hash,
         }
     ).encode()
     with open(path, "wb") as f:
@@ -99,8 +106,8 @@ class ForkingSnapshotter:
     def __init__(
         self,
         dump_path: str,
-        dump_state: Callable[[], tuple[bytes, int]],
-        load_state: Callable[[bytes], None],
+        dump_state: Callable[[], tuple[bytes, int, str]],
+        load_state: Callable[[bytes, dict[str, Any]], None],
         node_factory: Callable[[str], Any],
         use_fork: bool = True,
     ) -> None:
@@ -116,9 +123,9 @@ class ForkingSnapshotter:
 
     def _write(self, data: Any) -> None:
         last, prev, cluster = data
-        state_bytes, seq = self.dump_state()
+        state_bytes, seq, log_hash = self.dump_state()
         tmp = self.dump_path + ".writing"
-        write_snapshot(tmp, state_bytes, seq, last, prev, [n.address for n in cluster])
+        write_snapshot(tmp, state_bytes, seq, last, prev, [n.address for n in cluster], log_hash)
         os.replace(tmp, self.dump_path)
         dir_fd = os.open(os.path.dirname(os.path.abspath(self.dump_path)), os.O_RDONLY)
         try:
@@ -174,6 +181,6 @@ class ForkingSnapshotter:
 
     def deserializer(self, path: str) -> Any:
         header, state_bytes = read_snapshot(path)
-        self.load_state(state_bytes)
+        self.load_state(state_bytes, header)
         cluster = {self.node_factory(addr) for addr in header["cluster"]}
         return (_entry_in(header["last"]), _entry_in(header["prev"]), cluster)

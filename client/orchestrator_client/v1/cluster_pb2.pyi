@@ -15,7 +15,7 @@ class GetReplicaStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ReplicaStatus(_message.Message):
-    __slots__ = ("node_id", "role", "term", "applied_sequence", "grpc_address", "raft_address", "leader_id", "leader_grpc_address", "commit_index", "raft_log_length", "serving", "detail", "cluster_time_ms", "workflows")
+    __slots__ = ("node_id", "role", "term", "applied_sequence", "grpc_address", "raft_address", "leader_id", "leader_grpc_address", "commit_index", "raft_log_length", "serving", "detail", "cluster_time_ms", "workflows", "applied_hash")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class ReplicaStatus(_message.Message):
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_HASH_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: str
     term: int
@@ -44,7 +45,8 @@ class ReplicaStatus(_message.Message):
     detail: str
     cluster_time_ms: int
     workflows: int
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., applied_sequence: _Optional[int] = ..., grpc_address: _Optional[str] = ..., raft_address: _Optional[str] = ..., leader_id: _Optional[str] = ..., leader_grpc_address: _Optional[str] = ..., commit_index: _Optional[int] = ..., raft_log_length: _Optional[int] = ..., serving: _Optional[bool] = ..., detail: _Optional[str] = ..., cluster_time_ms: _Optional[int] = ..., workflows: _Optional[int] = ...) -> None: ...
+    applied_hash: str
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., applied_sequence: _Optional[int] = ..., grpc_address: _Optional[str] = ..., raft_address: _Optional[str] = ..., leader_id: _Optional[str] = ..., leader_grpc_address: _Optional[str] = ..., commit_index: _Optional[int] = ..., raft_log_length: _Optional[int] = ..., serving: _Optional[bool] = ..., detail: _Optional[str] = ..., cluster_time_ms: _Optional[int] = ..., workflows: _Optional[int] = ..., applied_hash: _Optional[str] = ...) -> None: ...
 
 class GetClusterStatusResponse(_message.Message):
     __slots__ = ("replicas", "leader_id")
