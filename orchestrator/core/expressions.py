@@ -4,7 +4,8 @@
 - Otherwise every expression is stringified into the surrounding text (null -> "null"... as
   Conductor does: JSON text for objects, plain text for scalars).
 - Unresolved paths give null. `$${x}` is a literal `${x}`.
-- Paths: `a.b[0].c`, `a['key with space']`.
+- Paths: `a.b[0].c`, `a.b[-1]`, `a['key with space']`, and (as JsonPath) `a..c` (recursive
+  descent) and `a[*].c` (wildcard), which give a list of every match.
 """
 
 from __future__ import annotations
@@ -14,14 +15,24 @@ import re
 from typing import Any
 
 JSON = Any
-_MISSING = object()
-_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]|\[(\*)\]")
+# A path step: ("key", name) | ("idx", n) | ("all",) for [*] or .* | ("desc", name) for ..name
+Step = tuple[str, JSON]
 
 
-def parse_path(path: str) -> list[str | int] | None:
-    parts: list[str | int] = []
+def parse_path(path: str) -> list[Step] | None:
+    steps: list[Step] = []
     pos = 0
-    while pos < len(path):
+    n = len(path)
+    while pos < n:
+        if path.startswith("..", pos):
+            pos += 2
+            m = _SEGMENT.match(path, pos)
+            if m is None or m.group(1) is None:
+                return None
+            steps.append(("desc", m.group(1)))
+            pos = m.end()
+            continue
         if path[pos] == ".":
             pos += 1
             continue
@@ -29,31 +40,61 @@ def parse_path(path: str) -> list[str | int] | None:
         if m is None:
             return None
         if m.group(1) is not None:
-            parts.append(m.group(1))
+            steps.append(("all", None) if m.group(1) == "*" else ("key", m.group(1)))
         elif m.group(2) is not None:
-            parts.append(int(m.group(2)))
+            steps.append(("idx", int(m.group(2))))
+        elif m.group(5) is not None:
+            steps.append(("all", None))
         else:
-            parts.append(m.group(3) if m.group(3) is not None else m.group(4))
+            steps.append(("key", m.group(3) if m.group(3) is not None else m.group(4)))
         pos = m.end()
-    return parts
+    return steps
+
+
+def _descend(node: JSON, name: str, out: list[JSON]) -> None:
+    """JsonPath `..name`: every value under key `name` at any depth, document order."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == name:
+                out.append(v)
+            _descend(v, name, out)
+    elif isinstance(node, list):
+        for v in node:
+            _descend(v, name, out)
 
 
 def lookup(doc: JSON, path: str) -> JSON:
-    parts = parse_path(path.strip())
-    if not parts:
+    """A JsonPath-like lookup. A definite path gives the value (or None); a path with `..` or
+    `[*]` gives the list of every match, as Jayway JsonPath does."""
+    steps = parse_path(path.strip())
+    if not steps:
         return None
-    cur: JSON = doc
-    for p in parts:
-        if isinstance(p, int):
-            if isinstance(cur, list) and -len(cur) <= p < len(cur):
-                cur = cur[p]
+    nodes: list[JSON] = [doc]
+    definite = True
+    for step in steps:
+        nxt: list[JSON] = []
+        kind = step[0]
+        for cur in nodes:
+            if kind == "key":
+                if isinstance(cur, dict) and step[1] in cur:
+                    nxt.append(cur[step[1]])
+            elif kind == "idx":
+                i = step[1]
+                if isinstance(cur, list) and -len(cur) <= i < len(cur):
+                    nxt.append(cur[i])
+            elif kind == "all":
+                if isinstance(cur, list):
+                    nxt.extend(cur)
+                elif isinstance(cur, dict):
+                    nxt.extend(cur.values())
             else:
-                return None
-        elif isinstance(cur, dict) and p in cur:
-            cur = cur[p]
-        else:
-            return None
-    return cur
+                _descend(cur, step[1], nxt)
+        if kind in ("all", "desc"):
+            definite = False
+        nodes = nxt
+    if definite:
+        return nodes[0] if nodes else None
+    return nodes
 
 
 def _stringify(value: JSON) -> str:

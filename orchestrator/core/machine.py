@@ -1396,7 +1396,12 @@ def _run_loop(
             except ConditionError as exc:
                 _fail_now(ctx, wf, task, f"DO_WHILE loopCondition: {exc}")
                 return _PENDING
+        keep = task["input"].get("keepLastN")
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+            keep = 0
         if not again:
+            if keep:
+                _prune_iterations(ctx, wf, task, body_refs, suffix, it + 1 - keep)
             _finish_task(ctx, task, T_COMPLETED)
             return _DONE
         if it >= limits.MAX_LOOP_ITERATIONS:
@@ -1406,8 +1411,8 @@ def _run_loop(
         task["output"]["iteration"] = it + 1
         if items is not None:
             task["output"].update(item=items[it], index=it)
-        keep = task["input"].get("keepLastN")
-        if isinstance(keep, int) and not isinstance(keep, bool) and keep >= 1:
+        if keep:
+            # Before the next iteration starts: keep the last N finished ones.
             _prune_iterations(ctx, wf, task, body_refs, suffix, it + 1 - keep)
 
 

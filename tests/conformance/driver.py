@@ -1,0 +1,163 @@
+"""Runs a conformance case against the pure core with scripted workers.
+
+A case is a dict:
+
+- ``name``, ``follows``: what it checks and which Conductor documentation/behaviour it follows.
+- ``workflow``: a Conductor workflow definition (JSON); ``register``: other definitions first.
+- ``taskDefs``: task definitions; every other SIMPLE task name gets a default one (no retries,
+  no retry delay, a 5 s lease). ``extraTaskNames``: names to register for dynamic tasks.
+- ``input``: the workflow input.
+- ``workers``: behaviour per task reference (without DO_WHILE ``__N`` suffixes), else per task
+  name; unlisted worker tasks complete with ``{}``. A behaviour is one of
+  ``{"complete": output}``, ``{"outputs": [o1, o2, ...]}`` (one per call, the last repeats),
+  ``{"fail": n, "then": output}`` (fail n times, then complete), ``{"fail": "always"}``,
+  ``{"fail": "terminal"}``, ``{"never": True}`` (never answer: the lease times out), or
+  ``{"echo": True}`` (complete with the task's input).
+- ``api``: per WAIT/HUMAN reference, ``{"complete": output}`` or ``{"fail": reason}``, applied
+  once nothing else can move (as an operator through CompleteTask/FailTask by task id).
+- ``expect``: ``status``, optionally ``output`` (exact) or ``outputIncludes``, ``tasks`` (the
+  root workflow's [reference, status] in scheduling order), ``reasonIncludes``, ``variables``,
+  ``children`` (statuses of child workflows, in creation order), ``elapsedMsAtLeast``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.core.commands import CompleteTask, FailTask
+from orchestrator.core.definitions import iter_tasks
+
+try:
+    from core_helpers import Harness, check_invariants
+except ImportError:  # tests/ is a package
+    from tests.core_helpers import Harness, check_invariants  # type: ignore[no-redef]
+
+JSON = Any
+DEFAULT_TASK_DEF = {"retryCount": 0, "retryDelaySeconds": 0, "responseTimeoutSeconds": 5}
+TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT")
+
+
+def _simple_names(defn: JSON) -> list[str]:
+    names: list[str] = []
+    for t in iter_tasks(defn.get("tasks", [])):
+        ttype = t.get("type", "SIMPLE")
+        if ttype == "SIMPLE" and "taskDefinition" not in t:
+            names.append(t["name"])
+        if ttype == "SUB_WORKFLOW" and isinstance(
+            (t.get("subWorkflowParam") or {}).get("workflowDefinition"), dict
+        ):
+            names.extend(_simple_names(t["subWorkflowParam"]["workflowDefinition"]))
+    return names
+
+
+class Run:
+    def __init__(self, case: JSON) -> None:
+        self.case = case
+        self.h = Harness()
+        self.calls: dict[str, int] = {}
+        self.seq_calls: dict[str, int] = {}
+        self.api_done: set[str] = set()
+        h = self.h
+        h.leader_epoch(1)
+        given = {d["name"]: d for d in case.get("taskDefs", [])}
+        names: list[str] = list(case.get("extraTaskNames", []))
+        for d in [*case.get("register", []), case["workflow"]]:
+            names.extend(_simple_names(d))
+        defs = list(given.values())
+        for n in dict.fromkeys(names):
+            if n not in given:
+                defs.append({"name": n, **DEFAULT_TASK_DEF})
+        if defs:
+            h.register_task_defs(*defs)
+        for d in case.get("register", []):
+            h.register_workflow(d)
+        h.register_workflow(case["workflow"])
+        self.wf_id = h.start(case["workflow"]["name"], case.get("input", {}))
+
+    def behaviour(self, task: JSON) -> JSON:
+        workers = self.case.get("workers", {})
+        for key in (task["referenceTaskName"], task.get("baseRef"), task["taskType"]):
+            if key in workers:
+                return workers[key]
+        return {"complete": {}}
+
+    def answer(self, tid: str) -> None:
+        h = self.h
+        task = h.task(tid)
+        b = self.behaviour(task)
+        key = task["referenceTaskName"]
+        n = self.calls.get(key, 0)
+        self.calls[key] = n + 1
+        if b.get("never"):
+            return
+        fail = b.get("fail")
+        if fail == "always" or (isinstance(fail, int) and n < fail):
+            h.fail(tid, reason=b.get("reason", "worker failed"))
+        elif fail == "terminal":
+            h.fail(tid, reason=b.get("reason", "worker failed terminally"), terminal=True)
+        elif "outputs" in b:
+            outs = b["outputs"]
+            base = task.get("baseRef") or key
+            i = self.seq_calls.get(base, 0)
+            self.seq_calls[base] = i + 1
+            h.complete(tid, outs[min(i, len(outs) - 1)])
+        elif b.get("echo"):
+            h.complete(tid, dict(task["input"]))
+        else:
+            h.complete(tid, b.get("then", b.get("complete", {})))
+
+    def step(self) -> bool:
+        """One round: workers poll everything ready; then the API; then time. False if stuck."""
+        h = self.h
+        moved = False
+        for task_type in list(h.state.queues):
+            for tid in h.poll(task_type, 100):
+                self.answer(tid)
+                moved = True
+        if moved:
+            return True
+        api = self.case.get("api", {})
+        for wf in list(h.state.workflows.values()):
+            if wf["status"] != "RUNNING":
+                continue
+            for tid in list(wf["tasks"]):
+                t = h.state.tasks.get(tid)
+                if t is None or t["status"] != "IN_PROGRESS" or t["type"] not in ("WAIT", "HUMAN"):
+                    continue
+                ref = t.get("baseRef") or t["referenceTaskName"]
+                if ref in api and tid not in self.api_done:
+                    self.api_done.add(tid)
+                    action = api[ref]
+                    rid = h.new_id("api")
+                    if "fail" in action:
+                        h.ok(FailTask(request_id=rid, task_id=tid, reason=action["fail"]))
+                    else:
+                        h.ok(CompleteTask(request_id=rid, task_id=tid, output=action["complete"]))
+                    return True
+        due = h.state.next_due_ms()
+        if due is not None:
+            h.tick_at(max(due, h.clock_ms))
+            return True
+        return False
+
+    def run(self, max_steps: int = 500) -> JSON:
+        start = self.h.clock_ms
+        for _ in range(max_steps):
+            check_invariants(self.h.state)
+            if self.h.wf(self.wf_id)["status"] in TERMINAL and not self.h.state.queues:
+                break
+            if not self.step():
+                break
+        check_invariants(self.h.state)
+        self.elapsed_ms = self.h.clock_ms - start
+        return self.h.wf(self.wf_id)
+
+    def sequence(self, wf_id: str | None = None) -> list[list[str]]:
+        return [[t["referenceTaskName"], t["status"]] for t in self.h.tasks_of(wf_id or self.wf_id)]
+
+    def children(self) -> list[JSON]:
+        return [
+            w
+            for w in self.h.state.workflows.values()
+            if w["workflowId"] != self.wf_id and w["workflowId"].startswith(self.wf_id)
+        ]
