@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup cluster protos lint chaos clean
+.PHONY: run test setup system-deps cluster protos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+## Debian packages the network-partition tests need (iptables, iproute2), installed when missing.
+system-deps:
+	@if ! command -v iptables >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get install -y -q iptables iproute2 || (apt-get update -q && apt-get install -y -q iptables iproute2)) >/dev/null; \
+		else echo "note: iptables/iproute2 missing and cannot be installed here; partition tests will say why"; fi; \
+	fi
 
 ## Start a local three-replica cluster (gRPC 127.0.0.1:50051-50053) with the order demo; Ctrl-C stops it.
 run: setup
@@ -23,7 +31,7 @@ cluster: setup
 	$(VENV)/bin/orchestrator local-cluster
 
 ## Run the whole test suite.
-test: setup
+test: setup system-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ## Regenerate the gRPC code in client/orchestrator_client/v1 from protos/.

@@ -32,8 +32,10 @@ def write_config(
     raft_ports: list[int] | None = None,
     raft: dict[str, Any] | None = None,
     data_root: str = "data",
+    hosts: list[str] | None = None,
 ) -> str:
     """Write a cluster config (and a fresh password file, if missing) for n loopback replicas."""
+    hosts = hosts or ["127.0.0.1"] * n
     grpc_ports = grpc_ports or [free_port() for _ in range(n)]
     raft_ports = raft_ports or [free_port() for _ in range(n)]
     base = os.path.dirname(os.path.abspath(path))
@@ -51,8 +53,8 @@ def write_config(
             "replicas": [
                 {
                     "id": f"n{i + 1}",
-                    "grpc": f"127.0.0.1:{grpc_ports[i]}",
-                    "raft": f"127.0.0.1:{raft_ports[i]}",
+                    "grpc": f"{hosts[i]}:{grpc_ports[i]}",
+                    "raft": f"{hosts[i]}:{raft_ports[i]}",
                 }
                 for i in range(n)
             ],
@@ -76,6 +78,9 @@ class LocalCluster:
     env: dict[str, str] = field(default_factory=dict)
     replicas: dict[str, ReplicaProcess] = field(default_factory=dict)
     log_dir: str = ""
+    # Per-replica command prefix, e.g. ["ip", "netns", "exec", "ns1"] (it execs, so the PID is
+    # the replica's own).
+    wrap: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         cfg = cfgmod.load(self.config_path)
@@ -102,6 +107,7 @@ class LocalCluster:
         log = open(rp.log_path, "ab")
         rp.proc = subprocess.Popen(
             [
+                *self.wrap.get(node_id, []),
                 sys.executable,
                 "-m",
                 "orchestrator",
