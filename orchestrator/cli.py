@@ -307,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_status)
+
+    # Commands that live in their own modules register themselves here.
+    for module in ("orchestrator.bench", "orchestrator.failover", "orchestrator.chaos"):
+        try:
+            mod = __import__(module, fromlist=["add_parser"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.add_parser(sub)
     return p
 
 
