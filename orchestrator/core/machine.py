@@ -215,6 +215,7 @@ def _quarantine_workflow(ctx: _Ctx, wf: JSON, reason: str) -> None:
                 t["status"] = T_CANCELED
                 ctx.st.clear_timer("lease:" + tid)
                 ctx.st.clear_timer("ready:" + tid)
+                ctx.st.clear_timer("wait:" + tid)
                 q = ctx.st.queues.get(t.get("taskType", ""))
                 if q is not None:
                     q.pop(tid, None)
@@ -523,7 +524,7 @@ def _fire_timer(ctx: _Ctx, kind: str, wf: JSON, task: JSON) -> None:
         _handle_failure(ctx, wf, task)
     elif kind == "ready" and task["status"] == T_SCHEDULED:
         _enqueue(ctx, task)
-    elif kind == "wait" and task["status"] == T_IN_PROGRESS:
+    elif kind == "wait" and task["status"] == T_IN_PROGRESS and task["type"] == "WAIT":
         _finish_task(ctx, task, T_COMPLETED, output=task["output"])
         _decide(ctx, wf)
 
@@ -893,7 +894,7 @@ def _start(ctx: _Ctx, wf: JSON, wt: JSON, task: JSON, delay_s: int) -> None:
             if not items:
                 _finish_task(ctx, task, T_COMPLETED, output={"iteration": 0})
                 return
-            task["output"].update(item=items[0], index=0)
+            task["output"].update(loopItem=items[0], loopIndex=0)
         task["loopIteration"] = 1
     elif ttype == "SUB_WORKFLOW":
         _start_sub_workflow(ctx, wf, wt, task)
@@ -1410,7 +1411,7 @@ def _run_loop(
         task["loopIteration"] = it + 1
         task["output"]["iteration"] = it + 1
         if items is not None:
-            task["output"].update(item=items[it], index=it)
+            task["output"].update(loopItem=items[it], loopIndex=it)
         if keep:
             # Before the next iteration starts: keep the last N finished ones.
             _prune_iterations(ctx, wf, task, body_refs, suffix, it + 1 - keep)

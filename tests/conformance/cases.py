@@ -677,8 +677,8 @@ CASES: list[dict[str, JSON]] = [
     },
     {
         "name": "do_while_over_items",
-        "follows": "conductor-oss DO_WHILE items: one iteration per item, item/index in the "
-        "loop task's output",
+        "follows": f"{OPS}/do-while-task.md items: one iteration per item; "
+        "${loop.output.loopItem} and ${loop.output.loopIndex}",
         "workflow": W(
             "items",
             T(
@@ -690,8 +690,8 @@ CASES: list[dict[str, JSON]] = [
                         "t_a",
                         "a",
                         inputParameters={
-                            "item": "${loop.output.item}",
-                            "i": "${loop.output.index}",
+                            "item": "${loop.output.loopItem}",
+                            "i": "${loop.output.loopIndex}",
                         },
                     )
                 ],
