@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from typing import Any
@@ -24,101 +23,18 @@ import pytest
 from orchestrator_client import OrchestratorClient, Worker
 from orchestrator_client.v1 import tasks_pb2, tasks_pb2_grpc, workflows_pb2, workflows_pb2_grpc
 
-from .checker import check_history, check_replicas_agree, time_until_success
+from orchestrator.verify import (
+    WF,
+    Load,
+    check_history,
+    check_replicas_agree,
+    definitions,
+    time_until_success,
+)
+
 from .cluster_support import History, make_cluster, read_log, wait_for
 
 pytestmark = pytest.mark.cluster
-
-WF = "fault_flow"
-
-
-def definitions(response_timeout_s: int = 10) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    tds = [
-        {
-            "name": f"fault_{k}",
-            "retryCount": 5,
-            "retryDelaySeconds": 0,
-            "responseTimeoutSeconds": response_timeout_s,
-        }
-        for k in ("a", "b")
-    ]
-    wf = {
-        "name": WF,
-        "tasks": [
-            {
-                "name": "fault_a",
-                "taskReferenceName": "a",
-                "inputParameters": {"n": "${workflow.input.n}"},
-            },
-            {
-                "name": "fault_b",
-                "taskReferenceName": "b",
-                "inputParameters": {"m": "${a.output.m}"},
-            },
-        ],
-    }
-    return tds, wf
-
-
-class Load:
-    """A starter thread and in-process workers, every call recorded."""
-
-    def __init__(self, addresses: list[str], workers: int = 2) -> None:
-        self.starts = History()
-        self.results = History()
-        self.polled: dict[str, str] = {}
-        self.client = OrchestratorClient(
-            addresses, timeout_s=2.0, retry_budget_s=60.0, recorder=self.starts
-        )
-        self.stop_event = threading.Event()
-        self.workers: list[Worker] = []
-        self.clients = [self.client]
-        self._lock = threading.Lock()
-        for i in range(workers):
-            c = OrchestratorClient(
-                addresses, timeout_s=2.0, retry_budget_s=60.0, recorder=self.results
-            )
-            self.clients.append(c)
-            w = Worker(c, worker_id=f"load-{i}", concurrency=4, poll_timeout_ms=500)
-            w.register("fault_a", self._handler(f"load-{i}", "a"))
-            w.register("fault_b", self._handler(f"load-{i}", "b"))
-            self.workers.append(w)
-        self.thread = threading.Thread(target=self._start_loop, daemon=True)
-        self.errors: list[BaseException] = []
-
-    def _handler(self, worker_id: str, kind: str) -> Any:
-        def fn(task: Any) -> dict[str, Any]:
-            with self._lock:
-                self.polled[task.task_id] = worker_id
-            return {"m": f"{kind}-{task.task_id}"}
-
-        return fn
-
-    def _start_loop(self) -> None:
-        i = 0
-        while not self.stop_event.is_set():
-            try:
-                self.client.start_workflow(WF, {"n": i})
-            except Exception as exc:  # recorded as fail/unknown; the checker decides
-                self.errors.append(exc)
-            i += 1
-            self.stop_event.wait(0.05)
-
-    def begin(self) -> None:
-        for w in self.workers:
-            w.start()
-        self.thread.start()
-
-    def end(self) -> None:
-        self.stop_event.set()
-        self.thread.join(90)
-
-    def close(self) -> None:
-        self.stop_event.set()
-        for w in self.workers:
-            w.stop(timeout_s=5)
-        for c in self.clients:
-            c.close()
 
 
 @pytest.fixture

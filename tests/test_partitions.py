@@ -15,11 +15,11 @@ from orchestrator_client import OrchestratorClient
 from orchestrator_client.v1 import tasks_pb2, tasks_pb2_grpc, workflows_pb2, workflows_pb2_grpc
 
 from orchestrator.localcluster import LocalCluster, write_config
+from orchestrator.verify import WF, Load, definitions
 
 from .checker import check_history, check_replicas_agree, time_until_success
 from .cluster_support import TEST_RAFT, wait_for
 from .netns import NetNS, require_namespaces
-from .test_faults import WF, Load, definitions
 
 pytestmark = pytest.mark.cluster
 

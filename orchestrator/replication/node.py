@@ -32,7 +32,7 @@ from ..core import codec
 from ..core.commands import Command, LeaderEpoch
 from ..core.machine import Effects, Outcome, apply_batch
 from ..core.state import State
-from . import envelope, journal, snapshot
+from . import envelope, journal, raft_fixes, snapshot
 
 log = structlog.get_logger("replication")
 
@@ -172,6 +172,7 @@ class Replica:
         self.raft = _Raft(self, settings.self_addr, settings.peers, conf)
         self.journal = journal.journal_for(self.journal_path)
         self._sync_before_send()
+        raft_fixes.install(self.raft, lambda: self.raft._SyncObj__raftLog)
         self._proposer = threading.Thread(target=self._propose_loop, name="proposer", daemon=True)
         self._proposer.start()
 

@@ -1,0 +1,72 @@
+"""Fixes for pysyncobj 0.3.17's Raft, applied in our adapter without copying its code.
+
+Stale AppendEntries truncate matching entries. pysyncobj's follower deletes every entry after
+`prevLogIdx` whenever it holds more entries than the message, even when they match the leader's
+log; Raft §5.3 deletes only from the first *conflicting* entry. With appendEntriesUseBatch off,
+the leader routinely sends overlapping AppendEntries (its nextIndex lags the entries in flight),
+so an older message arriving after a newer one cut committed, already-applied entries off a
+follower ("truncating already-applied log entries" at CRITICAL), the first half of the race that
+empties a follower's log under load (pysyncobj-facts §5.1).
+
+The fix rewrites such a message before pysyncobj sees it: when every entry it carries already
+matches ours and our last entry was written in the leader's current term, it becomes an empty
+AppendEntries at our last index. That is safe by Raft's Log Matching property: an entry of the
+current term can only have come from the current leader, which never removes its own entries, so
+our whole log up to that entry equals the leader's, and acknowledging it is true.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def conform_append_entries(message: Any, log: Any) -> Any:
+    """Return the message to hand to pysyncobj (the same object when nothing needs fixing)."""
+    if not isinstance(message, dict) or message.get("type") != "append_entries":
+        return message
+    if "prevLogIdx" not in message or "transmission" in message or "serialized" in message:
+        return message
+    if len(log) == 0:
+        return message
+    first_idx = log[0][1]
+    _, last_idx, last_term = log[-1]
+    entries = message.get("entries") or []
+    prev_idx = message["prevLogIdx"]
+    newest = entries[-1][1] if entries else prev_idx
+    if prev_idx >= last_idx:
+        return message  # nothing of ours after prevLogIdx: nothing to truncate
+
+    def term_at(idx: int) -> int | None:
+        pos = idx - first_idx
+        return log[pos][2] if 0 <= pos < len(log) else None
+
+    if term_at(prev_idx) != message.get("prevLogTerm"):
+        return message  # a real mismatch: let pysyncobj reject it as usual
+    for _, idx, term in entries:
+        if idx > last_idx:
+            break
+        if term_at(idx) != term:
+            return message  # a conflict: pysyncobj's truncation is right here
+    fixed = dict(message)
+    if newest >= last_idx:
+        # Every entry we hold after prevLogIdx is in the message, identical: skip them.
+        fixed["entries"] = [e for e in entries if e[1] > last_idx]
+    elif last_term == message.get("term"):
+        # Stale: our tail goes beyond the message, and it is the current leader's own.
+        fixed["entries"] = []
+    else:
+        return message
+    fixed["prevLogIdx"] = last_idx
+    fixed["prevLogTerm"] = last_term
+    return fixed
+
+
+def install(raft: Any, log_provider: Any) -> None:
+    """Route the node's incoming messages through conform_append_entries."""
+    transport = raft._SyncObj__transport
+    handle = raft._SyncObj__onMessageReceived
+
+    def on_message(node: Any, message: Any) -> Any:
+        return handle(node, conform_append_entries(message, log_provider()))
+
+    transport.setOnMessageReceivedCallback(on_message)

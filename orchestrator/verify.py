@@ -1,0 +1,246 @@
+"""Histories, a checker and a steady load: shared by the fault tests and `orchestrator chaos`.
+
+Every client operation is recorded (invoke, then ok, fail or unknown) and checked afterwards
+against the cluster's final state, in the style of Jepsen's histories.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator_client import OrchestratorClient, Worker
+
+
+def wait_for(
+    pred: Callable[[], Any],
+    timeout_s: float,
+    what: str | Callable[[], str],
+    interval_s: float = 0.1,
+) -> Any:
+    """Wait until pred() is truthy (a condition, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = pred()
+            if value:
+                return value
+        except Exception as exc:  # conditions may fail while a cluster is recovering
+            last_exc = exc
+        time.sleep(interval_s)
+    if callable(what):
+        what = what()
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what}"
+        + (f" (last error: {last_exc!r})" if last_exc else "")
+    )
+
+
+@dataclass
+class History:
+    """Every client operation: invoke, then ok, fail or unknown (Jepsen-style)."""
+
+    events: list[tuple[float, str, str, str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, event: str, op: str, request_id: str, detail: Any) -> None:
+        with self._lock:
+            self.events.append((time.monotonic(), event, op, request_id, detail))
+
+    def by_request(self, op: str | None = None) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        with self._lock:
+            for _, event, o, rid, _ in self.events:
+                if op is None or o == op:
+                    out.setdefault(rid, []).append(event)
+        return out
+
+    def count(self, event: str, op: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for e in self.events if e[1] == event and (op is None or e[2] == op))
+
+
+WF = "fault_flow"
+
+
+def definitions(response_timeout_s: int = 10) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    tds = [
+        {
+            "name": f"fault_{k}",
+            "retryCount": 5,
+            "retryDelaySeconds": 0,
+            "responseTimeoutSeconds": response_timeout_s,
+        }
+        for k in ("a", "b")
+    ]
+    wf = {
+        "name": WF,
+        "tasks": [
+            {
+                "name": "fault_a",
+                "taskReferenceName": "a",
+                "inputParameters": {"n": "${workflow.input.n}"},
+            },
+            {
+                "name": "fault_b",
+                "taskReferenceName": "b",
+                "inputParameters": {"m": "${a.output.m}"},
+            },
+        ],
+    }
+    return tds, wf
+
+
+class Load:
+    """A starter thread and in-process workers, every call recorded."""
+
+    def __init__(self, addresses: list[str], workers: int = 2) -> None:
+        self.starts = History()
+        self.results = History()
+        self.polled: dict[str, str] = {}
+        self.client = OrchestratorClient(
+            addresses, timeout_s=2.0, retry_budget_s=60.0, recorder=self.starts
+        )
+        self.stop_event = threading.Event()
+        self.workers: list[Worker] = []
+        self.clients = [self.client]
+        self._lock = threading.Lock()
+        for i in range(workers):
+            c = OrchestratorClient(
+                addresses, timeout_s=2.0, retry_budget_s=60.0, recorder=self.results
+            )
+            self.clients.append(c)
+            w = Worker(c, worker_id=f"load-{i}", concurrency=4, poll_timeout_ms=500)
+            w.register("fault_a", self._handler(f"load-{i}", "a"))
+            w.register("fault_b", self._handler(f"load-{i}", "b"))
+            self.workers.append(w)
+        self.thread = threading.Thread(target=self._start_loop, daemon=True)
+        self.errors: list[BaseException] = []
+
+    def _handler(self, worker_id: str, kind: str) -> Any:
+        def fn(task: Any) -> dict[str, Any]:
+            with self._lock:
+                self.polled[task.task_id] = worker_id
+            return {"m": f"{kind}-{task.task_id}"}
+
+        return fn
+
+    def _start_loop(self) -> None:
+        i = 0
+        while not self.stop_event.is_set():
+            try:
+                self.client.start_workflow(WF, {"n": i})
+            except Exception as exc:  # recorded as fail/unknown; the checker decides
+                self.errors.append(exc)
+            i += 1
+            self.stop_event.wait(0.05)
+
+    def begin(self) -> None:
+        for w in self.workers:
+            w.start()
+        self.thread.start()
+
+    def end(self) -> None:
+        self.stop_event.set()
+        self.thread.join(90)
+
+    def close(self) -> None:
+        self.stop_event.set()
+        for w in self.workers:
+            w.stop(timeout_s=5)
+        for c in self.clients:
+            c.close()
+
+
+def check_history(
+    client: OrchestratorClient,
+    starts: History,
+    workers: History,
+    workflow_name: str,
+    polled: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Verify the promises after a fault healed; returns counts for the test to report."""
+    # 1. Every acknowledged start exists and reached a terminal state; nothing was started twice.
+    started_ok: dict[str, str] = {}
+    unknown_starts = 0
+    for rid, events in starts.by_request("StartWorkflow").items():
+        if "ok" in events:
+            started_ok[rid] = next(
+                d.workflow_id
+                for _, e, op, r, d in starts.events
+                if r == rid and e == "ok" and op == "StartWorkflow"
+            )
+        elif "unknown" in events:
+            unknown_starts += 1
+    ids = set(started_ok.values())
+    assert len(ids) == len(started_ok), "two acknowledged starts returned the same workflow"
+
+    def all_terminal() -> bool:
+        return all(client.get_workflow(w, include_tasks=False).is_terminal for w in ids)
+
+    wait_for(
+        all_terminal, 120, "every acknowledged workflow to reach a terminal state", interval_s=0.5
+    )
+    listed = {w.workflow_id for w in client.list_workflows(name=workflow_name, limit=1000)}
+    assert ids <= listed, f"acknowledged starts lost: {sorted(ids - listed)[:5]}"
+    assert len(listed) <= len(ids) + unknown_starts, "a retried start created a second workflow"
+
+    # 2. Task results: each acknowledged completion is in the state with its output, and at
+    # most one completion was accepted per task attempt.
+    requests: dict[str, Any] = {}
+    accepted: dict[str, Any] = {}
+    for _, event, op, rid, detail in workers.events:
+        if op != "CompleteTask":
+            continue
+        if event == "invoke":
+            requests[rid] = detail
+        elif event == "ok":
+            task_id = requests[rid].task_id
+            assert task_id not in accepted, f"task {task_id} completed twice"
+            accepted[task_id] = json.loads(requests[rid].output_json or "{}")
+    tasks: dict[str, Any] = {}
+    for wid in listed:
+        wf = client.get_workflow(wid)
+        for t in wf.tasks:
+            tasks[t.task_id] = t
+    for task_id, output in accepted.items():
+        assert task_id in tasks, f"acknowledged result of {task_id} lost"
+        assert tasks[task_id].status == "COMPLETED" and tasks[task_id].output == output, task_id
+    # 3. A task handed to a poller was leased to it in the committed state.
+    for task_id, worker_id in (polled or {}).items():
+        assert task_id in tasks and tasks[task_id].worker_id == worker_id, (
+            f"task {task_id} was handed to {worker_id} without a committed lease"
+        )
+    return {"workflows": len(ids), "completions": len(accepted), "unknown_starts": unknown_starts}
+
+
+def check_replicas_agree(client: OrchestratorClient, timeout_s: float = 60) -> int:
+    """Once quiescent, every replica is at the same sequence with the same rolling hash."""
+
+    def agreed() -> int | None:
+        rows = client.cluster_status()
+        if any(r.get("role") == "UNREACHABLE" for r in rows):
+            return None
+        seqs = {int(r["applied_sequence"]) for r in rows}
+        hashes = {r["applied_hash"] for r in rows}
+        if len(seqs) == 1 and len(hashes) == 1:
+            return seqs.pop()
+        if len(seqs) == 1:
+            raise AssertionError(f"replicas diverged at sequence {seqs}: {rows}")
+        return None
+
+    return int(
+        wait_for(agreed, timeout_s, "replicas to agree on sequence and hash", interval_s=0.3)
+    )
+
+
+def time_until_success(fn: Any, timeout_s: float = 60) -> float:
+    """Seconds until fn() succeeds (the availability check after a fault)."""
+    t0 = time.monotonic()
+    wait_for(lambda: fn() or True, timeout_s, "a successful client call", interval_s=0.05)
+    return time.monotonic() - t0
