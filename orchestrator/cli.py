@@ -42,7 +42,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     try:
         cfg = load(ns.config)
         cfg.replica(ns.node)
-        return serve(cfg, ns.node, ns.data_dir, ns.log_level)
+        return serve(cfg, ns.node, ns.data_dir, ns.log_level, bootstrap=ns.bootstrap, join=ns.join)
     except ConfigError as exc:
         print(f"orchestrator serve: {exc}", file=sys.stderr)
         return 2
@@ -198,6 +198,19 @@ def cmd_status(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_members(ns: argparse.Namespace) -> int:
+    with _client(ns) as c:
+        if ns.action == "add":
+            if not (ns.raft and ns.grpc):
+                raise SystemExit("members add: --raft and --grpc are required")
+            c.add_replica(ns.node_id, raft_address=ns.raft, grpc_address=ns.grpc)
+            print(f"added {ns.node_id}; now start it with: orchestrator serve --config <file> --node {ns.node_id} --join")
+        else:
+            c.remove_replica(ns.node_id)
+            print(f"removed {ns.node_id}; stop its process")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="orchestrator",
@@ -220,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--node", required=True, help="this replica's id in the configuration")
     s.add_argument("--data-dir", help="override the data folder (default <data_root>/<node>)")
     s.add_argument("--log-level", default=os.environ.get("ORCHESTRATOR_LOG_LEVEL", "INFO"))
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--bootstrap", action="store_true", help="first start of a brand-new cluster (empty data folder)"
+    )
+    mode.add_argument(
+        "--join", action="store_true", help="first start of a replica just added with `members add`"
+    )
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser(
@@ -307,6 +327,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_status)
+
+    s = sub.add_parser(
+        "members",
+        help="add or remove a replica",
+        description="Change the Raft membership one replica at a time (3 -> 5 -> 3, or replace a lost one).",
+    )
+    s.add_argument("action", choices=["add", "remove"])
+    s.add_argument("node_id")
+    s.add_argument("--raft", help="the new replica's Raft address host:port (add)")
+    s.add_argument("--grpc", help="the new replica's gRPC address host:port (add)")
+    s.set_defaults(fn=cmd_members)
 
     # Commands that live in their own modules register themselves here.
     for module in ("orchestrator.bench", "orchestrator.failover", "orchestrator.chaos"):

@@ -83,6 +83,7 @@ class LocalCluster:
     wrap: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._started: set[str] = set()
         cfg = cfgmod.load(self.config_path)
         self.cfg = cfg
         # Beside the data folder: .local-cluster/logs for `make run`, <tmp>/logs in tests.
@@ -99,8 +100,15 @@ class LocalCluster:
     def addresses(self) -> list[str]:
         return [r.grpc for r in self.replicas.values()]
 
-    def start(self, node_id: str, extra_env: dict[str, str] | None = None) -> None:
+    def start(self, node_id: str, extra_env: dict[str, str] | None = None, join: bool = False) -> None:
+        """Start a replica; its first start here bootstraps (or joins) when its folder is empty."""
         rp = self.replicas[node_id]
+        mode: list[str] = []
+        if node_id not in self._started:
+            mode = ["--join"] if join else ["--bootstrap"]
+        elif join:
+            mode = ["--join"]
+        self._started.add(node_id)
         if rp.proc is not None and rp.proc.poll() is None:
             return
         env = dict(os.environ, **self.env, **(extra_env or {}))
@@ -116,6 +124,7 @@ class LocalCluster:
                 self.config_path,
                 "--node",
                 node_id,
+                *mode,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -187,10 +187,33 @@ def _start_wall_clock_faker(path: str) -> None:
     threading.Thread(target=watch, name="wall-clock-faker", daemon=True).start()
 
 
+FRESH_DATA_HELP = (
+    "the data folder {path} holds no Raft state. A replica that lost its disk must not rejoin as "
+    "the same voter (it could elect a leader that lacks committed entries): remove it "
+    "(`orchestrator members remove {node}`), add it back (`orchestrator members add ...`), then "
+    "start it with --join. Start the replicas of a brand-new cluster with --bootstrap."
+)
+
+
+def has_raft_state(data_dir: str) -> bool:
+    return any(os.path.exists(os.path.join(data_dir, f)) for f in ("raft.journal", "raft.dump"))
+
+
 def serve(
-    cfg: ClusterConfig, node_id: str, data_dir: str | None = None, log_level: str = "INFO"
+    cfg: ClusterConfig,
+    node_id: str,
+    data_dir: str | None = None,
+    log_level: str = "INFO",
+    bootstrap: bool = False,
+    join: bool = False,
 ) -> int:
     olog.configure(node_id, log_level)
+    path = data_dir or cfg.data_dir(node_id)
+    if not has_raft_state(path) and not (bootstrap or join):
+        message = FRESH_DATA_HELP.format(path=path, node=node_id)
+        log.error("refusing_to_start", reason=message)
+        print(f"orchestrator serve: refusing to start: {message}", file=sys.stderr)
+        return 4
     if os.environ.get("ORCHESTRATOR_TEST_WALL_OFFSET_FILE"):
         _start_wall_clock_faker(os.environ["ORCHESTRATOR_TEST_WALL_OFFSET_FILE"])
     try:

@@ -390,6 +390,8 @@ _GET_CLUSTER_STATUS = _method(
     "ClusterService", "GetClusterStatus", cluster_pb2.GetClusterStatusResponse
 )
 _GET_REPLICA_STATUS = _method("ClusterService", "GetReplicaStatus", cluster_pb2.ReplicaStatus)
+_ADD_REPLICA = _method("ClusterService", "AddReplica", cluster_pb2.AddReplicaResponse)
+_REMOVE_REPLICA = _method("ClusterService", "RemoveReplica", cluster_pb2.RemoveReplicaResponse)
 
 
 def _is_retryable(code: grpc.StatusCode, details: str) -> bool:
@@ -1210,6 +1212,65 @@ class OrchestratorClient:
             retry_budget_s=retry_budget_s,
         )
         return [_message_to_plain_dict(r) for r in response.replicas]
+
+    def add_replica(
+        self,
+        node_id: str,
+        *,
+        raft_address: str,
+        grpc_address: str,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> None:
+        """Adds a replica to the cluster's membership; start it with ``serve --join`` afterwards.
+
+        Args:
+            node_id: The new replica's id.
+            raft_address: Its Raft address, host:port.
+            grpc_address: Its gRPC address, host:port.
+            request_id: Idempotency id of this call; generated when None.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Raises:
+            InvalidArgumentError: A malformed address.
+            AlreadyExistsError: The id is a member at another address.
+            UnavailableError: No replica served the call within the retry budget.
+            OrchestratorError: Any other server error.
+        """
+        rid = request_id or _new_request_id()
+        request = cluster_pb2.AddReplicaRequest(
+            request_id=rid, node_id=node_id, raft_address=raft_address, grpc_address=grpc_address
+        )
+        self._invoke(_ADD_REPLICA, request, rid, timeout_s=timeout_s, retry_budget_s=retry_budget_s)
+
+    def remove_replica(
+        self,
+        node_id: str,
+        *,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> None:
+        """Removes a replica from the cluster's membership (stop its process afterwards).
+
+        Args:
+            node_id: The replica's id.
+            request_id: Idempotency id of this call; generated when None.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Raises:
+            NotFoundError: Not a member.
+            UnavailableError: No replica served the call within the retry budget.
+            OrchestratorError: Any other server error.
+        """
+        rid = request_id or _new_request_id()
+        request = cluster_pb2.RemoveReplicaRequest(request_id=rid, node_id=node_id)
+        self._invoke(
+            _REMOVE_REPLICA, request, rid, timeout_s=timeout_s, retry_budget_s=retry_budget_s
+        )
 
     def replica_status(
         self,

@@ -132,8 +132,7 @@ class NodeContext:
         self.node_id = node_id
         self.replica = replica
         self.dispatcher = dispatcher
-        self.peers = peers
-        self.by_raft = {p.raft: p for p in peers}
+        self.config_peers = peers
         self.failpoints = Failpoints(os.environ.get("ORCHESTRATOR_FAILPOINTS_FILE", ""))
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
@@ -153,6 +152,23 @@ class NodeContext:
                 )
                 self._channels[grpc_addr] = ch
             return ch
+
+    @property
+    def peers(self) -> list[Peer]:
+        """The configured replicas, updated by members added or removed at run time."""
+        by_id = {p.node_id: p for p in self.config_peers}
+        with self.replica.lock:
+            members = {nid: dict(m) for nid, m in self.replica.state.members.items()}
+        for nid, m in members.items():
+            if m.get("removed"):
+                by_id.pop(nid, None)
+            else:
+                by_id[nid] = Peer(nid, m["raft"], m["grpc"])
+        return list(by_id.values())
+
+    @property
+    def by_raft(self) -> dict[str, Peer]:
+        return {p.raft: p for p in self.peers}
 
     def leader_peer(self) -> Peer | None:
         addr = self.replica.leader_addr()
@@ -207,6 +223,13 @@ def _json_object(
         raise invalid(f"{field}: malformed JSON: {exc}") from None
     if not isinstance(value, dict):
         raise invalid(f"{field}: must be a JSON object")
+    return value
+
+
+def _address(value: str, field: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise invalid(f"{field}: expected host:port, got {value!r}")
     return value
 
 
@@ -762,6 +785,97 @@ class ClusterService(_Base, cluster_pb2_grpc.ClusterServiceServicer):
             workflows=st["workflows"],
             applied_hash=st["applied_hash"],
         )
+
+    def _response_type(self, method: str) -> Any:
+        return {"AddReplica": cpb.AddReplicaResponse, "RemoveReplica": cpb.RemoveReplicaResponse}[
+            method
+        ]
+
+    def _membership_change(self, change: Callable[..., None], raft_addr: str) -> None:
+        """Run pysyncobj's add/remove and wait for its callback; one change at a time."""
+        done = threading.Event()
+        result: dict[str, Any] = {}
+
+        def callback(res: Any, err: int) -> None:
+            result["err"] = err
+            done.set()
+
+        change(raft_addr, callback=callback)
+        if not done.wait(15):
+            raise ApiError(
+                grpc.StatusCode.UNAVAILABLE, "membership change not confirmed in time; retry"
+            )
+        if result["err"] != 0:
+            raise ApiError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"membership change refused by Raft (reason {result['err']}: another change in "
+                "progress, or the new leader's first entry is not committed yet); retry",
+            )
+
+    def _raft_members(self) -> set[str]:
+        return {n.address for n in self.replica.raft.otherNodes}
+
+    def AddReplica(self, request: cpb.AddReplicaRequest, context: grpc.ServicerContext) -> Any:
+        def go() -> Any:
+            rid = _request_id(request.request_id)
+            nid = _name(request.node_id, "node_id")
+            raft_addr = _address(request.raft_address, "raft_address")
+            grpc_addr = _address(request.grpc_address, "grpc_address")
+            if not self.replica.leader_ready():
+                return self._forward(context, "AddReplica", request)
+            existing = next((p for p in self.node.peers if p.node_id == nid), None)
+            if (
+                existing is not None
+                and existing.raft != raft_addr
+                and existing.raft in self._raft_members()
+            ):
+                raise ApiError(
+                    grpc.StatusCode.ALREADY_EXISTS, f"replica {nid} is a member at {existing.raft}"
+                )
+            outcome = self._propose(
+                context, C.SetMember(request_id=rid, node_id=nid, raft=raft_addr, grpc=grpc_addr)
+            )
+            if not outcome.ok:
+                raise _outcome_error(outcome)
+            if (
+                raft_addr != self.replica.settings.self_addr
+                and raft_addr not in self._raft_members()
+            ):
+                self._membership_change(self.replica.raft.addNodeToCluster, raft_addr)
+            log.info("replica_added", member=nid, raft=raft_addr, grpc=grpc_addr)
+            self._set_seq(context, outcome.seq)
+            return cpb.AddReplicaResponse()
+
+        return self._run(context, go)
+
+    def RemoveReplica(
+        self, request: cpb.RemoveReplicaRequest, context: grpc.ServicerContext
+    ) -> Any:
+        def go() -> Any:
+            rid = _request_id(request.request_id)
+            nid = _name(request.node_id, "node_id")
+            if not self.replica.leader_ready():
+                return self._forward(context, "RemoveReplica", request)
+            peer = next((p for p in self.node.peers if p.node_id == nid), None)
+            if peer is None:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"replica {nid} is not a member")
+            if peer.raft == self.replica.settings.self_addr:
+                # pysyncobj cannot remove its own leader: hand over, and let the retry land there.
+                self.replica.request_step_down()
+                raise ApiError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"{nid} is the leader; it is stepping aside, retry to remove it from the new leader",
+                )
+            if peer.raft in self._raft_members():
+                self._membership_change(self.replica.raft.removeNodeFromCluster, peer.raft)
+            outcome = self._propose(context, C.RemoveMember(request_id=rid, node_id=nid))
+            if not outcome.ok:
+                raise _outcome_error(outcome)
+            log.info("replica_removed", member=nid, raft=peer.raft)
+            self._set_seq(context, outcome.seq)
+            return cpb.RemoveReplicaResponse()
+
+        return self._run(context, go)
 
     def GetReplicaStatus(
         self, request: cpb.GetReplicaStatusRequest, context: grpc.ServicerContext

@@ -128,6 +128,24 @@ class Tick(Command):
     epoch: int
 
 
+@dataclass(frozen=True)
+class SetMember(Command):
+    """Record a replica's addresses (gRPC for clients and forwarding, Raft for peers)."""
+
+    NAME: ClassVar[str] = "SetMember"
+    request_id: str
+    node_id: str
+    raft: str
+    grpc: str
+
+
+@dataclass(frozen=True)
+class RemoveMember(Command):
+    NAME: ClassVar[str] = "RemoveMember"
+    request_id: str
+    node_id: str
+
+
 ALL_COMMANDS: tuple[type[Command], ...] = (
     LeaderEpoch,
     Noop,
@@ -140,6 +158,8 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     FailTask,
     HeartbeatTask,
     Tick,
+    SetMember,
+    RemoveMember,
 )
 BY_NAME: dict[str, type[Command]] = {c.NAME: c for c in ALL_COMMANDS}
 

@@ -23,6 +23,8 @@ from .commands import (
     PollTasks,
     RegisterTaskDefs,
     RegisterWorkflowDef,
+    RemoveMember,
+    SetMember,
     StartWorkflow,
     TerminateWorkflow,
     Tick,
@@ -529,6 +531,26 @@ def _fire_timer(ctx: _Ctx, kind: str, wf: JSON, task: JSON) -> None:
         _decide(ctx, wf)
 
 
+def _h_set_member(ctx: _Ctx, cmd: SetMember) -> dict[str, JSON]:
+    for name, value in (("node_id", cmd.node_id), ("raft", cmd.raft), ("grpc", cmd.grpc)):
+        if not value or len(value) > limits.MAX_NAME_LENGTH:
+            raise invalid(f"{name}: required, at most {limits.MAX_NAME_LENGTH} characters")
+    for nid, m in ctx.st.members.items():
+        if nid != cmd.node_id and not m.get("removed") and cmd.raft == m["raft"]:
+            raise already_exists(f"raft address {cmd.raft} belongs to member {nid}")
+    ctx.st.members[cmd.node_id] = {"raft": cmd.raft, "grpc": cmd.grpc, "removed": False}
+    return {}
+
+
+def _h_remove_member(ctx: _Ctx, cmd: RemoveMember) -> dict[str, JSON]:
+    if not cmd.node_id:
+        raise invalid("node_id: required")
+    # Configured replicas are not in the table until removed: record the removal either way.
+    m = ctx.st.members.setdefault(cmd.node_id, {"raft": "", "grpc": "", "removed": True})
+    m["removed"] = True
+    return {}
+
+
 _HANDLERS: dict[type, Any] = {
     LeaderEpoch: _h_leader_epoch,
     Noop: _h_noop,
@@ -541,6 +563,8 @@ _HANDLERS: dict[type, Any] = {
     FailTask: _h_fail_task,
     HeartbeatTask: _h_heartbeat_task,
     Tick: _h_tick,
+    SetMember: _h_set_member,
+    RemoveMember: _h_remove_member,
 }
 
 

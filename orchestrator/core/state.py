@@ -26,6 +26,8 @@ class State:
         self.task_defs: dict[str, JSON] = {}
         # content hash -> {"def", "taskDefs", "refs"}: definitions that workflows run with
         self.def_snapshots: dict[str, JSON] = {}
+        # node id -> {"raft", "grpc", "removed"}: members added or removed at run time
+        self.members: dict[str, JSON] = {}
         self.workflows: dict[str, JSON] = {}
         self.tasks: dict[str, JSON] = {}
         # task type -> ordered set (dict with None values) of task ids ready to be leased
@@ -78,6 +80,7 @@ class State:
             "workflow_defs": self.workflow_defs,
             "task_defs": self.task_defs,
             "def_snapshots": self.def_snapshots,
+            "members": self.members,
             "workflows": self.workflows,
             "tasks": self.tasks,
             "queues": {k: list(v) for k, v in self.queues.items()},
@@ -104,6 +107,7 @@ class State:
         st.workflow_defs = snap["workflow_defs"]
         st.task_defs = snap["task_defs"]
         st.def_snapshots = snap["def_snapshots"]
+        st.members = snap.get("members", {})
         st.workflows = snap["workflows"]
         st.tasks = snap["tasks"]
         st.queues = {k: OrderedDict.fromkeys(v) for k, v in snap["queues"].items()}

@@ -45,6 +45,16 @@ class ClusterServiceStub:
                 request_serializer=orchestrator_dot_v1_dot_cluster__pb2.GetReplicaStatusRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_cluster__pb2.ReplicaStatus.FromString,
                 _registered_method=True)
+        self.AddReplica = channel.unary_unary(
+                '/orchestrator.v1.ClusterService/AddReplica',
+                request_serializer=orchestrator_dot_v1_dot_cluster__pb2.AddReplicaRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_cluster__pb2.AddReplicaResponse.FromString,
+                _registered_method=True)
+        self.RemoveReplica = channel.unary_unary(
+                '/orchestrator.v1.ClusterService/RemoveReplica',
+                request_serializer=orchestrator_dot_v1_dot_cluster__pb2.RemoveReplicaRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_cluster__pb2.RemoveReplicaResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -65,6 +75,22 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddReplica(self, request, context):
+        """Adds a replica to the Raft membership (one at a time). Start the new replica with
+        `orchestrator serve --join` once this returns; it catches up from a snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveReplica(self, request, context):
+        """Removes a replica from the membership. Removing the leader makes it step aside first
+        (the call answers UNAVAILABLE and the client's retry reaches the new leader).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +103,16 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.GetReplicaStatus,
                     request_deserializer=orchestrator_dot_v1_dot_cluster__pb2.GetReplicaStatusRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_cluster__pb2.ReplicaStatus.SerializeToString,
+            ),
+            'AddReplica': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddReplica,
+                    request_deserializer=orchestrator_dot_v1_dot_cluster__pb2.AddReplicaRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_cluster__pb2.AddReplicaResponse.SerializeToString,
+            ),
+            'RemoveReplica': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveReplica,
+                    request_deserializer=orchestrator_dot_v1_dot_cluster__pb2.RemoveReplicaRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_cluster__pb2.RemoveReplicaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +170,60 @@ class ClusterService:
             '/orchestrator.v1.ClusterService/GetReplicaStatus',
             orchestrator_dot_v1_dot_cluster__pb2.GetReplicaStatusRequest.SerializeToString,
             orchestrator_dot_v1_dot_cluster__pb2.ReplicaStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddReplica(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.ClusterService/AddReplica',
+            orchestrator_dot_v1_dot_cluster__pb2.AddReplicaRequest.SerializeToString,
+            orchestrator_dot_v1_dot_cluster__pb2.AddReplicaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveReplica(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.ClusterService/RemoveReplica',
+            orchestrator_dot_v1_dot_cluster__pb2.RemoveReplicaRequest.SerializeToString,
+            orchestrator_dot_v1_dot_cluster__pb2.RemoveReplicaResponse.FromString,
             options,
             channel_credentials,
             insecure,
