@@ -12,8 +12,6 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-import pytest
-
 
 def _run(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True, text=True)
@@ -27,14 +25,6 @@ def namespaces_available() -> str:
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     return ""
-
-
-def require_namespaces() -> None:
-    reason = namespaces_available()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"network namespace tests cannot be skipped in CI: {reason}")
-        pytest.skip(reason)
 
 
 @dataclass
