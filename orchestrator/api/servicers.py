@@ -746,6 +746,8 @@ def serving_state(replica: Replica) -> tuple[bool, str]:
     """Health: serving only with a known leader and a replica that has caught up."""
     if replica.apply_error:
         return False, replica.apply_error
+    if replica.journal_error:
+        return False, replica.journal_error
     st = replica.status()
     if not st["leader"]:
         return False, "no leader"

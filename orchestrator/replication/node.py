@@ -189,7 +189,12 @@ class Replica:
 
         def send(node: Any, message: Any) -> Any:
             if jrnl is not None:
-                jrnl.sync()
+                try:
+                    jrnl.sync()
+                except OSError:
+                    # Disk full or failing: acknowledge nothing, as if the link were down. The
+                    # tick-end sync logs the error once and notices when space returns.
+                    return False
             return original_send(node, message)
 
         transport.send = send
@@ -325,6 +330,13 @@ class Replica:
             return False
         with self.lock:
             return self.state.epoch == term
+
+    @property
+    def journal_error(self) -> str:
+        """Why the journal cannot be written right now (e.g. a full disk), or ''."""
+        if self._sync_failing and self.journal is not None:
+            return self.journal.last_error or "journal writes are failing"
+        return ""
 
     def request_step_down(self) -> None:
         """Hand leadership to the most caught-up follower (done on the tick thread)."""
