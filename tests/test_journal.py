@@ -114,3 +114,10 @@ def test_failed_write_keeps_the_durable_prefix_and_retries(tmp_path: Any, monkey
     j.sync()  # space is back: the pending records are written from the durable offset
     j._destroy()
     assert [e[1] for e in DurableJournal(path)] == [1, 2, 3, 4, 5]
+
+
+def test_compaction_past_the_end_never_empties_the_log(tmp_path: Any) -> None:
+    j = DurableJournal(str(tmp_path / "j"))
+    _fill(j, 3)
+    j.deleteEntriesTo(10)  # the racing call of pysyncobj-facts §5.1
+    assert [e[1] for e in j] == [3]

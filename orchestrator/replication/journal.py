@@ -203,6 +203,10 @@ class DurableJournal:
         """Drop entries [:entryTo] after a snapshot: rewrite the rest into a new file atomically."""
         self.sync()
         with self._lock:
+            # pysyncobj 0.3.17 can ask to delete past the end of a log that a racing truncation
+            # shortened (pysyncobj-facts §5.1); an empty log then raises IndexError on every tick.
+            # Keep the last entry instead: it is covered by the snapshot, and harmless to hold.
+            entryTo = min(entryTo, max(len(self._entries) - 1, 0))
             keep = self._entries[entryTo:]
             out = bytearray(MAGIC)
             ends = []
