@@ -294,6 +294,8 @@ def check_invariants(st: State) -> None:
     for tid, task in st.tasks.items():
         status = task["status"]
         ttype = task.get("type", "SIMPLE")
+        if "script" in task:
+            assert status == "IN_PROGRESS", f"script marker on {status} task {tid}"
         if status == "IN_PROGRESS" and ttype == "SIMPLE":
             assert "lease:" + tid in st.timers, f"IN_PROGRESS task {tid} has no lease timer"
         if status == "IN_PROGRESS":
@@ -330,7 +332,12 @@ def check_invariants(st: State) -> None:
         if wf["status"] == "RUNNING":
             # Liveness: something outside the decider (a worker, the API, a timer or a child
             # workflow) can still move the workflow; forks may run several tasks at once.
-            live = [t for t in active if st.tasks[t].get("type", "SIMPLE") in LIVE_TYPES]
+            # A task waiting for a script evaluation is moved by the runtime's ScriptResult.
+            live = [
+                t
+                for t in active
+                if st.tasks[t].get("type", "SIMPLE") in LIVE_TYPES or "script" in st.tasks[t]
+            ]
             assert live, f"RUNNING workflow {wf_id} has no live task (active: {active}): stuck"
         else:
             assert wf["status"] in WF_TERMINAL, f"workflow {wf_id} status {wf['status']}"

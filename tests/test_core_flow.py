@@ -90,16 +90,35 @@ FORK = T("FORK_JOIN", "fork", forkTasks=[[S("a")], [S("b")]])
             ["tasks[0].loopOver[0].inputParameters (x)", "unknown task reference 'ghost'"],
         ),
         (
-            W("d", T("SWITCH", "sw", evaluatorType="javascript", expression="$.x ? 'a' : 'b'")),
-            ["tasks[0].evaluatorType (sw)", "javascript is not supported yet"],
+            W("d", T("SWITCH", "sw", evaluatorType="python", expression="$.x")),
+            ["tasks[0].evaluatorType (sw)", "python is not supported"],
         ),
         (
-            W("d", T("DECISION", "d", caseExpression="$.x", decisionCases={})),
-            ["tasks[0].caseExpression (d)", "not supported yet"],
+            W("d", T("SWITCH", "sw", evaluatorType="javascript", expression="  ")),
+            ["tasks[0].expression (sw)", "non-empty script"],
         ),
         (
-            W("d", T("DO_WHILE", "l", loopCondition="$.l.iteration < foo()", loopOver=[S("x")])),
-            ["tasks[0].loopCondition (l)", "not supported yet"],
+            W("d", T("DECISION", "d", caseExpression="", decisionCases={})),
+            ["tasks[0].caseExpression (d)", "non-empty script"],
+        ),
+        (
+            W("d", T("DO_WHILE", "l", loopCondition="", loopOver=[S("x")])),
+            ["tasks[0].loopCondition (l)", "non-empty script"],
+        ),
+        (
+            W(
+                "d",
+                T("INLINE", "i", inputParameters={"evaluatorType": "python", "expression": "1"}),
+            ),
+            ["tasks[0].inputParameters.evaluatorType (i)", "python is not supported"],
+        ),
+        (
+            W("d", T("INLINE", "i", inputParameters={"evaluatorType": "javascript"})),
+            ["tasks[0].inputParameters.expression (i)", "non-empty script"],
+        ),
+        (
+            W("d", T("JSON_JQ_TRANSFORM", "j", inputParameters={"x": 1})),
+            ["tasks[0].inputParameters.queryExpression (j)", "non-empty script"],
         ),
         (W("d", T("DO_WHILE", "l", loopOver=[S("x")])), ["tasks[0].loopCondition (l)"]),
         (W("d", T("DO_WHILE", "l", loopCondition="true", loopOver=[])), ["tasks[0].loopOver"]),

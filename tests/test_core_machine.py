@@ -192,8 +192,6 @@ def test_workflow_def_unknown_task_type_is_named(h: Harness) -> None:
         ("HTTP", "comes with the events work"),
         ("EVENT", "comes with the events work"),
         ("KAFKA_PUBLISH", "comes with the events work"),
-        ("INLINE", "is not supported yet"),
-        ("JSON_JQ_TRANSFORM", "is not supported yet"),
     ],
 )
 def test_workflow_def_known_but_unsupported_task_type_is_rejected(

@@ -146,6 +146,22 @@ class RemoveMember(Command):
     node_id: str
 
 
+@dataclass(frozen=True)
+class ScriptResult(Command):
+    """The outcome of a script the core asked for (INLINE, JSON_JQ_TRANSFORM, SWITCH/DECISION
+    JavaScript, a DO_WHILE loopCondition in full JavaScript), evaluated in the sandbox by the
+    leader's runtime. Fenced by (task_id, fence): `fence` is the marker's value from the state,
+    so a result for an evaluation that is no longer pending changes nothing."""
+
+    NAME: ClassVar[str] = "ScriptResult"
+    task_id: str
+    fence: int
+    epoch: int
+    ok: bool
+    value: JSON = None
+    error: str = ""
+
+
 ALL_COMMANDS: tuple[type[Command], ...] = (
     LeaderEpoch,
     Noop,
@@ -160,6 +176,7 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     Tick,
     SetMember,
     RemoveMember,
+    ScriptResult,
 )
 BY_NAME: dict[str, type[Command]] = {c.NAME: c for c in ALL_COMMANDS}
 

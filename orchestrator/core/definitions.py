@@ -19,8 +19,8 @@ JSON = Any
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-:]{1,256}$")
 RETRY_LOGICS = ("FIXED", "EXPONENTIAL_BACKOFF", "LINEAR_BACKOFF")
 TIMEOUT_POLICIES = ("RETRY", "TIME_OUT_WF", "ALERT_ONLY")
-# Task types this version executes. The others are Conductor types still to come (scripts need a
-# sandbox, HTTP/EVENT the events work); a definition using one is rejected with a clear message.
+# Task types this version executes. The others are Conductor types still to come (HTTP/EVENT with
+# the events work); a definition using one is rejected with a clear message.
 SUPPORTED_TASK_TYPES = (
     "SIMPLE",
     "SWITCH",
@@ -38,6 +38,8 @@ SUPPORTED_TASK_TYPES = (
     "NOOP",
     "WAIT",
     "HUMAN",
+    "INLINE",
+    "JSON_JQ_TRANSFORM",
 )
 KNOWN_TASK_TYPES = (
     "SIMPLE",
@@ -175,9 +177,10 @@ _UNSUPPORTED = {
     "HTTP": "comes with the events work",
     "EVENT": "comes with the events work",
     "KAFKA_PUBLISH": "comes with the events work",
-    "INLINE": "is not supported yet (scripts need the sandboxed script runner)",
-    "JSON_JQ_TRANSFORM": "is not supported yet (jq needs the sandboxed script runner)",
 }
+# INLINE evaluatorTypes: JavaScript runs in the sandbox (two phases), value-param in the core.
+JS_EVALUATORS = ("javascript", "graaljs")
+INLINE_EVALUATORS = (*JS_EVALUATORS, "value-param")
 
 
 def _norm_task(task: JSON, where: str, v: _Validation, depth: int) -> dict[str, JSON]:
@@ -318,6 +321,17 @@ def _norm_task(task: JSON, where: str, v: _Validation, depth: int) -> dict[str, 
                 f"{w}.inputParameters.terminationStatus ({ref}): must be one of "
                 f"{', '.join(TERMINATION_STATUSES)}"
             )
+    elif ttype == "INLINE":
+        ev = ip.get("evaluatorType")
+        if not _is_expr(ev) and ev not in INLINE_EVALUATORS:
+            raise invalid(
+                f"{w}.inputParameters.evaluatorType ({ref}): must be one of "
+                f"{', '.join(INLINE_EVALUATORS)}, got {ev!r}"
+                + (" (python is not supported)" if ev == "python" else "")
+            )
+        _script_field(ip.get("expression"), f"{w}.inputParameters.expression ({ref})")
+    elif ttype == "JSON_JQ_TRANSFORM":
+        _script_field(ip.get("queryExpression"), f"{w}.inputParameters.queryExpression ({ref})")
     elif ttype == "WAIT":
         dur, until = ip.get("duration"), ip.get("until")
         if dur is not None and until is not None:
@@ -334,28 +348,33 @@ def _norm_task(task: JSON, where: str, v: _Validation, depth: int) -> dict[str, 
 
 
 TERMINATION_STATUSES = ("COMPLETED", "FAILED", "TERMINATED")
+MAX_SCRIPT_CHARS = 64 * 1024
+
+
+def _script_field(value: JSON, field: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise invalid(f"{field}: required, a non-empty script")
+    if len(value) > MAX_SCRIPT_CHARS:
+        raise invalid(f"{field}: a script may have at most {MAX_SCRIPT_CHARS} characters")
 
 
 def _norm_switch(t: JSON, w: str, ref: str, v: _Validation, depth: int) -> None:
     if t["type"] == "SWITCH":
         ev = t.get("evaluatorType", "value-param")
-        if ev in ("javascript", "graaljs", "python"):
+        if ev not in ("value-param", *JS_EVALUATORS):
             raise invalid(
-                f"{w}.evaluatorType ({ref}): evaluatorType {ev} is not supported yet (scripts "
-                "need the sandboxed script runner); use value-param"
+                f"{w}.evaluatorType ({ref}): must be value-param, javascript or graaljs, got {ev!r}"
+                + (" (python is not supported)" if ev == "python" else "")
             )
-        if ev != "value-param":
-            raise invalid(f"{w}.evaluatorType ({ref}): must be value-param")
         t["evaluatorType"] = ev
         expr = t.get("expression")
-        if not isinstance(expr, str) or not expr:
+        if ev in JS_EVALUATORS:
+            _script_field(expr, f"{w}.expression ({ref})")
+        elif not isinstance(expr, str) or not expr:
             raise invalid(f"{w}.expression ({ref}): required, the name of an input parameter")
+    elif t.get("caseExpression") is not None:
+        _script_field(t["caseExpression"], f"{w}.caseExpression ({ref})")
     else:
-        if t.get("caseExpression") is not None:
-            raise invalid(
-                f"{w}.caseExpression ({ref}): JavaScript case expressions are not supported yet; "
-                "use caseValueParam"
-            )
         cvp = t.get("caseValueParam")
         if not isinstance(cvp, str) or not cvp:
             raise invalid(f"{w}.caseValueParam ({ref}): required, the name of an input parameter")
@@ -380,14 +399,9 @@ def _norm_loop(t: JSON, w: str, ref: str, v: _Validation, depth: int) -> None:
     if cond is None and items is None:
         raise invalid(f"{w}.loopCondition ({ref}): required (or items to iterate over)")
     if cond is not None:
-        try:
-            parse_condition(cond)
-        except ConditionError as exc:
-            raise invalid(
-                f"{w}.loopCondition ({ref}): not supported yet: JavaScript conditions need the "
-                "sandboxed script runner; only the restricted forms in docs/workflow-language.md "
-                f"are evaluated by the core ({exc})"
-            ) from None
+        # The restricted forms are evaluated by the core itself; anything else is JavaScript,
+        # evaluated in the sandbox (compiled at registration by the API).
+        _script_field(cond, f"{w}.loopCondition ({ref})")
     if items is not None and not isinstance(items, list) and not _is_expr(items):
         raise invalid(f"{w}.items ({ref}): must be a list or a ${{...}} expression")
     keep = t["inputParameters"].get("keepLastN")
@@ -547,10 +561,71 @@ def started_workflow_names(defn: dict[str, JSON]) -> list[str]:
     return names
 
 
+def is_restricted_condition(cond: str) -> bool:
+    """Whether the core evaluates this loopCondition itself (see conditions.py)."""
+    try:
+        parse_condition(cond)
+    except ConditionError:
+        return False
+    return True
+
+
+def script_sources(defn: dict[str, JSON], prefix: str = "") -> list[tuple[str, str, JSON]]:
+    """Every literal script of a normalized definition, as (field with the task reference,
+    language "js"/"jq", source), inline sub-workflow definitions included. Scripts given as
+    `${...}` expressions are resolved at run time and are not listed. Pure: the API compiles
+    these in the sandbox before proposing a registration."""
+    out: list[tuple[str, str, JSON]] = []
+
+    def add(where: str, lang: str, source: JSON) -> None:
+        if isinstance(source, str) and not _is_expr(source):
+            out.append((where, lang, source))
+
+    def walk(tasks: list[JSON], path: str) -> None:
+        for i, t in enumerate(tasks):
+            here = f"{path}[{i}]"
+            ref = t["taskReferenceName"]
+            ttype = t["type"]
+            ip = t.get("inputParameters", {})
+            if ttype == "INLINE" and ip.get("evaluatorType") in JS_EVALUATORS:
+                add(f"{here}.inputParameters.expression ({ref})", "js", ip.get("expression"))
+            elif ttype == "JSON_JQ_TRANSFORM":
+                add(f"{here}.inputParameters.queryExpression ({ref})", "jq", ip["queryExpression"])
+            elif ttype == "SWITCH":
+                if t.get("evaluatorType") in JS_EVALUATORS:
+                    add(f"{here}.expression ({ref})", "js", t["expression"])
+            elif ttype == "DECISION" and t.get("caseExpression") is not None:
+                add(f"{here}.caseExpression ({ref})", "js", t["caseExpression"])
+            elif ttype == "DO_WHILE":
+                cond = t.get("loopCondition")
+                if isinstance(cond, str) and not is_restricted_condition(cond):
+                    add(f"{here}.loopCondition ({ref})", "js", cond)
+            if ttype == "FORK_JOIN":
+                for b, branch in enumerate(t["forkTasks"]):
+                    walk(branch, f"{here}.forkTasks[{b}]")
+            elif ttype in ("SWITCH", "DECISION"):
+                for k, case in t["decisionCases"].items():
+                    walk(case, f"{here}.decisionCases.{k}")
+                walk(t["defaultCase"], f"{here}.defaultCase")
+            elif ttype == "DO_WHILE":
+                walk(t["loopOver"], f"{here}.loopOver")
+            elif ttype == "SUB_WORKFLOW":
+                inline = t["subWorkflowParam"].get("workflowDefinition")
+                if isinstance(inline, dict):
+                    out.extend(
+                        script_sources(inline, f"{here}.subWorkflowParam.workflowDefinition.")
+                    )
+
+    walk(defn["tasks"], f"{prefix}tasks")
+    return out
+
+
 __all__ = [
     "check_task_defs_known",
+    "is_restricted_condition",
     "iter_tasks",
     "normalize_task_def",
     "normalize_workflow_def",
+    "script_sources",
     "started_workflow_names",
 ]

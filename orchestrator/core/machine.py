@@ -7,6 +7,8 @@ an unexpected bug quarantines the workflow it touched as FAILED instead of wedgi
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ from .commands import (
     RegisterTaskDefs,
     RegisterWorkflowDef,
     RemoveMember,
+    ScriptResult,
     SetMember,
     StartWorkflow,
     TerminateWorkflow,
@@ -32,7 +35,9 @@ from .commands import (
 )
 from .conditions import ConditionError, condition_true, parse_duration_ms, parse_until_ms
 from .definitions import (
+    JS_EVALUATORS,
     check_task_defs_known,
+    is_restricted_condition,
     iter_tasks,
     normalize_task_def,
     normalize_workflow_def,
@@ -93,6 +98,9 @@ class Effects:
     ready_types: list[str] = field(default_factory=list)
     ended_workflows: list[str] = field(default_factory=list)
     timers_changed: bool = False
+    # Task ids that now wait for a script evaluation (the leader's runtime evaluates them in the
+    # sandbox and proposes ScriptResult); see pending_scripts() for the full list.
+    scripts_ready: list[str] = field(default_factory=list)
 
     def ready(self, task_type: str) -> None:
         if task_type not in self.ready_types:
@@ -551,6 +559,93 @@ def _h_remove_member(ctx: _Ctx, cmd: RemoveMember) -> dict[str, JSON]:
     return {}
 
 
+def _h_script_result(ctx: _Ctx, cmd: ScriptResult) -> dict[str, JSON]:
+    """Commit a script's outcome; the task then goes on as if a worker had answered."""
+    st = ctx.st
+    if cmd.epoch < st.epoch:
+        raise precondition(f"stale leader epoch {cmd.epoch} < {st.epoch}")
+    task = st.tasks.get(cmd.task_id)
+    marker = task.get("script") if task is not None else None
+    if (
+        task is None
+        or marker is None
+        or task["status"] not in T_ACTIVE
+        or marker.get("fence") != cmd.fence
+        or "outcome" in marker
+    ):
+        raise precondition(
+            f"task {cmd.task_id} has no pending script evaluation with fence {cmd.fence}: a late "
+            "or duplicate script result is not applied"
+        )
+    wf = st.workflows.get(task["workflowId"])
+    if wf is None or wf["status"] != WF_RUNNING:
+        raise precondition(f"workflow {task['workflowId']} is not RUNNING")
+    error = (cmd.error if isinstance(cmd.error, str) else "") or "the script failed"
+    error = error[: limits.MAX_REASON_LENGTH - 100]
+    ttype = task["type"]
+    if ttype == "DO_WHILE":
+        # The loop's decide walk reads the outcome (it knows the iteration it asked for).
+        marker["outcome"] = {"ok": cmd.ok, "again": js_truthy(cmd.value), "error": error}
+        _decide(ctx, wf)
+        return {}
+    del task["script"]
+    if not cmd.ok:
+        status = T_FAILED_TERMINAL if ttype in ("SWITCH", "DECISION") else T_FAILED
+        _finish_task(
+            ctx, task, status, output={"error": error}, reason=f"{ttype} script failed: {error}"
+        )
+        _handle_failure(ctx, wf, task)
+        return {}
+    if ttype == "INLINE":
+        out: JSON = {"result": cmd.value}
+    elif ttype == "JSON_JQ_TRANSFORM":
+        results = cmd.value if isinstance(cmd.value, list) else [cmd.value]
+        out = {"result": results[0] if results else None, "resultList": results}
+    else:  # SWITCH / DECISION
+        wt = _wt_of(st, wf, task)
+        out = _select_case(task, wt, cmd.value)
+    _finish_task(ctx, task, T_COMPLETED, output=out)
+    _decide(ctx, wf)
+    return {}
+
+
+def js_truthy(value: JSON) -> bool:
+    """JavaScript truthiness of a JSON value (an empty list or object is true)."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value != 0
+    if isinstance(value, str):
+        return value != ""
+    return True
+
+
+def pending_scripts(st: State) -> list[tuple[str, int]]:
+    """(task id, fence) of every script evaluation waiting for a ScriptResult, in workflow and
+    task order. The leader's runtime scans this when it takes over."""
+    out: list[tuple[str, int]] = []
+    for wf in st.workflows.values():
+        if wf["status"] != WF_RUNNING:
+            continue
+        for tid in wf["tasks"]:
+            t = st.tasks[tid]
+            marker = t.get("script")
+            if marker is not None and t["status"] in T_ACTIVE and "outcome" not in marker:
+                out.append((tid, marker["fence"]))
+    return out
+
+
+def _await_script(ctx: _Ctx, task: JSON, lang: str, source: str, **extra: JSON) -> None:
+    """Phase one of a script: mark the task as waiting for an evaluation outside apply.
+
+    The fence is this command's sequence number: unique per evaluation of a task (a loop asks
+    again only in a later command), so a result for an older request is told apart.
+    """
+    task["status"] = T_IN_PROGRESS
+    task["script"] = {"fence": ctx.st.seq, "lang": lang, "source": source, **extra}
+    ctx.fx.scripts_ready.append(task["taskId"])
+
+
 _HANDLERS: dict[type, Any] = {
     LeaderEpoch: _h_leader_epoch,
     Noop: _h_noop,
@@ -565,6 +660,7 @@ _HANDLERS: dict[type, Any] = {
     Tick: _h_tick,
     SetMember: _h_set_member,
     RemoveMember: _h_remove_member,
+    ScriptResult: _h_script_result,
 }
 
 
@@ -635,6 +731,7 @@ def _finish_task(ctx: _Ctx, task: JSON, status: str, output: JSON = None, reason
     st.clear_timer("lease:" + tid)
     st.clear_timer("ready:" + tid)
     st.clear_timer("wait:" + tid)
+    task.pop("script", None)
     task["status"] = status
     task["endTime"] = ctx.now
     task["leaseExpiresTime"] = 0
@@ -887,13 +984,33 @@ def _start(ctx: _Ctx, wf: JSON, wt: JSON, task: JSON, delay_s: int) -> None:
         return
     task["startTime"] = ctx.now
     if ttype in ("SWITCH", "DECISION"):
+        if ttype == "SWITCH" and wt.get("evaluatorType") in JS_EVALUATORS:
+            _await_script(ctx, task, "js", wt["expression"])
+            return
+        if ttype == "DECISION" and wt.get("caseExpression") is not None:
+            _await_script(ctx, task, "js", wt["caseExpression"])
+            return
         param = wt["expression"] if ttype == "SWITCH" else wt["caseValueParam"]
-        value = inp.get(param)
-        key = value if isinstance(value, str) else _stringify(value)
-        case = key if key in wt["decisionCases"] else None
-        task["selectedCase"] = case
-        out = {"evaluationResult": [value], "selectedCase": key if case is not None else "default"}
-        _finish_task(ctx, task, T_COMPLETED, output=out)
+        _finish_task(ctx, task, T_COMPLETED, output=_select_case(task, wt, inp.get(param)))
+    elif ttype == "INLINE":
+        ev, expr = inp.get("evaluatorType"), inp.get("expression")
+        if ev == "value-param":
+            if not isinstance(expr, str):
+                raise _Fail("INLINE: expression must name an input parameter")
+            _finish_task(ctx, task, T_COMPLETED, output={"result": inp.get(expr)})
+        elif ev in JS_EVALUATORS:
+            if not isinstance(expr, str) or not expr.strip():
+                raise _Fail("INLINE: expression must be a non-empty JavaScript string")
+            _await_script(ctx, task, "js", expr)
+        else:
+            raise _Fail(
+                f"INLINE: evaluatorType {ev!r} is not supported (javascript, graaljs, value-param)"
+            )
+    elif ttype == "JSON_JQ_TRANSFORM":
+        query = inp.get("queryExpression")
+        if not isinstance(query, str) or not query.strip():
+            raise _Fail("JSON_JQ_TRANSFORM: queryExpression must be a non-empty jq program")
+        _await_script(ctx, task, "jq", query)
     elif ttype == "FORK_JOIN":
         task["input"] = {"forkedTasks": [b[0]["taskReferenceName"] for b in wt["forkTasks"]]}
         _finish_task(ctx, task, T_COMPLETED, output={})
@@ -967,6 +1084,14 @@ def _start(ctx: _Ctx, wf: JSON, wt: JSON, task: JSON, delay_s: int) -> None:
         task["status"] = T_IN_PROGRESS
     else:  # pragma: no cover - registration rejects every other type
         raise _Fail(f"task type {ttype} is not supported")
+
+
+def _select_case(task: JSON, wt: JSON, value: JSON) -> dict[str, JSON]:
+    """SWITCH/DECISION: the case a value selects (matched as a string), recorded on the task."""
+    key = value if isinstance(value, str) else _stringify(value)
+    case = key if key in wt["decisionCases"] else None
+    task["selectedCase"] = case
+    return {"evaluationResult": [value], "selectedCase": key if case is not None else "default"}
 
 
 def _stringify(value: JSON) -> str:
@@ -1307,7 +1432,7 @@ def _decide(ctx: _Ctx, wf: JSON) -> None:
 def _has_live_task(ctx: _Ctx, wf: JSON) -> bool:
     for tid in wf["tasks"]:
         t = ctx.st.tasks[tid]
-        if t["status"] in T_ACTIVE and t["type"] in LIVE_TYPES:
+        if t["status"] in T_ACTIVE and (t["type"] in LIVE_TYPES or "script" in t):
             return True
     return False
 
@@ -1416,11 +1541,27 @@ def _run_loop(
             for ref, out in outputs.items():
                 doc[ref] = out
             doc[wt["taskReferenceName"]] = task["output"]
-            try:
-                again = condition_true(cond, doc)
-            except ConditionError as exc:
-                _fail_now(ctx, wf, task, f"DO_WHILE loopCondition: {exc}")
-                return _PENDING
+            if _restricted(cond):
+                try:
+                    again = condition_true(cond, doc)
+                except ConditionError as exc:
+                    _fail_now(ctx, wf, task, f"DO_WHILE loopCondition: {exc}")
+                    return _PENDING
+            else:
+                # Full JavaScript: ask the sandbox once per iteration, then read its outcome.
+                marker = task.get("script")
+                if marker is None or marker.get("iteration") != it:
+                    # A copy: the marker must not alias live parts of the state.
+                    _await_script(ctx, task, "js", cond, input=copy.deepcopy(doc), iteration=it)
+                    return _PENDING
+                outcome = marker.get("outcome")
+                if outcome is None:
+                    return _PENDING
+                del task["script"]
+                if not outcome["ok"]:
+                    _fail_now(ctx, wf, task, f"DO_WHILE loopCondition failed: {outcome['error']}")
+                    return _PENDING
+                again = bool(outcome["again"])
         keep = task["input"].get("keepLastN")
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
             keep = 0
@@ -1468,6 +1609,11 @@ def _prune_iterations(
         wf["tasks"] = [t for t in wf["tasks"] if t not in drop]
         for tid in drop:
             del st.tasks[tid]
+
+
+@functools.lru_cache(maxsize=1024)
+def _restricted(cond: str) -> bool:
+    return is_restricted_condition(cond)
 
 
 def _under(suffix: str, prefix: str) -> bool:

@@ -1051,6 +1051,287 @@ CASES: list[dict[str, JSON]] = [
         "workflow": W("noop", T("NOOP", "n"), S("t_a", "a")),
         "expect": {"status": "COMPLETED", "tasks": [["n", "COMPLETED"], ["a", "COMPLETED"]]},
     },
+    # ------------------------------------------------------------ scripts (sandboxed, two-phase)
+    {
+        "name": "inline_javascript_result",
+        "follows": f"{SYS}/inline-task.md: evaluatorType javascript, inputs visible as $, "
+        "the script's value is output.result",
+        "workflow": W(
+            "inline_js",
+            T(
+                "INLINE",
+                "calc",
+                inputParameters={
+                    "evaluatorType": "javascript",
+                    "expression": "$.value * 2",
+                    "value": "${workflow.input.v}",
+                },
+            ),
+            S("t_a", "a", inputParameters={"doubled": "${calc.output.result}"}),
+            outputParameters={"doubled": "${a.output.doubled}"},
+        ),
+        "input": {"v": 21},
+        "workers": {"a": {"echo": True}},
+        "expect": {
+            "status": "COMPLETED",
+            "output": {"doubled": 42},
+            "tasks": [["calc", "COMPLETED"], ["a", "COMPLETED"]],
+        },
+    },
+    {
+        "name": "inline_graaljs_function_with_return_builds_an_object",
+        "follows": f"{SYS}/inline-task.md: graaljs; an immediately invoked function, and a "
+        "top-level return as GraalJS accepts it; objects and lists come out as JSON",
+        "workflow": W(
+            "inline_graal",
+            T(
+                "INLINE",
+                "iife",
+                inputParameters={
+                    "evaluatorType": "graaljs",
+                    "expression": "(function () { return {n: $.items.length, "
+                    "first: $.items[0], up: $.items.map(function (x) "
+                    "{ return x.toUpperCase(); })}; })()",
+                    "items": ["a", "b"],
+                },
+            ),
+            T(
+                "INLINE",
+                "ret",
+                inputParameters={
+                    "evaluatorType": "graaljs",
+                    "expression": "if ($.n > 1) { return 'many'; } return 'one';",
+                    "n": "${iife.output.result.n}",
+                },
+            ),
+            outputParameters={"obj": "${iife.output.result}", "word": "${ret.output.result}"},
+        ),
+        "expect": {
+            "status": "COMPLETED",
+            "output": {"obj": {"n": 2, "first": "a", "up": ["A", "B"]}, "word": "many"},
+        },
+    },
+    {
+        "name": "inline_value_param_needs_no_script",
+        "follows": f"{SYS}/inline-task.md: evaluatorType value-param returns the named input",
+        "workflow": W(
+            "inline_vp",
+            T(
+                "INLINE",
+                "vp",
+                inputParameters={
+                    "evaluatorType": "value-param",
+                    "expression": "pick",
+                    "pick": "${workflow.input.p}",
+                },
+            ),
+            outputParameters={"r": "${vp.output.result}"},
+        ),
+        "input": {"p": {"k": [1, 2]}},
+        "expect": {"status": "COMPLETED", "output": {"r": {"k": [1, 2]}}},
+    },
+    {
+        "name": "inline_script_error_fails_the_task_with_the_reason",
+        "follows": f"{SYS}/inline-task.md / Inline.java: an evaluation error marks the task FAILED "
+        "with the message as reasonForIncompletion and output.error",
+        "workflow": W(
+            "inline_err",
+            T(
+                "INLINE",
+                "boom",
+                inputParameters={
+                    "evaluatorType": "javascript",
+                    "expression": "throw new Error('no such customer')",
+                },
+            ),
+            S("t_a", "a"),
+        ),
+        "expect": {
+            "status": "FAILED",
+            "tasks": [["boom", "FAILED"]],
+            "reasonIncludes": "no such customer",
+        },
+    },
+    {
+        "name": "inline_endless_loop_hits_the_time_limit",
+        "follows": "ScriptEvaluator's time limit: a script that never ends fails its task",
+        "workflow": W(
+            "inline_loop",
+            T(
+                "INLINE",
+                "spin",
+                inputParameters={"evaluatorType": "javascript", "expression": "while (true) {}"},
+            ),
+        ),
+        "expect": {
+            "status": "FAILED",
+            "tasks": [["spin", "FAILED"]],
+            "reasonIncludes": "time limit exceeded",
+        },
+    },
+    {
+        "name": "json_jq_transform_result_and_result_list",
+        "follows": f"{SYS}/json-jq-transform-task.md: queryExpression over the inputs; output "
+        "result (first) and resultList (all)",
+        "workflow": W(
+            "jq",
+            T(
+                "JSON_JQ_TRANSFORM",
+                "merge",
+                inputParameters={
+                    "key1": {"value1": ["a", "b"]},
+                    "key2": {"value2": ["c", "d"]},
+                    "queryExpression": "{ key3: (.key1.value1 + .key2.value2) }",
+                },
+            ),
+            T(
+                "JSON_JQ_TRANSFORM",
+                "each",
+                inputParameters={
+                    "list": "${merge.output.result.key3}",
+                    "queryExpression": ".list[]",
+                },
+            ),
+            outputParameters={
+                "merged": "${merge.output.result}",
+                "first": "${each.output.result}",
+                "all": "${each.output.resultList}",
+            },
+        ),
+        "expect": {
+            "status": "COMPLETED",
+            "output": {
+                "merged": {"key3": ["a", "b", "c", "d"]},
+                "first": "a",
+                "all": ["a", "b", "c", "d"],
+            },
+        },
+    },
+    {
+        "name": "json_jq_transform_runtime_error_fails_the_task",
+        "follows": "JsonJqTransform.java: a jq error marks the task FAILED with output.error",
+        "workflow": W(
+            "jq_err",
+            T(
+                "JSON_JQ_TRANSFORM",
+                "bad",
+                inputParameters={"x": "text", "queryExpression": ".x + 1"},
+            ),
+        ),
+        "expect": {
+            "status": "FAILED",
+            "tasks": [["bad", "FAILED"]],
+            "reasonIncludes": "cannot be added",
+        },
+    },
+    {
+        "name": "switch_javascript_selects_a_case",
+        "follows": f"{OPS}/switch-task.md: evaluatorType javascript, expression over $ "
+        "(inputParameters) chooses decisionCases[value]",
+        "workflow": W(
+            "switch_js",
+            T(
+                "SWITCH",
+                "route",
+                evaluatorType="javascript",
+                expression="$.amount > 100 ? 'big' : 'small'",
+                inputParameters={"amount": "${workflow.input.amount}"},
+                decisionCases={"big": [S("t_a", "a")], "small": [S("t_b", "b")]},
+            ),
+        ),
+        "input": {"amount": 250},
+        "expect": {
+            "status": "COMPLETED",
+            "tasks": [["route", "COMPLETED"], ["a", "COMPLETED"]],
+        },
+    },
+    {
+        "name": "switch_graaljs_default_case_and_output",
+        "follows": f"{OPS}/switch-task.md: no matching case runs defaultCase; output "
+        "evaluationResult and selectedCase",
+        "workflow": W(
+            "switch_graal",
+            T(
+                "SWITCH",
+                "route",
+                evaluatorType="graaljs",
+                expression="$.country.toLowerCase()",
+                inputParameters={"country": "${workflow.input.country}"},
+                decisionCases={"de": [S("t_a", "a")]},
+                defaultCase=[S("t_b", "b")],
+            ),
+            outputParameters={"sel": "${route.output}"},
+        ),
+        "input": {"country": "FR"},
+        "expect": {
+            "status": "COMPLETED",
+            "output": {"sel": {"evaluationResult": ["fr"], "selectedCase": "default"}},
+            "tasks": [["route", "COMPLETED"], ["b", "COMPLETED"]],
+        },
+    },
+    {
+        "name": "decision_case_expression",
+        "follows": "DECISION (deprecated SWITCH): caseExpression is JavaScript over $",
+        "workflow": W(
+            "decision_js",
+            T(
+                "DECISION",
+                "d",
+                caseExpression="$.n % 2 == 0 ? 'even' : 'odd'",
+                inputParameters={"n": "${workflow.input.n}"},
+                decisionCases={"even": [S("t_a", "a")], "odd": [S("t_b", "b")]},
+            ),
+        ),
+        "input": {"n": 7},
+        "expect": {"status": "COMPLETED", "tasks": [["d", "COMPLETED"], ["b", "COMPLETED"]]},
+    },
+    {
+        "name": "do_while_full_javascript_loop_condition",
+        "follows": f"{OPS}/do-while-task.md: loopCondition is JavaScript (here with a function, "
+        "an array method and body outputs), evaluated after every iteration",
+        "workflow": W(
+            "loop_js",
+            T(
+                "DO_WHILE",
+                "loop",
+                inputParameters={"stops": "${workflow.input.stops}"},
+                loopCondition="(function () { var seen = $.a.n; "
+                "return $.stops.indexOf(seen) < 0 && $.loop.iteration < 10; })()",
+                loopOver=[S("t_a", "a")],
+            ),
+            outputParameters={"iterations": "${loop.output.iteration}"},
+        ),
+        "input": {"stops": [3]},
+        "workers": {"a": {"outputs": [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]}},
+        "expect": {
+            "status": "COMPLETED",
+            "output": {"iterations": 3},
+            "tasks": [
+                ["loop", "COMPLETED"],
+                ["a__1", "COMPLETED"],
+                ["a__2", "COMPLETED"],
+                ["a__3", "COMPLETED"],
+            ],
+        },
+    },
+    {
+        "name": "do_while_javascript_condition_error_fails_the_loop",
+        "follows": f"{OPS}/do-while-task.md: a loopCondition that throws fails the DO_WHILE task",
+        "workflow": W(
+            "loop_js_err",
+            T(
+                "DO_WHILE",
+                "loop",
+                loopCondition="$.a.missing.field.trim() == 'x'",
+                loopOver=[S("t_a", "a")],
+            ),
+        ),
+        "expect": {
+            "status": "FAILED",
+            "tasks": [["loop", "FAILED_WITH_TERMINAL_ERROR"], ["a__1", "COMPLETED"]],
+            "reasonIncludes": "TypeError",
+        },
+    },
     # ------------------------------------------------------------ WAIT / HUMAN
     {
         "name": "wait_for_a_duration",

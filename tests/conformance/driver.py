@@ -13,6 +13,8 @@ A case is a dict:
   ``{"fail": n, "then": output}`` (fail n times, then complete), ``{"fail": "always"}``,
   ``{"fail": "terminal"}``, ``{"never": True}`` (never answer: the lease times out), or
   ``{"echo": True}`` (complete with the task's input).
+- Scripts (INLINE, JSON_JQ_TRANSFORM, SWITCH/DECISION JavaScript, JavaScript loopConditions) are
+  evaluated as the leader's runtime does: in the sandbox, then committed with ScriptResult.
 - ``api``: per WAIT/HUMAN reference, ``{"complete": output}`` or ``{"fail": reason}``, applied
   once nothing else can move (as an operator through CompleteTask/FailTask by task id).
 - ``expect``: ``status``, optionally ``output`` (exact) or ``outputIncludes``, ``tasks`` (the
@@ -24,8 +26,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.core.commands import CompleteTask, FailTask
+from orchestrator.core.commands import CompleteTask, FailTask, ScriptResult
 from orchestrator.core.definitions import iter_tasks
+from orchestrator.core.machine import pending_scripts
+from orchestrator.runtime.sandbox import Sandbox
 
 try:
     from core_helpers import Harness, check_invariants
@@ -35,6 +39,37 @@ except ImportError:  # tests/ is a package
 JSON = Any
 DEFAULT_TASK_DEF = {"retryCount": 0, "retryDelaySeconds": 0, "responseTimeoutSeconds": 5}
 TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT")
+_SANDBOX: Sandbox | None = None
+
+
+def sandbox() -> Sandbox:
+    """One sandbox for the whole suite (short time limit: cases never need long scripts)."""
+    global _SANDBOX
+    if _SANDBOX is None:
+        _SANDBOX = Sandbox(workers=1, time_limit_s=1.0)
+    return _SANDBOX
+
+
+def resolve_scripts(h: Harness) -> bool:
+    """Evaluate every pending script in the sandbox and commit its ScriptResult, as the leader's
+    runtime (orchestrator/runtime/scripts.py) does. False when none was pending."""
+    pending = pending_scripts(h.state)
+    for tid, fence in pending:
+        task = h.state.tasks[tid]
+        marker = task["script"]
+        inp = marker.get("input", task["input"])
+        res = sandbox().evaluate(marker["lang"], marker["source"], inp)
+        h.ok(
+            ScriptResult(
+                task_id=tid,
+                fence=fence,
+                epoch=h.state.epoch,
+                ok=res.ok,
+                value=res.value,
+                error=res.error,
+            )
+        )
+    return bool(pending)
 
 
 def _simple_names(defn: JSON) -> list[str]:
@@ -109,6 +144,8 @@ class Run:
     def step(self) -> bool:
         """One round: workers poll everything ready; then the API; then time. False if stuck."""
         h = self.h
+        if resolve_scripts(h):
+            return True
         moved = False
         for task_type in list(h.state.queues):
             for tid in h.poll(task_type, 100):

@@ -1,0 +1,199 @@
+"""The script sandbox's worker process: `python -m orchestrator.runtime.sandbox_worker`.
+
+Speaks JSON lines on stdin/stdout, one request at a time. Runs JavaScript in QuickJS (no host
+functions are exposed: no `std`/`os` modules, no module loader, no timers, no I/O) and jq (no
+module search path; the environment is emptied so `env`/`$ENV` show nothing). Before it reads
+the first request it limits itself: address space (RLIMIT_AS), no file writes (RLIMIT_FSIZE 0),
+no core dumps, no new file descriptors. The parent kills it on a wall-clock deadline as well.
+
+Request:  {"id": n, "op": "js"|"jq"|"check_js"|"check_jq", "source": str, "input": JSON,
+           "time_limit_s": float, "memory_limit_bytes": int, "max_result_bytes": int}
+Response: {"id": n, "ok": true, "value": JSON} or {"id": n, "ok": false, "kind": kind,
+           "error": str} with kind one of syntax, time, memory, runtime, result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import resource
+import sys
+from typing import Any
+
+import jq
+import quickjs
+
+JSON = Any
+
+_JS_SYNTAX = re.compile(r"^SyntaxError\b")
+_JQ_MODULES = re.compile(r"(^|[^A-Za-z0-9_$])(import|include)\s*\"")
+
+
+class ScriptFailure(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def _limit_self(address_space_bytes: int) -> None:
+    if address_space_bytes > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (address_space_bytes, address_space_bytes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # stdin, stdout, stderr and what the interpreter already holds; nothing new can be opened.
+    highest = max([int(fd) for fd in os.listdir("/proc/self/fd")] + [2])
+    resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, highest + 1))
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _js_value(value: Any) -> JSON:
+    """A QuickJS result as JSON, with JSON.stringify's rules (functions, symbols -> null)."""
+    if isinstance(value, quickjs.Object):
+        text = value.json()
+        return None if text is None else json.loads(text)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return None
+        if value.is_integer() and abs(value) < 2**53:
+            return int(value)
+    return value
+
+
+def _js_error(exc: Exception, time_limit_s: float, memory_limit_bytes: int) -> ScriptFailure:
+    text = str(exc)
+    head = _first_line(text)
+    if "interrupted" in head:
+        return ScriptFailure("time", f"time limit exceeded ({time_limit_s:g} s)")
+    if "out of memory" in head:
+        return ScriptFailure(
+            "memory", f"memory limit exceeded ({memory_limit_bytes // (1024 * 1024)} MiB)"
+        )
+    if _JS_SYNTAX.match(head):
+        return ScriptFailure("syntax", head)
+    return ScriptFailure("runtime", head[:2000])
+
+
+def _context(time_limit_s: float, memory_limit_bytes: int) -> Any:
+    ctx = quickjs.Context()
+    ctx.set_memory_limit(memory_limit_bytes)
+    ctx.set_time_limit(time_limit_s)
+    return ctx
+
+
+def run_js(source: str, input_json: str, time_limit_s: float, memory_limit_bytes: int) -> JSON:
+    # A fresh context per script: nothing one script leaves behind is seen by the next.
+    ctx = _context(time_limit_s, memory_limit_bytes)
+    try:
+        ctx.set("$", ctx.parse_json(input_json))
+        try:
+            result = ctx.eval(source)
+        except quickjs.JSException as exc:
+            # Conductor scripts often `return` at the top level (GraalJS evaluates them as a
+            # function body): a parse error for that runs the source as a function body instead.
+            if not ("return" in source and "return not in a function" in str(exc)):
+                raise
+            result = ctx.eval("(function () {\n" + source + "\n})()")
+        return _js_value(result)
+    except quickjs.JSException as exc:
+        raise _js_error(exc, time_limit_s, memory_limit_bytes) from None
+    except (MemoryError, OverflowError) as exc:
+        raise ScriptFailure(
+            "memory", f"memory limit exceeded ({memory_limit_bytes // (1024 * 1024)} MiB)"
+        ) from exc
+    except quickjs.StackOverflow:
+        raise ScriptFailure("runtime", "stack overflow") from None
+
+
+def check_js(source: str, time_limit_s: float, memory_limit_bytes: int) -> None:
+    """Compile without running: `new Function(source)` parses the body and executes nothing."""
+    ctx = _context(time_limit_s, memory_limit_bytes)
+    try:
+        ctx.set("__source", source)
+        ctx.eval("new Function(__source); undefined")
+    except quickjs.JSException as exc:
+        raise _js_error(exc, time_limit_s, memory_limit_bytes) from None
+
+
+def _jq_program(source: str) -> Any:
+    if _JQ_MODULES.search(source):
+        raise ScriptFailure("syntax", "jq modules (import/include) are not available")
+    try:
+        return jq.compile(source)
+    except ValueError as exc:
+        raise ScriptFailure("syntax", " ".join(str(exc).split())[:2000]) from None
+
+
+def run_jq(source: str, input_value: JSON) -> JSON:
+    program = _jq_program(source)
+    try:
+        return program.input_value(input_value).all()
+    except MemoryError:
+        raise ScriptFailure("memory", "memory limit exceeded") from None
+    except (ValueError, TypeError) as exc:
+        raise ScriptFailure("runtime", " ".join(str(exc).split())[:2000]) from None
+
+
+def handle(req: dict[str, JSON]) -> dict[str, JSON]:
+    op = req.get("op")
+    source = req.get("source")
+    time_limit_s = float(req.get("time_limit_s", 4.0))
+    memory_limit_bytes = int(req.get("memory_limit_bytes", 64 * 1024 * 1024))
+    max_result_bytes = int(req.get("max_result_bytes", 256 * 1024))
+    if not isinstance(source, str):
+        return {"ok": False, "kind": "syntax", "error": "the script must be a string"}
+    try:
+        value: JSON = None
+        if op == "js":
+            value = run_js(source, json.dumps(req.get("input")), time_limit_s, memory_limit_bytes)
+        elif op == "jq":
+            value = run_jq(source, req.get("input"))
+        elif op == "check_js":
+            check_js(source, time_limit_s, memory_limit_bytes)
+        elif op == "check_jq":
+            _jq_program(source)
+        else:
+            return {"ok": False, "kind": "runtime", "error": f"unknown op {op!r}"}
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ScriptFailure as exc:
+        return {"ok": False, "kind": exc.kind, "error": exc.message}
+    except ValueError as exc:  # e.g. NaN inside a jq result
+        return {"ok": False, "kind": "result", "error": f"the result is not JSON: {exc}"}
+    if len(text) > max_result_bytes:
+        return {
+            "ok": False,
+            "kind": "result",
+            "error": f"the result is {len(text)} bytes, more than {max_result_bytes}",
+        }
+    return {"ok": True, "value": value}
+
+
+def main() -> int:
+    address_space = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    os.environ.clear()  # jq's env / $ENV read the C environment: leave nothing in it
+    _limit_self(address_space)
+    stdin, stdout = sys.stdin, sys.stdout
+    stdout.write(json.dumps({"ready": True}) + "\n")
+    stdout.flush()
+    for line in stdin:
+        try:
+            req = json.loads(line)
+        except ValueError:
+            continue
+        try:
+            resp = handle(req)
+        except MemoryError:
+            resp = {"ok": False, "kind": "memory", "error": "memory limit exceeded"}
+        resp["id"] = req.get("id")
+        stdout.write(json.dumps(resp, separators=(",", ":")) + "\n")
+        stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
