@@ -186,12 +186,12 @@ def cmd_status(ns: argparse.Namespace) -> int:
         _print(rows)
         return 0
     print(
-        f"{'node':6} {'role':11} {'term':>5} {'applied':>8} {'commit':>7} {'serving':8} {'grpc':22} {'raft':22} detail"
+        f"{'node':6} {'role':11} {'term':>5} {'seq':>8} {'raft-idx':>8} {'serving':8} {'grpc':22} {'raft':22} detail"
     )
     for r in rows:
         print(
             f"{r.get('node_id', ''):6} {r.get('role', ''):11} {int(r.get('term', 0)):>5} "
-            f"{int(r.get('applied_sequence', 0)):>8} {int(r.get('commit_index', 0)):>7} "
+            f"{int(r.get('applied_sequence', 0)):>8} {int(r.get('commit_index', 0)):>8} "
             f"{bool(r.get('serving'))!s:8} {r.get('grpc_address', ''):22} {r.get('raft_address', ''):22} "
             f"{r.get('detail', '')}"
         )
@@ -357,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(ns.fn(ns) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except Exception as exc:
         from orchestrator_client import OrchestratorError
 
