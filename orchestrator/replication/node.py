@@ -115,7 +115,6 @@ class Replica:
         self.applied_cond = threading.Condition(self.lock)
         self.apply_error: str = ""
         self._queue: deque[tuple[bytes, Future[Outcome], str]] = deque()
-        self._queue_bytes = 0
         self._qlock = threading.Lock()
         self._qcond = threading.Condition(self._qlock)
         self._in_flight = 0
@@ -386,20 +385,15 @@ class Replica:
             if len(self._queue) >= self.settings.max_pending:
                 raise Overloaded(f"{len(self._queue)} commands already waiting for Raft")
             self._queue.append((data, fut, name))
-            self._queue_bytes += len(data)
             self._qcond.notify()
 
     def _fail_queued(self, exc: ProposalError) -> None:
         with self._qcond:
             items = list(self._queue)
             self._queue.clear()
-            self._queue_bytes = 0
         for _, fut, _ in items:
             if not fut.done():
                 fut.set_exception(exc)
-
-    def pending(self) -> int:
-        return len(self._queue)
 
     def _propose_loop(self) -> None:
         while not self._stopped:
@@ -418,7 +412,6 @@ class Replica:
                     item = self._queue.popleft()
                     size += len(item[0])
                     batch.append(item)
-                self._queue_bytes -= size
                 self._in_flight += 1
             term = self._leader_term
             if not term or not self.raft._isLeader():

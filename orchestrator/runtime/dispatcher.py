@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 from ..core.commands import PollTasks
 from ..core.machine import Effects, Outcome
@@ -78,7 +77,3 @@ class Dispatcher:
                 from ..replication.node import NotLeader
 
                 raise NotLeader("leadership lost while waiting for tasks")
-
-    def waiting_types(self) -> list[Any]:
-        with self._lock:
-            return list(self._conds)
