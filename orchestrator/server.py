@@ -41,6 +41,8 @@ from .replication.journal import JournalCorrupt
 from .replication.node import RaftSettings, Replica
 from .replication.snapshot import SnapshotError
 from .runtime.dispatcher import Dispatcher
+from .runtime.sandbox import default_sandbox
+from .runtime.scripts import ScriptExecutor
 from .runtime.timer import Timer
 
 log = structlog.get_logger("server")
@@ -78,6 +80,7 @@ class ReplicaServer:
         olog.set_role_provider(lambda: (self.replica.role(), self.replica.raft.raftCurrentTerm))
         self.dispatcher = Dispatcher(self.replica)
         self.timer = Timer(self.replica)
+        self.scripts = ScriptExecutor(self.replica, default_sandbox())
         peers = [Peer(r.node_id, r.raft, r.grpc) for r in cfg.replicas]
         self.node = NodeContext(node_id, self.replica, self.dispatcher, peers)
         self.server = grpc.server(
@@ -115,6 +118,7 @@ class ReplicaServer:
     def start(self) -> None:
         self.server.start()
         self.timer.start()
+        self.scripts.start()
         self._health_thread.start()
         log.info(
             "replica_started",
@@ -153,9 +157,11 @@ class ReplicaServer:
                 time.sleep(0.02)
             log.info("stepped_down", leader=self.replica.leader_addr())
         self.timer.stop()
+        self.scripts.stop()
         self.server.stop(grace_s).wait(grace_s + 1)
         self.node.close()
         self.replica.stop()
+        self.scripts.sandbox.close()
         log.info("replica_stopped")
 
 

@@ -1,0 +1,233 @@
+"""The leader's script executor: phase one of scripts happens here, outside apply.
+
+The core marks a task that needs a script (INLINE, JSON_JQ_TRANSFORM, SWITCH/DECISION JavaScript,
+a DO_WHILE loopCondition in full JavaScript) as pending and lists it in Effects.scripts_ready.
+On the leader only, this executor reads the script and its input from the applied state,
+evaluates it in the sandbox on a thread pool (never on the Raft tick thread), and proposes
+ScriptResult with the leader's epoch. On becoming leader it scans the state for pending
+scripts, so a script whose leader died is evaluated again: at least once, and applied at most
+once per (task, fence), since the core rejects a result that is no longer pending.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+
+from ..core.commands import ScriptResult
+from ..core.errors import Code
+from ..core.machine import T_ACTIVE, Effects, pending_scripts
+from ..replication.node import Overloaded, ProposalError, Replica
+from .sandbox import Sandbox, ScriptOutcome
+
+log = structlog.get_logger("scripts")
+
+JSON = Any
+Key = tuple[str, int]  # (task id, fence)
+
+
+class ScriptExecutor:
+    def __init__(
+        self,
+        replica: Replica,
+        sandbox: Sandbox,
+        threads: int | None = None,
+        rescan_s: float = 5.0,
+    ) -> None:
+        self.replica = replica
+        self.sandbox = sandbox
+        self.rescan_s = rescan_s
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads or sandbox.size, thread_name_prefix="script"
+        )
+        self._lock = threading.Lock()
+        self._queued: dict[str, None] = {}  # task ids announced by applied batches
+        self._in_flight: set[Key] = set()
+        # Outcomes evaluated but not yet known to be committed: a failed proposal is retried
+        # without running the script again.
+        self._evaluated: dict[Key, ScriptOutcome] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._scanned_term = 0
+        self._last_scan = 0.0
+        self.evaluations = 0
+        self.results_committed = 0
+        self.results_rejected = 0
+        replica.listeners.append(self.on_applied)
+        self._thread = threading.Thread(target=self._run, name="scripts", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def on_applied(self, fx: Effects) -> None:
+        # Raft tick thread: only note the ids and wake the executor thread.
+        if fx.scripts_ready:
+            with self._lock:
+                for tid in fx.scripts_ready:
+                    self._queued[tid] = None
+            self._wake.set()
+        elif fx.timers_changed:  # e.g. a LeaderEpoch was applied: maybe time to scan
+            self._wake.set()
+
+    # ------------------------------------------------------------ the executor thread
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._once()
+            except Exception as exc:  # keep the executor alive; the next round retries
+                log.warning("script_executor_error", error=repr(exc))
+            self._wake.wait(0.5)
+            self._wake.clear()
+
+    def _once(self) -> None:
+        if not self.replica.leader_ready():
+            self._scanned_term = 0
+            with self._lock:
+                self._queued.clear()
+                self._evaluated.clear()
+            return
+        term = self.replica.leader_term
+        now = time.monotonic()
+        if term != self._scanned_term or now - self._last_scan >= self.rescan_s:
+            # A new leader takes over every pending script; the periodic rescan also picks up
+            # any whose proposal was lost.
+            with self.replica.lock:
+                found = pending_scripts(self.replica.state)
+            with self._lock:
+                for tid, _ in found:
+                    self._queued[tid] = None
+            self._scanned_term = term
+            self._last_scan = now
+        with self._lock:
+            tids = list(self._queued)
+            self._queued.clear()
+        for tid in tids:
+            job = self._read_job(tid)
+            if job is None:
+                with self._lock:
+                    for key in [k for k in self._evaluated if k[0] == tid]:
+                        del self._evaluated[key]
+                continue
+            key = (tid, job["fence"])
+            with self._lock:
+                if key in self._in_flight:
+                    continue
+                self._in_flight.add(key)
+            self._pool.submit(self._evaluate_and_propose, key, job, term)
+
+    def _read_job(self, tid: str) -> dict[str, JSON] | None:
+        with self.replica.lock:
+            task = self.replica.state.tasks.get(tid)
+            if task is None or task["status"] not in T_ACTIVE:
+                return None
+            marker = task.get("script")
+            if marker is None or "outcome" in marker:
+                return None
+            # Copied out under the lock: apply may change the task right after.
+            return {
+                "fence": marker["fence"],
+                "lang": marker["lang"],
+                "source": marker["source"],
+                "input": json.loads(json.dumps(marker.get("input", task["input"]))),
+                "type": task["type"],
+                "workflow_id": task["workflowId"],
+            }
+
+    def _evaluate_and_propose(self, key: Key, job: dict[str, JSON], term: int) -> None:
+        tid, fence = key
+        retry = False
+        try:
+            with self._lock:
+                outcome = self._evaluated.get(key)
+            if outcome is None:
+                t0 = time.monotonic()
+                outcome = self.sandbox.evaluate(job["lang"], job["source"], job["input"])
+                self.evaluations += 1
+                log.info(
+                    "script_evaluated",
+                    task_id=tid,
+                    task_type=job["type"],
+                    workflow_id=job["workflow_id"],
+                    ok=outcome.ok,
+                    kind=outcome.kind,
+                    ms=round((time.monotonic() - t0) * 1000, 1),
+                )
+                with self._lock:
+                    self._evaluated[key] = outcome
+            if outcome.kind == "sandbox":
+                # The sandbox itself failed (could not start a worker): not the script's fault;
+                # try again later rather than failing the task.
+                retry = True
+                return
+            if self.replica.leader_term != term or not self.replica.leader_ready():
+                return  # the next leader evaluates it again
+            cmd = ScriptResult(
+                task_id=tid,
+                fence=fence,
+                epoch=term,
+                ok=outcome.ok,
+                value=outcome.value if outcome.ok else None,
+                error="" if outcome.ok else outcome.error,
+            )
+            result = self.replica.propose(cmd).result(timeout=30)
+            with self._lock:
+                self._evaluated.pop(key, None)
+            if result.ok:
+                self.results_committed += 1
+            else:
+                self.results_rejected += 1
+                if result.code is not Code.FAILED_PRECONDITION:
+                    log.warning("script_result_rejected", task_id=tid, error=result.message)
+        except Overloaded:
+            retry = True
+        except ProposalError as exc:
+            log.info("script_result_not_applied", task_id=tid, error=str(exc))
+            retry = True
+        except Exception as exc:
+            log.warning("script_result_failed", task_id=tid, error=repr(exc))
+            retry = True
+        finally:
+            with self._lock:
+                self._in_flight.discard(key)
+                if retry:
+                    self._queued[tid] = None
+            if retry:
+                # Back off a little; the executor loop re-reads the task and drops it when it
+                # is no longer pending.
+                self._stop.wait(0.2)
+                self._wake.set()
+
+
+def check_definition_scripts(defn: JSON, sandbox: Sandbox) -> None:
+    """Compile every literal script of a normalized definition in the sandbox (nothing runs).
+
+    Called by the API before a registration is proposed, never in apply (which must stay pure
+    and must not depend on an engine's version). Raises Rejected (INVALID_ARGUMENT) naming the
+    field and the task reference of the first script that does not compile.
+    """
+    from ..core.definitions import script_sources
+    from ..core.errors import invalid
+
+    for where, lang, source in script_sources(defn):
+        res = sandbox.check(lang, source)
+        if res.ok:
+            continue
+        if res.kind == "sandbox":
+            raise SandboxDown(f"{where}: cannot compile the script now: {res.error}")
+        what = "JavaScript" if lang == "js" else "jq"
+        raise invalid(f"{where}: the {what} does not compile: {res.error}")
+
+
+class SandboxDown(Exception):
+    """The sandbox could not start a worker: the API answers UNAVAILABLE."""
