@@ -57,11 +57,16 @@ RETRY_AFTER_METADATA_KEY: Final = "x-orchestrator-retry-after-ms"
 SEQ_METADATA_KEY: Final = "x-orchestrator-seq"
 MIN_SEQ_METADATA_KEY: Final = "x-orchestrator-min-seq"
 
+# Every mutating call carries one request id on all its attempts and the server applies it at
+# most once, so retrying is safe whenever the outcome is open: also when a replica that is
+# shutting down or was killed mid-call ends it with CANCELLED or UNKNOWN ("Stream removed").
 _RETRYABLE_CODES: Final = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
     }
 )
 
@@ -463,7 +468,7 @@ class OrchestratorClient:
     """A thread-safe client for an orchestrator cluster.
 
     Every call goes to one replica; on a retryable failure (UNAVAILABLE, DEADLINE_EXCEEDED,
-    RESOURCE_EXHAUSTED) it is retried on the leader the replica named, else on the next
+    RESOURCE_EXHAUSTED, and CANCELLED or UNKNOWN from a replica going away) it is retried on the leader the replica named, else on the next
     configured address, with exponential backoff and jitter, until the call's retry budget is
     spent. Mutating calls reuse one request id on every retry, so the server applies them at
     most once. The address that last answered is tried first by the next call.
@@ -476,7 +481,8 @@ class OrchestratorClient:
     * ``"fail"`` when the server gave a definite error (nothing was applied, or a retry replayed
       a definite first outcome); detail is the :class:`OrchestratorError`.
     * ``"unknown"`` when the outcome is open: the retry budget ran out on retryable errors, or
-      the call ended in a non-definite error (UNKNOWN, INTERNAL, CANCELLED, a local exception);
+      the call ended in a non-definite error (INTERNAL, the client being closed, a local
+      exception);
       detail is the exception.
 
     ``op`` is the RPC method name (``"StartWorkflow"``). Read-only calls also get a request id,
@@ -1365,7 +1371,8 @@ class OrchestratorClient:
                     self._route_succeeded(address, pos)
                 return response
 
-            if not _is_retryable(code, details):
+            closed = code == grpc.StatusCode.CANCELLED and self._closed.is_set()
+            if closed or not _is_retryable(code, details):
                 # The replica answered, so it is healthy: keep routing to it.
                 if pinned_address is None:
                     self._route_succeeded(address, pos)
