@@ -161,7 +161,6 @@ class ReplicaServer:
         self.server.stop(grace_s).wait(grace_s + 1)
         self.node.close()
         self.replica.stop()
-        self.scripts.sandbox.close()
         log.info("replica_stopped")
 
 

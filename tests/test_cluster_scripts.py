@@ -3,7 +3,8 @@
 A workflow runs an INLINE task that completes and then one that loops forever. The endless one
 fails with a clear reason once the sandbox's time limit passes; meanwhile other workflows with
 scripts and worker tasks complete, no election happens (every replica keeps its term) and only
-the leader evaluates scripts.
+the leader evaluates scripts. Then the leader is killed while a script is pending, and the next
+leader evaluates it.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ OTHER = {
 }
 
 
+def spinning_task(client: OrchestratorClient, wf_id: str) -> bool:
+    t = client.get_workflow(wf_id).task_by_ref("spin")
+    return t is not None and t.status == "IN_PROGRESS"
+
+
 def test_an_endless_script_fails_its_task_without_an_election_or_slowing_others(
     tmp_path: Any,
 ) -> None:
@@ -95,12 +101,7 @@ def test_an_endless_script_fails_its_task_without_an_election_or_slowing_others(
 
         spin_id = client.start_workflow("cs_spin", {"n": 5})
 
-        def spinning() -> bool:
-            wf = client.get_workflow(spin_id)
-            t = wf.task_by_ref("spin")
-            return t is not None and t.status == "IN_PROGRESS"
-
-        wait_for(spinning, 30, "the endless script to be running")
+        wait_for(lambda: spinning_task(client, spin_id), 30, "the endless script to be running")
 
         # While the endless script holds one sandbox worker, other workflows keep moving.
         others: list[str] = []
@@ -159,6 +160,27 @@ def test_an_endless_script_fails_its_task_without_an_election_or_slowing_others(
         }
         assert len(evaluated[leader]) == 2 + 6 * 3
         assert sum(1 for e in evaluated[leader] if e.get("kind") == "time") == 1
+
+        # The leader dies while a script is pending: the next leader finds it in the state and
+        # evaluates it again (at least once), and the workflow still ends.
+        again_id = client.start_workflow("cs_spin", {"n": 1})
+        wait_for(lambda: spinning_task(client, again_id), 30, "the second endless script")
+        cluster.kill(leader)
+
+        def new_leader() -> str | None:
+            current = cluster.leader()
+            return current if current and current != leader else None
+
+        leader2 = wait_for(new_leader, 30, "a new leader")
+        start_node(cluster, leader)
+        again = client.wait_for_workflow(again_id, timeout_s=60)
+        assert again.status == "FAILED"
+        spun2 = again.task_by_ref("spin")
+        assert spun2 is not None and "time limit exceeded" in spun2.reason_for_incompletion
+        lines = [ln for ln in read_log(cluster, leader2).splitlines() if "script_evaluated" in ln]
+        assert any(json.loads(ln)["task_id"] == spun2.task_id for ln in lines)
+        after = client.wait_for_workflow(client.start_workflow("cs_other", {"n": 4}), timeout_s=60)
+        assert after.status == "COMPLETED" and after.output["shape"] == {"seen": 4}
     finally:
         if worker is not None:
             worker.stop()

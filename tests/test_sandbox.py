@@ -154,3 +154,21 @@ def test_workers_are_separate_processes_without_the_parents_environment(sb: Sand
         limits = open(f"/proc/{pid}/limits").read()
         line = next(ln for ln in limits.splitlines() if ln.startswith("Max address space"))
         assert str(512 << 20) in line, line
+
+
+def test_a_worker_ends_itself_even_if_the_parent_never_kills_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import orchestrator.runtime.sandbox as sandbox_module
+
+    # The parent waits far longer than usual: the worker's own SIGALRM deadline ends it first.
+    monkeypatch.setattr(sandbox_module, "KILL_GRACE_S", 30.0)
+    sandbox = Sandbox(workers=1, time_limit_s=0.5)
+    try:
+        t0 = time.monotonic()
+        res = sandbox.evaluate("jq", "def f: f; f", {})
+        assert not res.ok and res.kind == "time" and "ended itself" in res.error
+        assert time.monotonic() - t0 < 10
+        assert sandbox.evaluate("jq", ".", 3).value == [3]
+    finally:
+        sandbox.close()

@@ -11,7 +11,9 @@ script at a time each, under
 - no file, network or process access: QuickJS without its std/os modules or a module loader, and
   no host function is exposed; jq with an empty module search path and an empty environment.
 
-A worker that overran its deadline or died is replaced; the caller gets a clear reason.
+A worker that overran its deadline or died is replaced; the caller gets a clear reason. A
+worker also ends itself (SIGALRM) a little after the parent's deadline, and when its stdin
+closes (the replica exited), so none outlives its replica for long.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import queue
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -58,6 +61,10 @@ class SandboxUnavailable(Exception):
     """No worker could be started."""
 
 
+class _WorkerGone(Exception):
+    """The worker closed its pipes: it died (or is dying)."""
+
+
 class _Worker:
     def __init__(self, address_space_bytes: int) -> None:
         # Nothing of the replica's environment (secrets) reaches the worker; the package is found
@@ -87,6 +94,9 @@ class _Worker:
         self.uses = 0
         try:
             hello = self._read_line(time.monotonic() + START_TIMEOUT_S)
+        except _WorkerGone:
+            self.kill()
+            raise SandboxUnavailable("the sandbox worker exited at start") from None
         except Exception:
             self.kill()
             raise
@@ -112,7 +122,7 @@ class _Worker:
                     f.close()
 
     def _read_line(self, deadline: float) -> bytes | None:
-        """One line from the worker, or None at the deadline / when the worker died."""
+        """One line from the worker, or None at the deadline; _WorkerGone when it died."""
         out = self.proc.stdout
         assert out is not None
         fd = out.fileno()
@@ -125,13 +135,14 @@ class _Worker:
                 continue
             chunk = os.read(fd, 1 << 20)
             if not chunk:
-                return None
+                raise _WorkerGone()
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
         return line
 
     def call(self, request: dict[str, JSON], wall_s: float) -> dict[str, JSON] | None:
-        """Send one request; the response, or None if the deadline passed or the worker died."""
+        """Send one request; the response, or None if the deadline passed (_WorkerGone if the
+        worker died)."""
         self._next_id += 1
         self.uses += 1
         request = dict(request, id=self._next_id)
@@ -141,8 +152,8 @@ class _Worker:
         try:
             stdin.write(data)
             stdin.flush()
-        except (BrokenPipeError, OSError):
-            return None
+        except OSError:
+            raise _WorkerGone() from None
         deadline = time.monotonic() + wall_s
         while True:
             line = self._read_line(deadline)
@@ -246,13 +257,26 @@ class Sandbox:
                 worker = None
             if worker is None:
                 worker = self._spawn()
-            resp = worker.call(request, self.time_limit_s + KILL_GRACE_S)
+            try:
+                resp = worker.call(request, self.time_limit_s + KILL_GRACE_S)
+                died = False
+            except _WorkerGone:
+                resp, died = None, True
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    worker.proc.wait(timeout=5)
             if resp is None:
-                died = not worker.alive()
                 code = worker.proc.returncode
                 self._forget(worker)
                 worker.kill()
                 self.replaced += 1
+                if died and code == -signal.SIGALRM:  # the worker's own deadline
+                    log.warning("sandbox_worker_timed_out", pid=worker.pid)
+                    return ScriptOutcome(
+                        False,
+                        error=f"time limit exceeded ({self.time_limit_s:g} s; the script's "
+                        "process ended itself)",
+                        kind="time",
+                    )
                 if died:
                     log.warning("sandbox_worker_died", pid=worker.pid, returncode=code)
                     return ScriptOutcome(

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import resource
+import signal
 import sys
 from typing import Any
 
@@ -185,10 +186,15 @@ def main() -> int:
             req = json.loads(line)
         except ValueError:
             continue
+        # A deadline of our own, with SIGALRM's default action (end the process): it works even
+        # inside a long C call (jq has no limit) and even if the parent died and cannot kill us.
+        signal.alarm(math.ceil(float(req.get("time_limit_s", 4.0))) + 2)
         try:
             resp = handle(req)
         except MemoryError:
             resp = {"ok": False, "kind": "memory", "error": "memory limit exceeded"}
+        finally:
+            signal.alarm(0)
         resp["id"] = req.get("id")
         stdout.write(json.dumps(resp, separators=(",", ":")) + "\n")
         stdout.flush()
