@@ -230,6 +230,63 @@ def _raft_log_len(server: ReplicaServer) -> int:
             grpc.StatusCode.NOT_FOUND,
             "has no version 7",
         ),
+        (
+            lambda s: s.defs.RegisterWorkflowDef(
+                dpb.RegisterWorkflowDefRequest(
+                    request_id=rid(),
+                    definition_json=json.dumps(
+                        {
+                            "name": "bad_js",
+                            "tasks": [
+                                {"name": "api_t", "taskReferenceName": "a"},
+                                {
+                                    "name": "calc",
+                                    "taskReferenceName": "calc",
+                                    "type": "INLINE",
+                                    "inputParameters": {
+                                        "evaluatorType": "javascript",
+                                        "expression": "$.a +* 2",
+                                    },
+                                },
+                            ],
+                        }
+                    ),
+                )
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "tasks[1].inputParameters.expression (calc): the JavaScript does not compile: "
+            "SyntaxError",
+        ),
+        (
+            lambda s: s.defs.RegisterWorkflowDef(
+                dpb.RegisterWorkflowDefRequest(
+                    request_id=rid(),
+                    definition_json=json.dumps(
+                        {
+                            "name": "bad_jq",
+                            "tasks": [
+                                {
+                                    "name": "l",
+                                    "taskReferenceName": "l",
+                                    "type": "DO_WHILE",
+                                    "loopCondition": "$.l.iteration < 3 && ok()",
+                                    "loopOver": [
+                                        {
+                                            "name": "j",
+                                            "taskReferenceName": "j",
+                                            "type": "JSON_JQ_TRANSFORM",
+                                            "inputParameters": {"queryExpression": ".a | [.b"},
+                                        }
+                                    ],
+                                }
+                            ],
+                        }
+                    ),
+                )
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "tasks[0].loopOver[0].inputParameters.queryExpression (j): the jq does not compile",
+        ),
     ],
 )
 def test_bad_input_is_rejected_without_reaching_raft(
@@ -359,3 +416,42 @@ def test_health_serving_and_sequence_trailer(stubs: Any) -> None:
     _, call = stubs.defs.ListTaskDefs.with_call(dpb.ListTaskDefsRequest())
     md = dict(call.trailing_metadata())
     assert int(md["x-orchestrator-seq"]) > 0
+
+
+def test_scripts_run_in_the_sandbox_and_their_results_are_committed(stubs: Any) -> None:
+    defn = {
+        "name": "api_scripts",
+        "tasks": [
+            {
+                "name": "calc",
+                "taskReferenceName": "calc",
+                "type": "INLINE",
+                "inputParameters": {
+                    "evaluatorType": "graaljs",
+                    "expression": "(function () { return $.n * 2; })()",
+                    "n": "${workflow.input.n}",
+                },
+            },
+            {
+                "name": "jq",
+                "taskReferenceName": "jq",
+                "type": "JSON_JQ_TRANSFORM",
+                "inputParameters": {"queryExpression": ".v + 1", "v": "${calc.output.result}"},
+            },
+        ],
+        "outputParameters": {"r": "${jq.output.result}"},
+    }
+    stubs.defs.RegisterWorkflowDef(
+        dpb.RegisterWorkflowDefRequest(request_id=rid(), definition_json=json.dumps(defn))
+    )
+    wf_id = stubs.wfs.StartWorkflow(
+        wpb.StartWorkflowRequest(request_id=rid(), name="api_scripts", input_json='{"n": 20}')
+    ).workflow_id
+
+    def done() -> bool:
+        wf = stubs.wfs.GetWorkflow(wpb.GetWorkflowRequest(workflow_id=wf_id)).workflow
+        return wf.status == wpb.WORKFLOW_STATUS_COMPLETED
+
+    wait_for(done, 30, "the script workflow to complete")
+    wf = stubs.wfs.GetWorkflow(wpb.GetWorkflowRequest(workflow_id=wf_id)).workflow
+    assert json.loads(wf.output_json) == {"r": 41}

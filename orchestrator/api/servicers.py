@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +47,8 @@ from ..core.errors import Code, Rejected
 from ..core.machine import Outcome, latest_version, precheck
 from ..replication.node import NotLeader, OutcomeUnknown, Overloaded, ProposalError, Replica
 from ..runtime.dispatcher import Dispatcher
+from ..runtime.sandbox import default_sandbox
+from ..runtime.scripts import SandboxDown, check_definition_scripts
 from . import views
 from .errors import (
     CODE_TO_STATUS,
@@ -423,6 +424,11 @@ class DefinitionService(_Base, definitions_pb2_grpc.DefinitionServiceServicer):
             if not raw:
                 raise invalid("definition_json: required")
             defn = normalize_workflow_def(raw)
+            # Scripts are compiled here, in the sandbox, before proposing: never in apply.
+            try:
+                check_definition_scripts(defn, default_sandbox())
+            except SandboxDown as exc:
+                raise ApiError(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
             return C.RegisterWorkflowDef(
                 request_id=rid, definition=defn, overwrite=request.overwrite
             )
@@ -914,12 +920,3 @@ class ClusterService(_Base, cluster_pb2_grpc.ClusterServiceServicer):
             )
 
         return self._run(context, go)
-
-
-def wait_until(pred: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval_s)
-    return pred()
