@@ -225,14 +225,25 @@ def test_worker_killed_while_holding_tasks(tmp_path: Any) -> None:
         admin.register_workflow_def(wf)
         ids = [admin.start_workflow(WF, {"n": i}) for i in range(4)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        proc = subprocess.Popen(
-            [sys.executable, "-c", WORKER_SCRIPT, ",".join(c.addresses)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        err_path = tmp_path / "worker.stderr"
+        with open(err_path, "w") as err_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", WORKER_SCRIPT, ",".join(c.addresses)],
+                stdout=subprocess.PIPE,
+                stderr=err_file,
+                text=True,
+                env=env,
+            )
         assert proc.stdout is not None
-        held = [proc.stdout.readline().split()[1] for _ in range(4)]
+        held = []
+        while len(held) < 4:
+            line = proc.stdout.readline()
+            if not line:
+                raise AssertionError(
+                    f"the worker exited ({proc.wait(10)}): {err_path.read_text()[-2000:]}"
+                )
+            if line.startswith("HOLDING "):
+                held.append(line.split()[1])
         proc.kill()
         proc.wait(10)
         # The leases expire (heartbeats stopped with the worker) and other workers finish the job.
