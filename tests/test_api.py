@@ -455,3 +455,31 @@ def test_scripts_run_in_the_sandbox_and_their_results_are_committed(stubs: Any) 
     wait_for(done, 30, "the script workflow to complete")
     wf = stubs.wfs.GetWorkflow(wpb.GetWorkflowRequest(workflow_id=wf_id)).workflow
     assert json.loads(wf.output_json) == {"r": 41}
+
+
+def test_human_task_completed_by_workflow_and_reference(stubs: Any) -> None:
+    stubs.defs.RegisterWorkflowDef(
+        dpb.RegisterWorkflowDefRequest(
+            request_id=rid(),
+            definition_json=json.dumps(
+                {
+                    "name": "api_human",
+                    "tasks": [{"name": "ok", "taskReferenceName": "ok", "type": "HUMAN"}],
+                }
+            ),
+        )
+    )
+    wid = stubs.wfs.StartWorkflow(
+        wpb.StartWorkflowRequest(request_id=rid(), name="api_human")
+    ).workflow_id
+    with pytest.raises(grpc.RpcError) as info:
+        stubs.tasks.CompleteTask(tpb.CompleteTaskRequest(request_id=rid(), workflow_id=wid))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "workflow_id and reference_task_name" in info.value.details()
+    stubs.tasks.CompleteTask(
+        tpb.CompleteTaskRequest(
+            request_id=rid(), workflow_id=wid, reference_task_name="ok", output_json='{"yes": 1}'
+        )
+    )
+    wf = stubs.wfs.GetWorkflow(wpb.GetWorkflowRequest(workflow_id=wid)).workflow
+    assert wf.status == wpb.WORKFLOW_STATUS_COMPLETED and json.loads(wf.output_json) == {"yes": 1}

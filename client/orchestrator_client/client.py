@@ -1078,6 +1078,8 @@ class OrchestratorClient:
         output: Mapping[str, Any] | None = None,
         *,
         worker_id: str = "",
+        workflow_id: str = "",
+        reference_task_name: str = "",
         request_id: str | None = None,
         timeout_s: float | None = None,
         retry_budget_s: float | None = None,
@@ -1085,9 +1087,12 @@ class OrchestratorClient:
         """Completes a task attempt with its output.
 
         Args:
-            task_id: The task id from the poll.
+            task_id: The task id from the poll; "" to name the task by workflow and reference.
             output: The task output; None means ``{}``.
             worker_id: The worker that held the lease.
+            workflow_id: With reference_task_name, instead of task_id: the latest attempt of that
+                reference (how WAIT and HUMAN tasks are usually completed).
+            reference_task_name: The task reference in the workflow definition.
             request_id: Idempotency id of this call; generated when None.
             timeout_s: Per-attempt deadline override.
             retry_budget_s: Overall deadline override.
@@ -1107,6 +1112,8 @@ class OrchestratorClient:
             task_id=task_id,
             output_json=_encode_json(dict(output) if output is not None else None),
             worker_id=worker_id,
+            workflow_id=workflow_id,
+            reference_task_name=reference_task_name,
         )
         self._invoke(
             _COMPLETE_TASK, request, rid, timeout_s=timeout_s, retry_budget_s=retry_budget_s
@@ -1120,6 +1127,8 @@ class OrchestratorClient:
         terminal: bool = False,
         output: Mapping[str, Any] | None = None,
         worker_id: str = "",
+        workflow_id: str = "",
+        reference_task_name: str = "",
         request_id: str | None = None,
         timeout_s: float | None = None,
         retry_budget_s: float | None = None,
@@ -1127,11 +1136,13 @@ class OrchestratorClient:
         """Fails a task attempt; it is retried per its definition unless ``terminal``.
 
         Args:
-            task_id: The task id from the poll.
+            task_id: The task id from the poll; "" to name the task by workflow and reference.
             reason: Why it failed, recorded as the reason for incompletion.
             terminal: Fail with FAILED_WITH_TERMINAL_ERROR, which is never retried.
             output: Optional output to record with the failure.
             worker_id: The worker that held the lease.
+            workflow_id: With reference_task_name, instead of task_id (WAIT and HUMAN tasks).
+            reference_task_name: The task reference in the workflow definition.
             request_id: Idempotency id of this call; generated when None.
             timeout_s: Per-attempt deadline override.
             retry_budget_s: Overall deadline override.
@@ -1152,6 +1163,8 @@ class OrchestratorClient:
             terminal=terminal,
             output_json=_encode_json(dict(output) if output is not None else None),
             worker_id=worker_id,
+            workflow_id=workflow_id,
+            reference_task_name=reference_task_name,
         )
         self._invoke(_FAIL_TASK, request, rid, timeout_s=timeout_s, retry_budget_s=retry_budget_s)
 

@@ -227,6 +227,17 @@ def _json_object(
     return value
 
 
+def _task_ref(request: Any) -> str:
+    """task_id, or else both workflow_id and reference_task_name (checked here, resolved in apply)."""
+    if request.task_id:
+        return _name(request.task_id, "task_id")
+    if not (request.workflow_id and request.reference_task_name):
+        raise invalid("task_id: required, or workflow_id and reference_task_name")
+    _name(request.workflow_id, "workflow_id")
+    _name(request.reference_task_name, "reference_task_name")
+    return ""
+
+
 def _address(value: str, field: str) -> str:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -702,7 +713,9 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
         def build() -> C.Command:
             return C.CompleteTask(
                 request_id=_request_id(request.request_id),
-                task_id=_name(request.task_id, "task_id"),
+                task_id=_task_ref(request),
+                workflow_id=request.workflow_id,
+                reference_task_name=request.reference_task_name,
                 output=_json_object(request.output_json, "output_json"),
                 worker_id=request.worker_id[: limits.MAX_NAME_LENGTH],
             )
@@ -717,7 +730,9 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
                 raise invalid(f"reason: at most {limits.MAX_REASON_LENGTH} characters")
             return C.FailTask(
                 request_id=_request_id(request.request_id),
-                task_id=_name(request.task_id, "task_id"),
+                task_id=_task_ref(request),
+                workflow_id=request.workflow_id,
+                reference_task_name=request.reference_task_name,
                 reason=request.reason,
                 terminal=request.terminal,
                 output=_json_object(request.output_json, "output_json"),

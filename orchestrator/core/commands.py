@@ -99,6 +99,9 @@ class CompleteTask(Command):
     task_id: str
     output: JSON = field(default_factory=dict)
     worker_id: str = ""
+    # Instead of task_id: the latest attempt of this reference in this workflow (WAIT, HUMAN).
+    workflow_id: str = ""
+    reference_task_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,9 @@ class FailTask(Command):
     terminal: bool = False
     output: JSON = field(default_factory=dict)
     worker_id: str = ""
+    # Instead of task_id: the latest attempt of this reference in this workflow (WAIT, HUMAN).
+    workflow_id: str = ""
+    reference_task_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -438,6 +438,23 @@ def _h_poll_tasks(ctx: _Ctx, cmd: PollTasks) -> dict[str, JSON]:
     return {"task_ids": leased}
 
 
+def _resolve_task_id(ctx: _Ctx, cmd: CompleteTask | FailTask) -> str:
+    """The task a result names: by id, or by workflow id and reference (the latest attempt)."""
+    if cmd.task_id:
+        return cmd.task_id
+    if not (cmd.workflow_id and cmd.reference_task_name):
+        raise invalid("task_id, or workflow_id and reference_task_name: required")
+    wf = ctx.st.workflows.get(cmd.workflow_id)
+    if wf is None:
+        raise not_found(f"workflow {cmd.workflow_id} not found")
+    task_id = wf["refIndex"].get(cmd.reference_task_name)
+    if task_id is None:
+        raise not_found(
+            f"workflow {cmd.workflow_id} has no task with reference {cmd.reference_task_name!r}"
+        )
+    return str(task_id)
+
+
 def _active_task(ctx: _Ctx, task_id: str, verb: str) -> tuple[JSON, JSON]:
     task = ctx.st.tasks.get(task_id)
     if task is None:
@@ -467,7 +484,7 @@ def _check_external(task: JSON, verb: str) -> None:
 def _h_complete_task(ctx: _Ctx, cmd: CompleteTask) -> dict[str, JSON]:
     if not isinstance(cmd.output, dict):
         raise invalid("output_json: must be a JSON object")
-    task, wf = _active_task(ctx, cmd.task_id, "completion")
+    task, wf = _active_task(ctx, _resolve_task_id(ctx, cmd), "completion")
     _check_external(task, "completed")
     _finish_task(ctx, task, T_COMPLETED, output=cmd.output)
     if cmd.worker_id:
@@ -479,7 +496,7 @@ def _h_complete_task(ctx: _Ctx, cmd: CompleteTask) -> dict[str, JSON]:
 def _h_fail_task(ctx: _Ctx, cmd: FailTask) -> dict[str, JSON]:
     if not isinstance(cmd.output, dict):
         raise invalid("output_json: must be a JSON object")
-    task, wf = _active_task(ctx, cmd.task_id, "failure")
+    task, wf = _active_task(ctx, _resolve_task_id(ctx, cmd), "failure")
     _check_external(task, "failed")
     status = T_FAILED_TERMINAL if cmd.terminal else T_FAILED
     _finish_task(
@@ -1701,7 +1718,11 @@ def precheck(state: State, raw: JSON) -> Outcome | None:
         return Outcome(
             Code.NOT_FOUND, f"workflow definition {cmd.name!r} is not registered", seq=state.seq
         )
-    if isinstance(cmd, (CompleteTask, FailTask, HeartbeatTask)) and cmd.task_id not in state.tasks:
+    if (
+        isinstance(cmd, (CompleteTask, FailTask, HeartbeatTask))
+        and cmd.task_id
+        and cmd.task_id not in state.tasks
+    ):
         return Outcome(Code.NOT_FOUND, f"task {cmd.task_id} not found", seq=state.seq)
     if isinstance(cmd, TerminateWorkflow) and cmd.workflow_id not in state.workflows:
         return Outcome(Code.NOT_FOUND, f"workflow {cmd.workflow_id} not found", seq=state.seq)

@@ -28,36 +28,44 @@ class PollTasksResponse(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[_workflows_pb2.Task, _Mapping]]] = ...) -> None: ...
 
 class CompleteTaskRequest(_message.Message):
-    __slots__ = ("request_id", "task_id", "output_json", "worker_id")
+    __slots__ = ("request_id", "task_id", "output_json", "worker_id", "workflow_id", "reference_task_name")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_JSON_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     task_id: str
     output_json: str
     worker_id: str
-    def __init__(self, request_id: _Optional[str] = ..., task_id: _Optional[str] = ..., output_json: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
+    workflow_id: str
+    reference_task_name: str
+    def __init__(self, request_id: _Optional[str] = ..., task_id: _Optional[str] = ..., output_json: _Optional[str] = ..., worker_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., reference_task_name: _Optional[str] = ...) -> None: ...
 
 class CompleteTaskResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class FailTaskRequest(_message.Message):
-    __slots__ = ("request_id", "task_id", "reason", "terminal", "output_json", "worker_id")
+    __slots__ = ("request_id", "task_id", "reason", "terminal", "output_json", "worker_id", "workflow_id", "reference_task_name")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TERMINAL_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_JSON_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     task_id: str
     reason: str
     terminal: bool
     output_json: str
     worker_id: str
-    def __init__(self, request_id: _Optional[str] = ..., task_id: _Optional[str] = ..., reason: _Optional[str] = ..., terminal: _Optional[bool] = ..., output_json: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
+    workflow_id: str
+    reference_task_name: str
+    def __init__(self, request_id: _Optional[str] = ..., task_id: _Optional[str] = ..., reason: _Optional[str] = ..., terminal: _Optional[bool] = ..., output_json: _Optional[str] = ..., worker_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., reference_task_name: _Optional[str] = ...) -> None: ...
 
 class FailTaskResponse(_message.Message):
     __slots__ = ()
