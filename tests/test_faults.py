@@ -59,6 +59,16 @@ def _finish(cluster: Any, load: Load) -> dict[str, Any]:
     return result
 
 
+def _await_load(load: Load, starts: int, timeout_s: float = 60) -> None:
+    wait_for(
+        lambda: load.starts.count("ok") >= starts,
+        timeout_s,
+        lambda: (
+            f"{starts} acknowledged starts: {load.starts.count('ok')} ok, errors {load.errors[:3]}"
+        ),
+    )
+
+
 def _probe(client: OrchestratorClient) -> Any:
     return client.start_workflow(WF, {"n": -1}, retry_budget_s=0.5, timeout_s=1.0)
 
@@ -67,11 +77,7 @@ def test_leader_kill_9(cluster: Any) -> None:
     load = Load(cluster.addresses)
     try:
         load.begin()
-        wait_for(
-            lambda: load.starts.count("ok") >= 20,
-            60,
-            lambda: f"load: {load.starts.count('ok')} ok, errors {load.errors[:3]}",
-        )
+        _await_load(load, 20)
         leader = wait_for(cluster.leader, 30, "a leader")
         cluster.kill(leader)
         recovery = time_until_success(lambda: _probe(load.client))
@@ -87,11 +93,7 @@ def test_follower_kill_9(cluster: Any) -> None:
     load = Load(cluster.addresses)
     try:
         load.begin()
-        wait_for(
-            lambda: load.starts.count("ok") >= 20,
-            60,
-            lambda: f"load: {load.starts.count('ok')} ok, errors {load.errors[:3]}",
-        )
+        _await_load(load, 20)
         leader = wait_for(cluster.leader, 30, "a leader")
         follower = next(n for n in cluster.replicas if n != leader)
         cluster.kill(follower)
@@ -122,11 +124,7 @@ def test_paused_leader_hands_out_no_task_and_serves_no_stale_read(cluster: Any) 
     old_addr = ""
     try:
         load.begin()
-        wait_for(
-            lambda: load.starts.count("ok") >= 20,
-            60,
-            lambda: f"load: {load.starts.count('ok')} ok, errors {load.errors[:3]}",
-        )
+        _await_load(load, 20)
         old = wait_for(cluster.leader, 30, "a leader")
         old_addr = cluster.replicas[old].grpc
         cluster.signal(old, signal.SIGSTOP)
@@ -180,11 +178,7 @@ def test_sigterm_leader_steps_aside(cluster: Any) -> None:
     load = Load(cluster.addresses)
     try:
         load.begin()
-        wait_for(
-            lambda: load.starts.count("ok") >= 20,
-            60,
-            lambda: f"load: {load.starts.count('ok')} ok, errors {load.errors[:3]}",
-        )
+        _await_load(load, 20)
         leader = wait_for(cluster.leader, 30, "a leader")
         cluster.stop(leader)  # SIGTERM, then waits for the process to exit
         assert cluster.replicas[leader].proc.returncode == 0
@@ -317,11 +311,7 @@ def test_corrupted_journal_refuses_to_start_and_the_rest_carry_on(cluster: Any) 
     load = Load(cluster.addresses)
     try:
         load.begin()
-        wait_for(
-            lambda: load.starts.count("ok") >= 20,
-            60,
-            lambda: f"load: {load.starts.count('ok')} ok, errors {load.errors[:3]}",
-        )
+        _await_load(load, 20)
         leader = wait_for(cluster.leader, 30, "a leader")
         victim = next(n for n in cluster.replicas if n != leader)
         cluster.kill(victim)

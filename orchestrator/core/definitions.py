@@ -41,29 +41,7 @@ SUPPORTED_TASK_TYPES = (
     "INLINE",
     "JSON_JQ_TRANSFORM",
 )
-KNOWN_TASK_TYPES = (
-    "SIMPLE",
-    "SWITCH",
-    "DECISION",
-    "FORK_JOIN",
-    "FORK_JOIN_DYNAMIC",
-    "JOIN",
-    "EXCLUSIVE_JOIN",
-    "DO_WHILE",
-    "SUB_WORKFLOW",
-    "START_WORKFLOW",
-    "DYNAMIC",
-    "SET_VARIABLE",
-    "TERMINATE",
-    "NOOP",
-    "WAIT",
-    "HUMAN",
-    "INLINE",
-    "JSON_JQ_TRANSFORM",
-    "HTTP",
-    "EVENT",
-    "KAFKA_PUBLISH",
-)
+KNOWN_TASK_TYPES = (*SUPPORTED_TASK_TYPES, "HTTP", "EVENT", "KAFKA_PUBLISH")
 
 TASK_DEF_DEFAULTS: dict[str, JSON] = {
     "retryCount": 3,
