@@ -134,7 +134,7 @@ def run(
             cluster.wait_healthy(timeout_s=120)
             time.sleep(rng.uniform(0.5, 2.0))
         load.end()
-        history = check_history(load.client, load.starts, load.results, WF, load.polled)
+        history = check_history(load.client, load.starts, load.results, WF, load.polled, load=load)
         seq = check_replicas_agree(load.client)
         ordered = sorted(recoveries)
         return {

@@ -21,7 +21,11 @@ pytestmark = pytest.mark.cluster
 
 def _mount_tmpfs(path: str, size: str) -> None:
     os.makedirs(path, exist_ok=True)
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path], capture_output=True, text=True)
+    out = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         if os.environ.get("CI") == "true":
             pytest.fail(f"cannot mount a tmpfs for the full-disk test in CI: {out.stderr.strip()}")
@@ -61,18 +65,32 @@ def test_full_disk_on_one_replica(tmp_path: Any) -> None:
             cluster.replicas[victim].proc.terminate()
             cluster.replicas[victim].proc.wait(10)
             cluster.start(victim)
-            wait_for(lambda: cluster.leader() not in (None, victim) and cluster.health(victim), 60, "a leader elsewhere")
+            wait_for(
+                lambda: cluster.leader() not in (None, victim) and cluster.health(victim),
+                60,
+                "a leader elsewhere",
+            )
         filler = _fill(data)
-        wait_for(lambda: "journal_sync_failed" in read_log(cluster, victim), 60, "the replica to report the full disk")
+        wait_for(
+            lambda: "journal_sync_failed" in read_log(cluster, victim),
+            60,
+            "the replica to report the full disk",
+        )
         wait_for(lambda: not cluster.health(victim), 30, "the full replica to report NOT_SERVING")
         before = load.starts.count("ok")
-        wait_for(lambda: load.starts.count("ok") >= before + 30, 60, "the other replicas to carry on")
+        wait_for(
+            lambda: load.starts.count("ok") >= before + 30, 60, "the other replicas to carry on"
+        )
         assert cluster.alive(victim), "a full disk must not crash the replica"
         os.remove(filler)
-        wait_for(lambda: "journal_sync_recovered" in read_log(cluster, victim), 60, "recovery when space returns")
+        wait_for(
+            lambda: "journal_sync_recovered" in read_log(cluster, victim),
+            60,
+            "recovery when space returns",
+        )
         wait_for(lambda: cluster.health(victim), 60, "the replica to serve again")
         load.end()
-        check_history(load.client, load.starts, load.results, WF, load.polled)
+        check_history(load.client, load.starts, load.results, WF, load.polled, load=load)
         check_replicas_agree(load.client)
         # Nothing on the full disk was corrupted: the replica restarts from it.
         cluster.kill(victim)

@@ -53,7 +53,7 @@ def cluster(tmp_path: Any) -> Any:
 
 def _finish(cluster: Any, load: Load) -> dict[str, Any]:
     load.end()
-    result = check_history(load.client, load.starts, load.results, WF, load.polled)
+    result = check_history(load.client, load.starts, load.results, WF, load.polled, load=load)
     assert result["workflows"] > 0
     check_replicas_agree(load.client)
     return result
@@ -327,7 +327,7 @@ def test_corrupted_journal_refuses_to_start_and_the_rest_carry_on(cluster: Any) 
         assert "refusing_to_start" in read_log(cluster, victim)
         wait_for(lambda: load.starts.count("ok") >= 60, 90, "the other two carry on")
         load.end()
-        check_history(load.client, load.starts, load.results, WF, load.polled)
+        check_history(load.client, load.starts, load.results, WF, load.polled, load=load)
     finally:
         load.close()
 

@@ -22,7 +22,9 @@ def _config_with(tmp_path: Any, base: LocalCluster, extra: list[str], name: str)
     """A config listing the current replicas plus new ones, sharing data folder and password."""
     raw = json.load(open(base.config_path))
     for nid in extra:
-        raw["replicas"].append({"id": nid, "grpc": f"127.0.0.1:{free_port()}", "raft": f"127.0.0.1:{free_port()}"})
+        raw["replicas"].append(
+            {"id": nid, "grpc": f"127.0.0.1:{free_port()}", "raft": f"127.0.0.1:{free_port()}"}
+        )
     path = tmp_path / name
     path.write_text(json.dumps(raw))
     return LocalCluster(str(path))
@@ -50,7 +52,10 @@ def test_three_to_five_to_three_and_replace_a_lost_disk(tmp_path: Any) -> None:
 
         # Snapshots exist everywhere, so a new replica must catch up from one, not from the log.
         wait_for(
-            lambda: all(os.path.exists(os.path.join(base.cfg.data_dir(n), "raft.dump")) for n in base.replicas),
+            lambda: all(
+                os.path.exists(os.path.join(base.cfg.data_dir(n), "raft.dump"))
+                for n in base.replicas
+            ),
             90,
             "a snapshot on every replica",
             interval_s=0.5,
@@ -69,7 +74,9 @@ def test_three_to_five_to_three_and_replace_a_lost_disk(tmp_path: Any) -> None:
             wait_for(lambda cl=cl, nid=nid: cl.health(nid), 60, f"{nid} to catch up and serve")
         members = _members(admin)
         assert sorted(members) == ["n1", "n2", "n3", "n4", "n5"]
-        assert "snapshot_loaded" in read_log(four, "n4") and "snapshot_loaded" in read_log(five, "n5")
+        assert "snapshot_loaded" in read_log(four, "n4") and "snapshot_loaded" in read_log(
+            five, "n5"
+        )
         assert all(m["serving"] for m in members.values()), members
         # The new replicas serve clients too.
         direct = OrchestratorClient([five.replicas["n5"].grpc], retry_budget_s=30)
@@ -103,7 +110,7 @@ def test_three_to_five_to_three_and_replace_a_lost_disk(tmp_path: Any) -> None:
         assert sorted(_members(admin)) == ["n1", "n2", "n3"]
 
         load.end()
-        check_history(load.client, load.starts, load.results, WF, load.polled)
+        check_history(load.client, load.starts, load.results, WF, load.polled, load=load)
         check_replicas_agree(load.client)
         admin.close()
     finally:

@@ -111,7 +111,7 @@ def test_partition_isolating_the_leader(net_cluster: Any) -> None:
         net.heal()
         wait_for(lambda: cluster.health(old), 60, "the old leader to rejoin and serve")
         load.end()
-        result = check_history(load.client, load.starts, load.results, WF, load.polled)
+        result = check_history(load.client, load.starts, load.results, WF, load.polled, load=load)
         check_replicas_agree(load.client)
         assert new != old
         print(f"leader partition: clients recovered in {recovery:.2f}s; {result}")
@@ -142,7 +142,7 @@ def test_asymmetric_partition(net_cluster: Any) -> None:
             "every replica serving again",
         )
         load.end()
-        check_history(load.client, load.starts, load.results, WF, load.polled)
+        check_history(load.client, load.starts, load.results, WF, load.polled, load=load)
         check_replicas_agree(load.client)
     finally:
         load.close()
@@ -161,7 +161,7 @@ def test_packet_loss_between_replicas(net_cluster: Any) -> None:
         )
         net.heal()
         load.end()
-        check_history(load.client, load.starts, load.results, WF, load.polled)
+        check_history(load.client, load.starts, load.results, WF, load.polled, load=load)
         check_replicas_agree(load.client)
     finally:
         load.close()
