@@ -200,7 +200,8 @@ class Load:
         self._audit_stop.set()
         for w in self.workers:
             w.stop(timeout_s=5)
-        self._auditor.join(10)
+        if self._auditor.ident is not None:  # started by begin(); close() may come without it
+            self._auditor.join(10)
         for c in self.clients:
             c.close()
 

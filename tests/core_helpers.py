@@ -274,9 +274,21 @@ def check_invariants(st: State) -> None:
             assert task["taskType"] == task_type, f"task {tid} queued under {task_type!r}"
             assert tid not in queued, f"task {tid} queued twice"
             queued[tid] = task_type
+    for rid, poll in st.parked.items():
+        # Lease at schedule time: a poll stays parked only while its type has nothing ready.
+        assert not st.queues.get(poll["taskType"]), (
+            f"parked poll {rid} waits for {poll['taskType']!r} while tasks of it are ready"
+        )
+        assert poll["epoch"] == st.epoch, f"parked poll {rid} of old epoch {poll['epoch']}"
+        assert st.timers.get("poll:" + rid) == poll["expires"], f"parked poll {rid} has no timer"
+        assert rid not in st.requests, f"parked poll {rid} already has a recorded outcome"
+        assert poll["count"] >= 1, f"parked poll {rid} count {poll['count']}"
     for key, due in st.timers.items():
         kind, _, tid = key.partition(":")
         assert isinstance(due, int), f"timer {key} due {due!r}"
+        if kind == "poll":
+            assert tid in st.parked, f"timer {key} for a poll that is not parked"
+            continue
         task = st.tasks.get(tid)
         assert task is not None, f"timer {key} for unknown task"
         if kind == "lease":

@@ -23,6 +23,7 @@ from hypothesis import strategies as hst
 
 from orchestrator.core import limits
 from orchestrator.core.commands import (
+    CancelPoll,
     Command,
     CompleteTask,
     FailTask,
@@ -267,6 +268,7 @@ class Driver:
         ("terminate", 3),
         ("register", 2),
         ("epoch", 2),
+        ("cancel", 2),
         ("malformed", 2),
         ("backwards", 2),
     ]
@@ -320,7 +322,20 @@ class Driver:
         if kind == "poll":
             ready = list(h.state.queues)  # mostly poll where there is work
             task_type = ch.choice(ready) if ready and ch.chance(80) else ch.choice(TASK_TYPES)
-            return h.poll_cmd(task_type, ch.int(1, 3), ch.choice(["w1", "w2"]), epoch=self.epoch())
+            # Some polls park (lease at schedule time) until a task is ready or they expire.
+            wait_ms = ch.choice([-5, 1, 500, 3000, 30_000, 90_000]) if ch.chance(35) else None
+            park_until_ms = 0 if wait_ms is None else h.clock_ms + wait_ms
+            return h.poll_cmd(
+                task_type,
+                ch.int(1, 3),
+                ch.choice(["w1", "w2"]),
+                epoch=self.epoch(),
+                park_until_ms=park_until_ms,
+            )
+        if kind == "cancel":
+            parked = list(h.state.parked)
+            rid = ch.choice(parked) if parked and ch.chance(80) else "no-such-poll"
+            return CancelPoll(poll_request_id=rid, epoch=self.epoch())
         if kind == "complete":
             output = {"v": [gen_value(ch)], "y": gen_value(ch)} if ch.chance(70) else {}
             return CompleteTask(
@@ -379,6 +394,7 @@ class Driver:
                 prev["workflow_id"] = h.new_id("wf")  # the proposer picks a new id on a retry
             elif variant == 2 and prev["t"] == "PollTasks":
                 prev["epoch"] = self.h.state.epoch
+                prev["park_until_ms"] = ch.choice([0, h.clock_ms + 2000])
             elif variant == 3:  # same request id, different request
                 return {
                     "t": "HeartbeatTask",
@@ -460,9 +476,13 @@ def test_the_generated_log_exercises_the_machine(long_log: list[Batch], small_li
     outcomes: list[Any] = []
     wf_ends: Counter[str] = Counter()
     task_statuses: Counter[str] = Counter()
+    polls: Counter[str] = Counter()
     for now_ms, cmds in long_log:
         outs, fx = apply_batch(st, now_ms, json.loads(json.dumps(cmds)))
         outcomes.extend(outs)
+        polls["parked"] += sum(1 for o in outs if o.result.get("parked"))
+        for rid in fx.polls_settled:
+            polls["filled" if rid in st.requests else "ended"] += 1
         wf_ends.update(st.workflows[w]["status"] for w in fx.ended_workflows if w in st.workflows)
         task_statuses.update({t["status"] for t in st.tasks.values()})
     codes = Counter(o.code.value for o in outcomes)
@@ -488,6 +508,7 @@ def test_the_generated_log_exercises_the_machine(long_log: list[Batch], small_li
     assert any(t["retryCount"] > 0 for t in st.tasks.values())
     assert len(st.terminal_order) == SMALL_LIMITS["MAX_TERMINAL_WORKFLOWS"], "eviction happened"
     assert st.epoch > 1
+    assert polls["parked"] > 20 and polls["filled"] > 10 and polls["ended"] > 10, polls
     check_invariants(st)
 
 

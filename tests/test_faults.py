@@ -196,9 +196,10 @@ import sys, time, threading
 from orchestrator_client import OrchestratorClient, Worker
 client = OrchestratorClient(sys.argv[1].split(","))
 w = Worker(client, worker_id="doomed", concurrency=4, poll_timeout_ms=500, heartbeat_interval_s=0.5)
-held = threading.Event()
+out = threading.Lock()  # concurrent print()s to a pipe can lose lines
 def slow(task):
-    print("HOLDING", task.task_id, flush=True)
+    with out:
+        print("HOLDING", task.task_id, flush=True)
     time.sleep(3600)
 w.register("fault_a", slow)
 w.start()

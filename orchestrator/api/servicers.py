@@ -673,9 +673,12 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
             wait_s = request.timeout_ms / 1000.0
             if remaining is not None:
                 wait_s = max(0.0, min(wait_s, remaining - 0.5))
+            dispatcher = self.node.dispatcher
+            # A caller that goes away wakes its parked poll, which is then cancelled.
+            context.add_callback(lambda: dispatcher.wake(rid))
             try:
-                outcome = self.node.dispatcher.poll(
-                    rid, task_type, request.worker_id, count, wait_s
+                outcome = dispatcher.poll(
+                    rid, task_type, request.worker_id, count, wait_s, context.is_active
                 )
             except ProposalError as exc:
                 raise self._proposal_error(exc) from None

@@ -21,9 +21,41 @@ class Command:
     NON_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"request_id"})
 
     def to_dict(self) -> dict[str, JSON]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = {name: getattr(self, name) for name in _field_names(type(self))}
         d["t"] = self.NAME
         return d
+
+    def fingerprint_body(self) -> dict[str, JSON]:
+        """What identifies the request for deduplication: to_dict() minus NON_FINGERPRINT."""
+        skip = self.NON_FINGERPRINT
+        d = {name: getattr(self, name) for name in _field_names(type(self)) if name not in skip}
+        d["t"] = self.NAME
+        return d
+
+
+# Per class: field names, and (name, expected type) for the fields checked on decode.
+# dataclasses.fields() walks the class on every call; apply decodes every command on every replica.
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_CHECKS: dict[type, tuple[tuple[str, type, str], ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def _type_checks(cls: type) -> tuple[tuple[str, type, str], ...]:
+    checks = _CHECKS.get(cls)
+    if checks is None:
+        found = []
+        for f in dataclasses.fields(cls):
+            expected = {"str": str, "int": int, "bool": bool}.get(str(f.type))
+            if expected is not None:
+                found.append((f.name, expected, str(f.type)))
+        checks = _CHECKS[cls] = tuple(found)
+    return checks
 
 
 @dataclass(frozen=True)
@@ -81,15 +113,35 @@ class TerminateWorkflow(Command):
 
 @dataclass(frozen=True)
 class PollTasks(Command):
-    """Lease up to `count` ready tasks of one type to a worker. Proposed by the leader's dispatcher."""
+    """Lease up to `count` ready tasks of one type to a worker. Proposed by the leader's dispatcher.
+
+    With `park_until_ms` (cluster time) after the batch's time, a poll that finds nothing ready
+    is parked in the state until then: the next task of its type made ready is leased to it in
+    the same apply that made it ready (lease at schedule time), recorded as this request's
+    outcome.
+    """
 
     NAME: ClassVar[str] = "PollTasks"
-    NON_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"request_id", "epoch"})
+    # park_until_ms is where the long poll's wait ends: a retry legitimately carries another one.
+    NON_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"request_id", "epoch", "park_until_ms"})
     request_id: str
     task_type: str
     worker_id: str
     count: int
     epoch: int = 0
+    park_until_ms: int = 0
+
+
+@dataclass(frozen=True)
+class CancelPoll(Command):
+    """Drop a parked poll whose caller went away (no-op when it is no longer parked).
+
+    Names the poll's request id in its own field: it is not a request of its own to deduplicate.
+    """
+
+    NAME: ClassVar[str] = "CancelPoll"
+    poll_request_id: str
+    epoch: int
 
 
 @dataclass(frozen=True)
@@ -183,6 +235,7 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     SetMember,
     RemoveMember,
     ScriptResult,
+    CancelPoll,
 )
 BY_NAME: dict[str, type[Command]] = {c.NAME: c for c in ALL_COMMANDS}
 
@@ -199,20 +252,17 @@ def command_from_dict(d: Any) -> Command:
     cls = BY_NAME.get(name) if isinstance(name, str) else None
     if cls is None:
         raise CommandDecodeError(f"unknown command type {name!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _field_names(cls)
     kwargs = {k: v for k, v in d.items() if k != "t"}
-    unknown = sorted(set(kwargs) - names)
+    unknown = sorted(k for k in kwargs if k not in names)
     if unknown:
         raise CommandDecodeError(f"{name}: unknown fields {unknown}")
     try:
         cmd = cls(**kwargs)
     except TypeError as exc:
         raise CommandDecodeError(f"{name}: {exc}") from None
-    for f in dataclasses.fields(cls):
-        value = getattr(cmd, f.name)
-        expected = {"str": str, "int": int, "bool": bool}.get(str(f.type))
-        if expected is not None and (
-            not isinstance(value, expected) or (expected is int and isinstance(value, bool))
-        ):
-            raise CommandDecodeError(f"{name}.{f.name}: expected {f.type}")
+    for fname, expected, tname in _type_checks(cls):
+        value = getattr(cmd, fname)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise CommandDecodeError(f"{name}.{fname}: expected {tname}")
     return cmd

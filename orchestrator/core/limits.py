@@ -9,6 +9,8 @@ MAX_REQUEST_ID_LENGTH = 128
 MAX_REASON_LENGTH = 4096
 MAX_POLL_COUNT = 100
 MAX_POLL_TIMEOUT_MS = 30_000
+# Long polls parked in replicated state at once; beyond it a poll waits on the leader only.
+MAX_PARKED_POLLS = 10_000
 MAX_RETRY_COUNT = 100
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 

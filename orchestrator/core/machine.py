@@ -16,6 +16,7 @@ from typing import Any
 from . import limits
 from .codec import fingerprint
 from .commands import (
+    CancelPoll,
     CommandDecodeError,
     CompleteTask,
     FailTask,
@@ -101,6 +102,11 @@ class Effects:
     # Task ids that now wait for a script evaluation (the leader's runtime evaluates them in the
     # sandbox and proposes ScriptResult); see pending_scripts() for the full list.
     scripts_ready: list[str] = field(default_factory=list)
+    # Request ids of parked polls that left the parked set: filled (their outcome is then in
+    # state.requests), expired, cancelled, or dropped by a new leader epoch.
+    polls_settled: list[str] = field(default_factory=list)
+    # The whole state was replaced (a snapshot was loaded): waiters re-read it.
+    reloaded: bool = False
 
     def ready(self, task_type: str) -> None:
         if task_type not in self.ready_types:
@@ -116,6 +122,10 @@ class _Ctx:
         self.terminations: list[str] = []
         # (parent workflow id, parent task id, child id): children that ended, to mirror.
         self.wakes: list[tuple[str, str, str]] = []
+        # The fingerprint of the request being applied ("" for commands without request_id).
+        self.fp = ""
+        # Task types that got a ready task while parked polls exist (filled after the batch).
+        self.fill_types: list[str] = []
 
     @property
     def now(self) -> int:
@@ -129,6 +139,10 @@ def apply_batch(state: State, now_ms: int, commands: list[JSON]) -> tuple[list[O
     fx = Effects()
     ctx = _Ctx(state, fx)
     outcomes = [_apply_one(ctx, raw) for raw in commands]
+    if ctx.fill_types:
+        # Once per entry, not per command: a parked poll then takes every task the entry's
+        # commands made ready, up to its count (under load an entry carries many completions).
+        _fill_parked(ctx)
     return outcomes, fx
 
 
@@ -149,8 +163,7 @@ def _apply_checked(ctx: _Ctx, raw: JSON) -> Outcome:
     rid = getattr(cmd, "request_id", None)
     fp = ""
     if rid is not None:
-        body = {k: v for k, v in cmd.to_dict().items() if k not in cmd.NON_FINGERPRINT}
-        fp = fingerprint(body)
+        fp = fingerprint(cmd.fingerprint_body())
         prev = st.requests.get(rid)
         if prev is not None:
             if prev["fp"] != fp:
@@ -161,6 +174,14 @@ def _apply_checked(ctx: _Ctx, raw: JSON) -> Outcome:
             out = Outcome.from_dict(prev["outcome"])
             out.result = dict(out.result, deduplicated=True)
             return out
+        parked = st.parked.get(rid) if st.parked else None
+        if parked is not None and parked["fp"] != fp:
+            # The id belongs to a parked poll, whose outcome is recorded under it when filled.
+            return Outcome(
+                Code.INVALID_ARGUMENT,
+                f"request_id {rid!r} was already used for a different request",
+            )
+    ctx.fp = fp
     try:
         handler = _HANDLERS[type(cmd)]
         outcome = Outcome(result=handler(ctx, cmd))
@@ -183,8 +204,35 @@ def _should_record(cmd: Any, outcome: Outcome) -> bool:
         return False
     if isinstance(cmd, PollTasks):
         # An empty poll leased nothing: the dispatcher may retry the same id when work arrives.
+        # A parked poll is recorded when it is filled (see _fill_parked).
         return outcome.ok and bool(outcome.result.get("task_ids"))
     return True
+
+
+def _fill_parked(ctx: _Ctx) -> None:
+    """Lease the tasks this batch made ready to the oldest parked polls of their types.
+
+    Runs at the end of every batch that enqueued a task while polls were parked, so no parked
+    poll's type is left with a ready task between entries. A filled poll is recorded as its request's outcome (a retry
+    with the same request id returns the same task ids) and leaves the parked set.
+    """
+    st = ctx.st
+    types, ctx.fill_types = ctx.fill_types, []
+    try:
+        for task_type in types:
+            for rid in [r for r, p in st.parked.items() if p["taskType"] == task_type]:
+                if not st.queues.get(task_type):
+                    break
+                entry = st.parked.pop(rid)
+                st.clear_timer("poll:" + rid)
+                leased = _lease(ctx, task_type, entry["workerId"], entry["count"])
+                outcome = Outcome(result={"task_ids": leased})
+                st.requests[rid] = {"fp": entry["fp"], "outcome": outcome.to_dict(), "at": ctx.now}
+                ctx.fx.polls_settled.append(rid)
+                ctx.fx.timers_changed = True
+        _evict_requests(st)
+    except Exception:  # nothing escapes apply; a poll left parked expires by its timer
+        pass
 
 
 def _evict_requests(st: State) -> None:
@@ -235,8 +283,15 @@ def _quarantine_workflow(ctx: _Ctx, wf: JSON, reason: str) -> None:
 
 
 def _h_leader_epoch(ctx: _Ctx, cmd: LeaderEpoch) -> dict[str, JSON]:
-    if cmd.term > ctx.st.epoch:
-        ctx.st.epoch = cmd.term
+    st = ctx.st
+    if cmd.term > st.epoch:
+        st.epoch = cmd.term
+        # Parked polls were waiting on the old leader's gRPC calls: they must not capture tasks.
+        # Their callers get UNAVAILABLE there and retry (same request id) on the new leader.
+        for rid in st.parked:
+            st.clear_timer("poll:" + rid)
+            ctx.fx.polls_settled.append(rid)
+        st.parked.clear()
     ctx.fx.timers_changed = True
     return {"epoch": ctx.st.epoch}
 
@@ -419,23 +474,66 @@ def _h_poll_tasks(ctx: _Ctx, cmd: PollTasks) -> dict[str, JSON]:
         raise precondition(f"stale leader epoch {cmd.epoch} < {st.epoch}")
     if not 1 <= cmd.count <= limits.MAX_POLL_COUNT:
         raise invalid(f"count: must be between 1 and {limits.MAX_POLL_COUNT}")
-    queue = st.queues.get(cmd.task_type)
+    if cmd.park_until_ms < 0:
+        raise invalid("park_until_ms: must not be negative")
+    leased = _lease(ctx, cmd.task_type, cmd.worker_id, cmd.count)
+    if leased and st.parked.pop(cmd.request_id, None) is not None:
+        # A retry of a parked poll found work first (in the same entry as the command that made
+        # it ready): it is answered now and recorded, so it is no longer parked.
+        st.clear_timer("poll:" + cmd.request_id)
+        ctx.fx.polls_settled.append(cmd.request_id)
+    # The parked lifetime is bounded by the longest long poll, whatever the proposer asked.
+    expires = min(cmd.park_until_ms, ctx.now + limits.MAX_POLL_TIMEOUT_MS)
+    if leased or expires <= ctx.now:
+        return {"task_ids": leased}
+    if cmd.request_id not in st.parked and len(st.parked) >= limits.MAX_PARKED_POLLS:
+        return {"task_ids": []}  # not parked: the dispatcher waits locally instead
+    # A retry of a parked poll keeps its place in line and gets the new expiry.
+    st.parked[cmd.request_id] = {
+        "taskType": cmd.task_type,
+        "workerId": cmd.worker_id,
+        "count": cmd.count,
+        "epoch": st.epoch,
+        "expires": expires,
+        "fp": ctx.fp,
+    }
+    st.set_timer("poll:" + cmd.request_id, expires)
+    ctx.fx.timers_changed = True
+    return {"task_ids": [], "parked": True}
+
+
+def _h_cancel_poll(ctx: _Ctx, cmd: CancelPoll) -> dict[str, JSON]:
+    st = ctx.st
+    if cmd.epoch < st.epoch:
+        raise precondition(f"stale leader epoch {cmd.epoch} < {st.epoch}")
+    if st.parked.pop(cmd.poll_request_id, None) is None:
+        return {"cancelled": False}
+    st.clear_timer("poll:" + cmd.poll_request_id)
+    ctx.fx.polls_settled.append(cmd.poll_request_id)
+    ctx.fx.timers_changed = True
+    return {"cancelled": True}
+
+
+def _lease(ctx: _Ctx, task_type: str, worker_id: str, count: int) -> list[str]:
+    """Lease up to `count` ready tasks of a type to a worker, oldest first."""
+    st = ctx.st
+    queue = st.queues.get(task_type)
     leased: list[str] = []
-    while queue and len(leased) < cmd.count:
+    while queue and len(leased) < count:
         task_id, _ = queue.popitem(last=False)
         task = st.tasks.get(task_id)
         if task is None or task["status"] != T_SCHEDULED:
             continue
         task["status"] = T_IN_PROGRESS
-        task["workerId"] = cmd.worker_id
+        task["workerId"] = worker_id
         task["pollCount"] += 1
         if not task["startTime"]:
             task["startTime"] = ctx.now
         _set_lease(ctx, task)
         leased.append(task_id)
     if queue is not None and not queue:
-        del st.queues[cmd.task_type]
-    return {"task_ids": leased}
+        del st.queues[task_type]
+    return leased
 
 
 def _resolve_task_id(ctx: _Ctx, cmd: CompleteTask | FailTask) -> str:
@@ -522,6 +620,10 @@ def _h_tick(ctx: _Ctx, cmd: Tick) -> dict[str, JSON]:
     for key in st.pop_due(ctx.now):
         fired += 1
         kind, _, task_id = key.partition(":")
+        if kind == "poll":  # a parked poll's wait ended with nothing for it
+            if st.parked.pop(task_id, None) is not None:
+                ctx.fx.polls_settled.append(task_id)
+            continue
         task = st.tasks.get(task_id)
         if task is None:
             continue
@@ -678,6 +780,7 @@ _HANDLERS: dict[type, Any] = {
     SetMember: _h_set_member,
     RemoveMember: _h_remove_member,
     ScriptResult: _h_script_result,
+    CancelPoll: _h_cancel_poll,
 }
 
 
@@ -726,8 +829,11 @@ def _set_lease(ctx: _Ctx, task: JSON) -> None:
 
 
 def _enqueue(ctx: _Ctx, task: JSON) -> None:
-    ctx.st.queues.setdefault(task["taskType"], _new_queue())[task["taskId"]] = None
-    ctx.fx.ready(task["taskType"])
+    ttype = task["taskType"]
+    ctx.st.queues.setdefault(ttype, _new_queue())[task["taskId"]] = None
+    ctx.fx.ready(ttype)
+    if ctx.st.parked and ttype not in ctx.fill_types:
+        ctx.fill_types.append(ttype)
 
 
 def _new_queue() -> Any:
@@ -1704,8 +1810,7 @@ def precheck(state: State, raw: JSON) -> Outcome | None:
     if rid is not None:
         prev = state.requests.get(rid)
         if prev is not None:
-            body = {k: v for k, v in cmd.to_dict().items() if k not in cmd.NON_FINGERPRINT}
-            if prev["fp"] != fingerprint(body):
+            if prev["fp"] != fingerprint(cmd.fingerprint_body()):
                 return Outcome(
                     Code.INVALID_ARGUMENT,
                     f"request_id {rid!r} was already used for a different request",

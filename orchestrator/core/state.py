@@ -32,7 +32,10 @@ class State:
         self.tasks: dict[str, JSON] = {}
         # task type -> ordered set (dict with None values) of task ids ready to be leased
         self.queues: dict[str, OrderedDict[str, None]] = {}
-        # timer key ("lease:<task>", "ready:<task>") -> due cluster time
+        # request id -> {"taskType", "workerId", "count", "epoch", "expires", "fp"}: long polls
+        # parked until a task of their type is ready, oldest first (lease at schedule time)
+        self.parked: dict[str, JSON] = {}
+        # timer key ("lease:<task>", "ready:<task>", "wait:<task>", "poll:<request id>") -> due
         self.timers: dict[str, int] = {}
         # request id -> {"fp", "outcome", "at"}, in insertion (= time) order
         self.requests: OrderedDict[str, JSON] = OrderedDict()
@@ -85,6 +88,7 @@ class State:
             "tasks": self.tasks,
             "queues": {k: list(v) for k, v in self.queues.items()},
             "timers": self.timers,
+            "parked": self.parked,
             "requests": self.requests,
             "idempotency": self.idempotency,
             "terminal_order": list(self.terminal_order),
@@ -111,6 +115,7 @@ class State:
         st.workflows = snap["workflows"]
         st.tasks = snap["tasks"]
         st.queues = {k: OrderedDict.fromkeys(v) for k, v in snap["queues"].items()}
+        st.parked = snap.get("parked", {})
         st.requests = OrderedDict(snap["requests"])
         st.idempotency = snap["idempotency"]
         st.terminal_order = OrderedDict.fromkeys(snap["terminal_order"])

@@ -115,6 +115,10 @@ class Replica:
         self.applied_cond = threading.Condition(self.lock)
         self.apply_error: str = ""
         self._queue: deque[tuple[bytes, Future[Outcome], str]] = deque()
+        # Commands that ride in the next entry carrying another command (see propose_lazy).
+        self._lazy: deque[tuple[bytes, Future[Outcome], str]] = deque()
+        # Queued commands that do not take the lazy ones along (propose(carry_lazy=False)).
+        self._no_carry: set[Future[Outcome]] = set()
         self._qlock = threading.Lock()
         self._qcond = threading.Condition(self._qlock)
         self._in_flight = 0
@@ -266,7 +270,7 @@ class Replica:
             self.log_hash = bytes.fromhex(header.get("log_hash", ""))
             self.applied_cond.notify_all()
         log.info("snapshot_loaded", seq=new.seq)
-        fx = Effects(ready_types=list(new.queues), timers_changed=True)
+        fx = Effects(ready_types=list(new.queues), timers_changed=True, reloaded=True)
         for listener in self.listeners:
             try:
                 listener(fx)
@@ -372,13 +376,55 @@ class Replica:
 
     # ------------------------------------------------------------ proposals
 
-    def propose(self, cmd: Command) -> Future[Outcome]:
-        """Queue a command for the next group-commit entry. Leader only."""
+    def propose(self, cmd: Command, carry_lazy: bool = True) -> Future[Outcome]:
+        """Queue a command for the next group-commit entry. Leader only.
+
+        With carry_lazy=False the entry does not take the lazy commands along unless another
+        command in it does (a Tick that only ends parked polls must not park the next ones,
+        or idle pollers would keep each other's expiry Ticks going).
+        """
         if not self.leader_ready():
             raise NotLeader("this replica is not the ready leader")
         fut: Future[Outcome] = Future()
+        if not carry_lazy:
+            with self._qcond:
+                self._no_carry.add(fut)
         self._enqueue(codec.dumps_bytes(cmd.to_dict()), fut, cmd.NAME)
         return fut
+
+    def propose_lazy(self, cmd: Command) -> Future[Outcome]:
+        """Queue a command without sending an entry for it. Leader only.
+
+        It rides at the head of the next entry that carries another command, or goes alone at
+        flush_lazy(). A parked poll only matters to a command that makes a task ready, so
+        parking this way costs no entry of its own, and an idle cluster commits nothing.
+        """
+        if not self.leader_ready():
+            raise NotLeader("this replica is not the ready leader")
+        fut: Future[Outcome] = Future()
+        data = codec.dumps_bytes(cmd.to_dict())
+        with self._qcond:
+            if len(self._queue) + len(self._lazy) >= self.settings.max_pending:
+                raise Overloaded(f"{len(self._queue)} commands already waiting for Raft")
+            self._lazy.append((data, fut, cmd.NAME))
+        return fut
+
+    def withdraw_lazy(self, fut: Future[Outcome]) -> bool:
+        """Take back a lazy command not yet sent; False when it is already on its way."""
+        with self._qcond:
+            for i, item in enumerate(self._lazy):
+                if item[1] is fut:
+                    del self._lazy[i]
+                    return True
+        return False
+
+    def flush_lazy(self) -> None:
+        """Send the lazy commands now (in the next entry)."""
+        with self._qcond:
+            if self._lazy:
+                self._queue.extendleft(reversed(self._lazy))
+                self._lazy.clear()
+                self._qcond.notify()
 
     def _enqueue(self, data: bytes, fut: Future[Outcome], name: str) -> None:
         with self._qcond:
@@ -389,8 +435,10 @@ class Replica:
 
     def _fail_queued(self, exc: ProposalError) -> None:
         with self._qcond:
-            items = list(self._queue)
+            items = list(self._lazy) + list(self._queue)
+            self._lazy.clear()
             self._queue.clear()
+            self._no_carry.clear()
         for _, fut, _ in items:
             if not fut.done():
                 fut.set_exception(exc)
@@ -412,6 +460,17 @@ class Replica:
                     item = self._queue.popleft()
                     size += len(item[0])
                     batch.append(item)
+                carry = False
+                for _, fut, _ in batch:
+                    if fut in self._no_carry:
+                        self._no_carry.discard(fut)
+                    else:
+                        carry = True
+                if carry and self._lazy:
+                    # Lazy commands first: a parked poll must be applied before the command
+                    # that makes its task ready.
+                    batch[:0] = self._lazy
+                    self._lazy.clear()
                 self._in_flight += 1
             term = self._leader_term
             if not term or not self.raft._isLeader():

@@ -46,7 +46,11 @@ class Timer:
                         now = self.replica.now_ms()
                         if due <= now:
                             term = self.replica.leader_term
-                            self.replica.propose(Tick(epoch=term)).result(timeout=5)
+                            # Ticks do not carry lazily parked polls: a Tick that ends parked
+                            # polls would otherwise park the next ones, whose expiry Ticks
+                            # would park the next... (idle pollers would commit forever).
+                            tick = Tick(epoch=term)
+                            self.replica.propose(tick, carry_lazy=False).result(timeout=5)
                             self.ticks_proposed += 1
                             continue
                         sleep_s = min(sleep_s, (due - now) / 1000.0)
