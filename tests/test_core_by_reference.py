@@ -46,7 +46,9 @@ def test_unknown_reference_or_workflow_is_not_found_and_a_second_completion_is_r
     out = h.complete("", {}, check=False, workflow_id="missing", reference_task_name="approve")
     assert out.code is Code.NOT_FOUND
     h.complete("", {"by": "bob"}, workflow_id=wid, reference_task_name="approve")
-    again = h.complete("", {"by": "eve"}, check=False, workflow_id=wid, reference_task_name="approve")
+    again = h.complete(
+        "", {"by": "eve"}, check=False, workflow_id=wid, reference_task_name="approve"
+    )
     assert again.code is Code.FAILED_PRECONDITION
 
 
