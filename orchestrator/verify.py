@@ -159,12 +159,16 @@ class Load:
         last_scan = 0.0
         while not self._audit_stop.is_set():
             with self._lock:
-                batch = self._to_audit[:50]
-            for wid in batch:
+                pending = list(self._to_audit)
+            for wid in pending:
+                if self._audit_stop.is_set():
+                    break
                 try:
-                    wf = self.audit_client.get_workflow(wid)
+                    # Through the starter's client: its read-your-writes sequence covers the start,
+                    # so a lagging replica cannot answer NOT_FOUND for it.
+                    wf = self.client.get_workflow(wid, retry_budget_s=5.0)
                 except Exception:
-                    continue  # the cluster may be mid-fault; a NOT_FOUND is judged at the end
+                    continue  # the cluster may be mid-fault: try again next round
                 if wf.is_terminal:
                     self.final[wid] = wf
                     with self._lock:
