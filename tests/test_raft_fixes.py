@@ -13,12 +13,13 @@ from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
 from orchestrator.localcluster import free_port
-from orchestrator.replication.raft_fixes import conform_append_entries, install
+from orchestrator.replication.raft_fixes import FixedTransport, conform_append_entries
 
 
 class _Follower(SyncObj):  # type: ignore[misc]
-    def __init__(self, me: str, leader: str) -> None:
-        super().__init__(me, [leader], conf=SyncObjConf(autoTick=False))
+    def __init__(self, me: str, leader: str, transport: Any = None) -> None:
+        kw = {"transportClass": transport} if transport is not None else {}
+        super().__init__(me, [leader], conf=SyncObjConf(autoTick=False), **kw)
 
     @replicated  # type: ignore[misc]
     def noop(self) -> None:
@@ -94,16 +95,16 @@ def test_heartbeat_with_a_lagging_prev_index_becomes_a_match_at_our_end() -> Non
     assert (fixed["prevLogIdx"], fixed["prevLogTerm"], fixed["entries"]) == (3, 1, [])
 
 
-def test_install_routes_messages_through_the_fix() -> None:
+def test_fixed_transport_routes_incoming_messages_through_the_fix() -> None:
     leader = f"127.0.0.1:{free_port()}"
-    follower = _Follower(f"127.0.0.1:{free_port()}", leader)
+    follower = _Follower(f"127.0.0.1:{free_port()}", leader, transport=FixedTransport)
     try:
-        install(follower, lambda: follower._SyncObj__raftLog)
-        cb = follower._SyncObj__transport._onMessageReceivedCallback
+        transport = follower._SyncObj__transport
+        assert isinstance(transport, FixedTransport)
         cmd = follower._SyncObj__raftLog[0][0]
         node = TCPNode(leader)
-        cb(node, _ae(1, 0, [(cmd, 2, 1), (cmd, 3, 1)]))
-        cb(node, _ae(1, 0, [(cmd, 2, 1)]))
+        transport._onMessageReceived(node, _ae(1, 0, [(cmd, 2, 1), (cmd, 3, 1)]))
+        transport._onMessageReceived(node, _ae(1, 0, [(cmd, 2, 1)]))
         assert [(e[1], e[2]) for e in follower._SyncObj__raftLog] == [(1, 0), (2, 1), (3, 1)]
     finally:
         follower.destroy()

@@ -96,7 +96,7 @@ class _Pending:
 class _Raft(SyncObj):  # type: ignore[misc]
     def __init__(self, owner: Replica, self_addr: str, peers: list[str], conf: SyncObjConf) -> None:
         self._owner = owner  # set before SyncObj.__init__: never part of any pickle
-        super().__init__(self_addr, peers, conf=conf)
+        super().__init__(self_addr, peers, conf=conf, transportClass=raft_fixes.FixedTransport)
 
     @replicated  # type: ignore[misc]
     def _raft_apply(self, data: bytes) -> Any:
@@ -106,7 +106,7 @@ class _Raft(SyncObj):  # type: ignore[misc]
 class Replica:
     """Owns the State, the lock that guards it, and the pysyncobj node."""
 
-    def __init__(self, settings: RaftSettings, failpoints: dict[str, str] | None = None) -> None:
+    def __init__(self, settings: RaftSettings) -> None:
         self.settings = settings
         self.state = State()
         self.log_hash = b""
@@ -130,7 +130,6 @@ class Replica:
         self._epoch_future: Future[Outcome] | None = None
         self._sync_failing = False
         self._step_down_requested = False
-        self.failpoints = failpoints or {}
         os.makedirs(settings.data_dir, exist_ok=True)
         self.journal_path = os.path.join(settings.data_dir, "raft.journal")
         self.dump_path = os.path.join(settings.data_dir, "raft.dump")
@@ -174,33 +173,12 @@ class Replica:
         # when the thread that built the SyncObj does.
         self.raft = _Raft(self, settings.self_addr, settings.peers, conf)
         self.journal = journal.journal_for(self.journal_path)
-        self._sync_before_send()
-        raft_fixes.install(self.raft, lambda: self.raft._SyncObj__raftLog)
+        self._install_tick_sync()
         self._proposer = threading.Thread(target=self._propose_loop, name="proposer", daemon=True)
         self._proposer.start()
 
-    def _sync_before_send(self) -> None:
-        """Make every outgoing Raft message wait for the journal to be durable.
-
-        pysyncobj sends AppendEntries replies, votes and the leader's own AppendEntries from its
-        tick thread; syncing first means nothing is acknowledged before it is on disk, and the
-        first send of a tick pays one fsync for every entry appended in that tick.
-        """
-        transport = self.raft._SyncObj__transport
-        original_send = transport.send
-        jrnl = self.journal
-
-        def send(node: Any, message: Any) -> Any:
-            if jrnl is not None:
-                try:
-                    jrnl.sync()
-                except OSError:
-                    # Disk full or failing: acknowledge nothing, as if the link were down. The
-                    # tick-end sync logs the error once and notices when space returns.
-                    return False
-            return original_send(node, message)
-
-        transport.send = send
+    def _install_tick_sync(self) -> None:
+        """Sync the journal at the end of every tick, besides before every send (FixedTransport)."""
         # Entries appended in a tick with nothing to send (a single-node cluster, an idle
         # follower) are synced at the end of the tick, before the next tick can commit them.
         self.raft.addOnTickCallback(self._tick_sync)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pysyncobj.transport import TCPTransport
+
 
 def conform_append_entries(message: Any, log: Any) -> Any:
     """Return the message to hand to pysyncobj (the same object when nothing needs fixing)."""
@@ -61,12 +63,30 @@ def conform_append_entries(message: Any, log: Any) -> Any:
     return fixed
 
 
-def install(raft: Any, log_provider: Any) -> None:
-    """Route the node's incoming messages through conform_append_entries."""
-    transport = raft._SyncObj__transport
-    handle = raft._SyncObj__onMessageReceived
+class FixedTransport(TCPTransport):  # type: ignore[misc]
+    """pysyncobj's TCP transport with our two rules, in place before the tick thread starts.
 
-    def on_message(node: Any, message: Any) -> Any:
-        return handle(node, conform_append_entries(message, log_provider()))
+    - Before any Raft message leaves (AppendEntries replies, votes, the leader's own
+      AppendEntries), the journal is made durable; one fsync covers every entry of the tick. If
+      it cannot be (a full disk), the message is dropped as if the link were down: nothing is
+      acknowledged that is not on disk.
+    - Every incoming message passes through conform_append_entries.
 
-    transport.setOnMessageReceivedCallback(on_message)
+    Passed as SyncObj's transportClass, so no message is handled or sent without these rules,
+    not even in the first ticks.
+    """
+
+    def _journal(self) -> Any:
+        return self._syncObj._SyncObj__raftLog
+
+    def send(self, node: Any, message: Any) -> Any:
+        sync = getattr(self._journal(), "sync", None)
+        if sync is not None:
+            try:
+                sync()
+            except OSError:
+                return False  # the tick-end sync logs the error once and sees space return
+        return super().send(node, message)
+
+    def _onMessageReceived(self, node: Any, message: Any) -> Any:
+        return super()._onMessageReceived(node, conform_append_entries(message, self._journal()))
