@@ -166,9 +166,11 @@ class Load:
                 try:
                     # Through the starter's client: its read-your-writes sequence covers the start,
                     # so a lagging replica cannot answer NOT_FOUND for it.
-                    wf = self.client.get_workflow(wid, retry_budget_s=5.0)
+                    wf = self.client.get_workflow(wid, retry_budget_s=2.0)
                 except Exception:
-                    continue  # the cluster may be mid-fault: try again next round
+                    # The cluster is mid-fault: a failed read costs up to its retry budget, so
+                    # sweeping on would fall minutes behind; start over after the pause.
+                    break
                 if wf.is_terminal:
                     self.final[wid] = wf
                     with self._lock:
