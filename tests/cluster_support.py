@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from orchestrator.localcluster import LocalCluster, write_config
 from orchestrator.verify import History, wait_for
 
-__all__ = ["TEST_RAFT", "History", "make_cluster", "read_log", "start_node", "wait_for"]
+__all__ = [
+    "TEST_RAFT",
+    "History",
+    "make_cluster",
+    "read_log",
+    "single_replica",
+    "start_node",
+    "wait_for",
+]
 
 # Raft settings for tests: small compaction threshold so snapshots really happen.
 TEST_RAFT = {
@@ -39,3 +49,18 @@ def start_node(cluster: LocalCluster, nid: str) -> None:
 def read_log(cluster: LocalCluster, nid: str) -> str:
     path = cluster.replicas[nid].log_path
     return open(path, errors="replace").read() if os.path.exists(path) else ""
+
+
+@contextmanager
+def single_replica(tmp: Any) -> Iterator[Any]:
+    """A one-replica server in this process (it leads at once), stopped on exit."""
+    from orchestrator.config import load
+    from orchestrator.server import ReplicaServer
+
+    srv = ReplicaServer(load(write_config(str(tmp / "cluster.json"), n=1)), "n1")
+    srv.start()
+    try:
+        wait_for(srv.replica.leader_ready, 30, "the single replica to lead")
+        yield srv
+    finally:
+        srv.stop(grace_s=0.5)

@@ -30,24 +30,15 @@ from orchestrator_client.v1 import (
     workflows_pb2 as wpb,
 )
 
-from orchestrator.config import load
-from orchestrator.localcluster import write_config
 from orchestrator.server import ReplicaServer
 
-from .cluster_support import wait_for
+from .cluster_support import single_replica, wait_for
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: Any) -> Iterator[ReplicaServer]:
-    tmp = tmp_path_factory.mktemp("api")
-    cfg = load(write_config(str(tmp / "cluster.json"), n=1))
-    srv = ReplicaServer(cfg, "n1")
-    srv.start()
-    try:
-        wait_for(srv.replica.leader_ready, 30, "the single replica to lead")
+    with single_replica(tmp_path_factory.mktemp("api")) as srv:
         yield srv
-    finally:
-        srv.stop(grace_s=0.5)
 
 
 @pytest.fixture(scope="module")
