@@ -121,3 +121,17 @@ def test_compaction_past_the_end_never_empties_the_log(tmp_path: Any) -> None:
     _fill(j, 3)
     j.deleteEntriesTo(10)  # the racing call of pysyncobj-facts §5.1
     assert [e[1] for e in j] == [3]
+
+
+def test_start_up_finishes_a_compaction_a_crash_interrupted(tmp_path: Any) -> None:
+    """The dump (entries 5, 6) was renamed in, the journal not yet truncated: keep 5.. not clear."""
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    _fill(j, 10)
+    j.sync()
+    j._destroy()
+    again = DurableJournal(path, keep_from_idx=5)
+    assert [e[1] for e in again] == [5, 6, 7, 8, 9, 10]
+    again._destroy()
+    # A dump newer than the whole journal leaves it alone (pysyncobj then resets it to the dump).
+    assert [e[1] for e in DurableJournal(path, keep_from_idx=42)] == [5, 6, 7, 8, 9, 10]

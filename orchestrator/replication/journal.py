@@ -61,7 +61,7 @@ def _write_file_durably(path: str, data: bytes, fsync: bool) -> None:
 class DurableJournal:
     """Implements pysyncobj's Journal interface (add, clear, delete*, [], len, meta)."""
 
-    def __init__(self, path: str, fsync: bool = True) -> None:
+    def __init__(self, path: str, fsync: bool = True, keep_from_idx: int = 0) -> None:
         self.path = path
         self.meta_path = path + ".meta"
         self.fsync_enabled = fsync
@@ -75,6 +75,8 @@ class DurableJournal:
         self._durable = self._load()  # file length known to be written and fsynced
         self._fd = os.open(path, os.O_RDWR)
         self._meta_dirty = False
+        if keep_from_idx:
+            self._drop_before(keep_from_idx)
 
     # ------------------------------------------------------------ load
 
@@ -132,6 +134,20 @@ class DurableJournal:
                 f"{last}; it was truncated"
             )
         return pos
+
+    def _drop_before(self, idx: int) -> None:
+        """Drop entries older than `idx` when the journal holds it (start-up, after a snapshot).
+
+        A snapshot's dump is renamed into place before pysyncobj truncates the journal (on its
+        next tick). If the replica dies in between, the journal still starts before the dump's
+        two entries, and pysyncobj's load then CLEARS the journal, losing every entry after the
+        snapshot on this replica. Finishing that truncation here keeps them.
+        """
+        for pos, (_, entry_idx, _) in enumerate(self._entries):
+            if entry_idx == idx:
+                if pos:
+                    self.deleteEntriesTo(pos)
+                return
 
     # ------------------------------------------------------------ durability
 
@@ -271,12 +287,15 @@ class DurableJournal:
 
 _installed = False
 _journals: dict[str, DurableJournal] = {}
-_settings: dict[str, bool] = {}
+_settings: dict[str, tuple[bool, int]] = {}
 
 
-def register(path: str, fsync: bool) -> None:
-    """Make pysyncobj build a DurableJournal for this journal path."""
-    _settings[os.path.abspath(path)] = fsync
+def register(path: str, fsync: bool, keep_from_idx: int = 0) -> None:
+    """Make pysyncobj build a DurableJournal for this journal path.
+
+    keep_from_idx: the index of the older of the two entries the snapshot on disk carries.
+    """
+    _settings[os.path.abspath(path)] = (fsync, keep_from_idx)
 
 
 def journal_for(path: str) -> DurableJournal | None:
@@ -295,7 +314,8 @@ def install() -> None:
     def create_journal(journal_file: str | None = None) -> Any:
         key = os.path.abspath(journal_file) if journal_file else ""
         if key in _settings:
-            j = DurableJournal(journal_file or "", fsync=_settings[key])
+            fsync, keep_from_idx = _settings[key]
+            j = DurableJournal(journal_file or "", fsync=fsync, keep_from_idx=keep_from_idx)
             _journals[key] = j
             return j
         return original(journal_file)

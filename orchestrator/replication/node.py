@@ -133,10 +133,12 @@ class Replica:
         os.makedirs(settings.data_dir, exist_ok=True)
         self.journal_path = os.path.join(settings.data_dir, "raft.journal")
         self.dump_path = os.path.join(settings.data_dir, "raft.dump")
+        dump_prev_idx = 0
         if os.path.exists(self.dump_path):
             # pysyncobj only logs a failed dump load and carries on with an empty state; refuse
             # to start instead, before it can serve anything wrong.
-            snapshot.read_snapshot(self.dump_path)
+            header, _ = snapshot.read_snapshot(self.dump_path)
+            dump_prev_idx = int(header["prev"][1])
         self.snapshotter = snapshot.ForkingSnapshotter(
             self.dump_path,
             self._dump_state_unlocked,
@@ -168,7 +170,7 @@ class Replica:
             onStateChanged=self._on_state_changed,
         )
         journal.install()
-        journal.register(self.journal_path, settings.fsync)
+        journal.register(self.journal_path, settings.fsync, keep_from_idx=dump_prev_idx)
         # Must run on a thread that lives as long as the process: pysyncobj's tick thread exits
         # when the thread that built the SyncObj does.
         self.raft = _Raft(self, settings.self_addr, settings.peers, conf)
