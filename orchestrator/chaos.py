@@ -121,11 +121,7 @@ def run(
             wait_for(
                 lambda: (
                     load is not None
-                    and bool(
-                        load.client.start_workflow(
-                            WF, {"n": "probe"}, retry_budget_s=0.5, timeout_s=1.0
-                        )
-                    )
+                    and bool(load.probe({"n": "probe"}, retry_budget_s=0.5, timeout_s=1.0))
                 ),
                 120,
                 "a successful call after the fault",

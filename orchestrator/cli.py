@@ -204,7 +204,9 @@ def cmd_members(ns: argparse.Namespace) -> int:
             if not (ns.raft and ns.grpc):
                 raise SystemExit("members add: --raft and --grpc are required")
             c.add_replica(ns.node_id, raft_address=ns.raft, grpc_address=ns.grpc)
-            print(f"added {ns.node_id}; now start it with: orchestrator serve --config <file> --node {ns.node_id} --join")
+            print(
+                f"added {ns.node_id}; now start it with: orchestrator serve --config <file> --node {ns.node_id} --join"
+            )
         else:
             c.remove_replica(ns.node_id)
             print(f"removed {ns.node_id}; stop its process")
@@ -235,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default=os.environ.get("ORCHESTRATOR_LOG_LEVEL", "INFO"))
     mode = s.add_mutually_exclusive_group()
     mode.add_argument(
-        "--bootstrap", action="store_true", help="first start of a brand-new cluster (empty data folder)"
+        "--bootstrap",
+        action="store_true",
+        help="first start of a brand-new cluster (empty data folder)",
     )
     mode.add_argument(
         "--join", action="store_true", help="first start of a replica just added with `members add`"

@@ -100,7 +100,9 @@ class LocalCluster:
     def addresses(self) -> list[str]:
         return [r.grpc for r in self.replicas.values()]
 
-    def start(self, node_id: str, extra_env: dict[str, str] | None = None, join: bool = False) -> None:
+    def start(
+        self, node_id: str, extra_env: dict[str, str] | None = None, join: bool = False
+    ) -> None:
         """Start a replica; its first start here bootstraps (or joins) when its folder is empty."""
         rp = self.replicas[node_id]
         mode: list[str] = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator_client import OrchestratorClient, Worker
+from orchestrator_client.errors import NotFoundError
 
 
 def wait_for(
@@ -131,6 +132,9 @@ class Load:
         self.clients.append(self.audit_client)
         self.final: dict[str, Any] = {}  # workflow id -> its terminal view (with tasks)
         self.duplicates: list[str] = []
+        # workflow id -> seconds into the run when the auditor first got NOT_FOUND for it
+        self.not_found: dict[str, float] = {}
+        self.t0 = time.monotonic()
         self._to_audit: list[str] = []
         self._audit_stop = threading.Event()
         self._auditor = threading.Thread(target=self._audit_loop, daemon=True)
@@ -142,6 +146,18 @@ class Load:
             return {"m": f"{kind}-{task.task_id}"}
 
         return fn
+
+    def probe(self, input: dict[str, Any] | None = None, **kw: Any) -> str:
+        """Start one workflow outside the steady loop (e.g. to see the cluster serve again).
+
+        It goes through the recorded client like every other start, so the checker holds it to
+        the same promises, and the auditor watches it until it is terminal: a probe left out of
+        the audit would be evicted by retention in a long run and then look lost.
+        """
+        wid = str(self.client.start_workflow(WF, input or {"n": "probe"}, **kw))
+        with self._lock:
+            self._to_audit.append(wid)
+        return wid
 
     def _start_loop(self) -> None:
         i = 0
@@ -167,6 +183,14 @@ class Load:
                     # Through the starter's client: its read-your-writes sequence covers the start,
                     # so a lagging replica cannot answer NOT_FOUND for it.
                     wf = self.client.get_workflow(wid, retry_budget_s=2.0)
+                except NotFoundError:
+                    # An answer, not an outage: an acknowledged workflow the auditor never saw
+                    # terminal is gone (lost, or evicted because the auditor fell behind
+                    # retention). Note when, for the verdict, and sweep on.
+                    with self._lock:
+                        self.not_found.setdefault(wid, time.monotonic() - self.t0)
+                        self._to_audit.remove(wid)
+                    continue
                 except Exception:
                     # The cluster is mid-fault: a failed read costs up to its retry budget, so
                     # sweeping on would fall minutes behind; start over after the pause.
@@ -240,6 +264,13 @@ def check_history(
             unknown_starts += 1
     ids = set(started_ok.values())
     assert len(ids) == len(started_ok), "two acknowledged starts returned the same workflow"
+
+    if load is not None and load.not_found:
+        lost = sorted(load.not_found.items(), key=lambda kv: kv[1])
+        raise AssertionError(
+            f"{len(lost)} acknowledged workflow(s) NOT_FOUND before the auditor saw them terminal"
+            f" (id, seconds into the run): {lost[:5]}"
+        )
 
     def all_terminal() -> bool:
         for w in ids:

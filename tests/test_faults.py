@@ -69,8 +69,8 @@ def _await_load(load: Load, starts: int, timeout_s: float = 60) -> None:
     )
 
 
-def _probe(client: OrchestratorClient) -> Any:
-    return client.start_workflow(WF, {"n": -1}, retry_budget_s=0.5, timeout_s=1.0)
+def _probe(load: Load) -> Any:
+    return load.probe({"n": -1}, retry_budget_s=0.5, timeout_s=1.0)
 
 
 def test_leader_kill_9(cluster: Any) -> None:
@@ -80,7 +80,7 @@ def test_leader_kill_9(cluster: Any) -> None:
         _await_load(load, 20)
         leader = wait_for(cluster.leader, 30, "a leader")
         cluster.kill(leader)
-        recovery = time_until_success(lambda: _probe(load.client))
+        recovery = time_until_success(lambda: _probe(load))
         cluster.start(leader)
         wait_for(lambda: load.starts.count("ok") >= 60, 90, "more load after the fault")
         result = _finish(cluster, load)
@@ -183,7 +183,7 @@ def test_sigterm_leader_steps_aside(cluster: Any) -> None:
         cluster.stop(leader)  # SIGTERM, then waits for the process to exit
         assert cluster.replicas[leader].proc.returncode == 0
         assert "stepped_down" in read_log(cluster, leader)
-        time_until_success(lambda: _probe(load.client))
+        time_until_success(lambda: _probe(load))
         cluster.start(leader)
         wait_for(lambda: load.starts.count("ok") >= 60, 90, "load after the restart")
         _finish(cluster, load)

@@ -66,8 +66,8 @@ def _index(cluster: LocalCluster, nid: str) -> int:
     return list(cluster.replicas).index(nid)
 
 
-def _probe(client: OrchestratorClient) -> Any:
-    return client.start_workflow(WF, {"n": -1}, retry_budget_s=0.5, timeout_s=1.0)
+def _probe(load: Load) -> Any:
+    return load.probe({"n": -1}, retry_budget_s=0.5, timeout_s=1.0)
 
 
 def test_partition_isolating_the_leader(net_cluster: Any) -> None:
@@ -82,7 +82,7 @@ def test_partition_isolating_the_leader(net_cluster: Any) -> None:
         new = wait_for(
             lambda: (lambda x: x if x and x != old else None)(cluster.leader()), 30, "a new leader"
         )
-        recovery = time_until_success(lambda: _probe(load.client))
+        recovery = time_until_success(lambda: _probe(load))
         created = load.client.start_workflow(WF, {"n": "during-partition"})
         # The isolated old leader, asked directly, neither serves a stale read nor leases a task.
         with grpc.insecure_channel(cluster.replicas[old].grpc) as ch:
