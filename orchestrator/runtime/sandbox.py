@@ -9,7 +9,9 @@ script at a time each, under
 - a memory limit: QuickJS's allocator limit (`set_memory_limit`), and RLIMIT_AS on the worker
   process for everything else (jq, the interpreter);
 - no file, network or process access: QuickJS without its std/os modules or a module loader, and
-  no host function is exposed; jq with an empty module search path and an empty environment.
+  no host function is exposed; jq with an empty module search path and an empty environment;
+  and underneath, a seccomp allow-list in the worker (see `sandbox_worker.py`), should an engine
+  be tricked into a system call anyway.
 
 A worker that overran its deadline or died is replaced; the caller gets a clear reason. A
 worker also ends itself (SIGALRM) a little after the parent's deadline, and when its stdin
@@ -100,9 +102,13 @@ class _Worker:
         except Exception:
             self.kill()
             raise
-        if hello is None or not json.loads(hello).get("ready"):
+        greeting = json.loads(hello) if hello is not None else {}
+        if not greeting.get("ready"):
             self.kill()
-            raise SandboxUnavailable("the sandbox worker did not start")
+            # e.g. "seccomp unavailable: ...": the worker refuses to run scripts unconfined.
+            raise SandboxUnavailable(
+                str(greeting.get("error") or "the sandbox worker did not start")
+            )
 
     @property
     def pid(self) -> int:
@@ -276,6 +282,13 @@ class Sandbox:
                         error=f"time limit exceeded ({self.time_limit_s:g} s; the script's "
                         "process ended itself)",
                         kind="time",
+                    )
+                if died and code == -signal.SIGSYS:  # the seccomp filter's kill action
+                    log.warning("sandbox_worker_died", pid=worker.pid, returncode=code)
+                    return ScriptOutcome(
+                        False,
+                        error="the script's sandbox process was killed for a forbidden system call",
+                        kind="runtime",
                     )
                 if died:
                     log.warning("sandbox_worker_died", pid=worker.pid, returncode=code)

@@ -4,7 +4,13 @@ Speaks JSON lines on stdin/stdout, one request at a time. Runs JavaScript in Qui
 functions are exposed: no `std`/`os` modules, no module loader, no timers, no I/O) and jq (no
 module search path; the environment is emptied so `env`/`$ENV` show nothing). Before it reads
 the first request it limits itself: address space (RLIMIT_AS), no file writes (RLIMIT_FSIZE 0),
-no core dumps, no new file descriptors. The parent kills it on a wall-clock deadline as well.
+no core dumps, no new file descriptors; and, on Linux, a seccomp filter (`pyseccomp` over
+libseccomp) allows only the few system calls evaluating a script needs: no file can be opened, no
+socket, process or thread created, nothing signalled but itself. The parent kills it on a
+wall-clock deadline as well.
+
+The first line it writes is {"ready": true}, or {"ready": false, "error": str} when it cannot
+confine itself (on Linux, seccomp is required: it evaluates nothing without it).
 
 Request:  {"id": n, "op": "js"|"jq"|"check_js"|"check_jq", "source": str, "input": JSON,
            "time_limit_s": float, "memory_limit_bytes": int, "max_result_bytes": int}
@@ -14,13 +20,16 @@ Response: {"id": n, "ok": true, "value": JSON} or {"id": n, "ok": false, "kind":
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import mmap
 import os
 import re
 import resource
 import signal
 import sys
+import time
 from typing import Any
 
 import jq
@@ -47,6 +56,97 @@ def _limit_self(address_space_bytes: int) -> None:
     # stdin, stdout, stderr and what the interpreter already holds; nothing new can be opened.
     highest = max([int(fd) for fd in os.listdir("/proc/self/fd")] + [2])
     resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, highest + 1))
+
+
+class SeccompUnavailable(Exception):
+    pass
+
+
+# Allow-list, deny by default. Measured with strace over JavaScript and jq scripts of every kind
+# (results, errors, syntax errors, time and memory limits, dates, randomness, regexes): after
+# start-up the worker only reads stdin, writes stdout/stderr, manages memory, takes the CPU clock
+# (QuickJS's time limit), arms its alarm and exits. Everything else fails with EPERM rather than
+# killing the worker: the script's evaluation then fails with an ordinary error (reported to the
+# parent like any other), and glibc goes on where it merely probes (jq's mktime makes tzset
+# re-read /etc/localtime: refused, glibc keeps UTC). Killing would be no safer (the call is
+# refused either way) and would turn such probes into dead workers with a vaguer reason.
+_ALLOWED_SYSCALLS = (
+    # I/O on the descriptors already open (stdin, stdout, stderr); opening anything is refused.
+    "read",
+    "write",
+    "close",
+    # Memory: malloc, Python's arenas, QuickJS. mmap/mprotect are allowed below without PROT_EXEC.
+    "brk",
+    "munmap",
+    "mremap",
+    "madvise",
+    # Locks, signals, the SIGALRM deadline (setitimer where there is no alarm system call).
+    "futex",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "restart_syscall",
+    "alarm",
+    "setitimer",
+    # Clocks (QuickJS's interrupt handler reads the CPU clock), randomness (Math.random, hashing).
+    "clock_gettime",
+    "gettimeofday",
+    "time",
+    "getrandom",
+    # Identity and exit; abort() (jq out of memory) signals the process itself.
+    "getpid",
+    "gettid",
+    "exit",
+    "exit_group",
+)
+_SIGNAL_SELF_SYSCALLS = ("kill", "tgkill", "tkill")  # first argument: our own pid only
+_NO_EXEC_MEMORY_SYSCALLS = ("mmap", "mprotect")  # third argument: prot without PROT_EXEC
+
+
+def seccomp_filter() -> Any:
+    """The worker's seccomp filter, built but not loaded (`.load()` installs it for good).
+
+    Raises SeccompUnavailable when libseccomp (or the binding) is missing or refuses the filter.
+    Loading sets no_new_privs first (libseccomp's default, asked for explicitly), so that a
+    process without privileges may install it and nothing it runs later can gain any.
+    """
+    try:
+        import pyseccomp as sc
+    except (ImportError, RuntimeError, OSError) as exc:  # RuntimeError: libseccomp not found
+        raise SeccompUnavailable(f"seccomp unavailable: {exc}") from None
+    try:
+        flt = sc.SyscallFilter(sc.ERRNO(errno.EPERM))
+        flt.set_attr(sc.Attr.CTL_NNP, 1)
+        flt.set_attr(sc.Attr.CTL_TSYNC, 1)  # every thread, should the interpreter hold any
+        # System calls of another ABI (i386 `int 0x80`, x32 on x86-64) would bypass the rules.
+        flt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
+
+        def add(name: str, *args: Any) -> None:
+            # Names this architecture lacks (alarm, time on arm64) resolve to -1: nothing to allow.
+            if sc.resolve_syscall(sc.Arch.NATIVE, name) != -1:
+                flt.add_rule(sc.ALLOW, name, *args)
+
+        for name in _ALLOWED_SYSCALLS:
+            add(name)
+        for name in _NO_EXEC_MEMORY_SYSCALLS:
+            add(name, sc.Arg(2, sc.MASKED_EQ, mmap.PROT_EXEC, 0))
+        for name in _SIGNAL_SELF_SYSCALLS:
+            add(name, sc.Arg(0, sc.EQ, os.getpid()))
+    except OSError as exc:
+        raise SeccompUnavailable(f"seccomp unavailable: cannot build the filter: {exc}") from None
+    return flt
+
+
+def install_seccomp(flt: Any = None) -> None:
+    """Confine this process for good with `flt` (by default `seccomp_filter()`).
+
+    Raises SeccompUnavailable if it cannot.
+    """
+    flt = seccomp_filter() if flt is None else flt
+    try:
+        flt.load()
+    except OSError as exc:
+        raise SeccompUnavailable(f"seccomp unavailable: cannot load the filter: {exc}") from None
 
 
 def _first_line(text: str) -> str:
@@ -176,9 +276,25 @@ def handle(req: dict[str, JSON]) -> dict[str, JSON]:
 
 def main() -> int:
     address_space = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    os.environ.clear()  # jq's env / $ENV read the C environment: leave nothing in it
-    _limit_self(address_space)
     stdin, stdout = sys.stdin, sys.stdout
+    try:
+        # Built before the limits: loading the binding finds libseccomp with a subprocess and
+        # opens it, which the limits (and the filter) forbid.
+        flt = seccomp_filter() if sys.platform.startswith("linux") else None
+        # Local time is UTC, whatever the host's zone or TZ: glibc loads it now, while it still
+        # may, and no later tzset (jq's mktime runs one) can re-read /etc/localtime under the
+        # filter; without this a script's local time would depend on the host and on the order
+        # of the calls before it.
+        os.environ["TZ"] = "UTC"
+        time.tzset()
+        os.environ.clear()  # jq's env / $ENV read the C environment: leave nothing in it
+        _limit_self(address_space)
+        if flt is not None:
+            install_seccomp(flt)
+    except SeccompUnavailable as exc:
+        stdout.write(json.dumps({"ready": False, "error": str(exc)}) + "\n")
+        stdout.flush()
+        return 1
     stdout.write(json.dumps({"ready": True}) + "\n")
     stdout.flush()
     for line in stdin:
@@ -193,6 +309,8 @@ def main() -> int:
             resp = handle(req)
         except MemoryError:
             resp = {"ok": False, "kind": "memory", "error": "memory limit exceeded"}
+        except Exception as exc:  # e.g. a call the filter refused: an error, not a dead worker
+            resp = {"ok": False, "kind": "runtime", "error": f"{type(exc).__name__}: {exc}"[:2000]}
         finally:
             signal.alarm(0)
         resp["id"] = req.get("id")
