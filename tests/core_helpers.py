@@ -25,7 +25,7 @@ from orchestrator.core.commands import (
     Tick,
 )
 from orchestrator.core.errors import Code
-from orchestrator.core.machine import Outcome, apply_batch
+from orchestrator.core.machine import Outcome, apply_batch, queue_key
 from orchestrator.core.state import State
 
 JSON = Any
@@ -271,7 +271,8 @@ def check_invariants(st: State) -> None:
             task = st.tasks.get(tid)
             assert task is not None, f"queue {task_type!r} holds unknown task {tid}"
             assert task["status"] == "SCHEDULED", f"queued task {tid} is {task['status']}"
-            assert task["taskType"] == task_type, f"task {tid} queued under {task_type!r}"
+            expected = queue_key(task["taskType"], task.get("domain", ""))
+            assert expected == task_type, f"task {tid} queued under {task_type!r}"
             assert tid not in queued, f"task {tid} queued twice"
             queued[tid] = task_type
     for rid, poll in st.parked.items():
@@ -289,6 +290,12 @@ def check_invariants(st: State) -> None:
         if kind == "poll":
             assert tid in st.parked, f"timer {key} for a poll that is not parked"
             continue
+        if kind == "wftmo":
+            wf = st.workflows.get(tid)
+            assert wf is not None and wf["status"] == "RUNNING", (
+                f"timer {key} on a {wf and wf['status']} workflow"
+            )
+            continue
         task = st.tasks.get(tid)
         assert task is not None, f"timer {key} for unknown task"
         if kind == "lease":
@@ -298,6 +305,10 @@ def check_invariants(st: State) -> None:
         elif kind == "wait":
             assert task["status"] == "IN_PROGRESS", f"wait timer on {task['status']} task {tid}"
             assert task.get("type") == "WAIT", f"wait timer on a {task.get('type')} task {tid}"
+        elif kind in ("tmo", "ttmo"):
+            assert task["status"] in ("SCHEDULED", "IN_PROGRESS"), f"{key} on {task['status']} task"
+        elif kind == "ptmo":
+            assert task["status"] == "SCHEDULED", f"poll timeout timer on {task['status']} task"
         elif kind == "ready":
             assert task["status"] == "SCHEDULED", f"ready timer on {task['status']} task {tid}"
             assert tid not in queued, f"task {tid} both queued and waiting for its ready timer"

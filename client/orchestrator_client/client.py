@@ -15,6 +15,7 @@ Only grpcio, protobuf and the standard library are needed to import it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -204,6 +205,7 @@ class Task:
     seq: int
     retried_task_id: str
     correlation_id: str
+    domain: str = ""
 
     @property
     def is_terminal(self) -> bool:
@@ -248,6 +250,7 @@ class Task:
             seq=msg.seq,
             retried_task_id=msg.retried_task_id,
             correlation_id=msg.correlation_id,
+            domain=msg.domain,
         )
 
 
@@ -273,6 +276,8 @@ class Workflow:
     variables: dict[str, Any]
     idempotency_key: str
     priority: int
+    task_to_domain: dict[str, str] = dataclasses.field(default_factory=dict)
+    triggering_workflow_id: str = ""
 
     @property
     def is_terminal(self) -> bool:
@@ -329,6 +334,8 @@ class Workflow:
             variables=_decode_object(msg.variables_json),
             idempotency_key=msg.idempotency_key,
             priority=msg.priority,
+            task_to_domain=dict(msg.task_to_domain),
+            triggering_workflow_id=msg.triggering_workflow_id,
         )
 
 
@@ -792,6 +799,7 @@ class OrchestratorClient:
         idempotency_key: str = "",
         idempotency_strategy: str = "FAIL",
         priority: int = 0,
+        task_to_domain: Mapping[str, str] | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
         retry_budget_s: float | None = None,
@@ -807,6 +815,9 @@ class OrchestratorClient:
             idempotency_strategy: What to do when a workflow with the key exists: ``"FAIL"``,
                 ``"RETURN_EXISTING"`` or ``"FAIL_ON_RUNNING"``.
             priority: Workflow priority (0-99).
+            task_to_domain: Conductor's taskToDomain: task name (or ``"*"``) to a domain, or a
+                comma-separated list of domains tried in order (``NO_DOMAIN`` = the default
+                queue); workers poll a domain with ``poll_tasks(..., domain=...)``.
             request_id: Idempotency id of this call; generated when None.
             timeout_s: Per-attempt deadline override.
             retry_budget_s: Overall deadline override.
@@ -839,6 +850,7 @@ class OrchestratorClient:
             idempotency_key=idempotency_key,
             idempotency_strategy=strategy,
             priority=priority,
+            task_to_domain=dict(task_to_domain or {}),
         )
         response = self._invoke(
             _START_WORKFLOW, request, rid, timeout_s=timeout_s, retry_budget_s=retry_budget_s
@@ -1022,6 +1034,7 @@ class OrchestratorClient:
         worker_id: str,
         count: int = 1,
         timeout_ms: int = 1000,
+        domain: str = "",
         request_id: str | None = None,
         timeout_s: float | None = None,
         retry_budget_s: float | None = None,
@@ -1036,6 +1049,8 @@ class OrchestratorClient:
             worker_id: Identifies this worker to the server.
             count: At most this many tasks (1-100).
             timeout_ms: Long-poll wait in milliseconds (0-30000); 0 returns at once.
+            domain: Poll this task domain's queue (see ``start_workflow(task_to_domain=...)``);
+                ``""`` polls the type's default queue.
             request_id: Idempotency id of this poll; generated when None.
             timeout_s: Extra per-attempt time beyond the long-poll wait; defaults to the
                 client's attempt deadline.
@@ -1061,6 +1076,7 @@ class OrchestratorClient:
             worker_id=worker_id,
             count=count,
             timeout_ms=timeout_ms,
+            domain=domain,
         )
         extra = self._timeout_s if timeout_s is None else timeout_s
         response = self._invoke(

@@ -261,6 +261,7 @@ class Worker:
         concurrency: int = 4,
         poll_timeout_ms: int = 1000,
         heartbeat_interval_s: float | None = None,
+        domain: str = "",
     ) -> None:
         """Creates a worker; nothing runs until :meth:`start`.
 
@@ -273,6 +274,8 @@ class Worker:
             heartbeat_interval_s: Seconds between automatic heartbeats of a running task; None
                 derives it from each task's ``response_timeout_seconds`` (a third of it, and no
                 heartbeats when that is 0).
+            domain: Poll this task domain's queues (tasks routed there by a workflow's
+                ``task_to_domain``); ``""`` polls the default queues.
 
         Raises:
             ValueError: A non-positive concurrency or heartbeat interval, or a negative poll
@@ -289,6 +292,7 @@ class Worker:
         self.concurrency = concurrency
         self.poll_timeout_ms = poll_timeout_ms
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.domain = domain
 
         self._registrations: dict[str, _Registration] = {}
         # One lock guards slots, running tasks and counters: it is taken a few times per task,
@@ -550,6 +554,7 @@ class Worker:
                     worker_id=self.worker_id,
                     count=count,
                     timeout_ms=self.poll_timeout_ms,
+                    domain=self.domain,
                 )
             except Exception as exc:
                 self._return_slots(reg, count)

@@ -42,7 +42,7 @@ from orchestrator_client.v1 import (
 
 from ..core import commands as C
 from ..core import limits
-from ..core.definitions import normalize_task_def, normalize_workflow_def
+from ..core.definitions import check_task_to_domain, normalize_task_def, normalize_workflow_def
 from ..core.errors import Code, Rejected
 from ..core.machine import Outcome, latest_version, precheck
 from ..replication.node import NotLeader, OutcomeUnknown, Overloaded, ProposalError, Replica
@@ -575,6 +575,7 @@ class WorkflowService(_Base, workflows_pb2_grpc.WorkflowServiceServicer):
                 idempotency_key=request.idempotency_key,
                 idempotency_strategy=strategy,
                 priority=request.priority,
+                task_to_domain=check_task_to_domain(dict(request.task_to_domain), "task_to_domain"),
             )
 
         return self._mutate(
@@ -660,6 +661,7 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
         def go() -> Any:
             rid = _request_id(request.request_id)
             task_type = _name(request.task_type, "task_type")
+            domain = _name(request.domain, "domain") if request.domain else ""
             count = request.count or 1
             if not 1 <= count <= limits.MAX_POLL_COUNT:
                 raise invalid(f"count: must be between 1 and {limits.MAX_POLL_COUNT}")
@@ -678,7 +680,7 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
             context.add_callback(lambda: dispatcher.wake(rid))
             try:
                 outcome = dispatcher.poll(
-                    rid, task_type, request.worker_id, count, wait_s, context.is_active
+                    rid, task_type, request.worker_id, count, wait_s, context.is_active, domain
                 )
             except ProposalError as exc:
                 raise self._proposal_error(exc) from None

@@ -34,6 +34,7 @@ def task_pb(t: dict[str, Any]) -> wpb.Task:
         seq=t["seq"],
         retried_task_id=t["retriedTaskId"],
         correlation_id=t["correlationId"],
+        domain=t.get("domain", ""),
     )
 
 
@@ -52,6 +53,8 @@ def workflow_pb(wf: dict[str, Any], tasks: dict[str, Any] | None) -> wpb.Workflo
         variables_json=_j(wf["variables"]),
         idempotency_key=wf["idempotencyKey"],
         priority=wf["priority"],
+        task_to_domain=wf.get("taskToDomain") or {},
+        triggering_workflow_id=wf.get("triggeringWorkflowId", ""),
     )
     if tasks is not None:
         msg.tasks.extend(task_pb(tasks[tid]) for tid in wf["tasks"] if tid in tasks)

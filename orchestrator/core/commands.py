@@ -101,6 +101,7 @@ class StartWorkflow(Command):
     idempotency_key: str = ""
     idempotency_strategy: str = "FAIL"
     priority: int = 0
+    task_to_domain: JSON = field(default_factory=dict)  # task name or "*" -> "d1,d2,NO_DOMAIN"
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class PollTasks(Command):
     count: int
     epoch: int = 0
     park_until_ms: int = 0
+    domain: str = ""  # poll the task domain's queue instead of the type's default queue
 
 
 @dataclass(frozen=True)

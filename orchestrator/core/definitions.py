@@ -19,6 +19,8 @@ JSON = Any
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-:]{1,256}$")
 RETRY_LOGICS = ("FIXED", "EXPONENTIAL_BACKOFF", "LINEAR_BACKOFF")
 TIMEOUT_POLICIES = ("RETRY", "TIME_OUT_WF", "ALERT_ONLY")
+WORKFLOW_TIMEOUT_POLICIES = ("TIME_OUT_WF", "ALERT_ONLY")
+JOIN_MODES = ("SYNC", "ASYNC")
 # Task types this version executes. The others are Conductor types still to come (HTTP/EVENT with
 # the events work); a definition using one is rejected with a clear message.
 SUPPORTED_TASK_TYPES = (
@@ -52,6 +54,8 @@ TASK_DEF_DEFAULTS: dict[str, JSON] = {
     "responseTimeoutSeconds": 3600,
     "timeoutSeconds": 0,
     "timeoutPolicy": "TIME_OUT_WF",
+    "pollTimeoutSeconds": 0,
+    "totalTimeoutSeconds": 0,
 }
 
 
@@ -103,6 +107,14 @@ def normalize_task_def(raw: JSON, where: str = "taskDef") -> dict[str, JSON]:
     out["timeoutSeconds"] = _int(
         out, "timeoutSeconds", f"{where}.timeoutSeconds", 0, limits.MAX_DELAY_SECONDS, 0
     )
+    out["pollTimeoutSeconds"] = _int(
+        out, "pollTimeoutSeconds", f"{where}.pollTimeoutSeconds", 0, limits.MAX_DELAY_SECONDS, 0
+    )
+    out["totalTimeoutSeconds"] = _int(
+        out, "totalTimeoutSeconds", f"{where}.totalTimeoutSeconds", 0, limits.MAX_DELAY_SECONDS, 0
+    )
+    if out["totalTimeoutSeconds"] and out["timeoutSeconds"] > out["totalTimeoutSeconds"]:
+        raise invalid(f"{where}.timeoutSeconds: must not exceed totalTimeoutSeconds")
     if out["retryLogic"] not in RETRY_LOGICS:
         raise invalid(f"{where}.retryLogic: must be one of {', '.join(RETRY_LOGICS)}")
     if out["timeoutPolicy"] not in TIMEOUT_POLICIES:
@@ -110,6 +122,25 @@ def normalize_task_def(raw: JSON, where: str = "taskDef") -> dict[str, JSON]:
     if out["timeoutSeconds"] and out["responseTimeoutSeconds"] > out["timeoutSeconds"]:
         raise invalid(f"{where}.responseTimeoutSeconds: must not exceed timeoutSeconds")
     return out
+
+
+def check_task_to_domain(value: JSON, where: str) -> dict[str, str]:
+    """A taskToDomain map: task name (or "*") -> a domain or a comma list ending anywhere in
+    NO_DOMAIN; raises Rejected naming the entry."""
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(f"{where}: must be an object mapping task names to domains")
+    for name, spec in value.items():
+        if not isinstance(name, str) or not (name == "*" or NAME_RE.match(name)):
+            raise invalid(f"{where}: {name!r} is not a task name or *")
+        if not isinstance(spec, str):
+            raise invalid(f"{where}.{name}: must be a domain or a comma-separated list of them")
+        for part in spec.split(","):
+            d = part.strip()
+            if not d or not NAME_RE.match(d) or "@" in d:
+                raise invalid(f"{where}.{name}: {d!r} is not a valid domain")
+    return dict(value)
 
 
 def _params(value: JSON, field: str) -> dict[str, JSON]:
@@ -195,6 +226,10 @@ def _norm_task(task: JSON, where: str, v: _Validation, depth: int) -> dict[str, 
     t["inputParameters"] = _params(t.get("inputParameters"), f"{where}.inputParameters ({ref})")
     ip = t["inputParameters"]
     t["optional"] = bool(t.get("optional", False))
+    if "permissive" in t:
+        t["permissive"] = bool(t["permissive"])
+    if "joinMode" in t and t["joinMode"] not in JOIN_MODES:
+        raise invalid(f"{where}.joinMode ({ref}): must be one of {', '.join(JOIN_MODES)}")
     if "asyncComplete" in t:
         t["asyncComplete"] = bool(t["asyncComplete"])
     if "retryCount" in t:
@@ -277,6 +312,10 @@ def _norm_task(task: JSON, where: str, v: _Validation, depth: int) -> dict[str, 
         if "version" in swp:
             swp["version"] = _int(
                 swp, "version", f"{w}.subWorkflowParam.version ({ref})", 0, 2**31 - 1, 0
+            )
+        if swp.get("taskToDomain") is not None:
+            swp["taskToDomain"] = check_task_to_domain(
+                swp["taskToDomain"], f"{w}.subWorkflowParam.taskToDomain ({ref})"
             )
         t["subWorkflowParam"] = swp
     elif ttype == "START_WORKFLOW":
@@ -411,6 +450,26 @@ def normalize_workflow_def(raw: JSON, _depth: int = 1) -> dict[str, JSON]:
     out["timeoutSeconds"] = _int(
         raw, "timeoutSeconds", "timeoutSeconds", 0, limits.MAX_DELAY_SECONDS, 0
     )
+    out["timeoutPolicy"] = raw.get("timeoutPolicy", "TIME_OUT_WF")
+    if out["timeoutPolicy"] not in WORKFLOW_TIMEOUT_POLICIES:
+        raise invalid(f"timeoutPolicy: must be one of {', '.join(WORKFLOW_TIMEOUT_POLICIES)}")
+    fw = raw.get("failureWorkflow")
+    if fw is not None and fw != "":
+        if not isinstance(fw, str):
+            raise invalid("failureWorkflow: must be a workflow name or a ${workflow.input.x}")
+        if not fw.startswith("$"):
+            _name(fw, "failureWorkflow")
+        elif not _FAILURE_WF_EXPR.fullmatch(fw):
+            raise invalid(
+                f"failureWorkflow: {fw!r} must be a workflow name or ${{workflow.input.<name>}}"
+            )
+        out["failureWorkflow"] = fw
+        if "failureWorkflowVersion" in raw:
+            out["failureWorkflowVersion"] = _int(
+                raw, "failureWorkflowVersion", "failureWorkflowVersion", 0, 2**31 - 1, 0
+            )
+    else:
+        out.pop("failureWorkflow", None)
     schema = raw.get("schemaVersion", 2)
     if schema != 2:
         raise invalid("schemaVersion: only schemaVersion 2 is supported")
@@ -431,6 +490,7 @@ def normalize_workflow_def(raw: JSON, _depth: int = 1) -> dict[str, JSON]:
     return out
 
 
+_FAILURE_WF_EXPR = re.compile(r"\$\{workflow\.input\.[A-Za-z0-9_\-]+\}")
 _REF_RE = re.compile(r"\$\{([A-Za-z0-9_\-]+)\.")
 _ITER_SUFFIX = re.compile(r"(__\d+)+$")
 

@@ -11,6 +11,11 @@ MAX_POLL_COUNT = 100
 MAX_POLL_TIMEOUT_MS = 30_000
 # Long polls parked in replicated state at once; beyond it a poll waits on the leader only.
 MAX_PARKED_POLLS = 10_000
+# Queues whose latest poll time is remembered (task domains pick a domain polled recently).
+MAX_POLLED_QUEUES = 10_000
+# A domain counts as having an active worker if its queue was polled this recently (Conductor's
+# activeWorkerLastPollTimeout).
+ACTIVE_WORKER_MS = 10_000
 MAX_RETRY_COUNT = 100
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 

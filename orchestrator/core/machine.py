@@ -38,6 +38,7 @@ from .conditions import ConditionError, condition_true, parse_duration_ms, parse
 from .definitions import (
     JS_EVALUATORS,
     check_task_defs_known,
+    check_task_to_domain,
     is_restricted_condition,
     iter_tasks,
     normalize_task_def,
@@ -271,10 +272,9 @@ def _quarantine_workflow(ctx: _Ctx, wf: JSON, reason: str) -> None:
             t = ctx.st.tasks.get(tid)
             if t is not None and t.get("status") in T_ACTIVE:
                 t["status"] = T_CANCELED
-                ctx.st.clear_timer("lease:" + tid)
-                ctx.st.clear_timer("ready:" + tid)
-                ctx.st.clear_timer("wait:" + tid)
-                q = ctx.st.queues.get(t.get("taskType", ""))
+                for kind in _TASK_TIMERS:
+                    ctx.st.clear_timer(kind + tid)
+                q = ctx.st.queues.get(_qkey(t))
                 if q is not None:
                     q.pop(tid, None)
 
@@ -370,6 +370,7 @@ def _h_start_workflow(ctx: _Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
         raise invalid(f"idempotency_strategy: must be one of {', '.join(STRATEGIES)}")
     if not cmd.workflow_id:
         raise invalid("workflow_id: required")
+    task_to_domain = check_task_to_domain(cmd.task_to_domain, "task_to_domain")
     idem_key = f"{cmd.name}\x00{cmd.idempotency_key}" if cmd.idempotency_key else ""
     if idem_key:
         existing_id = st.idempotency.get(idem_key)
@@ -392,6 +393,7 @@ def _h_start_workflow(ctx: _Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
         correlation_id=cmd.correlation_id,
         priority=cmd.priority,
         idempotency_key=cmd.idempotency_key,
+        task_to_domain=task_to_domain,
     )
     if idem_key:
         st.idempotency[idem_key] = cmd.workflow_id
@@ -408,6 +410,9 @@ def _create_workflow(
     idempotency_key: str,
     parent: JSON = None,
     parent_task: JSON = None,
+    task_to_domain: JSON = None,
+    depth: int | None = None,
+    extra: JSON = None,
 ) -> JSON:
     """Create a RUNNING workflow and decide it; raises Rejected before changing anything."""
     st = ctx.st
@@ -444,9 +449,17 @@ def _create_workflow(
         "taskSeq": 0,
         "parentWorkflowId": parent["workflowId"] if parent is not None else "",
         "parentWorkflowTaskId": parent_task["taskId"] if parent_task is not None else "",
-        "depth": parent.get("depth", 0) + 1 if parent is not None else 0,
+        "depth": depth
+        if depth is not None
+        else (parent.get("depth", 0) + 1 if parent is not None else 0),
+        "taskToDomain": task_to_domain or {},
     }
+    if extra:
+        wf.update(extra)
     st.workflows[workflow_id] = wf
+    if defn.get("timeoutSeconds") and defn.get("timeoutPolicy", "TIME_OUT_WF") == "TIME_OUT_WF":
+        st.set_timer("wftmo:" + workflow_id, ctx.now + defn["timeoutSeconds"] * 1000)
+        ctx.fx.timers_changed = True
     _decide(ctx, wf)
     return wf
 
@@ -476,7 +489,9 @@ def _h_poll_tasks(ctx: _Ctx, cmd: PollTasks) -> dict[str, JSON]:
         raise invalid(f"count: must be between 1 and {limits.MAX_POLL_COUNT}")
     if cmd.park_until_ms < 0:
         raise invalid("park_until_ms: must not be negative")
-    leased = _lease(ctx, cmd.task_type, cmd.worker_id, cmd.count)
+    qkey = queue_key(cmd.task_type, cmd.domain)
+    _note_poll(st, qkey, ctx.now)
+    leased = _lease(ctx, qkey, cmd.worker_id, cmd.count)
     if leased and st.parked.pop(cmd.request_id, None) is not None:
         # A retry of a parked poll found work first (in the same entry as the command that made
         # it ready): it is answered now and recorded, so it is no longer parked.
@@ -490,7 +505,7 @@ def _h_poll_tasks(ctx: _Ctx, cmd: PollTasks) -> dict[str, JSON]:
         return {"task_ids": []}  # not parked: the dispatcher waits locally instead
     # A retry of a parked poll keeps its place in line and gets the new expiry.
     st.parked[cmd.request_id] = {
-        "taskType": cmd.task_type,
+        "taskType": qkey,
         "workerId": cmd.worker_id,
         "count": cmd.count,
         "epoch": st.epoch,
@@ -500,6 +515,43 @@ def _h_poll_tasks(ctx: _Ctx, cmd: PollTasks) -> dict[str, JSON]:
     st.set_timer("poll:" + cmd.request_id, expires)
     ctx.fx.timers_changed = True
     return {"task_ids": [], "parked": True}
+
+
+def queue_key(task_type: str, domain: str) -> str:
+    """The queue a task waits in: its type's, or its domain's ("<type>@<domain>"; neither a
+    type nor a domain may contain "@", so keys never collide)."""
+    return f"{task_type}@{domain}" if domain else task_type
+
+
+def _qkey(task: JSON) -> str:
+    return queue_key(task["taskType"], task.get("domain", ""))
+
+
+def _note_poll(st: State, qkey: str, now: int) -> None:
+    """Remember when a queue was last polled (an "active worker" for task domains); bounded."""
+    st.last_poll.pop(qkey, None)
+    st.last_poll[qkey] = now
+    while len(st.last_poll) > limits.MAX_POLLED_QUEUES:
+        st.last_poll.popitem(last=False)
+
+
+def _active_domain(st: State, wf: JSON, task_name: str, now: int) -> str:
+    """Conductor's task domain choice: the task's entry in taskToDomain (or "*"), a comma list
+    tried in order; the first domain polled within ACTIVE_WORKER_MS wins, else the last listed
+    ("NO_DOMAIN" = the default queue)."""
+    mapping = wf.get("taskToDomain") or {}
+    spec = mapping.get(task_name, mapping.get("*"))
+    if not spec:
+        return ""
+    domains = [str(d).strip() for d in str(spec).split(",") if str(d).strip()]
+    for d in domains:
+        if d == "NO_DOMAIN":
+            continue
+        seen = st.last_poll.get(queue_key(task_name, d))
+        if seen is not None and now - seen <= limits.ACTIVE_WORKER_MS:
+            return d
+    last = domains[-1] if domains else "NO_DOMAIN"
+    return "" if last == "NO_DOMAIN" else last
 
 
 def _h_cancel_poll(ctx: _Ctx, cmd: CancelPoll) -> dict[str, JSON]:
@@ -529,6 +581,9 @@ def _lease(ctx: _Ctx, task_type: str, worker_id: str, count: int) -> list[str]:
         task["pollCount"] += 1
         if not task["startTime"]:
             task["startTime"] = ctx.now
+            if task.get("timeoutSeconds"):
+                st.set_timer("tmo:" + task_id, ctx.now + task["timeoutSeconds"] * 1000)
+        st.clear_timer("ptmo:" + task_id)
         _set_lease(ctx, task)
         leased.append(task_id)
     if queue is not None and not queue:
@@ -624,6 +679,20 @@ def _h_tick(ctx: _Ctx, cmd: Tick) -> dict[str, JSON]:
             if st.parked.pop(task_id, None) is not None:
                 ctx.fx.polls_settled.append(task_id)
             continue
+        if kind == "wftmo":  # the workflow's timeoutSeconds (policy TIME_OUT_WF)
+            wf = st.workflows.get(task_id)
+            if wf is not None and wf["status"] == WF_RUNNING:
+                secs = wf_def(st, wf)["def"].get("timeoutSeconds", 0)
+                try:
+                    _end_workflow(
+                        ctx, wf, WF_TIMED_OUT, f"workflow timeoutSeconds ({secs}s) elapsed"
+                    )
+                    _drain(ctx)
+                except Exception as exc:
+                    _quarantine_workflow(
+                        ctx, wf, f"internal error firing timer {key}: {type(exc).__name__}: {exc}"
+                    )
+            continue
         task = st.tasks.get(task_id)
         if task is None:
             continue
@@ -656,6 +725,49 @@ def _fire_timer(ctx: _Ctx, kind: str, wf: JSON, task: JSON) -> None:
     elif kind == "wait" and task["status"] == T_IN_PROGRESS and task["type"] == "WAIT":
         _finish_task(ctx, task, T_COMPLETED, output=task["output"])
         _decide(ctx, wf)
+    elif kind == "tmo" and task["status"] in T_ACTIVE:
+        _timeout_task(ctx, wf, task, f"timeoutSeconds ({task['timeoutSeconds']}s) elapsed")
+    elif kind == "ptmo" and task["status"] == T_SCHEDULED:
+        _timeout_task(
+            ctx,
+            wf,
+            task,
+            f"pollTimeoutSeconds ({task['pollTimeoutSeconds']}s) elapsed without a poll",
+        )
+    elif kind == "ttmo" and task["status"] in T_ACTIVE:
+        _timeout_task(
+            ctx,
+            wf,
+            task,
+            f"totalTimeoutSeconds ({task['totalTimeoutSeconds']}s) elapsed",
+            stop_retries=True,
+        )
+
+
+def _timeout_task(ctx: _Ctx, wf: JSON, task: JSON, reason: str, stop_retries: bool = False) -> None:
+    """A task timeout fired: apply the task's timeoutPolicy, as Conductor's decider does.
+
+    RETRY: the attempt is TIMED_OUT and retried while retries remain (a total timeout stops
+    retries). TIME_OUT_WF: the attempt is TIMED_OUT and the workflow ends TIMED_OUT.
+    ALERT_ONLY: the task goes on; the timeout is only recorded on it (`timeoutAlerts`).
+    """
+    policy = task.get("timeoutPolicy", "TIME_OUT_WF")
+    if policy == "ALERT_ONLY":
+        task["timeoutAlerts"] = task.get("timeoutAlerts", 0) + 1
+        return
+    _finish_task(ctx, task, T_TIMED_OUT, reason=reason)
+    if policy == "TIME_OUT_WF":
+        _end_workflow(
+            ctx,
+            wf,
+            WF_TIMED_OUT,
+            f"task {task['referenceTaskName']} ({task['taskId']}) TIMED_OUT: {reason}",
+            failed_task=task,
+        )
+        return
+    if stop_retries:
+        task["retryLimit"] = task["retryCount"]
+    _handle_failure(ctx, wf, task)
 
 
 def _h_set_member(ctx: _Ctx, cmd: SetMember) -> dict[str, JSON]:
@@ -828,8 +940,13 @@ def _set_lease(ctx: _Ctx, task: JSON) -> None:
     ctx.fx.timers_changed = True
 
 
+# Timers a task may hold, by key prefix: lease (responseTimeoutSeconds), delayed start, WAIT,
+# timeoutSeconds from the first poll, pollTimeoutSeconds, totalTimeoutSeconds.
+_TASK_TIMERS = ("lease:", "ready:", "wait:", "tmo:", "ptmo:", "ttmo:")
+
+
 def _enqueue(ctx: _Ctx, task: JSON) -> None:
-    ttype = task["taskType"]
+    ttype = _qkey(task)
     ctx.st.queues.setdefault(ttype, _new_queue())[task["taskId"]] = None
     ctx.fx.ready(ttype)
     if ctx.st.parked and ttype not in ctx.fill_types:
@@ -846,14 +963,14 @@ def _finish_task(ctx: _Ctx, task: JSON, status: str, output: JSON = None, reason
     st = ctx.st
     tid = task["taskId"]
     if task["status"] == T_SCHEDULED:
-        q = st.queues.get(task["taskType"])
+        qkey = _qkey(task)
+        q = st.queues.get(qkey)
         if q is not None:
             q.pop(tid, None)
             if not q:
-                del st.queues[task["taskType"]]
-    st.clear_timer("lease:" + tid)
-    st.clear_timer("ready:" + tid)
-    st.clear_timer("wait:" + tid)
+                del st.queues[qkey]
+    for kind in _TASK_TIMERS:
+        st.clear_timer(kind + tid)
     task.pop("script", None)
     task["status"] = status
     task["endTime"] = ctx.now
@@ -881,6 +998,7 @@ def _task_view(t: JSON, wf_id: str) -> dict[str, JSON]:
         "reasonForIncompletion": t["reasonForIncompletion"],
         "workflowInstanceId": wf_id,
         "iteration": t.get("iteration", 0),
+        "domain": t.get("domain", ""),
     }
 
 
@@ -1004,6 +1122,8 @@ def _new_task(
         "maxRetryDelaySeconds": 0,
         "optional": bool(wt.get("optional", False)),
     }
+    if wt.get("permissive"):
+        task["permissive"] = True
     if path is None:
         task["dynamicTask"] = wt
     elif retry_of is not None and "dynamicTask" in retry_of:
@@ -1076,6 +1196,19 @@ def _schedule(
         task["retryDelaySeconds"] = td["retryDelaySeconds"]
         task["backoffScaleFactor"] = td["backoffScaleFactor"]
         task["maxRetryDelaySeconds"] = td["maxRetryDelaySeconds"]
+        if wt["type"] == "SIMPLE":
+            task["timeoutPolicy"] = td.get("timeoutPolicy", "TIME_OUT_WF")
+            for key in ("timeoutSeconds", "pollTimeoutSeconds", "totalTimeoutSeconds"):
+                if td.get(key):
+                    task[key] = td[key]
+            task["firstScheduledTime"] = (
+                retry_of.get("firstScheduledTime", retry_of["scheduledTime"])
+                if retry_of
+                else ctx.now
+            )
+            domain = _active_domain(st, wf, task["taskType"], ctx.now)
+            if domain:
+                task["domain"] = domain
         task_input = _resolve_input(ctx, wf, wt, task["taskId"])
         for k, v in (td.get("inputTemplate") or {}).items():
             if task_input.get(k) is None:
@@ -1099,6 +1232,15 @@ def _start(ctx: _Ctx, wf: JSON, wt: JSON, task: JSON, delay_s: int) -> None:
     inp = task["input"]
     if ttype == "SIMPLE":
         delay_s = max(delay_s, int(wt.get("startDelay", 0)) if not task["retryCount"] else 0)
+        tid = task["taskId"]
+        if task.get("pollTimeoutSeconds"):
+            st.set_timer("ptmo:" + tid, ctx.now + (delay_s + task["pollTimeoutSeconds"]) * 1000)
+            ctx.fx.timers_changed = True
+        if task.get("totalTimeoutSeconds"):
+            st.set_timer(
+                "ttmo:" + tid, task["firstScheduledTime"] + task["totalTimeoutSeconds"] * 1000
+            )
+            ctx.fx.timers_changed = True
         if delay_s > 0:
             st.set_timer("ready:" + task["taskId"], ctx.now + delay_s * 1000)
             ctx.fx.timers_changed = True
@@ -1171,7 +1313,13 @@ def _start(ctx: _Ctx, wf: JSON, wt: JSON, task: JSON, delay_s: int) -> None:
         if not isinstance(child_input, dict):
             raise _Fail("START_WORKFLOW: startWorkflow.input must be an object")
         defn = _lookup_def(ctx, sw["name"], sw.get("version") or 0)
-        _launch(ctx, wf, child_id, defn, child_input, str(sw.get("correlationId") or ""), None)
+        try:
+            domains = check_task_to_domain(sw.get("taskToDomain"), "startWorkflow.taskToDomain")
+        except Rejected as rej:
+            raise _Fail(f"START_WORKFLOW: {rej.message}") from None
+        _launch(
+            ctx, wf, child_id, defn, child_input, str(sw.get("correlationId") or ""), None, domains
+        )
         _finish_task(ctx, task, T_COMPLETED, output={"workflowId": child_id})
     elif ttype == "SET_VARIABLE":
         wf["variables"].update(inp)
@@ -1361,7 +1509,9 @@ def _evaluate_join(ctx: _Ctx, wf: JSON, wt: JSON, task: JSON) -> None:
         for ref in task["input"]["joinOn"]:
             tid = wf["refIndex"].get(ref)
             joined = st.tasks.get(tid) if tid else None
-            if joined is None or joined["status"] not in T_DONE_OK:
+            if joined is None or (
+                joined["status"] not in T_DONE_OK and not joined.get("permissiveFailed")
+            ):
                 return
             with_errors = with_errors or joined["status"] == T_COMPLETED_WITH_ERRORS
             output[ref] = joined["output"]
@@ -1403,7 +1553,12 @@ def _start_sub_workflow(ctx: _Ctx, wf: JSON, wt: JSON, task: JSON) -> None:
     task["status"] = T_IN_PROGRESS
     task["subWorkflowId"] = child_id
     task["output"] = {"subWorkflowId": child_id}
-    _launch(ctx, wf, child_id, defn, dict(task["input"]), wf["correlationId"], task)
+    domains = dict(wf.get("taskToDomain") or {})
+    try:
+        domains.update(check_task_to_domain(swp.get("taskToDomain"), "taskToDomain"))
+    except Rejected as rej:  # checked at registration; kept for definitions stored before
+        raise _Fail(f"SUB_WORKFLOW: subWorkflowParam.{rej.message}") from None
+    _launch(ctx, wf, child_id, defn, dict(task["input"]), wf["correlationId"], task, domains)
 
 
 def _launch(
@@ -1414,6 +1569,7 @@ def _launch(
     child_input: JSON,
     correlation_id: str,
     parent_task: JSON,
+    task_to_domain: JSON = None,
 ) -> None:
     if child_id in ctx.st.workflows:
         return
@@ -1428,6 +1584,7 @@ def _launch(
             idempotency_key="",
             parent=parent if parent_task is not None else None,
             parent_task=parent_task,
+            task_to_domain=task_to_domain,
         )
     except Rejected as rej:
         raise _Fail(f"{defn['name']}: {rej.message}") from None
@@ -1505,6 +1662,13 @@ def _handle_failure(ctx: _Ctx, wf: JSON, task: JSON) -> None:
         task["status"] = T_COMPLETED_WITH_ERRORS
         _decide(ctx, wf)
         return
+    if task.get("permissive"):
+        # Conductor's permissive task: its failure stops neither its siblings nor the tasks
+        # after it; the workflow fails when it would otherwise complete.
+        task["permissiveFailed"] = True
+        wf.setdefault("permissiveFailures", []).append(task["taskId"])
+        _decide(ctx, wf)
+        return
     wf_status = {T_TIMED_OUT: WF_TIMED_OUT, T_CANCELED: WF_TERMINATED}.get(
         task["status"], WF_FAILED
     )
@@ -1541,6 +1705,16 @@ def _decide(ctx: _Ctx, wf: JSON) -> None:
         _terminate_from_task(ctx, wf, ctx.st.tasks[terminations[0]])
     elif failed:
         _handle_failure(ctx, wf, ctx.st.tasks[failed[0]])
+    elif complete and wf.get("permissiveFailures"):
+        first = ctx.st.tasks[wf["permissiveFailures"][0]]
+        _end_workflow(
+            ctx,
+            wf,
+            WF_FAILED,
+            f"permissive task {first['referenceTaskName']} ({first['taskId']}) "
+            f"{first['status']}: {first['reasonForIncompletion']}",
+            failed_task=first,
+        )
     elif complete:
         _end_workflow(ctx, wf, WF_COMPLETED, "")
     elif not _has_live_task(ctx, wf):
@@ -1593,6 +1767,8 @@ def _run_task(ctx: _Ctx, wf: JSON, wt: JSON, path: list[JSON] | None, suffix: st
     ttype = wt["type"]
     status = task["status"]
     if status in T_FAILED_STATES:
+        if task.get("permissiveFailed"):
+            return _DONE
         # Only a failure not handled yet is still the latest attempt of its reference.
         if task["taskId"] not in ctx.failed:
             ctx.failed.append(task["taskId"])
@@ -1743,8 +1919,9 @@ def _under(suffix: str, prefix: str) -> bool:
     return suffix == prefix or suffix.startswith(prefix + "__")
 
 
-def _end_workflow(ctx: _Ctx, wf: JSON, status: str, reason: str) -> None:
+def _end_workflow(ctx: _Ctx, wf: JSON, status: str, reason: str, failed_task: JSON = None) -> None:
     st = ctx.st
+    st.clear_timer("wftmo:" + wf["workflowId"])
     children: list[str] = []
     for tid in wf["tasks"]:
         t = st.tasks[tid]
@@ -1771,11 +1948,95 @@ def _end_workflow(ctx: _Ctx, wf: JSON, status: str, reason: str) -> None:
         child = st.workflows.get(child_id)
         if child is not None and child["status"] == WF_RUNNING:
             _end_workflow(ctx, child, WF_TERMINATED, f"parent workflow {wf['workflowId']} {status}")
+    if status in (WF_FAILED, WF_TIMED_OUT):
+        _start_failure_workflow(ctx, wf, failed_task)
     _mirror_child(ctx, wf)
     st.terminal_order[wf["workflowId"]] = None
     while len(st.terminal_order) > limits.MAX_TERMINAL_WORKFLOWS:
         old_id, _ = st.terminal_order.popitem(last=False)
         _evict_workflow(st, old_id)
+
+
+def _start_failure_workflow(ctx: _Ctx, wf: JSON, failed_task: JSON) -> None:
+    """Conductor's failureWorkflow: started when a workflow ends FAILED or TIMED_OUT through
+    the decider (never by the terminate API, which ends it TERMINATED). Its id is derived from
+    the failed workflow's, so re-applying never starts two; its input is the failed workflow's
+    input plus workflowId, reason, failureStatus, failureTaskId and failedWorkflow; the failed
+    workflow's output names it under `conductor.failure_workflow` (or says why it did not
+    start)."""
+    st = ctx.st
+    defn = wf_def(st, wf)["def"]
+    name = defn.get("failureWorkflow")
+    if not name:
+        return
+    # The output may be the last task's output object: never mark that one.
+    wf["output"] = dict(wf["output"])
+    if name.startswith("$"):
+        key = name[len("${workflow.input.") : -1]
+        resolved = wf["input"].get(key)
+        if not isinstance(resolved, str) or not resolved:
+            wf["output"]["conductor.failure_workflow"] = (
+                f"error: failureWorkflow {name} resolved to {_stringify(resolved)}"
+            )
+            return
+        name = resolved
+    child_id = f"{wf['workflowId']}-failure"
+    if wf.get("depth", 0) + 1 > limits.MAX_SUBWORKFLOW_DEPTH:
+        wf["output"]["conductor.failure_workflow"] = (
+            f"error: not started, failure workflows nested deeper than "
+            f"{limits.MAX_SUBWORKFLOW_DEPTH} levels"
+        )
+        return
+    failed_view = {
+        "workflowId": wf["workflowId"],
+        "workflowName": wf["workflowName"],
+        "workflowVersion": wf["workflowVersion"],
+        "status": wf["status"],
+        "input": wf["input"],
+        "output": wf["output"],
+        "reasonForIncompletion": wf["reasonForIncompletion"],
+        "correlationId": wf["correlationId"],
+        "createTime": wf["createTime"],
+        "endTime": wf["endTime"],
+        "variables": wf["variables"],
+        "tasks": [_task_view(st.tasks[t], wf["workflowId"]) for t in wf["tasks"]],
+    }
+    if json_size(failed_view) > limits.MAX_JSON_BYTES:
+        failed_view["tasks"] = []
+        failed_view["tasksOmitted"] = "the failed workflow's tasks exceed MAX_JSON_BYTES"
+    if failed_task is None:
+        failed = [st.tasks[t] for t in wf["tasks"] if st.tasks[t]["status"] in T_FAILED_STATES]
+        failed_task = failed[-1] if failed else None
+    # Its own copy: in memory nothing may be shared between workflows (a snapshot would split
+    # what a later in-place change relies on).
+    failed_view = copy.deepcopy(failed_view)
+    child_input = copy.deepcopy(wf["input"])
+    child_input.update(
+        workflowId=wf["workflowId"],
+        reason=wf["reasonForIncompletion"],
+        failureStatus=wf["status"],
+        failureTaskId=failed_task["taskId"] if failed_task is not None else "",
+        failedWorkflow=failed_view,
+    )
+    try:
+        fdef = _lookup_def(ctx, name, defn.get("failureWorkflowVersion") or 0)
+        if child_id not in st.workflows:
+            _create_workflow(
+                ctx,
+                child_id,
+                fdef,
+                child_input,
+                correlation_id=wf["correlationId"],
+                priority=wf["priority"],
+                idempotency_key="",
+                task_to_domain=wf.get("taskToDomain"),
+                depth=wf.get("depth", 0) + 1,
+                extra={"triggeringWorkflowId": wf["workflowId"]},
+            )
+        wf["output"]["conductor.failure_workflow"] = child_id
+    except (Rejected, _Fail) as exc:
+        msg = exc.message if isinstance(exc, Rejected) else exc.reason
+        wf["output"]["conductor.failure_workflow"] = f"error: {msg}"
 
 
 def _evict_workflow(st: State, wf_id: str) -> None:

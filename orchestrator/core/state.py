@@ -30,12 +30,16 @@ class State:
         self.members: dict[str, JSON] = {}
         self.workflows: dict[str, JSON] = {}
         self.tasks: dict[str, JSON] = {}
-        # task type -> ordered set (dict with None values) of task ids ready to be leased
+        # queue key (task type, or "<type>@<domain>" for a task domain) -> ordered set (dict
+        # with None values) of task ids ready to be leased
         self.queues: dict[str, OrderedDict[str, None]] = {}
         # request id -> {"taskType", "workerId", "count", "epoch", "expires", "fp"}: long polls
         # parked until a task of their type is ready, oldest first (lease at schedule time)
         self.parked: dict[str, JSON] = {}
-        # timer key ("lease:<task>", "ready:<task>", "wait:<task>", "poll:<request id>") -> due
+        # queue key -> cluster time of its latest poll (task domains pick an active domain)
+        self.last_poll: OrderedDict[str, int] = OrderedDict()
+        # timer key ("lease:<task>", "ready:<task>", "wait:<task>", "poll:<request id>",
+        # "tmo:"/"ptmo:"/"ttmo:<task>" task timeouts, "wftmo:<workflow>") -> due
         self.timers: dict[str, int] = {}
         # request id -> {"fp", "outcome", "at"}, in insertion (= time) order
         self.requests: OrderedDict[str, JSON] = OrderedDict()
@@ -92,6 +96,7 @@ class State:
             "requests": self.requests,
             "idempotency": self.idempotency,
             "terminal_order": list(self.terminal_order),
+            "last_poll": self.last_poll,
         }
 
     def snapshot_bytes(self) -> bytes:
@@ -119,6 +124,7 @@ class State:
         st.requests = OrderedDict(snap["requests"])
         st.idempotency = snap["idempotency"]
         st.terminal_order = OrderedDict.fromkeys(snap["terminal_order"])
+        st.last_poll = OrderedDict(snap.get("last_poll", {}))
         for key, due in snap["timers"].items():
             st.set_timer(key, due)
         return st

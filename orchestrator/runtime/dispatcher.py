@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from ..core.commands import CancelPoll, PollTasks
-from ..core.machine import Effects, Outcome
+from ..core.machine import Effects, Outcome, queue_key
 from ..replication.node import NotLeader, ProposalError, Replica
 
 # A task type counts as busy this long after a task of it was last made ready: its long polls
@@ -42,11 +42,14 @@ _EMPTY: dict[str, list[str]] = {"task_ids": []}
 class _Call:
     """One waiting PollTasks call: woken when its type gets work or its parked poll settles."""
 
-    __slots__ = ("event", "request_id", "task_type")
+    __slots__ = ("domain", "event", "name", "request_id", "task_type")
 
-    def __init__(self, request_id: str, task_type: str) -> None:
+    def __init__(self, request_id: str, name: str, domain: str = "") -> None:
         self.request_id = request_id
-        self.task_type = task_type
+        self.name = name  # the task type polled
+        self.domain = domain
+        # The queue key ("<type>@<domain>" for a task domain): what wakes this call.
+        self.task_type = queue_key(name, domain)
         self.event = threading.Event()
 
 
@@ -129,6 +132,7 @@ class Dispatcher:
         count: int,
         timeout_s: float,
         is_active: Callable[[], bool] | None = None,
+        domain: str = "",
     ) -> Outcome:
         """Lease up to `count` tasks, waiting up to timeout_s for them. Leader only.
 
@@ -136,7 +140,7 @@ class Dispatcher:
         is withdrawn or cancelled so it captures no task. Raises replication's ProposalError
         subclasses when leadership is lost.
         """
-        call = _Call(request_id, task_type)
+        call = _Call(request_id, task_type, domain)
         self._register(call)
         try:
             return self._poll(call, worker_id, count, time.monotonic() + timeout_s, is_active)
@@ -161,7 +165,8 @@ class Dispatcher:
             if work or park:
                 cmd = PollTasks(
                     request_id=rid,
-                    task_type=task_type,
+                    task_type=call.name,
+                    domain=call.domain,
                     worker_id=worker_id,
                     count=count,
                     epoch=self.replica.leader_term,

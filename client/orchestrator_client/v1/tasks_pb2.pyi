@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PollTasksRequest(_message.Message):
-    __slots__ = ("request_id", "task_type", "worker_id", "count", "timeout_ms")
+    __slots__ = ("request_id", "task_type", "worker_id", "count", "timeout_ms", "domain")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     task_type: str
     worker_id: str
     count: int
     timeout_ms: int
-    def __init__(self, request_id: _Optional[str] = ..., task_type: _Optional[str] = ..., worker_id: _Optional[str] = ..., count: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    domain: str
+    def __init__(self, request_id: _Optional[str] = ..., task_type: _Optional[str] = ..., worker_id: _Optional[str] = ..., count: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., domain: _Optional[str] = ...) -> None: ...
 
 class PollTasksResponse(_message.Message):
     __slots__ = ("tasks",)

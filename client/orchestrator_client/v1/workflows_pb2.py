@@ -24,39 +24,47 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1forchestrator/v1/workflows.proto\x12\x0forchestrator.v1\"\xe7\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12\x1b\n\x13reference_task_name\x18\x03 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x04 \x01(\t\x12\x15\n\rworkflow_type\x18\x05 \x01(\t\x12+\n\x06status\x18\x06 \x01(\x0e\x32\x1b.orchestrator.v1.TaskStatus\x12\x12\n\ninput_json\x18\x07 \x01(\t\x12\x13\n\x0boutput_json\x18\x08 \x01(\t\x12\x13\n\x0bretry_count\x18\t \x01(\x05\x12\x12\n\npoll_count\x18\n \x01(\x05\x12\x19\n\x11scheduled_time_ms\x18\x0b \x01(\x03\x12\x15\n\rstart_time_ms\x18\x0c \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\r \x01(\x03\x12\x1f\n\x17reason_for_incompletion\x18\x0e \x01(\t\x12\x11\n\tworker_id\x18\x0f \x01(\t\x12 \n\x18response_timeout_seconds\x18\x10 \x01(\x03\x12\x18\n\x10lease_expires_ms\x18\x11 \x01(\x03\x12\x0b\n\x03seq\x18\x12 \x01(\x05\x12\x17\n\x0fretried_task_id\x18\x13 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x14 \x01(\t\"\xf9\x02\n\x08Workflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x15\n\rworkflow_name\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\x05\x12/\n\x06status\x18\x04 \x01(\x0e\x32\x1f.orchestrator.v1.WorkflowStatus\x12\x12\n\ninput_json\x18\x05 \x01(\t\x12\x13\n\x0boutput_json\x18\x06 \x01(\t\x12\x1f\n\x17reason_for_incompletion\x18\x07 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x08 \x01(\t\x12\x16\n\x0e\x63reate_time_ms\x18\t \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\n \x01(\x03\x12$\n\x05tasks\x18\x0b \x03(\x0b\x32\x15.orchestrator.v1.Task\x12\x16\n\x0evariables_json\x18\x0c \x01(\t\x12\x17\n\x0fidempotency_key\x18\r \x01(\t\x12\x10\n\x08priority\x18\x0e \x01(\x05\"\xe4\x01\n\x14StartWorkflowRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x12\n\ninput_json\x18\x04 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x42\n\x14idempotency_strategy\x18\x07 \x01(\x0e\x32$.orchestrator.v1.IdempotencyStrategy\x12\x10\n\x08priority\x18\x08 \x01(\x05\"=\n\x15StartWorkflowResponse\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"@\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x15\n\rinclude_tasks\x18\x02 \x01(\x08\"B\n\x13GetWorkflowResponse\x12+\n\x08workflow\x18\x01 \x01(\x0b\x32\x19.orchestrator.v1.Workflow\"S\n\x18TerminateWorkflowRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x1b\n\x19TerminateWorkflowResponse\"m\n\x14ListWorkflowsRequest\x12\x15\n\rworkflow_name\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.orchestrator.v1.WorkflowStatus\x12\r\n\x05limit\x18\x03 \x01(\x05\"E\n\x15ListWorkflowsResponse\x12,\n\tworkflows\x18\x01 \x03(\x0b\x32\x19.orchestrator.v1.Workflow*\xe4\x01\n\x0eWorkflowStatus\x12\x1f\n\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17WORKFLOW_STATUS_RUNNING\x10\x01\x12\x1d\n\x19WORKFLOW_STATUS_COMPLETED\x10\x02\x12\x1a\n\x16WORKFLOW_STATUS_FAILED\x10\x03\x12\x1e\n\x1aWORKFLOW_STATUS_TERMINATED\x10\x04\x12\x1d\n\x19WORKFLOW_STATUS_TIMED_OUT\x10\x05\x12\x1a\n\x16WORKFLOW_STATUS_PAUSED\x10\x06*\xb5\x02\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15TASK_STATUS_SCHEDULED\x10\x01\x12\x1b\n\x17TASK_STATUS_IN_PROGRESS\x10\x02\x12\x19\n\x15TASK_STATUS_COMPLETED\x10\x03\x12\x16\n\x12TASK_STATUS_FAILED\x10\x04\x12*\n&TASK_STATUS_FAILED_WITH_TERMINAL_ERROR\x10\x05\x12\x19\n\x15TASK_STATUS_TIMED_OUT\x10\x06\x12\x18\n\x14TASK_STATUS_CANCELED\x10\x07\x12%\n!TASK_STATUS_COMPLETED_WITH_ERRORS\x10\x08\x12\x17\n\x13TASK_STATUS_SKIPPED\x10\t*\xae\x01\n\x13IdempotencyStrategy\x12$\n IDEMPOTENCY_STRATEGY_UNSPECIFIED\x10\x00\x12\x1d\n\x19IDEMPOTENCY_STRATEGY_FAIL\x10\x01\x12(\n$IDEMPOTENCY_STRATEGY_RETURN_EXISTING\x10\x02\x12(\n$IDEMPOTENCY_STRATEGY_FAIL_ON_RUNNING\x10\x03\x32\x97\x03\n\x0fWorkflowService\x12^\n\rStartWorkflow\x12%.orchestrator.v1.StartWorkflowRequest\x1a&.orchestrator.v1.StartWorkflowResponse\x12X\n\x0bGetWorkflow\x12#.orchestrator.v1.GetWorkflowRequest\x1a$.orchestrator.v1.GetWorkflowResponse\x12j\n\x11TerminateWorkflow\x12).orchestrator.v1.TerminateWorkflowRequest\x1a*.orchestrator.v1.TerminateWorkflowResponse\x12^\n\rListWorkflows\x12%.orchestrator.v1.ListWorkflowsRequest\x1a&.orchestrator.v1.ListWorkflowsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1forchestrator/v1/workflows.proto\x12\x0forchestrator.v1\"\xf7\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12\x1b\n\x13reference_task_name\x18\x03 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x04 \x01(\t\x12\x15\n\rworkflow_type\x18\x05 \x01(\t\x12+\n\x06status\x18\x06 \x01(\x0e\x32\x1b.orchestrator.v1.TaskStatus\x12\x12\n\ninput_json\x18\x07 \x01(\t\x12\x13\n\x0boutput_json\x18\x08 \x01(\t\x12\x13\n\x0bretry_count\x18\t \x01(\x05\x12\x12\n\npoll_count\x18\n \x01(\x05\x12\x19\n\x11scheduled_time_ms\x18\x0b \x01(\x03\x12\x15\n\rstart_time_ms\x18\x0c \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\r \x01(\x03\x12\x1f\n\x17reason_for_incompletion\x18\x0e \x01(\t\x12\x11\n\tworker_id\x18\x0f \x01(\t\x12 \n\x18response_timeout_seconds\x18\x10 \x01(\x03\x12\x18\n\x10lease_expires_ms\x18\x11 \x01(\x03\x12\x0b\n\x03seq\x18\x12 \x01(\x05\x12\x17\n\x0fretried_task_id\x18\x13 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x14 \x01(\t\x12\x0e\n\x06\x64omain\x18\x15 \x01(\t\"\x93\x04\n\x08Workflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x15\n\rworkflow_name\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\x05\x12/\n\x06status\x18\x04 \x01(\x0e\x32\x1f.orchestrator.v1.WorkflowStatus\x12\x12\n\ninput_json\x18\x05 \x01(\t\x12\x13\n\x0boutput_json\x18\x06 \x01(\t\x12\x1f\n\x17reason_for_incompletion\x18\x07 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x08 \x01(\t\x12\x16\n\x0e\x63reate_time_ms\x18\t \x01(\x03\x12\x13\n\x0b\x65nd_time_ms\x18\n \x01(\x03\x12$\n\x05tasks\x18\x0b \x03(\x0b\x32\x15.orchestrator.v1.Task\x12\x16\n\x0evariables_json\x18\x0c \x01(\t\x12\x17\n\x0fidempotency_key\x18\r \x01(\t\x12\x10\n\x08priority\x18\x0e \x01(\x05\x12\x43\n\x0etask_to_domain\x18\x0f \x03(\x0b\x32+.orchestrator.v1.Workflow.TaskToDomainEntry\x12\x1e\n\x16triggering_workflow_id\x18\x10 \x01(\t\x1a\x33\n\x11TaskToDomainEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xea\x02\n\x14StartWorkflowRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x12\n\ninput_json\x18\x04 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x42\n\x14idempotency_strategy\x18\x07 \x01(\x0e\x32$.orchestrator.v1.IdempotencyStrategy\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12O\n\x0etask_to_domain\x18\t \x03(\x0b\x32\x37.orchestrator.v1.StartWorkflowRequest.TaskToDomainEntry\x1a\x33\n\x11TaskToDomainEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x15StartWorkflowResponse\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"@\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x15\n\rinclude_tasks\x18\x02 \x01(\x08\"B\n\x13GetWorkflowResponse\x12+\n\x08workflow\x18\x01 \x01(\x0b\x32\x19.orchestrator.v1.Workflow\"S\n\x18TerminateWorkflowRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x1b\n\x19TerminateWorkflowResponse\"m\n\x14ListWorkflowsRequest\x12\x15\n\rworkflow_name\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.orchestrator.v1.WorkflowStatus\x12\r\n\x05limit\x18\x03 \x01(\x05\"E\n\x15ListWorkflowsResponse\x12,\n\tworkflows\x18\x01 \x03(\x0b\x32\x19.orchestrator.v1.Workflow*\xe4\x01\n\x0eWorkflowStatus\x12\x1f\n\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17WORKFLOW_STATUS_RUNNING\x10\x01\x12\x1d\n\x19WORKFLOW_STATUS_COMPLETED\x10\x02\x12\x1a\n\x16WORKFLOW_STATUS_FAILED\x10\x03\x12\x1e\n\x1aWORKFLOW_STATUS_TERMINATED\x10\x04\x12\x1d\n\x19WORKFLOW_STATUS_TIMED_OUT\x10\x05\x12\x1a\n\x16WORKFLOW_STATUS_PAUSED\x10\x06*\xb5\x02\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15TASK_STATUS_SCHEDULED\x10\x01\x12\x1b\n\x17TASK_STATUS_IN_PROGRESS\x10\x02\x12\x19\n\x15TASK_STATUS_COMPLETED\x10\x03\x12\x16\n\x12TASK_STATUS_FAILED\x10\x04\x12*\n&TASK_STATUS_FAILED_WITH_TERMINAL_ERROR\x10\x05\x12\x19\n\x15TASK_STATUS_TIMED_OUT\x10\x06\x12\x18\n\x14TASK_STATUS_CANCELED\x10\x07\x12%\n!TASK_STATUS_COMPLETED_WITH_ERRORS\x10\x08\x12\x17\n\x13TASK_STATUS_SKIPPED\x10\t*\xae\x01\n\x13IdempotencyStrategy\x12$\n IDEMPOTENCY_STRATEGY_UNSPECIFIED\x10\x00\x12\x1d\n\x19IDEMPOTENCY_STRATEGY_FAIL\x10\x01\x12(\n$IDEMPOTENCY_STRATEGY_RETURN_EXISTING\x10\x02\x12(\n$IDEMPOTENCY_STRATEGY_FAIL_ON_RUNNING\x10\x03\x32\x97\x03\n\x0fWorkflowService\x12^\n\rStartWorkflow\x12%.orchestrator.v1.StartWorkflowRequest\x1a&.orchestrator.v1.StartWorkflowResponse\x12X\n\x0bGetWorkflow\x12#.orchestrator.v1.GetWorkflowRequest\x1a$.orchestrator.v1.GetWorkflowResponse\x12j\n\x11TerminateWorkflow\x12).orchestrator.v1.TerminateWorkflowRequest\x1a*.orchestrator.v1.TerminateWorkflowResponse\x12^\n\rListWorkflows\x12%.orchestrator.v1.ListWorkflowsRequest\x1a&.orchestrator.v1.ListWorkflowsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orchestrator.v1.workflows_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKFLOWSTATUS']._serialized_start=1647
-  _globals['_WORKFLOWSTATUS']._serialized_end=1875
-  _globals['_TASKSTATUS']._serialized_start=1878
-  _globals['_TASKSTATUS']._serialized_end=2187
-  _globals['_IDEMPOTENCYSTRATEGY']._serialized_start=2190
-  _globals['_IDEMPOTENCYSTRATEGY']._serialized_end=2364
+  _globals['_WORKFLOW_TASKTODOMAINENTRY']._loaded_options = None
+  _globals['_WORKFLOW_TASKTODOMAINENTRY']._serialized_options = b'8\001'
+  _globals['_STARTWORKFLOWREQUEST_TASKTODOMAINENTRY']._loaded_options = None
+  _globals['_STARTWORKFLOWREQUEST_TASKTODOMAINENTRY']._serialized_options = b'8\001'
+  _globals['_WORKFLOWSTATUS']._serialized_start=1951
+  _globals['_WORKFLOWSTATUS']._serialized_end=2179
+  _globals['_TASKSTATUS']._serialized_start=2182
+  _globals['_TASKSTATUS']._serialized_end=2491
+  _globals['_IDEMPOTENCYSTRATEGY']._serialized_start=2494
+  _globals['_IDEMPOTENCYSTRATEGY']._serialized_end=2668
   _globals['_TASK']._serialized_start=53
-  _globals['_TASK']._serialized_end=540
-  _globals['_WORKFLOW']._serialized_start=543
-  _globals['_WORKFLOW']._serialized_end=920
-  _globals['_STARTWORKFLOWREQUEST']._serialized_start=923
-  _globals['_STARTWORKFLOWREQUEST']._serialized_end=1151
-  _globals['_STARTWORKFLOWRESPONSE']._serialized_start=1153
-  _globals['_STARTWORKFLOWRESPONSE']._serialized_end=1214
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=1216
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=1280
-  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1282
-  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1348
-  _globals['_TERMINATEWORKFLOWREQUEST']._serialized_start=1350
-  _globals['_TERMINATEWORKFLOWREQUEST']._serialized_end=1433
-  _globals['_TERMINATEWORKFLOWRESPONSE']._serialized_start=1435
-  _globals['_TERMINATEWORKFLOWRESPONSE']._serialized_end=1462
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1464
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1573
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1575
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1644
-  _globals['_WORKFLOWSERVICE']._serialized_start=2367
-  _globals['_WORKFLOWSERVICE']._serialized_end=2774
+  _globals['_TASK']._serialized_end=556
+  _globals['_WORKFLOW']._serialized_start=559
+  _globals['_WORKFLOW']._serialized_end=1090
+  _globals['_WORKFLOW_TASKTODOMAINENTRY']._serialized_start=1039
+  _globals['_WORKFLOW_TASKTODOMAINENTRY']._serialized_end=1090
+  _globals['_STARTWORKFLOWREQUEST']._serialized_start=1093
+  _globals['_STARTWORKFLOWREQUEST']._serialized_end=1455
+  _globals['_STARTWORKFLOWREQUEST_TASKTODOMAINENTRY']._serialized_start=1039
+  _globals['_STARTWORKFLOWREQUEST_TASKTODOMAINENTRY']._serialized_end=1090
+  _globals['_STARTWORKFLOWRESPONSE']._serialized_start=1457
+  _globals['_STARTWORKFLOWRESPONSE']._serialized_end=1518
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=1520
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=1584
+  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1586
+  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1652
+  _globals['_TERMINATEWORKFLOWREQUEST']._serialized_start=1654
+  _globals['_TERMINATEWORKFLOWREQUEST']._serialized_end=1737
+  _globals['_TERMINATEWORKFLOWRESPONSE']._serialized_start=1739
+  _globals['_TERMINATEWORKFLOWRESPONSE']._serialized_end=1766
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1768
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1877
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1879
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1948
+  _globals['_WORKFLOWSERVICE']._serialized_start=2671
+  _globals['_WORKFLOWSERVICE']._serialized_end=3078
 # @@protoc_insertion_point(module_scope)

@@ -59,7 +59,7 @@ IDEMPOTENCY_STRATEGY_RETURN_EXISTING: IdempotencyStrategy
 IDEMPOTENCY_STRATEGY_FAIL_ON_RUNNING: IdempotencyStrategy
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "task_type", "reference_task_name", "workflow_id", "workflow_type", "status", "input_json", "output_json", "retry_count", "poll_count", "scheduled_time_ms", "start_time_ms", "end_time_ms", "reason_for_incompletion", "worker_id", "response_timeout_seconds", "lease_expires_ms", "seq", "retried_task_id", "correlation_id")
+    __slots__ = ("task_id", "task_type", "reference_task_name", "workflow_id", "workflow_type", "status", "input_json", "output_json", "retry_count", "poll_count", "scheduled_time_ms", "start_time_ms", "end_time_ms", "reason_for_incompletion", "worker_id", "response_timeout_seconds", "lease_expires_ms", "seq", "retried_task_id", "correlation_id", "domain")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_TASK_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,7 @@ class Task(_message.Message):
     SEQ_FIELD_NUMBER: _ClassVar[int]
     RETRIED_TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     task_type: str
     reference_task_name: str
@@ -100,10 +101,18 @@ class Task(_message.Message):
     seq: int
     retried_task_id: str
     correlation_id: str
-    def __init__(self, task_id: _Optional[str] = ..., task_type: _Optional[str] = ..., reference_task_name: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_type: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., retry_count: _Optional[int] = ..., poll_count: _Optional[int] = ..., scheduled_time_ms: _Optional[int] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., reason_for_incompletion: _Optional[str] = ..., worker_id: _Optional[str] = ..., response_timeout_seconds: _Optional[int] = ..., lease_expires_ms: _Optional[int] = ..., seq: _Optional[int] = ..., retried_task_id: _Optional[str] = ..., correlation_id: _Optional[str] = ...) -> None: ...
+    domain: str
+    def __init__(self, task_id: _Optional[str] = ..., task_type: _Optional[str] = ..., reference_task_name: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_type: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., retry_count: _Optional[int] = ..., poll_count: _Optional[int] = ..., scheduled_time_ms: _Optional[int] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., reason_for_incompletion: _Optional[str] = ..., worker_id: _Optional[str] = ..., response_timeout_seconds: _Optional[int] = ..., lease_expires_ms: _Optional[int] = ..., seq: _Optional[int] = ..., retried_task_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., domain: _Optional[str] = ...) -> None: ...
 
 class Workflow(_message.Message):
-    __slots__ = ("workflow_id", "workflow_name", "workflow_version", "status", "input_json", "output_json", "reason_for_incompletion", "correlation_id", "create_time_ms", "end_time_ms", "tasks", "variables_json", "idempotency_key", "priority")
+    __slots__ = ("workflow_id", "workflow_name", "workflow_version", "status", "input_json", "output_json", "reason_for_incompletion", "correlation_id", "create_time_ms", "end_time_ms", "tasks", "variables_json", "idempotency_key", "priority", "task_to_domain", "triggering_workflow_id")
+    class TaskToDomainEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +127,8 @@ class Workflow(_message.Message):
     VARIABLES_JSON_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    TASK_TO_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    TRIGGERING_WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     workflow_name: str
     workflow_version: int
@@ -132,10 +143,19 @@ class Workflow(_message.Message):
     variables_json: str
     idempotency_key: str
     priority: int
-    def __init__(self, workflow_id: _Optional[str] = ..., workflow_name: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., reason_for_incompletion: _Optional[str] = ..., correlation_id: _Optional[str] = ..., create_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., variables_json: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+    task_to_domain: _containers.ScalarMap[str, str]
+    triggering_workflow_id: str
+    def __init__(self, workflow_id: _Optional[str] = ..., workflow_name: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., reason_for_incompletion: _Optional[str] = ..., correlation_id: _Optional[str] = ..., create_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., variables_json: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., task_to_domain: _Optional[_Mapping[str, str]] = ..., triggering_workflow_id: _Optional[str] = ...) -> None: ...
 
 class StartWorkflowRequest(_message.Message):
-    __slots__ = ("request_id", "name", "version", "input_json", "correlation_id", "idempotency_key", "idempotency_strategy", "priority")
+    __slots__ = ("request_id", "name", "version", "input_json", "correlation_id", "idempotency_key", "idempotency_strategy", "priority", "task_to_domain")
+    class TaskToDomainEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +164,7 @@ class StartWorkflowRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_STRATEGY_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    TASK_TO_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     name: str
     version: int
@@ -152,7 +173,8 @@ class StartWorkflowRequest(_message.Message):
     idempotency_key: str
     idempotency_strategy: IdempotencyStrategy
     priority: int
-    def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., input_json: _Optional[str] = ..., correlation_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., idempotency_strategy: _Optional[_Union[IdempotencyStrategy, str]] = ..., priority: _Optional[int] = ...) -> None: ...
+    task_to_domain: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., input_json: _Optional[str] = ..., correlation_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., idempotency_strategy: _Optional[_Union[IdempotencyStrategy, str]] = ..., priority: _Optional[int] = ..., task_to_domain: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class StartWorkflowResponse(_message.Message):
     __slots__ = ("workflow_id", "created")
