@@ -86,6 +86,8 @@ REQUIRED_TYPES = frozenset(
 )
 NOT_ON_THE_CLUSTER = {
     "wait_for_a_duration": "2 minutes 10 seconds; runs as wait_for_a_short_duration",
+    "workflow_timeout_seconds": "waits 60 s of cluster time; timers are covered on the core",
+    "task_poll_timeout": "waits 20 s and needs a task type nobody polls",
 }
 
 
@@ -180,6 +182,8 @@ def _renamed(case: JSON) -> tuple[list[JSON], JSON]:
             return
         if isinstance(node.get("tasks"), list) and node.get("name") in names:
             node["name"] = names[node["name"]]  # a workflow definition (maybe inline)
+            if node.get("failureWorkflow") in names:
+                node["failureWorkflow"] = names[node["failureWorkflow"]]
         ttype = node.get("type")
         if ttype == "SUB_WORKFLOW":
             param = node.get("subWorkflowParam") or {}

@@ -1383,4 +1383,69 @@ CASES: list[dict[str, JSON]] = [
         "api": {"approve": {"complete": {"by": "alice"}}},
         "expect": {"status": "COMPLETED", "output": {"by": "alice"}},
     },
+    # ------------------------------------------------------------ failure handling, timeouts
+    {
+        "name": "failure_workflow_started_on_failure",
+        "follows": "workflowdef/index.md failureWorkflow: started when the workflow fails, with "
+        "the failed workflow's id and reason in its input (saga compensation cookbook)",
+        "register": [
+            W(
+                "undo",
+                T(
+                    "INLINE",
+                    "why",
+                    inputParameters={
+                        "evaluatorType": "value-param",
+                        "expression": "reason",
+                        "reason": "${workflow.input.failureStatus}",
+                    },
+                ),
+            )
+        ],
+        "workflow": W("saga", S("t_a", "charge"), S("t_b", "ship"), failureWorkflow="undo"),
+        "workers": {"ship": {"fail": "always", "reason": "no courier"}},
+        "expect": {
+            "status": "FAILED",
+            "tasks": [["charge", "COMPLETED"], ["ship", "FAILED"]],
+            "reasonIncludes": "no courier",
+            "children": ["COMPLETED"],
+        },
+    },
+    {
+        "name": "permissive_task_failure_fails_the_workflow_at_the_end",
+        "follows": "WorkflowTask.permissive (conductor-oss): a permissive task's failure lets the "
+        "following tasks run; the workflow fails when it completes",
+        "workflow": W("perm", S("t_a", "a", permissive=True), S("t_b", "b")),
+        "workers": {"a": {"fail": "always", "reason": "soft failure"}},
+        "expect": {
+            "status": "FAILED",
+            "tasks": [["a", "FAILED"], ["b", "COMPLETED"]],
+            "reasonIncludes": "soft failure",
+        },
+    },
+    {
+        "name": "workflow_timeout_seconds",
+        "follows": "workflowdef/index.md timeoutSeconds + timeoutPolicy TIME_OUT_WF: the workflow "
+        "is TIMED_OUT when it runs longer",
+        "workflow": W("slowwf", T("HUMAN", "approve"), timeoutSeconds=60),
+        "expect": {
+            "status": "TIMED_OUT",
+            "tasks": [["approve", "CANCELED"]],
+            "reasonIncludes": "timeoutSeconds (60s)",
+            "elapsedMsAtLeast": 60_000,
+        },
+    },
+    {
+        "name": "task_poll_timeout",
+        "follows": "taskdef.md pollTimeoutSeconds: a task nobody polls in time is TIMED_OUT "
+        "(timeoutPolicy TIME_OUT_WF)",
+        "taskDefs": [{"name": "t_unpolled", "retryCount": 0, "pollTimeoutSeconds": 20}],
+        "workflow": W("pollto", S("t_unpolled", "u")),
+        "unpolled": ["t_unpolled"],
+        "expect": {
+            "status": "TIMED_OUT",
+            "tasks": [["u", "TIMED_OUT"]],
+            "elapsedMsAtLeast": 20_000,
+        },
+    },
 ]

@@ -12,7 +12,7 @@ A case is a dict:
   ``{"complete": output}``, ``{"outputs": [o1, o2, ...]}`` (one per call, the last repeats),
   ``{"fail": n, "then": output}`` (fail n times, then complete), ``{"fail": "always"}``,
   ``{"fail": "terminal"}``, ``{"never": True}`` (never answer: the lease times out), or
-  ``{"echo": True}`` (complete with the task's input).
+  ``{"echo": True}`` (complete with the task's input). ``unpolled``: task types no worker polls.
 - Scripts (INLINE, JSON_JQ_TRANSFORM, SWITCH/DECISION JavaScript, JavaScript loopConditions) are
   evaluated as the leader's runtime does: in the sandbox, then committed with ScriptResult.
 - ``api``: per WAIT/HUMAN reference, ``{"complete": output}`` or ``{"fail": reason}``, applied
@@ -147,7 +147,10 @@ class Run:
         if resolve_scripts(h):
             return True
         moved = False
+        unpolled = self.case.get("unpolled", ())
         for task_type in list(h.state.queues):
+            if task_type in unpolled:
+                continue
             for tid in h.poll(task_type, 100):
                 self.answer(tid)
                 moved = True
