@@ -32,7 +32,7 @@ from ..core import codec
 from ..core.commands import Command, LeaderEpoch
 from ..core.machine import Effects, Outcome, apply_batch
 from ..core.state import State
-from . import envelope, journal, raft_fixes, snapshot
+from . import envelope, journal, raft_fixes, snapshot, wire_crypto
 
 log = structlog.get_logger("replication")
 
@@ -170,6 +170,7 @@ class Replica:
             onStateChanged=self._on_state_changed,
         )
         journal.install()
+        wire_crypto.install()
         journal.register(self.journal_path, settings.fsync, keep_from_idx=dump_prev_idx)
         # Must run on a thread that lives as long as the process: pysyncobj's tick thread exits
         # when the thread that built the SyncObj does.
