@@ -1,21 +1,38 @@
 """Property: random definitions built from every supported task type reach a terminal state when
 workers (and operators, for WAIT/HUMAN) answer, keep the invariants at every step, and a replay
-of the log reproduces the state byte for byte."""
+of the log reproduces the state byte for byte.
+
+Scripts (INLINE, JSON_JQ_TRANSFORM, SWITCH/DECISION JavaScript, DO_WHILE loopConditions in full
+JavaScript) run in two phases: the core parks the task (`pending_scripts`) and a ScriptResult
+brings the value in. Here the runtime's part is played by a fake evaluator whose results
+hypothesis chooses (values of any shape, errors, evaluations left pending while time and workers
+move on, duplicates, results from a deposed leader's epoch, late results for evaluations that
+are gone), not by the sandbox: the core must end and replay identically whatever arrives, and
+the fake is fast and explores outcomes real scripts would rarely give.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as hst
 
-from orchestrator.core.commands import CompleteTask, FailTask
+from orchestrator.core.commands import CompleteTask, FailTask, ScriptResult
+from orchestrator.core.errors import Code
+from orchestrator.core.machine import pending_scripts
 from orchestrator.core.state import State
 
 try:
-    from core_helpers import Harness, check_invariants, replay
+    from core_helpers import Harness, check_invariants, replay, state_without_seq
 except ImportError:  # tests/ is a package
-    from tests.core_helpers import Harness, check_invariants, replay  # type: ignore[no-redef]
+    from tests.core_helpers import (  # type: ignore[no-redef]
+        Harness,
+        check_invariants,
+        replay,
+        state_without_seq,
+    )
 
 JSON = Any
 TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT")
@@ -24,6 +41,15 @@ TASK_DEFS = [
     {"name": "w_x", "retryCount": 0, "retryDelaySeconds": 0, "responseTimeoutSeconds": 2},
 ]
 CHILD = {"name": "child", "version": 1, "tasks": [{"name": "w_ok", "taskReferenceName": "c"}]}
+
+# What the fake evaluator answers, by task type; a loop condition is falsy from iteration 4 on,
+# so loops end (the core's own cap, MAX_LOOP_ITERATIONS, is far away).
+INLINE_VALUES: list[JSON] = [0, 1, "a", None, True, 2**63, [1, 2], {"k": "v"}]
+JQ_VALUES: list[JSON] = [[], [1], [1, {"k": 2}], None, "x", {"k": [3]}]
+CASE_VALUES: list[JSON] = ["a", "b", "c", None, 1, True, ["a"], {"a": 1}]
+LOOP_VALUES: list[JSON] = [True, False, 0, 1, "", "x", None, [], {}]
+LOOP_MAX_ITERATIONS = 4
+SCRIPT_ERRORS = ["time limit exceeded (4 s)", "", "SyntaxError: unexpected token", "x" * 5000]
 
 
 class Gen:
@@ -60,8 +86,10 @@ class Gen:
             "TERMINATE",
             "DYNFORK",
         ]
+        kinds += ["INLINE", "JQ"]
         if depth < 3:
-            kinds += ["SWITCH", "FORK", "DO_WHILE", "SWITCH_X"]
+            kinds += ["SWITCH", "FORK", "DO_WHILE", "DO_WHILE", "SWITCH_X", "SWITCH_JS"]
+            kinds += ["DECISION_JS"]
         kind = kinds[self.int(0, len(kinds) - 1)]
         r = self.ref(kind)
         if kind == "SIMPLE":
@@ -75,6 +103,51 @@ class Gen:
             return [t]
         if kind in ("NOOP", "HUMAN"):
             return [{"name": r, "taskReferenceName": r, "type": kind}]
+        if kind == "INLINE":
+            evaluator = ["javascript", "graaljs"][self.int(0, 1)]
+            ip = {"evaluatorType": evaluator, "expression": "$.x + 1", "x": "${workflow.input.x}"}
+            return [
+                self.retries(
+                    {"name": r, "taskReferenceName": r, "type": kind, "inputParameters": ip}
+                )
+            ]
+        if kind == "JQ":
+            ip = {"queryExpression": "{y: .x}", "x": "${workflow.input.x}"}
+            t = {
+                "name": r,
+                "taskReferenceName": r,
+                "type": "JSON_JQ_TRANSFORM",
+                "inputParameters": ip,
+            }
+            return [self.retries(t)]
+        if kind in ("SWITCH_JS", "DECISION_JS"):
+            cases = {
+                "decisionCases": {"a": self.tasks(depth + 1, 0), "b": self.tasks(depth + 1, 0)},
+                "defaultCase": self.tasks(depth + 1, 0),
+            }
+            ip = {"k": "${workflow.input.k}"}
+            if kind == "SWITCH_JS":
+                js = {"evaluatorType": "javascript", "expression": "$.k"}
+                return [
+                    {
+                        "name": r,
+                        "taskReferenceName": r,
+                        "type": "SWITCH",
+                        "inputParameters": ip,
+                        **js,
+                        **cases,
+                    }
+                ]
+            return [
+                {
+                    "name": r,
+                    "taskReferenceName": r,
+                    "type": "DECISION",
+                    "inputParameters": ip,
+                    "caseExpression": "$.k",
+                    **cases,
+                }
+            ]
         if kind == "SET_VARIABLE":
             return [
                 {
@@ -174,23 +247,116 @@ class Gen:
             "type": "DO_WHILE",
             "loopOver": self.tasks(depth + 1),
         }
-        if self.int(0, 1):
+        mode = self.int(0, 3)
+        if mode == 0:
             loop["loopCondition"] = f"$.{r}['iteration'] < {self.int(1, 3)}"
-        else:
+        elif mode == 1:
             loop["items"] = list(range(self.int(0, 3)))
+        else:
+            # Not the restricted form (a call): the sandbox is asked once per iteration.
+            loop["loopCondition"] = f"Math.min($.{r}['iteration'], 9) < {self.int(1, 3)}"
+            if mode == 3:
+                loop["items"] = list(range(self.int(0, 3)))
         if self.int(0, 2) == 0:
             loop["inputParameters"] = {"keepLastN": 1}
         return [loop]
 
+    def retries(self, t: JSON) -> JSON:
+        """A script task that may be retried (a new evaluation) or be optional."""
+        roll = self.int(0, 3)
+        if roll == 1:
+            t["retryCount"] = 1
+        elif roll == 2:
+            t["optional"] = True
+        return t
 
-def drive(h: Harness, data: Any, max_steps: int = 400) -> None:
+
+def evaluation(h: Harness, data: Any, tid: str, fence: int) -> ScriptResult:
+    """The fake evaluator: a result for the pending evaluation (tid, fence), as the leader would
+    propose it; hypothesis chooses an error or a value of the task type's kind."""
+    task = h.state.tasks[tid]
+    if int(data.draw(hst.integers(0, 5))) == 0:
+        error = data.draw(hst.sampled_from(SCRIPT_ERRORS))
+        return ScriptResult(task_id=tid, fence=fence, epoch=h.state.epoch, ok=False, error=error)
+    ttype = task["type"]
+    value: JSON
+    if ttype == "DO_WHILE":
+        value = data.draw(hst.sampled_from(LOOP_VALUES))
+        if task["script"]["iteration"] >= LOOP_MAX_ITERATIONS:
+            value = False
+    elif ttype == "INLINE":
+        value = data.draw(hst.sampled_from(INLINE_VALUES))
+    elif ttype == "JSON_JQ_TRANSFORM":
+        value = data.draw(hst.sampled_from(JQ_VALUES))
+    else:
+        value = data.draw(hst.sampled_from(CASE_VALUES))
+    return ScriptResult(task_id=tid, fence=fence, epoch=h.state.epoch, ok=True, value=value)
+
+
+def send(h: Harness, cmd: ScriptResult) -> None:
+    """Apply a ScriptResult: taken exactly when its evaluation is pending and its epoch current;
+    otherwise FAILED_PRECONDITION, and nothing but the sequence number changes."""
+    expected = (cmd.task_id, cmd.fence) in pending_scripts(h.state) and cmd.epoch >= h.state.epoch
+    before = None if expected else state_without_seq(h.state)
+    out = h.apply_one(cmd)
+    event(f"ScriptResult {out.code.value}")
+    if expected:
+        assert out.code is Code.OK, out
+    else:
+        assert out.code is Code.FAILED_PRECONDITION, out
+        assert state_without_seq(h.state) == before, "a refused ScriptResult changed the state"
+
+
+def answer_scripts(h: Harness, data: Any, seen: dict[tuple[str, int], None]) -> bool:
+    """Play the leader's runtime for pending scripts; True if it proposed a result."""
+    pending = pending_scripts(h.state)
+    seen.update(dict.fromkeys(pending))
+    moved = False
+    if pending and int(data.draw(hst.integers(0, 19))) == 0:
+        # A new leader: its predecessor's result (old epoch) is refused; the new one evaluates
+        # the same pending scripts again.
+        event("a new leader while scripts are pending")
+        old = h.state.epoch
+        h.leader_epoch(old + 1)
+        tid, fence = pending[0]
+        send(h, ScriptResult(task_id=tid, fence=fence, epoch=old, ok=True, value=None))
+    if pending and int(data.draw(hst.integers(0, 19))) == 0:
+        # A replica restarts from a snapshot taken while evaluations are pending and goes on.
+        event("restored from a snapshot while scripts are pending")
+        h.state = State.from_snapshot_bytes(h.state.snapshot_bytes())
+    for tid, fence in data.draw(hst.permutations(pending)):
+        roll = int(data.draw(hst.integers(0, 9)))
+        if roll == 9:
+            event("a script left pending for a round")
+            continue  # still evaluating: workers and time move on meanwhile
+        cmd = evaluation(h, data, tid, fence)
+        if roll == 7:
+            # A result for an earlier evaluation of the same task (a loop's previous iteration):
+            # refused, whatever the task waits for now.
+            send(h, dataclasses.replace(cmd, fence=fence - 1))
+        send(h, cmd)  # may be refused: an earlier result in this round ended the workflow
+        moved = True
+        if roll == 8:
+            send(h, cmd)  # the same proposal again (a retried propose): refused
+    gone = [key for key in seen if key not in pending_scripts(h.state)]
+    if gone and int(data.draw(hst.integers(0, 3))) == 0:
+        # A late result for an evaluation that was answered, retried or whose workflow ended.
+        event("a late script result")
+        tid, fence = data.draw(hst.sampled_from(gone))
+        send(h, ScriptResult(task_id=tid, fence=fence, epoch=h.state.epoch, ok=True, value=1))
+    return moved
+
+
+def drive(h: Harness, data: Any, max_steps: int = 600) -> None:
     """Workers answer (mostly complete, sometimes fail or stay silent), operators complete or
-    fail WAIT/HUMAN, and time moves to the next timer when nothing else can."""
+    fail WAIT/HUMAN, the fake evaluator answers scripts (or not yet), and time moves to the next
+    timer when nothing else can."""
+    seen: dict[tuple[str, int], None] = {}
     for _ in range(max_steps):
         check_invariants(h.state)
         if all(w["status"] in TERMINAL for w in h.state.workflows.values()):
             return
-        moved = False
+        moved = answer_scripts(h, data, seen)
         for task_type in list(h.state.queues):
             for tid in h.poll(task_type, 50):
                 moved = True
@@ -223,13 +389,16 @@ def drive(h: Harness, data: Any, max_steps: int = 400) -> None:
                 h.ok(FailTask(request_id=rid, task_id=t["taskId"], reason="operator"))
             continue
         due = h.state.next_due_ms()
-        assert due is not None, "nothing can move a RUNNING workflow"
+        if due is None:
+            # Only evaluations left pending can move it: they are answered in a later round.
+            assert pending_scripts(h.state), "nothing can move a RUNNING workflow"
+            continue
         h.tick_at(max(due, h.clock_ms))
     raise AssertionError("workflows did not end within the step budget")
 
 
 @settings(
-    max_examples=300,
+    max_examples=400,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -255,6 +424,8 @@ def test_random_definitions_always_end_and_replay_identically(data: Any) -> None
     for wf in h.state.workflows.values():
         assert wf["status"] in TERMINAL
     assert not h.state.queues and not h.state.timers
+    assert not pending_scripts(h.state)
+    assert not [t["taskId"] for t in h.state.tasks.values() if "script" in t]
     for t in h.state.tasks.values():
         event(f"{t['type']} {t['status']}")
     for wf in h.state.workflows.values():
