@@ -25,11 +25,11 @@ system-deps:
 	fi
 
 ## Start a local three-replica cluster (gRPC 127.0.0.1:50051-50053) with the order demo; Ctrl-C stops it.
-run: setup
+run: setup system-deps
 	$(VENV)/bin/orchestrator local-cluster --demo
 
 ## Start the local cluster without the demo.
-cluster: setup
+cluster: setup system-deps
 	$(VENV)/bin/orchestrator local-cluster
 
 ## Run the whole test suite.

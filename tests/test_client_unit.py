@@ -747,8 +747,10 @@ def test_worker_completes_tasks_and_stops(task_queue, make_worker):
     assert all(c.request.worker_id == "w-test" for c in calls)
     assert all(c.request.request_id for c in calls)
     polls = task_queue.server.calls_of("PollTasks")
-    assert polls[0].request.count == 3  # the first poll asks for every free slot
-    assert all(1 <= p.request.count <= 3 for p in polls)
+    # Two pollers share the 3 slots: each poll asks for at most ceil(3 / 2), so one poll can
+    # still wait at the server while the other's tasks run.
+    assert polls[0].request.count == 2
+    assert all(1 <= p.request.count <= 2 for p in polls)
     stats = worker.stats
     assert (stats.polled, stats.completed, stats.failed, stats.running) == (5, 5, 0, 0)
     assert worker.stopping
@@ -801,9 +803,10 @@ def test_worker_stop_waits_for_running_tasks_to_report(task_queue, make_worker):
     # stop() cannot finish while the handler runs; it must still be waiting after the poller,
     # which a 100 ms poll timeout lets go almost at once.
     for reg in worker._registrations.values():
-        assert reg.poller is not None
-        reg.poller.join(WAIT_S)
-        assert not reg.poller.is_alive()
+        assert reg.pollers
+        for poller in reg.pollers:
+            poller.join(WAIT_S)
+            assert not poller.is_alive()
     assert stopper.is_alive()
     assert task_queue.server.calls_of("CompleteTask") == []
 

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Final, Self, TypeVar, cast
 
@@ -210,8 +210,24 @@ class _Registration:
     takes_context: bool
     concurrency: int
     executor: ThreadPoolExecutor | None = None
-    poller: threading.Thread | None = None
+    pollers: list[threading.Thread] = field(default_factory=list)
     free_slots: int = 0
+    # Most slots one poll may take: with two pollers each takes half, so one poll is still
+    # waiting at the server while the other's tasks run (see _pollers_for).
+    poll_cap: int = _MAX_POLL_COUNT
+
+
+def _pollers_for(concurrency: int) -> int:
+    """Poll loops per task type: two when the type may run two tasks at once.
+
+    With one poller, the worker's next poll for a type is sent only after the previous poll
+    returned; a fast handler's CompleteTask then often reaches the server before that poll, so
+    the next task (made ready by that completion) must be leased by a separate PollTasks commit.
+    With a second poll still waiting at the server, the completion's own commit leases the next
+    task to it (the server parks waiting polls in its replicated state): one commit per task
+    instead of two.
+    """
+    return 2 if concurrency >= 2 else 1
 
 
 def _takes_context(fn: Callable[..., Any]) -> bool:
@@ -420,13 +436,19 @@ class Worker:
             )
             # Daemon pollers: a poll stuck on an unreachable cluster must not keep the process
             # alive after stop() has given up on it.
-            reg.poller = threading.Thread(
-                target=self._poll_loop,
-                args=(reg,),
-                name=f"orchestrator-poll-{reg.task_type}",
-                daemon=True,
-            )
-            reg.poller.start()
+            n = _pollers_for(reg.concurrency)
+            reg.poll_cap = min(_MAX_POLL_COUNT, -(-reg.concurrency // n))
+            reg.pollers = [
+                threading.Thread(
+                    target=self._poll_loop,
+                    args=(reg,),
+                    name=f"orchestrator-poll-{reg.task_type}-{i}",
+                    daemon=True,
+                )
+                for i in range(n)
+            ]
+            for t in reg.pollers:
+                t.start()
         _log.info(
             "worker %s started for %s", self.worker_id, ", ".join(sorted(self._registrations))
         )
@@ -456,8 +478,8 @@ class Worker:
             return
 
         for reg in self._registrations.values():
-            if reg.poller is not None:
-                reg.poller.join(max(0.0, deadline - time.monotonic()))
+            for t in reg.pollers:
+                t.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             while self._inflight > 0:
                 remaining = deadline - time.monotonic()
@@ -532,7 +554,7 @@ class Worker:
                 self._slots_changed.wait()
             if self._stopping.is_set():
                 return 0
-            count = min(reg.free_slots, _MAX_POLL_COUNT)
+            count = min(reg.free_slots, reg.poll_cap)
             reg.free_slots -= count
             return count
 
