@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,30 +14,35 @@ from .cluster_support import single_replica, wait_for
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: Any) -> Iterator[OrchestratorClient]:
+def server(tmp_path_factory: Any) -> Iterator[Any]:
     with single_replica(tmp_path_factory.mktemp("domains")) as srv:
-        c = OrchestratorClient([srv.grpc_addr], retry_budget_s=10)
-        c.register_task_defs([{"name": "dom_t", "retryCount": 0, "responseTimeoutSeconds": 60}])
-        c.register_workflow_def(
-            {"name": "dom_flow", "tasks": [{"name": "dom_t", "taskReferenceName": "a"}]}
-        )
-        c.register_workflow_def(
-            {
-                "name": "undo_flow",
-                "tasks": [{"name": "noop", "taskReferenceName": "n", "type": "NOOP"}],
-            }
-        )
-        c.register_workflow_def(
-            {
-                "name": "failing_flow",
-                "failureWorkflow": "undo_flow",
-                "tasks": [{"name": "dom_t", "taskReferenceName": "a"}],
-            }
-        )
-        try:
-            yield c
-        finally:
-            c.close()
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server: Any) -> Iterator[OrchestratorClient]:
+    c = OrchestratorClient([server.grpc_addr], retry_budget_s=10)
+    c.register_task_defs([{"name": "dom_t", "retryCount": 0, "responseTimeoutSeconds": 60}])
+    c.register_workflow_def(
+        {"name": "dom_flow", "tasks": [{"name": "dom_t", "taskReferenceName": "a"}]}
+    )
+    c.register_workflow_def(
+        {
+            "name": "undo_flow",
+            "tasks": [{"name": "noop", "taskReferenceName": "n", "type": "NOOP"}],
+        }
+    )
+    c.register_workflow_def(
+        {
+            "name": "failing_flow",
+            "failureWorkflow": "undo_flow",
+            "tasks": [{"name": "dom_t", "taskReferenceName": "a"}],
+        }
+    )
+    try:
+        yield c
+    finally:
+        c.close()
 
 
 def test_a_domain_task_goes_only_to_workers_of_that_domain(client: OrchestratorClient) -> None:
@@ -86,3 +92,27 @@ def test_a_failed_workflow_starts_its_failure_workflow(client: OrchestratorClien
     assert failure.triggering_workflow_id == wid
     assert failure.input["order"] == 9 and failure.input["failureStatus"] == "FAILED"
     assert "card declined" in failure.input["reason"]
+
+
+def test_an_idle_worker_keeps_its_domain_active(server: Any, client: OrchestratorClient) -> None:
+    # A worker long-polls domain "green" of a type that has no work: its polls commit nothing,
+    # yet the domain must count as active, so a fallback list "green,NO_DOMAIN" picks it.
+    got: list[Any] = []
+    poller = threading.Thread(
+        target=lambda: got.extend(
+            client.poll_tasks("dom_t", worker_id="green-1", domain="green", timeout_ms=20_000)
+        )
+    )
+    poller.start()
+    try:
+        wait_for(
+            lambda: "dom_t@green" in server.replica.state.last_poll,
+            30,
+            "the leader to record the green domain's poll activity",
+        )
+        wid = client.start_workflow("dom_flow", {}, task_to_domain={"dom_t": "green,NO_DOMAIN"})
+    finally:
+        poller.join(30)
+    assert not poller.is_alive()
+    assert [t.workflow_id for t in got] == [wid]
+    assert got[0].domain == "green"

@@ -421,3 +421,17 @@ def test_bad_task_to_domain_is_rejected_naming_the_entry(mapping: JSON, fragment
     out = h.apply_one(h.start_cmd("wf", task_to_domain=mapping))
     assert out.code is Code.INVALID_ARGUMENT and fragment in out.message, out.message
     assert not h.state.workflows, "nothing was started"
+
+
+def test_poll_activity_marks_domains_active_and_is_validated() -> None:
+    from orchestrator.core.commands import PollActivity
+
+    h = harness(workflows=(W("wf", S("a")),))
+    h.ok(PollActivity(epoch=h.state.epoch, queues=["work@green"]))
+    wf_id = h.start("wf", task_to_domain={"work": "green,NO_DOMAIN"})
+    assert h.task(h.wf(wf_id)["refIndex"]["a"])["domain"] == "green"
+    stale = h.apply_one(PollActivity(epoch=h.state.epoch - 1, queues=["work@green"]))
+    assert stale.code is Code.FAILED_PRECONDITION
+    bad = h.apply_one(PollActivity(epoch=h.state.epoch, queues=[7]))
+    assert bad.code is Code.INVALID_ARGUMENT and "queues" in bad.message
+    finish(h)

@@ -222,6 +222,17 @@ class ScriptResult(Command):
     error: str = ""
 
 
+@dataclass(frozen=True)
+class PollActivity(Command):
+    """Workers are polling these task-domain queues ("<type>@<domain>"), though their polls
+    committed nothing. Proposed by the leader's dispatcher at most every few seconds per queue,
+    so a domain with idle workers still counts as active for taskToDomain fallback lists."""
+
+    NAME: ClassVar[str] = "PollActivity"
+    epoch: int
+    queues: JSON = field(default_factory=list)
+
+
 ALL_COMMANDS: tuple[type[Command], ...] = (
     LeaderEpoch,
     Noop,
@@ -238,6 +249,7 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     RemoveMember,
     ScriptResult,
     CancelPoll,
+    PollActivity,
 )
 BY_NAME: dict[str, type[Command]] = {c.NAME: c for c in ALL_COMMANDS}
 

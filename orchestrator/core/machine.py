@@ -23,6 +23,7 @@ from .commands import (
     HeartbeatTask,
     LeaderEpoch,
     Noop,
+    PollActivity,
     PollTasks,
     RegisterTaskDefs,
     RegisterWorkflowDef,
@@ -554,6 +555,20 @@ def _active_domain(st: State, wf: JSON, task_name: str, now: int) -> str:
     return "" if last == "NO_DOMAIN" else last
 
 
+def _h_poll_activity(ctx: _Ctx, cmd: PollActivity) -> dict[str, JSON]:
+    if cmd.epoch < ctx.st.epoch:
+        raise precondition(f"stale leader epoch {cmd.epoch} < {ctx.st.epoch}")
+    queues = cmd.queues
+    if not isinstance(queues, list) or len(queues) > limits.MAX_POLL_COUNT:
+        raise invalid(f"queues: a list of at most {limits.MAX_POLL_COUNT} queue names")
+    for q in queues:
+        if not isinstance(q, str) or not 0 < len(q) <= 2 * limits.MAX_NAME_LENGTH + 1:
+            raise invalid(f"queues: {q!r} is not a queue name")
+    for q in queues:
+        _note_poll(ctx.st, q, ctx.now)
+    return {}
+
+
 def _h_cancel_poll(ctx: _Ctx, cmd: CancelPoll) -> dict[str, JSON]:
     st = ctx.st
     if cmd.epoch < st.epoch:
@@ -893,6 +908,7 @@ _HANDLERS: dict[type, Any] = {
     RemoveMember: _h_remove_member,
     ScriptResult: _h_script_result,
     CancelPoll: _h_cancel_poll,
+    PollActivity: _h_poll_activity,
 }
 
 

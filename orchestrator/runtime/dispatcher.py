@@ -18,12 +18,14 @@ Two ways to wait (docs/performance.md, "Lease at schedule time"):
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from ..core.commands import CancelPoll, PollTasks
+from ..core import limits
+from ..core.commands import CancelPoll, PollActivity, PollTasks
 from ..core.machine import Effects, Outcome, queue_key
 from ..replication.node import NotLeader, ProposalError, Replica
 
@@ -62,6 +64,8 @@ class Dispatcher:
         # task type -> monotonic time a task of it was last made ready (observed here)
         self._last_ready: dict[str, float] = {}
         self.hot_s = HOT_S
+        # domain queue -> monotonic time this leader last proposed PollActivity for it
+        self._activity_sent: dict[str, float] = {}
         replica.listeners.append(self.on_applied)
 
     # ------------------------------------------------------------ wake-ups (tick thread)
@@ -110,6 +114,30 @@ class Dispatcher:
                     if not calls:
                         del index[key]
 
+    def _note_domain_poll(self, qkey: str) -> None:
+        """Keep a polled domain "active" in the replicated state (taskToDomain fallback lists
+        pick the first domain polled within ACTIVE_WORKER_MS), even when its polls commit
+        nothing: a PollActivity at most every half window per domain, fire and forget."""
+        now = time.monotonic()
+        half_s = limits.ACTIVE_WORKER_MS / 2000.0
+        with self.replica.lock:
+            st = self.replica.state
+            seen = st.last_poll.get(qkey)
+            fresh = seen is not None and st.clock_ms - seen < limits.ACTIVE_WORKER_MS / 2
+        if fresh:
+            return
+        with self._lock:
+            if now - self._activity_sent.get(qkey, -1e9) < half_s:
+                return
+            self._activity_sent[qkey] = now
+            if len(self._activity_sent) > limits.MAX_POLLED_QUEUES:
+                self._activity_sent.clear()
+        # Not the leader any more: the poll itself will fail over.
+        with contextlib.suppress(ProposalError):
+            self.replica.propose(
+                PollActivity(epoch=self.replica.leader_term, queues=[qkey]), carry_lazy=False
+            )
+
     # ------------------------------------------------------------ reading the state
 
     def _hot(self, task_type: str) -> bool:
@@ -141,6 +169,8 @@ class Dispatcher:
         subclasses when leadership is lost.
         """
         call = _Call(request_id, task_type, domain)
+        if domain:
+            self._note_domain_poll(call.task_type)
         self._register(call)
         try:
             return self._poll(call, worker_id, count, time.monotonic() + timeout_s, is_active)
