@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -20,7 +21,9 @@ _SEGMENT = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]|\
 Step = tuple[str, JSON]
 
 
-def parse_path(path: str) -> list[Step] | None:
+@functools.lru_cache(maxsize=4096)
+def parse_path(path: str) -> tuple[Step, ...] | None:
+    """The steps of a path (cached: paths come from definitions, a small set)."""
     steps: list[Step] = []
     pos = 0
     n = len(path)
@@ -48,7 +51,7 @@ def parse_path(path: str) -> list[Step] | None:
         else:
             steps.append(("key", m.group(3) if m.group(3) is not None else m.group(4)))
         pos = m.end()
-    return steps
+    return tuple(steps)
 
 
 def _descend(node: JSON, name: str, out: list[JSON]) -> None:
@@ -66,7 +69,8 @@ def _descend(node: JSON, name: str, out: list[JSON]) -> None:
 def lookup(doc: JSON, path: str) -> JSON:
     """A JsonPath-like lookup. A definite path gives the value (or None); a path with `..` or
     `[*]` gives the list of every match, as Jayway JsonPath does."""
-    steps = parse_path(path.strip())
+    path = path.strip()
+    steps = parse_path(path) if len(path) <= _CACHED_MAX_LEN else parse_path.__wrapped__(path)
     if not steps:
         return None
     nodes: list[JSON] = [doc]
@@ -109,7 +113,19 @@ def _stringify(value: JSON) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _scan(s: str) -> list[tuple[str, str]]:
+_CACHED_MAX_LEN = 512  # longer strings are scanned every time (the cache must stay small)
+
+
+def _scan(s: str) -> tuple[tuple[str, str], ...]:
+    return _scan_cached(s) if len(s) <= _CACHED_MAX_LEN else _scan_uncached(s)
+
+
+@functools.lru_cache(maxsize=4096)
+def _scan_cached(s: str) -> tuple[tuple[str, str], ...]:
+    return _scan_uncached(s)
+
+
+def _scan_uncached(s: str) -> tuple[tuple[str, str], ...]:
     """Split into ('text', t) and ('expr', path) pieces; handles `$${` escapes and nesting."""
     out: list[tuple[str, str]] = []
     buf: list[str] = []
@@ -144,7 +160,7 @@ def _scan(s: str) -> list[tuple[str, str]]:
         i += 1
     if buf:
         out.append(("text", "".join(buf)))
-    return out
+    return tuple(out)
 
 
 def resolve_string(s: str, doc: JSON, extra: dict[str, JSON] | None = None) -> JSON:
