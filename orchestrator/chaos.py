@@ -130,8 +130,15 @@ def run(
             cluster.wait_healthy(timeout_s=120)
             time.sleep(rng.uniform(0.5, 2.0))
         load.end()
-        history = check_history(load.client, load.starts, load.results, WF, load.polled, load=load)
-        seq = check_replicas_agree(load.client)
+        try:
+            history = check_history(
+                load.client, load.starts, load.results, WF, load.polled, load=load
+            )
+            seq = check_replicas_agree(load.client)
+        except AssertionError:
+            path = _write_history(base, load)
+            print(f"chaos: the recorded history is in {path}", flush=True)
+            raise
         ordered = sorted(recoveries)
         return {
             "seed": seed,
@@ -161,6 +168,18 @@ def run(
         cluster.kill_all()
         if net is not None:
             net.down()
+
+
+def _write_history(base: str, load: Load) -> str:
+    """Every recorded operation as JSON lines, for a post-mortem of a failed check."""
+    path = os.path.join(base, "history.jsonl")
+    with open(path, "w") as f:
+        for kind, hist in (("start", load.starts), ("worker", load.results)):
+            for t, event, op, rid, detail in list(hist.events):
+                row = [kind, round(t, 3), event, op, rid, str(detail)[:2000]]
+                f.write(json.dumps(row) + "\n")
+        f.write(json.dumps(["auditor_not_found", load.not_found]) + "\n")
+    return path
 
 
 def cmd_chaos(ns: argparse.Namespace) -> int:

@@ -136,6 +136,7 @@ class Load:
         self.not_found: dict[str, float] = {}
         self.t0 = time.monotonic()
         self._to_audit: list[str] = []
+        self._known: set[str] = set()  # workflow ids given to the auditor
         self._audit_stop = threading.Event()
         self._auditor = threading.Thread(target=self._audit_loop, daemon=True)
 
@@ -143,6 +144,11 @@ class Load:
         def fn(task: Any) -> dict[str, Any]:
             with self._lock:
                 self.polled[task.task_id] = worker_id
+                if task.workflow_id not in self._known:
+                    # A workflow whose start was never acknowledged (the outcome was lost in a
+                    # fault) still runs; its task results are checked too, so watch it as well.
+                    self._known.add(task.workflow_id)
+                    self._to_audit.append(task.workflow_id)
             return {"m": f"{kind}-{task.task_id}"}
 
         return fn
@@ -155,17 +161,21 @@ class Load:
         the audit would be evicted by retention in a long run and then look lost.
         """
         wid = str(self.client.start_workflow(WF, input or {"n": "probe"}, **kw))
-        with self._lock:
-            self._to_audit.append(wid)
+        self._audit(wid)
         return wid
+
+    def _audit(self, wid: str) -> None:
+        with self._lock:
+            if wid not in self._known:
+                self._known.add(wid)
+                self._to_audit.append(wid)
 
     def _start_loop(self) -> None:
         i = 0
         while not self.stop_event.is_set():
             try:
                 wid = self.client.start_workflow(WF, {"n": i})
-                with self._lock:
-                    self._to_audit.append(wid)
+                self._audit(wid)
             except Exception as exc:  # recorded as fail/unknown; the checker decides
                 self.errors.append(exc)
             i += 1

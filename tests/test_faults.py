@@ -89,6 +89,35 @@ def test_leader_kill_9(cluster: Any) -> None:
         load.close()
 
 
+def test_cluster_time_keeps_running_through_an_election(cluster: Any) -> None:
+    """Cluster time (timers, createTime, WAIT until) must not stop while there is no leader.
+
+    The leader is killed and the other two are kept from electing one for 4 s (one paused);
+    the first workflow started afterwards must carry a cluster time at least the real time
+    that passed (minus a second for commit delays), not one that lost the leaderless 4 s.
+    """
+    admin = OrchestratorClient(cluster.addresses, retry_budget_s=60)
+    try:
+        before = admin.get_workflow(admin.start_workflow(WF, {"n": "clock-before"}))
+        after_before = time.monotonic()
+        leader = wait_for(cluster.leader, 30, "a leader")
+        paused = next(n for n in cluster.replicas if n != leader)
+        cluster.signal(paused, signal.SIGSTOP)
+        cluster.kill(leader)
+        time.sleep(4.0)  # the fault's duration: no majority, no leader
+        cluster.signal(paused, signal.SIGCONT)
+        cluster.start(leader)
+        sent = time.monotonic()
+        after = admin.get_workflow(admin.start_workflow(WF, {"n": "clock-after"}))
+        elapsed_ms = (sent - after_before) * 1000
+        gained_ms = after.create_time_ms - before.create_time_ms
+        assert gained_ms >= elapsed_ms - 1000, (
+            f"cluster time advanced {gained_ms:.0f} ms over {elapsed_ms:.0f} ms of real time"
+        )
+    finally:
+        admin.close()
+
+
 def test_follower_kill_9(cluster: Any) -> None:
     load = Load(cluster.addresses)
     try:

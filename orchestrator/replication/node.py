@@ -8,7 +8,10 @@
 - Leader epochs: a new leader first commits LeaderEpoch(term); it serves proposals only once
   that is applied locally (`leader_ready`).
 - Cluster time: stamped only by the leader into each envelope, advanced by the leader's
-  monotonic clock from the applied cluster time, so wall-clock jumps do not move it.
+  monotonic clock, so wall-clock jumps do not move it. A new leader starts from the last
+  applied cluster time plus the monotonic time elapsed since this process applied it, so an
+  election does not stop the cluster's clock (only a whole-cluster outage does: a freshly
+  started process has no such reference).
 """
 
 from __future__ import annotations
@@ -125,6 +128,8 @@ class Replica:
         self._leader_term = 0  # term we lead in, 0 when not leading
         self._clock_base_ms = 0
         self._clock_base_mono = 0.0
+        # (cluster time of the latest applied entry, monotonic time it was applied here)
+        self._applied_clock: tuple[int, float] | None = None
         self._last_stamp_ms = 0
         self._stopped = False
         self._epoch_future: Future[Outcome] | None = None
@@ -223,6 +228,7 @@ class Replica:
             with self.lock:
                 outcomes, fx = apply_batch(self.state, env.now_ms, env.commands)
                 self._chain(data)
+                self._applied_clock = (self.state.clock_ms, time.monotonic())
                 self.applied_cond.notify_all()
             for listener in self.listeners:
                 try:
@@ -249,6 +255,7 @@ class Replica:
         with self.lock:
             self.state = new
             self.log_hash = bytes.fromhex(header.get("log_hash", ""))
+            self._applied_clock = None  # a snapshot's time says nothing about now
             self.applied_cond.notify_all()
         log.info("snapshot_loaded", seq=new.seq)
         fx = Effects(ready_types=list(new.queues), timers_changed=True, reloaded=True)
@@ -266,8 +273,18 @@ class Replica:
             term = self.raft.raftCurrentTerm
             with self.lock:
                 applied_ms = self.state.clock_ms
-            self._clock_base_ms = applied_ms if applied_ms > 0 else int(time.time() * 1000)
-            self._clock_base_mono = time.monotonic()
+                seen = self._applied_clock
+            now_mono = time.monotonic()
+            if applied_ms <= 0:
+                base = int(time.time() * 1000)  # a brand-new cluster: start from the wall clock
+            elif seen is not None and seen[0] == applied_ms:
+                # The time that passed since this process applied the latest entry (an election,
+                # a partition) passed for the cluster too.
+                base = applied_ms + int((now_mono - seen[1]) * 1000)
+            else:
+                base = applied_ms
+            self._clock_base_ms = base
+            self._clock_base_mono = now_mono
             self._leader_term = term
             log.info("became_leader", term=term)
             self._propose_epoch(term)
