@@ -138,3 +138,60 @@ def test_corrupt_log_entry_is_rejected_without_wedging(tmp_path: Any) -> None:
         assert replica.propose(C.Noop()).result(timeout=30).ok
     finally:
         replica.stop()
+
+
+def test_the_leader_commits_only_what_its_own_journal_holds_durably(tmp_path: Any) -> None:
+    """The leader sends AppendEntries before its fsync, so it must not count itself towards a
+    commit until its copy is durable: every commit index the leader records is at or below the
+    last entry its journal has fsynced."""
+    ports = [free_port() for _ in range(3)]
+    addrs = [f"127.0.0.1:{p}" for p in ports]
+    replicas = [
+        Replica(
+            RaftSettings(
+                self_addr=addrs[i],
+                peers=[a for a in addrs if a != addrs[i]],
+                password="test-password",
+                data_dir=str(tmp_path / f"n{i}"),
+            )
+        )
+        for i in range(3)
+    ]
+    violations: list[str] = []
+    checked = [0]
+    try:
+        for r in replicas:
+            jrnl = r.journal
+            assert jrnl is not None
+            original = jrnl.setRaftCommitIndex
+
+            def checking(
+                idx: int, r: Replica = r, jrnl: Any = jrnl, original: Any = original
+            ) -> None:
+                if r.raft._isLeader():
+                    checked[0] += 1
+                    durable = jrnl.durable_last_index()
+                    if idx > durable:
+                        violations.append(f"commit index {idx} > durable index {durable}")
+                original(idx)
+
+            jrnl.setRaftCommitIndex = checking  # type: ignore[method-assign]
+        leader = wait_for(
+            lambda: next((r for r in replicas if r.leader_ready()), None), 30, "a leader"
+        )
+        for round_ in range(20):
+            futs = [
+                leader.propose(
+                    C.RegisterTaskDefs(
+                        request_id=f"r{round_}-{i}", task_defs=[{"name": f"t{round_}-{i}"}]
+                    )
+                )
+                for i in range(10)
+            ]
+            for f in futs:
+                assert f.result(timeout=30).ok
+    finally:
+        for r in replicas:
+            r.stop()
+    assert checked[0] > 10, "the leader advanced its commit index"
+    assert not violations, violations[:3]

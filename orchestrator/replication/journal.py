@@ -21,6 +21,7 @@ as if it were data. This journal plugs in where pysyncobj creates its journal
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import json
@@ -236,6 +237,12 @@ class DurableJournal:
             self._entries = keep
             self._ends = ends
             self._durable = len(out)
+
+    def durable_last_index(self) -> int:
+        """The Raft index of the last entry known to be written and fsynced (0 if none)."""
+        with self._lock:
+            k = bisect.bisect_right(self._ends, self._durable)
+            return self._entries[k - 1][1] if k else 0
 
     def __getitem__(self, item: Any) -> Any:
         return self._entries[item]

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -100,6 +101,17 @@ class _Raft(SyncObj):  # type: ignore[misc]
     def __init__(self, owner: Replica, self_addr: str, peers: list[str], conf: SyncObjConf) -> None:
         self._owner = owner  # set before SyncObj.__init__: never part of any pickle
         super().__init__(self_addr, peers, conf=conf, transportClass=raft_fixes.FixedTransport)
+
+    def _onTick(self, timeToWait: float = 0.0) -> Any:
+        # The leader counts its own log towards a commit in this tick: make it durable first
+        # (its AppendEntries left before the fsync; see raft_fixes.FixedTransport). The journal
+        # is pysyncobj's own attribute, there from the first tick on.
+        sync = getattr(getattr(self, "_SyncObj__raftLog", None), "sync", None)
+        if sync is not None:
+            # A failure is reported by the tick-end sync; acks and votes fail the same way.
+            with contextlib.suppress(OSError):
+                sync()
+        return super()._onTick(timeToWait)
 
     @replicated  # type: ignore[misc]
     def _raft_apply(self, data: bytes) -> Any:

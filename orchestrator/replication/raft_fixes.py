@@ -66,10 +66,13 @@ def conform_append_entries(message: Any, log: Any) -> Any:
 class FixedTransport(TCPTransport):  # type: ignore[misc]
     """pysyncobj's TCP transport with our two rules, in place before the tick thread starts.
 
-    - Before any Raft message leaves (AppendEntries replies, votes, the leader's own
-      AppendEntries), the journal is made durable; one fsync covers every entry of the tick. If
-      it cannot be (a full disk), the message is dropped as if the link were down: nothing is
-      acknowledged that is not on disk.
+    - Before any Raft message leaves (AppendEntries replies, votes), the journal is made
+      durable; one fsync covers every entry of the tick. If it cannot be (a full disk), the
+      message is dropped as if the link were down: nothing is acknowledged that is not on disk.
+      The leader's own AppendEntries go out before its fsync (the Raft thesis's "write to disk
+      in parallel", section 10.2.1): the leader counts itself towards a commit only at the start
+      of a later tick, and `node._Raft._onTick` syncs the journal before every tick, so its copy
+      is durable before it counts. Followers receive entries one fsync sooner.
     - Every incoming message passes through conform_append_entries.
 
     Passed as SyncObj's transportClass, so no message is handled or sent without these rules,
@@ -81,7 +84,8 @@ class FixedTransport(TCPTransport):  # type: ignore[misc]
 
     def send(self, node: Any, message: Any) -> Any:
         sync = getattr(self._journal(), "sync", None)
-        if sync is not None:
+        leader_entries = isinstance(message, dict) and message.get("type") == "append_entries"
+        if sync is not None and not leader_entries:
             try:
                 sync()
             except OSError:
