@@ -396,6 +396,9 @@ _TERMINATE_WORKFLOW = _method(
 _LIST_WORKFLOWS = _method("WorkflowService", "ListWorkflows", workflows_pb2.ListWorkflowsResponse)
 _POLL_TASKS = _method("TaskService", "PollTasks", tasks_pb2.PollTasksResponse)
 _COMPLETE_TASK = _method("TaskService", "CompleteTask", tasks_pb2.CompleteTaskResponse)
+_STATUS_BY_NUMBER: Final = {c.value[0]: c for c in grpc.StatusCode}
+_MAX_BATCH: Final = 100  # results per CompleteTasks call (the server's limit)
+_COMPLETE_TASKS = _method("TaskService", "CompleteTasks", tasks_pb2.CompleteTasksResponse)
 _FAIL_TASK = _method("TaskService", "FailTask", tasks_pb2.FailTaskResponse)
 _HEARTBEAT_TASK = _method("TaskService", "HeartbeatTask", tasks_pb2.HeartbeatTaskResponse)
 _GET_CLUSTER_STATUS = _method(
@@ -1134,6 +1137,99 @@ class OrchestratorClient:
         self._invoke(
             _COMPLETE_TASK, request, rid, timeout_s=timeout_s, retry_budget_s=retry_budget_s
         )
+
+    def complete_tasks(
+        self,
+        results: Sequence[tuple[str, Mapping[str, Any] | None]],
+        *,
+        worker_id: str = "",
+        request_ids: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> list[OrchestratorError | None]:
+        """Completes several task attempts in one call (at most 100).
+
+        Each result is applied as if completed alone, with its own request id, so a retried
+        batch is deduplicated result by result, and one rejected result (say, a lease already
+        lost) does not affect the others.
+
+        Args:
+            results: ``(task_id, output)`` pairs; an output of None means ``{}``.
+            worker_id: The worker that held the leases.
+            request_ids: One idempotency id per result; generated when None.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Returns:
+            Per result, in order: None when it was applied, else the error for it (for example
+            FailedPreconditionError for a lease already lost).
+
+        Raises:
+            ValueError: No results, more than 100, request ids not matching the results, or an
+                output that is not valid JSON.
+            TypeError: An output that is not JSON-serializable.
+            UnavailableError: No replica decided the call within the retry budget (then none,
+                some or all results may have been applied; retry with the same request ids).
+            OrchestratorError: Any other error of the whole call.
+        """
+        if not results or len(results) > _MAX_BATCH:
+            raise ValueError(f"complete_tasks takes 1 to {_MAX_BATCH} results")
+        rids = (
+            list(request_ids) if request_ids is not None else [_new_request_id() for _ in results]
+        )
+        if len(rids) != len(results):
+            raise ValueError("request_ids must match results one to one")
+        items = [
+            tasks_pb2.CompleteTaskRequest(
+                request_id=rid,
+                task_id=task_id,
+                output_json=_encode_json(dict(output) if output is not None else None),
+                worker_id=worker_id,
+            )
+            for rid, (task_id, output) in zip(rids, results, strict=True)
+        ]
+        request = tasks_pb2.CompleteTasksRequest(items=items)
+        if self._closed.is_set():
+            raise RuntimeError("OrchestratorClient is closed")
+        attempt_timeout = self._timeout_s if timeout_s is None else float(timeout_s)
+        budget = self._retry_budget_s if retry_budget_s is None else float(retry_budget_s)
+        # Recorded per result, as CompleteTask operations: a history checker sees each one.
+        op = _COMPLETE_TASK.name
+        for rid, item in zip(rids, items, strict=True):
+            self._record("invoke", op, rid, item)
+        try:
+            response = self._call_with_retries(
+                _COMPLETE_TASKS, request, rids[0], attempt_timeout, budget, None
+            )
+        except BaseException as exc:
+            unknown = not isinstance(exc, OrchestratorError) or exc.outcome_unknown
+            for rid in rids:
+                self._record("unknown" if unknown else "fail", op, rid, exc)
+            raise
+        if len(response.statuses) != len(items):
+            mismatch = OrchestratorError(
+                grpc.StatusCode.INTERNAL,
+                f"CompleteTasks answered {len(response.statuses)} statuses for {len(items)} results",
+                op=op,
+            )
+            for rid in rids:
+                self._record("unknown", op, rid, mismatch)
+            raise mismatch
+        out: list[OrchestratorError | None] = []
+        for rid, item, status in zip(rids, items, response.statuses, strict=True):
+            if status.code == 0:
+                self._record("ok", op, rid, item)
+                out.append(None)
+                continue
+            err = error_for_status(
+                _STATUS_BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN),
+                status.message,
+                op=op,
+                request_id=rid,
+            )
+            self._record("fail", op, rid, err)
+            out.append(err)
+        return out
 
     def fail_task(
         self,

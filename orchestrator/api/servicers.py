@@ -14,7 +14,7 @@ import signal
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
@@ -196,6 +196,17 @@ def _abort(context: grpc.ServicerContext, err: ApiError) -> Any:
     context.abort(err.status, err.message)
 
 
+def _item_status(status: grpc.StatusCode, message: str) -> tpb.ItemStatus:
+    return tpb.ItemStatus(code=status.value[0], message=message)
+
+
+def _outcome_status(outcome: Outcome) -> tpb.ItemStatus:
+    if outcome.ok:
+        return tpb.ItemStatus()
+    err = _outcome_error(outcome)
+    return _item_status(err.status, err.message)
+
+
 def _outcome_error(outcome: Outcome) -> ApiError:
     return ApiError(CODE_TO_STATUS.get(outcome.code, grpc.StatusCode.INTERNAL), outcome.message)
 
@@ -276,8 +287,11 @@ class _Base:
         context.set_trailing_metadata(((SEQ_KEY, str(seq)), *extra))
 
     def _propose(self, context: grpc.ServicerContext, cmd: C.Command) -> Outcome:
+        return self._await(context, cmd, self._submit(cmd))
+
+    def _submit(self, cmd: C.Command) -> Future[Outcome]:
         try:
-            fut = self.replica.propose(cmd)
+            return self.replica.propose(cmd)
         except Overloaded as exc:
             raise ApiError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -288,6 +302,10 @@ class _Base:
             raise ApiError(
                 grpc.StatusCode.UNAVAILABLE, f"not the leader: {exc}", self.node.leader_trailers()
             ) from None
+
+    def _await(
+        self, context: grpc.ServicerContext, cmd: C.Command, fut: Future[Outcome]
+    ) -> Outcome:
         remaining = context.time_remaining()
         timeout = (
             PROPOSE_TIMEOUT_S if remaining is None else max(0.05, min(remaining, PROPOSE_TIMEOUT_S))
@@ -650,6 +668,7 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
     _RESP = {
         "PollTasks": tpb.PollTasksResponse,
         "CompleteTask": tpb.CompleteTaskResponse,
+        "CompleteTasks": tpb.CompleteTasksResponse,
         "FailTask": tpb.FailTaskResponse,
         "HeartbeatTask": tpb.HeartbeatTaskResponse,
     }
@@ -714,20 +733,61 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
 
         return self._run(context, go)
 
-    def CompleteTask(self, request: tpb.CompleteTaskRequest, context: grpc.ServicerContext) -> Any:
-        def build() -> C.Command:
-            return C.CompleteTask(
-                request_id=_request_id(request.request_id),
-                task_id=_task_ref(request),
-                workflow_id=request.workflow_id,
-                reference_task_name=request.reference_task_name,
-                output=_json_object(request.output_json, "output_json"),
-                worker_id=request.worker_id[: limits.MAX_NAME_LENGTH],
-            )
-
-        return self._mutate(
-            context, request, "CompleteTask", build, lambda o: tpb.CompleteTaskResponse()
+    @staticmethod
+    def _complete_cmd(request: tpb.CompleteTaskRequest) -> C.Command:
+        return C.CompleteTask(
+            request_id=_request_id(request.request_id),
+            task_id=_task_ref(request),
+            workflow_id=request.workflow_id,
+            reference_task_name=request.reference_task_name,
+            output=_json_object(request.output_json, "output_json"),
+            worker_id=request.worker_id[: limits.MAX_NAME_LENGTH],
         )
+
+    def CompleteTask(self, request: tpb.CompleteTaskRequest, context: grpc.ServicerContext) -> Any:
+        return self._mutate(
+            context,
+            request,
+            "CompleteTask",
+            lambda: self._complete_cmd(request),
+            lambda o: tpb.CompleteTaskResponse(),
+        )
+
+    def CompleteTasks(
+        self, request: tpb.CompleteTasksRequest, context: grpc.ServicerContext
+    ) -> Any:
+        def go() -> Any:
+            items = request.items
+            if not 1 <= len(items) <= limits.MAX_POLL_COUNT:
+                raise invalid(f"items: between 1 and {limits.MAX_POLL_COUNT} results")
+            if not self.replica.leader_ready():
+                return self._forward(context, "CompleteTasks", request)
+            statuses: list[tpb.ItemStatus] = [tpb.ItemStatus() for _ in items]
+            submitted: list[tuple[int, C.Command, Future[Outcome]]] = []
+            seq = 0
+            for i, item in enumerate(items):
+                try:
+                    cmd = self._complete_cmd(item)
+                except ApiError as err:  # this item is malformed; the others go on
+                    statuses[i] = _item_status(err.status, err.message)
+                    continue
+                with self.replica.lock:
+                    early = precheck(self.replica.state, cmd.to_dict())
+                if early is not None:
+                    statuses[i] = _outcome_status(early)
+                    seq = max(seq, early.seq)
+                    continue
+                # No leader or overload fails the whole call (nothing was decided for the items
+                # not yet proposed; a retry of the batch is deduplicated item by item).
+                submitted.append((i, cmd, self._submit(cmd)))
+            for i, cmd, fut in submitted:
+                outcome = self._await(context, cmd, fut)
+                statuses[i] = _outcome_status(outcome)
+                seq = max(seq, outcome.seq)
+            self._set_seq(context, seq)
+            return tpb.CompleteTasksResponse(statuses=statuses)
+
+        return self._run(context, go)
 
     def FailTask(self, request: tpb.FailTaskRequest, context: grpc.ServicerContext) -> Any:
         def build() -> C.Command:

@@ -45,6 +45,11 @@ class TaskServiceStub:
                 request_serializer=orchestrator_dot_v1_dot_tasks__pb2.CompleteTaskRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_tasks__pb2.CompleteTaskResponse.FromString,
                 _registered_method=True)
+        self.CompleteTasks = channel.unary_unary(
+                '/orchestrator.v1.TaskService/CompleteTasks',
+                request_serializer=orchestrator_dot_v1_dot_tasks__pb2.CompleteTasksRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_tasks__pb2.CompleteTasksResponse.FromString,
+                _registered_method=True)
         self.FailTask = channel.unary_unary(
                 '/orchestrator.v1.TaskService/FailTask',
                 request_serializer=orchestrator_dot_v1_dot_tasks__pb2.FailTaskRequest.SerializeToString,
@@ -76,6 +81,16 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompleteTasks(self, request, context):
+        """Completes several task attempts in one call (at most 100). Each item is its own command
+        with its own request_id, so a retried batch is deduplicated item by item; one item's
+        rejection (e.g. a late result) does not affect the others. The call itself fails only
+        when nothing could be decided (no leader, overload, outcome unknown): retry it as is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def FailTask(self, request, context):
         """Fails a task attempt; it is retried per its definition unless terminal is set.
         """
@@ -102,6 +117,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.CompleteTask,
                     request_deserializer=orchestrator_dot_v1_dot_tasks__pb2.CompleteTaskRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_tasks__pb2.CompleteTaskResponse.SerializeToString,
+            ),
+            'CompleteTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteTasks,
+                    request_deserializer=orchestrator_dot_v1_dot_tasks__pb2.CompleteTasksRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_tasks__pb2.CompleteTasksResponse.SerializeToString,
             ),
             'FailTask': grpc.unary_unary_rpc_method_handler(
                     servicer.FailTask,
@@ -169,6 +189,33 @@ class TaskService:
             '/orchestrator.v1.TaskService/CompleteTask',
             orchestrator_dot_v1_dot_tasks__pb2.CompleteTaskRequest.SerializeToString,
             orchestrator_dot_v1_dot_tasks__pb2.CompleteTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.TaskService/CompleteTasks',
+            orchestrator_dot_v1_dot_tasks__pb2.CompleteTasksRequest.SerializeToString,
+            orchestrator_dot_v1_dot_tasks__pb2.CompleteTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,
