@@ -122,8 +122,8 @@ class Load:
             )
             self.clients.append(c)
             w = Worker(c, worker_id=f"load-{i}", concurrency=4, poll_timeout_ms=500)
-            w.register("fault_a", self._handler(f"load-{i}", "a"))
-            w.register("fault_b", self._handler(f"load-{i}", "b"))
+            w.register("fault_a", self._handler(f"load-{i}", "a", c))
+            w.register("fault_b", self._handler(f"load-{i}", "b", c))
             self.workers.append(w)
         self.thread = threading.Thread(target=self._start_loop, daemon=True)
         self.errors: list[BaseException] = []
@@ -137,17 +137,22 @@ class Load:
         self.t0 = time.monotonic()
         self._to_audit: list[str] = []
         self._known: set[str] = set()  # workflow ids given to the auditor
+        # workflow id -> the client to read it through (one that has seen it exist)
+        self._via: dict[str, OrchestratorClient] = {}
         self._audit_stop = threading.Event()
         self._auditor = threading.Thread(target=self._audit_loop, daemon=True)
 
-    def _handler(self, worker_id: str, kind: str) -> Any:
+    def _handler(self, worker_id: str, kind: str, client: OrchestratorClient) -> Any:
         def fn(task: Any) -> dict[str, Any]:
             with self._lock:
                 self.polled[task.task_id] = worker_id
                 if task.workflow_id not in self._known:
-                    # A workflow whose start was never acknowledged (the outcome was lost in a
-                    # fault) still runs; its task results are checked too, so watch it as well.
+                    # A workflow whose start was not acknowledged (yet, or ever: the outcome was
+                    # lost in a fault) still runs; its task results are checked too, so watch it
+                    # as well. It is read through this worker's client, whose read-your-writes
+                    # sequence covers the poll that showed it (the starter's may not yet).
                     self._known.add(task.workflow_id)
+                    self._via[task.workflow_id] = client
                     self._to_audit.append(task.workflow_id)
             return {"m": f"{kind}-{task.task_id}"}
 
@@ -190,9 +195,11 @@ class Load:
                 if self._audit_stop.is_set():
                     break
                 try:
-                    # Through the starter's client: its read-your-writes sequence covers the start,
-                    # so a lagging replica cannot answer NOT_FOUND for it.
-                    wf = self.client.get_workflow(wid, retry_budget_s=2.0)
+                    # Through the starter's client (or the worker's that polled its task): its
+                    # read-your-writes sequence covers the start, so a lagging replica cannot
+                    # answer NOT_FOUND for it.
+                    reader = self._via.get(wid, self.client)
+                    wf = reader.get_workflow(wid, retry_budget_s=2.0)
                 except NotFoundError:
                     # An answer, not an outage: an acknowledged workflow the auditor never saw
                     # terminal is gone (lost, or evicted because the auditor fell behind
