@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import sys
 import time
 from typing import Any
@@ -65,8 +66,17 @@ def ensure_password_file(config_path: str) -> None:
             f.write(secrets.token_urlsafe(32) + "\n")
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_local_cluster(ns: argparse.Namespace) -> int:
     from .localcluster import LocalCluster
+
+    # Ctrl-C, and `kill <pid>` too, stop the replicas before exiting (SIGINT is set explicitly:
+    # a shell starting this in the background would otherwise leave it ignored).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
     ensure_password_file(ns.config)
     cluster = LocalCluster(ns.config)
