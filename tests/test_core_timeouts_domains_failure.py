@@ -399,7 +399,7 @@ def test_sub_workflow_inherits_and_extends_the_parents_domains() -> None:
     )
     h = harness({"name": "other", "retryCount": 0}, workflows=(child, parent))
     wf_id = h.start("parent", task_to_domain={"work": "blue"})
-    child_id = h.wf(wf_id)["tasks"] and h.task(h.wf(wf_id)["refIndex"]["sub"])["subWorkflowId"]
+    child_id = h.task(h.wf(wf_id)["refIndex"]["sub"])["subWorkflowId"]
     assert h.wf(child_id)["taskToDomain"] == {"work": "blue", "other": "red"}
     h.complete(h.poll("work", domain="blue")[0])
     assert h.poll("other", domain="red")
