@@ -146,14 +146,11 @@ class Load:
         def fn(task: Any) -> dict[str, Any]:
             with self._lock:
                 self.polled[task.task_id] = worker_id
-                if task.workflow_id not in self._known:
-                    # A workflow whose start was not acknowledged (yet, or ever: the outcome was
-                    # lost in a fault) still runs; its task results are checked too, so watch it
-                    # as well. It is read through this worker's client, whose read-your-writes
-                    # sequence covers the poll that showed it (the starter's may not yet).
-                    self._known.add(task.workflow_id)
-                    self._via[task.workflow_id] = client
-                    self._to_audit.append(task.workflow_id)
+            # A workflow whose start was not acknowledged (yet, or ever: the outcome was lost in
+            # a fault) still runs; its task results are checked too, so watch it as well. It is
+            # read through this worker's client, whose read-your-writes sequence covers the poll
+            # that showed it (the starter's may not yet).
+            self._audit(task.workflow_id, via=client)
             return {"m": f"{kind}-{task.task_id}"}
 
         return fn
@@ -169,10 +166,13 @@ class Load:
         self._audit(wid)
         return wid
 
-    def _audit(self, wid: str) -> None:
+    def _audit(self, wid: str, via: OrchestratorClient | None = None) -> None:
+        """Give a workflow to the auditor once (read through `via` if given)."""
         with self._lock:
             if wid not in self._known:
                 self._known.add(wid)
+                if via is not None:
+                    self._via[wid] = via
                 self._to_audit.append(wid)
 
     def _start_loop(self) -> None:

@@ -1189,10 +1189,7 @@ class OrchestratorClient:
             for rid, (task_id, output) in zip(rids, results, strict=True)
         ]
         request = tasks_pb2.CompleteTasksRequest(items=items)
-        if self._closed.is_set():
-            raise RuntimeError("OrchestratorClient is closed")
-        attempt_timeout = self._timeout_s if timeout_s is None else float(timeout_s)
-        budget = self._retry_budget_s if retry_budget_s is None else float(retry_budget_s)
+        attempt_timeout, budget = self._call_limits(timeout_s, retry_budget_s)
         # Recorded per result, as CompleteTask operations: a history checker sees each one.
         op = _COMPLETE_TASK.name
         for rid, item in zip(rids, items, strict=True):
@@ -1434,6 +1431,18 @@ class OrchestratorClient:
 
     # -- the retry loop -----------------------------------------------------------------------
 
+    def _call_limits(
+        self, timeout_s: float | None, retry_budget_s: float | None
+    ) -> tuple[float, float]:
+        """(per-attempt deadline, overall budget) of a call; refuses a closed client."""
+        if self._closed.is_set():
+            raise RuntimeError("OrchestratorClient is closed")
+        attempt_timeout = self._timeout_s if timeout_s is None else float(timeout_s)
+        if attempt_timeout <= 0:
+            raise ValueError("timeout_s must be positive")
+        budget = self._retry_budget_s if retry_budget_s is None else float(retry_budget_s)
+        return attempt_timeout, budget
+
     def _invoke(
         self,
         method: _Method[_RespT],
@@ -1444,12 +1453,7 @@ class OrchestratorClient:
         retry_budget_s: float | None,
         pinned_address: str | None = None,
     ) -> _RespT:
-        if self._closed.is_set():
-            raise RuntimeError("OrchestratorClient is closed")
-        attempt_timeout = self._timeout_s if timeout_s is None else float(timeout_s)
-        if attempt_timeout <= 0:
-            raise ValueError("timeout_s must be positive")
-        budget = self._retry_budget_s if retry_budget_s is None else float(retry_budget_s)
+        attempt_timeout, budget = self._call_limits(timeout_s, retry_budget_s)
         self._record("invoke", method.name, request_id, request)
         try:
             response = self._call_with_retries(

@@ -118,18 +118,15 @@ class _CompletionBatcher:
                         [(task_id, output) for task_id, output, _ in batch],
                         worker_id=self.worker_id,
                     )
-            except OrchestratorError as exc:
-                if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+            except BaseException as exc:
+                if isinstance(exc, OrchestratorError) and exc.code == grpc.StatusCode.UNIMPLEMENTED:
                     # A server from before CompleteTasks: report one by one from now on.
                     _log.info("the server has no CompleteTasks; reporting one by one")
                     self._unbatched = True
                     with self._cond:
                         self._queue[:0] = batch
                     continue
-                for _, _, fut in batch:
-                    fut.set_exception(exc)
-                continue
-            except BaseException as exc:  # the whole call: every result shares its fate
+                # The whole call failed: every result shares its fate.
                 for _, _, fut in batch:
                     fut.set_exception(exc)
                 continue
