@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from orchestrator.core import limits
+from orchestrator.core.codec import fingerprint
 from orchestrator.core.commands import (
+    FP_KEY,
     CompleteTask,
     FailTask,
     LeaderEpoch,
@@ -862,6 +864,27 @@ def test_same_request_id_for_a_different_request_is_invalid_argument(h: Harness)
     outcome = h.complete("wf-A-0", request_id="start-1", check=False)
     assert outcome.code is Code.INVALID_ARGUMENT
     assert state_without_seq(h.state) == before
+
+
+def test_the_proposers_fingerprint_and_applys_own_agree(h: Harness) -> None:
+    # Replicas propose commands with their fingerprint (to_log_dict); older journals and the
+    # harness carry none, and apply computes it. Either way a retry is recognised as the same
+    # request, and a different request under the same id is refused.
+    first = h.start_cmd("two_step", {"x": 1}, request_id="start-1", workflow_id="wf-A")
+    logged = first.to_log_dict()
+    assert logged[FP_KEY] == fingerprint(first.fingerprint_body())
+    assert h.apply_one(logged).code is Code.OK
+    plain = h.start_cmd("two_step", {"x": 1}, request_id="start-1", workflow_id="wf-B").to_dict()
+    again = h.apply_one(plain)
+    assert again.code is Code.OK and again.result.get("deduplicated") is True
+    assert again.result["workflow_id"] == "wf-A"
+    other = h.start_cmd("two_step", {"x": 2}, request_id="start-1").to_log_dict()
+    assert h.apply_one(other).code is Code.INVALID_ARGUMENT
+    # Apply records the fingerprint a command carries rather than computing its own.
+    marked = dict(h.start_cmd("two_step", {"x": 3}, request_id="start-2").to_log_dict())
+    marked[FP_KEY] = "f" * 32
+    assert h.apply_one(marked).code is Code.OK
+    assert h.state.requests["start-2"]["fp"] == "f" * 32
 
 
 def test_retried_completion_returns_ok_not_failed_precondition(h: Harness) -> None:

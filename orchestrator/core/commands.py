@@ -10,7 +10,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .codec import fingerprint
+
 JSON = Any
+
+# The key of a request's fingerprint in a logged command (see Command.to_log_dict).
+FP_KEY = "fp"
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,18 @@ class Command:
         skip = self.NON_FINGERPRINT
         d = {name: getattr(self, name) for name in _field_names(type(self)) if name not in skip}
         d["t"] = self.NAME
+        return d
+
+    def to_log_dict(self) -> dict[str, JSON]:
+        """to_dict() plus, for a request, its fingerprint under FP_KEY.
+
+        The proposer computes the fingerprint once; every replica's apply then reads it instead
+        of re-encoding the request canonically (a fifth of apply's time for a task completion).
+        Commands without it (older journals, tests) are fingerprinted in apply.
+        """
+        d = self.to_dict()
+        if "request_id" in d:
+            d[FP_KEY] = fingerprint(self.fingerprint_body())
         return d
 
 

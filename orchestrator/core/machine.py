@@ -16,6 +16,7 @@ from typing import Any
 from . import limits
 from .codec import fingerprint
 from .commands import (
+    FP_KEY,
     CancelPoll,
     CommandDecodeError,
     CompleteTask,
@@ -158,6 +159,10 @@ def _apply_one(ctx: _Ctx, raw: JSON) -> Outcome:
 
 def _apply_checked(ctx: _Ctx, raw: JSON) -> Outcome:
     st = ctx.st
+    given_fp = None
+    if isinstance(raw, dict) and FP_KEY in raw:
+        raw = dict(raw)
+        given_fp = raw.pop(FP_KEY)
     try:
         cmd = command_from_dict(raw)
     except CommandDecodeError as exc:
@@ -165,7 +170,11 @@ def _apply_checked(ctx: _Ctx, raw: JSON) -> Outcome:
     rid = getattr(cmd, "request_id", None)
     fp = ""
     if rid is not None:
-        fp = fingerprint(cmd.fingerprint_body())
+        # The proposer's fingerprint (Command.to_log_dict) when the command carries one.
+        if isinstance(given_fp, str) and given_fp:
+            fp = given_fp
+        else:
+            fp = fingerprint(cmd.fingerprint_body())
         prev = st.requests.get(rid)
         if prev is not None:
             if prev["fp"] != fp:
@@ -1047,8 +1056,34 @@ def task_doc(wf: JSON, tasks: dict[str, JSON]) -> dict[str, JSON]:
     return doc
 
 
-def _retain_def(st: State, defn: JSON, task_defs: JSON) -> str:
+# The content hash of (definition, task definitions) by the identity of those objects, holding
+# them so an id cannot be reused while its entry exists. Registered definitions are replaced,
+# never changed in place, so the same objects always hash alike: a memo of a pure function,
+# which keeps apply deterministic while saving a canonical encoding of the whole definition on
+# every start.
+_DEF_HASHES: dict[int, tuple[JSON, tuple[tuple[str, JSON], ...], str]] = {}
+_DEF_HASHES_MAX = 256
+
+
+def _def_hash(defn: JSON, task_defs: dict[str, JSON]) -> str:
+    tds = tuple(task_defs.items())
+    memo = _DEF_HASHES.get(id(defn))
+    if (
+        memo is not None
+        and memo[0] is defn
+        and len(memo[1]) == len(tds)
+        and all(a[0] == b[0] and a[1] is b[1] for a, b in zip(memo[1], tds, strict=True))
+    ):
+        return memo[2]
     key = fingerprint({"def": defn, "taskDefs": task_defs})
+    if len(_DEF_HASHES) >= _DEF_HASHES_MAX:
+        _DEF_HASHES.clear()
+    _DEF_HASHES[id(defn)] = (defn, tds, key)
+    return key
+
+
+def _retain_def(st: State, defn: JSON, task_defs: JSON) -> str:
+    key = _def_hash(defn, task_defs)
     entry = st.def_snapshots.get(key)
     if entry is None:
         entry = st.def_snapshots[key] = {"def": defn, "taskDefs": task_defs, "refs": 0}
