@@ -389,6 +389,9 @@ _REGISTER_TASK_DEFS = _method(
 _GET_TASK_DEF = _method("DefinitionService", "GetTaskDef", definitions_pb2.GetTaskDefResponse)
 _LIST_TASK_DEFS = _method("DefinitionService", "ListTaskDefs", definitions_pb2.ListTaskDefsResponse)
 _START_WORKFLOW = _method("WorkflowService", "StartWorkflow", workflows_pb2.StartWorkflowResponse)
+_START_WORKFLOWS = _method(
+    "WorkflowService", "StartWorkflows", workflows_pb2.StartWorkflowsResponse
+)
 _GET_WORKFLOW = _method("WorkflowService", "GetWorkflow", workflows_pb2.GetWorkflowResponse)
 _TERMINATE_WORKFLOW = _method(
     "WorkflowService", "TerminateWorkflow", workflows_pb2.TerminateWorkflowResponse
@@ -474,6 +477,99 @@ def _normalize_metadata(metadata: MetadataLike | None) -> tuple[tuple[str, str],
 # The client
 
 
+class _StartSlot:
+    __slots__ = ("done", "lead", "outcome", "request")
+
+    def __init__(self, request: workflows_pb2.StartWorkflowRequest) -> None:
+        self.request = request
+        self.done = threading.Event()
+        self.lead = False  # woken to send the next batch rather than with an outcome
+        self.outcome: Any = None  # the workflow id, or the exception to raise
+
+
+class _StartCoalescer:
+    """Shares StartWorkflows calls among the threads of one client that start at once.
+
+    No thread of its own: the first caller finding no call in flight sends at once (a lone
+    start as a plain StartWorkflow); callers arriving meanwhile queue. When a call returns,
+    its sender hands the queue to the first waiting caller, which sends it as one batch (at
+    most the server's limit), so each batch costs one wake-up besides its callers' own.
+    A server without StartWorkflows (UNIMPLEMENTED) turns batching off for this client.
+    """
+
+    def __init__(self, client: OrchestratorClient) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._queue: list[_StartSlot] = []
+        self._sending = False
+        self._unbatched = False
+
+    def start(self, request: workflows_pb2.StartWorkflowRequest) -> str:
+        slot = _StartSlot(request)
+        with self._lock:
+            unbatched = self._unbatched
+            if not unbatched:
+                self._queue.append(slot)
+                lead = not self._sending
+                self._sending = True
+        if unbatched:
+            return self._alone(request)
+        if not lead:
+            slot.done.wait()
+            if not slot.lead:
+                return self._result(slot)
+        self._send()
+        return self._result(slot)
+
+    def _alone(self, request: workflows_pb2.StartWorkflowRequest) -> str:
+        response = self._client._invoke(
+            _START_WORKFLOW, request, request.request_id, timeout_s=None, retry_budget_s=None
+        )
+        return str(response.workflow_id)
+
+    @staticmethod
+    def _result(slot: _StartSlot) -> str:
+        if isinstance(slot.outcome, BaseException):
+            raise slot.outcome
+        return str(slot.outcome)
+
+    def _send(self) -> None:
+        """Send the queue's head batch, settle its slots, then pass the turn on."""
+        with self._lock:
+            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+        try:
+            if len(batch) == 1:
+                outcomes: list[Any] = [self._alone(batch[0].request)]
+            else:
+                outcomes = self._client._start_batch([s.request for s in batch])
+        except OrchestratorError as exc:
+            if exc.code == grpc.StatusCode.UNIMPLEMENTED and len(batch) > 1:
+                # A server from before StartWorkflows: every caller sends its own from now on.
+                with self._lock:
+                    self._unbatched = True
+                outcomes = []
+                for s in batch:
+                    try:
+                        outcomes.append(self._alone(s.request))
+                    except BaseException as one:
+                        outcomes.append(one)
+            else:
+                outcomes = [exc] * len(batch)
+        except BaseException as exc:
+            outcomes = [exc] * len(batch)
+        with self._lock:
+            nxt = self._queue[0] if self._queue else None
+            if nxt is None:
+                self._sending = False
+            else:
+                nxt.lead = True  # the head of what queued meanwhile sends the next batch
+        for s, outcome in zip(batch, outcomes, strict=True):
+            s.outcome = outcome
+            s.done.set()  # the sender's own slot (batch[0]) is not waiting: harmless
+        if nxt is not None:
+            nxt.done.set()
+
+
 class OrchestratorClient:
     """A thread-safe client for an orchestrator cluster.
 
@@ -509,6 +605,7 @@ class OrchestratorClient:
         recorder: Recorder | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
+        batch_starts: bool = True,
     ) -> None:
         """Creates a client; channels are opened lazily, on first use of each address.
 
@@ -523,6 +620,9 @@ class OrchestratorClient:
             recorder: Optional history hook, see the class docstring.
             credentials: TLS credentials; None for plaintext channels.
             channel_options: Extra grpc channel options; they override the client's defaults.
+            batch_starts: Let start_workflow calls made at the same time from several threads
+                share StartWorkflows calls (see start_workflow). A lone call is sent at once,
+                as a plain StartWorkflow.
 
         Raises:
             ValueError: No address was given, a timeout is not positive, or the metadata uses a
@@ -552,6 +652,7 @@ class OrchestratorClient:
         self._rr = 0
         # An Event rather than a bool so that close() wakes calls sleeping between retries.
         self._closed = threading.Event()
+        self._starts = _StartCoalescer(self) if batch_starts else None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -828,6 +929,12 @@ class OrchestratorClient:
         Returns:
             The workflow id (an existing one under ``RETURN_EXISTING``).
 
+        With ``batch_starts`` (the default) and no per-call timeouts, starts that other threads
+        make while one is in flight wait for it and then go together in one StartWorkflows
+        call (each still its own request with its own id and outcome): a client shared by many
+        threads costs the cluster one call per batch instead of one per workflow, and a lone
+        start waits for nothing.
+
         Raises:
             ValueError: Unknown idempotency strategy, or input that is not JSON-serializable.
             TypeError: Input that is not JSON-serializable.
@@ -855,10 +962,62 @@ class OrchestratorClient:
             priority=priority,
             task_to_domain=dict(task_to_domain or {}),
         )
+        if self._starts is not None and timeout_s is None and retry_budget_s is None:
+            return self._starts.start(request)
         response = self._invoke(
             _START_WORKFLOW, request, rid, timeout_s=timeout_s, retry_budget_s=retry_budget_s
         )
         return response.workflow_id
+
+    def _start_batch(self, requests: list[workflows_pb2.StartWorkflowRequest]) -> list[Any]:
+        """One StartWorkflows call; per request the workflow id or the error for it.
+
+        Raises what failed the whole call (every request shares its fate).
+        """
+        op = _START_WORKFLOW.name
+        rids = [r.request_id for r in requests]
+        for rid, r in zip(rids, requests, strict=True):
+            self._record("invoke", op, rid, r)
+        attempt_timeout, budget = self._call_limits(None, None)
+        try:
+            response = self._call_with_retries(
+                _START_WORKFLOWS,
+                workflows_pb2.StartWorkflowsRequest(items=requests),
+                rids[0],
+                attempt_timeout,
+                budget,
+                None,
+            )
+        except BaseException as exc:
+            # (UNIMPLEMENTED: nothing was applied; the coalescer sends each one alone.)
+            unknown = not isinstance(exc, OrchestratorError) or exc.outcome_unknown
+            for rid in rids:
+                self._record("unknown" if unknown else "fail", op, rid, exc)
+            raise
+        if len(response.results) != len(requests):
+            mismatch = OrchestratorError(
+                grpc.StatusCode.INTERNAL,
+                f"StartWorkflows answered {len(response.results)} results for {len(requests)}",
+                op=op,
+            )
+            for rid in rids:
+                self._record("unknown", op, rid, mismatch)
+            raise mismatch
+        out: list[Any] = []
+        for rid, result in zip(rids, response.results, strict=True):
+            if result.code == 0:
+                self._record("ok", op, rid, result)
+                out.append(result.workflow_id)
+                continue
+            err = error_for_status(
+                _STATUS_BY_NUMBER.get(result.code, grpc.StatusCode.UNKNOWN),
+                result.message,
+                op=op,
+                request_id=rid,
+            )
+            self._record("fail", op, rid, err)
+            out.append(err)
+        return out
 
     def get_workflow(
         self,

@@ -358,6 +358,43 @@ class _Base:
 
         return self._run(context, go)
 
+    def _batch_mutate(
+        self,
+        context: grpc.ServicerContext,
+        items: Any,
+        build: Callable[[Any], C.Command],
+        results: list[Any],
+        decided: Callable[[int, Outcome], None],
+    ) -> int:
+        """The items of a batch call, each its own command judged alone; returns the seq.
+
+        A malformed item gets its error in `results` and the others go on. Every command is
+        proposed before any is awaited, so they share entries. No leader or overload fails the
+        whole call (nothing was decided for the items not yet proposed; a retry of the batch
+        is deduplicated item by item).
+        """
+        submitted: list[tuple[int, C.Command, Future[Outcome]]] = []
+        seq = 0
+        for i, item in enumerate(items):
+            try:
+                cmd = build(item)
+            except ApiError as err:
+                status = _item_status(err.status, err.message)
+                results[i].code, results[i].message = status.code, status.message
+                continue
+            with self.replica.lock:
+                early = precheck(self.replica.state, cmd.to_dict())
+            if early is not None:
+                decided(i, early)
+                seq = max(seq, early.seq)
+                continue
+            submitted.append((i, cmd, self._submit(cmd)))
+        for i, cmd, fut in submitted:
+            outcome = self._await(context, cmd, fut)
+            decided(i, outcome)
+            seq = max(seq, outcome.seq)
+        return seq
+
     def _forward(self, context: grpc.ServicerContext, method: str, request: Any) -> Any:
         md = _metadata(context)
         peer = self.node.leader_peer()
@@ -561,50 +598,77 @@ class WorkflowService(_Base, workflows_pb2_grpc.WorkflowServiceServicer):
     SERVICE = "orchestrator.v1.WorkflowService"
     _RESP = {
         "StartWorkflow": wpb.StartWorkflowResponse,
+        "StartWorkflows": wpb.StartWorkflowsResponse,
         "TerminateWorkflow": wpb.TerminateWorkflowResponse,
     }
 
     def _response_type(self, method: str) -> Any:
         return self._RESP[method]
 
+    @staticmethod
+    def _start_cmd(request: wpb.StartWorkflowRequest) -> C.Command:
+        rid = _request_id(request.request_id)
+        strategy = _STRATEGY.get(request.idempotency_strategy)
+        if strategy is None:
+            raise invalid(f"idempotency_strategy: unknown value {request.idempotency_strategy}")
+        if request.version < 0:
+            raise invalid("version: must be >= 0 (0 means the latest)")
+        if len(request.correlation_id) > limits.MAX_NAME_LENGTH:
+            raise invalid(f"correlation_id: at most {limits.MAX_NAME_LENGTH} characters")
+        if len(request.idempotency_key) > limits.MAX_NAME_LENGTH:
+            raise invalid(f"idempotency_key: at most {limits.MAX_NAME_LENGTH} characters")
+        if not 0 <= request.priority <= 99:
+            raise invalid("priority: must be between 0 and 99")
+        return C.StartWorkflow(
+            request_id=rid,
+            workflow_id=str(uuid.uuid4()),
+            name=_name(request.name, "name"),
+            version=request.version,
+            input=_json_object(request.input_json, "input_json"),
+            correlation_id=request.correlation_id,
+            idempotency_key=request.idempotency_key,
+            idempotency_strategy=strategy,
+            priority=request.priority,
+            task_to_domain=check_task_to_domain(dict(request.task_to_domain), "task_to_domain"),
+        )
+
     def StartWorkflow(
         self, request: wpb.StartWorkflowRequest, context: grpc.ServicerContext
     ) -> Any:
-        def build() -> C.Command:
-            rid = _request_id(request.request_id)
-            strategy = _STRATEGY.get(request.idempotency_strategy)
-            if strategy is None:
-                raise invalid(f"idempotency_strategy: unknown value {request.idempotency_strategy}")
-            if request.version < 0:
-                raise invalid("version: must be >= 0 (0 means the latest)")
-            if len(request.correlation_id) > limits.MAX_NAME_LENGTH:
-                raise invalid(f"correlation_id: at most {limits.MAX_NAME_LENGTH} characters")
-            if len(request.idempotency_key) > limits.MAX_NAME_LENGTH:
-                raise invalid(f"idempotency_key: at most {limits.MAX_NAME_LENGTH} characters")
-            if not 0 <= request.priority <= 99:
-                raise invalid("priority: must be between 0 and 99")
-            return C.StartWorkflow(
-                request_id=rid,
-                workflow_id=str(uuid.uuid4()),
-                name=_name(request.name, "name"),
-                version=request.version,
-                input=_json_object(request.input_json, "input_json"),
-                correlation_id=request.correlation_id,
-                idempotency_key=request.idempotency_key,
-                idempotency_strategy=strategy,
-                priority=request.priority,
-                task_to_domain=check_task_to_domain(dict(request.task_to_domain), "task_to_domain"),
-            )
-
         return self._mutate(
             context,
             request,
             "StartWorkflow",
-            build,
+            lambda: self._start_cmd(request),
             lambda o: wpb.StartWorkflowResponse(
                 workflow_id=o.result["workflow_id"], created=o.result["created"]
             ),
         )
+
+    def StartWorkflows(
+        self, request: wpb.StartWorkflowsRequest, context: grpc.ServicerContext
+    ) -> Any:
+        def go() -> Any:
+            items = request.items
+            if not 1 <= len(items) <= limits.MAX_BATCH_ITEMS:
+                raise invalid(f"items: between 1 and {limits.MAX_BATCH_ITEMS} workflows")
+            if not self.replica.leader_ready():
+                return self._forward(context, "StartWorkflows", request)
+            results = [wpb.StartWorkflowResult() for _ in items]
+
+            def decided(i: int, outcome: Outcome) -> None:
+                if outcome.ok:
+                    results[i].workflow_id = outcome.result["workflow_id"]
+                    results[i].created = outcome.result["created"]
+                else:
+                    status = _outcome_status(outcome)
+                    results[i].code, results[i].message = status.code, status.message
+
+            seq = self._batch_mutate(context, items, self._start_cmd, results, decided)
+            self._set_seq(context, seq)
+            return wpb.StartWorkflowsResponse(results=results)
+
+        return self._run(context, go)
 
     def TerminateWorkflow(
         self, request: wpb.TerminateWorkflowRequest, context: grpc.ServicerContext
@@ -758,32 +822,16 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
     ) -> Any:
         def go() -> Any:
             items = request.items
-            if not 1 <= len(items) <= limits.MAX_POLL_COUNT:
-                raise invalid(f"items: between 1 and {limits.MAX_POLL_COUNT} results")
+            if not 1 <= len(items) <= limits.MAX_BATCH_ITEMS:
+                raise invalid(f"items: between 1 and {limits.MAX_BATCH_ITEMS} results")
             if not self.replica.leader_ready():
                 return self._forward(context, "CompleteTasks", request)
             statuses: list[tpb.ItemStatus] = [tpb.ItemStatus() for _ in items]
-            submitted: list[tuple[int, C.Command, Future[Outcome]]] = []
-            seq = 0
-            for i, item in enumerate(items):
-                try:
-                    cmd = self._complete_cmd(item)
-                except ApiError as err:  # this item is malformed; the others go on
-                    statuses[i] = _item_status(err.status, err.message)
-                    continue
-                with self.replica.lock:
-                    early = precheck(self.replica.state, cmd.to_dict())
-                if early is not None:
-                    statuses[i] = _outcome_status(early)
-                    seq = max(seq, early.seq)
-                    continue
-                # No leader or overload fails the whole call (nothing was decided for the items
-                # not yet proposed; a retry of the batch is deduplicated item by item).
-                submitted.append((i, cmd, self._submit(cmd)))
-            for i, cmd, fut in submitted:
-                outcome = self._await(context, cmd, fut)
+
+            def decided(i: int, outcome: Outcome) -> None:
                 statuses[i] = _outcome_status(outcome)
-                seq = max(seq, outcome.seq)
+
+            seq = self._batch_mutate(context, items, self._complete_cmd, statuses, decided)
             self._set_seq(context, seq)
             return tpb.CompleteTasksResponse(statuses=statuses)
 

@@ -8,6 +8,8 @@ MAX_NAME_LENGTH = 256
 MAX_REQUEST_ID_LENGTH = 128
 MAX_REASON_LENGTH = 4096
 MAX_POLL_COUNT = 100
+# Items of one batch call (CompleteTasks, StartWorkflows).
+MAX_BATCH_ITEMS = 100
 MAX_POLL_TIMEOUT_MS = 30_000
 # Long polls parked in replicated state at once; beyond it a poll waits on the leader only.
 MAX_PARKED_POLLS = 10_000

@@ -184,6 +184,30 @@ class StartWorkflowResponse(_message.Message):
     created: bool
     def __init__(self, workflow_id: _Optional[str] = ..., created: _Optional[bool] = ...) -> None: ...
 
+class StartWorkflowsRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[StartWorkflowRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[StartWorkflowRequest, _Mapping]]] = ...) -> None: ...
+
+class StartWorkflowResult(_message.Message):
+    __slots__ = ("code", "message", "workflow_id", "created")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    workflow_id: str
+    created: bool
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., workflow_id: _Optional[str] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class StartWorkflowsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[StartWorkflowResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[StartWorkflowResult, _Mapping]]] = ...) -> None: ...
+
 class GetWorkflowRequest(_message.Message):
     __slots__ = ("workflow_id", "include_tasks")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class WorkflowServiceStub:
                 request_serializer=orchestrator_dot_v1_dot_workflows__pb2.StartWorkflowRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.StartWorkflowResponse.FromString,
                 _registered_method=True)
+        self.StartWorkflows = channel.unary_unary(
+                '/orchestrator.v1.WorkflowService/StartWorkflows',
+                request_serializer=orchestrator_dot_v1_dot_workflows__pb2.StartWorkflowsRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.StartWorkflowsResponse.FromString,
+                _registered_method=True)
         self.GetWorkflow = channel.unary_unary(
                 '/orchestrator.v1.WorkflowService/GetWorkflow',
                 request_serializer=orchestrator_dot_v1_dot_workflows__pb2.GetWorkflowRequest.SerializeToString,
@@ -63,6 +68,16 @@ class WorkflowServiceServicer:
 
     def StartWorkflow(self, request, context):
         """Starts a workflow from a registered definition.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartWorkflows(self, request, context):
+        """Starts several workflows in one call (at most 100). Each item is its own command with its
+        own request_id, decided as if started alone, so a retried batch is deduplicated item by
+        item and one item's rejection does not affect the others. The call itself fails only when
+        nothing could be decided (no leader, overload, outcome unknown): retry it as is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +111,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.StartWorkflow,
                     request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.StartWorkflowRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_workflows__pb2.StartWorkflowResponse.SerializeToString,
+            ),
+            'StartWorkflows': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartWorkflows,
+                    request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.StartWorkflowsRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_workflows__pb2.StartWorkflowsResponse.SerializeToString,
             ),
             'GetWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkflow,
@@ -141,6 +161,33 @@ class WorkflowService:
             '/orchestrator.v1.WorkflowService/StartWorkflow',
             orchestrator_dot_v1_dot_workflows__pb2.StartWorkflowRequest.SerializeToString,
             orchestrator_dot_v1_dot_workflows__pb2.StartWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartWorkflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.WorkflowService/StartWorkflows',
+            orchestrator_dot_v1_dot_workflows__pb2.StartWorkflowsRequest.SerializeToString,
+            orchestrator_dot_v1_dot_workflows__pb2.StartWorkflowsResponse.FromString,
             options,
             channel_credentials,
             insecure,
