@@ -888,6 +888,33 @@ def test_worker_completes_tasks_and_stops(task_queue, make_worker):
     assert worker.stopping
 
 
+def test_a_handler_slot_is_free_while_its_result_is_reported(task_queue, make_worker):
+    # One handler thread: the second task runs while the first one's report is still waiting
+    # for the server, and stop() waits for that report.
+    gate = threading.Event()
+    task_queue.server.on("CompleteTask", block_until(gate, reply(tasks_pb2.CompleteTaskResponse())))
+    worker = make_worker(task_queue.server.address, concurrency=1)
+    ran: dict[str, threading.Event] = {"t0": threading.Event(), "t1": threading.Event()}
+
+    @worker.task("double")
+    def double(task: Task) -> dict[str, Any]:
+        ran[task.task_id].set()
+        return {"y": task.input["x"] * 2}
+
+    task_queue.add("t0", x=0)
+    task_queue.add("t1", x=1)
+    worker.start()
+    task_queue.server.wait_calls("CompleteTask", 1)
+    assert ran["t1"].wait(WAIT_S), "the second task waited for the first one's report"
+    assert worker.stats.running == 2 and worker.stats.completed == 0
+    gate.set()
+    worker.stop(timeout_s=WAIT_S)
+    calls = task_queue.server.calls_of("CompleteTask")
+    assert sorted(c.request.task_id for c in calls) == ["t0", "t1"]
+    stats = worker.stats
+    assert (stats.completed, stats.running) == (2, 0)
+
+
 def test_worker_fails_task_when_handler_raises(task_queue, make_worker):
     worker = make_worker(task_queue.server.address)
 

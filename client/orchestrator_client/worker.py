@@ -343,9 +343,12 @@ def _default_worker_id() -> str:
 class Worker:
     """Polls tasks of the registered types, runs their handlers, and reports the results.
 
-    Each task type gets one poller thread and a pool of ``concurrency`` handler threads. The
-    poller leases at most as many tasks as there are free handler threads, so no leased task
-    waits in a queue while its lease runs down.
+    Each task type gets poller threads and a pool of ``concurrency`` handler threads. The
+    pollers lease at most as many tasks as there are free handler threads, so no leased task
+    waits in a queue while its lease runs down. With batched completions a handler thread is
+    free again as soon as its handler returns; the result is reported on the reporter's
+    thread, and the task counts as running (``stats.running``, ``stop()`` waits for it) until
+    the report is answered.
 
     Reports are retried by the client with one request id per report. A report the server
     refuses with FAILED_PRECONDITION (the lease was lost: the task timed out and was
@@ -368,8 +371,8 @@ class Worker:
         Args:
             client: The client to poll and report through; the worker does not close it.
             worker_id: Identifies this worker to the server; defaults to host-pid-random.
-            concurrency: Handler threads per task type (and so the most tasks of one type
-                leased at once); :meth:`register` can override it per type.
+            concurrency: Handler threads per task type (and so the most handlers of one type
+                running at once); :meth:`register` can override it per type.
             poll_timeout_ms: Long-poll wait of each poll, in milliseconds (0-30000).
             heartbeat_interval_s: Seconds between automatic heartbeats of a running task; None
                 derives it from each task's ``response_timeout_seconds`` (a third of it, and no
@@ -730,11 +733,20 @@ class Worker:
             _log.warning("dropping task %s (%s): worker stopped", task.task_id, task.task_type)
 
     def _task_done(self, reg: _Registration, task: Task) -> None:
+        self._free_slot(reg)
+        self._finished(task)
+
+    def _free_slot(self, reg: _Registration) -> None:
+        """The handler is done: its slot takes another task while the result is reported."""
+        with self._lock:
+            reg.free_slots += 1
+            self._slots_changed.notify_all()
+
+    def _finished(self, task: Task) -> None:
+        """The task's result is reported (or given up): it no longer holds the worker."""
         with self._lock:
             self._leased.discard(task.task_id)
             self._inflight -= 1
-            reg.free_slots += 1
-            self._slots_changed.notify_all()
             if self._inflight == 0:
                 self._idle.notify_all()
                 # Lets the heartbeat thread notice it has nothing left to do when stopping.
@@ -750,6 +762,7 @@ class Worker:
         return max(task.response_timeout_seconds / 3.0, _MIN_HEARTBEAT_INTERVAL_S)
 
     def _execute(self, reg: _Registration, task: Task) -> None:
+        reporting = False
         try:
             ctx = TaskContext(task, self, self._heartbeat_interval(task))
             with self._lock:
@@ -763,11 +776,28 @@ class Worker:
                 with self._lock:
                     self._running.pop(task.task_id, None)
                     ctx._done = True
-            self._report(task, ctx, outcome)
+            reporting = self._report(task, ctx, outcome)
         except Exception:
             _log.exception("unexpected error handling task %s (%s)", task.task_id, task.task_type)
         finally:
-            self._task_done(reg, task)
+            # The slot is free once the handler has returned: with batched reports the result
+            # travels on its own, and the next poll need not wait for its acknowledgement.
+            self._free_slot(reg)
+            if not reporting:
+                self._finished(task)
+
+    def _on_reported(self, task: Task, fut: Future[None]) -> None:
+        """A batched completion was answered (runs on the reporter's thread)."""
+        try:
+            exc = fut.exception()
+            if exc is None:
+                self._count("completed")
+            elif isinstance(exc, Exception):
+                self._report_error(task, "complete", exc)
+            else:
+                _log.error("report of task %s interrupted: %r", task.task_id, exc)
+        finally:
+            self._finished(task)
 
     def _run_handler(
         self, reg: _Registration, task: Task, ctx: TaskContext
@@ -793,13 +823,14 @@ class Worker:
 
     def _report(
         self, task: Task, ctx: TaskContext, outcome: TaskFailure | Mapping[str, Any] | None
-    ) -> None:
+    ) -> bool:
+        """Reports the outcome; True when a batched completion will finish it later."""
         if ctx.lease_lost:
             self._count("lost")
             _log.warning(
                 "not reporting task %s (%s): its lease was lost", task.task_id, task.task_type
             )
-            return
+            return False
         if not isinstance(outcome, TaskFailure):
             try:
                 batcher = self._batcher
@@ -808,17 +839,19 @@ class Worker:
                 else:
                     # Encoded here first: an output that is not JSON fails only its own task.
                     _encode_json(dict(outcome) if outcome is not None else None)
-                    batcher.submit(task.task_id, outcome).result()
+                    fut = batcher.submit(task.task_id, outcome)
+                    fut.add_done_callback(lambda f: self._on_reported(task, f))
+                    return True
             except (TypeError, ValueError) as exc:
                 # The output could not be encoded as JSON; nothing was sent, so fail the task
                 # rather than leave it to time out.
                 outcome = TaskFailure(f"task output is not valid JSON: {exc}")
             except Exception as exc:
                 self._report_error(task, "complete", exc)
-                return
+                return False
             else:
                 self._count("completed")
-                return
+                return False
         try:
             try:
                 self._send_failure(task, outcome)
@@ -833,8 +866,9 @@ class Worker:
                 )
         except Exception as exc:
             self._report_error(task, "fail", exc)
-            return
+            return False
         self._count("failed")
+        return False
 
     def _send_failure(self, task: Task, failure: TaskFailure) -> None:
         self.client.fail_task(
