@@ -880,6 +880,14 @@ def test_the_proposers_fingerprint_and_applys_own_agree(h: Harness) -> None:
     assert again.result["workflow_id"] == "wf-A"
     other = h.start_cmd("two_step", {"x": 2}, request_id="start-1").to_log_dict()
     assert h.apply_one(other).code is Code.INVALID_ARGUMENT
+    # What replicas put in the log (one canonical encoding, the rest appended) decodes to it.
+    for cmd in (
+        first,
+        h.start_cmd("two_step", {"z": [3, {"b": 1, "a": 2}]}, request_id="s-x"),
+        PollTasks(request_id="p", task_type="t", worker_id="w", count=2, epoch=3, park_until_ms=9),
+        LeaderEpoch(term=4),
+    ):
+        assert json.loads(cmd.log_json()) == cmd.to_log_dict()
     # Apply records the fingerprint a command carries rather than computing its own.
     marked = dict(h.start_cmd("two_step", {"x": 3}, request_id="start-2").to_log_dict())
     marked[FP_KEY] = "f" * 32

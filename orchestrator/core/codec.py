@@ -16,4 +16,9 @@ def dumps_bytes(value: Any) -> bytes:
 
 
 def fingerprint(value: Any) -> str:
-    return hashlib.sha256(dumps_bytes(value)).hexdigest()[:32]
+    return digest(dumps_bytes(value))
+
+
+def digest(data: bytes) -> str:
+    """The fingerprint of an already canonical encoding."""
+    return hashlib.sha256(data).hexdigest()[:32]

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .codec import fingerprint
+from .codec import digest, dumps_bytes, fingerprint
 
 JSON = Any
 
@@ -48,6 +48,20 @@ class Command:
         if "request_id" in d:
             d[FP_KEY] = fingerprint(self.fingerprint_body())
         return d
+
+    def log_json(self) -> bytes:
+        """to_log_dict() as JSON, encoding the request only once.
+
+        The fingerprint needs the canonical encoding of fingerprint_body(); the logged command
+        is that encoding with the few NON_FINGERPRINT fields and the fingerprint appended (the
+        log needs valid JSON, not canonical key order), instead of a second full encoding.
+        """
+        if "request_id" not in _field_names(type(self)):
+            return dumps_bytes(self.to_dict())
+        body = dumps_bytes(self.fingerprint_body())
+        extra = {name: getattr(self, name) for name in sorted(self.NON_FINGERPRINT)}
+        extra[FP_KEY] = digest(body)
+        return body[:-1] + b"," + dumps_bytes(extra)[1:]
 
 
 # Per class: field names, and (name, expected type) for the fields checked on decode.

@@ -399,7 +399,7 @@ class Replica:
         if not carry_lazy:
             with self._qcond:
                 self._no_carry.add(fut)
-        self._enqueue(codec.dumps_bytes(cmd.to_log_dict()), fut, cmd.NAME)
+        self._enqueue(cmd.log_json(), fut, cmd.NAME)
         return fut
 
     def propose_lazy(self, cmd: Command) -> Future[Outcome]:
@@ -412,7 +412,7 @@ class Replica:
         if not self.leader_ready():
             raise NotLeader("this replica is not the ready leader")
         fut: Future[Outcome] = Future()
-        data = codec.dumps_bytes(cmd.to_log_dict())
+        data = cmd.log_json()
         with self._qcond:
             if len(self._queue) + len(self._lazy) >= self.settings.max_pending:
                 raise Overloaded(f"{len(self._queue)} commands already waiting for Raft")

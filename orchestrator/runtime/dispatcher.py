@@ -44,7 +44,7 @@ _EMPTY: dict[str, list[str]] = {"task_ids": []}
 class _Call:
     """One waiting PollTasks call: woken when its type gets work or its parked poll settles."""
 
-    __slots__ = ("domain", "event", "name", "request_id", "task_type")
+    __slots__ = ("domain", "event", "name", "parked", "request_id", "task_type")
 
     def __init__(self, request_id: str, name: str, domain: str = "") -> None:
         self.request_id = request_id
@@ -53,6 +53,9 @@ class _Call:
         # The queue key ("<type>@<domain>" for a task domain): what wakes this call.
         self.task_type = queue_key(name, domain)
         self.event = threading.Event()
+        # While its poll is parked in the state only the poll's own settling concerns it (the
+        # apply that makes work ready fills parked polls itself): work of its type does not.
+        self.parked = False
 
 
 class Dispatcher:
@@ -76,7 +79,7 @@ class Dispatcher:
         with self._lock:
             for task_type in fx.ready_types:
                 self._last_ready[task_type] = now
-                wake.extend(self._by_type.get(task_type, ()))
+                wake.extend(c for c in self._by_type.get(task_type, ()) if not c.parked)
             for rid in fx.polls_settled:
                 wake.extend(self._by_request.get(rid, ()))
             if fx.reloaded:
@@ -261,6 +264,15 @@ class Dispatcher:
         self, call: _Call, deadline: float, is_active: Callable[[], bool] | None
     ) -> Outcome | None:
         """Wait until the parked poll is filled or ends; None to park again."""
+        call.parked = True
+        try:
+            return self._await_parked_loop(call, deadline, is_active)
+        finally:
+            call.parked = False
+
+    def _await_parked_loop(
+        self, call: _Call, deadline: float, is_active: Callable[[], bool] | None
+    ) -> Outcome | None:
         rid = call.request_id
         cancelled = False
         while True:

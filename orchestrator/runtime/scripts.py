@@ -76,7 +76,10 @@ class ScriptExecutor:
                 for tid in fx.scripts_ready:
                     self._queued[tid] = None
             self._wake.set()
-        elif fx.timers_changed:  # e.g. a LeaderEpoch was applied: maybe time to scan
+        elif self.replica.leader_term not in (0, self._scanned_term):
+            # This replica leads in a term it has not scanned yet: take over pending scripts.
+            # (Not on every entry: a follower's executor has nothing to do, and waking it for
+            # each applied entry cost the Raft thread a thread switch per entry.)
             self._wake.set()
 
     # ------------------------------------------------------------ the executor thread

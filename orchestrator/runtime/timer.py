@@ -20,6 +20,9 @@ class Timer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.ticks_proposed = 0
+        # The due time (cluster ms) the thread sleeps until, None when it knows of none; read
+        # and written under the replica lock together with the state's next due time.
+        self._armed_ms: int | None = None
         replica.listeners.append(self.on_applied)
         self._thread = threading.Thread(target=self._run, name="timer", daemon=True)
 
@@ -31,17 +34,28 @@ class Timer:
         self._wake.set()
 
     def on_applied(self, fx: Effects) -> None:
-        if fx.timers_changed:
+        # Raft tick thread. Wake the timer only when it must act sooner than it planned: most
+        # entries change timers (every leased task has a deadline), and waking a thread per
+        # entry cost the Raft thread a thread switch each time. Followers never tick.
+        if not fx.timers_changed or not self.replica.raft._isLeader():
+            return
+        with self.replica.lock:
+            due = self.replica.state.next_due_ms()
+            wake = due is not None and (self._armed_ms is None or due < self._armed_ms)
+        if wake:
             self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             sleep_s = self.max_sleep_s
+            with self.replica.lock:
+                self._armed_ms = None
             try:
                 self.replica.ensure_epoch()
                 if self.replica.leader_ready():
                     with self.replica.lock:
                         due = self.replica.state.next_due_ms()
+                        self._armed_ms = due
                     if due is not None:
                         now = self.replica.now_ms()
                         if due <= now:
