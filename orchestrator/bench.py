@@ -18,9 +18,10 @@ How it measures:
   is reported separately for polls that returned tasks.
 * Commands/s of the workload is the leader's applied sequence number (one per command) before
   and after the measured phase, divided by its duration.
-* The baseline commits empty commands (``Noop``) through the same replication adapter
-  (``Replica.propose()``) with the same Raft settings, in three child processes that build a
-  ``Replica`` each on their main thread; see `run_baseline`.
+* The baseline commits empty commands (``Noop``, padded to the workload's mean logged command
+  size) through the same replication adapter (``Replica.propose()``) with the same Raft
+  settings and window, in three child processes that build a ``Replica`` each on their main
+  thread; see `run_baseline`.
 
 Nothing here is asserted as a wall-clock bound; the numbers are reported.
 """
@@ -341,10 +342,51 @@ def _baseline_replica_main(cfg_path: str, node_id: str, conn: Any) -> None:
             return
 
 
-def _drive_noops(replica: Any, seconds: float, window: int, warmup_s: float) -> dict[str, Any]:
-    """Propose Noop() with at most `window` in flight; count commits in the measured interval."""
+def padded_noop(command_bytes: int) -> Any:
+    """A Noop whose logged form is `command_bytes` long (or as short as a Noop can be)."""
     from .core.commands import Noop
+
+    bare = len(Noop().log_json())
+    return Noop(pad="x" * max(0, command_bytes - bare))
+
+
+def workload_command_bytes(
+    kind: str, n: int, payload: str, commands_per_workflow: float | None
+) -> int:
+    """The mean logged size of the workload's commands, weighted as the run committed them.
+
+    Per workflow: one StartWorkflow, one CompleteTask per SIMPLE task (its output carries the
+    payload back, as the bench's workers answer), and the rest PollTasks; each built as the
+    servers build them, with ids of the same lengths.
+    """
+    from .core.commands import CompleteTask, PollTasks, StartWorkflow
+
+    rid, wid = "r" * 32, "w" * 36
+    start = StartWorkflow(
+        request_id=rid,
+        workflow_id=wid,
+        name=workflow_def(kind, n)["name"],
+        input={"payload": payload},
+    )
+    complete = CompleteTask(
+        request_id=rid, task_id=f"{wid}-t0-1", output={"p": payload}, worker_id="bench-w0-12345"
+    )
+    poll = PollTasks(
+        request_id=rid, task_type=TASK_TYPE, worker_id="bench-w0-12345", count=16, epoch=1
+    )
+    per_wf = commands_per_workflow or float(1 + n)
+    polls = max(0.0, per_wf - 1 - n)
+    total = len(start.log_json()) + n * len(complete.log_json()) + polls * len(poll.log_json())
+    return round(total / (1 + n + polls))
+
+
+def _drive_noops(
+    replica: Any, seconds: float, window: int, warmup_s: float, command_bytes: int = 0
+) -> dict[str, Any]:
+    """Propose padded Noops with at most `window` in flight; count commits in the interval."""
     from .replication.node import ProposalError
+
+    noop = padded_noop(command_bytes)
 
     sem = threading.BoundedSemaphore(window)
     lock = threading.Lock()
@@ -379,7 +421,7 @@ def _drive_noops(replica: Any, seconds: float, window: int, warmup_s: float) -> 
             continue
         t0 = time.monotonic()
         try:
-            fut = replica.propose(Noop())
+            fut = replica.propose(noop)
         except ProposalError as exc:
             sem.release()
             with lock:
@@ -403,14 +445,20 @@ def _drive_noops(replica: Any, seconds: float, window: int, warmup_s: float) -> 
             "leader_cpu_s": round(cpu1 - (cpu0 or cpu1), 2),
             "seconds": seconds,
             "window": window,
-            "command_bytes": len(json.dumps(Noop().to_dict(), separators=(",", ":"))),
+            "command_bytes": len(noop.log_json()),
         }
 
 
 def run_baseline(
-    raft: dict[str, Any], seconds: float, window: int, warmup_s: float = 1.0
+    raft: dict[str, Any],
+    seconds: float,
+    window: int,
+    warmup_s: float = 1.0,
+    command_bytes: int = 0,
 ) -> dict[str, Any]:
     """Commit empty commands through three Replicas (child processes) with the given settings.
+
+    The commands are Noops padded to `command_bytes` (the workload's mean command size).
 
     Returns:
         commands/s, commit latency, errors, and the leader's CPU seconds.
@@ -449,7 +497,7 @@ def run_baseline(
                 time.sleep(0.1)
         if leader is None:
             raise RuntimeError("no baseline leader within 60 s")
-        leader.send(("run", seconds, window, warmup_s))
+        leader.send(("run", seconds, window, warmup_s, command_bytes))
         if not leader.poll(seconds + warmup_s + 60):
             raise RuntimeError("the baseline run did not finish")
         result: dict[str, Any] = leader.recv()
@@ -1005,12 +1053,16 @@ def run_bench(opts: argparse.Namespace) -> dict[str, Any]:
     if opts.baseline:
         window = opts.baseline_window or opts.concurrency
         print(
-            f"bench: baseline: Noop commands through Replica.propose(), window {window}, "
+            f"bench: baseline: Noop commands (padded to the workload's mean size) through "
+            f"Replica.propose(), window {window}, "
             f"{opts.baseline_seconds:g} s ...",
             file=sys.stderr,
         )
+        size = workload_command_bytes(
+            kind, n, payload, report.get("commands", {}).get("per_workflow")
+        )
         try:
-            base = run_baseline(raft, opts.baseline_seconds, window)
+            base = run_baseline(raft, opts.baseline_seconds, window, command_bytes=size)
         except Exception as exc:
             base = {"error": f"{type(exc).__name__}: {exc}"}
         report["baseline"] = base
@@ -1095,7 +1147,8 @@ def format_table(r: dict[str, Any]) -> str:
         else:
             bl = b["commit_latency_ms"]
             lines.append(
-                f"  baseline (Noop through Replica.propose, window {b['window']}): "
+                f"  baseline (Noops of {b.get('command_bytes', '?')} B through Replica.propose, "
+                f"window {b['window']}): "
                 f"{_fmt(b['commands_per_s'])} commands/s, commit p50/p99 "
                 f"{_fmt(bl['p50'])} / {_fmt(bl['p99'])} ms, errors {sum(b['errors'].values())}"
             )

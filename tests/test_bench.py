@@ -118,5 +118,26 @@ def test_tiny_bench_runs_and_reports(tmp_path: Path) -> None:
         assert s["cpu_s"] >= 0 and s["peak_rss_mib"] > 0
     assert r["leader"]["after"] in {"n1", "n2", "n3"}
     assert r["baseline"].get("commands_per_s", 0) > 0, r["baseline"]
+    # The baseline's Noops are as large as the workload's commands (64-byte payloads here).
+    from orchestrator.bench import workload_command_bytes
+
+    size = workload_command_bytes("seq", 3, "x" * 64, r["commands"]["per_workflow"])
+    assert r["baseline"]["command_bytes"] == size > 200
     assert r["commands_ratio"] > 0
     assert "fsync" in r["config"]
+
+
+def test_the_baseline_noop_matches_a_size_and_applies_as_a_noop() -> None:
+    from orchestrator.bench import padded_noop, workload_command_bytes
+    from orchestrator.core.machine import apply_batch
+    from orchestrator.core.state import State
+
+    small = workload_command_bytes("seq", 3, "", 4.0)
+    large = workload_command_bytes("seq", 3, "x" * 512, 4.0)
+    assert large - small == 512  # each command carries the payload once
+    for size in (0, small, large):
+        noop = padded_noop(size)
+        assert len(noop.log_json()) == max(size, len(padded_noop(0).log_json()))
+        st = State()
+        (outcome,), _ = apply_batch(st, 1, [json.loads(noop.log_json())])
+        assert outcome.ok and st.seq == 1 and not st.workflows
