@@ -78,7 +78,10 @@ class RaftSettings:
     log_compaction_min_entries: int = 5000
     log_compaction_min_time_s: float = 300.0
     batch_max_bytes: int = 64 * 1024
-    max_in_flight_entries: int = 4
+    # One entry in flight: under load the next entry then carries everything queued meanwhile
+    # (fewer, larger entries: less per-entry work on every replica). Measured at concurrency
+    # 64: 1 -> ~2 100 tasks/s, 2 -> ~1 980, 4 -> ~1 920, 8 -> ~1 800; no change at concurrency 1.
+    max_in_flight_entries: int = 1
     max_pending: int = 20_000
     # Write snapshots in a forked child so the tick thread (heartbeats) never waits for them.
     snapshot_fork: bool = True
