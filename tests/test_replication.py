@@ -10,7 +10,7 @@ import pytest
 from orchestrator.core import commands as C
 from orchestrator.localcluster import free_port
 from orchestrator.replication import envelope, snapshot
-from orchestrator.replication.node import RaftSettings, Replica
+from orchestrator.replication.node import Overloaded, RaftSettings, Replica
 
 from .cluster_support import wait_for
 
@@ -86,6 +86,27 @@ def test_group_commit_batches_queued_proposals(tmp_path: Any) -> None:
         assert seqs == sorted(seqs) and len(set(seqs)) == 500, "one outcome per command, in order"
         entries = replica.raft.getStatus()["log_len"] - before
         assert entries < 500, f"500 queued proposals must share entries, got {entries}"
+    finally:
+        replica.stop()
+
+
+def test_commands_proposed_together_share_one_entry_or_are_all_refused(tmp_path: Any) -> None:
+    replica = Replica(
+        _settings(str(tmp_path / "n1"), free_port(), max_in_flight_entries=1, max_pending=50)
+    )
+    try:
+        wait_for(replica.leader_ready, 30, "leadership")
+        for _ in range(5):
+            before = replica.raft.getStatus()["log_len"]
+            futs = replica.propose_many([C.Noop(pad=str(i)) for i in range(20)])
+            seqs = [f.result(timeout=30).seq for f in futs]
+            assert seqs == list(range(seqs[0], seqs[0] + 20)), "in order, one outcome each"
+            assert replica.raft.getStatus()["log_len"] - before == 1, "all 20 in one entry"
+        queued = replica.state.seq
+        with pytest.raises(Overloaded):
+            replica.propose_many([C.Noop() for _ in range(51)])
+        replica.propose(C.Noop()).result(timeout=30)
+        assert replica.state.seq == queued + 1, "the refused batch queued nothing"
     finally:
         replica.stop()
 

@@ -290,8 +290,11 @@ class _Base:
         return self._await(context, cmd, self._submit(cmd))
 
     def _submit(self, cmd: C.Command) -> Future[Outcome]:
+        return self._submit_many([cmd])[0]
+
+    def _submit_many(self, cmds: list[C.Command]) -> list[Future[Outcome]]:
         try:
-            return self.replica.propose(cmd)
+            return self.replica.propose_many(cmds)
         except Overloaded as exc:
             raise ApiError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -368,12 +371,12 @@ class _Base:
     ) -> int:
         """The items of a batch call, each its own command judged alone; returns the seq.
 
-        A malformed item gets its error in `results` and the others go on. Every command is
-        proposed before any is awaited, so they share entries. No leader or overload fails the
-        whole call (nothing was decided for the items not yet proposed; a retry of the batch
-        is deduplicated item by item).
+        A malformed item gets its error in `results` and the others go on. The commands are
+        queued for Raft together (one entry carries them all unless it would exceed the entry
+        size), after every item was checked. No leader or overload fails the whole call with
+        nothing proposed (a retry of the batch is deduplicated item by item).
         """
-        submitted: list[tuple[int, C.Command, Future[Outcome]]] = []
+        checked: list[tuple[int, C.Command]] = []
         seq = 0
         for i, item in enumerate(items):
             try:
@@ -388,8 +391,9 @@ class _Base:
                 decided(i, early)
                 seq = max(seq, early.seq)
                 continue
-            submitted.append((i, cmd, self._submit(cmd)))
-        for i, cmd, fut in submitted:
+            checked.append((i, cmd))
+        futures = self._submit_many([cmd for _, cmd in checked]) if checked else []
+        for (i, cmd), fut in zip(checked, futures, strict=True):
             outcome = self._await(context, cmd, fut)
             decided(i, outcome)
             seq = max(seq, outcome.seq)

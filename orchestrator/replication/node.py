@@ -389,6 +389,25 @@ class Replica:
 
     # ------------------------------------------------------------ proposals
 
+    def propose_many(self, cmds: list[Command]) -> list[Future[Outcome]]:
+        """Queue several commands at once, in order. Leader only; all or none are queued.
+
+        One wake-up of the proposer for all of them, so they go in the same entry (up to its
+        size): queued one by one, the proposer could send the first alone and, with one entry
+        in flight, leave the rest waiting for its commit.
+        """
+        if not self.leader_ready():
+            raise NotLeader("this replica is not the ready leader")
+        items: list[tuple[bytes, Future[Outcome], str]] = [
+            (cmd.log_json(), Future(), cmd.NAME) for cmd in cmds
+        ]
+        with self._qcond:
+            if len(self._queue) + len(items) > self.settings.max_pending:
+                raise Overloaded(f"{len(self._queue)} commands already waiting for Raft")
+            self._queue.extend(items)
+            self._qcond.notify()
+        return [fut for _, fut, _ in items]
+
     def propose(self, cmd: Command, carry_lazy: bool = True) -> Future[Outcome]:
         """Queue a command for the next group-commit entry. Leader only.
 
