@@ -527,6 +527,15 @@ class _StartCoalescer:
         )
         return str(response.workflow_id)
 
+    def _each_alone(self, batch: list[_StartSlot]) -> list[Any]:
+        outcomes: list[Any] = []
+        for s in batch:
+            try:
+                outcomes.append(self._alone(s.request))
+            except BaseException as exc:
+                outcomes.append(exc)
+        return outcomes
+
     @staticmethod
     def _result(slot: _StartSlot) -> str:
         if isinstance(slot.outcome, BaseException):
@@ -537,22 +546,19 @@ class _StartCoalescer:
         """Send the queue's head batch, settle its slots, then pass the turn on."""
         with self._lock:
             batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+            unbatched = self._unbatched
+        outcomes: list[Any]
         try:
-            if len(batch) == 1:
-                outcomes: list[Any] = [self._alone(batch[0].request)]
+            if len(batch) == 1 or unbatched:
+                outcomes = self._each_alone(batch)
             else:
                 outcomes = self._client._start_batch([s.request for s in batch])
         except OrchestratorError as exc:
-            if exc.code == grpc.StatusCode.UNIMPLEMENTED and len(batch) > 1:
+            if exc.code == grpc.StatusCode.UNIMPLEMENTED:
                 # A server from before StartWorkflows: every caller sends its own from now on.
                 with self._lock:
                     self._unbatched = True
-                outcomes = []
-                for s in batch:
-                    try:
-                        outcomes.append(self._alone(s.request))
-                    except BaseException as one:
-                        outcomes.append(one)
+                outcomes = self._each_alone(batch)
             else:
                 outcomes = [exc] * len(batch)
         except BaseException as exc:

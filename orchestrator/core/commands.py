@@ -287,6 +287,13 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
 )
 BY_NAME: dict[str, type[Command]] = {c.NAME: c for c in ALL_COMMANDS}
 
+# Apply takes FP_KEY out of a logged command before decoding it, and log_json() appends the
+# NON_FINGERPRINT fields after the fingerprinted body: neither may clash with a field.
+for _cls in ALL_COMMANDS:
+    _names = {*_field_names(_cls)}
+    if FP_KEY in _names or ("request_id" in _names and not _names >= _cls.NON_FINGERPRINT):
+        raise TypeError(f"{_cls.NAME}: field names clash with the log encoding")
+
 
 class CommandDecodeError(ValueError):
     pass
