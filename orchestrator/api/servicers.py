@@ -382,7 +382,7 @@ class _Base:
             try:
                 cmd = build(item)
             except ApiError as err:
-                status = _item_status(err.status, err.message)
+                status = _item_status(err.status, f"items[{i}].{err.message}")
                 results[i].code, results[i].message = status.code, status.message
                 continue
             with self.replica.lock:
