@@ -980,44 +980,66 @@ class OrchestratorClient:
 
         Raises what failed the whole call (every request shares its fate).
         """
-        op = _START_WORKFLOW.name
-        rids = [r.request_id for r in requests]
-        for rid, r in zip(rids, requests, strict=True):
-            self._record("invoke", op, rid, r)
-        attempt_timeout, budget = self._call_limits(None, None)
+        answers = self._batch_call(
+            _START_WORKFLOWS,
+            workflows_pb2.StartWorkflowsRequest(items=requests),
+            _START_WORKFLOW.name,
+            [r.request_id for r in requests],
+            requests,
+            lambda response: response.results,
+            None,
+            None,
+        )
+        return [a if isinstance(a, OrchestratorError) else a.workflow_id for a in answers]
+
+    def _batch_call(
+        self,
+        method: _Method[_RespT],
+        request: Message,
+        op: str,
+        rids: list[str],
+        items: Sequence[Message],
+        answers_of: Callable[[Any], Sequence[Any]],
+        timeout_s: float | None,
+        retry_budget_s: float | None,
+    ) -> list[Any]:
+        """One call carrying several requests, each recorded as its own `op` operation.
+
+        Returns, per item, its answer (code 0) or the error for it. Raises what failed the
+        whole call, recorded for every item (a retry of the same call is deduplicated item by
+        item, so an item is never applied twice).
+        """
+        attempt_timeout, budget = self._call_limits(timeout_s, retry_budget_s)
+        for rid, item in zip(rids, items, strict=True):
+            self._record("invoke", op, rid, item)
         try:
             response = self._call_with_retries(
-                _START_WORKFLOWS,
-                workflows_pb2.StartWorkflowsRequest(items=requests),
-                rids[0],
-                attempt_timeout,
-                budget,
-                None,
+                method, request, rids[0], attempt_timeout, budget, None
             )
         except BaseException as exc:
-            # (UNIMPLEMENTED: nothing was applied; the coalescer sends each one alone.)
             unknown = not isinstance(exc, OrchestratorError) or exc.outcome_unknown
             for rid in rids:
                 self._record("unknown" if unknown else "fail", op, rid, exc)
             raise
-        if len(response.results) != len(requests):
+        answers = answers_of(response)
+        if len(answers) != len(items):
             mismatch = OrchestratorError(
                 grpc.StatusCode.INTERNAL,
-                f"StartWorkflows answered {len(response.results)} results for {len(requests)}",
+                f"{method.name} answered {len(answers)} results for {len(items)} requests",
                 op=op,
             )
             for rid in rids:
                 self._record("unknown", op, rid, mismatch)
             raise mismatch
         out: list[Any] = []
-        for rid, result in zip(rids, response.results, strict=True):
-            if result.code == 0:
-                self._record("ok", op, rid, result)
-                out.append(result.workflow_id)
+        for rid, answer in zip(rids, answers, strict=True):
+            if answer.code == 0:
+                self._record("ok", op, rid, answer)
+                out.append(answer)
                 continue
             err = error_for_status(
-                _STATUS_BY_NUMBER.get(result.code, grpc.StatusCode.UNKNOWN),
-                result.message,
+                _STATUS_BY_NUMBER.get(answer.code, grpc.StatusCode.UNKNOWN),
+                answer.message,
                 op=op,
                 request_id=rid,
             )
@@ -1353,45 +1375,17 @@ class OrchestratorClient:
             )
             for rid, (task_id, output) in zip(rids, results, strict=True)
         ]
-        request = tasks_pb2.CompleteTasksRequest(items=items)
-        attempt_timeout, budget = self._call_limits(timeout_s, retry_budget_s)
-        # Recorded per result, as CompleteTask operations: a history checker sees each one.
-        op = _COMPLETE_TASK.name
-        for rid, item in zip(rids, items, strict=True):
-            self._record("invoke", op, rid, item)
-        try:
-            response = self._call_with_retries(
-                _COMPLETE_TASKS, request, rids[0], attempt_timeout, budget, None
-            )
-        except BaseException as exc:
-            unknown = not isinstance(exc, OrchestratorError) or exc.outcome_unknown
-            for rid in rids:
-                self._record("unknown" if unknown else "fail", op, rid, exc)
-            raise
-        if len(response.statuses) != len(items):
-            mismatch = OrchestratorError(
-                grpc.StatusCode.INTERNAL,
-                f"CompleteTasks answered {len(response.statuses)} statuses for {len(items)} results",
-                op=op,
-            )
-            for rid in rids:
-                self._record("unknown", op, rid, mismatch)
-            raise mismatch
-        out: list[OrchestratorError | None] = []
-        for rid, item, status in zip(rids, items, response.statuses, strict=True):
-            if status.code == 0:
-                self._record("ok", op, rid, item)
-                out.append(None)
-                continue
-            err = error_for_status(
-                _STATUS_BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN),
-                status.message,
-                op=op,
-                request_id=rid,
-            )
-            self._record("fail", op, rid, err)
-            out.append(err)
-        return out
+        answers = self._batch_call(
+            _COMPLETE_TASKS,
+            tasks_pb2.CompleteTasksRequest(items=items),
+            _COMPLETE_TASK.name,
+            rids,
+            items,
+            lambda response: response.statuses,
+            timeout_s,
+            retry_budget_s,
+        )
+        return [a if isinstance(a, OrchestratorError) else None for a in answers]
 
     def fail_task(
         self,
