@@ -364,40 +364,64 @@ class _Base:
     def _batch_mutate(
         self,
         context: grpc.ServicerContext,
-        items: Any,
+        request: Any,
+        method: str,
+        noun: str,
         build: Callable[[Any], C.Command],
-        results: list[Any],
-        decided: Callable[[int, Outcome], None],
-    ) -> int:
-        """The items of a batch call, each its own command judged alone; returns the seq.
+        result_type: Callable[[], Any],
+        on_ok: Callable[[Any, Outcome], None],
+        respond: Callable[[list[Any]], Any],
+    ) -> Any:
+        """A batch call (CompleteTasks, StartWorkflows): each item its own command, judged alone.
 
-        A malformed item gets its error in `results` and the others go on. The commands are
-        queued for Raft together (one entry carries them all unless it would exceed the entry
-        size), after every item was checked. No leader or overload fails the whole call with
-        nothing proposed (a retry of the batch is deduplicated item by item).
+        Each item's result (a message with `code` and `message`) says why it was not applied,
+        or `on_ok` fills it in. A malformed item gets its error and the others go on. The
+        commands are queued for Raft together (one entry carries them all unless it would
+        exceed the entry size), after every item was checked. No leader or overload fails the
+        whole call with nothing proposed (a retry of the batch is deduplicated item by item).
         """
-        checked: list[tuple[int, C.Command]] = []
-        seq = 0
-        for i, item in enumerate(items):
-            try:
-                cmd = build(item)
-            except ApiError as err:
-                status = _item_status(err.status, f"items[{i}].{err.message}")
+
+        def go() -> Any:
+            items = request.items
+            if not 1 <= len(items) <= limits.MAX_BATCH_ITEMS:
+                raise invalid(f"items: between 1 and {limits.MAX_BATCH_ITEMS} {noun}")
+            if not self.replica.leader_ready():
+                return self._forward(context, method, request)
+            results = [result_type() for _ in items]
+
+            def failed(i: int, status: tpb.ItemStatus) -> None:
                 results[i].code, results[i].message = status.code, status.message
-                continue
-            with self.replica.lock:
-                early = precheck(self.replica.state, cmd.to_dict())
-            if early is not None:
-                decided(i, early)
-                seq = max(seq, early.seq)
-                continue
-            checked.append((i, cmd))
-        futures = self._submit_many([cmd for _, cmd in checked]) if checked else []
-        for (i, cmd), fut in zip(checked, futures, strict=True):
-            outcome = self._await(context, cmd, fut)
-            decided(i, outcome)
-            seq = max(seq, outcome.seq)
-        return seq
+
+            def decided(i: int, outcome: Outcome) -> None:
+                if outcome.ok:
+                    on_ok(results[i], outcome)
+                else:
+                    failed(i, _outcome_status(outcome))
+
+            checked: list[tuple[int, C.Command]] = []
+            seq = 0
+            for i, item in enumerate(items):
+                try:
+                    cmd = build(item)
+                except ApiError as err:
+                    failed(i, _item_status(err.status, f"items[{i}].{err.message}"))
+                    continue
+                with self.replica.lock:
+                    early = precheck(self.replica.state, cmd.to_dict())
+                if early is not None:
+                    decided(i, early)
+                    seq = max(seq, early.seq)
+                    continue
+                checked.append((i, cmd))
+            futures = self._submit_many([cmd for _, cmd in checked]) if checked else []
+            for (i, cmd), fut in zip(checked, futures, strict=True):
+                outcome = self._await(context, cmd, fut)
+                decided(i, outcome)
+                seq = max(seq, outcome.seq)
+            self._set_seq(context, seq)
+            return respond(results)
+
+        return self._run(context, go)
 
     def _forward(self, context: grpc.ServicerContext, method: str, request: Any) -> Any:
         md = _metadata(context)
@@ -652,27 +676,20 @@ class WorkflowService(_Base, workflows_pb2_grpc.WorkflowServiceServicer):
     def StartWorkflows(
         self, request: wpb.StartWorkflowsRequest, context: grpc.ServicerContext
     ) -> Any:
-        def go() -> Any:
-            items = request.items
-            if not 1 <= len(items) <= limits.MAX_BATCH_ITEMS:
-                raise invalid(f"items: between 1 and {limits.MAX_BATCH_ITEMS} workflows")
-            if not self.replica.leader_ready():
-                return self._forward(context, "StartWorkflows", request)
-            results = [wpb.StartWorkflowResult() for _ in items]
+        def on_ok(result: wpb.StartWorkflowResult, outcome: Outcome) -> None:
+            result.workflow_id = outcome.result["workflow_id"]
+            result.created = outcome.result["created"]
 
-            def decided(i: int, outcome: Outcome) -> None:
-                if outcome.ok:
-                    results[i].workflow_id = outcome.result["workflow_id"]
-                    results[i].created = outcome.result["created"]
-                else:
-                    status = _outcome_status(outcome)
-                    results[i].code, results[i].message = status.code, status.message
-
-            seq = self._batch_mutate(context, items, self._start_cmd, results, decided)
-            self._set_seq(context, seq)
-            return wpb.StartWorkflowsResponse(results=results)
-
-        return self._run(context, go)
+        return self._batch_mutate(
+            context,
+            request,
+            "StartWorkflows",
+            "workflows",
+            self._start_cmd,
+            wpb.StartWorkflowResult,
+            on_ok,
+            lambda results: wpb.StartWorkflowsResponse(results=results),
+        )
 
     def TerminateWorkflow(
         self, request: wpb.TerminateWorkflowRequest, context: grpc.ServicerContext
@@ -824,22 +841,16 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
     def CompleteTasks(
         self, request: tpb.CompleteTasksRequest, context: grpc.ServicerContext
     ) -> Any:
-        def go() -> Any:
-            items = request.items
-            if not 1 <= len(items) <= limits.MAX_BATCH_ITEMS:
-                raise invalid(f"items: between 1 and {limits.MAX_BATCH_ITEMS} results")
-            if not self.replica.leader_ready():
-                return self._forward(context, "CompleteTasks", request)
-            statuses: list[tpb.ItemStatus] = [tpb.ItemStatus() for _ in items]
-
-            def decided(i: int, outcome: Outcome) -> None:
-                statuses[i] = _outcome_status(outcome)
-
-            seq = self._batch_mutate(context, items, self._complete_cmd, statuses, decided)
-            self._set_seq(context, seq)
-            return tpb.CompleteTasksResponse(statuses=statuses)
-
-        return self._run(context, go)
+        return self._batch_mutate(
+            context,
+            request,
+            "CompleteTasks",
+            "results",
+            self._complete_cmd,
+            tpb.ItemStatus,
+            lambda result, outcome: None,
+            lambda statuses: tpb.CompleteTasksResponse(statuses=statuses),
+        )
 
     def FailTask(self, request: tpb.FailTaskRequest, context: grpc.ServicerContext) -> Any:
         def build() -> C.Command:
