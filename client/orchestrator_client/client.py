@@ -400,7 +400,7 @@ _LIST_WORKFLOWS = _method("WorkflowService", "ListWorkflows", workflows_pb2.List
 _POLL_TASKS = _method("TaskService", "PollTasks", tasks_pb2.PollTasksResponse)
 _COMPLETE_TASK = _method("TaskService", "CompleteTask", tasks_pb2.CompleteTaskResponse)
 _STATUS_BY_NUMBER: Final = {c.value[0]: c for c in grpc.StatusCode}
-_MAX_BATCH: Final = 100  # results per CompleteTasks call (the server's limit)
+_MAX_BATCH: Final = 100  # items per CompleteTasks or StartWorkflows call (the server's limit)
 _COMPLETE_TASKS = _method("TaskService", "CompleteTasks", tasks_pb2.CompleteTasksResponse)
 _FAIL_TASK = _method("TaskService", "FailTask", tasks_pb2.FailTaskResponse)
 _HEARTBEAT_TASK = _method("TaskService", "HeartbeatTask", tasks_pb2.HeartbeatTaskResponse)
@@ -1359,6 +1359,29 @@ class OrchestratorClient:
                 some or all results may have been applied; retry with the same request ids).
             OrchestratorError: Any other error of the whole call.
         """
+        encoded = [
+            (task_id, _encode_json(dict(output) if output is not None else None))
+            for task_id, output in results
+        ]
+        return self._complete_encoded(
+            encoded,
+            worker_id=worker_id,
+            request_ids=request_ids,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+        )
+
+    def _complete_encoded(
+        self,
+        results: Sequence[tuple[str, str]],
+        *,
+        worker_id: str,
+        request_ids: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> list[OrchestratorError | None]:
+        """complete_tasks with each output already encoded as JSON (the worker encodes an
+        output once, to fail only its own task when it is not JSON)."""
         if not results or len(results) > _MAX_BATCH:
             raise ValueError(f"complete_tasks takes 1 to {_MAX_BATCH} results")
         rids = (
@@ -1368,12 +1391,9 @@ class OrchestratorClient:
             raise ValueError("request_ids must match results one to one")
         items = [
             tasks_pb2.CompleteTaskRequest(
-                request_id=rid,
-                task_id=task_id,
-                output_json=_encode_json(dict(output) if output is not None else None),
-                worker_id=worker_id,
+                request_id=rid, task_id=task_id, output_json=output_json, worker_id=worker_id
             )
-            for rid, (task_id, output) in zip(rids, results, strict=True)
+            for rid, (task_id, output_json) in zip(rids, results, strict=True)
         ]
         answers = self._batch_call(
             _COMPLETE_TASKS,

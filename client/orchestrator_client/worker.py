@@ -34,7 +34,7 @@ from typing import Any, Final, Self, TypeVar, cast
 
 import grpc
 
-from orchestrator_client.client import OrchestratorClient, Task, _encode_json
+from orchestrator_client.client import _MAX_BATCH, OrchestratorClient, Task, _encode_json
 from orchestrator_client.errors import (
     FailedPreconditionError,
     NotFoundError,
@@ -66,7 +66,8 @@ class _CompletionBatcher:
         self.client = client
         self.worker_id = worker_id
         self._cond = threading.Condition()
-        self._queue: list[tuple[str, Mapping[str, Any] | None, Future[None]]] = []
+        # (task id, output, the output as JSON, its future)
+        self._queue: list[tuple[str, Mapping[str, Any] | None, str, Future[None]]] = []
         self._closed = False
         self._unbatched = False
         self._thread = threading.Thread(
@@ -74,12 +75,14 @@ class _CompletionBatcher:
         )
         self._thread.start()
 
-    def submit(self, task_id: str, output: Mapping[str, Any] | None) -> Future[None]:
+    def submit(
+        self, task_id: str, output: Mapping[str, Any] | None, output_json: str
+    ) -> Future[None]:
         fut: Future[None] = Future()
         with self._cond:
             if self._closed:
                 raise RuntimeError("the worker's reporter is closed")
-            self._queue.append((task_id, output, fut))
+            self._queue.append((task_id, output, output_json, fut))
             self._cond.notify()
         return fut
 
@@ -91,10 +94,10 @@ class _CompletionBatcher:
         self._thread.join(timeout_s)
 
     def _one_by_one(
-        self, batch: list[tuple[str, Mapping[str, Any] | None, Future[None]]]
+        self, batch: list[tuple[str, Mapping[str, Any] | None, str, Future[None]]]
     ) -> list[OrchestratorError | None]:
         errors: list[OrchestratorError | None] = []
-        for task_id, output, _ in batch:
+        for task_id, output, _, _ in batch:
             try:
                 self.client.complete_task(task_id, output, worker_id=self.worker_id)
                 errors.append(None)
@@ -109,13 +112,13 @@ class _CompletionBatcher:
                     self._cond.wait()
                 if not self._queue:
                     return
-                batch, self._queue = self._queue[:_MAX_POLL_COUNT], self._queue[_MAX_POLL_COUNT:]
+                batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
             try:
                 if self._unbatched:
                     errors = self._one_by_one(batch)
                 else:
-                    errors = self.client.complete_tasks(
-                        [(task_id, output) for task_id, output, _ in batch],
+                    errors = self.client._complete_encoded(
+                        [(task_id, output_json) for task_id, _, output_json, _ in batch],
                         worker_id=self.worker_id,
                     )
             except BaseException as exc:
@@ -127,10 +130,10 @@ class _CompletionBatcher:
                         self._queue[:0] = batch
                     continue
                 # The whole call failed: every result shares its fate.
-                for _, _, fut in batch:
+                for *_, fut in batch:
                     fut.set_exception(exc)
                 continue
-            for (_, _, fut), err in zip(batch, errors, strict=True):
+            for (*_, fut), err in zip(batch, errors, strict=True):
                 if err is None:
                     fut.set_result(None)
                 else:
@@ -837,9 +840,9 @@ class Worker:
                 if batcher is None:
                     self.client.complete_task(task.task_id, outcome, worker_id=self.worker_id)
                 else:
-                    # Encoded here first: an output that is not JSON fails only its own task.
-                    _encode_json(dict(outcome) if outcome is not None else None)
-                    fut = batcher.submit(task.task_id, outcome)
+                    # Encoded here (once): an output that is not JSON fails only its own task.
+                    output_json = _encode_json(dict(outcome) if outcome is not None else None)
+                    fut = batcher.submit(task.task_id, outcome, output_json)
                     fut.add_done_callback(lambda f: self._on_reported(task, f))
                     return True
             except (TypeError, ValueError) as exc:
