@@ -32,7 +32,6 @@ from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.monotonic import monotonic as raft_monotonic
 from pysyncobj.node import TCPNode
 
-from ..core import codec
 from ..core.commands import Command, LeaderEpoch
 from ..core.machine import Effects, Outcome, apply_batch
 from ..core.state import State
@@ -312,7 +311,8 @@ class Replica:
         fut: Future[Outcome] = Future()
         self._epoch_future = fut
         try:
-            self._enqueue(codec.dumps_bytes(LeaderEpoch(term=term).to_dict()), fut, "LeaderEpoch")
+            epoch = LeaderEpoch(term=term)
+            self._enqueue([(epoch.log_json(), fut, epoch.NAME)])
         except ProposalError as exc:
             fut.set_exception(exc)
 
@@ -401,11 +401,7 @@ class Replica:
         items: list[tuple[bytes, Future[Outcome], str]] = [
             (cmd.log_json(), Future(), cmd.NAME) for cmd in cmds
         ]
-        with self._qcond:
-            if len(self._queue) + len(items) > self.settings.max_pending:
-                raise Overloaded(f"{len(self._queue)} commands already waiting for Raft")
-            self._queue.extend(items)
-            self._qcond.notify()
+        self._enqueue(items)
         return [fut for _, fut, _ in items]
 
     def propose(self, cmd: Command, carry_lazy: bool = True) -> Future[Outcome]:
@@ -421,7 +417,7 @@ class Replica:
         if not carry_lazy:
             with self._qcond:
                 self._no_carry.add(fut)
-        self._enqueue(cmd.log_json(), fut, cmd.NAME)
+        self._enqueue([(cmd.log_json(), fut, cmd.NAME)])
         return fut
 
     def propose_lazy(self, cmd: Command) -> Future[Outcome]:
@@ -458,11 +454,12 @@ class Replica:
                 self._lazy.clear()
                 self._qcond.notify()
 
-    def _enqueue(self, data: bytes, fut: Future[Outcome], name: str) -> None:
+    def _enqueue(self, items: list[tuple[bytes, Future[Outcome], str]]) -> None:
+        """Queue encoded commands for the proposer, all or none, with one wake-up."""
         with self._qcond:
-            if len(self._queue) >= self.settings.max_pending:
+            if len(self._queue) + len(items) > self.settings.max_pending:
                 raise Overloaded(f"{len(self._queue)} commands already waiting for Raft")
-            self._queue.append((data, fut, name))
+            self._queue.extend(items)
             self._qcond.notify()
 
     def _fail_queued(self, exc: ProposalError) -> None:
