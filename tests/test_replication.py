@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import pytest
@@ -216,3 +217,80 @@ def test_the_leader_commits_only_what_its_own_journal_holds_durably(tmp_path: An
             r.stop()
     assert checked[0] > 10, "the leader advanced its commit index"
     assert not violations, violations[:3]
+
+
+@pytest.mark.parametrize("delay_s", [0.0, RaftSettings.commit_notify_delay_s])
+def test_the_next_entry_carries_the_commit_index(tmp_path: Any, delay_s: float) -> None:
+    """pysyncobj sends AppendEntries right after every apply just to carry the commit index:
+    two more sends per entry with two followers, at the moment the committed calls want to
+    answer. With `commit_notify_delay_s` the leader holds it back and the next entry's
+    AppendEntries carries it; followers still learn every commit (delay 0 is pysyncobj's own
+    behaviour, kept to show the difference)."""
+    ports = [free_port() for _ in range(3)]
+    addrs = [f"127.0.0.1:{p}" for p in ports]
+    period_s = RaftSettings.append_entries_period_s
+    replicas = [
+        Replica(
+            RaftSettings(
+                self_addr=addrs[i],
+                peers=[a for a in addrs if a != addrs[i]],
+                password="test-password",
+                data_dir=str(tmp_path / f"n{i}"),
+                commit_notify_delay_s=delay_s,
+            )
+        )
+        for i in range(3)
+    ]
+    try:
+        leader = wait_for(
+            lambda: next((r for r in replicas if r.leader_ready()), None), 30, "a leader"
+        )
+        transport = leader.raft._SyncObj__transport
+        original = transport.send
+        sent = [0]
+
+        def counting(node: Any, message: Any) -> Any:
+            if isinstance(message, dict) and message.get("type") == "append_entries":
+                sent[0] += 1
+            return original(node, message)
+
+        # A held-back commit index that failed to go out in time would make the leader poll
+        # without waiting: count its ticks too.
+        ticks = [0]
+        on_tick = leader.raft._onTick
+
+        def counting_ticks(time_to_wait: float = 0.0) -> Any:
+            ticks[0] += 1
+            return on_tick(time_to_wait)
+
+        transport.send = counting
+        leader.raft._onTick = counting_ticks
+        n = 40
+        started = time.monotonic()
+        for i in range(n):
+            cmd = C.RegisterTaskDefs(request_id=f"r{i}", task_defs=[{"name": f"t{i}"}])
+            assert leader.propose(cmd).result(timeout=30).ok
+        elapsed = time.monotonic() - started
+        transport.send = original
+        leader.raft._onTick = on_tick
+        # A tick per queued entry, per reply and per tick period, with room to spare.
+        assert ticks[0] <= 10 * (n + elapsed / leader.settings.auto_tick_period_s + 10), (
+            ticks[0],
+            elapsed,
+        )
+        # One AppendEntries per entry to each follower, plus heartbeats and held-back commit
+        # indexes that came due (each at most once per period or delay, to each follower).
+        extra = 2 * (elapsed / period_s + 2) + (2 * (elapsed / delay_s + 2) if delay_s else 0)
+        if delay_s:
+            assert sent[0] <= 2 * n + extra, (sent[0], elapsed)
+        else:
+            assert sent[0] >= 3 * n, sent[0]
+        # Followers learn the last commit too, without another entry.
+        target = leader.state.seq
+        wait_for(
+            lambda: all(r.state.seq >= target for r in replicas), 30, "followers caught up"
+        )
+        assert len({r.log_hash for r in replicas}) == 1
+    finally:
+        for r in replicas:
+            r.stop()
