@@ -287,9 +287,7 @@ def test_the_next_entry_carries_the_commit_index(tmp_path: Any, delay_s: float) 
             assert sent[0] >= 3 * n, sent[0]
         # Followers learn the last commit too, without another entry.
         target = leader.state.seq
-        wait_for(
-            lambda: all(r.state.seq >= target for r in replicas), 30, "followers caught up"
-        )
+        wait_for(lambda: all(r.state.seq >= target for r in replicas), 30, "followers caught up")
         assert len({r.log_hash for r in replicas}) == 1
     finally:
         for r in replicas:

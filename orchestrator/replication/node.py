@@ -35,7 +35,7 @@ from pysyncobj.node import TCPNode
 from ..core.commands import Command, LeaderEpoch
 from ..core.machine import Effects, Outcome, apply_batch
 from ..core.state import State
-from . import envelope, journal, raft_fixes, snapshot, wire_crypto
+from . import envelope, journal, raft_fixes, snapshot, wire_crypto, wire_frames
 
 log = structlog.get_logger("replication")
 
@@ -123,10 +123,7 @@ class _Raft(SyncObj):  # type: ignore[misc]
             with contextlib.suppress(OSError):
                 sync()
         if self._commit_notify_at:
-            if (
-                self._SyncObj__newAppendEntriesTime > self._commit_notify_at
-                or not self._isLeader()
-            ):
+            if self._SyncObj__newAppendEntriesTime > self._commit_notify_at or not self._isLeader():
                 self._commit_notify_at = 0.0  # AppendEntries went out since (or we follow)
             else:
                 # Wake in time to send it (see _SyncObj__applyLogEntries).
@@ -227,6 +224,7 @@ class Replica:
         )
         journal.install()
         wire_crypto.install()
+        wire_frames.install()
         journal.register(self.journal_path, settings.fsync, keep_from_idx=dump_prev_idx)
         # Must run on a thread that lives as long as the process: pysyncobj's tick thread exits
         # when the thread that built the SyncObj does.
