@@ -487,7 +487,7 @@ class Replica:
             if self._lazy:
                 self._queue.extendleft(reversed(self._lazy))
                 self._lazy.clear()
-                self._qcond.notify()
+                self._wake_proposer()
 
     def _enqueue(self, items: list[tuple[bytes, Future[Outcome], str]]) -> None:
         """Queue encoded commands for the proposer, all or none, with one wake-up."""
@@ -495,6 +495,13 @@ class Replica:
             if len(self._queue) + len(items) > self.settings.max_pending:
                 raise Overloaded(f"{len(self._queue)} commands already waiting for Raft")
             self._queue.extend(items)
+            self._wake_proposer()
+
+    def _wake_proposer(self) -> None:
+        """Wake the proposer only when it can send an entry (caller holds _qcond): every
+        needless wake-up is a context switch and a turn at the GIL, on the leader's busiest
+        moments (a commit, a burst of calls)."""
+        if self._queue and self._in_flight < self.settings.max_in_flight_entries:
             self._qcond.notify()
 
     def _fail_queued(self, exc: ProposalError) -> None:
@@ -556,7 +563,7 @@ class Replica:
     def _entry_done(self) -> None:
         with self._qcond:
             self._in_flight -= 1
-            self._qcond.notify()
+            self._wake_proposer()
 
     def _make_callback(self, futures: list[Future[Outcome]]) -> Callable[[Any, int], None]:
         def callback(result: Any, err: int) -> None:
