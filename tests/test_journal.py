@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator.replication.journal import MAGIC, DurableJournal, JournalCorrupt
+from orchestrator.replication.journal import (
+    MAGIC,
+    PREALLOCATE_BYTES,
+    DurableJournal,
+    JournalCorrupt,
+)
 
 
 def _fill(j: DurableJournal, n: int, start: int = 1, term: int = 1) -> None:
@@ -135,3 +140,99 @@ def test_start_up_finishes_a_compaction_a_crash_interrupted(tmp_path: Any) -> No
     again._destroy()
     # A dump newer than the whole journal leaves it alone (pysyncobj then resets it to the dump).
     assert [e[1] for e in DurableJournal(path, keep_from_idx=42)] == [5, 6, 7, 8, 9, 10]
+
+
+def test_the_file_grows_in_zero_filled_steps_that_a_reopen_ignores(tmp_path: Any) -> None:
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    _fill(j, 3)
+    j.sync()
+    assert os.path.getsize(path) >= j._durable + PREALLOCATE_BYTES
+    assert not any(open(path, "rb").read()[j._durable :]), "zeros after the last record"
+    _fill(j, 2, start=4)
+    j.sync()  # into the zero-filled space: the file does not grow
+    assert os.path.getsize(path) >= j._durable + PREALLOCATE_BYTES - 200
+    j._destroy()
+    again = DurableJournal(path)
+    assert [e[1] for e in again] == [1, 2, 3, 4, 5]
+    assert os.path.getsize(path) == again._durable
+
+
+def _big(j: DurableJournal, idx: int) -> None:
+    j.add(b'{"payload": "' + b"p" * 1500 + b'"}', idx, 1)
+
+
+def test_a_torn_write_in_zero_filled_space_is_cut_with_what_follows(tmp_path: Any) -> None:
+    # A crash during an unsynced write into preallocated blocks: a sector in the middle of
+    # entry 4 never reached the disk (zeros) while entry 5, written after it, did. Neither was
+    # acknowledged (no fdatasync completed after them), so both go, and 1..3 stay.
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    _fill(j, 3)
+    j.sync()
+    synced = j._durable
+    _big(j, 4)
+    _big(j, 5)
+    j.sync()
+    j._destroy()
+    data = bytearray(open(path, "rb").read())
+    sector = (synced // 512 + 2) * 512  # a whole sector inside entry 4's 1.5 KiB
+    assert sector + 512 < j._ends[3]
+    data[sector : sector + 512] = bytes(512)
+    open(path, "wb").write(bytes(data))
+    again = DurableJournal(path)
+    assert [e[1] for e in again] == [1, 2, 3]
+    assert os.path.getsize(path) == synced
+    _fill(again, 1, start=4)
+    again.sync()
+    again._destroy()
+    assert [e[1] for e in DurableJournal(path)] == [1, 2, 3, 4]
+
+
+def test_a_damaged_last_record_before_the_zeros_is_a_torn_write(tmp_path: Any) -> None:
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    _fill(j, 3)
+    j.sync()
+    j._destroy()
+    data = bytearray(open(path, "rb").read())
+    data[j._ends[1] + 20] ^= 0x01  # inside the last record; only zeros after it
+    open(path, "wb").write(bytes(data))
+    assert [e[1] for e in DurableJournal(path)] == [1, 2]
+
+
+def test_a_bit_flip_with_records_after_it_is_refused_in_zero_filled_space_too(
+    tmp_path: Any,
+) -> None:
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    for i in (1, 2, 3):
+        _big(j, i)
+    j.sync()
+    j._destroy()
+    data = bytearray(open(path, "rb").read())
+    data[j._ends[0] + 700] ^= 0x01  # inside entry 2, with entry 3 and the zeros after it
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(JournalCorrupt, match="checksum mismatch"):
+        DurableJournal(path)
+
+
+def test_a_disk_too_full_to_preallocate_still_takes_the_records(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    _fill(j, 3)
+    real_pwrite = os.pwrite
+
+    def no_room_for_zeros(fd: int, data: Any, offset: int) -> int:
+        if len(data) >= PREALLOCATE_BYTES:
+            real_pwrite(fd, bytes(data[:4096]), offset)  # part of the zeros, then full
+            raise OSError(28, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", no_room_for_zeros)
+    j.sync()
+    assert os.path.getsize(path) == j._durable, "written without the zero-filled step"
+    j._destroy()
+    assert [e[1] for e in DurableJournal(path)] == [1, 2, 3]

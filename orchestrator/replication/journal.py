@@ -17,6 +17,18 @@ as if it were data. This journal plugs in where pysyncobj creates its journal
   A torn last record (a crash in the middle of a write that was never acknowledged) is cut off.
 - survives a full disk: a failed write leaves the durable prefix intact, the error propagates
   (so nothing is acknowledged), and the next sync retries from the durable offset.
+- grows the file in zero-filled, fsynced steps (`PREALLOCATE_BYTES`), so a sync writes into
+  blocks that already exist and `fdatasync` has no file size or block map to commit: on this
+  machine's ext4 that is 0.17 -> 0.12 ms idle, and it no longer queues behind the other
+  replicas' metadata commits (concurrency 1: about -0.35 ms per workflow; docs/performance.md).
+  The price is in reading back after a crash: in preallocated space the disk may keep any
+  subset of an unsynced write's sectors, not only a prefix, and unwritten ones read as zeros.
+  So the log ends at a zero record header, and a record that fails its checksum is a torn
+  write, cut off with everything after it, when what follows it is all zeros or when one of
+  its sector-aligned pieces of at least `_MIN_ZERO_RUN` bytes is all zeros (never written; a
+  record never holds that many zero bytes in a row). Nothing after a torn record was
+  acknowledged: a completed fdatasync covers every write before it. Any other checksum
+  mismatch still stops the replica. (etcd's WAL reads its preallocated segments the same way.)
 """
 
 from __future__ import annotations
@@ -32,11 +44,29 @@ import zlib
 from typing import Any
 
 MAGIC = b"ORCHJRNL1\n"
+# The file grows in zero-filled steps of this size (fsync on only).
+PREALLOCATE_BYTES = 1 << 20
+_SECTOR = 512
+# Zero bytes in a row that no valid record holds: the longest run in a record header (length,
+# crc, idx and term, little-endian) is under 16, and commands are pickled calls carrying JSON.
+_MIN_ZERO_RUN = 32
 _REC = struct.Struct("<IIQQ")  # length of (idx, term, command), crc32 of the same, idx, term
 
 
 class JournalCorrupt(Exception):
     pass
+
+
+def _has_unwritten_piece(data: bytes, start: int, end: int) -> bool:
+    """Whether [start, end) has a piece between sector boundaries, at least _MIN_ZERO_RUN
+    bytes long, that is all zeros: a sector of a torn write that never reached the disk."""
+    pos = start
+    while pos < end:
+        stop = min(end, (pos // _SECTOR + 1) * _SECTOR)
+        if stop - pos >= _MIN_ZERO_RUN and not any(data[pos:stop]):
+            return True
+        pos = stop
+    return False
 
 
 def _fsync_dir(path: str) -> None:
@@ -75,6 +105,8 @@ class DurableJournal:
         self._meta = self._load_meta()
         self._durable = self._load()  # file length known to be written and fsynced
         self._fd = os.open(path, os.O_RDWR)
+        # The file's length: [_durable, _allocated) is zeros, written and fsynced ahead.
+        self._allocated = os.fstat(self._fd).st_size
         self._meta_dirty = False
         if keep_from_idx:
             self._drop_before(keep_from_idx)
@@ -106,14 +138,16 @@ class DurableJournal:
         while pos < n:
             if pos + _REC.size > n:
                 break  # torn header of the last record
+            if not any(data[pos : pos + _REC.size]):
+                break  # zero-filled space: the end of the log (or a torn, unsynced write)
             length, crc, idx, term = _REC.unpack_from(data, pos)
             end = pos + 8 + length
             if length < 16 or end > n:
                 break  # torn last record
             body = data[pos + 8 : end]
             if zlib.crc32(body) != crc:
-                if end == n:
-                    break  # a torn write of the very last record
+                if end == n or not any(data[end:]) or _has_unwritten_piece(data, pos, end):
+                    break  # a torn write (see the module docstring)
                 raise JournalCorrupt(
                     f"{self.path}: checksum mismatch in the record at offset {pos} (entry {idx}); "
                     "the journal is corrupt"
@@ -159,21 +193,45 @@ class DurableJournal:
                 return
             data = bytes(self._pending)
             try:
+                if self.fsync_enabled and self._durable + len(data) > self._allocated:
+                    self._preallocate(self._durable + len(data) + PREALLOCATE_BYTES)
                 written = 0
                 while written < len(data):
                     written += os.pwrite(self._fd, data[written:], self._durable + written)
                 if self.fsync_enabled:
-                    os.fsync(self._fd)
+                    # Also makes a longer file durable when preallocation was not possible.
+                    os.fdatasync(self._fd)
             except OSError as exc:
                 self.last_error = f"journal write failed: {exc.strerror or exc}"
                 # Drop whatever part landed after the durable prefix; retry it all next time.
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._fd, self._durable)
+                self._allocated = self._durable
                 raise
             self._durable += len(data)
             self._pending.clear()
             self.syncs += 1
             self.last_error = ""
+
+    def _preallocate(self, size: int) -> None:
+        """Zero-fill the file from the durable end up to `size`, fsynced (its length too).
+
+        A disk too full for it is not an error: the sync then writes past the end as before.
+        """
+        zeros = memoryview(bytes(size - self._durable))
+        try:
+            done = 0
+            while done < len(zeros):
+                done += os.pwrite(self._fd, zeros[done:], self._durable + done)
+            os.fsync(self._fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._durable)
+            self._allocated = self._durable
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            return
+        self._allocated = size
 
     def _store_meta(self) -> None:
         _write_file_durably(self.meta_path, json.dumps(self._meta).encode(), self.fsync_enabled)
@@ -197,7 +255,7 @@ class DurableJournal:
             os.ftruncate(self._fd, len(MAGIC))
             if self.fsync_enabled:
                 os.fsync(self._fd)
-            self._durable = len(MAGIC)
+            self._durable = self._allocated = len(MAGIC)
 
     def deleteEntriesFrom(self, entryFrom: int) -> None:
         """Drop entries [entryFrom:] (a conflicting suffix replaced by the leader)."""
@@ -214,7 +272,7 @@ class DurableJournal:
                 os.ftruncate(self._fd, cut)
                 if self.fsync_enabled:
                     os.fsync(self._fd)
-                self._durable = cut
+                self._durable = self._allocated = cut
 
     def deleteEntriesTo(self, entryTo: int) -> None:
         """Drop entries [:entryTo] after a snapshot: rewrite the rest into a new file atomically."""
@@ -236,7 +294,7 @@ class DurableJournal:
             self._fd = os.open(self.path, os.O_RDWR)
             self._entries = keep
             self._ends = ends
-            self._durable = len(out)
+            self._durable = self._allocated = len(out)
 
     def durable_last_index(self) -> int:
         """The Raft index of the last entry known to be written and fsynced (0 if none)."""
