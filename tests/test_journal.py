@@ -225,8 +225,11 @@ def test_a_disk_too_full_to_preallocate_still_takes_the_records(
     _fill(j, 3)
     real_pwrite = os.pwrite
 
+    attempts = [0]
+
     def no_room_for_zeros(fd: int, data: Any, offset: int) -> int:
         if len(data) >= PREALLOCATE_BYTES:
+            attempts[0] += 1
             real_pwrite(fd, bytes(data[:4096]), offset)  # part of the zeros, then full
             raise OSError(28, "No space left on device")
         return real_pwrite(fd, data, offset)
@@ -234,5 +237,8 @@ def test_a_disk_too_full_to_preallocate_still_takes_the_records(
     monkeypatch.setattr(os, "pwrite", no_room_for_zeros)
     j.sync()
     assert os.path.getsize(path) == j._durable, "written without the zero-filled step"
+    _fill(j, 1, start=4)
+    j.sync()
+    assert attempts[0] == 1, "no new zero-filling attempt on every sync of a full disk"
     j._destroy()
-    assert [e[1] for e in DurableJournal(path)] == [1, 2, 3]
+    assert [e[1] for e in DurableJournal(path)] == [1, 2, 3, 4]

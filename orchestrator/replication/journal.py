@@ -20,7 +20,7 @@ as if it were data. This journal plugs in where pysyncobj creates its journal
 - grows the file in zero-filled, fsynced steps (`PREALLOCATE_BYTES`), so a sync writes into
   blocks that already exist and `fdatasync` has no file size or block map to commit: on this
   machine's ext4 that is 0.17 -> 0.12 ms idle, and it no longer queues behind the other
-  replicas' metadata commits (concurrency 1: about -0.35 ms per workflow; docs/performance.md).
+  replicas' metadata commits (concurrency 1: about -0.4 ms per workflow; docs/performance.md).
   The price is in reading back after a crash: in preallocated space the disk may keep any
   subset of an unsynced write's sectors, not only a prefix, and unwritten ones read as zeros.
   So the log ends at a zero record header, and a record that fails its checksum is a torn
@@ -40,6 +40,7 @@ import json
 import os
 import struct
 import threading
+import time
 import zlib
 from typing import Any
 
@@ -50,6 +51,9 @@ _SECTOR = 512
 # Zero bytes in a row that no valid record holds: the longest run in a record header (length,
 # crc, idx and term, little-endian) is under 16, and commands are pickled calls carrying JSON.
 _MIN_ZERO_RUN = 32
+# After a disk too full to preallocate, try again this much later (the syncs meanwhile grow the
+# file as they write, as without preallocation).
+_PREALLOCATE_RETRY_S = 5.0
 _REC = struct.Struct("<IIQQ")  # length of (idx, term, command), crc32 of the same, idx, term
 
 
@@ -107,6 +111,7 @@ class DurableJournal:
         self._fd = os.open(path, os.O_RDWR)
         # The file's length: [_durable, _allocated) is zeros, written and fsynced ahead.
         self._allocated = os.fstat(self._fd).st_size
+        self._preallocate_after = 0.0  # monotonic time; see _PREALLOCATE_RETRY_S
         self._meta_dirty = False
         if keep_from_idx:
             self._drop_before(keep_from_idx)
@@ -193,7 +198,11 @@ class DurableJournal:
                 return
             data = bytes(self._pending)
             try:
-                if self.fsync_enabled and self._durable + len(data) > self._allocated:
+                if (
+                    self.fsync_enabled
+                    and self._durable + len(data) > self._allocated
+                    and time.monotonic() >= self._preallocate_after
+                ):
                     self._preallocate(self._durable + len(data) + PREALLOCATE_BYTES)
                 written = 0
                 while written < len(data):
@@ -230,6 +239,7 @@ class DurableJournal:
             self._allocated = self._durable
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
+            self._preallocate_after = time.monotonic() + _PREALLOCATE_RETRY_S
             return
         self._allocated = size
 

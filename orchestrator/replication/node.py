@@ -85,7 +85,7 @@ class RaftSettings:
     # nothing else to send (pysyncobj sends a separate AppendEntries right after every apply).
     # The next entry's AppendEntries, or this deadline, carries it: a follower applies at most
     # this much later, and the leader's critical path loses two sends and two replies per
-    # entry. Measured at concurrency 1: 13.3 -> 11.5 ms p50 (docs/performance.md, stop 9). 0
+    # entry. Measured at concurrency 1: 13.3 -> ~10.8 ms p50 (docs/performance.md, stop 9). 0
     # sends at once, as pysyncobj does.
     commit_notify_delay_s: float = 0.005
     max_pending: int = 20_000
