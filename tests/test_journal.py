@@ -20,6 +20,13 @@ def _fill(j: DurableJournal, n: int, start: int = 1, term: int = 1) -> None:
         j.add(f"cmd-{i}".encode(), i, term)
 
 
+def _flip(path: str, offset: int) -> None:
+    """Flip one bit of the journal file at `offset`, as a disk might."""
+    data = bytearray(open(path, "rb").read())
+    data[offset] ^= 0x01
+    open(path, "wb").write(bytes(data))
+
+
 def test_entries_survive_reopen_only_once_synced(tmp_path: Any) -> None:
     path = str(tmp_path / "j")
     j = DurableJournal(path)
@@ -56,9 +63,7 @@ def test_bit_flip_before_the_tail_is_refused(tmp_path: Any) -> None:
     _fill(j, 3)
     j.sync()
     j._destroy()
-    data = bytearray(open(path, "rb").read())
-    data[len(MAGIC) + 20] ^= 0x01  # inside the first record's body
-    open(path, "wb").write(bytes(data))
+    _flip(path, len(MAGIC) + 20)  # inside the first record's body
     with pytest.raises(JournalCorrupt, match="checksum mismatch"):
         DurableJournal(path)
 
@@ -195,9 +200,7 @@ def test_a_damaged_last_record_before_the_zeros_is_a_torn_write(tmp_path: Any) -
     _fill(j, 3)
     j.sync()
     j._destroy()
-    data = bytearray(open(path, "rb").read())
-    data[j._ends[1] + 20] ^= 0x01  # inside the last record; only zeros after it
-    open(path, "wb").write(bytes(data))
+    _flip(path, j._ends[1] + 20)  # inside the last record; only zeros after it
     assert [e[1] for e in DurableJournal(path)] == [1, 2]
 
 
@@ -210,9 +213,7 @@ def test_a_bit_flip_with_records_after_it_is_refused_in_zero_filled_space_too(
         _big(j, i)
     j.sync()
     j._destroy()
-    data = bytearray(open(path, "rb").read())
-    data[j._ends[0] + 700] ^= 0x01  # inside entry 2, with entry 3 and the zeros after it
-    open(path, "wb").write(bytes(data))
+    _flip(path, j._ends[0] + 700)  # inside entry 2, with entry 3 and the zeros after it
     with pytest.raises(JournalCorrupt, match="checksum mismatch"):
         DurableJournal(path)
 

@@ -22,6 +22,23 @@ def _settings(data_dir: str, port: int, **kw: Any) -> RaftSettings:
     )
 
 
+def _three_replicas(tmp_path: Any, **kw: Any) -> list[Replica]:
+    """Three in-process replicas on loopback, one cluster."""
+    addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    return [
+        Replica(
+            RaftSettings(
+                self_addr=addr,
+                peers=[a for a in addrs if a != addr],
+                password="test-password",
+                data_dir=str(tmp_path / f"n{i}"),
+                **kw,
+            )
+        )
+        for i, addr in enumerate(addrs)
+    ]
+
+
 def _register(replica: Replica, n: int) -> None:
     futs = [
         replica.propose(
@@ -166,19 +183,7 @@ def test_the_leader_commits_only_what_its_own_journal_holds_durably(tmp_path: An
     """The leader sends AppendEntries before its fsync, so it must not count itself towards a
     commit until its copy is durable: every commit index the leader records is at or below the
     last entry its journal has fsynced."""
-    ports = [free_port() for _ in range(3)]
-    addrs = [f"127.0.0.1:{p}" for p in ports]
-    replicas = [
-        Replica(
-            RaftSettings(
-                self_addr=addrs[i],
-                peers=[a for a in addrs if a != addrs[i]],
-                password="test-password",
-                data_dir=str(tmp_path / f"n{i}"),
-            )
-        )
-        for i in range(3)
-    ]
+    replicas = _three_replicas(tmp_path)
     violations: list[str] = []
     checked = [0]
     try:
@@ -226,21 +231,8 @@ def test_the_next_entry_carries_the_commit_index(tmp_path: Any, delay_s: float) 
     answer. With `commit_notify_delay_s` the leader holds it back and the next entry's
     AppendEntries carries it; followers still learn every commit (delay 0 is pysyncobj's own
     behaviour, kept to show the difference)."""
-    ports = [free_port() for _ in range(3)]
-    addrs = [f"127.0.0.1:{p}" for p in ports]
     period_s = RaftSettings.append_entries_period_s
-    replicas = [
-        Replica(
-            RaftSettings(
-                self_addr=addrs[i],
-                peers=[a for a in addrs if a != addrs[i]],
-                password="test-password",
-                data_dir=str(tmp_path / f"n{i}"),
-                commit_notify_delay_s=delay_s,
-            )
-        )
-        for i in range(3)
-    ]
+    replicas = _three_replicas(tmp_path, commit_notify_delay_s=delay_s)
     try:
         leader = wait_for(
             lambda: next((r for r in replicas if r.leader_ready()), None), 30, "a leader"

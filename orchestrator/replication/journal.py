@@ -212,15 +212,18 @@ class DurableJournal:
                     os.fdatasync(self._fd)
             except OSError as exc:
                 self.last_error = f"journal write failed: {exc.strerror or exc}"
-                # Drop whatever part landed after the durable prefix; retry it all next time.
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._fd, self._durable)
-                self._allocated = self._durable
+                self._cut_to_durable()  # retry it all next time
                 raise
             self._durable += len(data)
             self._pending.clear()
             self.syncs += 1
             self.last_error = ""
+
+    def _cut_to_durable(self) -> None:
+        """Drop whatever landed after the durable prefix (a failed write or zero-fill)."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, self._durable)
+        self._allocated = self._durable
 
     def _preallocate(self, size: int) -> None:
         """Zero-fill the file from the durable end up to `size`, fsynced (its length too).
@@ -234,9 +237,7 @@ class DurableJournal:
                 done += os.pwrite(self._fd, zeros[done:], self._durable + done)
             os.fsync(self._fd)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._durable)
-            self._allocated = self._durable
+            self._cut_to_durable()
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             self._preallocate_after = time.monotonic() + _PREALLOCATE_RETRY_S
