@@ -1371,6 +1371,67 @@ class OrchestratorClient:
             retry_budget_s=retry_budget_s,
         )
 
+    def complete_tasks_and_poll(
+        self,
+        results: Sequence[tuple[str, Mapping[str, Any] | None]],
+        *,
+        task_type: str,
+        worker_id: str = "",
+        count: int = 1,
+        domain: str = "",
+        request_ids: Sequence[str] | None = None,
+        poll_request_id: str | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> tuple[list[OrchestratorError | None], list[Task]]:
+        """complete_tasks, then in the same call and Raft entry a poll that never waits.
+
+        The poll runs right after the results are applied, so a task that one of them made
+        ready (say, the workflow's next task) is leased to this worker before any parked long
+        poll gets it: the answer carries the next task, one round trip per task instead of a
+        completion and a poll. A server from before this returns no tasks (they then go to
+        the worker's long polls as usual).
+
+        Args:
+            results: ``(task_id, output)`` pairs, as for ``complete_tasks``.
+            task_type: The task type to poll.
+            worker_id: The worker that held the leases and takes the new ones.
+            count: At most this many tasks (1-100).
+            domain: The task domain's queue to poll (``""``: the default queue).
+            request_ids: One idempotency id per result; generated when None.
+            poll_request_id: Idempotency id of the poll; generated when None. A retried call
+                returns the tasks the first attempt leased.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Returns:
+            Per result, None or its error (as ``complete_tasks``), and the leased tasks.
+
+        Raises:
+            As ``complete_tasks``; ValueError also for a ``count`` below 1.
+        """
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        encoded = [
+            (task_id, _encode_json(dict(output) if output is not None else None))
+            for task_id, output in results
+        ]
+        poll = tasks_pb2.PollTasksRequest(
+            request_id=poll_request_id or _new_request_id(),
+            task_type=task_type,
+            worker_id=worker_id,
+            count=count,
+            domain=domain,
+        )
+        return self._complete_call(
+            encoded,
+            worker_id=worker_id,
+            request_ids=request_ids,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+            poll=poll,
+        )
+
     def _complete_encoded(
         self,
         results: Sequence[tuple[str, str]],
@@ -1382,6 +1443,27 @@ class OrchestratorClient:
     ) -> list[OrchestratorError | None]:
         """complete_tasks with each output already encoded as JSON (the worker encodes an
         output once, to fail only its own task when it is not JSON)."""
+        errors, _ = self._complete_call(
+            results,
+            worker_id=worker_id,
+            request_ids=request_ids,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+        )
+        return errors
+
+    def _complete_call(
+        self,
+        results: Sequence[tuple[str, str]],
+        *,
+        worker_id: str,
+        request_ids: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+        poll: tasks_pb2.PollTasksRequest | None = None,
+    ) -> tuple[list[OrchestratorError | None], list[Task]]:
+        """One CompleteTasks call, with the poll riding behind the results when given (recorded
+        as a PollTasks operation of its own)."""
         if not results or len(results) > _MAX_BATCH:
             raise ValueError(f"complete_tasks takes 1 to {_MAX_BATCH} results")
         rids = (
@@ -1395,17 +1477,48 @@ class OrchestratorClient:
             )
             for rid, (task_id, output_json) in zip(rids, results, strict=True)
         ]
-        answers = self._batch_call(
-            _COMPLETE_TASKS,
-            tasks_pb2.CompleteTasksRequest(items=items),
-            _COMPLETE_TASK.name,
-            rids,
-            items,
-            lambda response: response.statuses,
-            timeout_s,
-            retry_budget_s,
-        )
-        return [a if isinstance(a, OrchestratorError) else None for a in answers]
+        request = tasks_pb2.CompleteTasksRequest(items=items, poll=poll)
+        leased: list[workflows_pb2.Task] = []
+
+        def answers_of(response: tasks_pb2.CompleteTasksResponse) -> Sequence[Any]:
+            leased.extend(response.tasks)
+            return response.statuses
+
+        if poll is None:
+            answers = self._batch_call(
+                _COMPLETE_TASKS,
+                request,
+                _COMPLETE_TASK.name,
+                rids,
+                items,
+                answers_of,
+                timeout_s,
+                retry_budget_s,
+            )
+        else:
+            self._record("invoke", _POLL_TASKS.name, poll.request_id, poll)
+            try:
+                answers = self._batch_call(
+                    _COMPLETE_TASKS,
+                    request,
+                    _COMPLETE_TASK.name,
+                    rids,
+                    items,
+                    answers_of,
+                    timeout_s,
+                    retry_budget_s,
+                )
+            except BaseException as exc:
+                unknown = not isinstance(exc, OrchestratorError) or exc.outcome_unknown
+                self._record(
+                    "unknown" if unknown else "fail", _POLL_TASKS.name, poll.request_id, exc
+                )
+                raise
+            self._record(
+                "ok", _POLL_TASKS.name, poll.request_id, tasks_pb2.PollTasksResponse(tasks=leased)
+            )
+        errors = [a if isinstance(a, OrchestratorError) else None for a in answers]
+        return errors, [Task.from_proto(t) for t in leased]
 
     def fail_task(
         self,

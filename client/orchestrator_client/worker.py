@@ -34,12 +34,19 @@ from typing import Any, Final, Self, TypeVar, cast
 
 import grpc
 
-from orchestrator_client.client import _MAX_BATCH, OrchestratorClient, Task, _encode_json
+from orchestrator_client.client import (
+    _MAX_BATCH,
+    OrchestratorClient,
+    Task,
+    _encode_json,
+    _new_request_id,
+)
 from orchestrator_client.errors import (
     FailedPreconditionError,
     NotFoundError,
     OrchestratorError,
 )
+from orchestrator_client.v1 import tasks_pb2
 
 __all__ = ["Handler", "TaskContext", "TaskFailure", "Worker", "WorkerStats"]
 
@@ -70,6 +77,7 @@ class _CompletionBatcher:
         self._queue: list[tuple[str, Mapping[str, Any] | None, str, Future[None]]] = []
         self._closed = False
         self._unbatched = False
+        self._sending = False  # a call is in flight
         self._thread = threading.Thread(
             target=self._loop, name=f"orchestrator-report-{worker_id}", daemon=True
         )
@@ -85,6 +93,11 @@ class _CompletionBatcher:
             self._queue.append((task_id, output, output_json, fut))
             self._cond.notify()
         return fut
+
+    def idle(self) -> bool:
+        """Nothing queued and no call in flight."""
+        with self._cond:
+            return not self._queue and not self._sending and not self._closed
 
     def close(self, timeout_s: float) -> None:
         """Send what is queued, then stop."""
@@ -108,11 +121,13 @@ class _CompletionBatcher:
     def _loop(self) -> None:
         while True:
             with self._cond:
+                self._sending = False
                 while not self._queue and not self._closed:
                     self._cond.wait()
                 if not self._queue:
                     return
                 batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                self._sending = True
             try:
                 if self._unbatched:
                     errors = self._one_by_one(batch)
@@ -179,6 +194,8 @@ class WorkerStats:
 
     Attributes:
         polled: Tasks received from polls.
+        taken_with_completion: Of those, tasks that came in the answer to a completion (a
+            worker with nothing else in flight asks for its next task with each completion).
         completed: Tasks reported COMPLETED (acknowledged by the server).
         failed: Tasks reported failed (acknowledged by the server).
         lost: Results the server refused because the lease was gone (late results), or that
@@ -189,6 +206,7 @@ class WorkerStats:
     """
 
     polled: int = 0
+    taken_with_completion: int = 0
     completed: int = 0
     failed: int = 0
     lost: int = 0
@@ -403,6 +421,10 @@ class Worker:
         self.domain = domain
         self.batch_completions = batch_completions
         self._batcher: _CompletionBatcher | None = None
+        # A completion sent by its handler's thread with a poll riding behind it is in flight
+        # (see _complete_and_take_next); False once the server showed it cannot do that.
+        self._eager_busy = False
+        self._eager_supported = True
 
         self._registrations: dict[str, _Registration] = {}
         # One lock guards slots, running tasks and counters: it is taken a few times per task,
@@ -416,6 +438,7 @@ class Worker:
         self._inflight = 0
         self._counts: dict[str, int] = {
             "polled": 0,
+            "taken_with_completion": 0,
             "completed": 0,
             "failed": 0,
             "lost": 0,
@@ -709,8 +732,7 @@ class Worker:
                 return
 
     def _dispatch(self, reg: _Registration, task: Task) -> None:
-        executor = reg.executor
-        if self._abandoned.is_set() or executor is None:
+        if self._abandoned.is_set() or reg.executor is None:
             _log.warning(
                 "dropping task %s (%s) leased after the worker gave up stopping",
                 task.task_id,
@@ -718,6 +740,24 @@ class Worker:
             )
             self._return_slots(reg, 1)
             return
+        if not self._claim(task):
+            self._return_slots(reg, 1)
+            return
+        self._submit_claimed(reg, task)
+
+    def _submit_claimed(self, reg: _Registration, task: Task) -> None:
+        """Runs a claimed task on the pool (its slot already taken)."""
+        try:
+            if reg.executor is None:
+                raise RuntimeError("no executor")
+            reg.executor.submit(self._execute, reg, task)
+        except RuntimeError:
+            # The executor was shut down under us (stop() timed out): the lease will expire.
+            self._task_done(reg, task)
+            _log.warning("dropping task %s (%s): worker stopped", task.task_id, task.task_type)
+
+    def _claim(self, task: Task) -> bool:
+        """Counts a leased task as this worker's; False for one already running."""
         with self._lock:
             duplicate = task.task_id in self._leased
             if not duplicate:
@@ -726,14 +766,7 @@ class Worker:
         if duplicate:
             # Running one lease twice would report twice; the running handler owns it.
             _log.warning("ignoring task %s (%s): already running", task.task_id, task.task_type)
-            self._return_slots(reg, 1)
-            return
-        try:
-            executor.submit(self._execute, reg, task)
-        except RuntimeError:
-            # The executor was shut down under us (stop() timed out): the lease will expire.
-            self._task_done(reg, task)
-            _log.warning("dropping task %s (%s): worker stopped", task.task_id, task.task_type)
+        return not duplicate
 
     def _task_done(self, reg: _Registration, task: Task) -> None:
         self._free_slot(reg)
@@ -765,7 +798,15 @@ class Worker:
         return max(task.response_timeout_seconds / 3.0, _MIN_HEARTBEAT_INTERVAL_S)
 
     def _execute(self, reg: _Registration, task: Task) -> None:
+        next_task: Task | None = task
+        while next_task is not None:
+            next_task = self._execute_one(reg, next_task)
+
+    def _execute_one(self, reg: _Registration, task: Task) -> Task | None:
+        """Runs one task and reports it; returns the next task to run in this slot, if the
+        report brought one (see _complete_and_take_next)."""
         reporting = False
+        next_task: Task | None = None
         try:
             ctx = TaskContext(task, self, self._heartbeat_interval(task))
             with self._lock:
@@ -779,15 +820,107 @@ class Worker:
                 with self._lock:
                     self._running.pop(task.task_id, None)
                     ctx._done = True
-            reporting = self._report(task, ctx, outcome)
+            took = self._complete_and_take_next(reg, task, ctx, outcome)
+            if took is None:
+                reporting = self._report(task, ctx, outcome)
+            else:
+                next_task = took[0] if took else None
         except Exception:
             _log.exception("unexpected error handling task %s (%s)", task.task_id, task.task_type)
         finally:
             # The slot is free once the handler has returned: with batched reports the result
-            # travels on its own, and the next poll need not wait for its acknowledgement.
-            self._free_slot(reg)
+            # travels on its own, and the next poll need not wait for its acknowledgement. A
+            # task that came with the report keeps the slot.
+            if next_task is None:
+                self._free_slot(reg)
             if not reporting:
                 self._finished(task)
+        return next_task
+
+    def _complete_and_take_next(
+        self,
+        reg: _Registration,
+        task: Task,
+        ctx: TaskContext,
+        outcome: TaskFailure | Mapping[str, Any] | None,
+    ) -> list[Task] | None:
+        """When the worker is otherwise quiet, completes the task from this thread with a poll
+        riding behind the completion (CompleteTasks with `poll`), so the workflow's next task
+        comes back in the same answer and runs in this slot: one round trip and no thread
+        hand-off per task, against a completion, a long poll's answer and two hand-offs.
+        Under load completions go to the batcher instead (fewer, larger calls).
+
+        Returns None when not taken (the caller reports the usual way), else the tasks leased
+        for this slot: at most one, claimed, whose slot is kept (a server that returned more
+        puts the rest on the pool, oversubscribing it as a poll would).
+        """
+        batcher = self._batcher
+        if (
+            batcher is None
+            or isinstance(outcome, TaskFailure)
+            or ctx.lease_lost
+            or not self._eager_supported
+            or self._stopping.is_set()
+        ):
+            return None
+        try:
+            output_json = _encode_json(dict(outcome) if outcome is not None else None)
+        except (TypeError, ValueError):
+            return None  # the usual path fails the task, saying why
+        with self._lock:
+            # Only a worker with nothing else in flight: under any load, batched completions
+            # and multi-task polls cost the cluster less per task (the poll here is a command
+            # of its own). Measured at concurrency 64: ~3 % fewer tasks/s when every quiet
+            # moment of the batcher was used.
+            if self._eager_busy or self._inflight > 1 or not batcher.idle():
+                return None
+            self._eager_busy = True
+        try:
+            errors, tasks = self.client._complete_call(
+                [(task.task_id, output_json)],
+                worker_id=self.worker_id,
+                poll=tasks_pb2.PollTasksRequest(
+                    request_id=_new_request_id(),
+                    task_type=reg.task_type,
+                    worker_id=self.worker_id,
+                    count=1,
+                    domain=self.domain,
+                ),
+            )
+        except OrchestratorError as exc:
+            if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+                self._eager_supported = False  # a server without CompleteTasks
+                return None
+            self._report_error(task, "complete", exc)
+            return []
+        except Exception as exc:
+            self._report_error(task, "complete", exc)
+            return []
+        finally:
+            with self._lock:
+                self._eager_busy = False
+        if errors[0] is None:
+            self._count("completed")
+        else:
+            self._report_error(task, "complete", errors[0])
+        mine: list[Task] = []
+        for leased in tasks:
+            if not self._claim(leased):
+                continue
+            if self._abandoned.is_set():
+                # stop() gave up: nothing new starts; the lease expires.
+                self._finished(leased)
+                continue
+            with self._lock:
+                self._counts["polled"] += 1
+                self._counts["taken_with_completion"] += 1
+            if not mine:
+                mine.append(leased)
+                continue
+            with self._lock:
+                reg.free_slots -= 1
+            self._submit_claimed(reg, leased)
+        return mine
 
     def _on_reported(self, task: Task, fut: Future[None]) -> None:
         """A batched completion was answered (runs on the reporter's thread)."""

@@ -370,7 +370,8 @@ class _Base:
         build: Callable[[Any], C.Command],
         result_type: Callable[[], Any],
         on_ok: Callable[[Any, Outcome], None],
-        respond: Callable[[list[Any]], Any],
+        respond: Callable[[list[Any], Outcome | None], Any],
+        after: Callable[[], C.Command | None] = lambda: None,
     ) -> Any:
         """A batch call (CompleteTasks, StartWorkflows): each item its own command, judged alone.
 
@@ -379,6 +380,8 @@ class _Base:
         commands are queued for Raft together (one entry carries them all unless it would
         exceed the entry size), after every item was checked. No leader or overload fails the
         whole call with nothing proposed (a retry of the batch is deduplicated item by item).
+        `after` builds one more command (or None) queued behind the items, validated first (a
+        bad one fails the whole call); its outcome goes to `respond`.
         """
 
         def go() -> Any:
@@ -387,6 +390,7 @@ class _Base:
                 raise invalid(f"items: between 1 and {limits.MAX_BATCH_ITEMS} {noun}")
             if not self.replica.leader_ready():
                 return self._forward(context, method, request)
+            tail = after()
             results = [result_type() for _ in items]
 
             def failed(i: int, status: tpb.ItemStatus) -> None:
@@ -413,13 +417,18 @@ class _Base:
                     seq = max(seq, early.seq)
                     continue
                 checked.append((i, cmd))
-            futures = self._submit_many([cmd for _, cmd in checked]) if checked else []
-            for (i, cmd), fut in zip(checked, futures, strict=True):
+            cmds = [cmd for _, cmd in checked] + ([tail] if tail is not None else [])
+            futures = self._submit_many(cmds) if cmds else []
+            for (i, cmd), fut in zip(checked, futures, strict=False):
                 outcome = self._await(context, cmd, fut)
                 decided(i, outcome)
                 seq = max(seq, outcome.seq)
+            tail_outcome = None
+            if tail is not None:
+                tail_outcome = self._await(context, tail, futures[-1])
+                seq = max(seq, tail_outcome.seq)
             self._set_seq(context, seq)
-            return respond(results)
+            return respond(results, tail_outcome)
 
         return self._run(context, go)
 
@@ -688,7 +697,7 @@ class WorkflowService(_Base, workflows_pb2_grpc.WorkflowServiceServicer):
             self._start_cmd,
             wpb.StartWorkflowResult,
             on_ok,
-            lambda results: wpb.StartWorkflowsResponse(results=results),
+            lambda results, _: wpb.StartWorkflowsResponse(results=results),
         )
 
     def TerminateWorkflow(
@@ -761,18 +770,39 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
     def _response_type(self, method: str) -> Any:
         return self._RESP[method]
 
-    def PollTasks(self, request: tpb.PollTasksRequest, context: grpc.ServicerContext) -> Any:
-        def go() -> Any:
+    @staticmethod
+    def _poll_args(request: tpb.PollTasksRequest, prefix: str = "") -> tuple[str, str, str, int]:
+        """A poll's request id, task type, domain and count, checked; errors name the field."""
+        try:
             rid = _request_id(request.request_id)
             task_type = _name(request.task_type, "task_type")
             domain = _name(request.domain, "domain") if request.domain else ""
-            count = request.count or 1
-            if not 1 <= count <= limits.MAX_POLL_COUNT:
-                raise invalid(f"count: must be between 1 and {limits.MAX_POLL_COUNT}")
-            if not 0 <= request.timeout_ms <= limits.MAX_POLL_TIMEOUT_MS:
-                raise invalid(f"timeout_ms: must be between 0 and {limits.MAX_POLL_TIMEOUT_MS}")
-            if len(request.worker_id) > limits.MAX_NAME_LENGTH:
-                raise invalid(f"worker_id: at most {limits.MAX_NAME_LENGTH} characters")
+        except ApiError as err:
+            raise invalid(prefix + err.message) from None
+        count = request.count or 1
+        if not 1 <= count <= limits.MAX_POLL_COUNT:
+            raise invalid(f"{prefix}count: must be between 1 and {limits.MAX_POLL_COUNT}")
+        if not 0 <= request.timeout_ms <= limits.MAX_POLL_TIMEOUT_MS:
+            raise invalid(f"{prefix}timeout_ms: must be between 0 and {limits.MAX_POLL_TIMEOUT_MS}")
+        if len(request.worker_id) > limits.MAX_NAME_LENGTH:
+            raise invalid(f"{prefix}worker_id: at most {limits.MAX_NAME_LENGTH} characters")
+        return rid, task_type, domain, count
+
+    def _leased_tasks(self, outcome: Outcome, worker_id: str) -> tuple[list[Any], int]:
+        """The tasks a poll's outcome leased, as still leased to `worker_id`; and the seq read."""
+        out = []
+        with self.replica.lock:
+            st = self.replica.state
+            for tid in outcome.result.get("task_ids", []):
+                t = st.tasks.get(tid)
+                # A retried poll returns what the first one leased, while still leased to us.
+                if t is not None and t["status"] == "IN_PROGRESS" and t["workerId"] == worker_id:
+                    out.append(views.task_pb(t))
+            return out, st.seq
+
+    def PollTasks(self, request: tpb.PollTasksRequest, context: grpc.ServicerContext) -> Any:
+        def go() -> Any:
+            rid, task_type, domain, count = self._poll_args(request)
             if not self.replica.leader_ready():
                 return self._forward(context, "PollTasks", request)
             remaining = context.time_remaining()
@@ -800,21 +830,9 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
                     )
                 raise _outcome_error(outcome)
             self.node.failpoints.after_commit("PollTasks", rid)
-            resp = tpb.PollTasksResponse()
-            with self.replica.lock:
-                st = self.replica.state
-                for tid in outcome.result.get("task_ids", []):
-                    t = st.tasks.get(tid)
-                    # A retried poll returns what the first one leased, while still leased to us.
-                    if (
-                        t is not None
-                        and t["status"] == "IN_PROGRESS"
-                        and t["workerId"] == request.worker_id
-                    ):
-                        resp.tasks.append(views.task_pb(t))
-                seq = st.seq
+            tasks, seq = self._leased_tasks(outcome, request.worker_id)
             self._set_seq(context, max(seq, outcome.seq))
-            return resp
+            return tpb.PollTasksResponse(tasks=tasks)
 
         return self._run(context, go)
 
@@ -841,6 +859,32 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
     def CompleteTasks(
         self, request: tpb.CompleteTasksRequest, context: grpc.ServicerContext
     ) -> Any:
+        poll = request.poll
+
+        def next_poll() -> C.Command | None:
+            """The poll riding behind the completions: it leases what they made ready before
+            the parked polls get it (those are filled at the end of the entry)."""
+            if not request.HasField("poll"):
+                return None
+            rid, task_type, domain, count = self._poll_args(poll, "poll.")
+            if poll.timeout_ms:
+                raise invalid("poll.timeout_ms: must be 0 (a poll riding a completion never waits)")
+            return C.PollTasks(
+                request_id=rid,
+                task_type=task_type,
+                domain=domain,
+                worker_id=poll.worker_id,
+                count=count,
+                epoch=self.replica.leader_term,
+            )
+
+        def respond(statuses: list[Any], polled: Outcome | None) -> Any:
+            resp = tpb.CompleteTasksResponse(statuses=statuses)
+            if polled is not None and polled.ok:
+                # Not ok: a stale epoch (leadership moved); the tasks stay for other polls.
+                resp.tasks.extend(self._leased_tasks(polled, poll.worker_id)[0])
+            return resp
+
         return self._batch_mutate(
             context,
             request,
@@ -849,7 +893,8 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
             self._complete_cmd,
             tpb.ItemStatus,
             lambda result, outcome: None,
-            lambda statuses: tpb.CompleteTasksResponse(statuses=statuses),
+            respond,
+            next_poll,
         )
 
     def FailTask(self, request: tpb.FailTaskRequest, context: grpc.ServicerContext) -> Any:

@@ -50,10 +50,12 @@ class CompleteTaskResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class CompleteTasksRequest(_message.Message):
-    __slots__ = ("items",)
+    __slots__ = ("items", "poll")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    POLL_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[CompleteTaskRequest]
-    def __init__(self, items: _Optional[_Iterable[_Union[CompleteTaskRequest, _Mapping]]] = ...) -> None: ...
+    poll: PollTasksRequest
+    def __init__(self, items: _Optional[_Iterable[_Union[CompleteTaskRequest, _Mapping]]] = ..., poll: _Optional[_Union[PollTasksRequest, _Mapping]] = ...) -> None: ...
 
 class ItemStatus(_message.Message):
     __slots__ = ("code", "message")
@@ -64,10 +66,12 @@ class ItemStatus(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class CompleteTasksResponse(_message.Message):
-    __slots__ = ("statuses",)
+    __slots__ = ("statuses", "tasks")
     STATUSES_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedCompositeFieldContainer[ItemStatus]
-    def __init__(self, statuses: _Optional[_Iterable[_Union[ItemStatus, _Mapping]]] = ...) -> None: ...
+    tasks: _containers.RepeatedCompositeFieldContainer[_workflows_pb2.Task]
+    def __init__(self, statuses: _Optional[_Iterable[_Union[ItemStatus, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[_workflows_pb2.Task, _Mapping]]] = ...) -> None: ...
 
 class FailTaskRequest(_message.Message):
     __slots__ = ("request_id", "task_id", "reason", "terminal", "output_json", "worker_id", "workflow_id", "reference_task_name")

@@ -1,0 +1,186 @@
+"""CompleteTasks with a poll riding behind the results: the answer carries the next task."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from orchestrator_client import OrchestratorClient, Worker
+from orchestrator_client.v1 import definitions_pb2 as dpb
+from orchestrator_client.v1 import definitions_pb2_grpc, tasks_pb2_grpc, workflows_pb2_grpc
+from orchestrator_client.v1 import tasks_pb2 as tpb
+from orchestrator_client.v1 import workflows_pb2 as wpb
+
+from orchestrator.server import ReplicaServer
+
+from .cluster_support import History, single_replica, wait_for
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: Any) -> Iterator[ReplicaServer]:
+    with single_replica(tmp_path_factory.mktemp("eager")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def stubs(server: ReplicaServer) -> Iterator[Any]:
+    ch = grpc.insecure_channel(server.grpc_addr)
+    ns = type("Stubs", (), {})()
+    ns.defs = definitions_pb2_grpc.DefinitionServiceStub(ch)
+    ns.wfs = workflows_pb2_grpc.WorkflowServiceStub(ch)
+    ns.tasks = tasks_pb2_grpc.TaskServiceStub(ch)
+    ns.defs.RegisterTaskDefs(
+        dpb.RegisterTaskDefsRequest(
+            request_id="td",
+            task_def_json=[
+                json.dumps({"name": "chain_t", "retryCount": 0, "responseTimeoutSeconds": 60})
+            ],
+        )
+    )
+    ns.defs.RegisterWorkflowDef(
+        dpb.RegisterWorkflowDefRequest(
+            request_id="wf",
+            definition_json=json.dumps(
+                {
+                    "name": "chain_flow",
+                    "tasks": [
+                        {"name": "chain_t", "taskReferenceName": "a"},
+                        {"name": "chain_t", "taskReferenceName": "b"},
+                    ],
+                }
+            ),
+        )
+    )
+    yield ns
+    ch.close()
+
+
+def rid() -> str:
+    return uuid.uuid4().hex
+
+
+def first_task(stubs: Any) -> tuple[str, Any]:
+    wid = stubs.wfs.StartWorkflow(
+        wpb.StartWorkflowRequest(request_id=rid(), name="chain_flow")
+    ).workflow_id
+    got: list[Any] = []
+    wait_for(
+        lambda: (
+            got.extend(
+                stubs.tasks.PollTasks(
+                    tpb.PollTasksRequest(
+                        request_id=rid(), task_type="chain_t", worker_id="w", count=1
+                    )
+                ).tasks
+            )
+            or bool(got)
+        ),
+        30,
+        "task a",
+    )
+    (task,) = got
+    assert task.workflow_id == wid and task.reference_task_name == "a"
+    return wid, task
+
+
+def complete_and_poll(task_id: str, item_id: str, poll_id: str, **poll: Any) -> Any:
+    fields = {"task_type": "chain_t", "worker_id": "w", "count": 1, **poll}
+    return tpb.CompleteTasksRequest(
+        items=[tpb.CompleteTaskRequest(request_id=item_id, task_id=task_id, worker_id="w")],
+        poll=tpb.PollTasksRequest(request_id=poll_id, **fields),
+    )
+
+
+def test_the_answer_carries_the_next_task_before_a_parked_poll_gets_it(
+    server: ReplicaServer, stubs: Any
+) -> None:
+    wid, a = first_task(stubs)
+    # A long poll of another worker parked for the same type, as the SDK keeps one.
+    parked_id = rid()
+    parked: dict[str, Any] = {}
+
+    def long_poll() -> None:
+        parked["resp"] = stubs.tasks.PollTasks(
+            tpb.PollTasksRequest(
+                request_id=parked_id,
+                task_type="chain_t",
+                worker_id="lp",
+                count=1,
+                timeout_ms=2000,
+            ),
+            timeout=30,
+        )
+
+    t = threading.Thread(target=long_poll)
+    t.start()
+    try:
+        wait_for(lambda: server.node.dispatcher.waiting(parked_id), 10, "the long poll to wait")
+        item_id, poll_id = rid(), rid()
+        resp = stubs.tasks.CompleteTasks(complete_and_poll(a.task_id, item_id, poll_id))
+        assert [s.code for s in resp.statuses] == [0]
+        (b,) = resp.tasks
+        assert (b.workflow_id, b.reference_task_name, b.worker_id) == (wid, "b", "w")
+        assert b.status == wpb.TASK_STATUS_IN_PROGRESS
+        # A retry of the call (its answer lost): the same verdict and the same task.
+        again = stubs.tasks.CompleteTasks(complete_and_poll(a.task_id, item_id, poll_id))
+        assert [s.code for s in again.statuses] == [0]
+        assert [x.task_id for x in again.tasks] == [b.task_id]
+    finally:
+        t.join(30)
+    assert not parked["resp"].tasks, "the parked poll did not get the next task"
+    # The last task: nothing becomes ready, so the poll takes nothing.
+    last = stubs.tasks.CompleteTasks(complete_and_poll(b.task_id, rid(), rid()))
+    assert [s.code for s in last.statuses] == [0] and not last.tasks
+    wf = stubs.wfs.GetWorkflow(wpb.GetWorkflowRequest(workflow_id=wid))
+    assert wf.workflow.status == wpb.WORKFLOW_STATUS_COMPLETED
+
+
+@pytest.mark.parametrize(
+    ("poll", "named"),
+    [
+        ({"timeout_ms": 5}, "poll.timeout_ms"),
+        ({"count": 101}, "poll.count"),
+        ({"task_type": ""}, "poll.task_type"),
+    ],
+)
+def test_a_bad_poll_fails_the_call_and_applies_nothing(
+    stubs: Any, poll: dict[str, Any], named: str
+) -> None:
+    wid, a = first_task(stubs)
+    with pytest.raises(grpc.RpcError) as err:
+        stubs.tasks.CompleteTasks(complete_and_poll(a.task_id, rid(), rid(), **poll))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert named in (err.value.details() or "")
+    wf = stubs.wfs.GetWorkflow(wpb.GetWorkflowRequest(workflow_id=wid, include_tasks=True))
+    (still,) = [t for t in wf.workflow.tasks if t.reference_task_name == "a"]
+    assert still.status == wpb.TASK_STATUS_IN_PROGRESS, "the result was not applied"
+    stubs.tasks.CompleteTasks(complete_and_poll(a.task_id, rid(), rid()))  # tidy up
+
+
+def test_a_quiet_worker_runs_each_next_task_from_the_completion_answer(
+    server: ReplicaServer, stubs: Any
+) -> None:
+    history = History()
+    client = OrchestratorClient([server.grpc_addr], retry_budget_s=10, recorder=history)
+    worker = Worker(client, worker_id="quiet", concurrency=4, poll_timeout_ms=500)
+    worker.register("chain_t", lambda t: {"ref": t.reference_task_name})
+    worker.start()
+    try:
+        for _ in range(5):  # one workflow at a time: the worker has nothing else in flight
+            wid = client.start_workflow("chain_flow")
+            wait_for(lambda w=wid: client.get_workflow(w).is_terminal, 30, "the workflow to finish")
+            assert client.get_workflow(wid).status == "COMPLETED"
+    finally:
+        worker.stop(timeout_s=10)
+        client.close()
+    stats = worker.stats
+    # Task b of each workflow came with task a's completion, not from a long poll.
+    assert stats.taken_with_completion == 5
+    assert stats.completed == 10 and stats.report_errors == 0 and stats.lost == 0
+    completes = history.by_request("CompleteTask")
+    assert len(completes) == 10 and all(ev == ["invoke", "ok"] for ev in completes.values())
