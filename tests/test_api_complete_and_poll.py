@@ -1,4 +1,4 @@
-"""CompleteTasks with a poll riding behind the results: the answer carries the next task."""
+"""CompleteTasks with polls riding behind the results: the answer carries the next task."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def stubs(server: ReplicaServer) -> Iterator[Any]:
         dpb.RegisterTaskDefsRequest(
             request_id="td",
             task_def_json=[
-                json.dumps({"name": "chain_t", "retryCount": 0, "responseTimeoutSeconds": 60})
+                json.dumps({"name": name, "retryCount": 0, "responseTimeoutSeconds": 60})
+                for name in ("chain_t", "then_t")
             ],
         )
     )
@@ -51,6 +52,20 @@ def stubs(server: ReplicaServer) -> Iterator[Any]:
                     "tasks": [
                         {"name": "chain_t", "taskReferenceName": "a"},
                         {"name": "chain_t", "taskReferenceName": "b"},
+                    ],
+                }
+            ),
+        )
+    )
+    ns.defs.RegisterWorkflowDef(
+        dpb.RegisterWorkflowDefRequest(
+            request_id="wf2",
+            definition_json=json.dumps(
+                {
+                    "name": "mixed_flow",
+                    "tasks": [
+                        {"name": "chain_t", "taskReferenceName": "a"},
+                        {"name": "then_t", "taskReferenceName": "b"},
                     ],
                 }
             ),
@@ -92,7 +107,7 @@ def complete_and_poll(task_id: str, item_id: str, poll_id: str, **poll: Any) -> 
     fields = {"task_type": "chain_t", "worker_id": "w", "count": 1, **poll}
     return tpb.CompleteTasksRequest(
         items=[tpb.CompleteTaskRequest(request_id=item_id, task_id=task_id, worker_id="w")],
-        poll=tpb.PollTasksRequest(request_id=poll_id, **fields),
+        polls=[tpb.PollTasksRequest(request_id=poll_id, **fields)],
     )
 
 
@@ -123,19 +138,20 @@ def test_the_answer_carries_the_next_task_before_a_parked_poll_gets_it(
         item_id, poll_id = rid(), rid()
         resp = stubs.tasks.CompleteTasks(complete_and_poll(a.task_id, item_id, poll_id))
         assert [s.code for s in resp.statuses] == [0]
-        (b,) = resp.tasks
+        (answer,) = resp.polled
+        (b,) = answer.tasks
         assert (b.workflow_id, b.reference_task_name, b.worker_id) == (wid, "b", "w")
         assert b.status == wpb.TASK_STATUS_IN_PROGRESS
         # A retry of the call (its answer lost): the same verdict and the same task.
         again = stubs.tasks.CompleteTasks(complete_and_poll(a.task_id, item_id, poll_id))
         assert [s.code for s in again.statuses] == [0]
-        assert [x.task_id for x in again.tasks] == [b.task_id]
+        assert [x.task_id for x in again.polled[0].tasks] == [b.task_id]
     finally:
         t.join(30)
     assert not parked["resp"].tasks, "the parked poll did not get the next task"
     # The last task: nothing becomes ready, so the poll takes nothing.
     last = stubs.tasks.CompleteTasks(complete_and_poll(b.task_id, rid(), rid()))
-    assert [s.code for s in last.statuses] == [0] and not last.tasks
+    assert [s.code for s in last.statuses] == [0] and not last.polled[0].tasks
     wf = stubs.wfs.GetWorkflow(wpb.GetWorkflowRequest(workflow_id=wid))
     assert wf.workflow.status == wpb.WORKFLOW_STATUS_COMPLETED
 
@@ -143,9 +159,9 @@ def test_the_answer_carries_the_next_task_before_a_parked_poll_gets_it(
 @pytest.mark.parametrize(
     ("poll", "named"),
     [
-        ({"timeout_ms": 5}, "poll.timeout_ms"),
-        ({"count": 101}, "poll.count"),
-        ({"task_type": ""}, "poll.task_type"),
+        ({"timeout_ms": 5}, "polls[0].timeout_ms"),
+        ({"count": 101}, "polls[0].count"),
+        ({"task_type": ""}, "polls[0].task_type"),
     ],
 )
 def test_a_bad_poll_fails_the_call_and_applies_nothing(
@@ -184,3 +200,49 @@ def test_a_quiet_worker_runs_each_next_task_from_the_completion_answer(
     assert stats.completed == 10 and stats.report_errors == 0 and stats.lost == 0
     completes = history.by_request("CompleteTask")
     assert len(completes) == 10 and all(ev == ["invoke", "ok"] for ev in completes.values())
+
+
+def test_each_riding_poll_answers_for_its_own_type(server: ReplicaServer, stubs: Any) -> None:
+    wid = stubs.wfs.StartWorkflow(
+        wpb.StartWorkflowRequest(request_id=rid(), name="mixed_flow")
+    ).workflow_id
+    (a,) = stubs.tasks.PollTasks(
+        tpb.PollTasksRequest(request_id=rid(), task_type="chain_t", worker_id="w", count=1)
+    ).tasks
+    assert a.workflow_id == wid
+    req = complete_and_poll(a.task_id, rid(), rid())
+    req.polls.append(
+        tpb.PollTasksRequest(request_id=rid(), task_type="then_t", worker_id="w", count=1)
+    )
+    resp = stubs.tasks.CompleteTasks(req)
+    same_type, other_type = resp.polled
+    assert not same_type.tasks
+    (b,) = other_type.tasks
+    assert (b.workflow_id, b.reference_task_name, b.task_type) == (wid, "b", "then_t")
+    too_many = complete_and_poll(b.task_id, rid(), rid())
+    too_many.polls.extend(too_many.polls[0] for _ in range(16))
+    with pytest.raises(grpc.RpcError) as err:
+        stubs.tasks.CompleteTasks(too_many)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "polls: at most 16" in (err.value.details() or "")
+
+
+def test_a_worker_of_two_types_takes_the_other_type_from_the_answer(
+    server: ReplicaServer, stubs: Any
+) -> None:
+    client = OrchestratorClient([server.grpc_addr], retry_budget_s=10)
+    worker = Worker(client, worker_id="two-types", concurrency=2, poll_timeout_ms=500)
+    worker.register("chain_t", lambda t: {"ref": t.reference_task_name})
+    worker.register("then_t", lambda t: {"ref": t.reference_task_name})
+    worker.start()
+    try:
+        for _ in range(3):
+            wid = client.start_workflow("mixed_flow")
+            wait_for(lambda w=wid: client.get_workflow(w).is_terminal, 30, "the workflow to finish")
+            assert client.get_workflow(wid).status == "COMPLETED"
+    finally:
+        worker.stop(timeout_s=10)
+        client.close()
+    stats = worker.stats
+    assert stats.taken_with_completion == 3, "each then_t task came with a chain_t completion"
+    assert stats.completed == 6 and stats.report_errors == 0 and stats.lost == 0

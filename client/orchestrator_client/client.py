@@ -1375,18 +1375,17 @@ class OrchestratorClient:
         self,
         results: Sequence[tuple[str, Mapping[str, Any] | None]],
         *,
-        task_type: str,
+        polls: Mapping[str, int],
         worker_id: str = "",
-        count: int = 1,
         domain: str = "",
         request_ids: Sequence[str] | None = None,
-        poll_request_id: str | None = None,
+        poll_request_ids: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
         retry_budget_s: float | None = None,
-    ) -> tuple[list[OrchestratorError | None], list[Task]]:
-        """complete_tasks, then in the same call and Raft entry a poll that never waits.
+    ) -> tuple[list[OrchestratorError | None], dict[str, list[Task]]]:
+        """complete_tasks, then in the same call and Raft entry polls that never wait.
 
-        The poll runs right after the results are applied, so a task that one of them made
+        The polls run right after the results are applied, so a task that one of them made
         ready (say, the workflow's next task) is leased to this worker before any parked long
         poll gets it: the answer carries the next task, one round trip per task instead of a
         completion and a poll. A server from before this returns no tasks (they then go to
@@ -1394,43 +1393,49 @@ class OrchestratorClient:
 
         Args:
             results: ``(task_id, output)`` pairs, as for ``complete_tasks``.
-            task_type: The task type to poll.
+            polls: Task type -> at most this many tasks of it (1-100); at most 16 types.
             worker_id: The worker that held the leases and takes the new ones.
-            count: At most this many tasks (1-100).
-            domain: The task domain's queue to poll (``""``: the default queue).
+            domain: The task domain's queues to poll (``""``: the default queues).
             request_ids: One idempotency id per result; generated when None.
-            poll_request_id: Idempotency id of the poll; generated when None. A retried call
-                returns the tasks the first attempt leased.
+            poll_request_ids: Task type -> idempotency id of its poll; generated when None. A
+                retried call returns the tasks the first attempt leased.
             timeout_s: Per-attempt deadline override.
             retry_budget_s: Overall deadline override.
 
         Returns:
-            Per result, None or its error (as ``complete_tasks``), and the leased tasks.
+            Per result, None or its error (as ``complete_tasks``); and per polled task type,
+            the tasks leased.
 
         Raises:
-            As ``complete_tasks``; ValueError also for a ``count`` below 1.
+            As ``complete_tasks``; ValueError also for no polls, more than 16, or a count
+            below 1.
         """
-        if count < 1:
-            raise ValueError("count must be at least 1")
+        if not polls or len(polls) > 16 or any(n < 1 for n in polls.values()):
+            raise ValueError("polls takes 1 to 16 task types, each with a count of at least 1")
         encoded = [
             (task_id, _encode_json(dict(output) if output is not None else None))
             for task_id, output in results
         ]
-        poll = tasks_pb2.PollTasksRequest(
-            request_id=poll_request_id or _new_request_id(),
-            task_type=task_type,
-            worker_id=worker_id,
-            count=count,
-            domain=domain,
-        )
-        return self._complete_call(
+        ids = poll_request_ids or {}
+        requests = [
+            tasks_pb2.PollTasksRequest(
+                request_id=ids.get(task_type) or _new_request_id(),
+                task_type=task_type,
+                worker_id=worker_id,
+                count=count,
+                domain=domain,
+            )
+            for task_type, count in polls.items()
+        ]
+        errors, polled = self._complete_call(
             encoded,
             worker_id=worker_id,
             request_ids=request_ids,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
-            poll=poll,
+            polls=requests,
         )
+        return errors, dict(zip(polls, polled, strict=True))
 
     def _complete_encoded(
         self,
@@ -1460,10 +1465,10 @@ class OrchestratorClient:
         request_ids: Sequence[str] | None = None,
         timeout_s: float | None = None,
         retry_budget_s: float | None = None,
-        poll: tasks_pb2.PollTasksRequest | None = None,
-    ) -> tuple[list[OrchestratorError | None], list[Task]]:
-        """One CompleteTasks call, with the poll riding behind the results when given (recorded
-        as a PollTasks operation of its own)."""
+        polls: Sequence[tasks_pb2.PollTasksRequest] = (),
+    ) -> tuple[list[OrchestratorError | None], list[list[Task]]]:
+        """One CompleteTasks call, with polls riding behind the results (each recorded as a
+        PollTasks operation of its own); per poll, the tasks it leased."""
         if not results or len(results) > _MAX_BATCH:
             raise ValueError(f"complete_tasks takes 1 to {_MAX_BATCH} results")
         rids = (
@@ -1477,14 +1482,16 @@ class OrchestratorClient:
             )
             for rid, (task_id, output_json) in zip(rids, results, strict=True)
         ]
-        request = tasks_pb2.CompleteTasksRequest(items=items, poll=poll)
-        leased: list[workflows_pb2.Task] = []
+        request = tasks_pb2.CompleteTasksRequest(items=items, polls=polls)
+        polled: list[tasks_pb2.PollTasksResponse] = []
 
         def answers_of(response: tasks_pb2.CompleteTasksResponse) -> Sequence[Any]:
-            leased.extend(response.tasks)
+            polled.extend(response.polled)
             return response.statuses
 
-        if poll is None:
+        for poll in polls:
+            self._record("invoke", _POLL_TASKS.name, poll.request_id, poll)
+        try:
             answers = self._batch_call(
                 _COMPLETE_TASKS,
                 request,
@@ -1495,30 +1502,30 @@ class OrchestratorClient:
                 timeout_s,
                 retry_budget_s,
             )
-        else:
-            self._record("invoke", _POLL_TASKS.name, poll.request_id, poll)
-            try:
-                answers = self._batch_call(
-                    _COMPLETE_TASKS,
-                    request,
-                    _COMPLETE_TASK.name,
-                    rids,
-                    items,
-                    answers_of,
-                    timeout_s,
-                    retry_budget_s,
-                )
-            except BaseException as exc:
-                unknown = not isinstance(exc, OrchestratorError) or exc.outcome_unknown
+        except BaseException as exc:
+            unknown = not isinstance(exc, OrchestratorError) or exc.outcome_unknown
+            for poll in polls:
                 self._record(
                     "unknown" if unknown else "fail", _POLL_TASKS.name, poll.request_id, exc
                 )
-                raise
-            self._record(
-                "ok", _POLL_TASKS.name, poll.request_id, tasks_pb2.PollTasksResponse(tasks=leased)
-            )
+            raise
         errors = [a if isinstance(a, OrchestratorError) else None for a in answers]
-        return errors, [Task.from_proto(t) for t in leased]
+        if polled and len(polled) != len(polls):
+            # The results stand; what the polls leased is unknown (it returns when the leases
+            # expire).
+            mismatch = OrchestratorError(
+                grpc.StatusCode.INTERNAL,
+                f"CompleteTasks answered {len(polled)} polls for {len(polls)}",
+                op=_POLL_TASKS.name,
+            )
+            for poll in polls:
+                self._record("unknown", _POLL_TASKS.name, poll.request_id, mismatch)
+            return errors, [[] for _ in polls]
+        # No answers at all: a server from before riding polls, which leased nothing.
+        answered = polled or [tasks_pb2.PollTasksResponse() for _ in polls]
+        for poll, answer in zip(polls, answered, strict=True):
+            self._record("ok", _POLL_TASKS.name, poll.request_id, answer)
+        return errors, [[Task.from_proto(t) for t in answer.tasks] for answer in answered]
 
     def fail_task(
         self,

@@ -54,6 +54,7 @@ _log = logging.getLogger("orchestrator_client.worker")
 
 _MAX_REASON_CHARS: Final = 1000
 _MAX_POLL_COUNT: Final = 100
+_MAX_RIDING_POLLS: Final = 16  # polls riding on one CompleteTasks call (the server's limit)
 _POLL_ERROR_BACKOFF_INITIAL_S: Final = 0.5
 _POLL_ERROR_BACKOFF_MAX_S: Final = 5.0
 # A poll that comes back empty faster than this did not long-poll (timeout 0, or a server that
@@ -844,15 +845,16 @@ class Worker:
         ctx: TaskContext,
         outcome: TaskFailure | Mapping[str, Any] | None,
     ) -> list[Task] | None:
-        """When the worker is otherwise quiet, completes the task from this thread with a poll
-        riding behind the completion (CompleteTasks with `poll`), so the workflow's next task
-        comes back in the same answer and runs in this slot: one round trip and no thread
-        hand-off per task, against a completion, a long poll's answer and two hand-offs.
-        Under load completions go to the batcher instead (fewer, larger calls).
+        """When the worker is otherwise quiet, completes the task from this thread with polls
+        riding behind the completion (CompleteTasks with `polls`: one task of this type for this
+        slot, and one of each other registered type), so the workflow's next
+        task comes back in the same answer: one round trip per task, against a completion and
+        a long poll's answer. A task of this type runs next in this slot (no thread hand-off);
+        one of another type goes to that type's pool, in the slot its poll took. Under load
+        completions go to the batcher instead (fewer, larger calls).
 
-        Returns None when not taken (the caller reports the usual way), else the tasks leased
-        for this slot: at most one, claimed, whose slot is kept (a server that returned more
-        puts the rest on the pool, oversubscribing it as a poll would).
+        Returns None when not taken (the caller reports the usual way), else the task to run
+        next in this slot (a list of at most one).
         """
         batcher = self._batcher
         if (
@@ -869,31 +871,42 @@ class Worker:
             return None  # the usual path fails the task, saying why
         with self._lock:
             # Only a worker with nothing else in flight: under any load, batched completions
-            # and multi-task polls cost the cluster less per task (the poll here is a command
+            # and multi-task polls cost the cluster less per task (each poll here is a command
             # of its own). Measured at concurrency 64: ~3 % fewer tasks/s when every quiet
             # moment of the batcher was used.
             if self._eager_busy or self._inflight > 1 or not batcher.idle():
                 return None
             self._eager_busy = True
-        try:
-            errors, tasks = self.client._complete_call(
-                [(task.task_id, output_json)],
+            # This slot is reg's. Another type's poll takes a slot of that type, oversubscribing
+            # it when its long polls hold them all (as a poll answered with more than it asked
+            # for does): nothing of it runs now, and its pool still bounds running handlers.
+            regs = [reg]
+            for other in self._registrations.values():
+                if len(regs) >= _MAX_RIDING_POLLS:
+                    break
+                if other is not reg and other.executor is not None:
+                    other.free_slots -= 1
+                    regs.append(other)
+        polls = [
+            tasks_pb2.PollTasksRequest(
+                request_id=_new_request_id(),
+                task_type=r.task_type,
                 worker_id=self.worker_id,
-                poll=tasks_pb2.PollTasksRequest(
-                    request_id=_new_request_id(),
-                    task_type=reg.task_type,
-                    worker_id=self.worker_id,
-                    count=1,
-                    domain=self.domain,
-                ),
+                count=1,
+                domain=self.domain,
             )
-        except OrchestratorError as exc:
-            if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+            for r in regs
+        ]
+        try:
+            errors, polled = self.client._complete_call(
+                [(task.task_id, output_json)], worker_id=self.worker_id, polls=polls
+            )
+        except Exception as exc:
+            for other in regs[1:]:
+                self._return_slots(other, 1)
+            if isinstance(exc, OrchestratorError) and exc.code == grpc.StatusCode.UNIMPLEMENTED:
                 self._eager_supported = False  # a server without CompleteTasks
                 return None
-            self._report_error(task, "complete", exc)
-            return []
-        except Exception as exc:
             self._report_error(task, "complete", exc)
             return []
         finally:
@@ -904,22 +917,26 @@ class Worker:
         else:
             self._report_error(task, "complete", errors[0])
         mine: list[Task] = []
-        for leased in tasks:
-            if not self._claim(leased):
-                continue
-            if self._abandoned.is_set():
-                # stop() gave up: nothing new starts; the lease expires.
-                self._finished(leased)
-                continue
-            with self._lock:
-                self._counts["polled"] += 1
-                self._counts["taken_with_completion"] += 1
-            if not mine:
-                mine.append(leased)
-                continue
-            with self._lock:
-                reg.free_slots -= 1
-            self._submit_claimed(reg, leased)
+        for r, leased in zip(regs, polled, strict=True):
+            slot_free = True  # this slot (reg), or the slot the poll took (another type)
+            for t in leased:
+                if not self._claim(t):
+                    continue
+                if self._abandoned.is_set():
+                    self._finished(t)  # stop() gave up: nothing new starts; the lease expires
+                    continue
+                with self._lock:
+                    self._counts["polled"] += 1
+                    self._counts["taken_with_completion"] += 1
+                    if not slot_free:
+                        r.free_slots -= 1  # more than asked: oversubscribe, as a poll would
+                if slot_free and r is reg:
+                    mine.append(t)
+                else:
+                    self._submit_claimed(r, t)
+                slot_free = False
+            if slot_free and r is not reg:
+                self._return_slots(r, 1)
         return mine
 
     def _on_reported(self, task: Task, fut: Future[None]) -> None:

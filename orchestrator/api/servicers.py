@@ -370,8 +370,8 @@ class _Base:
         build: Callable[[Any], C.Command],
         result_type: Callable[[], Any],
         on_ok: Callable[[Any, Outcome], None],
-        respond: Callable[[list[Any], Outcome | None], Any],
-        after: Callable[[], C.Command | None] = lambda: None,
+        respond: Callable[[list[Any], list[Outcome]], Any],
+        after: Callable[[], list[C.Command]] = list,
     ) -> Any:
         """A batch call (CompleteTasks, StartWorkflows): each item its own command, judged alone.
 
@@ -380,8 +380,8 @@ class _Base:
         commands are queued for Raft together (one entry carries them all unless it would
         exceed the entry size), after every item was checked. No leader or overload fails the
         whole call with nothing proposed (a retry of the batch is deduplicated item by item).
-        `after` builds one more command (or None) queued behind the items, validated first (a
-        bad one fails the whole call); its outcome goes to `respond`.
+        `after` builds more commands queued behind the items, validated first (a bad one fails
+        the whole call); their outcomes go to `respond`.
         """
 
         def go() -> Any:
@@ -417,18 +417,18 @@ class _Base:
                     seq = max(seq, early.seq)
                     continue
                 checked.append((i, cmd))
-            cmds = [cmd for _, cmd in checked] + ([tail] if tail is not None else [])
+            cmds = [cmd for _, cmd in checked] + tail
             futures = self._submit_many(cmds) if cmds else []
             for (i, cmd), fut in zip(checked, futures, strict=False):
                 outcome = self._await(context, cmd, fut)
                 decided(i, outcome)
                 seq = max(seq, outcome.seq)
-            tail_outcome = None
-            if tail is not None:
-                tail_outcome = self._await(context, tail, futures[-1])
-                seq = max(seq, tail_outcome.seq)
+            tail_outcomes = []
+            for cmd, fut in zip(tail, futures[len(checked) :], strict=True):
+                tail_outcomes.append(self._await(context, cmd, fut))
+                seq = max(seq, tail_outcomes[-1].seq)
             self._set_seq(context, seq)
-            return respond(results, tail_outcome)
+            return respond(results, tail_outcomes)
 
         return self._run(context, go)
 
@@ -859,30 +859,38 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
     def CompleteTasks(
         self, request: tpb.CompleteTasksRequest, context: grpc.ServicerContext
     ) -> Any:
-        poll = request.poll
+        polls = request.polls
 
-        def next_poll() -> C.Command | None:
-            """The poll riding behind the completions: it leases what they made ready before
+        def riding_polls() -> list[C.Command]:
+            """The polls riding behind the completions: they lease what those made ready before
             the parked polls get it (those are filled at the end of the entry)."""
-            if not request.HasField("poll"):
-                return None
-            rid, task_type, domain, count = self._poll_args(poll, "poll.")
-            if poll.timeout_ms:
-                raise invalid("poll.timeout_ms: must be 0 (a poll riding a completion never waits)")
-            return C.PollTasks(
-                request_id=rid,
-                task_type=task_type,
-                domain=domain,
-                worker_id=poll.worker_id,
-                count=count,
-                epoch=self.replica.leader_term,
-            )
+            if len(polls) > limits.MAX_RIDING_POLLS:
+                raise invalid(f"polls: at most {limits.MAX_RIDING_POLLS}")
+            cmds: list[C.Command] = []
+            for i, poll in enumerate(polls):
+                rid, task_type, domain, count = self._poll_args(poll, f"polls[{i}].")
+                if poll.timeout_ms:
+                    raise invalid(
+                        f"polls[{i}].timeout_ms: must be 0 (a poll riding a completion never waits)"
+                    )
+                cmds.append(
+                    C.PollTasks(
+                        request_id=rid,
+                        task_type=task_type,
+                        domain=domain,
+                        worker_id=poll.worker_id,
+                        count=count,
+                        epoch=self.replica.leader_term,
+                    )
+                )
+            return cmds
 
-        def respond(statuses: list[Any], polled: Outcome | None) -> Any:
+        def respond(statuses: list[Any], polled: list[Outcome]) -> Any:
             resp = tpb.CompleteTasksResponse(statuses=statuses)
-            if polled is not None and polled.ok:
+            for poll, outcome in zip(polls, polled, strict=True):
                 # Not ok: a stale epoch (leadership moved); the tasks stay for other polls.
-                resp.tasks.extend(self._leased_tasks(polled, poll.worker_id)[0])
+                tasks = self._leased_tasks(outcome, poll.worker_id)[0] if outcome.ok else []
+                resp.polled.append(tpb.PollTasksResponse(tasks=tasks))
             return resp
 
         return self._batch_mutate(
@@ -894,7 +902,7 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
             tpb.ItemStatus,
             lambda result, outcome: None,
             respond,
-            next_poll,
+            riding_polls,
         )
 
     def FailTask(self, request: tpb.FailTaskRequest, context: grpc.ServicerContext) -> Any:

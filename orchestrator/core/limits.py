@@ -10,6 +10,8 @@ MAX_REASON_LENGTH = 4096
 MAX_POLL_COUNT = 100
 # Items of one batch call (CompleteTasks, StartWorkflows).
 MAX_BATCH_ITEMS = 100
+# Polls riding behind the completions of one CompleteTasks call (one per task type).
+MAX_RIDING_POLLS = 16
 MAX_POLL_TIMEOUT_MS = 30_000
 # Long polls parked in replicated state at once; beyond it a poll waits on the leader only.
 MAX_PARKED_POLLS = 10_000

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from orchestrator_client.v1 import workflows_pb2 as orchestrator_dot_v1_dot_workflows__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1borchestrator/v1/tasks.proto\x12\x0forchestrator.v1\x1a\x1forchestrator/v1/workflows.proto\"\x7f\n\x10PollTasksRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\x12\x12\n\ntimeout_ms\x18\x05 \x01(\x05\x12\x0e\n\x06\x64omain\x18\x06 \x01(\t\"9\n\x11PollTasksResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.orchestrator.v1.Task\"\x94\x01\n\x13\x43ompleteTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x13\n\x0boutput_json\x18\x03 \x01(\t\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x05 \x01(\t\x12\x1b\n\x13reference_task_name\x18\x06 \x01(\t\"\x16\n\x14\x43ompleteTaskResponse\"|\n\x14\x43ompleteTasksRequest\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32$.orchestrator.v1.CompleteTaskRequest\x12/\n\x04poll\x18\x02 \x01(\x0b\x32!.orchestrator.v1.PollTasksRequest\"+\n\nItemStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"l\n\x15\x43ompleteTasksResponse\x12-\n\x08statuses\x18\x01 \x03(\x0b\x32\x1b.orchestrator.v1.ItemStatus\x12$\n\x05tasks\x18\x02 \x03(\x0b\x32\x15.orchestrator.v1.Task\"\xb2\x01\n\x0f\x46\x61ilTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08terminal\x18\x04 \x01(\x08\x12\x13\n\x0boutput_json\x18\x05 \x01(\t\x12\x11\n\tworker_id\x18\x06 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x07 \x01(\t\x12\x1b\n\x13reference_task_name\x18\x08 \x01(\t\"\x12\n\x10\x46\x61ilTaskResponse\"N\n\x14HeartbeatTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\"1\n\x15HeartbeatTaskResponse\x12\x18\n\x10lease_expires_ms\x18\x01 \x01(\x03\x32\xcf\x03\n\x0bTaskService\x12R\n\tPollTasks\x12!.orchestrator.v1.PollTasksRequest\x1a\".orchestrator.v1.PollTasksResponse\x12[\n\x0c\x43ompleteTask\x12$.orchestrator.v1.CompleteTaskRequest\x1a%.orchestrator.v1.CompleteTaskResponse\x12^\n\rCompleteTasks\x12%.orchestrator.v1.CompleteTasksRequest\x1a&.orchestrator.v1.CompleteTasksResponse\x12O\n\x08\x46\x61ilTask\x12 .orchestrator.v1.FailTaskRequest\x1a!.orchestrator.v1.FailTaskResponse\x12^\n\rHeartbeatTask\x12%.orchestrator.v1.HeartbeatTaskRequest\x1a&.orchestrator.v1.HeartbeatTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1borchestrator/v1/tasks.proto\x12\x0forchestrator.v1\x1a\x1forchestrator/v1/workflows.proto\"\x7f\n\x10PollTasksRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\x12\x12\n\ntimeout_ms\x18\x05 \x01(\x05\x12\x0e\n\x06\x64omain\x18\x06 \x01(\t\"9\n\x11PollTasksResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.orchestrator.v1.Task\"\x94\x01\n\x13\x43ompleteTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x13\n\x0boutput_json\x18\x03 \x01(\t\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x05 \x01(\t\x12\x1b\n\x13reference_task_name\x18\x06 \x01(\t\"\x16\n\x14\x43ompleteTaskResponse\"}\n\x14\x43ompleteTasksRequest\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32$.orchestrator.v1.CompleteTaskRequest\x12\x30\n\x05polls\x18\x02 \x03(\x0b\x32!.orchestrator.v1.PollTasksRequest\"+\n\nItemStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"z\n\x15\x43ompleteTasksResponse\x12-\n\x08statuses\x18\x01 \x03(\x0b\x32\x1b.orchestrator.v1.ItemStatus\x12\x32\n\x06polled\x18\x02 \x03(\x0b\x32\".orchestrator.v1.PollTasksResponse\"\xb2\x01\n\x0f\x46\x61ilTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08terminal\x18\x04 \x01(\x08\x12\x13\n\x0boutput_json\x18\x05 \x01(\t\x12\x11\n\tworker_id\x18\x06 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x07 \x01(\t\x12\x1b\n\x13reference_task_name\x18\x08 \x01(\t\"\x12\n\x10\x46\x61ilTaskResponse\"N\n\x14HeartbeatTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\"1\n\x15HeartbeatTaskResponse\x12\x18\n\x10lease_expires_ms\x18\x01 \x01(\x03\x32\xcf\x03\n\x0bTaskService\x12R\n\tPollTasks\x12!.orchestrator.v1.PollTasksRequest\x1a\".orchestrator.v1.PollTasksResponse\x12[\n\x0c\x43ompleteTask\x12$.orchestrator.v1.CompleteTaskRequest\x1a%.orchestrator.v1.CompleteTaskResponse\x12^\n\rCompleteTasks\x12%.orchestrator.v1.CompleteTasksRequest\x1a&.orchestrator.v1.CompleteTasksResponse\x12O\n\x08\x46\x61ilTask\x12 .orchestrator.v1.FailTaskRequest\x1a!.orchestrator.v1.FailTaskResponse\x12^\n\rHeartbeatTask\x12%.orchestrator.v1.HeartbeatTaskRequest\x1a&.orchestrator.v1.HeartbeatTaskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,19 +41,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPLETETASKRESPONSE']._serialized_start=420
   _globals['_COMPLETETASKRESPONSE']._serialized_end=442
   _globals['_COMPLETETASKSREQUEST']._serialized_start=444
-  _globals['_COMPLETETASKSREQUEST']._serialized_end=568
-  _globals['_ITEMSTATUS']._serialized_start=570
-  _globals['_ITEMSTATUS']._serialized_end=613
-  _globals['_COMPLETETASKSRESPONSE']._serialized_start=615
-  _globals['_COMPLETETASKSRESPONSE']._serialized_end=723
-  _globals['_FAILTASKREQUEST']._serialized_start=726
-  _globals['_FAILTASKREQUEST']._serialized_end=904
-  _globals['_FAILTASKRESPONSE']._serialized_start=906
-  _globals['_FAILTASKRESPONSE']._serialized_end=924
-  _globals['_HEARTBEATTASKREQUEST']._serialized_start=926
-  _globals['_HEARTBEATTASKREQUEST']._serialized_end=1004
-  _globals['_HEARTBEATTASKRESPONSE']._serialized_start=1006
-  _globals['_HEARTBEATTASKRESPONSE']._serialized_end=1055
-  _globals['_TASKSERVICE']._serialized_start=1058
-  _globals['_TASKSERVICE']._serialized_end=1521
+  _globals['_COMPLETETASKSREQUEST']._serialized_end=569
+  _globals['_ITEMSTATUS']._serialized_start=571
+  _globals['_ITEMSTATUS']._serialized_end=614
+  _globals['_COMPLETETASKSRESPONSE']._serialized_start=616
+  _globals['_COMPLETETASKSRESPONSE']._serialized_end=738
+  _globals['_FAILTASKREQUEST']._serialized_start=741
+  _globals['_FAILTASKREQUEST']._serialized_end=919
+  _globals['_FAILTASKRESPONSE']._serialized_start=921
+  _globals['_FAILTASKRESPONSE']._serialized_end=939
+  _globals['_HEARTBEATTASKREQUEST']._serialized_start=941
+  _globals['_HEARTBEATTASKREQUEST']._serialized_end=1019
+  _globals['_HEARTBEATTASKRESPONSE']._serialized_start=1021
+  _globals['_HEARTBEATTASKRESPONSE']._serialized_end=1070
+  _globals['_TASKSERVICE']._serialized_start=1073
+  _globals['_TASKSERVICE']._serialized_end=1536
 # @@protoc_insertion_point(module_scope)

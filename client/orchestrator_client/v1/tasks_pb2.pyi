@@ -50,12 +50,12 @@ class CompleteTaskResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class CompleteTasksRequest(_message.Message):
-    __slots__ = ("items", "poll")
+    __slots__ = ("items", "polls")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
-    POLL_FIELD_NUMBER: _ClassVar[int]
+    POLLS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[CompleteTaskRequest]
-    poll: PollTasksRequest
-    def __init__(self, items: _Optional[_Iterable[_Union[CompleteTaskRequest, _Mapping]]] = ..., poll: _Optional[_Union[PollTasksRequest, _Mapping]] = ...) -> None: ...
+    polls: _containers.RepeatedCompositeFieldContainer[PollTasksRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[CompleteTaskRequest, _Mapping]]] = ..., polls: _Optional[_Iterable[_Union[PollTasksRequest, _Mapping]]] = ...) -> None: ...
 
 class ItemStatus(_message.Message):
     __slots__ = ("code", "message")
@@ -66,12 +66,12 @@ class ItemStatus(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class CompleteTasksResponse(_message.Message):
-    __slots__ = ("statuses", "tasks")
+    __slots__ = ("statuses", "polled")
     STATUSES_FIELD_NUMBER: _ClassVar[int]
-    TASKS_FIELD_NUMBER: _ClassVar[int]
+    POLLED_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedCompositeFieldContainer[ItemStatus]
-    tasks: _containers.RepeatedCompositeFieldContainer[_workflows_pb2.Task]
-    def __init__(self, statuses: _Optional[_Iterable[_Union[ItemStatus, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[_workflows_pb2.Task, _Mapping]]] = ...) -> None: ...
+    polled: _containers.RepeatedCompositeFieldContainer[PollTasksResponse]
+    def __init__(self, statuses: _Optional[_Iterable[_Union[ItemStatus, _Mapping]]] = ..., polled: _Optional[_Iterable[_Union[PollTasksResponse, _Mapping]]] = ...) -> None: ...
 
 class FailTaskRequest(_message.Message):
     __slots__ = ("request_id", "task_id", "reason", "terminal", "output_json", "worker_id", "workflow_id", "reference_task_name")

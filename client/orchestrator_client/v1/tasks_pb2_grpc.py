@@ -86,7 +86,7 @@ class TaskServiceServicer:
         with its own request_id, so a retried batch is deduplicated item by item; one item's
         rejection (e.g. a late result) does not affect the others. The call itself fails only
         when nothing could be decided (no leader, overload, outcome unknown): retry it as is.
-        With `poll`, the answer also carries the worker's next tasks (see CompleteTasksRequest).
+        With `polls`, the answer also carries the worker's next tasks (see CompleteTasksRequest).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
