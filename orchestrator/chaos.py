@@ -14,6 +14,7 @@ at most one accepted completion per task attempt, replicas agreeing on their rol
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -22,6 +23,8 @@ import tempfile
 import time
 from collections import Counter
 from typing import Any
+
+from orchestrator_client import WorkerStats
 
 from .localcluster import LocalCluster, write_config
 from .netns import NetNS, namespaces_available
@@ -155,6 +158,12 @@ def run(
             "operations": {
                 e: load.starts.count(e) + load.results.count(e)
                 for e in ("invoke", "ok", "fail", "unknown")
+            },
+            # The load's workers' counters, summed (e.g. how many tasks came in a completion's
+            # answer rather than from a long poll).
+            "workers": {
+                f.name: sum(getattr(w.stats, f.name) for w in load.workers)
+                for f in dataclasses.fields(WorkerStats)
             },
             "start_errors_sample": [repr(e)[:300] for e in load.errors[:5]],
             "recovery_s": {
