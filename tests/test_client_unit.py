@@ -1034,3 +1034,26 @@ def test_worker_poller_backs_off_when_cluster_is_unreachable(make_server, make_w
     # After an error the poller pauses (0.5 s) instead of spinning; stop() cut the pause short.
     assert len(server.calls_of("PollTasks")) <= 2
     assert worker.stats.poll_errors >= 1
+
+
+def test_each_caller_of_a_failed_batch_start_gets_its_own_error_object():
+    from orchestrator_client.client import _StartCoalescer, _StartSlot
+
+    failure = UnavailableError(grpc.StatusCode.UNAVAILABLE, "no leader", op="StartWorkflows")
+
+    class FailingClient:
+        def _start_batch(self, requests: Any) -> Any:
+            raise failure
+
+    coalescer = _StartCoalescer(FailingClient())  # type: ignore[arg-type]
+    slots = [
+        _StartSlot(workflows_pb2.StartWorkflowRequest(request_id=f"r{i}", name="wf"))
+        for i in range(3)
+    ]
+    coalescer._queue, coalescer._sending = list(slots), True
+    coalescer._send()
+    errors = [s.outcome for s in slots]
+    assert len({id(e) for e in errors}) == 3, "one object per caller, never one shared"
+    assert all(type(e) is UnavailableError and e.code == failure.code for e in errors)
+    assert [e.request_id for e in errors] == ["r0", "r1", "r2"]
+    assert all(str(e) == str(failure) for e in errors)

@@ -15,6 +15,7 @@ Only grpcio, protobuf and the standard library are needed to import it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -487,6 +488,25 @@ class _StartSlot:
         self.outcome: Any = None  # the workflow id, or the exception to raise
 
 
+def _one_error_each(exc: BaseException, batch: list[_StartSlot]) -> list[BaseException]:
+    """The error of a failed batch call, one object per caller: each caller raises its own
+    (an exception object raised in several threads at once grows one traceback with all of
+    their frames), naming its own request id."""
+    out: list[BaseException] = []
+    for slot in batch:
+        try:
+            err = copy.copy(exc)
+        except Exception:  # an exception type that cannot be copied: share it
+            out.append(exc)
+            continue
+        err.__cause__, err.__context__ = exc.__cause__, exc.__context__
+        err.__traceback__ = exc.__traceback__
+        if isinstance(err, OrchestratorError):
+            err.request_id = slot.request.request_id
+        out.append(err)
+    return out
+
+
 class _StartCoalescer:
     """Shares StartWorkflows calls among the threads of one client that start at once.
 
@@ -560,9 +580,9 @@ class _StartCoalescer:
                     self._unbatched = True
                 outcomes = self._each_alone(batch)
             else:
-                outcomes = [exc] * len(batch)
+                outcomes = _one_error_each(exc, batch)
         except BaseException as exc:
-            outcomes = [exc] * len(batch)
+            outcomes = _one_error_each(exc, batch)
         with self._lock:
             nxt = self._queue[0] if self._queue else None
             if nxt is None:
