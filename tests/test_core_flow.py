@@ -284,6 +284,20 @@ def test_a_runaway_loop_of_system_tasks_stops_at_the_iteration_limit(
     check_invariants(h.state)
 
 
+def test_a_task_input_built_ever_deeper_fails_the_task_not_the_apply(h: Harness) -> None:
+    # Each iteration wraps the variable in one more object. Without a bound the loop ran its
+    # 1 000 iterations and left a variable 1 000 levels deep: the state could no longer be
+    # encoded (RecursionError in the snapshot, so no log compaction, ever), nor the workflow read.
+    wrap = T("SET_VARIABLE", "sv", inputParameters={"v": {"n": "${workflow.variables.v}"}})
+    h.register_workflow(W("grow", T("DO_WHILE", "l", loopCondition="true", loopOver=[wrap])))
+    wf_id = h.start("grow")
+    wf = h.wf(wf_id)
+    assert wf["status"] == "FAILED"
+    assert "nested more than 300 levels deep" in wf["reasonForIncompletion"]
+    assert h.state.snapshot_bytes()
+    check_invariants(h.state)
+
+
 def test_a_join_on_an_unscheduled_branch_fails_instead_of_hanging(h: Harness) -> None:
     h.register_workflow(
         W(

@@ -143,6 +143,23 @@ def test_a_result_too_large_is_refused() -> None:
         sandbox.close()
 
 
+@pytest.mark.parametrize("lang", ["js", "jq"])
+def test_a_result_nested_too_deep_is_refused_with_a_clear_error(sb: Sandbox, lang: str) -> None:
+    def nested(n: int) -> str:
+        if lang == "js":
+            return f"let o = 1; for (let i = 0; i < {n}; i++) o = [o]; o"
+        return f"reduce range({n}) as $i (1; [.])"
+
+    # jq's result is the list of its outputs: one level more than the output itself.
+    limit = 100 if lang == "js" else 99
+    ok = sb.evaluate(lang, nested(limit), {})
+    assert ok.ok, ok.error
+    for n in (limit + 1, 5000):  # just over the limit, and deeper than Python's JSON parser goes
+        out = sb.evaluate(lang, nested(n), {})
+        assert not out.ok and out.kind == "result", out
+        assert out.error == "the result is nested more than 100 levels deep"
+
+
 def test_workers_are_separate_processes_without_the_parents_environment(sb: Sandbox) -> None:
     sb.evaluate("js", "1", {})
     pids = sb.worker_pids()

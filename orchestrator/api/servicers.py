@@ -40,8 +40,8 @@ from orchestrator_client.v1 import (
     workflows_pb2 as wpb,
 )
 
+from ..core import codec, limits
 from ..core import commands as C
-from ..core import limits
 from ..core.definitions import check_task_to_domain, normalize_task_def, normalize_workflow_def
 from ..core.errors import Code, Rejected
 from ..core.machine import Outcome, latest_version, precheck
@@ -229,12 +229,17 @@ def _json_object(
         raise invalid(
             f"{field}: {len(text.encode('utf-8'))} bytes exceeds the limit of {max_bytes} bytes"
         )
+    deep = f"{field}: nested more than {limits.MAX_JSON_DEPTH} levels deep"
     try:
         value = json.loads(text)
+    except RecursionError:  # deeper than Python's parser goes
+        raise invalid(deep) from None
     except ValueError as exc:
         raise invalid(f"{field}: malformed JSON: {exc}") from None
     if not isinstance(value, dict):
         raise invalid(f"{field}: must be a JSON object")
+    if codec.deeper_than(value, limits.MAX_JSON_DEPTH):
+        raise invalid(deep)
     return value
 
 

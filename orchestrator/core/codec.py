@@ -19,6 +19,24 @@ def fingerprint(value: Any) -> str:
     return digest(dumps_bytes(value))
 
 
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels in `value` (without recursing,
+    so any depth can be checked)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def digest(data: bytes) -> str:
     """The fingerprint of an already canonical encoding."""
     return hashlib.sha256(data).hexdigest()[:32]

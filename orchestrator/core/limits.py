@@ -2,6 +2,15 @@
 (counts, ranges) and relies on api/ for byte sizes, which would cost a JSON encode per command."""
 
 MAX_JSON_BYTES = 256 * 1024  # one input/output/variables document
+# Nesting of one JSON document (arrays and objects). Deeper documents are refused before they are
+# proposed (and script results before they are recorded): encoding and expression resolution
+# recurse, and a RecursionError inside apply would depend on the applying thread's stack, which
+# differs between replicas.
+MAX_JSON_DEPTH = 100
+# Nesting of a task input the workflow builds (templates wrapping documents: a loop that wraps a
+# variable in itself grows one level per iteration). Beyond it the task fails, deterministically,
+# long before encoding would reach Python's recursion limit.
+MAX_TASK_INPUT_DEPTH = 300
 MAX_DEFINITION_BYTES = 512 * 1024
 MAX_TASKS_PER_DEFINITION = 500
 MAX_NAME_LENGTH = 256

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import limits
+from . import codec, limits
 from .codec import fingerprint
 from .commands import (
     FP_KEY,
@@ -1264,6 +1264,10 @@ def _schedule(
         for k, v in (td.get("inputTemplate") or {}).items():
             if task_input.get(k) is None:
                 task_input[k] = v
+        if codec.deeper_than(task_input, limits.MAX_TASK_INPUT_DEPTH):
+            raise _Fail(
+                f"the task input is nested more than {limits.MAX_TASK_INPUT_DEPTH} levels deep"
+            )
         task["input"] = task_input
         _start(ctx, wf, wt, task, delay_s)
     except _Fail as exc:

@@ -35,6 +35,8 @@ from typing import Any
 import jq
 import quickjs
 
+from ..core import codec, limits
+
 JSON = Any
 
 _JS_SYNTAX = re.compile(r"^SyntaxError\b")
@@ -260,9 +262,17 @@ def handle(req: dict[str, JSON]) -> dict[str, JSON]:
             _jq_program(source)
         else:
             return {"ok": False, "kind": "runtime", "error": f"unknown op {op!r}"}
+        if codec.deeper_than(value, limits.MAX_JSON_DEPTH):
+            raise RecursionError
         text = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except ScriptFailure as exc:
         return {"ok": False, "kind": exc.kind, "error": exc.message}
+    except RecursionError:  # here, or converting a result too deep for Python's JSON
+        return {
+            "ok": False,
+            "kind": "result",
+            "error": f"the result is nested more than {limits.MAX_JSON_DEPTH} levels deep",
+        }
     except ValueError as exc:  # e.g. NaN inside a jq result
         return {"ok": False, "kind": "result", "error": f"the result is not JSON: {exc}"}
     if len(text) > max_result_bytes:
