@@ -43,34 +43,22 @@ def stubs(server: ReplicaServer) -> Iterator[Any]:
             ],
         )
     )
-    ns.defs.RegisterWorkflowDef(
-        dpb.RegisterWorkflowDefRequest(
-            request_id="wf",
-            definition_json=json.dumps(
-                {
-                    "name": "chain_flow",
-                    "tasks": [
-                        {"name": "chain_t", "taskReferenceName": "a"},
-                        {"name": "chain_t", "taskReferenceName": "b"},
-                    ],
-                }
-            ),
+    # chain_flow: two tasks of one type; mixed_flow: the second of another type.
+    for name, second in (("chain_flow", "chain_t"), ("mixed_flow", "then_t")):
+        ns.defs.RegisterWorkflowDef(
+            dpb.RegisterWorkflowDefRequest(
+                request_id=f"wf-{name}",
+                definition_json=json.dumps(
+                    {
+                        "name": name,
+                        "tasks": [
+                            {"name": "chain_t", "taskReferenceName": "a"},
+                            {"name": second, "taskReferenceName": "b"},
+                        ],
+                    }
+                ),
+            )
         )
-    )
-    ns.defs.RegisterWorkflowDef(
-        dpb.RegisterWorkflowDefRequest(
-            request_id="wf2",
-            definition_json=json.dumps(
-                {
-                    "name": "mixed_flow",
-                    "tasks": [
-                        {"name": "chain_t", "taskReferenceName": "a"},
-                        {"name": "then_t", "taskReferenceName": "b"},
-                    ],
-                }
-            ),
-        )
-    )
     yield ns
     ch.close()
 

@@ -1383,13 +1383,13 @@ class OrchestratorClient:
             (task_id, _encode_json(dict(output) if output is not None else None))
             for task_id, output in results
         ]
-        return self._complete_encoded(
+        return self._complete_call(
             encoded,
             worker_id=worker_id,
             request_ids=request_ids,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
-        )
+        )[0]
 
     def complete_tasks_and_poll(
         self,
@@ -1457,26 +1457,6 @@ class OrchestratorClient:
         )
         return errors, dict(zip(polls, polled, strict=True))
 
-    def _complete_encoded(
-        self,
-        results: Sequence[tuple[str, str]],
-        *,
-        worker_id: str,
-        request_ids: Sequence[str] | None = None,
-        timeout_s: float | None = None,
-        retry_budget_s: float | None = None,
-    ) -> list[OrchestratorError | None]:
-        """complete_tasks with each output already encoded as JSON (the worker encodes an
-        output once, to fail only its own task when it is not JSON)."""
-        errors, _ = self._complete_call(
-            results,
-            worker_id=worker_id,
-            request_ids=request_ids,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
-        return errors
-
     def _complete_call(
         self,
         results: Sequence[tuple[str, str]],
@@ -1487,8 +1467,10 @@ class OrchestratorClient:
         retry_budget_s: float | None = None,
         polls: Sequence[tasks_pb2.PollTasksRequest] = (),
     ) -> tuple[list[OrchestratorError | None], list[list[Task]]]:
-        """One CompleteTasks call, with polls riding behind the results (each recorded as a
-        PollTasks operation of its own); per poll, the tasks it leased."""
+        """One CompleteTasks call of outputs already encoded as JSON (the worker encodes an
+        output once, to fail only its own task when it is not JSON), with polls riding behind
+        the results (each recorded as a PollTasks operation of its own). Returns per result
+        None or its error, and per poll the tasks it leased."""
         if not results or len(results) > _MAX_BATCH:
             raise ValueError(f"complete_tasks takes 1 to {_MAX_BATCH} results")
         rids = (

@@ -133,7 +133,7 @@ class _CompletionBatcher:
                 if self._unbatched:
                     errors = self._one_by_one(batch)
                 else:
-                    errors = self.client._complete_encoded(
+                    errors, _ = self.client._complete_call(
                         [(task_id, output_json) for task_id, _, output_json, _ in batch],
                         worker_id=self.worker_id,
                     )
