@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 from orchestrator.localcluster import LocalCluster, write_config
@@ -13,6 +14,7 @@ from orchestrator.verify import History, wait_for
 __all__ = [
     "TEST_RAFT",
     "History",
+    "api_stubs",
     "make_cluster",
     "read_log",
     "single_replica",
@@ -64,3 +66,14 @@ def single_replica(tmp: Any) -> Iterator[Any]:
         yield srv
     finally:
         srv.stop(grace_s=0.5)
+
+
+def api_stubs(channel: Any) -> SimpleNamespace:
+    """The API's stubs on one channel: .defs, .wfs and .tasks."""
+    from orchestrator_client.v1 import definitions_pb2_grpc, tasks_pb2_grpc, workflows_pb2_grpc
+
+    return SimpleNamespace(
+        defs=definitions_pb2_grpc.DefinitionServiceStub(channel),
+        wfs=workflows_pb2_grpc.WorkflowServiceStub(channel),
+        tasks=tasks_pb2_grpc.TaskServiceStub(channel),
+    )

@@ -19,11 +19,6 @@ from orchestrator_client.v1 import (
     definitions_pb2 as dpb,
 )
 from orchestrator_client.v1 import (
-    definitions_pb2_grpc,
-    tasks_pb2_grpc,
-    workflows_pb2_grpc,
-)
-from orchestrator_client.v1 import (
     tasks_pb2 as tpb,
 )
 from orchestrator_client.v1 import (
@@ -32,7 +27,7 @@ from orchestrator_client.v1 import (
 
 from orchestrator.server import ReplicaServer
 
-from .cluster_support import single_replica, wait_for
+from .cluster_support import api_stubs, single_replica, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +39,7 @@ def server(tmp_path_factory: Any) -> Iterator[ReplicaServer]:
 @pytest.fixture(scope="module")
 def stubs(server: ReplicaServer) -> Iterator[Any]:
     ch = grpc.insecure_channel(server.grpc_addr)
-    ns = type("Stubs", (), {})()
-    ns.defs = definitions_pb2_grpc.DefinitionServiceStub(ch)
-    ns.wfs = workflows_pb2_grpc.WorkflowServiceStub(ch)
-    ns.tasks = tasks_pb2_grpc.TaskServiceStub(ch)
+    ns = api_stubs(ch)
     ns.health = health_pb2_grpc.HealthStub(ch)
     ns.defs.RegisterTaskDefs(
         dpb.RegisterTaskDefsRequest(

@@ -10,15 +10,14 @@ from typing import Any
 
 import grpc
 import pytest
-from orchestrator_client import OrchestratorClient, Worker
+from orchestrator_client import OrchestratorClient, Worker, WorkerStats
 from orchestrator_client.v1 import definitions_pb2 as dpb
-from orchestrator_client.v1 import definitions_pb2_grpc, tasks_pb2_grpc, workflows_pb2_grpc
 from orchestrator_client.v1 import tasks_pb2 as tpb
 from orchestrator_client.v1 import workflows_pb2 as wpb
 
 from orchestrator.server import ReplicaServer
 
-from .cluster_support import History, single_replica, wait_for
+from .cluster_support import History, api_stubs, single_replica, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +29,7 @@ def server(tmp_path_factory: Any) -> Iterator[ReplicaServer]:
 @pytest.fixture(scope="module")
 def stubs(server: ReplicaServer) -> Iterator[Any]:
     ch = grpc.insecure_channel(server.grpc_addr)
-    ns = type("Stubs", (), {})()
-    ns.defs = definitions_pb2_grpc.DefinitionServiceStub(ch)
-    ns.wfs = workflows_pb2_grpc.WorkflowServiceStub(ch)
-    ns.tasks = tasks_pb2_grpc.TaskServiceStub(ch)
+    ns = api_stubs(ch)
     ns.defs.RegisterTaskDefs(
         dpb.RegisterTaskDefsRequest(
             request_id="td",
@@ -166,23 +162,37 @@ def test_a_bad_poll_fails_the_call_and_applies_nothing(
     stubs.tasks.CompleteTasks(complete_and_poll(a.task_id, rid(), rid()))  # tidy up
 
 
-def test_a_quiet_worker_runs_each_next_task_from_the_completion_answer(
-    server: ReplicaServer, stubs: Any
-) -> None:
-    history = History()
-    client = OrchestratorClient([server.grpc_addr], retry_budget_s=10, recorder=history)
-    worker = Worker(client, worker_id="quiet", concurrency=4, poll_timeout_ms=500)
-    worker.register("chain_t", lambda t: {"ref": t.reference_task_name})
+def one_at_a_time(
+    server: ReplicaServer,
+    flow: str,
+    types: list[str],
+    n: int,
+    concurrency: int,
+    recorder: Any = None,
+) -> WorkerStats:
+    """Run `n` workflows one after another (so the worker has nothing else in flight) with a
+    worker of `types`; each must complete. Returns the worker's counters."""
+    client = OrchestratorClient([server.grpc_addr], retry_budget_s=10, recorder=recorder)
+    worker = Worker(client, worker_id=f"quiet-{flow}", concurrency=concurrency, poll_timeout_ms=500)
+    for task_type in types:
+        worker.register(task_type, lambda t: {"ref": t.reference_task_name})
     worker.start()
     try:
-        for _ in range(5):  # one workflow at a time: the worker has nothing else in flight
-            wid = client.start_workflow("chain_flow")
+        for _ in range(n):
+            wid = client.start_workflow(flow)
             wait_for(lambda w=wid: client.get_workflow(w).is_terminal, 30, "the workflow to finish")
             assert client.get_workflow(wid).status == "COMPLETED"
     finally:
         worker.stop(timeout_s=10)
         client.close()
-    stats = worker.stats
+    return worker.stats
+
+
+def test_a_quiet_worker_runs_each_next_task_from_the_completion_answer(
+    server: ReplicaServer, stubs: Any
+) -> None:
+    history = History()
+    stats = one_at_a_time(server, "chain_flow", ["chain_t"], 5, concurrency=4, recorder=history)
     # Task b of each workflow came with task a's completion, not from a long poll.
     assert stats.taken_with_completion == 5
     assert stats.completed == 10 and stats.report_errors == 0 and stats.lost == 0
@@ -218,19 +228,6 @@ def test_each_riding_poll_answers_for_its_own_type(server: ReplicaServer, stubs:
 def test_a_worker_of_two_types_takes_the_other_type_from_the_answer(
     server: ReplicaServer, stubs: Any
 ) -> None:
-    client = OrchestratorClient([server.grpc_addr], retry_budget_s=10)
-    worker = Worker(client, worker_id="two-types", concurrency=2, poll_timeout_ms=500)
-    worker.register("chain_t", lambda t: {"ref": t.reference_task_name})
-    worker.register("then_t", lambda t: {"ref": t.reference_task_name})
-    worker.start()
-    try:
-        for _ in range(3):
-            wid = client.start_workflow("mixed_flow")
-            wait_for(lambda w=wid: client.get_workflow(w).is_terminal, 30, "the workflow to finish")
-            assert client.get_workflow(wid).status == "COMPLETED"
-    finally:
-        worker.stop(timeout_s=10)
-        client.close()
-    stats = worker.stats
+    stats = one_at_a_time(server, "mixed_flow", ["chain_t", "then_t"], 3, concurrency=2)
     assert stats.taken_with_completion == 3, "each then_t task came with a chain_t completion"
     assert stats.completed == 6 and stats.report_errors == 0 and stats.lost == 0

@@ -10,13 +10,12 @@ from typing import Any
 import grpc
 import pytest
 from orchestrator_client.v1 import definitions_pb2 as dpb
-from orchestrator_client.v1 import definitions_pb2_grpc, workflows_pb2_grpc
 from orchestrator_client.v1 import workflows_pb2 as wpb
 
 from orchestrator.core import codec, limits
 from orchestrator.server import ReplicaServer
 
-from .cluster_support import single_replica
+from .cluster_support import api_stubs, single_replica
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +27,11 @@ def server(tmp_path_factory: Any) -> Iterator[ReplicaServer]:
 @pytest.fixture(scope="module")
 def wfs(server: ReplicaServer) -> Iterator[Any]:
     ch = grpc.insecure_channel(server.grpc_addr)
-    defs = definitions_pb2_grpc.DefinitionServiceStub(ch)
-    defs.RegisterTaskDefs(
+    stubs = api_stubs(ch)
+    stubs.defs.RegisterTaskDefs(
         dpb.RegisterTaskDefsRequest(request_id="td", task_def_json=[json.dumps({"name": "d_t"})])
     )
-    defs.RegisterWorkflowDef(
+    stubs.defs.RegisterWorkflowDef(
         dpb.RegisterWorkflowDefRequest(
             request_id="wf",
             definition_json=json.dumps(
@@ -49,7 +48,7 @@ def wfs(server: ReplicaServer) -> Iterator[Any]:
             ),
         )
     )
-    yield workflows_pb2_grpc.WorkflowServiceStub(ch)
+    yield stubs.wfs
     ch.close()
 
 
