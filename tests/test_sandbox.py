@@ -154,10 +154,14 @@ def test_a_result_nested_too_deep_is_refused_with_a_clear_error(sb: Sandbox, lan
     limit = 100 if lang == "js" else 99
     ok = sb.evaluate(lang, nested(limit), {})
     assert ok.ok, ok.error
-    for n in (limit + 1, 5000):  # just over the limit, and deeper than Python's JSON parser goes
+    pids = sb.worker_pids()
+    # Just over the limit; deeper than Python's JSON parser goes; and deep enough to crash the
+    # engine's own converter (QuickJS, jq) were the depth not checked inside the engine first.
+    for n in (limit + 1, 5000, 100_000):
         out = sb.evaluate(lang, nested(n), {})
         assert not out.ok and out.kind == "result", out
         assert out.error == "the result is nested more than 100 levels deep"
+    assert sb.worker_pids() == pids, "no worker died"
 
 
 def test_workers_are_separate_processes_without_the_parents_environment(sb: Sandbox) -> None:

@@ -42,6 +42,34 @@ JSON = Any
 _JS_SYNTAX = re.compile(r"^SyntaxError\b")
 _JQ_MODULES = re.compile(r"(^|[^A-Za-z0-9_$])(import|include)\s*\"")
 
+# Results nested deeper than limits.MAX_JSON_DEPTH are refused. The engines' own converters
+# (QuickJS's JSON.stringify, jq's conversion to Python) recurse in C and crash the worker some
+# 100 000 levels down, so the depth is checked inside the engine first, without recursion.
+_JS_DEEPER = """(function (v, limit) {
+  var nodes = [v], depths = [1];
+  while (nodes.length) {
+    var node = nodes.pop(), d = depths.pop();
+    if (node === null || typeof node !== "object") continue;
+    if (d > limit) return true;
+    var keys = Object.keys(node);
+    for (var i = 0; i < keys.length; i++) { nodes.push(node[keys[i]]); depths.push(d + 1); }
+  }
+  return false;
+})"""
+_JQ_TOO_DEEP = "orchestrator: result too deep"
+# jq's result is the list of the program's outputs: one level more than each output.
+_JQ_DEEPER = (
+    'def __orchestrator_deeper($n): if type == "array" or type == "object" then ($n <= 0)'
+    " or any(.[]; __orchestrator_deeper($n - 1)) else false end; "
+)
+_JQ_CHECK = f'\n) | if __orchestrator_deeper({{depth}}) then error("{_JQ_TOO_DEEP}") else . end'
+
+
+def _too_deep() -> ScriptFailure:
+    return ScriptFailure(
+        "result", f"the result is nested more than {limits.MAX_JSON_DEPTH} levels deep"
+    )
+
 
 class ScriptFailure(Exception):
     def __init__(self, kind: str, message: str) -> None:
@@ -202,6 +230,10 @@ def run_js(source: str, input_json: str, time_limit_s: float, memory_limit_bytes
             if not ("return" in source and "return not in a function" in str(exc)):
                 raise
             result = ctx.eval("(function () {\n" + source + "\n})()")
+        if isinstance(result, quickjs.Object) and ctx.eval(_JS_DEEPER)(
+            result, limits.MAX_JSON_DEPTH
+        ):
+            raise _too_deep()
         return _js_value(result)
     except quickjs.JSException as exc:
         raise _js_error(exc, time_limit_s, memory_limit_bytes) from None
@@ -233,12 +265,17 @@ def _jq_program(source: str) -> Any:
 
 
 def run_jq(source: str, input_value: JSON) -> JSON:
-    program = _jq_program(source)
+    _jq_program(source)  # syntax errors about the script as written
+    program = jq.compile(
+        _JQ_DEEPER + "(" + source + _JQ_CHECK.format(depth=limits.MAX_JSON_DEPTH - 1)
+    )
     try:
         return program.input_value(input_value).all()
     except MemoryError:
         raise ScriptFailure("memory", "memory limit exceeded") from None
     except (ValueError, TypeError) as exc:
+        if _JQ_TOO_DEEP in str(exc):
+            raise _too_deep() from None
         raise ScriptFailure("runtime", " ".join(str(exc).split())[:2000]) from None
 
 
@@ -268,11 +305,8 @@ def handle(req: dict[str, JSON]) -> dict[str, JSON]:
     except ScriptFailure as exc:
         return {"ok": False, "kind": exc.kind, "error": exc.message}
     except RecursionError:  # here, or converting a result too deep for Python's JSON
-        return {
-            "ok": False,
-            "kind": "result",
-            "error": f"the result is nested more than {limits.MAX_JSON_DEPTH} levels deep",
-        }
+        failure = _too_deep()
+        return {"ok": False, "kind": failure.kind, "error": failure.message}
     except ValueError as exc:  # e.g. NaN inside a jq result
         return {"ok": False, "kind": "result", "error": f"the result is not JSON: {exc}"}
     if len(text) > max_result_bytes:
