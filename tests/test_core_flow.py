@@ -298,6 +298,34 @@ def test_a_task_input_built_ever_deeper_fails_the_task_not_the_apply(h: Harness)
     check_invariants(h.state)
 
 
+def test_a_workflow_quarantined_after_a_bug_leaves_nothing_behind(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug in a handler, and ending the workflow fails too: the last-resort quarantine still
+    # fails the workflow and cancels its tasks cleanly (queues, timers), like a normal end.
+    from orchestrator.core import machine
+    from orchestrator.core.commands import CompleteTask
+
+    h.register_workflow(W("q", FORK, T("JOIN", "j", joinOn=["a", "b"])))
+    wf_id = h.start("q")
+    a = h.poll_one("task_a")
+
+    def bug(*_: Any) -> Any:
+        raise KeyError("bug")
+
+    monkeypatch.setitem(machine._HANDLERS, CompleteTask, bug)
+    monkeypatch.setattr(machine, "_end_workflow", bug)
+    outcome = h.complete(a, check=False)
+    assert outcome.code is Code.INTERNAL
+    wf = h.wf(wf_id)
+    assert wf["status"] == "FAILED" and "internal error" in wf["reasonForIncompletion"]
+    statuses = {
+        h.state.tasks[t]["referenceTaskName"]: h.state.tasks[t]["status"] for t in wf["tasks"]
+    }
+    assert statuses["b"] == "CANCELED" and statuses["a"] == "CANCELED"
+    check_invariants(h.state)
+
+
 def test_a_join_on_an_unscheduled_branch_fails_instead_of_hanging(h: Harness) -> None:
     h.register_workflow(
         W(

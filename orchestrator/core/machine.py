@@ -7,6 +7,7 @@ an unexpected bug quarantines the workflow it touched as FAILED instead of wedgi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -259,7 +260,8 @@ def _evict_requests(st: State) -> None:
 
 def _quarantine(ctx: _Ctx, cmd: Any, reason: str) -> None:
     try:
-        wf_id = getattr(cmd, "workflow_id", None)
+        # A task's commands carry workflow_id "" when they name the task by id.
+        wf_id = getattr(cmd, "workflow_id", None) or None
         if wf_id is None and getattr(cmd, "task_id", None):
             task = ctx.st.tasks.get(cmd.task_id)
             wf_id = task["workflowId"] if task else None
@@ -278,15 +280,19 @@ def _quarantine_workflow(ctx: _Ctx, wf: JSON, reason: str) -> None:
     except Exception:  # even ending it failed: force the status so nothing waits on it
         wf["status"] = WF_FAILED
         wf["reasonForIncompletion"] = reason
+        wf["endTime"] = ctx.now
         for tid in wf.get("tasks", []):
             t = ctx.st.tasks.get(tid)
             if t is not None and t.get("status") in T_ACTIVE:
-                t["status"] = T_CANCELED
-                for kind in _TASK_TIMERS:
-                    ctx.st.clear_timer(kind + tid)
-                q = ctx.st.queues.get(_qkey(t))
-                if q is not None:
-                    q.pop(tid, None)
+                try:  # as any end does: out of its queue, its timers cleared
+                    _finish_task(ctx, t, T_CANCELED, reason=reason)
+                except Exception:
+                    t["status"] = T_CANCELED
+        # Retention evicts it like any ended workflow; waiters and a parent hear of its end.
+        ctx.st.terminal_order[wf["workflowId"]] = None
+        ctx.fx.ended_workflows.append(wf["workflowId"])
+        with contextlib.suppress(Exception):
+            _mirror_child(ctx, wf)
 
 
 # ---------------------------------------------------------------- handlers
