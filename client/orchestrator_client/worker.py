@@ -863,6 +863,9 @@ class Worker:
             or ctx.lease_lost
             or not self._eager_supported
             or self._stopping.is_set()
+            # A first look without the lock (taken again below): under load, skip the encoding.
+            or self._eager_busy
+            or self._inflight > 1
         ):
             return None
         try:
