@@ -231,3 +231,34 @@ def test_a_worker_of_two_types_takes_the_other_type_from_the_answer(
     stats = one_at_a_time(server, "mixed_flow", ["chain_t", "then_t"], 3, concurrency=2)
     assert stats.taken_with_completion == 3, "each then_t task came with a chain_t completion"
     assert stats.completed == 6 and stats.report_errors == 0 and stats.lost == 0
+
+
+def test_the_client_call_returns_each_types_tasks(server: ReplicaServer, stubs: Any) -> None:
+    client = OrchestratorClient([server.grpc_addr], retry_budget_s=10)
+    try:
+        wid = client.start_workflow("mixed_flow")
+        wait_for(lambda: bool(client.get_workflow(wid).tasks), 30, "task a")
+        (a,) = client.poll_tasks("chain_t", worker_id="c", timeout_ms=1000)
+        assert a.workflow_id == wid
+        ids = {"chain_t": "p-chain", "then_t": "p-then"}
+        args: dict[str, Any] = {
+            "worker_id": "c",
+            "request_ids": ["done-a"],
+            "poll_request_ids": ids,
+        }
+        errors, tasks = client.complete_tasks_and_poll(
+            [(a.task_id, {"v": 1})], polls={"chain_t": 1, "then_t": 2}, **args
+        )
+        assert errors == [None]
+        assert tasks["chain_t"] == []
+        (b,) = tasks["then_t"]
+        assert (b.workflow_id, b.reference_task_name) == (wid, "b")
+        # The same call again (same ids): the same answer, nothing applied twice.
+        again = client.complete_tasks_and_poll(
+            [(a.task_id, {"v": 1})], polls={"chain_t": 1, "then_t": 2}, **args
+        )
+        assert again[0] == [None] and [t.task_id for t in again[1]["then_t"]] == [b.task_id]
+        with pytest.raises(ValueError):
+            client.complete_tasks_and_poll([(b.task_id, {})], polls={}, worker_id="c")
+    finally:
+        client.close()
