@@ -204,6 +204,24 @@ def test_a_damaged_last_record_before_the_zeros_is_a_torn_write(tmp_path: Any) -
     assert [e[1] for e in DurableJournal(path)] == [1, 2]
 
 
+@pytest.mark.parametrize("byte", [1, 2, 3])
+def test_a_damaged_record_length_with_records_after_it_is_refused(tmp_path: Any, byte: int) -> None:
+    # The length is outside the checksum: damage to it stretched the record over the later ones,
+    # past the end of the file or into the zero-filled space, which looked like a torn last
+    # record and cut the log short (the replica then started without entries it had
+    # acknowledged; seen once in CI's corrupted-journal fault test).
+    path = str(tmp_path / "j")
+    j = DurableJournal(path)
+    _fill(j, 5)
+    j.sync()
+    j._destroy()
+    data = bytearray(open(path, "rb").read())
+    data[j._ends[1] + byte] ^= 0xFF  # the length field of entry 3
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(JournalCorrupt, match=r"impossible record length|checksum mismatch"):
+        DurableJournal(path)
+
+
 def test_a_bit_flip_with_records_after_it_is_refused_in_zero_filled_space_too(
     tmp_path: Any,
 ) -> None:

@@ -29,6 +29,10 @@ as if it were data. This journal plugs in where pysyncobj creates its journal
   record never holds that many zero bytes in a row). Nothing after a torn record was
   acknowledged: a completed fdatasync covers every write before it. Any other checksum
   mismatch still stops the replica. (etcd's WAL reads its preallocated segments the same way.)
+  The length field is outside the checksum: a record whose length is impossible (past the
+  file, below the minimum) or whose claimed span runs into the zeros is torn only if no whole
+  record of a later entry lies after it (within its span): a damaged length stretches a record
+  over later, intact ones, and must stop the replica rather than cut its log short.
 """
 
 from __future__ import annotations
@@ -70,6 +74,30 @@ def _has_unwritten_piece(data: bytes, start: int, end: int) -> bool:
         if stop - pos >= _MIN_ZERO_RUN and not any(data[pos:stop]):
             return True
         pos = stop
+    return False
+
+
+def _later_record_follows(
+    data: bytes, start: int, after_idx: int, within: int | None = None
+) -> bool:
+    """Whether a whole, checksummed record of one of the next few entries after `after_idx`
+    starts at or after `start` (and ends by `within`, if given): then the record before it was
+    not torn but has a damaged length (its span covers records that are whole)."""
+    n = len(data) if within is None else min(within, len(data))
+    for idx in range(after_idx + 1, after_idx + 4):
+        pattern = struct.pack("<Q", idx)
+        hit = data.find(pattern, start + 8)
+        tries = 0
+        while hit >= 0 and tries < 1000:
+            rec = hit - 8  # the idx field follows the length and crc
+            if rec + _REC.size > n:
+                break
+            length, crc, _, _ = _REC.unpack_from(data, rec)
+            end = rec + 8 + length
+            if length >= 16 and end <= n and zlib.crc32(data[rec + 8 : end]) == crc:
+                return True
+            hit = data.find(pattern, hit + 1)
+            tries += 1
     return False
 
 
@@ -148,10 +176,24 @@ class DurableJournal:
             length, crc, idx, term = _REC.unpack_from(data, pos)
             end = pos + 8 + length
             if length < 16 or end > n:
-                break  # torn last record
+                # A torn last record, unless whole records of later entries follow it: the
+                # length is outside the checksum, and a damaged one must not cut the log short.
+                # (A torn write leaves a length of zero, or, when the field straddles a sector
+                # boundary, part of one; neither with later records is damage we can tell.)
+                straddles = pos // _SECTOR != (pos + 3) // _SECTOR
+                prev = self._entries[-1][1] if self._entries else idx - 1
+                if length and not straddles and _later_record_follows(data, pos + 1, prev):
+                    raise JournalCorrupt(
+                        f"{self.path}: impossible record length {length} at offset {pos} with "
+                        "later entries after it; the journal is corrupt"
+                    )
+                break
             body = data[pos + 8 : end]
             if zlib.crc32(body) != crc:
-                if end == n or not any(data[end:]) or _has_unwritten_piece(data, pos, end):
+                prev = self._entries[-1][1] if self._entries else idx - 1
+                torn = end == n or not any(data[end:]) or _has_unwritten_piece(data, pos, end)
+                # A damaged length can stretch the record over whole later ones into the zeros.
+                if torn and not _later_record_follows(data, pos + 1, prev, within=end):
                     break  # a torn write (see the module docstring)
                 raise JournalCorrupt(
                     f"{self.path}: checksum mismatch in the record at offset {pos} (entry {idx}); "
