@@ -20,11 +20,20 @@ def _fill(j: DurableJournal, n: int, start: int = 1, term: int = 1) -> None:
         j.add(f"cmd-{i}".encode(), i, term)
 
 
-def _flip(path: str, offset: int) -> None:
-    """Flip one bit of the journal file at `offset`, as a disk might."""
+def _flip(path: str, offset: int, mask: int = 0x01) -> None:
+    """Flip the bits of `mask` in the journal file's byte at `offset` (one bit: as a disk might)."""
     data = bytearray(open(path, "rb").read())
-    data[offset] ^= 0x01
+    data[offset] ^= mask
     open(path, "wb").write(bytes(data))
+
+
+def _written(path: str, n: int) -> DurableJournal:
+    """A journal of entries 1..n, synced and closed (its record offsets still readable)."""
+    j = DurableJournal(path)
+    _fill(j, n)
+    j.sync()
+    j._destroy()
+    return j
 
 
 def test_entries_survive_reopen_only_once_synced(tmp_path: Any) -> None:
@@ -42,10 +51,7 @@ def test_entries_survive_reopen_only_once_synced(tmp_path: Any) -> None:
 
 def test_torn_last_record_is_cut_off(tmp_path: Any) -> None:
     path = str(tmp_path / "j")
-    j = DurableJournal(path)
-    _fill(j, 3)
-    j.sync()
-    j._destroy()
+    _written(path, 3)
     with open(path, "ab") as f:
         f.write(b"\x40\x00\x00\x00\x01\x02")  # half a record header: a crash mid-write
     again = DurableJournal(path)
@@ -59,10 +65,7 @@ def test_torn_last_record_is_cut_off(tmp_path: Any) -> None:
 
 def test_bit_flip_before_the_tail_is_refused(tmp_path: Any) -> None:
     path = str(tmp_path / "j")
-    j = DurableJournal(path)
-    _fill(j, 3)
-    j.sync()
-    j._destroy()
+    _written(path, 3)
     _flip(path, len(MAGIC) + 20)  # inside the first record's body
     with pytest.raises(JournalCorrupt, match="checksum mismatch"):
         DurableJournal(path)
@@ -136,10 +139,7 @@ def test_compaction_past_the_end_never_empties_the_log(tmp_path: Any) -> None:
 def test_start_up_finishes_a_compaction_a_crash_interrupted(tmp_path: Any) -> None:
     """The dump (entries 5, 6) was renamed in, the journal not yet truncated: keep 5.. not clear."""
     path = str(tmp_path / "j")
-    j = DurableJournal(path)
-    _fill(j, 10)
-    j.sync()
-    j._destroy()
+    _written(path, 10)
     again = DurableJournal(path, keep_from_idx=5)
     assert [e[1] for e in again] == [5, 6, 7, 8, 9, 10]
     again._destroy()
@@ -196,10 +196,7 @@ def test_a_torn_write_in_zero_filled_space_is_cut_with_what_follows(tmp_path: An
 
 def test_a_damaged_last_record_before_the_zeros_is_a_torn_write(tmp_path: Any) -> None:
     path = str(tmp_path / "j")
-    j = DurableJournal(path)
-    _fill(j, 3)
-    j.sync()
-    j._destroy()
+    j = _written(path, 3)
     _flip(path, j._ends[1] + 20)  # inside the last record; only zeros after it
     assert [e[1] for e in DurableJournal(path)] == [1, 2]
 
@@ -211,13 +208,8 @@ def test_a_damaged_record_length_with_records_after_it_is_refused(tmp_path: Any,
     # record and cut the log short (the replica then started without entries it had
     # acknowledged; seen once in CI's corrupted-journal fault test).
     path = str(tmp_path / "j")
-    j = DurableJournal(path)
-    _fill(j, 5)
-    j.sync()
-    j._destroy()
-    data = bytearray(open(path, "rb").read())
-    data[j._ends[1] + byte] ^= 0xFF  # the length field of entry 3
-    open(path, "wb").write(bytes(data))
+    j = _written(path, 5)
+    _flip(path, j._ends[1] + byte, mask=0xFF)  # the length field of entry 3
     with pytest.raises(JournalCorrupt, match=r"impossible record length|checksum mismatch"):
         DurableJournal(path)
 
