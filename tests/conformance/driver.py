@@ -30,11 +30,7 @@ from orchestrator.core.commands import CompleteTask, FailTask, ScriptResult
 from orchestrator.core.definitions import iter_tasks
 from orchestrator.core.machine import pending_scripts
 from orchestrator.runtime.sandbox import Sandbox
-
-try:
-    from core_helpers import Harness, check_invariants
-except ImportError:  # tests/ is a package
-    from tests.core_helpers import Harness, check_invariants  # type: ignore[no-redef]
+from tests.core_helpers import Harness, check_invariants
 
 JSON = Any
 DEFAULT_TASK_DEF = {"retryCount": 0, "retryDelaySeconds": 0, "responseTimeoutSeconds": 5}
