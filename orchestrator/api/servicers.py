@@ -40,11 +40,11 @@ from orchestrator_client.v1 import (
     workflows_pb2 as wpb,
 )
 
-from ..core import codec, limits
+from ..core import codec, limits, queries
 from ..core import commands as C
 from ..core.definitions import check_task_to_domain, normalize_task_def, normalize_workflow_def
 from ..core.errors import Code, Rejected
-from ..core.machine import Outcome, latest_version, precheck
+from ..core.machine import Outcome, precheck
 from ..replication.node import NotLeader, OutcomeUnknown, Overloaded, ProposalError, Replica
 from ..runtime.dispatcher import Dispatcher
 from ..runtime.sandbox import default_sandbox
@@ -159,12 +159,12 @@ class NodeContext:
         """The configured replicas, updated by members added or removed at run time."""
         by_id = {p.node_id: p for p in self.config_peers}
         with self.replica.lock:
-            members = {nid: dict(m) for nid, m in self.replica.state.members.items()}
-        for nid, m in members.items():
-            if m.get("removed"):
-                by_id.pop(nid, None)
+            members = queries.members(self.replica.state)
+        for m in members:
+            if m.removed:
+                by_id.pop(m.node_id, None)
             else:
-                by_id[nid] = Peer(nid, m["raft"], m["grpc"])
+                by_id[m.node_id] = Peer(m.node_id, m.raft, m.grpc)
         return list(by_id.values())
 
     @property
@@ -501,7 +501,7 @@ class _Base:
                 )
             with self.replica.lock:
                 result = fn(self.replica.state)
-                seq = self.replica.state.seq
+                seq = queries.applied_seq(self.replica.state)
             self._set_seq(context, seq)
             return result
 
@@ -576,18 +576,17 @@ class DefinitionService(_Base, definitions_pb2_grpc.DefinitionServiceServicer):
         self, request: dpb.GetWorkflowDefRequest, context: grpc.ServicerContext
     ) -> Any:
         def fn(st: Any) -> Any:
-            versions = st.workflow_defs.get(_name(request.name, "name"))
-            if not versions:
+            name = _name(request.name, "name")
+            if not queries.workflow_def_exists(st, name):
                 raise ApiError(
                     grpc.StatusCode.NOT_FOUND,
                     f"workflow definition {request.name!r} is not registered",
                 )
-            version = request.version or latest_version(versions)
-            defn = versions.get(str(version))
+            defn = queries.workflow_def(st, name, request.version)
             if defn is None:
                 raise ApiError(
                     grpc.StatusCode.NOT_FOUND,
-                    f"workflow definition {request.name!r} has no version {version}",
+                    f"workflow definition {request.name!r} has no version {request.version}",
                 )
             return dpb.GetWorkflowDefResponse(definition_json=json.dumps(defn))
 
@@ -598,17 +597,15 @@ class DefinitionService(_Base, definitions_pb2_grpc.DefinitionServiceServicer):
     ) -> Any:
         def fn(st: Any) -> Any:
             out = dpb.ListWorkflowDefsResponse()
-            for name in sorted(st.workflow_defs):
-                for v in sorted(st.workflow_defs[name], key=int):
-                    d = st.workflow_defs[name][v]
-                    out.definitions.add(name=name, version=int(v), definition_json=json.dumps(d))
+            for name, v, d in queries.workflow_defs(st):
+                out.definitions.add(name=name, version=v, definition_json=json.dumps(d))
             return out
 
         return self._read(context, fn)
 
     def GetTaskDef(self, request: dpb.GetTaskDefRequest, context: grpc.ServicerContext) -> Any:
         def fn(st: Any) -> Any:
-            td = st.task_defs.get(_name(request.name, "name"))
+            td = queries.task_def(st, _name(request.name, "name"))
             if td is None:
                 raise ApiError(
                     grpc.StatusCode.NOT_FOUND, f"task definition {request.name!r} is not registered"
@@ -621,7 +618,7 @@ class DefinitionService(_Base, definitions_pb2_grpc.DefinitionServiceServicer):
         return self._read(
             context,
             lambda st: dpb.ListTaskDefsResponse(
-                task_def_json=[json.dumps(st.task_defs[n]) for n in sorted(st.task_defs)]
+                task_def_json=[json.dumps(td) for td in queries.task_defs(st)]
             ),
         )
 
@@ -723,13 +720,15 @@ class WorkflowService(_Base, workflows_pb2_grpc.WorkflowServiceServicer):
 
     def GetWorkflow(self, request: wpb.GetWorkflowRequest, context: grpc.ServicerContext) -> Any:
         def fn(st: Any) -> Any:
-            wf = st.workflows.get(_name(request.workflow_id, "workflow_id"))
+            wf = queries.workflow(st, _name(request.workflow_id, "workflow_id"))
             if wf is None:
                 raise ApiError(
                     grpc.StatusCode.NOT_FOUND, f"workflow {request.workflow_id} not found"
                 )
             return wpb.GetWorkflowResponse(
-                workflow=views.workflow_pb(wf, st.tasks if request.include_tasks else None)
+                workflow=views.workflow_pb(
+                    wf, queries.workflow_tasks(st, wf) if request.include_tasks else None
+                )
             )
 
         return self._read(context, fn)
@@ -746,14 +745,8 @@ class WorkflowService(_Base, workflows_pb2_grpc.WorkflowServiceServicer):
             if not 1 <= limit <= 1000:
                 raise invalid("limit: must be between 1 and 1000")
             out = wpb.ListWorkflowsResponse()
-            for wf in reversed(st.workflows.values()):
-                if request.workflow_name and wf["workflowName"] != request.workflow_name:
-                    continue
-                if status and wf["status"] != status:
-                    continue
-                out.workflows.append(views.workflow_pb(wf, None))
-                if len(out.workflows) >= limit:
-                    break
+            found = queries.list_workflows(st, request.workflow_name, status, limit)
+            out.workflows.extend(views.workflow_pb(wf, None) for wf in found)
             return out
 
         return self._read(context, fn)
@@ -795,15 +788,10 @@ class TaskService(_Base, tasks_pb2_grpc.TaskServiceServicer):
 
     def _leased_tasks(self, outcome: Outcome, worker_id: str) -> tuple[list[Any], int]:
         """The tasks a poll's outcome leased, as still leased to `worker_id`; and the seq read."""
-        out = []
         with self.replica.lock:
             st = self.replica.state
-            for tid in outcome.result.get("task_ids", []):
-                t = st.tasks.get(tid)
-                # A retried poll returns what the first one leased, while still leased to us.
-                if t is not None and t["status"] == "IN_PROGRESS" and t["workerId"] == worker_id:
-                    out.append(views.task_pb(t))
-            return out, st.seq
+            leased = queries.leased_tasks(st, outcome.result.get("task_ids", []), worker_id)
+            return [views.task_pb(t) for t in leased], queries.applied_seq(st)
 
     def PollTasks(self, request: tpb.PollTasksRequest, context: grpc.ServicerContext) -> Any:
         def go() -> Any:

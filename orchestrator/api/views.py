@@ -1,4 +1,4 @@
-"""State dicts -> protobuf messages (read under the replica's lock)."""
+"""What core.queries returns -> protobuf messages (mapped under the replica's lock)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def task_pb(t: dict[str, Any]) -> wpb.Task:
     )
 
 
-def workflow_pb(wf: dict[str, Any], tasks: dict[str, Any] | None) -> wpb.Workflow:
+def workflow_pb(wf: dict[str, Any], tasks: list[dict[str, Any]] | None) -> wpb.Workflow:
     msg = wpb.Workflow(
         workflow_id=wf["workflowId"],
         workflow_name=wf["workflowName"],
@@ -57,5 +57,5 @@ def workflow_pb(wf: dict[str, Any], tasks: dict[str, Any] | None) -> wpb.Workflo
         triggering_workflow_id=wf.get("triggeringWorkflowId", ""),
     )
     if tasks is not None:
-        msg.tasks.extend(task_pb(tasks[tid]) for tid in wf["tasks"] if tid in tasks)
+        msg.tasks.extend(task_pb(t) for t in tasks)
     return msg

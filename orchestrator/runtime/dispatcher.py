@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from ..core import limits
+from ..core import limits, queries
 from ..core.commands import CancelPoll, PollActivity, PollTasks
 from ..core.machine import Effects, Outcome, queue_key
 from ..replication.node import NotLeader, ProposalError, Replica
@@ -124,9 +124,7 @@ class Dispatcher:
         now = time.monotonic()
         half_s = limits.ACTIVE_WORKER_MS / 2000.0
         with self.replica.lock:
-            st = self.replica.state
-            seen = st.last_poll.get(qkey)
-            fresh = seen is not None and st.clock_ms - seen < limits.ACTIVE_WORKER_MS / 2
+            fresh = queries.recently_polled(self.replica.state, qkey)
         if fresh:
             return
         with self._lock:
@@ -150,8 +148,7 @@ class Dispatcher:
 
     def _has_work(self, task_type: str, request_id: str) -> bool:
         with self.replica.lock:
-            st = self.replica.state
-            return bool(st.queues.get(task_type)) or request_id in st.requests
+            return queries.has_work(self.replica.state, task_type, request_id)
 
     # ------------------------------------------------------------ polls
 
@@ -278,12 +275,10 @@ class Dispatcher:
         while True:
             call.event.clear()
             with self.replica.lock:
-                st = self.replica.state
-                parked = rid in st.parked
-                rec = None if parked else st.requests.get(rid)
-                seq = st.seq
-            if rec is not None:  # filled: the outcome recorded for this request
-                outcome = Outcome.from_dict(rec["outcome"])
+                parked, recorded = queries.poll_state(self.replica.state, rid)
+                seq = queries.applied_seq(self.replica.state)
+            if recorded is not None:  # filled: the outcome recorded for this request
+                outcome = Outcome.from_dict(recorded)
                 outcome.seq = seq
                 return outcome
             now = time.monotonic()

@@ -11,7 +11,6 @@ once per (task, fence), since the core rejects a result that is no longer pendin
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +18,10 @@ from typing import Any
 
 import structlog
 
+from ..core import queries
 from ..core.commands import ScriptResult
 from ..core.errors import Code
-from ..core.machine import T_ACTIVE, Effects, pending_scripts
+from ..core.machine import Effects
 from ..replication.node import Overloaded, ProposalError, Replica
 from .sandbox import Sandbox, ScriptOutcome
 
@@ -106,7 +106,7 @@ class ScriptExecutor:
             # A new leader takes over every pending script; the periodic rescan also picks up
             # any whose proposal was lost.
             with self.replica.lock:
-                found = pending_scripts(self.replica.state)
+                found = queries.pending_scripts(self.replica.state)
             with self._lock:
                 for tid, _ in found:
                     self._queued[tid] = None
@@ -122,32 +122,18 @@ class ScriptExecutor:
                     for key in [k for k in self._evaluated if k[0] == tid]:
                         del self._evaluated[key]
                 continue
-            key = (tid, job["fence"])
+            key = (tid, job.fence)
             with self._lock:
                 if key in self._in_flight:
                     continue
                 self._in_flight.add(key)
             self._pool.submit(self._evaluate_and_propose, key, job, term)
 
-    def _read_job(self, tid: str) -> dict[str, JSON] | None:
+    def _read_job(self, tid: str) -> queries.ScriptJob | None:
         with self.replica.lock:
-            task = self.replica.state.tasks.get(tid)
-            if task is None or task["status"] not in T_ACTIVE:
-                return None
-            marker = task.get("script")
-            if marker is None or "outcome" in marker:
-                return None
-            # Copied out under the lock: apply may change the task right after.
-            return {
-                "fence": marker["fence"],
-                "lang": marker["lang"],
-                "source": marker["source"],
-                "input": json.loads(json.dumps(marker.get("input", task["input"]))),
-                "type": task["type"],
-                "workflow_id": task["workflowId"],
-            }
+            return queries.script_job(self.replica.state, tid)
 
-    def _evaluate_and_propose(self, key: Key, job: dict[str, JSON], term: int) -> None:
+    def _evaluate_and_propose(self, key: Key, job: queries.ScriptJob, term: int) -> None:
         tid, fence = key
         retry = False
         try:
@@ -155,13 +141,13 @@ class ScriptExecutor:
                 outcome = self._evaluated.get(key)
             if outcome is None:
                 t0 = time.monotonic()
-                outcome = self.sandbox.evaluate(job["lang"], job["source"], job["input"])
+                outcome = self.sandbox.evaluate(job.lang, job.source, job.input)
                 self.evaluations += 1
                 log.info(
                     "script_evaluated",
                     task_id=tid,
-                    task_type=job["type"],
-                    workflow_id=job["workflow_id"],
+                    task_type=job.task_type,
+                    workflow_id=job.workflow_id,
                     ok=outcome.ok,
                     kind=outcome.kind,
                     ms=round((time.monotonic() - t0) * 1000, 1),

@@ -6,6 +6,7 @@ import threading
 
 import structlog
 
+from ..core import queries
 from ..core.commands import Tick
 from ..core.machine import Effects
 from ..replication.node import ProposalError, Replica
@@ -40,7 +41,7 @@ class Timer:
         if not fx.timers_changed or not self.replica.raft._isLeader():
             return
         with self.replica.lock:
-            due = self.replica.state.next_due_ms()
+            due = queries.next_due_ms(self.replica.state)
             wake = due is not None and (self._armed_ms is None or due < self._armed_ms)
         if wake:
             self._wake.set()
@@ -54,7 +55,7 @@ class Timer:
                 self.replica.ensure_epoch()
                 if self.replica.leader_ready():
                     with self.replica.lock:
-                        due = self.replica.state.next_due_ms()
+                        due = queries.next_due_ms(self.replica.state)
                         self._armed_ms = due
                     if due is not None:
                         now = self.replica.now_ms()
