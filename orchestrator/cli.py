@@ -71,7 +71,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def cmd_local_cluster(ns: argparse.Namespace) -> int:
-    from .localcluster import LocalCluster
+    from .tools.localcluster import LocalCluster
 
     # Ctrl-C, and `kill <pid>` too, stop the replicas before exiting (SIGINT is set explicitly:
     # a shell starting this in the background would otherwise leave it ignored).
@@ -87,7 +87,7 @@ def cmd_local_cluster(ns: argparse.Namespace) -> int:
         addrs = ",".join(cluster.addresses)
         print(f"cluster up: gRPC on {addrs}", flush=True)
         if ns.demo:
-            from .demo import run_demo
+            from .tools.demo import run_demo
 
             run_demo(addrs, workflows=ns.workflows)
         print(
@@ -113,7 +113,7 @@ def cmd_local_cluster(ns: argparse.Namespace) -> int:
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .tools.demo import run_demo
 
     run_demo(ns.addresses, workflows=ns.workflows, keep_workers=ns.keep_workers)
     return 0
@@ -354,7 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_members)
 
     # Commands that live in their own modules register themselves here.
-    for module in ("orchestrator.bench", "orchestrator.failover", "orchestrator.chaos"):
+    for module in (
+        "orchestrator.tools.bench",
+        "orchestrator.tools.failover",
+        "orchestrator.tools.chaos",
+    ):
         try:
             mod = __import__(module, fromlist=["add_parser"])
         except ModuleNotFoundError as exc:

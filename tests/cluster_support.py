@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
-from orchestrator.localcluster import LocalCluster, write_config
-from orchestrator.verify import History, wait_for
+from orchestrator.tools.localcluster import LocalCluster, write_config
+from orchestrator.tools.verify import History, wait_for
 
 __all__ = [
     "TEST_RAFT",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from orchestrator_client import OrchestratorClient
 
-from orchestrator.verify import WF, Load, check_history, check_replicas_agree, definitions
+from orchestrator.tools.verify import WF, Load, check_history, check_replicas_agree, definitions
 from tests.cluster_support import make_cluster, read_log, wait_for
 
 pytestmark = pytest.mark.cluster

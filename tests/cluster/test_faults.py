@@ -23,7 +23,7 @@ import pytest
 from orchestrator_client import OrchestratorClient, Worker
 from orchestrator_client.v1 import tasks_pb2, tasks_pb2_grpc, workflows_pb2, workflows_pb2_grpc
 
-from orchestrator.verify import (
+from orchestrator.tools.verify import (
     WF,
     Load,
     check_history,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from orchestrator_client import OrchestratorClient
 
-from orchestrator.localcluster import LocalCluster, free_port, write_config
-from orchestrator.verify import WF, Load, check_history, check_replicas_agree, definitions
+from orchestrator.tools.localcluster import LocalCluster, free_port, write_config
+from orchestrator.tools.verify import WF, Load, check_history, check_replicas_agree, definitions
 from tests.cluster_support import TEST_RAFT, read_log, wait_for
 
 pytestmark = pytest.mark.cluster

@@ -15,9 +15,9 @@ import pytest
 from orchestrator_client import OrchestratorClient
 from orchestrator_client.v1 import tasks_pb2, tasks_pb2_grpc, workflows_pb2, workflows_pb2_grpc
 
-from orchestrator.localcluster import LocalCluster, write_config
-from orchestrator.netns import NetNS, namespaces_available
-from orchestrator.verify import WF, Load, definitions
+from orchestrator.tools.localcluster import LocalCluster, write_config
+from orchestrator.tools.netns import NetNS, namespaces_available
+from orchestrator.tools.verify import WF, Load, definitions
 from tests.checker import check_history, check_replicas_agree, time_until_success
 from tests.cluster_support import TEST_RAFT, wait_for
 

@@ -12,8 +12,8 @@ from typing import Any
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
-from orchestrator.localcluster import free_port
 from orchestrator.replication.raft_fixes import FixedTransport, conform_append_entries
+from orchestrator.tools.localcluster import free_port
 
 
 class _Follower(SyncObj):  # type: ignore[misc]

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from orchestrator.core import commands as C
-from orchestrator.localcluster import free_port
 from orchestrator.replication import envelope, snapshot
 from orchestrator.replication.node import Overloaded, RaftSettings, Replica
+from orchestrator.tools.localcluster import free_port
 from tests.cluster_support import wait_for
 
 

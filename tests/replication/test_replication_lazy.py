@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.core import commands as C
-from orchestrator.localcluster import free_port
 from orchestrator.replication.node import RaftSettings, Replica
+from orchestrator.tools.localcluster import free_port
 from tests.cluster_support import wait_for
 
 

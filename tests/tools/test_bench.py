@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import bench
+from orchestrator.tools import bench
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,7 @@ def test_tiny_bench_runs_and_reports(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "orchestrator.bench",
+            "orchestrator.tools.bench",
             "--workflows",
             "10",
             "--warmup",
@@ -119,7 +119,7 @@ def test_tiny_bench_runs_and_reports(tmp_path: Path) -> None:
     assert r["leader"]["after"] in {"n1", "n2", "n3"}
     assert r["baseline"].get("commands_per_s", 0) > 0, r["baseline"]
     # The baseline's Noops are as large as the workload's commands (64-byte payloads here).
-    from orchestrator.bench import workload_command_bytes
+    from orchestrator.tools.bench import workload_command_bytes
 
     size = workload_command_bytes("seq", 3, "x" * 64, r["commands"]["per_workflow"])
     assert r["baseline"]["command_bytes"] == size > 200
@@ -128,9 +128,9 @@ def test_tiny_bench_runs_and_reports(tmp_path: Path) -> None:
 
 
 def test_the_baseline_noop_matches_a_size_and_applies_as_a_noop() -> None:
-    from orchestrator.bench import padded_noop, workload_command_bytes
     from orchestrator.core.machine import apply_batch
     from orchestrator.core.state import State
+    from orchestrator.tools.bench import padded_noop, workload_command_bytes
 
     small = workload_command_bytes("seq", 3, "", 4.0)
     large = workload_command_bytes("seq", 3, "x" * 512, 4.0)

@@ -327,10 +327,10 @@ def _baseline_replica_main(cfg_path: str, node_id: str, conn: Any) -> None:
     """One baseline replica process: a bare Replica built on this process's main thread."""
     import logging
 
-    from . import logging as olog
-    from .config import load
-    from .replication.node import Replica
-    from .server import raft_settings
+    from orchestrator import logging as olog
+    from orchestrator.config import load
+    from orchestrator.replication.node import Replica
+    from orchestrator.server import raft_settings
 
     olog.configure(node_id, "WARNING")
     logging.getLogger().setLevel(logging.WARNING)
@@ -355,7 +355,7 @@ def _baseline_replica_main(cfg_path: str, node_id: str, conn: Any) -> None:
 
 def padded_noop(command_bytes: int) -> Any:
     """A Noop whose logged form is `command_bytes` long (or as short as a Noop can be)."""
-    from .core.commands import Noop
+    from orchestrator.core.commands import Noop
 
     bare = len(Noop().log_json())
     return Noop(pad="x" * max(0, command_bytes - bare))
@@ -370,7 +370,7 @@ def workload_command_bytes(
     payload back, as the bench's workers answer), and the rest PollTasks; each built as the
     servers build them, with ids of the same lengths.
     """
-    from .core.commands import CompleteTask, PollTasks, StartWorkflow
+    from orchestrator.core.commands import CompleteTask, PollTasks, StartWorkflow
 
     rid, wid = "r" * 32, "w" * 36
     start = StartWorkflow(
@@ -395,7 +395,7 @@ def _drive_noops(
     replica: Any, seconds: float, window: int, warmup_s: float, command_bytes: int = 0
 ) -> dict[str, Any]:
     """Propose padded Noops with at most `window` in flight; count commits in the interval."""
-    from .replication.node import ProposalError
+    from orchestrator.replication.node import ProposalError
 
     noop = padded_noop(command_bytes)
 
@@ -474,7 +474,8 @@ def run_baseline(
     Returns:
         commands/s, commit latency, errors, and the leader's CPU seconds.
     """
-    from .config import load
+    from orchestrator.config import load
+
     from .localcluster import write_config
 
     ctx = mp.get_context("spawn")
@@ -691,8 +692,9 @@ def run_bench(opts: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark described by the parsed options; returns the report."""
     from orchestrator_client import OrchestratorClient, OrchestratorError
 
+    from orchestrator.replication.node import RaftSettings
+
     from .localcluster import LocalCluster, write_config
-    from .replication.node import RaftSettings
 
     kind, n = opts.shape
     tasks_per_wf = n
@@ -1268,7 +1270,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
         ns.warmup = min(50, ns.workflows // 10)
     if not getattr(ns, "target_addresses", None):
         # `orchestrator --addresses X bench` (or ORCHESTRATOR_ADDRESSES) also names a cluster.
-        from .cli import DEFAULT_ADDRESSES
+        from orchestrator.cli import DEFAULT_ADDRESSES
 
         top = getattr(ns, "addresses", None)
         if top and top != DEFAULT_ADDRESSES:
@@ -1295,7 +1297,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Re-enter through the package so spawned children pickle `orchestrator.bench` functions.
-    from orchestrator.bench import main as _main
+    # Re-enter through the package so spawned children pickle `orchestrator.tools.bench` functions.
+    from orchestrator.tools.bench import main as _main
 
     sys.exit(_main())

@@ -9,9 +9,8 @@ import sys
 import time
 from typing import Any
 
-DEMO_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "local", "demo"
-)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEMO_DIR = os.path.join(ROOT, "deploy", "local", "demo")
 
 
 def build_worker(client: Any, rng: random.Random) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from . import config as cfgmod
+from orchestrator import config as cfgmod
 
 
 def free_port() -> int:
