@@ -227,10 +227,16 @@ class SetMember(Command):
     """Record a replica's addresses (gRPC for clients and forwarding, Raft for peers)."""
 
     NAME: ClassVar[str] = "SetMember"
+    # Filled in by the proposer, not part of the request.
+    NON_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"request_id", "configured_raft"})
     request_id: str
     node_id: str
     raft: str
     grpc: str
+    # The Raft address the proposer's configuration gives node_id ('' when it has none):
+    # configured replicas have no row in the member table until one is added or removed at
+    # run time, so apply learns of them here.
+    configured_raft: str = ""
 
 
 @dataclass(frozen=True)
