@@ -1,0 +1,130 @@
+"""The `bench` command's flags, and its entry point (`python -m orchestrator.tools.bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .report import format_table
+from .run import run_bench
+from .workload import parse_shape
+
+
+def _raft_kv(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError("expected KEY=VALUE (VALUE as JSON, e.g. 0.01)")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+class _RaftAction(argparse.Action):
+    def __call__(self, parser: Any, ns: Any, values: Any, option_string: Any = None) -> None:
+        current = dict(getattr(ns, self.dest, None) or {})
+        key, value = values
+        current[key] = value
+        setattr(ns, self.dest, current)
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workflows", type=int, default=1000, help="workflows to run (measured)")
+    p.add_argument(
+        "--warmup", type=int, default=None, help="unmeasured workflows first (default 10%%, <=50)"
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="workflows in flight: closed-loop starter threads, each waiting for its workflow",
+    )
+    p.add_argument(
+        "--shape", type=parse_shape, default=("seq", 3), help="seq:N (default seq:3) or fork:N"
+    )
+    p.add_argument("--payload-bytes", type=int, default=512, help="payload size of each task")
+    p.add_argument("--worker-processes", type=int, default=2)
+    p.add_argument("--worker-concurrency", type=int, default=32, help="handler threads each")
+    p.add_argument("--poll-timeout-ms", type=int, default=1000, help="workers' long-poll wait")
+    p.add_argument("--fsync", choices=["on", "off"], default="on")
+    p.add_argument(
+        "--raft-setting",
+        type=_raft_kv,
+        action=_RaftAction,
+        metavar="KEY=VALUE",
+        help="a RaftSettings override for the local cluster and the baseline (repeatable)",
+    )
+    p.add_argument(
+        "--addresses",
+        dest="target_addresses",
+        default=None,
+        help="benchmark this cluster instead of starting a local one",
+    )
+    p.add_argument(
+        "--route",
+        choices=["leader", "first"],
+        default="leader",
+        help="clients try the leader first (default), or the addresses in order (a follower "
+        "then forwards every call)",
+    )
+    p.add_argument("--json", dest="json_path", help="write the JSON report here")
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--baseline-seconds", type=float, default=5.0)
+    p.add_argument(
+        "--baseline-window", type=int, default=0, help="Noops in flight (default: --concurrency)"
+    )
+    p.add_argument(
+        "--workflow-timeout", type=float, default=60.0, help="give up on a workflow after this"
+    )
+    p.add_argument("--log-level", default="INFO", help="log level of the local replicas")
+    p.add_argument("--keep-dir", action="store_true", help="keep the local cluster's folder")
+    p.set_defaults(fn=cmd_bench)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `bench` command to the CLI's subparsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "bench",
+        help="measure throughput and latency (starts a local cluster unless --addresses)",
+        description="Run workflows against a cluster and report throughput, end-to-end and "
+        "per-RPC latency, replica CPU and memory, leader changes, errors, and a baseline of "
+        "empty commands through the same replication adapter.",
+    )
+    _add_arguments(p)
+    return p
+
+
+def cmd_bench(ns: argparse.Namespace) -> int:
+    if ns.workflows < 1 or ns.concurrency < 1 or ns.worker_processes < 1:
+        print("bench: --workflows, --concurrency and --worker-processes must be >= 1")
+        return 2
+    if ns.warmup is None:
+        ns.warmup = min(50, ns.workflows // 10)
+    if not getattr(ns, "target_addresses", None):
+        # `orchestrator --addresses X bench` (or ORCHESTRATOR_ADDRESSES) also names a cluster.
+        from orchestrator.cli import DEFAULT_ADDRESSES
+
+        top = getattr(ns, "addresses", None)
+        if top and top != DEFAULT_ADDRESSES:
+            ns.target_addresses = top
+    report = run_bench(ns)
+    print(format_table(report))
+    if ns.json_path:
+        with open(ns.json_path, "w") as f:
+            json.dump(report, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+    if "error" in report:
+        print(f"bench: {report['error']}", file=sys.stderr)
+        return 3
+    if report.get("workflows_not_completed") or report.get("error_count"):
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="orchestrator bench")
+    _add_arguments(p)
+    ns = p.parse_args(argv)
+    return int(ns.fn(ns))
