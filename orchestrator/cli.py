@@ -237,7 +237,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-budget", type=float, default=20.0, help="seconds to keep retrying a call"
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_replica_commands(sub)
+    _add_definition_commands(sub)
+    _add_workflow_commands(sub)
+    _add_cluster_commands(sub)
+    # Commands that live in their own modules register themselves here.
+    for module in (
+        "orchestrator.tools.bench",
+        "orchestrator.tools.failover",
+        "orchestrator.tools.chaos",
+    ):
+        try:
+            mod = __import__(module, fromlist=["add_parser"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.add_parser(sub)
+    return p
 
+
+def _add_replica_commands(sub: Any) -> None:
+    """serve, local-cluster and demo: running replicas, and the demo against them."""
     s = sub.add_parser("serve", help="run one replica", description="Run one replica of a cluster.")
     s.add_argument(
         "--config", required=True, help="cluster configuration JSON (every replica's addresses)"
@@ -281,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(fn=cmd_demo)
 
+
+def _add_definition_commands(sub: Any) -> None:
+    """register and defs: workflow and task definitions."""
     s = sub.add_parser(
         "register",
         help="register workflow or task definitions from JSON files",
@@ -299,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tasks", action="store_true", help="list task definitions instead")
     s.set_defaults(fn=cmd_defs)
 
+
+def _add_workflow_commands(sub: Any) -> None:
+    """start, get, list and terminate: workflows."""
     s = sub.add_parser(
         "start", help="start a workflow", description="Start a workflow and print its id."
     )
@@ -336,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reason", default="terminated from the CLI")
     s.set_defaults(fn=cmd_terminate)
 
+
+def _add_cluster_commands(sub: Any) -> None:
+    """status and members: the replicas and their membership."""
     s = sub.add_parser(
         "status", help="show every replica's status", description="Show every replica's status."
     )
@@ -352,21 +382,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--raft", help="the new replica's Raft address host:port (add)")
     s.add_argument("--grpc", help="the new replica's gRPC address host:port (add)")
     s.set_defaults(fn=cmd_members)
-
-    # Commands that live in their own modules register themselves here.
-    for module in (
-        "orchestrator.tools.bench",
-        "orchestrator.tools.failover",
-        "orchestrator.tools.chaos",
-    ):
-        try:
-            mod = __import__(module, fromlist=["add_parser"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.add_parser(sub)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,18 @@ from .verify import WF, Load, check_history, check_replicas_agree, definitions, 
 CHAOS_RAFT = {"log_compaction_min_entries": 500, "log_compaction_min_time_s": 60.0}
 
 
+FAULTS = [
+    "kill_leader",
+    "kill_follower",
+    "kill_all",
+    "pause_leader",
+    "pause_follower",
+    "sigterm_leader",
+]
+# Faults that need the replicas in network namespaces.
+NETWORK_FAULTS = ["partition_leader", "asymmetric", "packet_loss"]
+
+
 def _leader(cluster: LocalCluster) -> str:
     return str(wait_for(cluster.leader, 60, "a leader"))
 
@@ -45,32 +57,13 @@ def run(
     reason = namespaces_available()
     netns = (not reason) if use_netns is None else (use_netns and not reason)
     net = NetNS() if netns else None
-    faults = [
-        "kill_leader",
-        "kill_follower",
-        "kill_all",
-        "pause_leader",
-        "pause_follower",
-        "sigterm_leader",
-    ]
-    if net is not None:
-        faults += ["partition_leader", "asymmetric", "packet_loss"]
+    faults = FAULTS + (NETWORK_FAULTS if net is not None else [])
     counts: Counter[str] = Counter()
     recoveries: list[float] = []
     load: Load | None = None
     if net is not None:
         net.up()
-        cfg = write_config(
-            os.path.join(base, "cluster.json"),
-            grpc_ports=[50051] * 3,
-            raft_ports=[7000] * 3,
-            raft=CHAOS_RAFT,
-            hosts=net.hosts,
-        )
-        cluster = LocalCluster(cfg, wrap={f"n{i + 1}": net.wrap(i) for i in range(3)})
-    else:
-        cluster = LocalCluster(write_config(os.path.join(base, "cluster.json"), raft=CHAOS_RAFT))
-    ids = list(cluster.replicas)
+    cluster = _cluster(base, net)
     try:
         cluster.start_all()
         cluster.wait_healthy(timeout_s=60)
@@ -85,98 +78,139 @@ def run(
             hold_s = rng.uniform(1.0, 5.0)
             counts[fault] += 1
             print(f"[{time.strftime('%H:%M:%S')}] {fault} for {hold_s:.1f}s", flush=True)
-            leader = _leader(cluster)
-            follower = rng.choice([n for n in ids if n != leader])
-            if fault == "kill_leader":
-                cluster.kill(leader)
-                time.sleep(hold_s)
-                cluster.start(leader)
-            elif fault == "kill_follower":
-                cluster.kill(follower)
-                time.sleep(hold_s)
-                cluster.start(follower)
-            elif fault == "kill_all":
-                cluster.kill_all()
-                time.sleep(hold_s)
-                cluster.start_all()
-            elif fault in ("pause_leader", "pause_follower"):
-                victim = leader if fault == "pause_leader" else follower
-                cluster.signal(victim, signal.SIGSTOP)
-                time.sleep(hold_s)
-                cluster.signal(victim, signal.SIGCONT)
-            elif fault == "sigterm_leader":
-                cluster.stop(leader)
-                time.sleep(hold_s)
-                cluster.start(leader)
-            elif net is not None and fault == "partition_leader":
-                net.isolate(ids.index(leader))
-                time.sleep(hold_s)
-                net.heal()
-            elif net is not None and fault == "asymmetric":
-                net.drop_incoming(ids.index(follower), ids.index(leader))
-                time.sleep(hold_s)
-                net.heal()
-            elif net is not None and fault == "packet_loss":
-                net.lossy(0.1)
-                time.sleep(hold_s)
-                net.heal()
-            t0 = time.monotonic()
-            wait_for(
-                lambda: (
-                    load is not None
-                    and bool(load.probe({"n": "probe"}, retry_budget_s=0.5, timeout_s=1.0))
-                ),
-                120,
-                "a successful call after the fault",
-            )
-            recoveries.append(time.monotonic() - t0)
-            cluster.wait_healthy(timeout_s=120)
+            _inject(fault, hold_s, cluster, net, rng)
+            recoveries.append(_recovery_s(load, cluster))
             time.sleep(rng.uniform(0.5, 2.0))
         load.end()
-        try:
-            history = check_history(
-                load.client, load.starts, load.results, WF, load.polled, load=load
-            )
-            seq = check_replicas_agree(load.client)
-        except AssertionError:
-            path = _write_history(base, load)
-            print(f"chaos: the recorded history is in {path}", flush=True)
-            raise
-        ordered = sorted(recoveries)
-        return {
-            "seed": seed,
-            "minutes": minutes,
-            "network_namespaces": net is not None,
-            "faults": dict(counts),
-            "checks": {
-                "acknowledged_starts_present_and_terminal": True,
-                "acknowledged_results_present": True,
-                "at_most_one_completion_per_attempt": True,
-                "replicas_agree_at_sequence": seq,
-            },
-            "history": history,
-            "operations": {
-                e: load.starts.count(e) + load.results.count(e)
-                for e in ("invoke", "ok", "fail", "unknown")
-            },
-            # The load's workers' counters, summed (e.g. how many tasks came in a completion's
-            # answer rather than from a long poll).
-            "workers": {
-                f.name: sum(getattr(w.stats, f.name) for w in load.workers)
-                for f in dataclasses.fields(WorkerStats)
-            },
-            "start_errors_sample": [repr(e)[:300] for e in load.errors[:5]],
-            "recovery_s": {
-                "p50": round(ordered[len(ordered) // 2], 3) if ordered else None,
-                "max": round(ordered[-1], 3) if ordered else None,
-            },
-        }
+        checks = _check(load, base)
+        return _result(seed, minutes, net is not None, counts, checks, load, recoveries)
     finally:
         if load is not None:
             load.close()
         cluster.kill_all()
         if net is not None:
             net.down()
+
+
+def _cluster(base: str, net: NetNS | None) -> LocalCluster:
+    """Three replicas on loopback, or one in each of `net`'s namespaces."""
+    if net is None:
+        return LocalCluster(write_config(os.path.join(base, "cluster.json"), raft=CHAOS_RAFT))
+    cfg = write_config(
+        os.path.join(base, "cluster.json"),
+        grpc_ports=[50051] * 3,
+        raft_ports=[7000] * 3,
+        raft=CHAOS_RAFT,
+        hosts=net.hosts,
+    )
+    return LocalCluster(cfg, wrap={f"n{i + 1}": net.wrap(i) for i in range(3)})
+
+
+def _inject(
+    fault: str, hold_s: float, cluster: LocalCluster, net: NetNS | None, rng: random.Random
+) -> None:
+    """Cause `fault`, hold it for `hold_s`, then heal it."""
+    ids = list(cluster.replicas)
+    leader = _leader(cluster)
+    follower = rng.choice([n for n in ids if n != leader])
+    if fault == "kill_leader":
+        cluster.kill(leader)
+        time.sleep(hold_s)
+        cluster.start(leader)
+    elif fault == "kill_follower":
+        cluster.kill(follower)
+        time.sleep(hold_s)
+        cluster.start(follower)
+    elif fault == "kill_all":
+        cluster.kill_all()
+        time.sleep(hold_s)
+        cluster.start_all()
+    elif fault in ("pause_leader", "pause_follower"):
+        victim = leader if fault == "pause_leader" else follower
+        cluster.signal(victim, signal.SIGSTOP)
+        time.sleep(hold_s)
+        cluster.signal(victim, signal.SIGCONT)
+    elif fault == "sigterm_leader":
+        cluster.stop(leader)
+        time.sleep(hold_s)
+        cluster.start(leader)
+    elif net is not None and fault == "partition_leader":
+        net.isolate(ids.index(leader))
+        time.sleep(hold_s)
+        net.heal()
+    elif net is not None and fault == "asymmetric":
+        net.drop_incoming(ids.index(follower), ids.index(leader))
+        time.sleep(hold_s)
+        net.heal()
+    elif net is not None and fault == "packet_loss":
+        net.lossy(0.1)
+        time.sleep(hold_s)
+        net.heal()
+
+
+def _recovery_s(load: Load, cluster: LocalCluster) -> float:
+    """Seconds from the healed fault to a successful call; then wait until all serve."""
+    t0 = time.monotonic()
+    wait_for(
+        lambda: bool(load.probe({"n": "probe"}, retry_budget_s=0.5, timeout_s=1.0)),
+        120,
+        "a successful call after the fault",
+    )
+    recovery_s = time.monotonic() - t0
+    cluster.wait_healthy(timeout_s=120)
+    return recovery_s
+
+
+def _check(load: Load, base: str) -> dict[str, Any]:
+    """The history check and the replicas' agreement; the history is kept if either fails."""
+    try:
+        history = check_history(load.client, load.starts, load.results, WF, load.polled, load=load)
+        seq = check_replicas_agree(load.client)
+    except AssertionError:
+        path = _write_history(base, load)
+        print(f"chaos: the recorded history is in {path}", flush=True)
+        raise
+    return {"history": history, "replicas_agree_at_sequence": seq}
+
+
+def _result(
+    seed: int,
+    minutes: float,
+    network_namespaces: bool,
+    counts: Counter[str],
+    checks: dict[str, Any],
+    load: Load,
+    recoveries: list[float],
+) -> dict[str, Any]:
+    ordered = sorted(recoveries)
+    return {
+        "seed": seed,
+        "minutes": minutes,
+        "network_namespaces": network_namespaces,
+        "faults": dict(counts),
+        "checks": {
+            "acknowledged_starts_present_and_terminal": True,
+            "acknowledged_results_present": True,
+            "at_most_one_completion_per_attempt": True,
+            "replicas_agree_at_sequence": checks["replicas_agree_at_sequence"],
+        },
+        "history": checks["history"],
+        "operations": {
+            e: load.starts.count(e) + load.results.count(e)
+            for e in ("invoke", "ok", "fail", "unknown")
+        },
+        # The load's workers' counters, summed (e.g. how many tasks came in a completion's
+        # answer rather than from a long poll).
+        "workers": {
+            f.name: sum(getattr(w.stats, f.name) for w in load.workers)
+            for f in dataclasses.fields(WorkerStats)
+        },
+        "start_errors_sample": [repr(e)[:300] for e in load.errors[:5]],
+        "recovery_s": {
+            "p50": round(ordered[len(ordered) // 2], 3) if ordered else None,
+            "max": round(ordered[-1], 3) if ordered else None,
+        },
+    }
 
 
 def _write_history(base: str, load: Load) -> str:

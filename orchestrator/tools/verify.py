@@ -267,7 +267,15 @@ def check_history(
     them from the cluster, and its duplicate scan is part of the verdict.
     """
     final: dict[str, Any] = dict(load.final) if load is not None else {}
-    # 1. Every acknowledged start exists and reached a terminal state; nothing was started twice.
+    ids, unknown_starts = _acknowledged_starts(starts)
+    listed = _check_starts(client, workflow_name, ids, unknown_starts, final, load)
+    accepted = _accepted_completions(workers)
+    _check_results(client, accepted, polled or {}, listed, final)
+    return {"workflows": len(ids), "completions": len(accepted), "unknown_starts": unknown_starts}
+
+
+def _acknowledged_starts(starts: History) -> tuple[set[str], int]:
+    """The workflow ids of acknowledged starts, and how many starts had an unknown outcome."""
     started_ok: dict[str, str] = {}
     unknown_starts = 0
     for rid, events in starts.by_request("StartWorkflow").items():
@@ -281,7 +289,19 @@ def check_history(
             unknown_starts += 1
     ids = set(started_ok.values())
     assert len(ids) == len(started_ok), "two acknowledged starts returned the same workflow"
+    return ids, unknown_starts
 
+
+def _check_starts(
+    client: OrchestratorClient,
+    workflow_name: str,
+    ids: set[str],
+    unknown_starts: int,
+    final: dict[str, Any],
+    load: Load | None,
+) -> set[str]:
+    """Every acknowledged start exists and reached a terminal state (its final view lands in
+    `final`); nothing was started twice. Returns the ids the cluster lists."""
     if load is not None and load.not_found:
         lost = sorted(load.not_found.items(), key=lambda kv: kv[1])
         raise AssertionError(
@@ -309,9 +329,11 @@ def check_history(
         assert len(listed) <= len(ids) + unknown_starts, "a retried start created a second workflow"
     if load is not None:
         assert not load.duplicates, f"a start created two workflows: {load.duplicates[:3]}"
+    return listed
 
-    # 2. Task results: each acknowledged completion is in the state with its output, and at
-    # most one completion was accepted per task attempt.
+
+def _accepted_completions(workers: History) -> dict[str, Any]:
+    """Task id -> output of each acknowledged completion; at most one per task attempt."""
     requests: dict[str, Any] = {}
     accepted: dict[str, Any] = {}
     for _, event, op, rid, detail in workers.events:
@@ -323,6 +345,18 @@ def check_history(
             task_id = requests[rid].task_id
             assert task_id not in accepted, f"task {task_id} completed twice"
             accepted[task_id] = json.loads(requests[rid].output_json or "{}")
+    return accepted
+
+
+def _check_results(
+    client: OrchestratorClient,
+    accepted: dict[str, Any],
+    polled: dict[str, str],
+    listed: set[str],
+    final: dict[str, Any],
+) -> None:
+    """Each acknowledged completion is in the state with its output, and a task handed to a
+    poller was leased to it in the committed state."""
     tasks: dict[str, Any] = {}
     for wf in final.values():
         for t in wf.tasks:
@@ -333,12 +367,10 @@ def check_history(
     for task_id, output in accepted.items():
         assert task_id in tasks, f"acknowledged result of {task_id} lost"
         assert tasks[task_id].status == "COMPLETED" and tasks[task_id].output == output, task_id
-    # 3. A task handed to a poller was leased to it in the committed state.
-    for task_id, worker_id in (polled or {}).items():
+    for task_id, worker_id in polled.items():
         assert task_id in tasks and tasks[task_id].worker_id == worker_id, (
             f"task {task_id} was handed to {worker_id} without a committed lease"
         )
-    return {"workflows": len(ids), "completions": len(accepted), "unknown_starts": unknown_starts}
 
 
 def check_replicas_agree(client: OrchestratorClient, timeout_s: float = 60) -> int:
