@@ -103,7 +103,7 @@ class Noop(Command):
 
     NAME: ClassVar[str] = "Noop"
     # Ignored by apply. The benchmark's baseline pads its Noops to the workload's mean command
-    # size, so both push the same bytes through Raft (see orchestrator/bench.py).
+    # size, so both push the same bytes through Raft (see orchestrator/tools/bench/).
     pad: str = ""
 
 
