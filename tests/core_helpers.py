@@ -243,7 +243,7 @@ class Harness:
         return self.state.tasks[task_id]
 
     def tasks_of(self, workflow_id: str) -> list[dict[str, JSON]]:
-        return [self.state.tasks[t] for t in self.state.workflows[workflow_id]["tasks"]]
+        return [self.state.tasks[t] for t in self.state.workflows[workflow_id].tasks]
 
     def last_task(self, workflow_id: str) -> dict[str, JSON]:
         return self.tasks_of(workflow_id)[-1]
@@ -270,20 +270,20 @@ def check_invariants(st: State) -> None:
         for tid in queue:
             task = st.tasks.get(tid)
             assert task is not None, f"queue {task_type!r} holds unknown task {tid}"
-            assert task["status"] == "SCHEDULED", f"queued task {tid} is {task['status']}"
-            expected = queue_key(task["taskType"], task.get("domain", ""))
+            assert task.status == "SCHEDULED", f"queued task {tid} is {task.status}"
+            expected = queue_key(task.task_type, task.domain)
             assert expected == task_type, f"task {tid} queued under {task_type!r}"
             assert tid not in queued, f"task {tid} queued twice"
             queued[tid] = task_type
     for rid, poll in st.parked.items():
         # Lease at schedule time: a poll stays parked only while its type has nothing ready.
-        assert not st.queues.get(poll["taskType"]), (
-            f"parked poll {rid} waits for {poll['taskType']!r} while tasks of it are ready"
+        assert not st.queues.get(poll.queue), (
+            f"parked poll {rid} waits for {poll.queue!r} while tasks of it are ready"
         )
-        assert poll["epoch"] == st.epoch, f"parked poll {rid} of old epoch {poll['epoch']}"
-        assert st.timers.get("poll:" + rid) == poll["expires"], f"parked poll {rid} has no timer"
+        assert poll.epoch == st.epoch, f"parked poll {rid} of old epoch {poll.epoch}"
+        assert st.timers.get("poll:" + rid) == poll.expires_ms, f"parked poll {rid} has no timer"
         assert rid not in st.requests, f"parked poll {rid} already has a recorded outcome"
-        assert poll["count"] >= 1, f"parked poll {rid} count {poll['count']}"
+        assert poll.count >= 1, f"parked poll {rid} count {poll.count}"
     for key, due in st.timers.items():
         kind, _, tid = key.partition(":")
         assert isinstance(due, int), f"timer {key} due {due!r}"
@@ -292,32 +292,32 @@ def check_invariants(st: State) -> None:
             continue
         if kind == "wftmo":
             wf = st.workflows.get(tid)
-            assert wf is not None and wf["status"] == "RUNNING", (
-                f"timer {key} on a {wf and wf['status']} workflow"
+            assert wf is not None and wf.status == "RUNNING", (
+                f"timer {key} on a {wf and wf.status} workflow"
             )
             continue
         task = st.tasks.get(tid)
         assert task is not None, f"timer {key} for unknown task"
         if kind == "lease":
-            assert task["status"] == "IN_PROGRESS", f"lease timer on {task['status']} task {tid}"
-            assert task.get("type", "SIMPLE") == "SIMPLE", f"lease timer on a {task['type']} task"
-            assert due == task["leaseExpiresTime"], f"lease timer {key} != leaseExpiresTime"
+            assert task.status == "IN_PROGRESS", f"lease timer on {task.status} task {tid}"
+            assert task.type == "SIMPLE", f"lease timer on a {task.type} task"
+            assert due == task.lease_expires_ms, f"lease timer {key} != leaseExpiresTime"
         elif kind == "wait":
-            assert task["status"] == "IN_PROGRESS", f"wait timer on {task['status']} task {tid}"
-            assert task.get("type") == "WAIT", f"wait timer on a {task.get('type')} task {tid}"
+            assert task.status == "IN_PROGRESS", f"wait timer on {task.status} task {tid}"
+            assert task.type == "WAIT", f"wait timer on a {task.type} task {tid}"
         elif kind in ("tmo", "ttmo"):
-            assert task["status"] in ("SCHEDULED", "IN_PROGRESS"), f"{key} on {task['status']} task"
+            assert task.status in ("SCHEDULED", "IN_PROGRESS"), f"{key} on {task.status} task"
         elif kind == "ptmo":
-            assert task["status"] == "SCHEDULED", f"poll timeout timer on {task['status']} task"
+            assert task.status == "SCHEDULED", f"poll timeout timer on {task.status} task"
         elif kind == "ready":
-            assert task["status"] == "SCHEDULED", f"ready timer on {task['status']} task {tid}"
+            assert task.status == "SCHEDULED", f"ready timer on {task.status} task {tid}"
             assert tid not in queued, f"task {tid} both queued and waiting for its ready timer"
         else:
             raise AssertionError(f"unknown timer kind {key}")
     for tid, task in st.tasks.items():
-        status = task["status"]
-        ttype = task.get("type", "SIMPLE")
-        if "script" in task:
+        status = task.status
+        ttype = task.type
+        if task.script is not None:
             assert status == "IN_PROGRESS", f"script marker on {status} task {tid}"
         if status == "IN_PROGRESS" and ttype == "SIMPLE":
             assert "lease:" + tid in st.timers, f"IN_PROGRESS task {tid} has no lease timer"
@@ -331,45 +331,45 @@ def check_invariants(st: State) -> None:
                 f"SCHEDULED task {tid} must be queued xor delayed (queued={tid in queued}, "
                 f"delayed={waiting})"
             )
-        wf = st.workflows.get(task["workflowId"])
-        assert wf is not None, f"task {tid} of unknown (evicted?) workflow {task['workflowId']}"
-        assert tid in wf["tasks"], f"task {tid} not listed by its workflow"
+        wf = st.workflows.get(task.workflow_id)
+        assert wf is not None, f"task {tid} of unknown (evicted?) workflow {task.workflow_id}"
+        assert tid in wf.tasks, f"task {tid} not listed by its workflow"
     for wf_id, wf in st.workflows.items():
-        for tid in wf["tasks"]:
+        for tid in wf.tasks:
             assert tid in st.tasks, f"workflow {wf_id} lists unknown task {tid}"
-        active = [t for t in wf["tasks"] if st.tasks[t]["status"] in ACTIVE]
-        for ref, tid in wf.get("refIndex", {}).items():
-            assert tid in wf["tasks"], f"workflow {wf_id} refIndex {ref} -> unlisted task {tid}"
-            assert st.tasks[tid]["referenceTaskName"] == ref, f"refIndex {ref} -> {tid}"
+        active = [t for t in wf.tasks if st.tasks[t].status in ACTIVE]
+        for ref, tid in wf.ref_index.items():
+            assert tid in wf.tasks, f"workflow {wf_id} refIndex {ref} -> unlisted task {tid}"
+            assert st.tasks[tid].reference_task_name == ref, f"refIndex {ref} -> {tid}"
         for tid in active:
             t = st.tasks[tid]
-            assert (
-                wf.get("refIndex", {t["referenceTaskName"]: tid}).get(t["referenceTaskName"]) == tid
-            ), f"active task {tid} is not the latest attempt of {t['referenceTaskName']}"
-            if t.get("subWorkflowId"):
-                child = st.workflows.get(t["subWorkflowId"])
-                assert child is not None and child["status"] == "RUNNING", (
+            assert wf.ref_index.get(t.reference_task_name) == tid, (
+                f"active task {tid} is not the latest attempt of {t.reference_task_name}"
+            )
+            if t.sub_workflow_id:
+                child = st.workflows.get(t.sub_workflow_id)
+                assert child is not None and child.status == "RUNNING", (
                     f"active SUB_WORKFLOW task {tid} but its child is "
-                    f"{child['status'] if child else 'missing'}"
+                    f"{child.status if child else 'missing'}"
                 )
-        if wf["status"] == "RUNNING":
+        if wf.status == "RUNNING":
             # Liveness: something outside the decider (a worker, the API, a timer or a child
             # workflow) can still move the workflow; forks may run several tasks at once.
             # A task waiting for a script evaluation is moved by the runtime's ScriptResult.
             live = [
                 t
                 for t in active
-                if st.tasks[t].get("type", "SIMPLE") in LIVE_TYPES or "script" in st.tasks[t]
+                if st.tasks[t].type in LIVE_TYPES or st.tasks[t].script is not None
             ]
             assert live, f"RUNNING workflow {wf_id} has no live task (active: {active}): stuck"
         else:
-            assert wf["status"] in WF_TERMINAL, f"workflow {wf_id} status {wf['status']}"
-            assert not active, f"{wf['status']} workflow {wf_id} has active tasks {active}"
+            assert wf.status in WF_TERMINAL, f"workflow {wf_id} status {wf.status}"
+            assert not active, f"{wf.status} workflow {wf_id} has active tasks {active}"
             assert wf_id in st.terminal_order, f"terminal workflow {wf_id} not in terminal_order"
-        parent = st.workflows.get(wf.get("parentWorkflowId") or "")
-        if parent is not None and wf["status"] == "RUNNING":
-            assert parent["status"] == "RUNNING", (
-                f"child {wf_id} RUNNING under a {parent['status']} parent"
+        parent = st.workflows.get(wf.parent_workflow_id or "")
+        if parent is not None and wf.status == "RUNNING":
+            assert parent.status == "RUNNING", (
+                f"child {wf_id} RUNNING under a {parent.status} parent"
             )
     for wf_id in st.terminal_order:
         assert wf_id in st.workflows, f"terminal_order names evicted workflow {wf_id}"
@@ -380,10 +380,10 @@ def check_invariants(st: State) -> None:
     if shared is not None:
         refs: dict[str, int] = {}
         for wf_id, wf in st.workflows.items():
-            key = wf.get("defHash")
+            key = wf.def_hash
             assert key in shared, f"workflow {wf_id} runs an unknown definition {key!r}"
             refs[key] = refs.get(key, 0) + 1
         for key, entry in shared.items():
-            assert entry.get("refs") == refs.get(key, 0), (
-                f"definition {key} has refs={entry.get('refs')} but {refs.get(key, 0)} workflows"
+            assert entry.refs == refs.get(key, 0), (
+                f"definition {key} has refs={entry.refs} but {refs.get(key, 0)} workflows"
             )

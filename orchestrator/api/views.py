@@ -7,54 +7,56 @@ from typing import Any
 
 from orchestrator_client.v1 import workflows_pb2 as wpb
 
+from ..core.records import Task, Workflow
+
 
 def _j(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def task_pb(t: dict[str, Any]) -> wpb.Task:
+def task_pb(t: Task) -> wpb.Task:
     return wpb.Task(
-        task_id=t["taskId"],
-        task_type=t["taskType"],
-        reference_task_name=t["referenceTaskName"],
-        workflow_id=t["workflowId"],
-        workflow_type=t["workflowType"],
-        status=wpb.TaskStatus.Value("TASK_STATUS_" + t["status"]),
-        input_json=_j(t["input"]),
-        output_json=_j(t["output"]),
-        retry_count=t["retryCount"],
-        poll_count=t["pollCount"],
-        scheduled_time_ms=t["scheduledTime"],
-        start_time_ms=t["startTime"],
-        end_time_ms=t["endTime"],
-        reason_for_incompletion=t["reasonForIncompletion"],
-        worker_id=t["workerId"],
-        response_timeout_seconds=t["responseTimeoutSeconds"],
-        lease_expires_ms=t["leaseExpiresTime"],
-        seq=t["seq"],
-        retried_task_id=t["retriedTaskId"],
-        correlation_id=t["correlationId"],
-        domain=t.get("domain", ""),
+        task_id=t.task_id,
+        task_type=t.task_type,
+        reference_task_name=t.reference_task_name,
+        workflow_id=t.workflow_id,
+        workflow_type=t.workflow_type,
+        status=wpb.TaskStatus.Value("TASK_STATUS_" + t.status.value),
+        input_json=_j(t.input),
+        output_json=_j(t.output),
+        retry_count=t.retry_count,
+        poll_count=t.poll_count,
+        scheduled_time_ms=t.scheduled_time_ms,
+        start_time_ms=t.start_time_ms,
+        end_time_ms=t.end_time_ms,
+        reason_for_incompletion=t.reason_for_incompletion,
+        worker_id=t.worker_id,
+        response_timeout_seconds=t.response_timeout_seconds,
+        lease_expires_ms=t.lease_expires_ms,
+        seq=t.seq,
+        retried_task_id=t.retried_task_id,
+        correlation_id=t.correlation_id,
+        domain=t.domain,
     )
 
 
-def workflow_pb(wf: dict[str, Any], tasks: list[dict[str, Any]] | None) -> wpb.Workflow:
+def workflow_pb(wf: Workflow, tasks: list[Task] | None) -> wpb.Workflow:
     msg = wpb.Workflow(
-        workflow_id=wf["workflowId"],
-        workflow_name=wf["workflowName"],
-        workflow_version=wf["workflowVersion"],
-        status=wpb.WorkflowStatus.Value("WORKFLOW_STATUS_" + wf["status"]),
-        input_json=_j(wf["input"]),
-        output_json=_j(wf["output"]),
-        reason_for_incompletion=wf["reasonForIncompletion"],
-        correlation_id=wf["correlationId"],
-        create_time_ms=wf["createTime"],
-        end_time_ms=wf["endTime"],
-        variables_json=_j(wf["variables"]),
-        idempotency_key=wf["idempotencyKey"],
-        priority=wf["priority"],
-        task_to_domain=wf.get("taskToDomain") or {},
-        triggering_workflow_id=wf.get("triggeringWorkflowId", ""),
+        workflow_id=wf.workflow_id,
+        workflow_name=wf.workflow_name,
+        workflow_version=wf.workflow_version,
+        status=wpb.WorkflowStatus.Value("WORKFLOW_STATUS_" + wf.status.value),
+        input_json=_j(wf.input),
+        output_json=_j(wf.output),
+        reason_for_incompletion=wf.reason_for_incompletion,
+        correlation_id=wf.correlation_id,
+        create_time_ms=wf.create_time_ms,
+        end_time_ms=wf.end_time_ms,
+        variables_json=_j(wf.variables),
+        idempotency_key=wf.idempotency_key,
+        priority=wf.priority,
+        task_to_domain=wf.task_to_domain,
+        triggering_workflow_id=wf.triggering_workflow_id,
     )
     if tasks is not None:
         msg.tasks.extend(task_pb(t) for t in tasks)

@@ -39,3 +39,11 @@ def already_exists(message: str) -> Rejected:
 
 def precondition(message: str) -> Rejected:
     return Rejected(Code.FAILED_PRECONDITION, message)
+
+
+class TaskCannotRun(Exception):
+    """Scheduling a task is impossible (bad input at run time): the task fails terminally."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

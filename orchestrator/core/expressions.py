@@ -101,7 +101,8 @@ def lookup(doc: JSON, path: str) -> JSON:
     return nodes
 
 
-def _stringify(value: JSON) -> str:
+def stringify(value: JSON) -> str:
+    """A value as text in an expression: strings as they are, everything else as JSON."""
     if isinstance(value, str):
         return value
     if value is None:
@@ -170,14 +171,14 @@ def resolve_string(s: str, doc: JSON, extra: dict[str, JSON] | None = None) -> J
 
     def value_of(path: str) -> JSON:
         if "${" in path:  # nested expressions resolve first
-            path = _stringify(resolve_string(path, doc, extra))
+            path = stringify(resolve_string(path, doc, extra))
         if extra and path in extra:
             return extra[path]
         return lookup(doc, path)
 
     if len(pieces) == 1 and pieces[0][0] == "expr":
         return value_of(pieces[0][1])
-    return "".join(p if kind == "text" else _stringify(value_of(p)) for kind, p in pieces)
+    return "".join(p if kind == "text" else stringify(value_of(p)) for kind, p in pieces)
 
 
 def resolve(value: JSON, doc: JSON, extra: dict[str, JSON] | None = None) -> JSON:

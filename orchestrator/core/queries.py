@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import limits
-from .machine import T_ACTIVE, latest_version, pending_scripts
+from .processors.registry import latest_version
+from .processors.scripts import pending_scripts
+from .records import T_ACTIVE, Task, TaskStatus, Workflow
 from .state import State
 
 JSON = Any
@@ -109,23 +111,23 @@ def task_defs(st: State) -> list[JSON]:
 # ---------------------------------------------------------------- workflows and tasks
 
 
-def workflow(st: State, workflow_id: str) -> JSON | None:
+def workflow(st: State, workflow_id: str) -> Workflow | None:
     return st.workflows.get(workflow_id)
 
 
-def workflow_tasks(st: State, wf: JSON) -> list[JSON]:
+def workflow_tasks(st: State, wf: Workflow) -> list[Task]:
     """A workflow's tasks in the order they were scheduled (evicted ones left out)."""
     tasks = st.tasks
-    return [tasks[tid] for tid in wf["tasks"] if tid in tasks]
+    return [tasks[tid] for tid in wf.tasks if tid in tasks]
 
 
-def list_workflows(st: State, name: str, status: str, limit: int) -> list[JSON]:
+def list_workflows(st: State, name: str, status: str, limit: int) -> list[Workflow]:
     """Up to `limit` workflows, newest first, of `name` and `status` ("" matches any)."""
-    out: list[JSON] = []
+    out: list[Workflow] = []
     for wf in reversed(st.workflows.values()):
-        if name and wf["workflowName"] != name:
+        if name and wf.workflow_name != name:
             continue
-        if status and wf["status"] != status:
+        if status and wf.status != status:
             continue
         out.append(wf)
         if len(out) >= limit:
@@ -133,13 +135,13 @@ def list_workflows(st: State, name: str, status: str, limit: int) -> list[JSON]:
     return out
 
 
-def leased_tasks(st: State, task_ids: list[str], worker_id: str) -> list[JSON]:
+def leased_tasks(st: State, task_ids: list[str], worker_id: str) -> list[Task]:
     """The tasks among `task_ids` still leased to `worker_id`: a retried poll returns what the
     first one leased, but not a task whose lease has since moved on or ended."""
-    out: list[JSON] = []
+    out: list[Task] = []
     for tid in task_ids:
         t = st.tasks.get(tid)
-        if t is not None and t["status"] == "IN_PROGRESS" and t["workerId"] == worker_id:
+        if t is not None and t.status == TaskStatus.IN_PROGRESS and t.worker_id == worker_id:
             out.append(t)
     return out
 
@@ -165,17 +167,14 @@ def poll_state(st: State, request_id: str) -> tuple[bool, JSON | None]:
     if request_id in st.parked:
         return True, None
     rec = st.requests.get(request_id)
-    return False, None if rec is None else rec["outcome"]
+    return False, None if rec is None else rec.outcome
 
 
 # ---------------------------------------------------------------- members
 
 
 def members(st: State) -> list[MemberInfo]:
-    return [
-        MemberInfo(nid, m["raft"], m["grpc"], bool(m.get("removed")))
-        for nid, m in st.members.items()
-    ]
+    return [MemberInfo(nid, m.raft, m.grpc, m.removed) for nid, m in st.members.items()]
 
 
 # ---------------------------------------------------------------- scripts
@@ -184,17 +183,17 @@ def members(st: State) -> list[MemberInfo]:
 def script_job(st: State, task_id: str) -> ScriptJob | None:
     """The pending script of an active task, or None when there is none to evaluate."""
     task = st.tasks.get(task_id)
-    if task is None or task["status"] not in T_ACTIVE:
+    if task is None or task.status not in T_ACTIVE:
         return None
-    marker = task.get("script")
-    if marker is None or "outcome" in marker:
+    marker = task.script
+    if marker is None or marker.outcome is not None:
         return None
     return ScriptJob(
         task_id=task_id,
-        fence=marker["fence"],
-        lang=marker["lang"],
-        source=marker["source"],
-        input=json.loads(json.dumps(marker.get("input", task["input"]))),
-        task_type=task["type"],
-        workflow_id=task["workflowId"],
+        fence=marker.fence,
+        lang=marker.lang,
+        source=marker.source,
+        input=json.loads(json.dumps(task.input if marker.input is None else marker.input)),
+        task_type=task.type.value,
+        workflow_id=task.workflow_id,
     )

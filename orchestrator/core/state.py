@@ -1,22 +1,49 @@
-"""The replicated state: plain JSON-able dicts, so snapshots are our own canonical format.
+"""The replicated state: typed records (records.py) in insertion-ordered dicts, and its snapshots.
 
 Iteration order is always defined: dicts keep insertion order and nothing iterates a set.
-Derived indexes (the timer heap) are rebuilt from the state and never serialized.
+Derived indexes (the timer heap) are rebuilt from the state and never serialized. Only the
+appliers (appliers.py) change a State; everything else reads it (queries.py for the layers
+above the core).
+
+Snapshots are our own JSON. Schema 2 writes each record as a row (a list of its field values)
+under a header naming the fields per record type, so a load maps rows by name when a later
+version adds a field, and the repeated camelCase keys of schema 1 are gone (smaller and faster
+to write and read). Schema 1 (camelCase dicts per record) is still read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 from collections import OrderedDict
 from typing import Any
 
+from .records import (
+    DefSnapshot,
+    Member,
+    ParkedPoll,
+    RequestRecord,
+    ScriptMarker,
+    Task,
+    Workflow,
+)
+
 JSON = Any
-SNAPSHOT_SCHEMA = 1
+SNAPSHOT_SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
+_RECORDS: dict[str, Any] = {
+    "Workflow": Workflow,
+    "Task": Task,
+    "ParkedPoll": ParkedPoll,
+    "RequestRecord": RequestRecord,
+    "Member": Member,
+    "DefSnapshot": DefSnapshot,
+}
 
 
 class State:
-    """Everything every replica agrees on. Only machine.apply mutates it."""
+    """Everything every replica agrees on. Only the appliers mutate it."""
 
     def __init__(self) -> None:
         self.seq = 0  # applied command sequence number
@@ -24,25 +51,23 @@ class State:
         self.epoch = 0  # highest leader epoch committed
         self.workflow_defs: dict[str, dict[str, JSON]] = {}  # name -> {str(version): def}
         self.task_defs: dict[str, JSON] = {}
-        # content hash -> {"def", "taskDefs", "refs"}: definitions that workflows run with
-        self.def_snapshots: dict[str, JSON] = {}
-        # node id -> {"raft", "grpc", "removed"}: members added or removed at run time
-        self.members: dict[str, JSON] = {}
-        self.workflows: dict[str, JSON] = {}
-        self.tasks: dict[str, JSON] = {}
+        # content hash -> the definitions that running workflows run with
+        self.def_snapshots: dict[str, DefSnapshot] = {}
+        # node id -> member added or removed at run time
+        self.members: dict[str, Member] = {}
+        self.workflows: dict[str, Workflow] = {}
+        self.tasks: dict[str, Task] = {}
         # queue key (task type, or "<type>@<domain>" for a task domain) -> ordered set (dict
         # with None values) of task ids ready to be leased
         self.queues: dict[str, OrderedDict[str, None]] = {}
-        # request id -> {"taskType", "workerId", "count", "epoch", "expires", "fp"}: long polls
-        # parked until a task of their type is ready, oldest first (lease at schedule time)
-        self.parked: dict[str, JSON] = {}
+        # request id -> long poll parked until a task of its queue is ready, oldest first
+        self.parked: dict[str, ParkedPoll] = {}
         # queue key -> cluster time of its latest poll (task domains pick an active domain)
         self.last_poll: OrderedDict[str, int] = OrderedDict()
-        # timer key ("lease:<task>", "ready:<task>", "wait:<task>", "poll:<request id>",
-        # "tmo:"/"ptmo:"/"ttmo:<task>" task timeouts, "wftmo:<workflow>") -> due
+        # timer key ("<TimerKind>:<id>", see records.TimerKind) -> due
         self.timers: dict[str, int] = {}
-        # request id -> {"fp", "outcome", "at"}, in insertion (= time) order
-        self.requests: OrderedDict[str, JSON] = OrderedDict()
+        # request id -> recorded outcome, in insertion (= time) order
+        self.requests: OrderedDict[str, RequestRecord] = OrderedDict()
         # "<workflow name>\x00<key>" -> workflow id
         self.idempotency: dict[str, str] = {}
         # terminal workflow ids in the order they ended (retention eviction order)
@@ -66,14 +91,14 @@ class State:
             heapq.heappop(heap)
         return None
 
-    def pop_due(self, now_ms: int) -> list[str]:
-        """Remove and return the keys of all timers due at now_ms, ordered by (due, key)."""
+    def take_due(self, now_ms: int) -> list[str]:
+        """The keys of all timers due at now_ms, ordered by (due, key). They leave the derived
+        heap; the caller fires them (events.TimersFired removes them from `timers`)."""
         out: list[str] = []
         heap = self._timer_heap
         while heap and heap[0][0] <= now_ms:
             due, key = heapq.heappop(heap)
-            if self.timers.get(key) == due:
-                del self.timers[key]
+            if self.timers.get(key) == due and (not out or out[-1] != key):
                 out.append(key)
         return out
 
@@ -81,19 +106,20 @@ class State:
     def to_snapshot(self) -> dict[str, JSON]:
         return {
             "schema": SNAPSHOT_SCHEMA,
+            "rows": {name: cls.ROW for name, cls in _RECORDS.items()},
             "seq": self.seq,
             "clock_ms": self.clock_ms,
             "epoch": self.epoch,
             "workflow_defs": self.workflow_defs,
             "task_defs": self.task_defs,
-            "def_snapshots": self.def_snapshots,
-            "members": self.members,
-            "workflows": self.workflows,
-            "tasks": self.tasks,
+            "def_snapshots": {k: v.to_row() for k, v in self.def_snapshots.items()},
+            "members": {k: v.to_row() for k, v in self.members.items()},
+            "workflows": [wf.to_row() for wf in self.workflows.values()],
+            "tasks": [t.to_row() for t in self.tasks.values()],
             "queues": {k: list(v) for k, v in self.queues.items()},
             "timers": self.timers,
-            "parked": self.parked,
-            "requests": self.requests,
+            "parked": {k: v.to_row() for k, v in self.parked.items()},
+            "requests": {k: v.to_row() for k, v in self.requests.items()},
             "idempotency": self.idempotency,
             "terminal_order": list(self.terminal_order),
             "last_poll": self.last_poll,
@@ -101,27 +127,26 @@ class State:
 
     def snapshot_bytes(self) -> bytes:
         # Not sort_keys: dict order is part of the state (queues, eviction order) and JSON keeps it.
-        import json
-
-        return json.dumps(self.to_snapshot(), separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(
+            self.to_snapshot(), separators=(",", ":"), ensure_ascii=False, default=_encode
+        ).encode()
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, JSON]) -> State:
-        if snap.get("schema") != SNAPSHOT_SCHEMA:
-            raise ValueError(f"unsupported snapshot schema {snap.get('schema')!r}")
+        schema = snap.get("schema")
+        if schema not in READABLE_SCHEMAS:
+            raise ValueError(f"unsupported snapshot schema {schema!r}")
         st = cls()
         st.seq = snap["seq"]
         st.clock_ms = snap["clock_ms"]
         st.epoch = snap["epoch"]
         st.workflow_defs = snap["workflow_defs"]
         st.task_defs = snap["task_defs"]
-        st.def_snapshots = snap["def_snapshots"]
-        st.members = snap.get("members", {})
-        st.workflows = snap["workflows"]
-        st.tasks = snap["tasks"]
+        if schema == 1:
+            _load_v1_records(st, snap)
+        else:
+            _load_v2_records(st, snap)
         st.queues = {k: OrderedDict.fromkeys(v) for k, v in snap["queues"].items()}
-        st.parked = snap.get("parked", {})
-        st.requests = OrderedDict(snap["requests"])
         st.idempotency = snap["idempotency"]
         st.terminal_order = OrderedDict.fromkeys(snap["terminal_order"])
         st.last_poll = OrderedDict(snap.get("last_poll", {}))
@@ -131,10 +156,50 @@ class State:
 
     @classmethod
     def from_snapshot_bytes(cls, data: bytes) -> State:
-        import json
-
         return cls.from_snapshot(json.loads(data))
 
     def digest(self) -> str:
         """A hash of the whole state (order included), for comparing replicas and replays."""
         return hashlib.sha256(self.snapshot_bytes()).hexdigest()
+
+
+def _encode(value: Any) -> JSON:
+    if isinstance(value, ScriptMarker):
+        return value.to_json()
+    raise TypeError(f"{type(value).__name__} is not part of a snapshot")
+
+
+def _reader(snap: dict[str, JSON], name: str) -> Any:
+    """Build a record from its row: positionally when the row has today's fields, by name when
+    it was written with others (a later version's added field takes its default)."""
+    cls = _RECORDS[name]
+    names = snap["rows"][name]
+    if tuple(names) == cls.ROW:
+        return lambda row: cls(*row)
+    return lambda row: cls.from_named(names, row)
+
+
+def _load_v2_records(st: State, snap: dict[str, JSON]) -> None:
+    wf, task = _reader(snap, "Workflow"), _reader(snap, "Task")
+    for row in snap["workflows"]:
+        w = wf(row).fix_types()
+        st.workflows[w.workflow_id] = w
+    for row in snap["tasks"]:
+        t = task(row).fix_types()
+        st.tasks[t.task_id] = t
+    defs, member = _reader(snap, "DefSnapshot"), _reader(snap, "Member")
+    st.def_snapshots = {k: defs(v) for k, v in snap["def_snapshots"].items()}
+    st.members = {k: member(v) for k, v in snap.get("members", {}).items()}
+    parked, req = _reader(snap, "ParkedPoll"), _reader(snap, "RequestRecord")
+    st.parked = {k: parked(v) for k, v in snap.get("parked", {}).items()}
+    st.requests = OrderedDict((k, req(v)) for k, v in snap["requests"].items())
+
+
+def _load_v1_records(st: State, snap: dict[str, JSON]) -> None:
+    """Schema 1: the same parts, each record a camelCase dict."""
+    st.workflows = {k: Workflow.from_v1(v) for k, v in snap["workflows"].items()}
+    st.tasks = {k: Task.from_v1(v) for k, v in snap["tasks"].items()}
+    st.def_snapshots = {k: DefSnapshot.from_v1(v) for k, v in snap["def_snapshots"].items()}
+    st.members = {k: Member.from_v1(v) for k, v in snap.get("members", {}).items()}
+    st.parked = {k: ParkedPoll.from_v1(v) for k, v in snap.get("parked", {}).items()}
+    st.requests = OrderedDict((k, RequestRecord.from_v1(v)) for k, v in snap["requests"].items())

@@ -61,8 +61,8 @@ def test_each_start_is_judged_alone_and_a_retry_is_deduplicated(server: Any, stu
     assert results[2].message.startswith("items[2].priority:"), results[2].message
     assert results[0].created and results[3].created
     state = server.replica.state
-    assert state.workflows[results[0].workflow_id]["input"] == {"k": 0}
-    assert state.workflows[results[3].workflow_id]["input"] == {"k": 3}
+    assert state.workflows[results[0].workflow_id].input == {"k": 0}
+    assert state.workflows[results[3].workflow_id].input == {"k": 3}
     # The same batch again (a retry after a lost answer): the same workflows, none started twice.
     before = len(state.workflows)
     again = stub.StartWorkflows(request, timeout=10).results
@@ -114,7 +114,7 @@ def test_threads_sharing_a_client_share_calls_and_each_start_is_recorded(server:
     assert len(ids) == 128 and len(set(ids)) == 128
     state = server.replica.state
     assert sorted(
-        (state.workflows[w]["input"]["i"], state.workflows[w]["input"]["j"]) for w in ids
+        (state.workflows[w].input["i"], state.workflows[w].input["j"]) for w in ids
     ) == [(i, j) for i in range(32) for j in range(4)]
     starts = history.by_request("StartWorkflow")
     assert len(starts) == 128 and all(events == ["invoke", "ok"] for events in starts.values())

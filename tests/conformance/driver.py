@@ -52,9 +52,9 @@ def resolve_scripts(h: Harness) -> bool:
     pending = pending_scripts(h.state)
     for tid, fence in pending:
         task = h.state.tasks[tid]
-        marker = task["script"]
-        inp = marker.get("input", task["input"])
-        res = sandbox().evaluate(marker["lang"], marker["source"], inp)
+        marker = task.script
+        inp = task.input if marker.input is None else marker.input
+        res = sandbox().evaluate(marker.lang, marker.source, inp)
         h.ok(
             ScriptResult(
                 task_id=tid,
@@ -107,7 +107,7 @@ class Run:
 
     def behaviour(self, task: JSON) -> JSON:
         workers = self.case.get("workers", {})
-        for key in (task["referenceTaskName"], task.get("baseRef"), task["taskType"]):
+        for key in (task.reference_task_name, task.base_ref, task.task_type):
             if key in workers:
                 return workers[key]
         return {"complete": {}}
@@ -116,7 +116,7 @@ class Run:
         h = self.h
         task = h.task(tid)
         b = self.behaviour(task)
-        key = task["referenceTaskName"]
+        key = task.reference_task_name
         n = self.calls.get(key, 0)
         self.calls[key] = n + 1
         if b.get("never"):
@@ -128,12 +128,12 @@ class Run:
             h.fail(tid, reason=b.get("reason", "worker failed terminally"), terminal=True)
         elif "outputs" in b:
             outs = b["outputs"]
-            base = task.get("baseRef") or key
+            base = task.base_ref or key
             i = self.seq_calls.get(base, 0)
             self.seq_calls[base] = i + 1
             h.complete(tid, outs[min(i, len(outs) - 1)])
         elif b.get("echo"):
-            h.complete(tid, dict(task["input"]))
+            h.complete(tid, dict(task.input))
         else:
             h.complete(tid, b.get("then", b.get("complete", {})))
 
@@ -154,13 +154,13 @@ class Run:
             return True
         api = self.case.get("api", {})
         for wf in list(h.state.workflows.values()):
-            if wf["status"] != "RUNNING":
+            if wf.status != "RUNNING":
                 continue
-            for tid in list(wf["tasks"]):
+            for tid in list(wf.tasks):
                 t = h.state.tasks.get(tid)
-                if t is None or t["status"] != "IN_PROGRESS" or t["type"] not in ("WAIT", "HUMAN"):
+                if t is None or t.status != "IN_PROGRESS" or t.type not in ("WAIT", "HUMAN"):
                     continue
-                ref = t.get("baseRef") or t["referenceTaskName"]
+                ref = t.base_ref or t.reference_task_name
                 if ref in api and tid not in self.api_done:
                     self.api_done.add(tid)
                     action = api[ref]
@@ -180,7 +180,7 @@ class Run:
         start = self.h.clock_ms
         for _ in range(max_steps):
             check_invariants(self.h.state)
-            if self.h.wf(self.wf_id)["status"] in TERMINAL and not self.h.state.queues:
+            if self.h.wf(self.wf_id).status in TERMINAL and not self.h.state.queues:
                 break
             if not self.step():
                 break
@@ -189,11 +189,11 @@ class Run:
         return self.h.wf(self.wf_id)
 
     def sequence(self, wf_id: str | None = None) -> list[list[str]]:
-        return [[t["referenceTaskName"], t["status"]] for t in self.h.tasks_of(wf_id or self.wf_id)]
+        return [[t.reference_task_name, t.status] for t in self.h.tasks_of(wf_id or self.wf_id)]
 
     def children(self) -> list[JSON]:
         return [
             w
             for w in self.h.state.workflows.values()
-            if w["workflowId"] != self.wf_id and w["workflowId"].startswith(self.wf_id)
+            if w.workflow_id != self.wf_id and w.workflow_id.startswith(self.wf_id)
         ]

@@ -25,25 +25,25 @@ def test_case(case: JSON) -> None:
     run = Run(case)
     wf = run.run()
     exp = case["expect"]
-    assert wf["status"] == exp["status"], (
-        wf["status"],
-        wf["reasonForIncompletion"],
+    assert wf.status == exp["status"], (
+        wf.status,
+        wf.reason_for_incompletion,
         run.sequence(),
     )
     if "tasks" in exp:
         assert run.sequence() == exp["tasks"]
     if "output" in exp:
-        assert wf["output"] == exp["output"]
+        assert wf.output == exp["output"]
     for k, v in exp.get("outputIncludes", {}).items():
-        assert wf["output"].get(k) == v, (k, wf["output"])
+        assert wf.output.get(k) == v, (k, wf.output)
     if "outputKeysEqual" in exp:
         a, b = exp["outputKeysEqual"]
-        assert wf["output"][a] == wf["output"][b], wf["output"]
+        assert wf.output[a] == wf.output[b], wf.output
     if "reasonIncludes" in exp:
-        assert exp["reasonIncludes"] in wf["reasonForIncompletion"]
+        assert exp["reasonIncludes"] in wf.reason_for_incompletion
     if "variables" in exp:
-        assert wf["variables"] == exp["variables"]
+        assert wf.variables == exp["variables"]
     if "children" in exp:
-        assert [c["status"] for c in run.children()] == exp["children"]
+        assert [c.status for c in run.children()] == exp["children"]
     if "elapsedMsAtLeast" in exp:
         assert run.elapsed_ms >= exp["elapsedMsAtLeast"]

@@ -26,15 +26,15 @@ def test_complete_human_then_wait_by_reference() -> None:
     h.complete("", {"by": "alice"}, workflow_id=wid, reference_task_name="approve")
     h.complete("", {"ok": True}, workflow_id=wid, reference_task_name="gate")
     wf = h.state.workflows[wid]
-    assert wf["status"] == "COMPLETED"
-    assert wf["output"] == {"by": "alice", "gate": True}
+    assert wf.status == "COMPLETED"
+    assert wf.output == {"by": "alice", "gate": True}
 
 
 def test_fail_by_reference_fails_the_workflow() -> None:
     h = Harness()
     wid = _workflow(h)
     h.fail("", "rejected", terminal=True, workflow_id=wid, reference_task_name="approve")
-    assert h.state.workflows[wid]["status"] == "FAILED"
+    assert h.state.workflows[wid].status == "FAILED"
 
 
 def test_unknown_reference_or_workflow_is_not_found_and_a_second_completion_is_refused() -> None:

@@ -274,7 +274,7 @@ class Driver:
         st = self.h.state
         if not st.tasks or self.ch.chance(5):
             return self.ch.choice(["no-such-task", "wf-0-0"])
-        in_progress = [t for t, v in st.tasks.items() if v["status"] == "IN_PROGRESS"]
+        in_progress = [t for t, v in st.tasks.items() if v.status == "IN_PROGRESS"]
         if in_progress and self.ch.chance(80):
             return str(self.ch.choice(in_progress))
         return str(self.ch.choice(list(st.tasks)))
@@ -473,8 +473,8 @@ def test_the_generated_log_exercises_the_machine(long_log: list[Batch], small_li
         polls["parked"] += sum(1 for o in outs if o.result.get("parked"))
         for rid in fx.polls_settled:
             polls["filled" if rid in st.requests else "ended"] += 1
-        wf_ends.update(st.workflows[w]["status"] for w in fx.ended_workflows if w in st.workflows)
-        task_statuses.update({t["status"] for t in st.tasks.values()})
+        wf_ends.update(st.workflows[w].status for w in fx.ended_workflows if w in st.workflows)
+        task_statuses.update({t.status for t in st.tasks.values()})
     codes = Counter(o.code.value for o in outcomes)
     for code in ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION"):
         assert codes[code] > 0, (code, codes)
@@ -495,7 +495,7 @@ def test_the_generated_log_exercises_the_machine(long_log: list[Batch], small_li
         "CANCELED",
     ):
         assert task_statuses[status] > 0, (status, task_statuses)
-    assert any(t["retryCount"] > 0 for t in st.tasks.values())
+    assert any(t.retry_count > 0 for t in st.tasks.values())
     assert len(st.terminal_order) == SMALL_LIMITS["MAX_TERMINAL_WORKFLOWS"], "eviction happened"
     assert st.epoch > 1
     assert polls["parked"] > 20 and polls["filled"] > 10 and polls["ended"] > 10, polls

@@ -214,17 +214,17 @@ def test_normalization_is_idempotent_for_every_conformance_definition() -> None:
 def test_operator_tasks_cannot_be_completed_or_heartbeated_through_the_api(h: Harness) -> None:
     h.register_workflow(W("j", FORK, T("JOIN", "j", joinOn=["a", "b"]), S("w_after")))
     wf_id = h.start("j")
-    join = next(t for t in h.tasks_of(wf_id) if t["referenceTaskName"] == "j")
-    assert join["status"] == "IN_PROGRESS"
-    out = h.complete(join["taskId"], check=False)
+    join = next(t for t in h.tasks_of(wf_id) if t.reference_task_name == "j")
+    assert join.status == "IN_PROGRESS"
+    out = h.complete(join.task_id, check=False)
     assert out.code is Code.FAILED_PRECONDITION and "JOIN" in out.message
     h.register_workflow(W("w", T("WAIT", "w")))
     wid = h.start("w")
     wait = h.last_task(wid)
-    assert h.heartbeat(wait["taskId"], check=False).code is Code.FAILED_PRECONDITION
+    assert h.heartbeat(wait.task_id, check=False).code is Code.FAILED_PRECONDITION
     assert h.poll("WAIT") == [], "WAIT tasks are never pollable"
-    h.complete(wait["taskId"], {"ok": 1})
-    assert h.wf(wid)["status"] == "COMPLETED"
+    h.complete(wait.task_id, {"ok": 1})
+    assert h.wf(wid).status == "COMPLETED"
     check_invariants(h.state)
 
 
@@ -233,13 +233,13 @@ def test_child_id_is_derived_from_the_parent_task_and_never_doubles(h: Harness) 
     h.register_workflow(W("parent", T("SUB_WORKFLOW", "s", subWorkflowParam={"name": "child"})))
     wf_id = h.start("parent")
     sub = h.last_task(wf_id)
-    assert sub["subWorkflowId"] == f"{sub['taskId']}-sub"
-    child = h.wf(sub["subWorkflowId"])
-    assert child["parentWorkflowId"] == wf_id and child["parentWorkflowTaskId"] == sub["taskId"]
+    assert sub.sub_workflow_id == f"{sub.task_id}-sub"
+    child = h.wf(sub.sub_workflow_id)
+    assert child.parent_workflow_id == wf_id and child.parent_workflow_task_id == sub.task_id
     assert sum(1 for w in h.state.workflows if w.startswith(wf_id)) == 2
     h.terminate(wf_id)
-    assert h.wf(sub["subWorkflowId"])["status"] == "TERMINATED"
-    assert sub["status"] == "CANCELED"
+    assert h.wf(sub.sub_workflow_id).status == "TERMINATED"
+    assert sub.status == "CANCELED"
     check_invariants(h.state)
 
 
@@ -248,17 +248,17 @@ def test_terminating_a_child_cancels_the_parent_task(h: Harness) -> None:
     h.register_workflow(W("parent", T("SUB_WORKFLOW", "s", subWorkflowParam={"name": "child"})))
     wf_id = h.start("parent")
     sub = h.last_task(wf_id)
-    h.terminate(sub["subWorkflowId"], "operator")
-    assert sub["status"] == "CANCELED"
-    assert h.wf(wf_id)["status"] == "TERMINATED"
+    h.terminate(sub.sub_workflow_id, "operator")
+    assert sub.status == "CANCELED"
+    assert h.wf(wf_id).status == "TERMINATED"
     check_invariants(h.state)
 
 
 def test_a_sub_workflow_of_a_since_removed_definition_fails_the_task(h: Harness) -> None:
     h.register_workflow(W("parent", T("SUB_WORKFLOW", "s", subWorkflowParam={"name": "later"})))
     wf_id = h.start("parent")
-    assert h.wf(wf_id)["status"] == "FAILED"
-    assert "'later' is not registered" in h.wf(wf_id)["reasonForIncompletion"]
+    assert h.wf(wf_id).status == "FAILED"
+    assert "'later' is not registered" in h.wf(wf_id).reason_for_incompletion
     check_invariants(h.state)
 
 
@@ -270,8 +270,8 @@ def test_a_runaway_loop_of_system_tasks_stops_at_the_iteration_limit(
         W("spin", T("DO_WHILE", "l", loopCondition="true", loopOver=[T("NOOP", "n")]))
     )
     wf_id = h.start("spin")
-    assert h.wf(wf_id)["status"] == "FAILED"
-    assert "MAX_LOOP_ITERATIONS" in h.wf(wf_id)["reasonForIncompletion"]
+    assert h.wf(wf_id).status == "FAILED"
+    assert "MAX_LOOP_ITERATIONS" in h.wf(wf_id).reason_for_incompletion
     check_invariants(h.state)
 
 
@@ -283,8 +283,8 @@ def test_a_task_input_built_ever_deeper_fails_the_task_not_the_apply(h: Harness)
     h.register_workflow(W("grow", T("DO_WHILE", "l", loopCondition="true", loopOver=[wrap])))
     wf_id = h.start("grow")
     wf = h.wf(wf_id)
-    assert wf["status"] == "FAILED"
-    assert "nested more than 300 levels deep" in wf["reasonForIncompletion"]
+    assert wf.status == "FAILED"
+    assert "nested more than 300 levels deep" in wf.reason_for_incompletion
     assert h.state.snapshot_bytes()
     check_invariants(h.state)
 
@@ -294,8 +294,9 @@ def test_a_workflow_quarantined_after_a_bug_leaves_nothing_behind(
 ) -> None:
     # A bug in a handler, and ending the workflow fails too: the last-resort quarantine still
     # fails the workflow and cancels its tasks cleanly (queues, timers), like a normal end.
-    from orchestrator.core import machine
+    from orchestrator.core import engine
     from orchestrator.core.commands import CompleteTask
+    from orchestrator.core.processors import workflows
 
     h.register_workflow(W("q", FORK, T("JOIN", "j", joinOn=["a", "b"])))
     wf_id = h.start("q")
@@ -304,15 +305,13 @@ def test_a_workflow_quarantined_after_a_bug_leaves_nothing_behind(
     def bug(*_: Any) -> Any:
         raise KeyError("bug")
 
-    monkeypatch.setitem(machine._HANDLERS, CompleteTask, bug)
-    monkeypatch.setattr(machine, "_end_workflow", bug)
+    monkeypatch.setitem(engine.PROCESSORS, CompleteTask, bug)
+    monkeypatch.setattr(workflows, "end_workflow", bug)
     outcome = h.complete(a, check=False)
     assert outcome.code is Code.INTERNAL
     wf = h.wf(wf_id)
-    assert wf["status"] == "FAILED" and "internal error" in wf["reasonForIncompletion"]
-    statuses = {
-        h.state.tasks[t]["referenceTaskName"]: h.state.tasks[t]["status"] for t in wf["tasks"]
-    }
+    assert wf.status == "FAILED" and "internal error" in wf.reason_for_incompletion
+    statuses = {h.state.tasks[t].reference_task_name: h.state.tasks[t].status for t in wf.tasks}
     assert statuses["b"] == "CANCELED" and statuses["a"] == "CANCELED"
     check_invariants(h.state)
 
@@ -326,8 +325,8 @@ def test_a_join_on_an_unscheduled_branch_fails_instead_of_hanging(h: Harness) ->
         )
     )
     wf_id = h.start("hang", {"k": "other"})
-    assert h.wf(wf_id)["status"] == "FAILED"
-    assert "no progress" in h.wf(wf_id)["reasonForIncompletion"]
+    assert h.wf(wf_id).status == "FAILED"
+    assert "no progress" in h.wf(wf_id).reason_for_incompletion
 
 
 @pytest.mark.parametrize(

@@ -269,11 +269,11 @@ def evaluation(h: Harness, data: Any, tid: str, fence: int) -> ScriptResult:
     if int(data.draw(hst.integers(0, 5))) == 0:
         error = data.draw(hst.sampled_from(SCRIPT_ERRORS))
         return ScriptResult(task_id=tid, fence=fence, epoch=h.state.epoch, ok=False, error=error)
-    ttype = task["type"]
+    ttype = task.type
     value: JSON
     if ttype == "DO_WHILE":
         value = data.draw(hst.sampled_from(LOOP_VALUES))
-        if task["script"]["iteration"] >= LOOP_MAX_ITERATIONS:
+        if task.script.iteration >= LOOP_MAX_ITERATIONS:
             value = False
     elif ttype == "INLINE":
         value = data.draw(hst.sampled_from(INLINE_VALUES))
@@ -345,7 +345,7 @@ def drive(h: Harness, data: Any, max_steps: int = 600) -> None:
     seen: dict[tuple[str, int], None] = {}
     for _ in range(max_steps):
         check_invariants(h.state)
-        if all(w["status"] in TERMINAL for w in h.state.workflows.values()):
+        if all(w.status in TERMINAL for w in h.state.workflows.values()):
             return
         moved = answer_scripts(h, data, seen)
         for task_type in list(h.state.queues):
@@ -353,7 +353,7 @@ def drive(h: Harness, data: Any, max_steps: int = 600) -> None:
                 moved = True
                 roll = int(data.draw(hst.integers(0, 9)))
                 # A task of a workflow that ended meanwhile (a sibling failed) refuses the answer.
-                alive = h.state.tasks[tid]["status"] == "IN_PROGRESS"
+                alive = h.state.tasks[tid].status == "IN_PROGRESS"
                 if roll < 7:
                     out = h.complete(tid, {"r": roll}, check=False)
                 elif roll < 9:
@@ -367,17 +367,17 @@ def drive(h: Harness, data: Any, max_steps: int = 600) -> None:
         gates = [
             t
             for t in h.state.tasks.values()
-            if t["status"] == "IN_PROGRESS"
-            and t["type"] in ("WAIT", "HUMAN")
-            and "wait:" + t["taskId"] not in h.state.timers
+            if t.status == "IN_PROGRESS"
+            and t.type in ("WAIT", "HUMAN")
+            and "wait:" + t.task_id not in h.state.timers
         ]
         if gates:
             t = gates[0]
             rid = h.new_id("op")
             if int(data.draw(hst.integers(0, 4))):
-                h.ok(CompleteTask(request_id=rid, task_id=t["taskId"], output={"op": 1}))
+                h.ok(CompleteTask(request_id=rid, task_id=t.task_id, output={"op": 1}))
             else:
-                h.ok(FailTask(request_id=rid, task_id=t["taskId"], reason="operator"))
+                h.ok(FailTask(request_id=rid, task_id=t.task_id, reason="operator"))
             continue
         due = h.state.next_due_ms()
         if due is None:
@@ -413,14 +413,14 @@ def test_random_definitions_always_end_and_replay_identically(data: Any) -> None
     drive(h, data)
     check_invariants(h.state)
     for wf in h.state.workflows.values():
-        assert wf["status"] in TERMINAL
+        assert wf.status in TERMINAL
     assert not h.state.queues and not h.state.timers
     assert not pending_scripts(h.state)
-    assert not [t["taskId"] for t in h.state.tasks.values() if "script" in t]
+    assert not [t.task_id for t in h.state.tasks.values() if t.script is not None]
     for t in h.state.tasks.values():
-        event(f"{t['type']} {t['status']}")
+        event(f"{t.type} {t.status}")
     for wf in h.state.workflows.values():
-        event(f"workflow {wf['status']}")
+        event(f"workflow {wf.status}")
     snap = h.state.snapshot_bytes()
     replayed, outcomes = replay(h.log)
     assert replayed.snapshot_bytes() == snap

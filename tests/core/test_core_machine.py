@@ -218,7 +218,7 @@ def test_workflow_def_escaped_expression_is_not_a_reference(h: Harness) -> None:
         wf_def("escaped", simple("task_a", "a", inputParameters={"lit": "$${nope.output.x}"}))
     )
     wf_id = h.start("escaped")
-    assert h.last_task(wf_id)["input"] == {"lit": "${nope.output.x}"}
+    assert h.last_task(wf_id).input == {"lit": "${nope.output.x}"}
 
 
 def test_workflow_def_with_unregistered_task_def_names_it(h: Harness) -> None:
@@ -237,8 +237,8 @@ def test_workflow_def_with_inline_task_definition_needs_no_registration(h: Harne
     )
     wf_id = h.start("inline")
     (tid,) = h.poll("ghost")
-    assert h.task(tid)["leaseExpiresTime"] == h.clock_ms + 7000
-    assert h.wf(wf_id)["status"] == "RUNNING"
+    assert h.task(tid).lease_expires_ms == h.clock_ms + 7000
+    assert h.wf(wf_id).status == "RUNNING"
 
 
 def test_workflow_def_inline_task_definition_must_match_the_task_name(h: Harness) -> None:
@@ -261,7 +261,7 @@ def test_null_task_definition_uses_the_registered_task_def(h: Harness) -> None:
     h.register_workflow(wf_def("nulldef", simple("task_a", "a", taskDefinition=None)))
     outcome = h.apply_one(h.start_cmd("nulldef", workflow_id="wf-nulldef"))
     assert outcome.code is Code.OK, outcome
-    assert h.wf("wf-nulldef")["status"] == "RUNNING"
+    assert h.wf("wf-nulldef").status == "RUNNING"
     assert h.poll("task_a") == ["wf-nulldef-0"]
 
 
@@ -299,11 +299,11 @@ def test_start_version_zero_uses_the_latest_version(h: Harness) -> None:
     h.register_workflow({"name": "multi", "version": 3, "tasks": [simple("task_b", "b")]})
     h.register_workflow({"name": "multi", "version": 2, "tasks": [simple("task_c", "c")]})
     latest = h.start("multi")
-    assert h.wf(latest)["workflowVersion"] == 3
-    assert h.last_task(latest)["taskType"] == "task_b"
+    assert h.wf(latest).workflow_version == 3
+    assert h.last_task(latest).task_type == "task_b"
     pinned = h.start("multi", version=2)
-    assert h.wf(pinned)["workflowVersion"] == 2
-    assert h.last_task(pinned)["taskType"] == "task_c"
+    assert h.wf(pinned).workflow_version == 2
+    assert h.last_task(pinned).task_type == "task_c"
 
 
 def test_start_unknown_name_or_version_is_not_found(h: Harness) -> None:
@@ -321,19 +321,19 @@ def test_running_workflow_keeps_its_definition_after_overwrite_and_new_version(h
     )
     h.register_workflow({"name": "evolving", "version": 2, "tasks": [simple("task_c", "only")]})
     h.complete(h.poll_one("task_a"))
-    assert h.last_task(old)["taskType"] == "task_b", "the old run follows its own definition"
-    assert h.queued("task_b") == [h.last_task(old)["taskId"]]
+    assert h.last_task(old).task_type == "task_b", "the old run follows its own definition"
+    assert h.queued("task_b") == [h.last_task(old).task_id]
     new = h.start("evolving", version=1)
     h.complete(h.poll_one("task_a"))
-    assert h.last_task(new)["taskType"] == "task_c"
+    assert h.last_task(new).task_type == "task_c"
 
 
 def test_running_workflow_keeps_the_task_def_it_started_with(h: Harness) -> None:
     wf_id = h.start("one_step")
     h.register_task_defs({"name": "task_c", "retryCount": 0, "responseTimeoutSeconds": 99})
     tid = h.poll_one("task_c")
-    assert h.task(tid)["leaseExpiresTime"] == h.clock_ms + 10_000
-    assert h.wf(wf_id)["status"] == "RUNNING"
+    assert h.task(tid).lease_expires_ms == h.clock_ms + 10_000
+    assert h.wf(wf_id).status == "RUNNING"
 
 
 # ============================================================ sequencing and wiring
@@ -341,19 +341,19 @@ def test_running_workflow_keeps_the_task_def_it_started_with(h: Harness) -> None
 
 def test_simple_tasks_run_in_sequence(h: Harness) -> None:
     wf_id = h.start("two_step", {"x": 1})
-    assert [t["referenceTaskName"] for t in h.tasks_of(wf_id)] == ["a"]
+    assert [t.reference_task_name for t in h.tasks_of(wf_id)] == ["a"]
     assert h.queued("task_b") == []
     assert h.poll("task_b") == [], "b is not scheduled before a completes"
     a = h.poll_one("task_a")
     h.complete(a, {"y": 2})
-    assert h.task(a)["status"] == "COMPLETED"
+    assert h.task(a).status == "COMPLETED"
     b = h.poll_one("task_b")
-    assert h.wf(wf_id)["status"] == "RUNNING"
+    assert h.wf(wf_id).status == "RUNNING"
     h.complete(b, {"z": 3})
     wf = h.wf(wf_id)
-    assert wf["status"] == "COMPLETED"
-    assert wf["endTime"] == h.clock_ms
-    assert [t["status"] for t in h.tasks_of(wf_id)] == ["COMPLETED", "COMPLETED"]
+    assert wf.status == "COMPLETED"
+    assert wf.end_time_ms == h.clock_ms
+    assert [t.status for t in h.tasks_of(wf_id)] == ["COMPLETED", "COMPLETED"]
     assert wf_id in h.state.terminal_order
     assert h.effects.ended_workflows == [wf_id]
 
@@ -378,10 +378,10 @@ def test_inputs_wired_from_workflow_input_and_previous_output(h: Harness) -> Non
     )
     wf_id = h.start("wired", {"x": "hello"})
     a = h.poll_one("task_a")
-    assert h.task(a)["input"] == {"x": "hello"}
+    assert h.task(a).input == {"x": "hello"}
     h.complete(a, {"a": {"b": [42, {"c": True}]}})
     b = h.last_task(wf_id)
-    assert b["input"] == {
+    assert b.input == {
         "fromA": 42,
         "second_elem": {"c": True},
         "whole": {"b": [42, {"c": True}]},
@@ -413,7 +413,7 @@ def test_expression_alone_keeps_json_type_and_interpolation_stringifies(h: Harne
         "types",
         {"num": 7, "flt": 1.5, "lst": [1, 2], "obj": {"k": "v", "a": 1}, "nul": None, "flag": True},
     )
-    task_input = h.last_task(wf_id)["input"]
+    task_input = h.last_task(wf_id).input
     assert task_input["s_obj"].startswith("o=")
     assert json.loads(task_input["s_obj"][2:]) == {"k": "v", "a": 1}, "objects as JSON text"
     assert task_input == {
@@ -444,7 +444,7 @@ def test_expression_to_a_not_yet_run_task_is_null(h: Harness) -> None:
         )
     )
     wf_id = h.start("ahead")
-    assert h.last_task(wf_id)["input"] == {"later": None, "s": "b=null"}
+    assert h.last_task(wf_id).input == {"later": None, "s": "b=null"}
 
 
 def test_workflow_output_parameters_are_resolved_at_completion(h: Harness) -> None:
@@ -465,14 +465,14 @@ def test_workflow_output_parameters_are_resolved_at_completion(h: Harness) -> No
     a = h.poll_one("task_a")
     h.complete(a, {"msg": "hi"})
     h.complete(h.poll_one("task_b"), {"sum": 10, "ignored": 1})
-    assert h.wf(wf_id)["output"] == {"sum": 10, "echo": [1], "aid": a, "text": "a said hi"}
+    assert h.wf(wf_id).output == {"sum": 10, "echo": [1], "aid": a, "text": "a said hi"}
 
 
 def test_without_output_parameters_the_output_is_the_last_tasks_output(h: Harness) -> None:
     wf_id = h.start("two_step", {"x": 1})
     h.complete(h.poll_one("task_a"), {"y": 1, "from_a": True})
     h.complete(h.poll_one("task_b"), {"final": [1, 2, 3]})
-    assert h.wf(wf_id)["output"] == {"final": [1, 2, 3]}
+    assert h.wf(wf_id).output == {"final": [1, 2, 3]}
 
 
 def test_workflow_input_template_fills_missing_inputs_only(h: Harness) -> None:
@@ -488,8 +488,8 @@ def test_workflow_input_template_fills_missing_inputs_only(h: Harness) -> None:
         )
     )
     wf_id = h.start("tmpl", {"x": 2})
-    assert h.wf(wf_id)["input"] == {"x": 2, "region": "eu"}
-    assert h.last_task(wf_id)["input"] == {"x": 2, "r": "eu"}
+    assert h.wf(wf_id).input == {"x": 2, "region": "eu"}
+    assert h.last_task(wf_id).input == {"x": 2, "r": "eu"}
 
 
 def test_task_def_input_template_fills_missing_or_null_task_inputs(h: Harness) -> None:
@@ -498,15 +498,15 @@ def test_task_def_input_template_fills_missing_or_null_task_inputs(h: Harness) -
         wf_def("tt", simple("templated", "t", inputParameters={"x": "${workflow.input.x}"}))
     )
     missing = h.start("tt", {})
-    assert h.last_task(missing)["input"] == {"x": "dflt", "mode": "fast"}
+    assert h.last_task(missing).input == {"x": "dflt", "mode": "fast"}
     given = h.start("tt", {"x": "mine"})
-    assert h.last_task(given)["input"] == {"x": "mine", "mode": "fast"}
+    assert h.last_task(given).input == {"x": "mine", "mode": "fast"}
 
 
 def test_workflow_variables_start_from_the_definition(h: Harness) -> None:
     h.register_workflow(wf_def("vars", simple("task_a", "a"), variables={"count": 0}))
     wf_id = h.start("vars")
-    assert h.wf(wf_id)["variables"] == {"count": 0}
+    assert h.wf(wf_id).variables == {"count": 0}
 
 
 # ============================================================ retries
@@ -518,18 +518,18 @@ def test_retry_count_is_honoured_with_a_new_task_per_attempt(h: Harness) -> None
     for attempt in range(3):
         tid = h.poll_one("task_a")
         task = h.task(tid)
-        assert task["retryCount"] == attempt
-        assert task["retriedTaskId"] == (attempts[-1] if attempts else "")
+        assert task.retry_count == attempt
+        assert task.retried_task_id == (attempts[-1] if attempts else "")
         attempts.append(tid)
         h.fail(tid, f"nope {attempt}")
-        assert h.task(tid)["status"] == "FAILED"
-        assert h.task(tid)["reasonForIncompletion"] == f"nope {attempt}"
+        assert h.task(tid).status == "FAILED"
+        assert h.task(tid).reason_for_incompletion == f"nope {attempt}"
     assert len(set(attempts)) == 3
     wf = h.wf(wf_id)
-    assert wf["status"] == "FAILED"
-    assert "task a" in wf["reasonForIncompletion"]
-    assert attempts[-1] in wf["reasonForIncompletion"]
-    assert "nope 2" in wf["reasonForIncompletion"]
+    assert wf.status == "FAILED"
+    assert "task a" in wf.reason_for_incompletion
+    assert attempts[-1] in wf.reason_for_incompletion
+    assert "nope 2" in wf.reason_for_incompletion
     assert h.poll("task_a") == []
     assert h.poll("task_b") == [], "nothing after a failed workflow"
 
@@ -539,8 +539,8 @@ def test_a_retried_task_gets_the_same_input(h: Harness) -> None:
     first = h.poll_one("task_a")
     h.fail(first)
     second = h.poll_one("task_a")
-    assert h.task(second)["input"] == h.task(first)["input"] == {"x": {"deep": 1}}
-    assert h.wf(wf_id)["status"] == "RUNNING"
+    assert h.task(second).input == h.task(first).input == {"x": {"deep": 1}}
+    assert h.wf(wf_id).status == "RUNNING"
 
 
 def conductor_delay(logic: str, delay: int, scale: int, cap: int, retry_count: int) -> int:
@@ -591,12 +591,12 @@ def test_retry_delay_follows_retry_logic(
         failed_at = h.clock_ms
         h.fail(tid)
         retry = h.last_task(wf_id)
-        assert retry["taskId"] != tid
-        assert retry["status"] == "SCHEDULED"
-        assert retry["retryCount"] == n + 1
-        assert retry["retriedTaskId"] == tid
+        assert retry.task_id != tid
+        assert retry.status == "SCHEDULED"
+        assert retry.retry_count == n + 1
+        assert retry.retried_task_id == tid
         due = failed_at + seconds * 1000
-        assert h.state.timers["ready:" + retry["taskId"]] == due
+        assert h.state.timers["ready:" + retry.task_id] == due
         assert h.state.next_due_ms() == due
         assert h.queued("flaky") == []
         assert h.poll("flaky") == [], "not pollable right after the failure"
@@ -604,9 +604,9 @@ def test_retry_delay_follows_retry_logic(
         assert h.poll("flaky") == [], "not pollable a millisecond before it is due"
         assert h.tick_at(due + (n % 2) * 500).result == {"fired": 1}  # at, or after, the due time
         tid = h.poll_one("flaky")
-        assert tid == retry["taskId"]
+        assert tid == retry.task_id
     h.fail(tid)
-    assert h.wf(wf_id)["status"] == "FAILED"
+    assert h.wf(wf_id).status == "FAILED"
 
 
 def test_zero_retry_delay_retries_immediately(h: Harness) -> None:
@@ -621,12 +621,12 @@ def test_failed_with_terminal_error_is_not_retried(h: Harness) -> None:
     wf_id = h.start("two_step", {"x": 1})  # task_a has retries left
     tid = h.poll_one("task_a")
     h.fail(tid, "fatal", terminal=True)
-    assert h.task(tid)["status"] == "FAILED_WITH_TERMINAL_ERROR"
+    assert h.task(tid).status == "FAILED_WITH_TERMINAL_ERROR"
     assert len(h.tasks_of(wf_id)) == 1
     wf = h.wf(wf_id)
-    assert wf["status"] == "FAILED"
-    assert "FAILED_WITH_TERMINAL_ERROR" in wf["reasonForIncompletion"]
-    assert "fatal" in wf["reasonForIncompletion"]
+    assert wf.status == "FAILED"
+    assert "FAILED_WITH_TERMINAL_ERROR" in wf.reason_for_incompletion
+    assert "fatal" in wf.reason_for_incompletion
 
 
 def test_optional_task_failure_completes_with_errors_and_the_workflow_continues(
@@ -642,13 +642,13 @@ def test_optional_task_failure_completes_with_errors_and_the_workflow_continues(
     wf_id = h.start("opt")
     c = h.poll_one("task_c")  # retryCount 0
     h.fail(c, "meh")
-    assert h.task(c)["status"] == "COMPLETED_WITH_ERRORS"
-    assert h.task(c)["reasonForIncompletion"] == "meh"
-    assert h.wf(wf_id)["status"] == "RUNNING"
+    assert h.task(c).status == "COMPLETED_WITH_ERRORS"
+    assert h.task(c).reason_for_incompletion == "meh"
+    assert h.wf(wf_id).status == "RUNNING"
     b = h.poll_one("task_b")
-    assert h.task(b)["input"] == {"st": "COMPLETED_WITH_ERRORS"}
+    assert h.task(b).input == {"st": "COMPLETED_WITH_ERRORS"}
     h.complete(b)
-    assert h.wf(wf_id)["status"] == "COMPLETED"
+    assert h.wf(wf_id).status == "COMPLETED"
 
 
 def test_optional_task_is_retried_before_it_completes_with_errors(h: Harness) -> None:
@@ -656,10 +656,10 @@ def test_optional_task_is_retried_before_it_completes_with_errors(h: Harness) ->
     wf_id = h.start("opt")
     h.fail(h.poll_one("task_a"))
     second = h.poll_one("task_a")
-    assert h.task(second)["retryCount"] == 1
+    assert h.task(second).retry_count == 1
     h.fail(second, "fatal", terminal=True)
-    assert h.task(second)["status"] == "COMPLETED_WITH_ERRORS"
-    assert h.poll("task_b") and h.wf(wf_id)["status"] == "RUNNING"
+    assert h.task(second).status == "COMPLETED_WITH_ERRORS"
+    assert h.poll("task_b") and h.wf(wf_id).status == "RUNNING"
 
 
 @pytest.mark.parametrize("override, attempts", [(0, 1), (1, 2), (4, 5)])
@@ -667,9 +667,9 @@ def test_per_task_retry_count_override(h: Harness, override: int, attempts: int)
     h.register_workflow(wf_def("ovr", simple("task_a", "a", retryCount=override)))
     wf_id = h.start("ovr")  # task_a's own definition says retryCount 2
     for _ in range(attempts):
-        assert h.wf(wf_id)["status"] == "RUNNING"
+        assert h.wf(wf_id).status == "RUNNING"
         h.fail(h.poll_one("task_a"))
-    assert h.wf(wf_id)["status"] == "FAILED"
+    assert h.wf(wf_id).status == "FAILED"
     assert len(h.tasks_of(wf_id)) == attempts
 
 
@@ -680,8 +680,8 @@ def test_null_retry_count_override_falls_back_to_the_task_def(h: Harness) -> Non
     first = h.poll_one("task_a")
     outcome = h.fail(first, check=False)
     assert outcome.code is Code.OK, outcome
-    assert h.wf(wf_id)["status"] == "RUNNING"
-    assert h.task(h.poll_one("task_a"))["retriedTaskId"] == first
+    assert h.wf(wf_id).status == "RUNNING"
+    assert h.task(h.poll_one("task_a")).retried_task_id == first
 
 
 def test_a_bad_timer_does_not_strand_other_workflows_leases(h: Harness) -> None:
@@ -692,8 +692,8 @@ def test_a_bad_timer_does_not_strand_other_workflows_leases(h: Harness) -> None:
     leased = h.poll("task_a", 2)
     assert sorted(leased) == ["wf-0-bad-0", "wf-1-good-0"]
     h.tick(10_000)
-    assert h.task("wf-1-good-0")["status"] == "TIMED_OUT"
-    assert h.last_task(good)["retriedTaskId"] == "wf-1-good-0"
+    assert h.task("wf-1-good-0").status == "TIMED_OUT"
+    assert h.last_task(good).retried_task_id == "wf-1-good-0"
     check_invariants(h.state)
 
 
@@ -705,15 +705,15 @@ def test_poll_leases_the_task(h: Harness) -> None:
     h.advance(500)
     tid = h.poll_one("task_a", worker="worker-7")
     task = h.task(tid)
-    assert task["status"] == "IN_PROGRESS"
-    assert task["workerId"] == "worker-7"
-    assert task["pollCount"] == 1
-    assert task["startTime"] == h.clock_ms
-    assert task["leaseExpiresTime"] == h.clock_ms + 10 * 1000
+    assert task.status == "IN_PROGRESS"
+    assert task.worker_id == "worker-7"
+    assert task.poll_count == 1
+    assert task.start_time_ms == h.clock_ms
+    assert task.lease_expires_ms == h.clock_ms + 10 * 1000
     assert h.state.timers == {"lease:" + tid: h.clock_ms + 10_000}
     assert h.queued("task_a") == []
     assert h.poll("task_a") == [], "a leased task is not handed out twice"
-    assert h.wf(wf_id)["status"] == "RUNNING"
+    assert h.wf(wf_id).status == "RUNNING"
 
 
 def test_poll_hands_out_tasks_in_fifo_order_up_to_count(h: Harness) -> None:
@@ -729,7 +729,7 @@ def test_tick_before_lease_expiry_does_nothing(h: Harness) -> None:
     before = state_without_seq(h.state)
     outcome = h.tick(9_999)
     assert outcome.result == {"fired": 0}
-    assert h.task(tid)["status"] == "IN_PROGRESS"
+    assert h.task(tid).status == "IN_PROGRESS"
     snap = json.loads(h.state.snapshot_bytes())
     old = json.loads(before)
     assert snap["tasks"] == old["tasks"] and snap["timers"] == old["timers"]
@@ -741,14 +741,14 @@ def test_tick_after_lease_expiry_times_out_and_redelivers(h: Harness) -> None:
     outcome = h.tick(10_000)
     assert outcome.result == {"fired": 1}
     old = h.task(tid)
-    assert old["status"] == "TIMED_OUT"
-    assert "responseTimeoutSeconds" in old["reasonForIncompletion"]
+    assert old.status == "TIMED_OUT"
+    assert "responseTimeoutSeconds" in old.reason_for_incompletion
     retry = h.last_task(wf_id)
-    assert retry["taskId"] != tid
-    assert retry["retriedTaskId"] == tid
-    assert retry["retryCount"] == 1
-    assert h.poll_one("task_a", worker="other") == retry["taskId"]
-    assert h.wf(wf_id)["status"] == "RUNNING"
+    assert retry.task_id != tid
+    assert retry.retried_task_id == tid
+    assert retry.retry_count == 1
+    assert h.poll_one("task_a", worker="other") == retry.task_id
+    assert h.wf(wf_id).status == "RUNNING"
 
 
 def test_heartbeat_extends_the_lease(h: Harness) -> None:
@@ -757,19 +757,19 @@ def test_heartbeat_extends_the_lease(h: Harness) -> None:
     h.advance(8_000)
     outcome = h.heartbeat(tid)
     assert outcome.result == {"lease_expires_ms": h.clock_ms + 10_000}
-    assert h.task(tid)["leaseExpiresTime"] == h.clock_ms + 10_000
+    assert h.task(tid).lease_expires_ms == h.clock_ms + 10_000
     new_expiry = h.clock_ms + 10_000
     assert h.tick(2_000).result == {"fired": 0}, "the old expiry no longer fires"
-    assert h.task(tid)["status"] == "IN_PROGRESS"
+    assert h.task(tid).status == "IN_PROGRESS"
     assert h.state.next_due_ms() == new_expiry
     assert h.tick_at(new_expiry - 1).result == {"fired": 0}
     assert h.tick_at(new_expiry).result == {"fired": 1}
-    assert h.task(tid)["status"] == "TIMED_OUT"
+    assert h.task(tid).status == "TIMED_OUT"
 
 
 def test_heartbeat_of_a_task_not_leased_is_failed_precondition(h: Harness) -> None:
     wf_id = h.start("two_step", {"x": 1})
-    scheduled = h.last_task(wf_id)["taskId"]
+    scheduled = h.last_task(wf_id).task_id
     assert h.heartbeat(scheduled, check=False).code is Code.FAILED_PRECONDITION
     assert h.heartbeat("no-such-task", check=False).code is Code.NOT_FOUND
 
@@ -785,7 +785,7 @@ def test_late_completion_of_a_timed_out_attempt_is_failed_precondition(h: Harnes
     assert old in outcome.message and "TIMED_OUT" in outcome.message
     assert state_without_requests(h.state) == before
     h.complete(new, {"y": "on time"})
-    assert h.last_task(wf_id)["input"] == {"y": "on time"}
+    assert h.last_task(wf_id).input == {"y": "on time"}
 
 
 def test_duplicate_completion_with_a_new_request_id_is_failed_precondition(h: Harness) -> None:
@@ -798,7 +798,7 @@ def test_duplicate_completion_with_a_new_request_id_is_failed_precondition(h: Ha
     failed = h.fail(tid, check=False)
     assert failed.code is Code.FAILED_PRECONDITION
     assert state_without_requests(h.state) == before
-    assert h.wf(wf_id)["output"] == {"v": 1}
+    assert h.wf(wf_id).output == {"v": 1}
 
 
 def test_completing_an_unknown_task_is_not_found(h: Harness) -> None:
@@ -809,13 +809,13 @@ def test_completing_an_unknown_task_is_not_found(h: Harness) -> None:
 def test_exhausted_timeouts_time_the_workflow_out(h: Harness) -> None:
     wf_id = h.start("two_step", {"x": 1})  # task_a: retryCount 2
     for _ in range(3):
-        assert h.wf(wf_id)["status"] == "RUNNING"
+        assert h.wf(wf_id).status == "RUNNING"
         h.poll_one("task_a")
         h.tick(10_000)
     wf = h.wf(wf_id)
-    assert wf["status"] == "TIMED_OUT"
-    assert "task a" in wf["reasonForIncompletion"]
-    assert [t["status"] for t in h.tasks_of(wf_id)] == ["TIMED_OUT"] * 3
+    assert wf.status == "TIMED_OUT"
+    assert "task a" in wf.reason_for_incompletion
+    assert [t.status for t in h.tasks_of(wf_id)] == ["TIMED_OUT"] * 3
     assert h.state.timers == {} and h.state.queues == {}
 
 
@@ -823,8 +823,8 @@ def test_scheduled_tasks_never_time_out(h: Harness) -> None:
     """responseTimeoutSeconds runs from the poll; a task waiting in its queue keeps waiting."""
     wf_id = h.start("two_step", {"x": 1})
     h.tick(3_600_000)
-    assert h.last_task(wf_id)["status"] == "SCHEDULED"
-    assert h.queued("task_a") == [h.last_task(wf_id)["taskId"]]
+    assert h.last_task(wf_id).status == "SCHEDULED"
+    assert h.queued("task_a") == [h.last_task(wf_id).task_id]
 
 
 # ============================================================ request_id deduplication
@@ -880,7 +880,7 @@ def test_the_proposers_fingerprint_and_applys_own_agree(h: Harness) -> None:
     marked = dict(h.start_cmd("two_step", {"x": 3}, request_id="start-2").to_log_dict())
     marked[FP_KEY] = "f" * 32
     assert h.apply_one(marked).code is Code.OK
-    assert h.state.requests["start-2"]["fp"] == "f" * 32
+    assert h.state.requests["start-2"].fp == "f" * 32
 
 
 def test_retried_completion_returns_ok_not_failed_precondition(h: Harness) -> None:
@@ -891,7 +891,7 @@ def test_retried_completion_returns_ok_not_failed_precondition(h: Harness) -> No
     again = h.complete(tid, {"v": 1}, request_id="done-1", check=False)
     assert again.code is Code.OK and again.result.get("deduplicated") is True
     assert state_without_seq(h.state) == before
-    assert h.wf(wf_id)["status"] == "COMPLETED"
+    assert h.wf(wf_id).status == "COMPLETED"
 
 
 def test_retried_rejection_returns_the_same_rejection(h: Harness) -> None:
@@ -972,10 +972,10 @@ def test_idempotency_fail_on_running_allows_a_new_run_after_the_first_ended(h: H
     )
     assert busy.code is Code.ALREADY_EXISTS and "RUNNING" in busy.message
     h.fail(h.poll_one("task_c"))
-    assert h.wf(first)["status"] == "FAILED"
+    assert h.wf(first).status == "FAILED"
     second = h.start("one_step", idempotency_key="k", idempotency_strategy="FAIL_ON_RUNNING")
     assert second != first
-    assert h.wf(second)["status"] == "RUNNING"
+    assert h.wf(second).status == "RUNNING"
     busy = h.apply_one(
         h.start_cmd("one_step", idempotency_key="k", idempotency_strategy="FAIL_ON_RUNNING")
     )
@@ -1016,11 +1016,11 @@ def test_terminate_running_workflow_cancels_active_tasks(h: Harness) -> None:
     h.terminate(queued_wf)
     for wf_id, tid in ((leased_wf, leased), (queued_wf, queued)):
         wf = h.wf(wf_id)
-        assert wf["status"] == "TERMINATED"
-        assert wf["endTime"] == h.clock_ms
-        assert h.task(tid)["status"] == "CANCELED"
-    assert h.wf(leased_wf)["reasonForIncompletion"] == "operator says no"
-    assert h.wf(queued_wf)["reasonForIncompletion"]
+        assert wf.status == "TERMINATED"
+        assert wf.end_time_ms == h.clock_ms
+        assert h.task(tid).status == "CANCELED"
+    assert h.wf(leased_wf).reason_for_incompletion == "operator says no"
+    assert h.wf(queued_wf).reason_for_incompletion
     assert h.queued("task_a") == [] and h.poll("task_a") == []
     assert h.state.timers == {}
     assert h.complete(leased, check=False).code is Code.FAILED_PRECONDITION
@@ -1033,10 +1033,10 @@ def test_terminate_cancels_a_retry_waiting_for_its_delay() -> None:
     h.register_workflow(wf_def("w", simple("slow", "s")))
     wf_id = h.start("w")
     h.fail(h.poll_one("slow"))
-    waiting = h.last_task(wf_id)["taskId"]
+    waiting = h.last_task(wf_id).task_id
     assert "ready:" + waiting in h.state.timers
     h.terminate(wf_id)
-    assert h.task(waiting)["status"] == "CANCELED"
+    assert h.task(waiting).status == "CANCELED"
     assert h.state.timers == {}
     h.tick(30_000)
     assert h.poll("slow") == []
@@ -1047,7 +1047,7 @@ def test_completed_workflow_cannot_be_terminated(h: Harness) -> None:
     h.complete(h.poll_one("task_c"))
     outcome = h.terminate(wf_id, check=False)
     assert outcome.code is Code.FAILED_PRECONDITION
-    assert h.wf(wf_id)["status"] == "COMPLETED"
+    assert h.wf(wf_id).status == "COMPLETED"
 
 
 def test_terminate_unknown_workflow_is_not_found(h: Harness) -> None:
@@ -1061,7 +1061,7 @@ def test_terminating_twice_is_ok_and_failed_may_be_marked_terminated(h: Harness)
     failed = h.start("one_step")
     h.fail(h.poll_one("task_c"))
     h.terminate(failed, "cleanup")
-    assert h.wf(failed)["status"] == "TERMINATED"
+    assert h.wf(failed).status == "TERMINATED"
     assert list(h.state.terminal_order) == [wf_id, failed]
 
 
@@ -1085,9 +1085,9 @@ def test_tick_with_an_older_epoch_is_rejected_and_changes_nothing(h: Harness) ->
     outcome = h.tick(epoch=1)
     assert outcome.code is Code.FAILED_PRECONDITION and "epoch" in outcome.message
     assert state_without_seq(h.state) == before
-    assert h.task(tid)["status"] == "IN_PROGRESS"
+    assert h.task(tid).status == "IN_PROGRESS"
     assert h.tick(epoch=2).result == {"fired": 1}
-    assert h.task(tid)["status"] == "TIMED_OUT"
+    assert h.task(tid).status == "TIMED_OUT"
 
 
 def test_poll_with_an_older_epoch_is_rejected_and_changes_nothing(h: Harness) -> None:
@@ -1118,13 +1118,13 @@ def test_a_batch_stamped_in_the_past_uses_cluster_time(h: Harness) -> None:
     h.apply(Noop(), now_ms=START_MS + 5_000)
     (outcome,) = h.apply(h.poll_cmd("task_c", 1), now_ms=START_MS)
     (tid,) = outcome.result["task_ids"]
-    assert h.task(tid)["startTime"] == START_MS + 5_000
-    assert h.task(tid)["leaseExpiresTime"] == START_MS + 5_000 + 10_000
+    assert h.task(tid).start_time_ms == START_MS + 5_000
+    assert h.task(tid).lease_expires_ms == START_MS + 5_000 + 10_000
     # Timers fire by cluster time, not by the (older) stamp of the batch carrying the Tick.
     h.apply(Noop(), now_ms=START_MS + 15_000)
     (tick,) = h.apply(Tick(epoch=0), now_ms=START_MS)
     assert tick.result == {"fired": 1}
-    assert h.task(tid)["status"] == "TIMED_OUT"
+    assert h.task(tid).status == "TIMED_OUT"
 
 
 def test_a_forward_jump_fires_only_what_is_due(h: Harness) -> None:
@@ -1136,12 +1136,12 @@ def test_a_forward_jump_fires_only_what_is_due(h: Harness) -> None:
     c = h.poll_one("task_c")
     # Only the timers that are due fire; a later big jump then fires the rest, once each.
     h.tick_at(t0 + 10_000)  # a's lease (due at t0+10s) is due, c's (due at t0+15s) is not
-    assert h.task(a)["status"] == "TIMED_OUT"
-    assert h.task(c)["status"] == "IN_PROGRESS"
+    assert h.task(a).status == "TIMED_OUT"
+    assert h.task(c).status == "IN_PROGRESS"
     retry_a = h.poll_one("task_a")
     h.tick(300_000)
-    assert h.task(c)["status"] == "TIMED_OUT"
-    assert h.task(retry_a)["status"] == "TIMED_OUT"
+    assert h.task(c).status == "TIMED_OUT"
+    assert h.task(retry_a).status == "TIMED_OUT"
     assert h.state.timers == {}
 
 
@@ -1251,7 +1251,7 @@ def test_oldest_terminal_workflows_are_evicted_in_completion_order(
     assert tasks[order[1]] not in h.state.tasks
     assert list(h.state.terminal_order) == [order[2], order[3]]
     assert ids[2] in h.state.workflows, "running workflows are never evicted"
-    assert h.wf(ids[2])["status"] == "RUNNING"
+    assert h.wf(ids[2]).status == "RUNNING"
     # The idempotency entry went with the evicted run: the key may be used again.
     assert f"one_step\x00k{3}" not in h.state.idempotency
     again = h.start("one_step", idempotency_key="k3")

@@ -13,6 +13,7 @@ import pytest
 from orchestrator.core import limits
 from orchestrator.core.commands import CancelPoll, PollTasks
 from orchestrator.core.errors import Code
+from orchestrator.core.records import ParkedPoll
 from orchestrator.core.state import State
 from tests.core_helpers import Harness, check_invariants, replay, state_without_seq
 
@@ -43,14 +44,14 @@ def test_a_poll_that_finds_nothing_parks_until_its_expiry(h: Harness) -> None:
     outcome = park(h, "task_c", "p1", n=2, worker="w-1", ms=5000)
     assert outcome.result == {"task_ids": [], "parked": True}
     assert h.state.parked == {
-        "p1": {
-            "taskType": "task_c",
-            "workerId": "w-1",
-            "count": 2,
-            "epoch": 1,
-            "expires": h.clock_ms + 5000,
-            "fp": h.state.parked["p1"]["fp"],
-        }
+        "p1": ParkedPoll(
+            queue="task_c",
+            worker_id="w-1",
+            count=2,
+            epoch=1,
+            expires_ms=h.clock_ms + 5000,
+            fp=h.state.parked["p1"].fp,
+        )
     }
     assert h.state.timers["poll:p1"] == h.clock_ms + 5000
     assert h.effects.timers_changed, "the leader's timer must learn the new deadline"
@@ -84,7 +85,7 @@ def test_a_negative_park_until_is_rejected(h: Harness) -> None:
 
 def test_the_parked_lifetime_is_bounded_by_the_longest_poll(h: Harness) -> None:
     park(h, "task_c", "p1", ms=10 * limits.MAX_POLL_TIMEOUT_MS)
-    assert h.state.parked["p1"]["expires"] == h.clock_ms + limits.MAX_POLL_TIMEOUT_MS
+    assert h.state.parked["p1"].expires_ms == h.clock_ms + limits.MAX_POLL_TIMEOUT_MS
 
 
 def test_a_stale_epoch_poll_does_not_park(h: Harness) -> None:
@@ -113,13 +114,13 @@ def test_starting_a_workflow_leases_its_first_task_to_the_parked_poll(h: Harness
     wf_id = h.start("one_step")
     tid = f"{wf_id}-0"
     task = h.task(tid)
-    assert task["status"] == "IN_PROGRESS" and task["workerId"] == "w-1"
-    assert task["pollCount"] == 1 and task["startTime"] == h.clock_ms
-    assert h.state.timers[f"lease:{tid}"] == h.clock_ms + 10_000 == task["leaseExpiresTime"]
+    assert task.status == "IN_PROGRESS" and task.worker_id == "w-1"
+    assert task.poll_count == 1 and task.start_time_ms == h.clock_ms
+    assert h.state.timers[f"lease:{tid}"] == h.clock_ms + 10_000 == task.lease_expires_ms
     assert h.queued("task_c") == []
     assert h.state.parked == {} and "poll:p1" not in h.state.timers
     assert h.effects.polls_settled == ["p1"]
-    assert h.state.requests["p1"]["outcome"]["result"] == {"task_ids": [tid]}
+    assert h.state.requests["p1"].outcome["result"] == {"task_ids": [tid]}
     check_invariants(h.state)
 
 
@@ -129,9 +130,9 @@ def test_completing_a_task_leases_the_next_one_to_the_parked_poll(h: Harness) ->
     park(h, "task_b", "pb", worker="w-b")
     h.complete(a, {"y": 7})
     b = h.last_task(wf_id)
-    assert b["referenceTaskName"] == "b" and b["status"] == "IN_PROGRESS"
-    assert b["workerId"] == "w-b" and b["input"] == {"y": 7}
-    assert h.state.requests["pb"]["outcome"]["result"] == {"task_ids": [b["taskId"]]}
+    assert b.reference_task_name == "b" and b.status == "IN_PROGRESS"
+    assert b.worker_id == "w-b" and b.input == {"y": 7}
+    assert h.state.requests["pb"].outcome["result"] == {"task_ids": [b.task_id]}
     assert h.effects.polls_settled == ["pb"]
     check_invariants(h.state)
 
@@ -140,9 +141,9 @@ def test_parked_polls_are_filled_oldest_first_and_a_task_is_leased_once(h: Harne
     park(h, "task_c", "p1", worker="w-1")
     park(h, "task_c", "p2", worker="w-2")
     first, second, third = (h.start("one_step") for _ in range(3))
-    assert h.task(f"{first}-0")["workerId"] == "w-1"
-    assert h.task(f"{second}-0")["workerId"] == "w-2"
-    assert h.task(f"{third}-0")["status"] == "SCHEDULED"
+    assert h.task(f"{first}-0").worker_id == "w-1"
+    assert h.task(f"{second}-0").worker_id == "w-2"
+    assert h.task(f"{third}-0").status == "SCHEDULED"
     assert h.queued("task_c") == [f"{third}-0"]
     assert list(h.state.parked) == []
     check_invariants(h.state)
@@ -178,13 +179,13 @@ def test_a_parked_poll_takes_up_to_count_tasks_made_ready_by_one_command(h: Harn
     park(h, "task_c", "p1", n=2, worker="w-1")
     park(h, "task_c", "p2", n=5, worker="w-2")
     wf_id = h.start("fork_c")
-    by_ref = {t["referenceTaskName"]: t for t in h.tasks_of(wf_id)}
-    assert [by_ref[r]["workerId"] for r in ("c1", "c2", "c3")] == ["w-1", "w-1", "w-2"]
-    assert h.state.requests["p1"]["outcome"]["result"]["task_ids"] == [
-        by_ref["c1"]["taskId"],
-        by_ref["c2"]["taskId"],
+    by_ref = {t.reference_task_name: t for t in h.tasks_of(wf_id)}
+    assert [by_ref[r].worker_id for r in ("c1", "c2", "c3")] == ["w-1", "w-1", "w-2"]
+    assert h.state.requests["p1"].outcome["result"]["task_ids"] == [
+        by_ref["c1"].task_id,
+        by_ref["c2"].task_id,
     ]
-    assert h.state.requests["p2"]["outcome"]["result"]["task_ids"] == [by_ref["c3"]["taskId"]]
+    assert h.state.requests["p2"].outcome["result"]["task_ids"] == [by_ref["c3"].task_id]
     assert h.effects.polls_settled == ["p1", "p2"]
     check_invariants(h.state)
 
@@ -201,9 +202,9 @@ def test_a_retry_made_ready_by_its_timer_is_leased_to_the_parked_poll(h: Harness
     park(h, "slow", "p1", worker="w-r", ms=30_000)
     h.tick(5000)  # the retry's ready timer fires: the task is leased in the same Tick
     retry = h.last_task(wf_id)
-    assert retry["retryCount"] == 1 and retry["status"] == "IN_PROGRESS"
-    assert retry["workerId"] == "w-r"
-    assert h.state.requests["p1"]["outcome"]["result"] == {"task_ids": [retry["taskId"]]}
+    assert retry.retry_count == 1 and retry.status == "IN_PROGRESS"
+    assert retry.worker_id == "w-r"
+    assert h.state.requests["p1"].outcome["result"] == {"task_ids": [retry.task_id]}
     check_invariants(h.state)
 
 
@@ -229,10 +230,10 @@ def test_a_retried_poll_that_is_still_parked_keeps_its_place(h: Harness) -> None
     h.advance(1000)
     park(h, "task_c", "p1", worker="w-1", ms=3000)
     assert list(h.state.parked) == ["p1", "p2"]
-    assert h.state.parked["p1"]["expires"] == h.clock_ms + 3000
+    assert h.state.parked["p1"].expires_ms == h.clock_ms + 3000
     assert h.state.timers["poll:p1"] == h.clock_ms + 3000
     wf_id = h.start("one_step")
-    assert h.task(f"{wf_id}-0")["workerId"] == "w-1"
+    assert h.task(f"{wf_id}-0").worker_id == "w-1"
 
 
 def test_a_retry_in_the_entry_that_made_work_ready_is_answered_once(h: Harness) -> None:
@@ -242,7 +243,7 @@ def test_a_retry_in_the_entry_that_made_work_ready_is_answered_once(h: Harness) 
     tid = f"{start.result['workflow_id']}-0"
     assert again.result == {"task_ids": [tid]}
     assert h.state.parked == {} and "poll:p1" not in h.state.timers
-    assert h.state.requests["p1"]["outcome"]["result"] == {"task_ids": [tid]}
+    assert h.state.requests["p1"].outcome["result"] == {"task_ids": [tid]}
     assert h.effects.polls_settled == ["p1"]
     check_invariants(h.state)
 
@@ -255,7 +256,7 @@ def test_a_parked_polls_request_id_cannot_be_reused_for_another_request(h: Harne
     assert other.code is Code.INVALID_ARGUMENT and "already used" in other.message
     complete = h.complete("whatever", request_id="p1", check=False)
     assert complete.code is Code.INVALID_ARGUMENT
-    assert h.state.parked["p1"]["taskType"] == "task_c"
+    assert h.state.parked["p1"].queue == "task_c"
     assert "p1" not in h.state.requests
     check_invariants(h.state)
 
@@ -302,7 +303,7 @@ def test_a_cancel_after_the_fill_changes_nothing(h: Harness) -> None:
     before = state_without_seq(h.state)
     assert h.ok(CancelPoll(poll_request_id="p1", epoch=h.epoch)).result == {"cancelled": False}
     assert state_without_seq(h.state) == before
-    assert h.task(f"{wf_id}-0")["workerId"] == "w-1"
+    assert h.task(f"{wf_id}-0").worker_id == "w-1"
 
 
 def test_a_stale_epoch_cancel_is_rejected(h: Harness) -> None:
@@ -324,7 +325,7 @@ def test_a_new_leader_epoch_drops_every_parked_poll(h: Harness) -> None:
     check_invariants(h.state)
     # The caller's retry on the new leader parks again under the new epoch.
     park(h, "task_a", "p1")
-    assert h.state.parked["p1"]["epoch"] == 2
+    assert h.state.parked["p1"].epoch == 2
 
 
 def test_the_same_leader_epoch_again_keeps_parked_polls(h: Harness) -> None:

@@ -54,7 +54,7 @@ def h() -> Harness:
 def result(h: Harness, tid: str, ok: bool = True, value: JSON = None, **kw: Any) -> Any:
     fence = kw.pop("fence", None)
     if fence is None:
-        fence = h.task(tid)["script"]["fence"]
+        fence = h.task(tid).script.fence
     cmd = ScriptResult(
         task_id=tid,
         fence=fence,
@@ -78,7 +78,7 @@ def start_inline(h: Harness, **wt: JSON) -> tuple[str, str]:
         }
     )
     wf_id = h.start("calc", {"v": 21})
-    return wf_id, h.tasks_of(wf_id)[0]["taskId"]
+    return wf_id, h.tasks_of(wf_id)[0].task_id
 
 
 def test_inline_waits_for_its_script_then_continues_as_if_a_worker_completed_it(
@@ -86,24 +86,24 @@ def test_inline_waits_for_its_script_then_continues_as_if_a_worker_completed_it(
 ) -> None:
     wf_id, tid = start_inline(h)
     task = h.task(tid)
-    assert task["status"] == "IN_PROGRESS"
-    assert task["script"]["lang"] == "js"
-    assert task["script"]["source"] == "$.value * 2"
-    assert task["input"]["value"] == 21
+    assert task.status == "IN_PROGRESS"
+    assert task.script.lang == "js"
+    assert task.script.source == "$.value * 2"
+    assert task.input["value"] == 21
     assert h.effects.scripts_ready == [tid]
-    assert pending_scripts(h.state) == [(tid, task["script"]["fence"])]
+    assert pending_scripts(h.state) == [(tid, task.script.fence)]
     assert not h.state.queues, "nothing is pollable while the script is pending"
     check_invariants(h.state)
 
     out = result(h, tid, value=42)
     assert out.code is Code.OK, out
-    assert h.task(tid)["status"] == "COMPLETED"
-    assert h.task(tid)["output"] == {"result": 42}
-    assert "script" not in h.task(tid)
+    assert h.task(tid).status == "COMPLETED"
+    assert h.task(tid).output == {"result": 42}
+    assert h.task(tid).script is None
     assert pending_scripts(h.state) == []
     nxt = h.tasks_of(wf_id)[1]
-    assert nxt["referenceTaskName"] == "a" and nxt["input"] == {"r": 42}
-    assert h.queued("task_a") == [nxt["taskId"]]
+    assert nxt.reference_task_name == "a" and nxt.input == {"r": 42}
+    assert h.queued("task_a") == [nxt.task_id]
     check_invariants(h.state)
 
 
@@ -114,23 +114,23 @@ def test_a_failed_script_fails_the_task_with_the_reason_and_retries_per_retry_co
     out = result(h, tid, ok=False, error="time limit exceeded (4 s)")
     assert out.code is Code.OK
     first = h.task(tid)
-    assert first["status"] == "FAILED"
-    assert "time limit exceeded" in first["reasonForIncompletion"]
-    assert first["output"] == {"error": "time limit exceeded (4 s)"}
+    assert first.status == "FAILED"
+    assert "time limit exceeded" in first.reason_for_incompletion
+    assert first.output == {"error": "time limit exceeded (4 s)"}
     retry = h.tasks_of(wf_id)[1]
-    assert retry["referenceTaskName"] == "calc" and retry["retryCount"] == 1
-    assert retry["script"]["fence"] > first.get("script", {}).get("fence", -1)
-    assert h.effects.scripts_ready == [retry["taskId"]]
-    result(h, retry["taskId"], ok=False, error="again")
+    assert retry.reference_task_name == "calc" and retry.retry_count == 1
+    assert retry.script.fence > (first.script.fence if first.script is not None else -1)
+    assert h.effects.scripts_ready == [retry.task_id]
+    result(h, retry.task_id, ok=False, error="again")
     wf = h.wf(wf_id)
-    assert wf["status"] == "FAILED"
-    assert "calc" in wf["reasonForIncompletion"] and "again" in wf["reasonForIncompletion"]
+    assert wf.status == "FAILED"
+    assert "calc" in wf.reason_for_incompletion and "again" in wf.reason_for_incompletion
     check_invariants(h.state)
 
 
 def test_stale_results_are_rejected_and_change_nothing(h: Harness) -> None:
     _, tid = start_inline(h)
-    fence = h.task(tid)["script"]["fence"]
+    fence = h.task(tid).script.fence
     before = state_without_seq(h.state)
     for kw in ({"fence": fence + 1}, {"fence": fence - 1}, {"epoch": 0}):
         out = result(h, tid, value=1, **kw)
@@ -146,15 +146,15 @@ def test_stale_results_are_rejected_and_change_nothing(h: Harness) -> None:
     assert dup.code is Code.FAILED_PRECONDITION, "a duplicate result is not applied twice"
     assert "late or duplicate" in dup.message
     assert state_without_seq(h.state) == after
-    assert h.task(tid)["output"] == {"result": 42}
+    assert h.task(tid).output == {"result": 42}
 
 
 def test_a_result_for_a_terminated_workflow_is_rejected(h: Harness) -> None:
     wf_id, tid = start_inline(h)
-    fence = h.task(tid)["script"]["fence"]
+    fence = h.task(tid).script.fence
     h.terminate(wf_id)
-    assert h.task(tid)["status"] == "CANCELED"
-    assert "script" not in h.task(tid)
+    assert h.task(tid).status == "CANCELED"
+    assert h.task(tid).script is None
     assert result(h, tid, value=1, fence=fence).code is Code.FAILED_PRECONDITION
     assert pending_scripts(h.state) == []
 
@@ -182,11 +182,11 @@ def test_jq_result_and_result_list(h: Harness) -> None:
         }
     )
     wf_id = h.start("jq")
-    tid = h.tasks_of(wf_id)[0]["taskId"]
-    assert h.task(tid)["script"]["lang"] == "jq"
+    tid = h.tasks_of(wf_id)[0].task_id
+    assert h.task(tid).script.lang == "jq"
     result(h, tid, value=[1, 2])
-    assert h.task(tid)["output"] == {"result": 1, "resultList": [1, 2]}
-    assert h.wf(wf_id)["status"] == "COMPLETED"
+    assert h.task(tid).output == {"result": 1, "resultList": [1, 2]}
+    assert h.wf(wf_id).status == "COMPLETED"
 
 
 def test_switch_javascript_selects_the_case_from_the_committed_value(h: Harness) -> None:
@@ -209,10 +209,10 @@ def test_switch_javascript_selects_the_case_from_the_committed_value(h: Harness)
     )
     wf_id = h.start("sw")
     sw = h.tasks_of(wf_id)[0]
-    assert sw["status"] == "IN_PROGRESS" and sw["script"]["source"].startswith("$.n")
-    result(h, sw["taskId"], value="big")
-    assert h.task(sw["taskId"])["output"] == {"evaluationResult": ["big"], "selectedCase": "big"}
-    assert [t["referenceTaskName"] for t in h.tasks_of(wf_id)] == ["sw", "a"]
+    assert sw.status == "IN_PROGRESS" and sw.script.source.startswith("$.n")
+    result(h, sw.task_id, value="big")
+    assert h.task(sw.task_id).output == {"evaluationResult": ["big"], "selectedCase": "big"}
+    assert [t.reference_task_name for t in h.tasks_of(wf_id)] == ["sw", "a"]
 
 
 def test_loop_condition_in_full_javascript_is_asked_once_per_iteration(h: Harness) -> None:
@@ -234,26 +234,26 @@ def test_loop_condition_in_full_javascript_is_asked_once_per_iteration(h: Harnes
         }
     )
     wf_id = h.start("loop")
-    loop_id = h.tasks_of(wf_id)[0]["taskId"]
+    loop_id = h.tasks_of(wf_id)[0].task_id
     h.complete(h.poll_one("task_a"), {"x": 1})
-    marker = h.task(loop_id)["script"]
-    assert marker["iteration"] == 1 and marker["source"] == cond
-    assert marker["input"]["loop"]["iteration"] == 1 and marker["input"]["a"] == {"x": 1}
-    assert marker["input"]["max"] == 2
-    first_fence = marker["fence"]
+    marker = h.task(loop_id).script
+    assert marker.iteration == 1 and marker.source == cond
+    assert marker.input["loop"]["iteration"] == 1 and marker.input["a"] == {"x": 1}
+    assert marker.input["max"] == 2
+    first_fence = marker.fence
     assert h.effects.scripts_ready == [loop_id]
     check_invariants(h.state)
     assert result(h, loop_id, value=True).code is Code.OK
-    assert "script" not in h.task(loop_id)
+    assert h.task(loop_id).script is None
     h.complete(h.poll_one("task_a"), {"x": 2})
-    marker = h.task(loop_id)["script"]
-    assert marker["iteration"] == 2 and marker["fence"] > first_fence
+    marker = h.task(loop_id).script
+    assert marker.iteration == 2 and marker.fence > first_fence
     # The first iteration's result again (say, a retried proposal): stale.
     assert result(h, loop_id, value=True, fence=first_fence).code is Code.FAILED_PRECONDITION
     assert result(h, loop_id, value=0).code is Code.OK
-    assert h.task(loop_id)["status"] == "COMPLETED"
-    assert h.wf(wf_id)["status"] == "COMPLETED"
-    assert h.task(loop_id)["output"]["iteration"] == 2
+    assert h.task(loop_id).status == "COMPLETED"
+    assert h.wf(wf_id).status == "COMPLETED"
+    assert h.task(loop_id).output["iteration"] == 2
 
 
 def test_restricted_loop_conditions_stay_on_the_pure_path(h: Harness) -> None:
@@ -276,7 +276,7 @@ def test_restricted_loop_conditions_stay_on_the_pure_path(h: Harness) -> None:
     h.complete(h.poll_one("task_a"))
     assert h.effects.scripts_ready == []
     h.complete(h.poll_one("task_a"))
-    assert h.wf(wf_id)["status"] == "COMPLETED"
+    assert h.wf(wf_id).status == "COMPLETED"
 
 
 def test_script_sources_name_the_field_and_reference() -> None:
@@ -354,16 +354,14 @@ def scripted_log() -> list[Any]:
     )
     for n in range(3):
         wf_id = h.start("mix", {"v": n})
-        while h.wf(wf_id)["status"] == "RUNNING":
+        while h.wf(wf_id).status == "RUNNING":
             for tid, fence in pending_scripts(h.state):
                 task = h.task(tid)
-                value: JSON = (
-                    task["script"]["iteration"] < 3 if task["type"] == "DO_WHILE" else n + 1
-                )
+                value: JSON = task.script.iteration < 3 if task.type == "DO_WHILE" else n + 1
                 h.ok(ScriptResult(task_id=tid, fence=fence, epoch=1, ok=True, value=value))
             for tid in h.poll("task_a", 10):
                 h.complete(tid, {"n": n})
-        assert h.wf(wf_id)["status"] == "COMPLETED"
+        assert h.wf(wf_id).status == "COMPLETED"
     return h.log
 
 

@@ -40,7 +40,7 @@ def harness(*task_defs: dict[str, JSON], workflows: tuple[JSON, ...] = ()) -> Ha
 
 
 def status_of(h: Harness, wf_id: str, ref: str) -> str:
-    return str(h.task(h.wf(wf_id)["refIndex"][ref])["status"])
+    return str(h.task(h.wf(wf_id).ref_index[ref]).status)
 
 
 def finish(h: Harness) -> None:
@@ -73,14 +73,14 @@ def test_task_timeout_seconds_counts_from_the_first_poll_and_heartbeats_do_not_e
         h.tick(3 * S_)
         h.heartbeat(tid)
     h.tick(999)  # 9.999 s after the poll: not yet
-    assert h.task(tid)["status"] == "IN_PROGRESS"
+    assert h.task(tid).status == "IN_PROGRESS"
     h.tick(1)  # ... but not past timeoutSeconds
     task = h.task(tid)
-    assert task["status"] == "TIMED_OUT"
-    assert "timeoutSeconds (10s)" in task["reasonForIncompletion"]
+    assert task.status == "TIMED_OUT"
+    assert "timeoutSeconds (10s)" in task.reason_for_incompletion
     wf = h.wf(wf_id)
-    assert wf["status"] == "TIMED_OUT", "TIME_OUT_WF ends the workflow TIMED_OUT"
-    assert "TIMED_OUT" in wf["reasonForIncompletion"]
+    assert wf.status == "TIMED_OUT", "TIME_OUT_WF ends the workflow TIMED_OUT"
+    assert "TIMED_OUT" in wf.reason_for_incompletion
     finish(h)
 
 
@@ -92,12 +92,12 @@ def test_task_timeout_with_retry_policy_retries_the_task() -> None:
         h.tick(3 * S_)
         h.heartbeat(first)
     h.tick(S_)
-    assert h.task(first)["status"] == "TIMED_OUT"
-    assert h.wf(wf_id)["status"] == "RUNNING"
+    assert h.task(first).status == "TIMED_OUT"
+    assert h.wf(wf_id).status == "RUNNING"
     second = h.poll_one("slow")
-    assert h.task(second)["retriedTaskId"] == first
+    assert h.task(second).retried_task_id == first
     h.complete(second, {"ok": 1})
-    assert h.wf(wf_id)["status"] == "COMPLETED"
+    assert h.wf(wf_id).status == "COMPLETED"
     finish(h)
 
 
@@ -109,10 +109,10 @@ def test_task_timeout_alert_only_lets_the_task_run_on() -> None:
         h.tick(3 * S_)
         h.heartbeat(tid)
     task = h.task(tid)
-    assert task["status"] == "IN_PROGRESS"
-    assert task["timeoutAlerts"] == 1
+    assert task.status == "IN_PROGRESS"
+    assert task.timeout_alerts == 1
     h.complete(tid, {"late": True})
-    assert h.wf(wf_id)["status"] == "COMPLETED"
+    assert h.wf(wf_id).status == "COMPLETED"
     finish(h)
 
 
@@ -131,15 +131,15 @@ def test_poll_timeout_times_out_a_task_nobody_polls() -> None:
     assert status_of(h, wf_id, "l") == "SCHEDULED"
     h.tick(1)
     assert status_of(h, wf_id, "l") == "TIMED_OUT"
-    assert h.wf(wf_id)["status"] == "TIMED_OUT"
+    assert h.wf(wf_id).status == "TIMED_OUT"
     # Polled in time: the poll timeout no longer applies.
     other = h.start("wf2")
     h.tick(10 * S_)
     tid = h.poll_one("lonely")
     h.tick(60 * S_)
     h.heartbeat(tid, check=False)  # the lease (3600 s default) is still held
-    assert h.task(tid)["status"] == "IN_PROGRESS"
-    assert h.wf(other)["status"] == "RUNNING"
+    assert h.task(tid).status == "IN_PROGRESS"
+    assert h.wf(other).status == "RUNNING"
     finish(h)
 
 
@@ -156,15 +156,15 @@ def test_total_timeout_stops_retries() -> None:
     )
     wf_id = h.start("wf")
     attempts = 0
-    while h.wf(wf_id)["status"] == "RUNNING" and attempts < 20:
+    while h.wf(wf_id).status == "RUNNING" and attempts < 20:
         ids = h.poll("flaky")
         if ids:
             attempts += 1
             h.fail(ids[0])
         h.tick(S_)
     wf = h.wf(wf_id)
-    assert wf["status"] == "TIMED_OUT", wf["reasonForIncompletion"]
-    assert "totalTimeoutSeconds (5s)" in wf["reasonForIncompletion"]
+    assert wf.status == "TIMED_OUT", wf.reason_for_incompletion
+    assert "totalTimeoutSeconds (5s)" in wf.reason_for_incompletion
     assert 2 <= attempts <= 5, "retried until the total budget ran out, not retryCount times"
     finish(h)
 
@@ -187,11 +187,11 @@ def test_workflow_timeout_ends_it_timed_out_and_cancels_its_tasks() -> None:
     h = harness(workflows=(W("wf", T("HUMAN", "approve"), timeoutSeconds=30),))
     wf_id = h.start("wf")
     h.tick(29_999)
-    assert h.wf(wf_id)["status"] == "RUNNING"
+    assert h.wf(wf_id).status == "RUNNING"
     h.tick(1)
     wf = h.wf(wf_id)
-    assert wf["status"] == "TIMED_OUT"
-    assert "timeoutSeconds (30s)" in wf["reasonForIncompletion"]
+    assert wf.status == "TIMED_OUT"
+    assert "timeoutSeconds (30s)" in wf.reason_for_incompletion
     assert status_of(h, wf_id, "approve") == "CANCELED"
     finish(h)
 
@@ -206,10 +206,10 @@ def test_workflow_timeout_alert_only_and_timer_cleared_on_completion() -> None:
     alert = h.start("alert")
     quick = h.start("quick")
     h.complete(h.poll_one("work"))
-    assert h.wf(quick)["status"] == "COMPLETED"
+    assert h.wf(quick).status == "COMPLETED"
     assert "wftmo:" + quick not in h.state.timers, "a finished workflow leaves no timer behind"
     h.tick(60 * S_)
-    assert h.wf(alert)["status"] == "RUNNING"
+    assert h.wf(alert).status == "RUNNING"
     finish(h)
 
 
@@ -232,14 +232,14 @@ def test_failure_workflow_starts_with_the_failed_workflow_in_its_input() -> None
     ship = h.poll_one("work")
     h.fail(ship, reason="no courier")
     wf = h.wf(wf_id)
-    assert wf["status"] == "FAILED"
-    child_id = wf["output"]["conductor.failure_workflow"]
+    assert wf.status == "FAILED"
+    child_id = wf.output["conductor.failure_workflow"]
     assert child_id == f"{wf_id}-failure"
     child = h.wf(child_id)
-    assert child["workflowName"] == "compensate" and child["status"] == "RUNNING"
-    assert child["correlationId"] == "c-7"
-    assert child["triggeringWorkflowId"] == wf_id
-    inp = child["input"]
+    assert child.workflow_name == "compensate" and child.status == "RUNNING"
+    assert child.correlation_id == "c-7"
+    assert child.triggering_workflow_id == wf_id
+    inp = child.input
     assert inp["orderId"] == 7, "the failed workflow's input is passed on"
     assert inp["workflowId"] == wf_id
     assert inp["failureStatus"] == "FAILED"
@@ -261,11 +261,11 @@ def test_failure_workflow_not_started_by_terminate_but_by_a_terminate_task() -> 
     h = harness(workflows=(COMPENSATE, main, by_task))
     wf_id = h.start("order")
     h.terminate(wf_id, "operator")
-    assert h.wf(wf_id)["status"] == "TERMINATED"
+    assert h.wf(wf_id).status == "TERMINATED"
     assert f"{wf_id}-failure" not in h.state.workflows
     other = h.start("order2")
-    assert h.wf(other)["status"] == "FAILED"
-    assert h.wf(f"{other}-failure")["status"] == "RUNNING"
+    assert h.wf(other).status == "FAILED"
+    assert h.wf(f"{other}-failure").status == "RUNNING"
     finish(h)
 
 
@@ -274,13 +274,13 @@ def test_failure_workflow_named_by_the_input_or_missing() -> None:
     h = harness(workflows=(COMPENSATE, main))
     named = h.start("order", {"onFailure": "compensate"})
     h.fail(h.poll_one("work"))
-    assert h.wf(named)["output"]["conductor.failure_workflow"] == f"{named}-failure"
+    assert h.wf(named).output["conductor.failure_workflow"] == f"{named}-failure"
     missing = h.start("order", {"onFailure": "nope"})
     h.fail(h.poll_one("work"))
     wf = h.wf(missing)
-    assert wf["status"] == "FAILED"
-    assert wf["output"]["conductor.failure_workflow"].startswith("error: ")
-    assert "'nope'" in wf["output"]["conductor.failure_workflow"]
+    assert wf.status == "FAILED"
+    assert wf.output["conductor.failure_workflow"].startswith("error: ")
+    assert "'nope'" in wf.output["conductor.failure_workflow"]
     finish(h)
 
 
@@ -303,7 +303,7 @@ def test_a_failure_workflow_that_fails_stops_at_the_nesting_limit() -> None:
     chain = [w for w in h.state.workflows if w.startswith(first)]
     assert 2 <= len(chain) <= 10
     last = max(chain, key=len)
-    assert "nested deeper" in h.wf(last)["output"]["conductor.failure_workflow"]
+    assert "nested deeper" in h.wf(last).output["conductor.failure_workflow"]
     finish(h)
 
 
@@ -314,14 +314,14 @@ def test_permissive_failure_lets_later_tasks_run_then_fails_the_workflow() -> No
     h = harness(workflows=(W("wf", S("a", permissive=True), S("b")),))
     wf_id = h.start("wf")
     h.fail(h.poll_one("work"), reason="a broke")
-    assert h.wf(wf_id)["status"] == "RUNNING", "a permissive failure does not stop the workflow"
+    assert h.wf(wf_id).status == "RUNNING", "a permissive failure does not stop the workflow"
     h.complete(h.poll_one("work"))
     wf = h.wf(wf_id)
-    assert [t["status"] for t in h.tasks_of(wf_id)] == ["FAILED", "COMPLETED"]
-    assert wf["status"] == "FAILED"
+    assert [t.status for t in h.tasks_of(wf_id)] == ["FAILED", "COMPLETED"]
+    assert wf.status == "FAILED"
     assert (
-        "permissive task a" in wf["reasonForIncompletion"]
-        and "a broke" in wf["reasonForIncompletion"]
+        "permissive task a" in wf.reason_for_incompletion
+        and "a broke" in wf.reason_for_incompletion
     )
     finish(h)
 
@@ -336,7 +336,7 @@ def test_permissive_failure_in_a_fork_does_not_block_the_join() -> None:
     h.complete(y, {"y": 1})
     assert status_of(h, wf_id, "join") == "COMPLETED"
     h.complete(h.poll_one("work"))
-    assert h.wf(wf_id)["status"] == "FAILED"
+    assert h.wf(wf_id).status == "FAILED"
     finish(h)
 
 
@@ -356,14 +356,14 @@ def test_join_mode_is_accepted_and_validated() -> None:
 def test_task_to_domain_routes_a_task_to_its_domain_queue() -> None:
     h = harness(workflows=(W("wf", S("a")),))
     wf_id = h.start("wf", task_to_domain={"work": "blue"})
-    tid = h.wf(wf_id)["refIndex"]["a"]
-    assert h.task(tid)["domain"] == "blue"
+    tid = h.wf(wf_id).ref_index["a"]
+    assert h.task(tid).domain == "blue"
     assert h.poll("work") == [], "the default queue does not hand out a domain's task"
     assert h.poll("work", domain="green") == []
     assert h.poll("work", domain="blue") == [tid]
     h.complete(tid)
-    assert h.wf(wf_id)["status"] == "COMPLETED"
-    assert h.wf(wf_id)["taskToDomain"] == {"work": "blue"}
+    assert h.wf(wf_id).status == "COMPLETED"
+    assert h.wf(wf_id).task_to_domain == {"work": "blue"}
     finish(h)
 
 
@@ -371,15 +371,15 @@ def test_domain_fallback_list_picks_the_first_domain_with_an_active_worker() -> 
     h = harness(workflows=(W("wf", S("a")),))
     # Nobody polled any of them: the last listed wins.
     first = h.start("wf", task_to_domain={"*": "green,blue"})
-    assert h.task(h.wf(first)["refIndex"]["a"])["domain"] == "blue"
+    assert h.task(h.wf(first).ref_index["a"]).domain == "blue"
     # A worker polls green: green is active for ACTIVE_WORKER_MS.
     h.poll("work", domain="green")
     second = h.start("wf", task_to_domain={"*": "green,blue"})
-    assert h.task(h.wf(second)["refIndex"]["a"])["domain"] == "green"
+    assert h.task(h.wf(second).ref_index["a"]).domain == "green"
     h.tick(11 * S_)  # green's worker went quiet
     third = h.start("wf", task_to_domain={"*": "green,NO_DOMAIN"})
-    assert "domain" not in h.task(h.wf(third)["refIndex"]["a"]), "NO_DOMAIN = default queue"
-    assert h.poll("work") == [h.wf(third)["refIndex"]["a"]]
+    assert h.task(h.wf(third).ref_index["a"]).domain == "", "NO_DOMAIN = default queue"
+    assert h.poll("work") == [h.wf(third).ref_index["a"]]
     finish(h)
 
 
@@ -395,8 +395,8 @@ def test_sub_workflow_inherits_and_extends_the_parents_domains() -> None:
     )
     h = harness({"name": "other", "retryCount": 0}, workflows=(child, parent))
     wf_id = h.start("parent", task_to_domain={"work": "blue"})
-    child_id = h.task(h.wf(wf_id)["refIndex"]["sub"])["subWorkflowId"]
-    assert h.wf(child_id)["taskToDomain"] == {"work": "blue", "other": "red"}
+    child_id = h.task(h.wf(wf_id).ref_index["sub"]).sub_workflow_id
+    assert h.wf(child_id).task_to_domain == {"work": "blue", "other": "red"}
     h.complete(h.poll("work", domain="blue")[0])
     assert h.poll("other", domain="red")
     finish(h)
@@ -425,7 +425,7 @@ def test_poll_activity_marks_domains_active_and_is_validated() -> None:
     h = harness(workflows=(W("wf", S("a")),))
     h.ok(PollActivity(epoch=h.state.epoch, queues=["work@green"]))
     wf_id = h.start("wf", task_to_domain={"work": "green,NO_DOMAIN"})
-    assert h.task(h.wf(wf_id)["refIndex"]["a"])["domain"] == "green"
+    assert h.task(h.wf(wf_id).ref_index["a"]).domain == "green"
     stale = h.apply_one(PollActivity(epoch=h.state.epoch - 1, queues=["work@green"]))
     assert stale.code is Code.FAILED_PRECONDITION
     bad = h.apply_one(PollActivity(epoch=h.state.epoch, queues=[7]))

@@ -1,0 +1,447 @@
+"""Appliers: one small function per event, and the only code that changes the state.
+
+Each applies what its event says happened; none decides anything (the processors did). They
+also note the effects the shell acts on after the batch (queues with work, timers changed, ...).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import events as E
+from . import limits
+from .records import (
+    TASK_TIMERS,
+    DefSnapshot,
+    Member,
+    Task,
+    TaskStatus,
+    TimerKind,
+    WorkflowStatus,
+    queue_key,
+)
+from .state import State
+
+if TYPE_CHECKING:
+    from .context import Ctx
+
+JSON = Any
+
+
+# ---------------------------------------------------------------- bookkeeping of the engine
+
+
+def advance_clock(st: State, now_ms: int) -> None:
+    """Cluster time never goes back, whatever the leader stamped."""
+    if now_ms > st.clock_ms:
+        st.clock_ms = now_ms
+
+
+def next_seq(st: State) -> int:
+    st.seq += 1
+    return st.seq
+
+
+# ---------------------------------------------------------------- cluster
+
+
+def _epoch_raised(ctx: Ctx, ev: E.EpochRaised) -> None:
+    ctx.st.epoch = ev.term
+
+
+def _member_set(ctx: Ctx, ev: E.MemberSet) -> None:
+    ctx.st.members[ev.node_id] = Member(ev.raft, ev.grpc, False)
+
+
+def _member_removed(ctx: Ctx, ev: E.MemberRemoved) -> None:
+    m = ctx.st.members.get(ev.node_id)
+    if m is None:  # a configured replica: not in the table until removed
+        ctx.st.members[ev.node_id] = Member("", "", True)
+    else:
+        m.removed = True
+
+
+def _request_recorded(ctx: Ctx, ev: E.RequestRecorded) -> None:
+    ctx.st.requests[ev.request_id] = ev.record
+
+
+def _requests_expired(ctx: Ctx, ev: E.RequestsExpired) -> None:
+    reqs = ctx.st.requests
+    for _ in range(ev.count):
+        reqs.popitem(last=False)
+
+
+# ---------------------------------------------------------------- definitions
+
+
+def _task_defs_registered(ctx: Ctx, ev: E.TaskDefsRegistered) -> None:
+    for d in ev.task_defs:
+        ctx.st.task_defs[d["name"]] = d
+
+
+def _workflow_def_registered(ctx: Ctx, ev: E.WorkflowDefRegistered) -> None:
+    d = ev.definition
+    ctx.st.workflow_defs.setdefault(d["name"], {})[str(d["version"])] = d
+
+
+# ---------------------------------------------------------------- workflows
+
+
+def _workflow_started(ctx: Ctx, ev: E.WorkflowStarted) -> None:
+    st, wf = ctx.st, ev.workflow
+    entry = st.def_snapshots.get(wf.def_hash)
+    if entry is None:
+        entry = st.def_snapshots[wf.def_hash] = DefSnapshot(ev.definition, ev.task_defs, 0)
+    entry.refs += 1
+    st.workflows[wf.workflow_id] = wf
+
+
+def _idempotency_key_recorded(ctx: Ctx, ev: E.IdempotencyKeyRecorded) -> None:
+    ctx.st.idempotency[ev.key] = ev.workflow_id
+
+
+def _workflow_ended(ctx: Ctx, ev: E.WorkflowEnded) -> None:
+    st = ctx.st
+    st.clear_timer(TimerKind.WORKFLOW_TIMEOUT.key(ev.workflow_id))
+    wf = st.workflows[ev.workflow_id]
+    wf.status = ev.status
+    wf.end_time_ms = st.clock_ms
+    wf.reason_for_incompletion = ev.reason
+    ctx.fx.ended_workflows.append(ev.workflow_id)
+
+
+def _workflow_output_set(ctx: Ctx, ev: E.WorkflowOutputSet) -> None:
+    ctx.st.workflows[ev.workflow_id].output = ev.output
+
+
+def _workflow_end_recorded(ctx: Ctx, ev: E.WorkflowEndRecorded) -> None:
+    ctx.st.terminal_order[ev.workflow_id] = None
+
+
+def _workflow_reterminated(ctx: Ctx, ev: E.WorkflowReterminated) -> None:
+    wf = ctx.st.workflows[ev.workflow_id]
+    wf.status = WorkflowStatus.TERMINATED
+    wf.reason_for_incompletion = ev.reason
+
+
+def _workflow_quarantined(ctx: Ctx, ev: E.WorkflowQuarantined) -> None:
+    st = ctx.st
+    wf = st.workflows[ev.workflow_id]
+    wf.status = WorkflowStatus.FAILED
+    wf.reason_for_incompletion = ev.reason
+    wf.end_time_ms = st.clock_ms
+    for tid in wf.tasks:
+        t = st.tasks.get(tid)
+        if t is not None and t.status in (TaskStatus.SCHEDULED, TaskStatus.IN_PROGRESS):
+            try:  # as any end does: out of its queue, its timers cleared
+                _end_task(st, t, TaskStatus.CANCELED, None, ev.reason)
+            except Exception:
+                t.status = TaskStatus.CANCELED
+    # Retention evicts it like any ended workflow; waiters hear of its end.
+    st.terminal_order[ev.workflow_id] = None
+    ctx.fx.ended_workflows.append(ev.workflow_id)
+
+
+def _variables_set(ctx: Ctx, ev: E.VariablesSet) -> None:
+    ctx.st.workflows[ev.workflow_id].variables.update(ev.values)
+
+
+def _workflow_evicted(ctx: Ctx, ev: E.WorkflowEvicted) -> None:
+    st = ctx.st
+    st.terminal_order.pop(ev.workflow_id, None)
+    wf = st.workflows.pop(ev.workflow_id, None)
+    if wf is None:
+        return
+    for tid in wf.tasks:
+        st.tasks.pop(tid, None)
+    entry = st.def_snapshots.get(wf.def_hash)
+    if entry is not None:
+        entry.refs -= 1
+        if entry.refs <= 0:
+            del st.def_snapshots[wf.def_hash]
+    if wf.idempotency_key:
+        key = f"{wf.workflow_name}\x00{wf.idempotency_key}"
+        if st.idempotency.get(key) == ev.workflow_id:
+            del st.idempotency[key]
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def _task_scheduled(ctx: Ctx, ev: E.TaskScheduled) -> None:
+    task = ev.task
+    wf = ctx.st.workflows[task.workflow_id]
+    ctx.st.tasks[task.task_id] = task
+    wf.tasks.append(task.task_id)
+    wf.ref_index[task.reference_task_name] = task.task_id
+    wf.task_seq += 1
+
+
+def _task_queued(ctx: Ctx, ev: E.TaskQueued) -> None:
+    st = ctx.st
+    queue = st.queues.get(ev.queue)
+    if queue is None:
+        queue = st.queues[ev.queue] = OrderedDict()
+    queue[ev.task_id] = None
+    ctx.fx.ready(ev.queue)
+    if st.parked and ev.queue not in ctx.fill_types:
+        ctx.fill_types.append(ev.queue)
+
+
+def _unqueue(st: State, queue_name: str, task_id: str) -> None:
+    queue = st.queues.get(queue_name)
+    if queue is not None:
+        queue.pop(task_id, None)
+        if not queue:
+            del st.queues[queue_name]
+
+
+def _queue_entry_dropped(ctx: Ctx, ev: E.QueueEntryDropped) -> None:
+    _unqueue(ctx.st, ev.queue, ev.task_id)
+
+
+def _set_lease(ctx: Ctx, task: Task) -> None:
+    task.lease_expires_ms = ctx.st.clock_ms + task.response_timeout_seconds * 1000
+    ctx.st.set_timer(TimerKind.LEASE.key(task.task_id), task.lease_expires_ms)
+    ctx.fx.timers_changed = True
+
+
+def _task_leased(ctx: Ctx, ev: E.TaskLeased) -> None:
+    st = ctx.st
+    _unqueue(st, ev.queue, ev.task_id)
+    task = st.tasks[ev.task_id]
+    task.status = TaskStatus.IN_PROGRESS
+    task.worker_id = ev.worker_id
+    task.poll_count += 1
+    if not task.start_time_ms:
+        task.start_time_ms = st.clock_ms
+        if task.timeout_seconds:  # timeoutSeconds counts from the first poll
+            st.set_timer(
+                TimerKind.TIMEOUT.key(ev.task_id), st.clock_ms + task.timeout_seconds * 1000
+            )
+    st.clear_timer(TimerKind.POLL_TIMEOUT.key(ev.task_id))
+    _set_lease(ctx, task)
+
+
+def _lease_extended(ctx: Ctx, ev: E.LeaseExtended) -> None:
+    _set_lease(ctx, ctx.st.tasks[ev.task_id])
+
+
+def _task_started(ctx: Ctx, ev: E.TaskStarted) -> None:
+    task = ctx.st.tasks[ev.task_id]
+    task.start_time_ms = ctx.st.clock_ms
+    if ev.running:
+        task.status = TaskStatus.IN_PROGRESS
+
+
+def _task_input_set(ctx: Ctx, ev: E.TaskInputSet) -> None:
+    ctx.st.tasks[ev.task_id].input = ev.input
+
+
+def _end_task(st: State, task: Task, status: TaskStatus, output: JSON, reason: str) -> None:
+    tid = task.task_id
+    if task.status == TaskStatus.SCHEDULED:
+        _unqueue(st, queue_key(task.task_type, task.domain), tid)
+    for kind in TASK_TIMERS:
+        st.clear_timer(kind.key(tid))
+    task.script = None
+    task.status = status
+    task.end_time_ms = st.clock_ms
+    task.lease_expires_ms = 0
+    if output is not None:
+        task.output = output
+    if reason:
+        task.reason_for_incompletion = reason[: limits.MAX_REASON_LENGTH]
+
+
+def _task_ended(ctx: Ctx, ev: E.TaskEnded) -> None:
+    task = ctx.st.tasks[ev.task_id]
+    _end_task(ctx.st, task, ev.status, ev.output, ev.reason)
+    if ev.worker_id:
+        task.worker_id = ev.worker_id
+
+
+def _task_retried(ctx: Ctx, ev: E.TaskRetried) -> None:
+    ctx.st.tasks[ev.task_id].retried = True
+
+
+def _task_retries_stopped(ctx: Ctx, ev: E.TaskRetriesStopped) -> None:
+    task = ctx.st.tasks[ev.task_id]
+    task.retry_limit = task.retry_count
+
+
+def _failure_tolerated(ctx: Ctx, ev: E.FailureTolerated) -> None:
+    ctx.st.tasks[ev.task_id].status = TaskStatus.COMPLETED_WITH_ERRORS
+
+
+def _permissive_failure_recorded(ctx: Ctx, ev: E.PermissiveFailureRecorded) -> None:
+    ctx.st.tasks[ev.task_id].permissive_failed = True
+    ctx.st.workflows[ev.workflow_id].permissive_failures.append(ev.task_id)
+
+
+def _task_timeout_alerted(ctx: Ctx, ev: E.TaskTimeoutAlerted) -> None:
+    ctx.st.tasks[ev.task_id].timeout_alerts += 1
+
+
+def _case_selected(ctx: Ctx, ev: E.CaseSelected) -> None:
+    ctx.st.tasks[ev.task_id].selected_case = ev.case
+
+
+def _dynamic_fork_planned(ctx: Ctx, ev: E.DynamicForkPlanned) -> None:
+    task = ctx.st.tasks[ev.task_id]
+    task.dynamic_fork_tasks = ev.tasks
+    task.input = {"forkedTasks": [d["taskReferenceName"] for d in ev.tasks]}
+
+
+def _sub_workflow_linked(ctx: Ctx, ev: E.SubWorkflowLinked) -> None:
+    task = ctx.st.tasks[ev.task_id]
+    task.status = TaskStatus.IN_PROGRESS
+    task.sub_workflow_id = ev.child_id
+    task.output = {"subWorkflowId": ev.child_id}
+
+
+def _wait_scheduled(ctx: Ctx, ev: E.WaitScheduled) -> None:
+    ctx.st.tasks[ev.task_id].wait_until_ms = ev.until_ms
+    ctx.st.set_timer(TimerKind.WAIT.key(ev.task_id), ev.due_ms)
+    ctx.fx.timers_changed = True
+
+
+def _script_requested(ctx: Ctx, ev: E.ScriptRequested) -> None:
+    task = ctx.st.tasks[ev.task_id]
+    task.status = TaskStatus.IN_PROGRESS
+    task.script = ev.marker
+    ctx.fx.scripts_ready.append(ev.task_id)
+
+
+def _loop_condition_evaluated(ctx: Ctx, ev: E.LoopConditionEvaluated) -> None:
+    marker = ctx.st.tasks[ev.task_id].script
+    assert marker is not None
+    marker.outcome = ev.outcome
+
+
+def _loop_condition_read(ctx: Ctx, ev: E.LoopConditionRead) -> None:
+    ctx.st.tasks[ev.task_id].script = None
+
+
+def _loop_started(ctx: Ctx, ev: E.LoopStarted) -> None:
+    ctx.st.tasks[ev.task_id].output = {"iteration": 1}
+
+
+def _loop_items_set(ctx: Ctx, ev: E.LoopItemsSet) -> None:
+    ctx.st.tasks[ev.task_id].items = ev.items
+
+
+def _loop_iteration_ended(ctx: Ctx, ev: E.LoopIterationEnded) -> None:
+    output = ctx.st.tasks[ev.task_id].output
+    output[str(ev.iteration)] = ev.outputs
+    output["iteration"] = ev.iteration
+
+
+def _loop_iteration_started(ctx: Ctx, ev: E.LoopIterationStarted) -> None:
+    task = ctx.st.tasks[ev.task_id]
+    task.loop_iteration = ev.iteration
+    task.output["iteration"] = ev.iteration
+    if task.items is not None:
+        index = ev.iteration - 1
+        task.output.update(loopItem=task.items[index], loopIndex=index)
+
+
+def _loop_iterations_pruned(ctx: Ctx, ev: E.LoopIterationsPruned) -> None:
+    st = ctx.st
+    wf = st.workflows[ev.workflow_id]
+    output = st.tasks[ev.task_id].output
+    for n in ev.iterations:
+        output.pop(str(n), None)
+    for ref in ev.refs:
+        del wf.ref_index[ref]
+    if ev.task_ids:
+        drop = dict.fromkeys(ev.task_ids)
+        wf.tasks = [t for t in wf.tasks if t not in drop]
+        for tid in ev.task_ids:
+            del st.tasks[tid]
+
+
+# ---------------------------------------------------------------- polls and timers
+
+
+def _poll_noted(ctx: Ctx, ev: E.PollNoted) -> None:
+    last = ctx.st.last_poll
+    last.pop(ev.queue, None)
+    last[ev.queue] = ctx.st.clock_ms
+    while len(last) > limits.MAX_POLLED_QUEUES:  # bounded: the least recently polled go
+        last.popitem(last=False)
+
+
+def _poll_parked(ctx: Ctx, ev: E.PollParked) -> None:
+    ctx.st.parked[ev.request_id] = ev.poll
+    ctx.st.set_timer(TimerKind.POLL.key(ev.request_id), ev.poll.expires_ms)
+    ctx.fx.timers_changed = True
+
+
+def _poll_settled(ctx: Ctx, ev: E.PollSettled) -> None:
+    del ctx.st.parked[ev.request_id]
+    ctx.st.clear_timer(TimerKind.POLL.key(ev.request_id))
+    ctx.fx.polls_settled.append(ev.request_id)
+    ctx.fx.timers_changed = True
+
+
+def _timer_set(ctx: Ctx, ev: E.TimerSet) -> None:
+    ctx.st.set_timer(ev.key, ev.due_ms)
+    ctx.fx.timers_changed = True
+
+
+def _timers_fired(ctx: Ctx, ev: E.TimersFired) -> None:
+    for key in ev.keys:
+        ctx.st.timers.pop(key, None)
+
+
+APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {
+    E.EpochRaised: _epoch_raised,
+    E.MemberSet: _member_set,
+    E.MemberRemoved: _member_removed,
+    E.RequestRecorded: _request_recorded,
+    E.RequestsExpired: _requests_expired,
+    E.TaskDefsRegistered: _task_defs_registered,
+    E.WorkflowDefRegistered: _workflow_def_registered,
+    E.WorkflowStarted: _workflow_started,
+    E.IdempotencyKeyRecorded: _idempotency_key_recorded,
+    E.WorkflowEnded: _workflow_ended,
+    E.WorkflowOutputSet: _workflow_output_set,
+    E.WorkflowEndRecorded: _workflow_end_recorded,
+    E.WorkflowReterminated: _workflow_reterminated,
+    E.WorkflowQuarantined: _workflow_quarantined,
+    E.VariablesSet: _variables_set,
+    E.WorkflowEvicted: _workflow_evicted,
+    E.TaskScheduled: _task_scheduled,
+    E.TaskQueued: _task_queued,
+    E.QueueEntryDropped: _queue_entry_dropped,
+    E.TaskLeased: _task_leased,
+    E.LeaseExtended: _lease_extended,
+    E.TaskStarted: _task_started,
+    E.TaskInputSet: _task_input_set,
+    E.TaskEnded: _task_ended,
+    E.TaskRetried: _task_retried,
+    E.TaskRetriesStopped: _task_retries_stopped,
+    E.FailureTolerated: _failure_tolerated,
+    E.PermissiveFailureRecorded: _permissive_failure_recorded,
+    E.TaskTimeoutAlerted: _task_timeout_alerted,
+    E.CaseSelected: _case_selected,
+    E.DynamicForkPlanned: _dynamic_fork_planned,
+    E.SubWorkflowLinked: _sub_workflow_linked,
+    E.WaitScheduled: _wait_scheduled,
+    E.ScriptRequested: _script_requested,
+    E.LoopConditionEvaluated: _loop_condition_evaluated,
+    E.LoopConditionRead: _loop_condition_read,
+    E.LoopStarted: _loop_started,
+    E.LoopItemsSet: _loop_items_set,
+    E.LoopIterationEnded: _loop_iteration_ended,
+    E.LoopIterationStarted: _loop_iteration_started,
+    E.LoopIterationsPruned: _loop_iterations_pruned,
+    E.PollNoted: _poll_noted,
+    E.PollParked: _poll_parked,
+    E.PollSettled: _poll_settled,
+    E.TimerSet: _timer_set,
+    E.TimersFired: _timers_fired,
+}

@@ -1,0 +1,87 @@
+"""What one apply works with: the outcome of a command, the effects of a batch, and the context
+processors decide in and emit events through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .appliers import APPLIERS
+from .errors import Code
+from .state import State
+
+if TYPE_CHECKING:
+    from .events import Event
+
+JSON = Any
+
+
+@dataclass
+class Outcome:
+    code: Code = Code.OK
+    message: str = ""
+    result: dict[str, JSON] = field(default_factory=dict)
+    seq: int = 0  # the sequence number this command was applied at (not replicated)
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {"code": self.code.value, "message": self.message, "result": self.result}
+
+    @staticmethod
+    def from_dict(d: dict[str, JSON]) -> Outcome:
+        return Outcome(Code(d["code"]), d.get("message", ""), d.get("result") or {})
+
+    @property
+    def ok(self) -> bool:
+        return self.code is Code.OK
+
+
+@dataclass
+class Effects:
+    """What the shell needs to know after a batch: which queues got work, which workflows ended."""
+
+    ready_types: list[str] = field(default_factory=list)
+    ended_workflows: list[str] = field(default_factory=list)
+    timers_changed: bool = False
+    # Task ids that now wait for a script evaluation (the leader's runtime evaluates them in the
+    # sandbox and proposes ScriptResult); see queries.pending_scripts() for the full list.
+    scripts_ready: list[str] = field(default_factory=list)
+    # Request ids of parked polls that left the parked set: filled (their outcome is then
+    # recorded for the request), expired, cancelled, or dropped by a new leader epoch.
+    polls_settled: list[str] = field(default_factory=list)
+    # The whole state was replaced (a snapshot was loaded): waiters re-read it.
+    reloaded: bool = False
+    # Every event the batch applied, in order (what happened, for tests and tracing).
+    events: list[Event] = field(default_factory=list)
+
+    def ready(self, task_type: str) -> None:
+        if task_type not in self.ready_types:
+            self.ready_types.append(task_type)
+
+
+class Ctx:
+    """One batch being applied. Processors read `st` and change it only through `emit`."""
+
+    __slots__ = ("failed", "fill_types", "fp", "fx", "st", "terminations", "wakes")
+
+    def __init__(self, state: State, effects: Effects) -> None:
+        self.st = state
+        self.fx = effects
+        # Per decide walk: tasks that failed / TERMINATE tasks that ran during the walk.
+        self.failed: list[str] = []
+        self.terminations: list[str] = []
+        # (parent workflow id, parent task id, child id): children that ended, to mirror.
+        self.wakes: list[tuple[str, str, str]] = []
+        # The fingerprint of the request being applied ("" for commands without request_id).
+        self.fp = ""
+        # Queues that got a ready task while polls were parked (filled after the batch).
+        self.fill_types: list[str] = []
+
+    @property
+    def now(self) -> int:
+        return self.st.clock_ms
+
+    def emit(self, event: Event) -> None:
+        """Apply the event at once (later decisions of the same command read its result) and
+        record it."""
+        APPLIERS[type(event)](self, event)
+        self.fx.events.append(event)

@@ -1,0 +1,194 @@
+"""apply(state, batch) -> outcomes and effects. Pure and deterministic; nothing escapes it.
+
+The replication layer hands every committed batch to `apply_batch` on every replica, in log
+order. For each command the engine decodes it, answers a retried request from the dedup table,
+refuses a leader-originated command of an older leader epoch, and routes it to its processor
+(processors/), which decides and emits events that the appliers apply. A command that cannot be
+applied is rejected with a code and a message, identically everywhere; an unexpected bug
+quarantines the workflow it touched as FAILED instead of wedging Raft.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import appliers
+from .codec import fingerprint
+from .commands import (
+    FP_KEY,
+    CancelPoll,
+    Command,
+    CommandDecodeError,
+    CompleteTask,
+    FailTask,
+    HeartbeatTask,
+    LeaderEpoch,
+    Noop,
+    PollActivity,
+    PollTasks,
+    RegisterTaskDefs,
+    RegisterWorkflowDef,
+    RemoveMember,
+    ScriptResult,
+    SetMember,
+    StartWorkflow,
+    TerminateWorkflow,
+    Tick,
+    command_from_dict,
+)
+from .context import Ctx, Effects, Outcome
+from .errors import Code, Rejected, precondition
+from .processors import cluster, polls, registry, requests, scripts, tasks, timers, workflows
+from .state import State
+
+JSON = Any
+
+# Every command, to the processor that decides it (returns the outcome's result).
+PROCESSORS: dict[type[Command], Callable[[Ctx, Any], dict[str, JSON]]] = {
+    LeaderEpoch: cluster.leader_epoch,
+    Noop: cluster.noop,
+    SetMember: cluster.set_member,
+    RemoveMember: cluster.remove_member,
+    RegisterTaskDefs: registry.register_task_defs,
+    RegisterWorkflowDef: registry.register_workflow_def,
+    StartWorkflow: workflows.start_workflow,
+    TerminateWorkflow: workflows.terminate_workflow,
+    PollTasks: polls.poll_tasks,
+    PollActivity: polls.poll_activity,
+    CancelPoll: polls.cancel_poll,
+    CompleteTask: tasks.complete_task,
+    FailTask: tasks.fail_task,
+    HeartbeatTask: tasks.heartbeat_task,
+    Tick: timers.tick,
+    ScriptResult: scripts.script_result,
+}
+
+# Commands the leader's runtime originates, stamped with its epoch: a deposed leader's are
+# refused (the new leader has taken over its polls, timers and scripts).
+LEADER_COMMANDS = (PollTasks, PollActivity, CancelPoll, Tick, ScriptResult)
+
+
+def apply_batch(state: State, now_ms: int, commands: list[JSON]) -> tuple[list[Outcome], Effects]:
+    """Apply a committed batch stamped with the leader's cluster time `now_ms`."""
+    if isinstance(now_ms, int) and not isinstance(now_ms, bool):
+        appliers.advance_clock(state, now_ms)
+    fx = Effects()
+    ctx = Ctx(state, fx)
+    outcomes = [_apply_one(ctx, raw) for raw in commands]
+    if ctx.fill_types:
+        # Once per entry, not per command: a parked poll then takes every task the entry's
+        # commands made ready, up to its count (under load an entry carries many completions).
+        polls.fill_parked(ctx)
+    return outcomes, fx
+
+
+def _apply_one(ctx: Ctx, raw: JSON) -> Outcome:
+    seq = appliers.next_seq(ctx.st)
+    outcome = _apply_checked(ctx, raw)
+    outcome.seq = seq
+    return outcome
+
+
+def _apply_checked(ctx: Ctx, raw: JSON) -> Outcome:
+    given_fp = None
+    if isinstance(raw, dict) and FP_KEY in raw:
+        raw = dict(raw)
+        given_fp = raw.pop(FP_KEY)
+    try:
+        cmd = command_from_dict(raw)
+    except CommandDecodeError as exc:
+        return Outcome(Code.INVALID_ARGUMENT, f"malformed command: {exc}")
+    rid = getattr(cmd, "request_id", None)
+    fp = ""
+    if rid is not None:
+        # The proposer's fingerprint (Command.to_log_dict) when the command carries one.
+        fp = given_fp if isinstance(given_fp, str) and given_fp else _fingerprint(cmd)
+        earlier = requests.recorded_outcome(ctx.st, rid, fp)
+        if earlier is not None:
+            return earlier
+    ctx.fp = fp
+    try:
+        _check_epoch(ctx, cmd)
+        outcome = Outcome(result=PROCESSORS[type(cmd)](ctx, cmd))
+        workflows.drain(ctx)
+    except Rejected as rej:
+        outcome = Outcome(rej.code, rej.message)
+    except Exception as exc:  # a bug: reject everywhere alike, quarantine what it touched
+        outcome = Outcome(
+            Code.INTERNAL, f"internal error applying {cmd.NAME}: {type(exc).__name__}: {exc}"
+        )
+        _quarantine(ctx, cmd, outcome.message)
+    if rid is not None and _should_record(cmd, outcome):
+        requests.record(ctx, rid, outcome)
+    return outcome
+
+
+def _fingerprint(cmd: Command) -> str:
+    return fingerprint(cmd.fingerprint_body())
+
+
+def _check_epoch(ctx: Ctx, cmd: Command) -> None:
+    if isinstance(cmd, LEADER_COMMANDS) and cmd.epoch < ctx.st.epoch:
+        raise precondition(f"stale leader epoch {cmd.epoch} < {ctx.st.epoch}")
+
+
+def _should_record(cmd: Command, outcome: Outcome) -> bool:
+    if outcome.code in (Code.INTERNAL, Code.RESOURCE_EXHAUSTED):
+        return False
+    if isinstance(cmd, PollTasks):
+        # An empty poll leased nothing: the dispatcher may retry the same id when work arrives.
+        # A parked poll is recorded when it is filled (see polls.fill_parked).
+        return outcome.ok and bool(outcome.result.get("task_ids"))
+    return True
+
+
+def _quarantine(ctx: Ctx, cmd: Command, reason: str) -> None:
+    try:
+        # A task's commands carry workflow_id "" when they name the task by id.
+        wf_id = getattr(cmd, "workflow_id", None) or None
+        task_id = getattr(cmd, "task_id", None)
+        if wf_id is None and task_id:
+            task = ctx.st.tasks.get(task_id)
+            wf_id = task.workflow_id if task else None
+        wf = ctx.st.workflows.get(wf_id) if wf_id else None
+        if wf is not None:
+            workflows.quarantine_workflow(ctx, wf, reason)
+    except Exception:  # the quarantine itself must never raise
+        pass
+
+
+def precheck(state: State, raw: JSON) -> Outcome | None:
+    """A read-only answer the leader can give without proposing, or None to propose.
+
+    Safe because it reads the leader's applied state, a prefix of the log that includes every
+    write the caller has observed: a retried request returns its recorded outcome (by the same
+    rule as apply), a reused request id with a different request and a start of an unknown
+    definition are rejected.
+    """
+    try:
+        cmd = command_from_dict(raw)
+    except CommandDecodeError as exc:
+        return Outcome(Code.INVALID_ARGUMENT, f"malformed command: {exc}")
+    rid = getattr(cmd, "request_id", None)
+    if rid is not None:
+        earlier = requests.recorded_outcome(state, rid, _fingerprint(cmd))
+        if earlier is not None:
+            if "deduplicated" in earlier.result:  # not for a rejected reuse of the id
+                earlier.seq = state.seq
+            return earlier
+    if isinstance(cmd, StartWorkflow) and cmd.name not in state.workflow_defs:
+        return _precheck_miss(state, f"workflow definition {cmd.name!r} is not registered")
+    if (
+        isinstance(cmd, (CompleteTask, FailTask, HeartbeatTask))
+        and cmd.task_id
+        and cmd.task_id not in state.tasks
+    ):
+        return _precheck_miss(state, f"task {cmd.task_id} not found")
+    if isinstance(cmd, TerminateWorkflow) and cmd.workflow_id not in state.workflows:
+        return _precheck_miss(state, f"workflow {cmd.workflow_id} not found")
+    return None
+
+
+def _precheck_miss(state: State, message: str) -> Outcome:
+    return Outcome(Code.NOT_FOUND, message, seq=state.seq)

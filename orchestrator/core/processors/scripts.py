@@ -1,0 +1,117 @@
+"""Scripts in two phases: a task that needs one (INLINE, JSON_JQ_TRANSFORM, a JavaScript
+SWITCH/DECISION, a DO_WHILE loopCondition in full JavaScript) waits IN_PROGRESS with a marker;
+the leader's runtime evaluates it outside apply and proposes ScriptResult, committed here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import events as E
+from .. import limits
+from ..commands import ScriptResult
+from ..context import Ctx
+from ..errors import precondition
+from ..records import (
+    T_ACTIVE,
+    LoopOutcome,
+    ScriptMarker,
+    Task,
+    TaskStatus,
+    TaskType,
+    WorkflowStatus,
+)
+from ..state import State
+from . import decider, registry, scheduler, tasks
+
+JSON = Any
+
+
+def await_script(
+    ctx: Ctx,
+    task: Task,
+    lang: str,
+    source: str,
+    input: JSON = None,
+    iteration: int | None = None,
+) -> None:
+    """Phase one: mark the task as waiting for an evaluation outside apply.
+
+    The fence is this command's sequence number: unique per evaluation of a task (a loop asks
+    again only in a later command), so a result for an older request is told apart.
+    """
+    marker = ScriptMarker(ctx.st.seq, lang, source, input, iteration)
+    ctx.emit(E.ScriptRequested(task.task_id, marker))
+
+
+def script_result(ctx: Ctx, cmd: ScriptResult) -> dict[str, JSON]:
+    """Phase two: commit a script's outcome; the task then goes on as if a worker answered."""
+    st = ctx.st
+    task = st.tasks.get(cmd.task_id)
+    marker = task.script if task is not None else None
+    if (
+        task is None
+        or marker is None
+        or task.status not in T_ACTIVE
+        or marker.fence != cmd.fence
+        or marker.outcome is not None
+    ):
+        raise precondition(
+            f"task {cmd.task_id} has no pending script evaluation with fence {cmd.fence}: a late "
+            "or duplicate script result is not applied"
+        )
+    wf = st.workflows.get(task.workflow_id)
+    if wf is None or wf.status != WorkflowStatus.RUNNING:
+        raise precondition(f"workflow {task.workflow_id} is not RUNNING")
+    error = (cmd.error if isinstance(cmd.error, str) else "") or "the script failed"
+    error = error[: limits.MAX_REASON_LENGTH - 100]
+    ttype = task.type
+    if ttype is TaskType.DO_WHILE:
+        # The loop's decide walk reads the outcome (it knows the iteration it asked for).
+        outcome = LoopOutcome(cmd.ok, js_truthy(cmd.value), error)
+        ctx.emit(E.LoopConditionEvaluated(task.task_id, outcome))
+        decider.decide(ctx, wf)
+        return {}
+    if not cmd.ok:
+        failed = (TaskType.SWITCH, TaskType.DECISION)
+        status = TaskStatus.FAILED_WITH_TERMINAL_ERROR if ttype in failed else TaskStatus.FAILED
+        reason = f"{ttype} script failed: {error}"
+        tasks.end_task(ctx, task, status, output={"error": error}, reason=reason)
+        tasks.handle_failure(ctx, wf, task)
+        return {}
+    out: JSON
+    if ttype is TaskType.INLINE:
+        out = {"result": cmd.value}
+    elif ttype is TaskType.JSON_JQ_TRANSFORM:
+        results = cmd.value if isinstance(cmd.value, list) else [cmd.value]
+        out = {"result": results[0] if results else None, "resultList": results}
+    else:  # SWITCH / DECISION
+        out = scheduler.select_case(ctx, task, registry.wt_of(st, wf, task), cmd.value)
+    tasks.end_task(ctx, task, TaskStatus.COMPLETED, output=out)
+    decider.decide(ctx, wf)
+    return {}
+
+
+def js_truthy(value: JSON) -> bool:
+    """JavaScript truthiness of a JSON value (an empty list or object is true)."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value != 0
+    if isinstance(value, str):
+        return value != ""
+    return True
+
+
+def pending_scripts(st: State) -> list[tuple[str, int]]:
+    """(task id, fence) of every script evaluation waiting for a ScriptResult, in workflow and
+    task order. The leader's runtime scans this when it takes over."""
+    out: list[tuple[str, int]] = []
+    for wf in st.workflows.values():
+        if wf.status != WorkflowStatus.RUNNING:
+            continue
+        for tid in wf.tasks:
+            t = st.tasks[tid]
+            marker = t.script
+            if marker is not None and t.status in T_ACTIVE and marker.outcome is None:
+                out.append((tid, marker.fence))
+    return out

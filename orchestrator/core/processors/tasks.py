@@ -1,0 +1,198 @@
+"""Tasks and their queues: leasing, results from workers and the API (complete, fail,
+heartbeat), and what a failure leads to (a retry, a tolerated failure, or the workflow's end)."""
+
+from __future__ import annotations
+
+from typing import Any, assert_never
+
+from .. import events as E
+from .. import limits
+from ..commands import CompleteTask, FailTask, HeartbeatTask
+from ..context import Ctx
+from ..errors import invalid, not_found, precondition
+from ..records import (
+    T_ACTIVE,
+    T_RETRIABLE,
+    RetryLogic,
+    Task,
+    TaskStatus,
+    TaskType,
+    Workflow,
+    WorkflowStatus,
+    queue_key,
+)
+from . import decider, registry, scheduler, workflows
+
+JSON = Any
+
+# Tasks a worker or the API may end: worker tasks, and WAIT/HUMAN gates (by task id).
+EXTERNAL_TYPES = (TaskType.SIMPLE, TaskType.WAIT, TaskType.HUMAN)
+
+
+def end_task(
+    ctx: Ctx,
+    task: Task,
+    status: TaskStatus,
+    output: JSON = None,
+    reason: str = "",
+    worker_id: str = "",
+) -> None:
+    ctx.emit(E.TaskEnded(task.task_id, status, output, reason, worker_id))
+
+
+def fail_now(ctx: Ctx, task: Task, reason: str) -> None:
+    """The task cannot run: it fails terminally and the walk handles the failure."""
+    end_task(ctx, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason=reason)
+    if task.task_id not in ctx.failed:
+        ctx.failed.append(task.task_id)
+
+
+def enqueue(ctx: Ctx, task: Task) -> None:
+    ctx.emit(E.TaskQueued(task.task_id, queue_key(task.task_type, task.domain)))
+
+
+def lease(ctx: Ctx, queue_name: str, worker_id: str, count: int) -> list[str]:
+    """Lease up to `count` ready tasks of a queue to a worker, oldest first."""
+    st = ctx.st
+    queue = st.queues.get(queue_name)
+    leased: list[str] = []
+    while queue and len(leased) < count:
+        task_id = next(iter(queue))
+        task = st.tasks.get(task_id)
+        if task is None or task.status != TaskStatus.SCHEDULED:
+            ctx.emit(E.QueueEntryDropped(queue_name, task_id))
+            continue
+        ctx.emit(E.TaskLeased(task_id, queue_name, worker_id))
+        leased.append(task_id)
+    return leased
+
+
+# ---------------------------------------------------------------- results
+
+
+def _resolve_task_id(ctx: Ctx, cmd: CompleteTask | FailTask) -> str:
+    """The task a result names: by id, or by workflow id and reference (the latest attempt)."""
+    if cmd.task_id:
+        return cmd.task_id
+    if not (cmd.workflow_id and cmd.reference_task_name):
+        raise invalid("task_id, or workflow_id and reference_task_name: required")
+    wf = ctx.st.workflows.get(cmd.workflow_id)
+    if wf is None:
+        raise not_found(f"workflow {cmd.workflow_id} not found")
+    task_id = wf.ref_index.get(cmd.reference_task_name)
+    if task_id is None:
+        raise not_found(
+            f"workflow {cmd.workflow_id} has no task with reference {cmd.reference_task_name!r}"
+        )
+    return str(task_id)
+
+
+def _active_task(ctx: Ctx, task_id: str, verb: str) -> tuple[Task, Workflow]:
+    task = ctx.st.tasks.get(task_id)
+    if task is None:
+        raise not_found(f"task {task_id} not found")
+    if task.status not in T_ACTIVE:
+        raise precondition(
+            f"task {task_id} is {task.status}: a late or duplicate {verb} is not applied"
+        )
+    wf = ctx.st.workflows[task.workflow_id]
+    if wf.status != WorkflowStatus.RUNNING:
+        raise precondition(f"workflow {wf.workflow_id} is {wf.status}")
+    return task, wf
+
+
+def _check_external(task: Task, verb: str) -> None:
+    if task.type not in EXTERNAL_TYPES:
+        raise precondition(
+            f"task {task.task_id} is a {task.type} task run by the orchestrator and cannot "
+            f"be {verb} through the API"
+        )
+
+
+def complete_task(ctx: Ctx, cmd: CompleteTask) -> dict[str, JSON]:
+    if not isinstance(cmd.output, dict):
+        raise invalid("output_json: must be a JSON object")
+    task, wf = _active_task(ctx, _resolve_task_id(ctx, cmd), "completion")
+    _check_external(task, "completed")
+    end_task(ctx, task, TaskStatus.COMPLETED, output=cmd.output, worker_id=cmd.worker_id)
+    decider.decide(ctx, wf)
+    return {}
+
+
+def fail_task(ctx: Ctx, cmd: FailTask) -> dict[str, JSON]:
+    if not isinstance(cmd.output, dict):
+        raise invalid("output_json: must be a JSON object")
+    task, wf = _active_task(ctx, _resolve_task_id(ctx, cmd), "failure")
+    _check_external(task, "failed")
+    status = TaskStatus.FAILED_WITH_TERMINAL_ERROR if cmd.terminal else TaskStatus.FAILED
+    reason = cmd.reason[: limits.MAX_REASON_LENGTH]
+    end_task(ctx, task, status, output=cmd.output, reason=reason)
+    handle_failure(ctx, wf, task)
+    return {}
+
+
+def heartbeat_task(ctx: Ctx, cmd: HeartbeatTask) -> dict[str, JSON]:
+    task, _ = _active_task(ctx, cmd.task_id, "heartbeat")
+    if task.status != TaskStatus.IN_PROGRESS or task.type is not TaskType.SIMPLE:
+        raise precondition(f"task {cmd.task_id} is {task.status}, not leased to a worker")
+    ctx.emit(E.LeaseExtended(task.task_id))
+    return {"lease_expires_ms": task.lease_expires_ms}
+
+
+# ---------------------------------------------------------------- failures
+
+
+def retry_delay_seconds(task: Task) -> int:
+    """Conductor's backoff, from the failed attempt's retryCount."""
+    base = task.retry_delay_seconds
+    n = task.retry_count
+    delay: float
+    match task.retry_logic:
+        case RetryLogic.EXPONENTIAL_BACKOFF:
+            delay = base * (2 ** min(n, 30))
+        case RetryLogic.LINEAR_BACKOFF:
+            delay = base * task.backoff_scale_factor * (n + 1)
+        case RetryLogic.FIXED:
+            delay = base
+        case _ as unreachable:
+            assert_never(unreachable)
+    cap = task.max_retry_delay_seconds or limits.MAX_DELAY_SECONDS
+    return int(min(delay, cap))
+
+
+_WF_END_OF = {
+    TaskStatus.TIMED_OUT: WorkflowStatus.TIMED_OUT,
+    TaskStatus.CANCELED: WorkflowStatus.TERMINATED,
+}
+
+
+def handle_failure(ctx: Ctx, wf: Workflow, task: Task) -> None:
+    """A task ended unsuccessfully: retry it while retries remain, tolerate it (optional,
+    permissive), or end the workflow."""
+    if wf.status != WorkflowStatus.RUNNING:
+        return
+    if task.status in T_RETRIABLE and task.retry_count < task.retry_limit:
+        ctx.emit(E.TaskRetried(task.task_id))
+        wt = registry.wt_of(ctx.st, wf, task)
+        suffix = task.reference_task_name[len(wt["taskReferenceName"]) :]
+        delay_s = retry_delay_seconds(task)
+        scheduler.schedule(ctx, wf, wt, task.path, suffix, retry_of=task, delay_s=delay_s)
+        decider.decide(ctx, wf)
+        return
+    if task.optional:
+        ctx.emit(E.FailureTolerated(task.task_id))
+        decider.decide(ctx, wf)
+        return
+    if task.permissive:
+        # Conductor's permissive task: its failure stops neither its siblings nor the tasks
+        # after it; the workflow fails when it would otherwise complete.
+        ctx.emit(E.PermissiveFailureRecorded(wf.workflow_id, task.task_id))
+        decider.decide(ctx, wf)
+        return
+    workflows.end_workflow(
+        ctx,
+        wf,
+        _WF_END_OF.get(task.status, WorkflowStatus.FAILED),
+        f"task {task.reference_task_name} ({task.task_id}) {task.status}: "
+        f"{task.reason_for_incompletion}",
+    )

@@ -1,0 +1,392 @@
+"""Workflow lifecycle: start (with idempotency keys), terminate, end, children (sub-workflows and
+their parents), the failure workflow, and the quarantine of a workflow a bug touched."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from typing import Any
+
+from .. import events as E
+from .. import limits
+from ..commands import StartWorkflow, TerminateWorkflow
+from ..context import Ctx
+from ..definitions import check_task_to_domain, iter_tasks
+from ..errors import Rejected, TaskCannotRun, already_exists, invalid, not_found, precondition
+from ..expressions import resolve, stringify
+from ..records import (
+    T_ACTIVE,
+    T_FAILED_STATES,
+    IdempotencyStrategy,
+    Task,
+    TaskStatus,
+    Workflow,
+    WorkflowStatus,
+)
+from . import decider, registry, retention, tasks
+from .documents import task_doc, task_view
+
+JSON = Any
+_STRATEGIES = {s.value: s for s in IdempotencyStrategy}
+
+
+def start_workflow(ctx: Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
+    st = ctx.st
+    versions = st.workflow_defs.get(cmd.name)
+    if not versions:
+        raise not_found(f"workflow definition {cmd.name!r} is not registered")
+    version = cmd.version or registry.latest_version(versions)
+    defn = versions.get(str(version))
+    if defn is None:
+        raise not_found(f"workflow definition {cmd.name!r} has no version {version}")
+    if not isinstance(cmd.input, dict):
+        raise invalid("input_json: must be a JSON object")
+    strategy = _STRATEGIES.get(cmd.idempotency_strategy)
+    if strategy is None:
+        raise invalid(f"idempotency_strategy: must be one of {', '.join(_STRATEGIES)}")
+    if not cmd.workflow_id:
+        raise invalid("workflow_id: required")
+    task_to_domain = check_task_to_domain(cmd.task_to_domain, "task_to_domain")
+    idem_key = f"{cmd.name}\x00{cmd.idempotency_key}" if cmd.idempotency_key else ""
+    if idem_key:
+        existing_id = st.idempotency.get(idem_key)
+        existing = st.workflows.get(existing_id) if existing_id else None
+        if existing is not None:
+            if strategy is IdempotencyStrategy.RETURN_EXISTING:
+                return {"workflow_id": existing.workflow_id, "created": False}
+            if strategy is IdempotencyStrategy.FAIL or existing.status == WorkflowStatus.RUNNING:
+                raise already_exists(
+                    f"a workflow with idempotency_key {cmd.idempotency_key!r} exists: "
+                    f"{existing.workflow_id} ({existing.status})"
+                )
+    if cmd.workflow_id in st.workflows:
+        raise already_exists(f"workflow {cmd.workflow_id} already exists")
+    create_workflow(
+        ctx,
+        cmd.workflow_id,
+        defn,
+        dict(cmd.input),
+        correlation_id=cmd.correlation_id,
+        priority=cmd.priority,
+        idempotency_key=cmd.idempotency_key,
+        task_to_domain=task_to_domain,
+    )
+    if idem_key:
+        ctx.emit(E.IdempotencyKeyRecorded(idem_key, cmd.workflow_id))
+    return {"workflow_id": cmd.workflow_id, "created": True}
+
+
+def _task_defs_of(ctx: Ctx, defn: JSON) -> dict[str, JSON]:
+    """The registered task definitions a definition's worker tasks use (kept with the workflow,
+    so a later registration does not change a running workflow)."""
+    task_defs: dict[str, JSON] = {}
+    for t in iter_tasks(defn["tasks"]):
+        if t["type"] == "SIMPLE" and "taskDefinition" not in t and t["name"] not in task_defs:
+            td = ctx.st.task_defs.get(t["name"])
+            if td is None:
+                raise not_found(
+                    f"task definition {t['name']!r} (used by {t['taskReferenceName']}) is not "
+                    "registered"
+                )
+            task_defs[t["name"]] = td
+    return task_defs
+
+
+def create_workflow(
+    ctx: Ctx,
+    workflow_id: str,
+    defn: JSON,
+    wf_input: dict[str, JSON],
+    correlation_id: str,
+    priority: int,
+    idempotency_key: str,
+    parent: Workflow | None = None,
+    parent_task: Task | None = None,
+    task_to_domain: dict[str, str] | None = None,
+    depth: int | None = None,
+    triggering_workflow_id: str = "",
+) -> Workflow:
+    """Create a RUNNING workflow and decide it; raises Rejected before changing anything."""
+    for k, v in defn.get("inputTemplate", {}).items():
+        wf_input.setdefault(k, v)
+    task_defs = _task_defs_of(ctx, defn)
+    wf = Workflow(
+        workflow_id=workflow_id,
+        workflow_name=defn["name"],
+        workflow_version=defn["version"],
+        def_hash=registry.def_hash(defn, task_defs),
+        status=WorkflowStatus.RUNNING,
+        input=wf_input,
+        output={},
+        variables=dict(defn.get("variables", {})),
+        correlation_id=correlation_id,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        create_time_ms=ctx.now,
+        end_time_ms=0,
+        reason_for_incompletion="",
+        tasks=[],
+        ref_index={},
+        task_seq=0,
+        parent_workflow_id=parent.workflow_id if parent is not None else "",
+        parent_workflow_task_id=parent_task.task_id if parent_task is not None else "",
+        depth=depth if depth is not None else (parent.depth + 1 if parent is not None else 0),
+        task_to_domain=task_to_domain or {},
+        triggering_workflow_id=triggering_workflow_id,
+    )
+    ctx.emit(E.WorkflowStarted(wf, defn, task_defs))
+    if defn.get("timeoutSeconds") and defn.get("timeoutPolicy", "TIME_OUT_WF") == "TIME_OUT_WF":
+        due = ctx.now + defn["timeoutSeconds"] * 1000
+        ctx.emit(E.TimerSet(f"wftmo:{workflow_id}", due))
+    decider.decide(ctx, wf)
+    return wf
+
+
+def terminate_workflow(ctx: Ctx, cmd: TerminateWorkflow) -> dict[str, JSON]:
+    wf = ctx.st.workflows.get(cmd.workflow_id)
+    if wf is None:
+        raise not_found(f"workflow {cmd.workflow_id} not found")
+    if wf.status == WorkflowStatus.COMPLETED:
+        raise precondition(f"workflow {cmd.workflow_id} is COMPLETED and cannot be terminated")
+    if wf.status == WorkflowStatus.TERMINATED:
+        return {}
+    reason = cmd.reason or "terminated through the API"
+    if wf.status == WorkflowStatus.RUNNING:
+        end_workflow(ctx, wf, WorkflowStatus.TERMINATED, reason)
+    else:  # FAILED / TIMED_OUT may be re-marked TERMINATED, as in Conductor
+        ctx.emit(E.WorkflowReterminated(wf.workflow_id, reason))
+    return {}
+
+
+def end_workflow(
+    ctx: Ctx, wf: Workflow, status: WorkflowStatus, reason: str, failed_task: Task | None = None
+) -> None:
+    st = ctx.st
+    children: list[str] = []
+    for tid in wf.tasks:
+        t = st.tasks[tid]
+        if t.status in T_ACTIVE:
+            tasks.end_task(ctx, t, TaskStatus.CANCELED, reason=f"workflow {status}")
+            if t.sub_workflow_id:
+                children.append(t.sub_workflow_id)
+    ctx.emit(E.WorkflowEnded(wf.workflow_id, status, reason))
+    out_params = registry.wf_def(st, wf).get("outputParameters") or {}
+    if out_params:
+        output = resolve(out_params, task_doc(st, wf))
+    elif wf.tasks:
+        output = st.tasks[wf.tasks[-1]].output
+    else:
+        output = {}
+    ctx.emit(
+        E.WorkflowOutputSet(
+            wf.workflow_id, output if isinstance(output, dict) else {"result": output}
+        )
+    )
+    # Ending a parent ends its running children (Conductor cancels a SUB_WORKFLOW by terminating
+    # the child); a child's end wakes its parent.
+    for child_id in children:
+        child = st.workflows.get(child_id)
+        if child is not None and child.status == WorkflowStatus.RUNNING:
+            end_workflow(
+                ctx,
+                child,
+                WorkflowStatus.TERMINATED,
+                f"parent workflow {wf.workflow_id} {status}",
+            )
+    if status in (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT):
+        _start_failure_workflow(ctx, wf, failed_task)
+    mirror_child(ctx, wf)
+    retention.retire(ctx, wf.workflow_id)
+
+
+def terminate_from_task(ctx: Ctx, wf: Workflow, task: Task) -> None:
+    """A TERMINATE task ran: the workflow ends with its status, reason and output."""
+    status = WorkflowStatus(task.input.get("terminationStatus", WorkflowStatus.COMPLETED))
+    reason = task.input.get("terminationReason") or ""
+    end_workflow(ctx, wf, status, str(reason))
+    out = task.input.get("workflowOutput")
+    if out is not None:
+        output = out if isinstance(out, dict) else {"result": out}
+        ctx.emit(E.WorkflowOutputSet(wf.workflow_id, output))
+
+
+def _failed_view(st: Any, wf: Workflow) -> dict[str, JSON]:
+    """The failed workflow as its failure workflow's input names it (`failedWorkflow`)."""
+    view: dict[str, JSON] = {
+        "workflowId": wf.workflow_id,
+        "workflowName": wf.workflow_name,
+        "workflowVersion": wf.workflow_version,
+        "status": wf.status.value,
+        "input": wf.input,
+        "output": wf.output,
+        "reasonForIncompletion": wf.reason_for_incompletion,
+        "correlationId": wf.correlation_id,
+        "createTime": wf.create_time_ms,
+        "endTime": wf.end_time_ms,
+        "variables": wf.variables,
+        "tasks": [task_view(st.tasks[t], wf.workflow_id) for t in wf.tasks],
+    }
+    if len(json.dumps(view, separators=(",", ":"))) > limits.MAX_JSON_BYTES:
+        view["tasks"] = []
+        view["tasksOmitted"] = "the failed workflow's tasks exceed MAX_JSON_BYTES"
+    # Its own copy: in memory nothing may be shared between workflows (a snapshot would split
+    # what a later in-place change relies on).
+    return copy.deepcopy(view)
+
+
+def _failure_note(ctx: Ctx, wf: Workflow, note: str) -> None:
+    """Name the failure workflow (or why it did not start) in the failed workflow's output."""
+    # The output may be the last task's output object: never mark that one.
+    ctx.emit(
+        E.WorkflowOutputSet(wf.workflow_id, dict(wf.output, **{"conductor.failure_workflow": note}))
+    )
+
+
+def _start_failure_workflow(ctx: Ctx, wf: Workflow, failed_task: Task | None) -> None:
+    """Conductor's failureWorkflow: started when a workflow ends FAILED or TIMED_OUT through
+    the decider (never by the terminate API, which ends it TERMINATED). Its id is derived from
+    the failed workflow's, so re-applying never starts two; its input is the failed workflow's
+    input plus workflowId, reason, failureStatus, failureTaskId and failedWorkflow."""
+    st = ctx.st
+    defn = registry.wf_def(st, wf)
+    name = defn.get("failureWorkflow")
+    if not name:
+        return
+    if name.startswith("$"):
+        resolved = wf.input.get(name[len("${workflow.input.") : -1])
+        if not isinstance(resolved, str) or not resolved:
+            note = f"error: failureWorkflow {name} resolved to {stringify(resolved)}"
+            return _failure_note(ctx, wf, note)
+        name = resolved
+    child_id = f"{wf.workflow_id}-failure"
+    if wf.depth + 1 > limits.MAX_SUBWORKFLOW_DEPTH:
+        note = (
+            "error: not started, failure workflows nested deeper than "
+            f"{limits.MAX_SUBWORKFLOW_DEPTH} levels"
+        )
+        return _failure_note(ctx, wf, note)
+    failed_view = _failed_view(st, wf)
+    if failed_task is None:
+        failed = [st.tasks[t] for t in wf.tasks if st.tasks[t].status in T_FAILED_STATES]
+        failed_task = failed[-1] if failed else None
+    child_input = copy.deepcopy(wf.input)
+    child_input.update(
+        workflowId=wf.workflow_id,
+        reason=wf.reason_for_incompletion,
+        failureStatus=wf.status.value,
+        failureTaskId=failed_task.task_id if failed_task is not None else "",
+        failedWorkflow=failed_view,
+    )
+    try:
+        fdef = registry.lookup_def(st, name, defn.get("failureWorkflowVersion") or 0)
+        if child_id not in st.workflows:
+            create_workflow(
+                ctx,
+                child_id,
+                fdef,
+                child_input,
+                correlation_id=wf.correlation_id,
+                priority=wf.priority,
+                idempotency_key="",
+                task_to_domain=wf.task_to_domain,
+                depth=wf.depth + 1,
+                triggering_workflow_id=wf.workflow_id,
+            )
+        _failure_note(ctx, wf, child_id)
+    except (Rejected, TaskCannotRun) as exc:
+        msg = exc.message if isinstance(exc, Rejected) else exc.reason
+        _failure_note(ctx, wf, f"error: {msg}")
+
+
+# ---------------------------------------------------------------- children
+
+
+def launch(
+    ctx: Ctx,
+    parent: Workflow,
+    child_id: str,
+    defn: JSON,
+    child_input: JSON,
+    correlation_id: str,
+    parent_task: Task | None,
+    task_to_domain: dict[str, str] | None = None,
+) -> None:
+    """Start a child workflow of a task (SUB_WORKFLOW, or START_WORKFLOW without a parent link);
+    a child that cannot start fails the task."""
+    if child_id in ctx.st.workflows:
+        return
+    try:
+        create_workflow(
+            ctx,
+            child_id,
+            defn,
+            child_input,
+            correlation_id=correlation_id,
+            priority=parent.priority,
+            idempotency_key="",
+            parent=parent if parent_task is not None else None,
+            parent_task=parent_task,
+            task_to_domain=task_to_domain,
+        )
+    except Rejected as rej:
+        raise TaskCannotRun(f"{defn['name']}: {rej.message}") from None
+
+
+def mirror_child(ctx: Ctx, child: Workflow) -> None:
+    """A child workflow ended: its SUB_WORKFLOW task in the parent mirrors the end (later, in
+    `drain`, so a parent is never decided from inside its own decide)."""
+    if child.parent_workflow_id:
+        ctx.wakes.append(
+            (child.parent_workflow_id, child.parent_workflow_task_id, child.workflow_id)
+        )
+
+
+_CHILD_END = {
+    WorkflowStatus.TIMED_OUT: TaskStatus.TIMED_OUT,
+    WorkflowStatus.TERMINATED: TaskStatus.CANCELED,
+}
+
+
+def drain(ctx: Ctx) -> None:
+    """Mirror every child that ended into its parent's SUB_WORKFLOW task."""
+    st = ctx.st
+    while ctx.wakes:
+        parent_id, task_id, child_id = ctx.wakes.pop(0)
+        parent = st.workflows.get(parent_id)
+        task = st.tasks.get(task_id)
+        child = st.workflows.get(child_id)
+        if parent is None or task is None or child is None:
+            continue
+        if parent.status != WorkflowStatus.RUNNING:
+            continue
+        if task.status not in T_ACTIVE or task.sub_workflow_id != child_id:
+            continue
+        status = child.status
+        if status == WorkflowStatus.COMPLETED:
+            output = dict(child.output, subWorkflowId=child_id)
+            tasks.end_task(ctx, task, TaskStatus.COMPLETED, output)
+            decider.decide(ctx, parent)
+            continue
+        tasks.end_task(
+            ctx,
+            task,
+            _CHILD_END.get(status, TaskStatus.FAILED),
+            output={"subWorkflowId": child_id},
+            reason=f"sub-workflow {child_id} {status}: {child.reason_for_incompletion}",
+        )
+        tasks.handle_failure(ctx, parent, task)
+
+
+# ---------------------------------------------------------------- quarantine
+
+
+def quarantine_workflow(ctx: Ctx, wf: Workflow, reason: str) -> None:
+    """Mark a running workflow FAILED with the reason, identically on every replica."""
+    try:
+        if wf.status == WorkflowStatus.RUNNING:
+            end_workflow(ctx, wf, WorkflowStatus.FAILED, reason)
+    except Exception:  # even ending it failed: force the status so nothing waits on it
+        ctx.emit(E.WorkflowQuarantined(wf.workflow_id, reason))
+        with contextlib.suppress(Exception):
+            mirror_child(ctx, wf)
