@@ -34,13 +34,9 @@ from typing import Any, Final, Self, TypeVar, cast
 
 import grpc
 
-from orchestrator_client.client import (
-    _MAX_BATCH,
-    OrchestratorClient,
-    Task,
-    _encode_json,
-    _new_request_id,
-)
+from orchestrator_client._codec import encode_document, new_request_id
+from orchestrator_client._rpc import MAX_BATCH
+from orchestrator_client.client import OrchestratorClient, Task
 from orchestrator_client.errors import (
     FailedPreconditionError,
     NotFoundError,
@@ -127,7 +123,7 @@ class _CompletionBatcher:
                     self._cond.wait()
                 if not self._queue:
                     return
-                batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 self._sending = True
             try:
                 if self._unbatched:
@@ -869,7 +865,7 @@ class Worker:
         ):
             return None
         try:
-            output_json = _encode_json(dict(outcome) if outcome is not None else None)
+            output_json = encode_document(outcome)
         except (TypeError, ValueError):
             return None  # the usual path fails the task, saying why
         with self._lock:
@@ -892,7 +888,7 @@ class Worker:
                     regs.append(other)
         polls = [
             tasks_pb2.PollTasksRequest(
-                request_id=_new_request_id(),
+                request_id=new_request_id(),
                 task_type=r.task_type,
                 worker_id=self.worker_id,
                 count=1,
@@ -994,7 +990,7 @@ class Worker:
                     self.client.complete_task(task.task_id, outcome, worker_id=self.worker_id)
                 else:
                     # Encoded here (once): an output that is not JSON fails only its own task.
-                    output_json = _encode_json(dict(outcome) if outcome is not None else None)
+                    output_json = encode_document(outcome)
                     fut = batcher.submit(task.task_id, outcome, output_json)
                     fut.add_done_callback(lambda f: self._on_reported(task, f))
                     return True

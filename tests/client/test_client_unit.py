@@ -1037,7 +1037,7 @@ def test_worker_poller_backs_off_when_cluster_is_unreachable(make_server, make_w
 
 
 def test_each_caller_of_a_failed_batch_start_gets_its_own_error_object():
-    from orchestrator_client.client import _StartCoalescer, _StartSlot
+    from orchestrator_client._coalescer import StartCoalescer, StartSlot
 
     failure = UnavailableError(grpc.StatusCode.UNAVAILABLE, "no leader", op="StartWorkflows")
 
@@ -1045,9 +1045,9 @@ def test_each_caller_of_a_failed_batch_start_gets_its_own_error_object():
         def _start_batch(self, requests: Any) -> Any:
             raise failure
 
-    coalescer = _StartCoalescer(FailingClient())  # type: ignore[arg-type]
+    coalescer = StartCoalescer(FailingClient())  # type: ignore[arg-type]
     slots = [
-        _StartSlot(workflows_pb2.StartWorkflowRequest(request_id=f"r{i}", name="wf"))
+        StartSlot(workflows_pb2.StartWorkflowRequest(request_id=f"r{i}", name="wf"))
         for i in range(3)
     ]
     coalescer._queue, coalescer._sending = list(slots), True
@@ -1057,3 +1057,25 @@ def test_each_caller_of_a_failed_batch_start_gets_its_own_error_object():
     assert all(type(e) is UnavailableError and e.code == failure.code for e in errors)
     assert [e.request_id for e in errors] == ["r0", "r1", "r2"]
     assert all(str(e) == str(failure) for e in errors)
+
+
+def test_the_method_table_is_derived_from_the_service_descriptors():
+    from orchestrator_client._rpc import RPCS, rpc_of
+
+    start = rpc_of(workflows_pb2.StartWorkflowRequest())
+    assert start.name == "StartWorkflow"
+    assert start.path == "/orchestrator.v1.WorkflowService/StartWorkflow"
+    assert start.response_type is workflows_pb2.StartWorkflowResponse
+    assert rpc_of(cluster_pb2.GetReplicaStatusRequest()).response_type is cluster_pb2.ReplicaStatus
+    # Every RPC of the four services, as the fake server finds them on its own.
+    assert {r.path for r in RPCS} == set(METHODS)
+    assert all(rpc_of(r.request_type()) is r for r in RPCS)
+
+
+def test_two_rpcs_taking_one_request_type_are_refused():
+    from orchestrator_client._rpc import Rpc, _by_request
+
+    one = Rpc("A", "/s/A", tasks_pb2.PollTasksRequest, tasks_pb2.PollTasksResponse)
+    other = Rpc("B", "/s/B", tasks_pb2.PollTasksRequest, tasks_pb2.PollTasksResponse)
+    with pytest.raises(RuntimeError, match="both take PollTasksRequest"):
+        _by_request([one, other])

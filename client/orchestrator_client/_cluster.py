@@ -1,0 +1,137 @@
+"""The cluster calls of OrchestratorClient: replica status and membership."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator_client._codec import message_to_plain_dict, new_request_id
+from orchestrator_client._transport import Transport
+from orchestrator_client.v1 import cluster_pb2
+
+
+class ClusterCalls:
+    """ClusterService, as methods of OrchestratorClient."""
+
+    _transport: Transport
+
+    def cluster_status(
+        self, *, timeout_s: float | None = None, retry_budget_s: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Reports the status of every replica, as gathered by the replica that answers.
+
+        Args:
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Returns:
+            One dict per replica with every ``ReplicaStatus`` field by its proto name (defaults
+            included; 64-bit integers as ints).
+
+        Raises:
+            UnavailableError: No replica served the call within the retry budget.
+            OrchestratorError: Any other server error.
+        """
+        response = self._transport.invoke(
+            cluster_pb2.GetClusterStatusRequest(),
+            cluster_pb2.GetClusterStatusResponse,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+        )
+        return [message_to_plain_dict(r) for r in response.replicas]
+
+    def add_replica(
+        self,
+        node_id: str,
+        *,
+        raft_address: str,
+        grpc_address: str,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> None:
+        """Adds a replica to the cluster's membership; start it with ``serve --join`` afterwards.
+
+        Args:
+            node_id: The new replica's id.
+            raft_address: Its Raft address, host:port.
+            grpc_address: Its gRPC address, host:port.
+            request_id: Idempotency id of this call; generated when None.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Raises:
+            InvalidArgumentError: A malformed address.
+            AlreadyExistsError: The id is a member at another address.
+            UnavailableError: No replica served the call within the retry budget.
+            OrchestratorError: Any other server error.
+        """
+        rid = request_id or new_request_id()
+        request = cluster_pb2.AddReplicaRequest(
+            request_id=rid, node_id=node_id, raft_address=raft_address, grpc_address=grpc_address
+        )
+        self._transport.invoke(
+            request,
+            cluster_pb2.AddReplicaResponse,
+            rid,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+        )
+
+    def remove_replica(
+        self,
+        node_id: str,
+        *,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> None:
+        """Removes a replica from the cluster's membership (stop its process afterwards).
+
+        Args:
+            node_id: The replica's id.
+            request_id: Idempotency id of this call; generated when None.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Raises:
+            NotFoundError: Not a member.
+            UnavailableError: No replica served the call within the retry budget.
+            OrchestratorError: Any other server error.
+        """
+        rid = request_id or new_request_id()
+        request = cluster_pb2.RemoveReplicaRequest(request_id=rid, node_id=node_id)
+        self._transport.invoke(
+            request,
+            cluster_pb2.RemoveReplicaResponse,
+            rid,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+        )
+
+    def replica_status(
+        self,
+        address: str | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Reports the status of one replica, without retrying elsewhere.
+
+        Args:
+            address: The replica to ask; None asks whichever replica the client would use.
+            timeout_s: Per-attempt deadline override.
+
+        Returns:
+            The replica's ``ReplicaStatus`` as a dict, like :meth:`cluster_status` entries.
+
+        Raises:
+            UnavailableError: The replica did not answer.
+            OrchestratorError: Any other server error.
+        """
+        response = self._transport.invoke(
+            cluster_pb2.GetReplicaStatusRequest(),
+            cluster_pb2.ReplicaStatus,
+            timeout_s=timeout_s,
+            retry_budget_s=0.0,
+            pinned_address=address,
+        )
+        return message_to_plain_dict(response)

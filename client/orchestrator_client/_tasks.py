@@ -1,0 +1,410 @@
+"""The task calls of OrchestratorClient: the worker protocol (poll, complete, fail, heartbeat)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import grpc
+
+from orchestrator_client._codec import encode_document, new_request_id
+from orchestrator_client._rpc import MAX_BATCH, rpc_of
+from orchestrator_client._transport import Transport
+from orchestrator_client._views import Task
+from orchestrator_client.errors import OrchestratorError
+from orchestrator_client.v1 import tasks_pb2
+
+# Polls riding a CompleteTasks call are recorded as operations of their own RPC.
+_POLL_OP: Final = rpc_of(tasks_pb2.PollTasksRequest()).name
+
+
+class TaskCalls:
+    """TaskService, as methods of OrchestratorClient."""
+
+    _transport: Transport
+
+    def poll_tasks(
+        self,
+        task_type: str,
+        *,
+        worker_id: str,
+        count: int = 1,
+        timeout_ms: int = 1000,
+        domain: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> list[Task]:
+        """Leases up to ``count`` tasks of one type, long-polling up to ``timeout_ms``.
+
+        A retried poll reuses the request id, so tasks leased by an attempt whose response was
+        lost are returned by the retry rather than stranded until their lease expires.
+
+        Args:
+            task_type: The task type (task definition name) to poll.
+            worker_id: Identifies this worker to the server.
+            count: At most this many tasks (1-100).
+            timeout_ms: Long-poll wait in milliseconds (0-30000); 0 returns at once.
+            domain: Poll this task domain's queue (see ``start_workflow(task_to_domain=...)``);
+                ``""`` polls the type's default queue.
+            request_id: Idempotency id of this poll; generated when None.
+            timeout_s: Extra per-attempt time beyond the long-poll wait; defaults to the
+                client's attempt deadline.
+            retry_budget_s: Overall deadline override.
+
+        Returns:
+            The leased tasks, possibly none.
+
+        Raises:
+            ValueError: ``count`` or ``timeout_ms`` out of range.
+            InvalidArgumentError: The server rejected the request.
+            UnavailableError: No replica served the call within the retry budget.
+            OrchestratorError: Any other server error.
+        """
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        if timeout_ms < 0:
+            raise ValueError("timeout_ms must not be negative")
+        rid = request_id or new_request_id()
+        request = tasks_pb2.PollTasksRequest(
+            request_id=rid,
+            task_type=task_type,
+            worker_id=worker_id,
+            count=count,
+            timeout_ms=timeout_ms,
+            domain=domain,
+        )
+        extra = self._transport.timeout_s if timeout_s is None else timeout_s
+        response = self._transport.invoke(
+            request,
+            tasks_pb2.PollTasksResponse,
+            rid,
+            timeout_s=timeout_ms / 1000.0 + extra,
+            retry_budget_s=retry_budget_s,
+        )
+        return [Task.from_proto(t) for t in response.tasks]
+
+    def complete_task(
+        self,
+        task_id: str,
+        output: Mapping[str, Any] | None = None,
+        *,
+        worker_id: str = "",
+        workflow_id: str = "",
+        reference_task_name: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> None:
+        """Completes a task attempt with its output.
+
+        Args:
+            task_id: The task id from the poll; "" to name the task by workflow and reference.
+            output: The task output; None means ``{}``.
+            worker_id: The worker that held the lease.
+            workflow_id: With reference_task_name, instead of task_id: the latest attempt of that
+                reference (how WAIT and HUMAN tasks are usually completed).
+            reference_task_name: The task reference in the workflow definition.
+            request_id: Idempotency id of this call; generated when None.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Raises:
+            TypeError: Output that is not JSON-serializable.
+            ValueError: Output that is not valid JSON (NaN, Infinity, circular).
+            FailedPreconditionError: The lease was lost (the task timed out or was reported
+                already); the result was not applied.
+            NotFoundError: No such task.
+            UnavailableError: No replica served the call within the retry budget.
+            OrchestratorError: Any other server error.
+        """
+        rid = request_id or new_request_id()
+        request = tasks_pb2.CompleteTaskRequest(
+            request_id=rid,
+            task_id=task_id,
+            output_json=encode_document(output),
+            worker_id=worker_id,
+            workflow_id=workflow_id,
+            reference_task_name=reference_task_name,
+        )
+        self._transport.invoke(
+            request,
+            tasks_pb2.CompleteTaskResponse,
+            rid,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+        )
+
+    def complete_tasks(
+        self,
+        results: Sequence[tuple[str, Mapping[str, Any] | None]],
+        *,
+        worker_id: str = "",
+        request_ids: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> list[OrchestratorError | None]:
+        """Completes several task attempts in one call (at most 100).
+
+        Each result is applied as if completed alone, with its own request id, so a retried
+        batch is deduplicated result by result, and one rejected result (say, a lease already
+        lost) does not affect the others.
+
+        Args:
+            results: ``(task_id, output)`` pairs; an output of None means ``{}``.
+            worker_id: The worker that held the leases.
+            request_ids: One idempotency id per result; generated when None.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Returns:
+            Per result, in order: None when it was applied, else the error for it (for example
+            FailedPreconditionError for a lease already lost).
+
+        Raises:
+            ValueError: No results, more than 100, request ids not matching the results, or an
+                output that is not valid JSON.
+            TypeError: An output that is not JSON-serializable.
+            UnavailableError: No replica decided the call within the retry budget (then none,
+                some or all results may have been applied; retry with the same request ids).
+            OrchestratorError: Any other error of the whole call.
+        """
+        encoded = [(task_id, encode_document(output)) for task_id, output in results]
+        return self._complete_call(
+            encoded,
+            worker_id=worker_id,
+            request_ids=request_ids,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+        )[0]
+
+    def complete_tasks_and_poll(
+        self,
+        results: Sequence[tuple[str, Mapping[str, Any] | None]],
+        *,
+        polls: Mapping[str, int],
+        worker_id: str = "",
+        domain: str = "",
+        request_ids: Sequence[str] | None = None,
+        poll_request_ids: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> tuple[list[OrchestratorError | None], dict[str, list[Task]]]:
+        """complete_tasks, then in the same call and Raft entry polls that never wait.
+
+        The polls run right after the results are applied, so a task that one of them made
+        ready (say, the workflow's next task) is leased to this worker before any parked long
+        poll gets it: the answer carries the next task, one round trip per task instead of a
+        completion and a poll. A server from before this returns no tasks (they then go to
+        the worker's long polls as usual).
+
+        Args:
+            results: ``(task_id, output)`` pairs, as for ``complete_tasks``.
+            polls: Task type -> at most this many tasks of it (1-100); at most 16 types.
+            worker_id: The worker that held the leases and takes the new ones.
+            domain: The task domain's queues to poll (``""``: the default queues).
+            request_ids: One idempotency id per result; generated when None.
+            poll_request_ids: Task type -> idempotency id of its poll; generated when None. A
+                retried call returns the tasks the first attempt leased.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Returns:
+            Per result, None or its error (as ``complete_tasks``); and per polled task type,
+            the tasks leased.
+
+        Raises:
+            As ``complete_tasks``; ValueError also for no polls, more than 16, or a count
+            below 1.
+        """
+        if not polls or len(polls) > 16 or any(n < 1 for n in polls.values()):
+            raise ValueError("polls takes 1 to 16 task types, each with a count of at least 1")
+        encoded = [(task_id, encode_document(output)) for task_id, output in results]
+        ids = poll_request_ids or {}
+        requests = [
+            tasks_pb2.PollTasksRequest(
+                request_id=ids.get(task_type) or new_request_id(),
+                task_type=task_type,
+                worker_id=worker_id,
+                count=count,
+                domain=domain,
+            )
+            for task_type, count in polls.items()
+        ]
+        errors, polled = self._complete_call(
+            encoded,
+            worker_id=worker_id,
+            request_ids=request_ids,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+            polls=requests,
+        )
+        return errors, dict(zip(polls, polled, strict=True))
+
+    def _complete_call(
+        self,
+        results: Sequence[tuple[str, str]],
+        *,
+        worker_id: str,
+        request_ids: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+        polls: Sequence[tasks_pb2.PollTasksRequest] = (),
+    ) -> tuple[list[OrchestratorError | None], list[list[Task]]]:
+        """One CompleteTasks call of outputs already encoded as JSON (the worker encodes an
+        output once, to fail only its own task when it is not JSON), with polls riding behind
+        the results (each recorded as a PollTasks operation of its own). Returns per result
+        None or its error, and per poll the tasks it leased."""
+        if not results or len(results) > MAX_BATCH:
+            raise ValueError(f"complete_tasks takes 1 to {MAX_BATCH} results")
+        rids = list(request_ids) if request_ids is not None else [new_request_id() for _ in results]
+        if len(rids) != len(results):
+            raise ValueError("request_ids must match results one to one")
+        items = [
+            tasks_pb2.CompleteTaskRequest(
+                request_id=rid, task_id=task_id, output_json=output_json, worker_id=worker_id
+            )
+            for rid, (task_id, output_json) in zip(rids, results, strict=True)
+        ]
+        request = tasks_pb2.CompleteTasksRequest(items=items, polls=polls)
+        polled: list[tasks_pb2.PollTasksResponse] = []
+
+        def answers_of(response: tasks_pb2.CompleteTasksResponse) -> Sequence[Any]:
+            polled.extend(response.polled)
+            return response.statuses
+
+        for poll in polls:
+            self._transport.record("invoke", _POLL_OP, poll.request_id, poll)
+        try:
+            answers = self._transport.invoke_batch(
+                request,
+                tasks_pb2.CompleteTasksResponse,
+                items,
+                rids,
+                answers_of,
+                timeout_s=timeout_s,
+                retry_budget_s=retry_budget_s,
+            )
+        except BaseException as exc:
+            self._transport.record_failed(_POLL_OP, [p.request_id for p in polls], exc)
+            raise
+        errors = [a if isinstance(a, OrchestratorError) else None for a in answers]
+        return errors, self._settle_polls(polls, polled)
+
+    def _settle_polls(
+        self,
+        polls: Sequence[tasks_pb2.PollTasksRequest],
+        polled: list[tasks_pb2.PollTasksResponse],
+    ) -> list[list[Task]]:
+        """Records the answers to the polls that rode a CompleteTasks call; their tasks."""
+        if polled and len(polled) != len(polls):
+            # The results stand; what the polls leased is unknown (it returns when the leases
+            # expire).
+            mismatch = OrchestratorError(
+                grpc.StatusCode.INTERNAL,
+                f"CompleteTasks answered {len(polled)} polls for {len(polls)}",
+                op=_POLL_OP,
+            )
+            for poll in polls:
+                self._transport.record("unknown", _POLL_OP, poll.request_id, mismatch)
+            return [[] for _ in polls]
+        # No answers at all: a server from before riding polls, which leased nothing.
+        answered = polled or [tasks_pb2.PollTasksResponse() for _ in polls]
+        for poll, answer in zip(polls, answered, strict=True):
+            self._transport.record("ok", _POLL_OP, poll.request_id, answer)
+        return [[Task.from_proto(t) for t in answer.tasks] for answer in answered]
+
+    def fail_task(
+        self,
+        task_id: str,
+        reason: str,
+        *,
+        terminal: bool = False,
+        output: Mapping[str, Any] | None = None,
+        worker_id: str = "",
+        workflow_id: str = "",
+        reference_task_name: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> None:
+        """Fails a task attempt; it is retried per its definition unless ``terminal``.
+
+        Args:
+            task_id: The task id from the poll; "" to name the task by workflow and reference.
+            reason: Why it failed, recorded as the reason for incompletion.
+            terminal: Fail with FAILED_WITH_TERMINAL_ERROR, which is never retried.
+            output: Optional output to record with the failure.
+            worker_id: The worker that held the lease.
+            workflow_id: With reference_task_name, instead of task_id (WAIT and HUMAN tasks).
+            reference_task_name: The task reference in the workflow definition.
+            request_id: Idempotency id of this call; generated when None.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Raises:
+            TypeError: Output that is not JSON-serializable.
+            ValueError: Output that is not valid JSON (NaN, Infinity, circular).
+            FailedPreconditionError: The lease was lost; the result was not applied.
+            NotFoundError: No such task.
+            UnavailableError: No replica served the call within the retry budget.
+            OrchestratorError: Any other server error.
+        """
+        rid = request_id or new_request_id()
+        request = tasks_pb2.FailTaskRequest(
+            request_id=rid,
+            task_id=task_id,
+            reason=reason,
+            terminal=terminal,
+            output_json=encode_document(output),
+            worker_id=worker_id,
+            workflow_id=workflow_id,
+            reference_task_name=reference_task_name,
+        )
+        self._transport.invoke(
+            request,
+            tasks_pb2.FailTaskResponse,
+            rid,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+        )
+
+    def heartbeat_task(
+        self,
+        task_id: str,
+        *,
+        worker_id: str = "",
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> int:
+        """Extends the lease of an IN_PROGRESS task by its response timeout.
+
+        Args:
+            task_id: The task id from the poll.
+            worker_id: The worker that holds the lease.
+            request_id: Idempotency id of this call; generated when None.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Returns:
+            The new lease expiry, in cluster time (epoch milliseconds).
+
+        Raises:
+            FailedPreconditionError: The lease was lost; stop working on the task.
+            NotFoundError: No such task.
+            UnavailableError: No replica served the call within the retry budget.
+            OrchestratorError: Any other server error.
+        """
+        rid = request_id or new_request_id()
+        request = tasks_pb2.HeartbeatTaskRequest(
+            request_id=rid, task_id=task_id, worker_id=worker_id
+        )
+        response = self._transport.invoke(
+            request,
+            tasks_pb2.HeartbeatTaskResponse,
+            rid,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+        )
+        return response.lease_expires_ms

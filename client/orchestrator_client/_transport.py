@@ -1,0 +1,397 @@
+"""How a call reaches the cluster: attempts, retries, failover, sequence tracking, history.
+
+* A replica that cannot serve answers UNAVAILABLE, possibly naming the leader in trailing
+  metadata; the call follows that hint, else rotates through the configured addresses
+  (see _routing).
+* RESOURCE_EXHAUSTED is backpressure; the call waits the hinted delay (or backs off).
+* Each response names the replica's applied sequence number; the highest seen so far goes with
+  every later call, so a read after a write sees that write (read-your-writes).
+* The caller gives each logical call one request id, reused on every attempt, so the server
+  applies it at most once and a retry returns the first outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from orchestrator_client._channels import ChannelPool
+from orchestrator_client._codec import new_request_id
+from orchestrator_client._routing import Router, parse_addresses
+from orchestrator_client._rpc import Rpc, rpc_of
+from orchestrator_client.errors import (
+    OrchestratorError,
+    ResourceExhaustedError,
+    UnavailableError,
+    error_for_status,
+)
+
+__all__ = [
+    "LEADER_METADATA_KEY",
+    "MIN_SEQ_METADATA_KEY",
+    "RETRY_AFTER_METADATA_KEY",
+    "SEQ_METADATA_KEY",
+    "MetadataLike",
+    "Recorder",
+    "Transport",
+]
+
+_log = logging.getLogger("orchestrator_client")
+
+LEADER_METADATA_KEY: Final = "x-orchestrator-leader"
+RETRY_AFTER_METADATA_KEY: Final = "x-orchestrator-retry-after-ms"
+SEQ_METADATA_KEY: Final = "x-orchestrator-seq"
+MIN_SEQ_METADATA_KEY: Final = "x-orchestrator-min-seq"
+
+# Every mutating call carries one request id on all its attempts and the server applies it at
+# most once, so retrying is safe whenever the outcome is open: also when a replica that is
+# shutting down or was killed mid-call ends it with CANCELLED or UNKNOWN ("Stream removed").
+_RETRYABLE_CODES: Final = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+_STATUS_BY_NUMBER: Final = {c.value[0]: c for c in grpc.StatusCode}
+
+_BACKOFF_INITIAL_S: Final = 0.05
+_BACKOFF_MAX_S: Final = 1.0
+# Below this, an attempt could not even complete a round trip; treat the budget as spent.
+_MIN_ATTEMPT_S: Final = 0.005
+
+Recorder = Callable[[str, str, str, Any], None]
+"""``recorder(event, op, request_id, detail)``; see :class:`OrchestratorClient`."""
+
+MetadataLike = Sequence[tuple[str, str]] | Mapping[str, str]
+
+_RespT = TypeVar("_RespT", bound=Message)
+_Trailers = tuple[tuple[str, str | bytes], ...]
+
+
+def _is_retryable(code: grpc.StatusCode, details: str) -> bool:
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+        # grpc's own message-size limit, not backpressure: every retry would fail the same way.
+        return False
+    return code in _RETRYABLE_CODES
+
+
+def _metadata_value(metadata: Iterable[tuple[str, str | bytes]] | None, key: str) -> str | None:
+    if not metadata:
+        return None
+    found: str | None = None
+    for k, v in metadata:
+        if k.lower() == key:
+            # The last value wins, as with a repeated HTTP header.
+            found = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+    return found
+
+
+def _parse_int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def _normalize_metadata(metadata: MetadataLike | None) -> tuple[tuple[str, str], ...]:
+    if metadata is None:
+        return ()
+    items = metadata.items() if isinstance(metadata, Mapping) else metadata
+    out: list[tuple[str, str]] = []
+    for key, value in items:
+        lowered = key.lower()
+        if lowered == MIN_SEQ_METADATA_KEY:
+            raise ValueError(f"metadata key {key!r} is managed by the client")
+        # grpc rejects upper-case keys at call time; failing at construction is clearer.
+        out.append((lowered, value))
+    return tuple(out)
+
+
+def _retry_delay(code: grpc.StatusCode, trailers: _Trailers, backoff: float) -> tuple[float, float]:
+    """(pause before the next attempt, the backoff after it) when no hint is followed."""
+    retry_after_ms = _parse_int(_metadata_value(trailers, RETRY_AFTER_METADATA_KEY))
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after_ms is not None:
+        # Honour the server's hint, with a little jitter so a crowd of throttled clients does
+        # not come back in lockstep.
+        return max(0.0, retry_after_ms / 1000.0) * random.uniform(1.0, 1.2), backoff
+    return random.uniform(backoff / 2.0, backoff), min(backoff * 2.0, _BACKOFF_MAX_S)
+
+
+class Transport:
+    """The replica-aware, retrying caller under one OrchestratorClient (thread-safe).
+
+    ``timeout_s`` and ``retry_budget_s`` are the client's defaults; ``closed`` is set by
+    :meth:`close` and wakes calls sleeping between retries.
+    """
+
+    def __init__(
+        self,
+        addresses: Sequence[str] | str,
+        *,
+        timeout_s: float,
+        retry_budget_s: float,
+        metadata: MetadataLike | None,
+        recorder: Recorder | None,
+        credentials: grpc.ChannelCredentials | None,
+        channel_options: Sequence[tuple[str, Any]] | None,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        if retry_budget_s < 0:
+            raise ValueError("retry_budget_s must not be negative")
+        self.addresses = parse_addresses(addresses)
+        self.timeout_s = float(timeout_s)
+        self.retry_budget_s = float(retry_budget_s)
+        self._metadata = _normalize_metadata(metadata)
+        self._recorder = recorder
+        # An Event rather than a bool so that close() wakes calls sleeping between retries.
+        self.closed = threading.Event()
+        self._channels = ChannelPool(credentials, channel_options, self.closed)
+        self._router = Router(self.addresses)
+        self._seq_lock = threading.Lock()
+        self._max_seq = 0
+
+    @property
+    def last_sequence(self) -> int:
+        with self._seq_lock:
+            return self._max_seq
+
+    def close(self) -> None:
+        self.closed.set()
+        self._channels.close()
+
+    def record(self, event: str, op: str, request_id: str, detail: object) -> None:
+        recorder = self._recorder
+        if recorder is None:
+            return
+        try:
+            recorder(event, op, request_id, detail)
+        except Exception:
+            _log.exception("recorder raised on %s %s %s", event, op, request_id)
+
+    def record_failed(self, op: str, request_ids: Sequence[str], exc: BaseException) -> None:
+        """Records the end of calls that raised: "fail" when the server's answer was definite,
+        else "unknown" (whatever else interrupted a call, the server may have applied it)."""
+        unknown = not isinstance(exc, OrchestratorError) or exc.outcome_unknown
+        for rid in request_ids:
+            self.record("unknown" if unknown else "fail", op, rid, exc)
+
+    def limits(self, timeout_s: float | None, retry_budget_s: float | None) -> tuple[float, float]:
+        """(per-attempt deadline, overall budget) of a call; refuses a closed client."""
+        if self.closed.is_set():
+            raise RuntimeError("OrchestratorClient is closed")
+        attempt_timeout = self.timeout_s if timeout_s is None else float(timeout_s)
+        if attempt_timeout <= 0:
+            raise ValueError("timeout_s must be positive")
+        budget = self.retry_budget_s if retry_budget_s is None else float(retry_budget_s)
+        return attempt_timeout, budget
+
+    def invoke(
+        self,
+        request: Message,
+        response_type: type[_RespT],
+        request_id: str | None = None,
+        *,
+        timeout_s: float | None,
+        retry_budget_s: float | None,
+        pinned_address: str | None = None,
+    ) -> _RespT:
+        """One logical call of the RPC that takes ``request``, recorded as one operation.
+
+        ``request_id`` is the one in a mutating request; a read gets one for the recorder.
+        """
+        rid = request_id or new_request_id()
+        rpc = rpc_of(request)
+        attempt_timeout, budget = self.limits(timeout_s, retry_budget_s)
+        self.record("invoke", rpc.name, rid, request)
+        try:
+            response = self._call_with_retries(
+                rpc, request, response_type, rid, attempt_timeout, budget, pinned_address
+            )
+        except BaseException as exc:
+            # The history must not be left with an open invoke.
+            self.record_failed(rpc.name, (rid,), exc)
+            raise
+        self.record("ok", rpc.name, rid, response)
+        return response
+
+    def invoke_batch(
+        self,
+        request: Message,
+        response_type: type[_RespT],
+        items: Sequence[Message],
+        rids: list[str],
+        answers_of: Callable[[_RespT], Sequence[Any]],
+        *,
+        timeout_s: float | None,
+        retry_budget_s: float | None,
+    ) -> list[Any]:
+        """One call carrying several requests (``items``, with ids ``rids``), each recorded as
+        an operation of its own RPC (the items of StartWorkflows as StartWorkflow).
+
+        Returns, per item, its answer (code 0) or the error for it. Raises what failed the
+        whole call, recorded for every item (a retry of the same call is deduplicated item by
+        item, so an item is never applied twice).
+        """
+        rpc = rpc_of(request)
+        op = rpc_of(items[0]).name
+        attempt_timeout, budget = self.limits(timeout_s, retry_budget_s)
+        for rid, item in zip(rids, items, strict=True):
+            self.record("invoke", op, rid, item)
+        try:
+            response = self._call_with_retries(
+                rpc, request, response_type, rids[0], attempt_timeout, budget, None
+            )
+        except BaseException as exc:
+            self.record_failed(op, rids, exc)
+            raise
+        answers = answers_of(response)
+        if len(answers) != len(items):
+            mismatch = OrchestratorError(
+                grpc.StatusCode.INTERNAL,
+                f"{rpc.name} answered {len(answers)} results for {len(items)} requests",
+                op=op,
+            )
+            for rid in rids:
+                self.record("unknown", op, rid, mismatch)
+            raise mismatch
+        out: list[Any] = []
+        for rid, answer in zip(rids, answers, strict=True):
+            if answer.code == 0:
+                self.record("ok", op, rid, answer)
+                out.append(answer)
+                continue
+            err = error_for_status(
+                _STATUS_BY_NUMBER.get(answer.code, grpc.StatusCode.UNKNOWN),
+                answer.message,
+                op=op,
+                request_id=rid,
+            )
+            self.record("fail", op, rid, err)
+            out.append(err)
+        return out
+
+    def _call_with_retries(
+        self,
+        rpc: Rpc,
+        request: Message,
+        response_type: type[_RespT],
+        request_id: str,
+        attempt_timeout: float,
+        budget: float,
+        pinned_address: str | None,
+    ) -> _RespT:
+        # Retries may start until the budget is spent; the first attempt always gets its full
+        # deadline, so a budget shorter than one attempt (or zero) means "no retries" rather
+        # than "no time".
+        retry_deadline = time.monotonic() + budget
+        route = self._router.route(pinned_address)
+        backoff = _BACKOFF_INITIAL_S
+        attempts = 0
+        timeout = attempt_timeout
+        while True:
+            attempts += 1
+            address = route.address
+            code, details, trailers, response = self._attempt(
+                rpc, request, response_type, address, timeout
+            )
+            self._observe_sequence(trailers)
+            if response is not None:
+                route.answered()
+                return response
+
+            closed = code == grpc.StatusCode.CANCELLED and self.closed.is_set()
+            make: Callable[..., OrchestratorError]
+            if closed or not _is_retryable(code, details):
+                # The replica answered, so it is healthy: keep routing to it.
+                route.answered()
+                make = error_for_status
+            else:
+                _log.debug(
+                    "%s attempt %d to %s failed with %s: %s",
+                    rpc.name,
+                    attempts,
+                    address,
+                    code.name,
+                    details,
+                )
+                hint = _metadata_value(trailers, LEADER_METADATA_KEY)
+                next_address, hinted = route.next_address(hint)
+                delay = 0.0
+                if not hinted:
+                    delay, backoff = _retry_delay(code, trailers, backoff)
+                remaining = retry_deadline - time.monotonic() - delay
+                if next_address is None or remaining < _MIN_ATTEMPT_S:
+                    exhausted = code == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    make = ResourceExhaustedError if exhausted else UnavailableError
+                elif delay > 0 and self.closed.wait(delay):
+                    code, details = grpc.StatusCode.CANCELLED, "client closed during retries"
+                    make = OrchestratorError
+                else:
+                    route.address = next_address
+                    timeout = min(attempt_timeout, remaining)
+                    continue
+            raise make(
+                code,
+                details,
+                op=rpc.name,
+                request_id=request_id,
+                attempts=attempts,
+                address=address,
+            )
+
+    def _attempt(
+        self,
+        rpc: Rpc,
+        request: Message,
+        response_type: type[_RespT],
+        address: str,
+        timeout: float,
+    ) -> tuple[grpc.StatusCode, str, _Trailers, _RespT | None]:
+        """Makes one attempt; returns (code, details, trailing metadata, response or None)."""
+        metadata = ((MIN_SEQ_METADATA_KEY, str(self.last_sequence)), *self._metadata)
+        try:
+            callable_ = self._channels.callable(address, rpc)
+            response, call = callable_.with_call(
+                request, timeout=max(timeout, _MIN_ATTEMPT_S), metadata=metadata
+            )
+        except grpc.RpcError as err:
+            if isinstance(err, grpc.Call):
+                code = err.code() or grpc.StatusCode.UNKNOWN
+                details = err.details() or ""
+                trailers = tuple(err.trailing_metadata() or ())
+            else:
+                code, details, trailers = grpc.StatusCode.UNKNOWN, str(err), ()
+            if code == grpc.StatusCode.CANCELLED and self.closed.is_set():
+                details = details or "client closed"
+            return code, details, trailers, None
+        except ValueError:
+            # grpc raises ValueError for a call on a channel that close() just shut.
+            if self.closed.is_set():
+                return grpc.StatusCode.CANCELLED, "client closed", (), None
+            raise
+        # The table's response type (the deserializer's) must be what the caller reads.
+        if not isinstance(response, response_type):
+            raise TypeError(
+                f"{rpc.name}: expected {response_type.__name__}, got {type(response).__name__}"
+            )
+        return grpc.StatusCode.OK, "", tuple(call.trailing_metadata() or ()), response
+
+    def _observe_sequence(self, trailers: _Trailers) -> None:
+        seq = _parse_int(_metadata_value(trailers, SEQ_METADATA_KEY))
+        if seq is None:
+            return
+        with self._seq_lock:
+            self._max_seq = max(self._max_seq, seq)
