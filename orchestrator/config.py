@@ -5,7 +5,8 @@ A JSON file (see deploy/local/cluster.json):
   "password_file": "path" | "password": "...",   (or env ORCHESTRATOR_RAFT_PASSWORD)
   "data_root": "path",                           (each replica uses <data_root>/<id>)
   "replicas": [{"id": "n1", "grpc": "host:port", "raft": "host:port"}, ...],
-  "raft": {"election_min_s": 0.6, ...}           (optional RaftSettings overrides)
+  "raft": {"election_min_s": 0.6, ...},          (optional RaftSettings overrides)
+  "health": {"max_apply_lag_entries": 1000}      (optional HealthSettings overrides)
 }
 Relative paths are relative to the config file. Replicas may run on separate hosts: each one
 needs only the same file (peers are configuration).
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -30,6 +31,15 @@ class ReplicaConfig:
     raft: str
 
 
+@dataclass(frozen=True)
+class HealthSettings:
+    """When a replica with a leader still reports NOT_SERVING."""
+
+    # Committed entries not yet applied beyond which a replica is catching up: a read there
+    # would wait long for the caller's last seen sequence number.
+    max_apply_lag_entries: int = 1000
+
+
 @dataclass
 class ClusterConfig:
     replicas: list[ReplicaConfig]
@@ -37,6 +47,7 @@ class ClusterConfig:
     password: str
     raft: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    health: HealthSettings = field(default_factory=HealthSettings)
 
     def replica(self, node_id: str) -> ReplicaConfig:
         for r in self.replicas:
@@ -102,7 +113,21 @@ def load(path: str, *, require_password: bool = True) -> ClusterConfig:
     raft = raw.get("raft") or {}
     if not isinstance(raft, dict):
         raise ConfigError(f"{path}: 'raft' must be an object")
-    return ClusterConfig(replicas, data_root, password, raft, os.path.abspath(path))
+    health = _health(raw.get("health") or {}, path)
+    return ClusterConfig(replicas, data_root, password, raft, os.path.abspath(path), health)
+
+
+def _health(raw: Any, path: str) -> HealthSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: 'health' must be an object")
+    known = {f.name for f in fields(HealthSettings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: health: unknown settings {unknown}")
+    for name, value in raw.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{path}: health.{name}: expected a positive integer")
+    return HealthSettings(**raw)
 
 
 def write(path: str, cfg: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ def set_role_provider(fn: Callable[[], tuple[str, int]]) -> None:
 
 
 def _add_role(_: Any, __: str, event: Any) -> Any:
-    # A processor rather than contextvars: pysyncobj's tick thread and gRPC's pool threads do
+    # A processor rather than contextvars: the Raft tick thread and gRPC's pool threads do
     # not inherit the main thread's context.
     if _node_id:
         event.setdefault("node", _node_id)
@@ -58,7 +58,7 @@ def configure(node_id: str = "", level: str = "INFO", json_output: bool | None =
     )
     global _node_id
     _node_id = node_id
-    # pysyncobj logs through the standard library: route it to stderr at WARNING.
+    # The Raft library logs through the standard library: route it to stderr at WARNING.
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,

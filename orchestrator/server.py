@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 from concurrent import futures
-from dataclasses import fields
 from typing import Any
 
 import grpc
@@ -16,29 +15,26 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from orchestrator_client.v1 import (
-    cluster_pb2,
     cluster_pb2_grpc,
-    definitions_pb2,
     definitions_pb2_grpc,
-    tasks_pb2,
     tasks_pb2_grpc,
-    workflows_pb2,
     workflows_pb2_grpc,
 )
 
 from . import logging as olog
-from .api.servicers import (
-    ClusterService,
-    DefinitionService,
-    NodeContext,
-    Peer,
-    TaskService,
-    WorkflowService,
-    serving_state,
-)
+from .api.cluster import ClusterService
+from .api.context import AfterCommit, NodeContext
+from .api.definitions import DefinitionService
+from .api.health import serving_state
+from .api.rpc import SERVICES
+from .api.tasks import TaskService
+from .api.workflows import WorkflowService
 from .config import ClusterConfig, ConfigError
+from .replication.api import Member, Replica
 from .replication.journal import JournalCorrupt
-from .replication.node import RaftSettings, Replica
+from .replication.node import RaftReplica
+from .replication.settings import from_config as raft_settings
+from .replication.settings import has_raft_state
 from .replication.snapshot import SnapshotError
 from .runtime.dispatcher import Dispatcher
 from .runtime.sandbox import default_sandbox
@@ -47,42 +43,44 @@ from .runtime.timer import Timer
 
 log = structlog.get_logger("server")
 
-SERVICE_NAMES = (
-    definitions_pb2.DESCRIPTOR.services_by_name["DefinitionService"].full_name,
-    workflows_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
-    tasks_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
-    cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
-)
+SERVICE_NAMES = tuple(s.full_name for s in SERVICES)
+# The test-only hooks (orchestrator/testing.py), each switched on by naming its file.
+FAILPOINTS_ENV = "ORCHESTRATOR_FAILPOINTS_FILE"
+WALL_OFFSET_ENV = "ORCHESTRATOR_TEST_WALL_OFFSET_FILE"
 
 
-def raft_settings(cfg: ClusterConfig, node_id: str, data_dir: str | None = None) -> RaftSettings:
-    me = cfg.replica(node_id)
-    known = {f.name for f in fields(RaftSettings)}
-    overrides = {k: v for k, v in cfg.raft.items() if k in known}
-    unknown = sorted(set(cfg.raft) - known)
-    if unknown:
-        raise ConfigError(f"raft: unknown settings {unknown}")
-    return RaftSettings(
-        self_addr=me.raft,
-        peers=[r.raft for r in cfg.replicas if r.node_id != node_id],
-        password=cfg.password,
-        data_dir=data_dir or cfg.data_dir(node_id),
-        **overrides,
-    )
+def _after_commit_hook() -> AfterCommit | None:
+    """The fault tests' failpoints when switched on; production never imports them."""
+    path = os.environ.get(FAILPOINTS_ENV, "")
+    if not path:
+        return None
+    from .testing import Failpoints
+
+    return Failpoints(path).after_commit
 
 
 class ReplicaServer:
-    def __init__(self, cfg: ClusterConfig, node_id: str, data_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ClusterConfig,
+        node_id: str,
+        data_dir: str | None = None,
+        replica: Replica | None = None,
+    ) -> None:
+        """One replica: over Raft with the configured peers, or on `replica` (tests' fake)."""
         self.cfg = cfg
         self.node_id = node_id
         me = cfg.replica(node_id)
-        self.replica = Replica(raft_settings(cfg, node_id, data_dir))
-        olog.set_role_provider(lambda: (self.replica.role(), self.replica.raft.raftCurrentTerm))
+        self.data_dir = data_dir or cfg.data_dir(node_id)
+        if replica is None:
+            members = [Member(r.node_id, r.raft, r.grpc) for r in cfg.replicas]
+            replica = RaftReplica(raft_settings(cfg, node_id, data_dir), members)
+        self.replica = replica
+        olog.set_role_provider(lambda: (self.replica.role(), self.replica.term()))
         self.dispatcher = Dispatcher(self.replica)
         self.timer = Timer(self.replica)
         self.scripts = ScriptExecutor(self.replica, default_sandbox())
-        peers = [Peer(r.node_id, r.raft, r.grpc) for r in cfg.replicas]
-        self.node = NodeContext(node_id, self.replica, self.dispatcher, peers)
+        self.node = NodeContext(node_id, self.replica, self.dispatcher, _after_commit_hook())
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="grpc"),
             options=[
@@ -101,7 +99,7 @@ class ReplicaServer:
         )
         tasks_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(self.node), self.server)
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
-            ClusterService(self.node), self.server
+            ClusterService(self.node, cfg.health), self.server
         )
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -123,15 +121,15 @@ class ReplicaServer:
         log.info(
             "replica_started",
             grpc=self.grpc_addr,
-            raft=self.replica.settings.self_addr,
-            data_dir=self.replica.settings.data_dir,
+            raft=self.replica.address,
+            data_dir=self.data_dir,
         )
 
     def _health_loop(self) -> None:
         last: Any = None
         while not self._stop.is_set():
             try:
-                serving, detail = serving_state(self.replica)
+                serving, detail = serving_state(self.replica, self.cfg.health)
             except Exception as exc:
                 serving, detail = False, repr(exc)
             status = (
@@ -149,11 +147,11 @@ class ReplicaServer:
     def stop(self, grace_s: float = 2.0) -> None:
         self._stop.set()
         self.health.enter_graceful_shutdown()
-        if self.replica.raft._isLeader():
+        if self.replica.is_leader():
             # Step aside first so clients fail over in milliseconds, not an election timeout.
             self.replica.request_step_down()
             deadline = time.monotonic() + 3.0
-            while self.replica.raft._isLeader() and time.monotonic() < deadline:
+            while self.replica.is_leader() and time.monotonic() < deadline:
                 time.sleep(0.02)
             log.info("stepped_down", leader=self.replica.leader_addr())
         self.timer.stop()
@@ -164,44 +162,12 @@ class ReplicaServer:
         log.info("replica_stopped")
 
 
-def _start_wall_clock_faker(path: str) -> None:
-    """Test-only: shift this process's wall clock (time.time) by the ms in `path`, like a jump.
-
-    Used by the clock-jump fault test to show that no timer depends on the wall clock.
-    """
-    real_time = time.time
-    offset = {"ms": 0}
-
-    def fake_time() -> float:
-        return real_time() + offset["ms"] / 1000.0
-
-    time.time = fake_time
-
-    def watch() -> None:
-        while True:
-            try:
-                with open(path) as f:
-                    ms = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                ms = 0
-            if ms != offset["ms"]:
-                offset["ms"] = ms
-                log.warning("wall_clock_offset", offset_ms=ms)
-            time.sleep(0.1)
-
-    threading.Thread(target=watch, name="wall-clock-faker", daemon=True).start()
-
-
 FRESH_DATA_HELP = (
     "the data folder {path} holds no Raft state. A replica that lost its disk must not rejoin as "
     "the same voter (it could elect a leader that lacks committed entries): remove it "
     "(`orchestrator members remove {node}`), add it back (`orchestrator members add ...`), then "
     "start it with --join. Start the replicas of a brand-new cluster with --bootstrap."
 )
-
-
-def has_raft_state(data_dir: str) -> bool:
-    return any(os.path.exists(os.path.join(data_dir, f)) for f in ("raft.journal", "raft.dump"))
 
 
 def serve(
@@ -219,10 +185,12 @@ def serve(
         log.error("refusing_to_start", reason=message)
         print(f"orchestrator serve: refusing to start: {message}", file=sys.stderr)
         return 4
-    if os.environ.get("ORCHESTRATOR_TEST_WALL_OFFSET_FILE"):
-        _start_wall_clock_faker(os.environ["ORCHESTRATOR_TEST_WALL_OFFSET_FILE"])
+    if os.environ.get(WALL_OFFSET_ENV):
+        from .testing import start_wall_clock_faker
+
+        start_wall_clock_faker(os.environ[WALL_OFFSET_ENV])
     try:
-        # On the main thread: pysyncobj's tick thread exits with the thread that built it.
+        # On the main thread: the Raft tick thread exits with the thread that built it.
         srv = ReplicaServer(cfg, node_id, data_dir)
     except (JournalCorrupt, SnapshotError) as exc:
         log.error("refusing_to_start", reason=str(exc))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import grpc
+from orchestrator_client.v1 import tasks_pb2 as tpb
 
 from ..core.errors import Code
+from ..core.machine import Outcome
+from ..replication.api import MembershipIncomplete, OutcomeUnknown, Overloaded, ProposalError
 
 CODE_TO_STATUS: dict[Code, grpc.StatusCode] = {
     Code.OK: grpc.StatusCode.OK,
@@ -22,11 +25,14 @@ MIN_SEQ_KEY = "x-orchestrator-min-seq"
 RETRY_AFTER_KEY = "x-orchestrator-retry-after-ms"
 FORWARDED_KEY = "x-orchestrator-forwarded"
 
+Trailers = tuple[tuple[str, str], ...]
+
+# Backpressure: how long a client waits before retrying an overloaded leader.
+_RETRY_LATER: Trailers = ((RETRY_AFTER_KEY, "200"),)
+
 
 class ApiError(Exception):
-    def __init__(
-        self, status: grpc.StatusCode, message: str, trailers: tuple[tuple[str, str], ...] = ()
-    ) -> None:
+    def __init__(self, status: grpc.StatusCode, message: str, trailers: Trailers = ()) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -35,3 +41,53 @@ class ApiError(Exception):
 
 def invalid(message: str) -> ApiError:
     return ApiError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def outcome_error(
+    outcome: Outcome, leader: Trailers = (), *, epoch_fenced: bool = False
+) -> ApiError:
+    """A rejected command's status. A command the leader's runtime stamps with its epoch (a
+    poll: `epoch_fenced`) is rejected FAILED_PRECONDITION only for a stale epoch: leadership
+    moved, which the caller sees as UNAVAILABLE with the leader hint."""
+    if epoch_fenced and outcome.code is Code.FAILED_PRECONDITION:
+        return ApiError(grpc.StatusCode.UNAVAILABLE, outcome.message, leader)
+    return ApiError(CODE_TO_STATUS.get(outcome.code, grpc.StatusCode.INTERNAL), outcome.message)
+
+
+def item_status(status: grpc.StatusCode, message: str) -> tpb.ItemStatus:
+    """One item's verdict in a batch answer (the gRPC status code as a number)."""
+    return tpb.ItemStatus(code=status.value[0], message=message)
+
+
+def outcome_status(outcome: Outcome) -> tpb.ItemStatus:
+    if outcome.ok:
+        return tpb.ItemStatus()
+    err = outcome_error(outcome)
+    return item_status(err.status, err.message)
+
+
+def proposal_error(exc: ProposalError, leader: Trailers) -> ApiError:
+    """Why a proposal has no outcome: overload (retry later), or not (known to be) applied
+    (retry with the same request id, on the leader the trailers name)."""
+    if isinstance(exc, Overloaded):
+        return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"overloaded: {exc}", _RETRY_LATER)
+    if isinstance(exc, MembershipIncomplete):
+        return ApiError(grpc.StatusCode.UNAVAILABLE, str(exc), leader)
+    what = "outcome unknown" if isinstance(exc, OutcomeUnknown) else "not applied"
+    return ApiError(
+        grpc.StatusCode.UNAVAILABLE, f"{what}: {exc}; retry with the same request_id", leader
+    )
+
+
+def not_committed_in_time(leader: Trailers) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.UNAVAILABLE,
+        "outcome unknown: not committed in time; retry with the same request_id",
+        leader,
+    )
+
+
+def no_leader(leader: Trailers) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.UNAVAILABLE, "no ready leader known to this replica; retry shortly", leader
+    )

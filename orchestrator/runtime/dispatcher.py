@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from ..core import limits, queries
 from ..core.commands import CancelPoll, PollActivity, PollTasks
 from ..core.machine import Effects, Outcome, queue_key
-from ..replication.node import NotLeader, ProposalError, Replica
+from ..replication.api import NotLeader, ProposalError, Replica
 
 # A task type counts as busy this long after a task of it was last made ready: its long polls
 # park. Polls of other types wait on the leader only.
@@ -69,7 +69,7 @@ class Dispatcher:
         self.hot_s = HOT_S
         # domain queue -> monotonic time this leader last proposed PollActivity for it
         self._activity_sent: dict[str, float] = {}
-        replica.listeners.append(self.on_applied)
+        replica.subscribe(self.on_applied)
 
     # ------------------------------------------------------------ wake-ups (tick thread)
 
@@ -123,9 +123,7 @@ class Dispatcher:
         nothing: a PollActivity at most every half window per domain, fire and forget."""
         now = time.monotonic()
         half_s = limits.ACTIVE_WORKER_MS / 2000.0
-        with self.replica.lock:
-            fresh = queries.recently_polled(self.replica.state, qkey)
-        if fresh:
+        if self.replica.read(lambda st: queries.recently_polled(st, qkey)):
             return
         with self._lock:
             if now - self._activity_sent.get(qkey, -1e9) < half_s:
@@ -147,8 +145,7 @@ class Dispatcher:
         return last is not None and time.monotonic() - last < self.hot_s
 
     def _has_work(self, task_type: str, request_id: str) -> bool:
-        with self.replica.lock:
-            return queries.has_work(self.replica.state, task_type, request_id)
+        return self.replica.read(lambda st: queries.has_work(st, task_type, request_id))
 
     # ------------------------------------------------------------ polls
 
@@ -274,9 +271,9 @@ class Dispatcher:
         cancelled = False
         while True:
             call.event.clear()
-            with self.replica.lock:
-                parked, recorded = queries.poll_state(self.replica.state, rid)
-                seq = queries.applied_seq(self.replica.state)
+            parked, recorded, seq = self.replica.read(
+                lambda st: (*queries.poll_state(st, rid), queries.applied_seq(st))
+            )
             if recorded is not None:  # filled: the outcome recorded for this request
                 outcome = Outcome.from_dict(recorded)
                 outcome.seq = seq

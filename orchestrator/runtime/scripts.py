@@ -22,7 +22,7 @@ from ..core import queries
 from ..core.commands import ScriptResult
 from ..core.errors import Code
 from ..core.machine import Effects
-from ..replication.node import Overloaded, ProposalError, Replica
+from ..replication.api import Overloaded, ProposalError, Replica
 from .sandbox import Sandbox, ScriptOutcome
 
 log = structlog.get_logger("scripts")
@@ -58,7 +58,7 @@ class ScriptExecutor:
         self.evaluations = 0
         self.results_committed = 0
         self.results_rejected = 0
-        replica.listeners.append(self.on_applied)
+        replica.subscribe(self.on_applied)
         self._thread = threading.Thread(target=self._run, name="scripts", daemon=True)
 
     def start(self) -> None:
@@ -105,8 +105,7 @@ class ScriptExecutor:
         if term != self._scanned_term or now - self._last_scan >= self.rescan_s:
             # A new leader takes over every pending script; the periodic rescan also picks up
             # any whose proposal was lost.
-            with self.replica.lock:
-                found = queries.pending_scripts(self.replica.state)
+            found = self.replica.read(queries.pending_scripts)
             with self._lock:
                 for tid, _ in found:
                     self._queued[tid] = None
@@ -130,8 +129,7 @@ class ScriptExecutor:
             self._pool.submit(self._evaluate_and_propose, key, job, term)
 
     def _read_job(self, tid: str) -> queries.ScriptJob | None:
-        with self.replica.lock:
-            return queries.script_job(self.replica.state, tid)
+        return self.replica.read(lambda st: queries.script_job(st, tid))
 
     def _evaluate_and_propose(self, key: Key, job: queries.ScriptJob, term: int) -> None:
         tid, fence = key

@@ -9,7 +9,8 @@ import structlog
 from ..core import queries
 from ..core.commands import Tick
 from ..core.machine import Effects
-from ..replication.node import ProposalError, Replica
+from ..core.state import State
+from ..replication.api import ProposalError, Replica
 
 log = structlog.get_logger("timer")
 
@@ -22,9 +23,10 @@ class Timer:
         self._stop = threading.Event()
         self.ticks_proposed = 0
         # The due time (cluster ms) the thread sleeps until, None when it knows of none; read
-        # and written under the replica lock together with the state's next due time.
+        # and written under the replica lock (in replica.read) together with the state's next
+        # due time.
         self._armed_ms: int | None = None
-        replica.listeners.append(self.on_applied)
+        replica.subscribe(self.on_applied)
         self._thread = threading.Thread(target=self._run, name="timer", daemon=True)
 
     def start(self) -> None:
@@ -38,25 +40,30 @@ class Timer:
         # Raft tick thread. Wake the timer only when it must act sooner than it planned: most
         # entries change timers (every leased task has a deadline), and waking a thread per
         # entry cost the Raft thread a thread switch each time. Followers never tick.
-        if not fx.timers_changed or not self.replica.raft._isLeader():
+        if not fx.timers_changed or not self.replica.is_leader():
             return
-        with self.replica.lock:
-            due = queries.next_due_ms(self.replica.state)
-            wake = due is not None and (self._armed_ms is None or due < self._armed_ms)
-        if wake:
+        if self.replica.read(self._sooner_than_armed):
             self._wake.set()
+
+    def _sooner_than_armed(self, st: State) -> bool:
+        due = queries.next_due_ms(st)
+        return due is not None and (self._armed_ms is None or due < self._armed_ms)
+
+    def _arm(self, st: State) -> int | None:
+        self._armed_ms = queries.next_due_ms(st)
+        return self._armed_ms
+
+    def _disarm(self, st: State) -> None:
+        self._armed_ms = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
             sleep_s = self.max_sleep_s
-            with self.replica.lock:
-                self._armed_ms = None
+            self.replica.read(self._disarm)
             try:
                 self.replica.ensure_epoch()
                 if self.replica.leader_ready():
-                    with self.replica.lock:
-                        due = queries.next_due_ms(self.replica.state)
-                        self._armed_ms = due
+                    due = self.replica.read(self._arm)
                     if due is not None:
                         now = self.replica.now_ms()
                         if due <= now:

@@ -1,7 +1,7 @@
-"""The gRPC API on a real single-replica server in this process: validation, codes, long polls.
+"""The gRPC API on a single-replica server in this process: validation, codes, long polls.
 
 Bad input must be answered with a status naming the problem and must not reach Raft (the
-replica's Raft log does not grow).
+replica's log does not grow).
 """
 
 from __future__ import annotations
@@ -26,13 +26,7 @@ from orchestrator_client.v1 import (
 )
 
 from orchestrator.server import ReplicaServer
-from tests.cluster_support import api_stubs, single_replica, wait_for
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: Any) -> Iterator[ReplicaServer]:
-    with single_replica(tmp_path_factory.mktemp("api")) as srv:
-        yield srv
+from tests.cluster_support import api_stubs, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +59,7 @@ def rid() -> str:
 
 
 def _raft_log_len(server: ReplicaServer) -> int:
-    return int(server.replica.raft.getStatus()["log_len"])
+    return server.replica.status().log_len
 
 
 @pytest.mark.parametrize(

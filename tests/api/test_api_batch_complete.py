@@ -9,31 +9,30 @@ import pytest
 from orchestrator_client import OrchestratorClient, Worker
 from orchestrator_client.errors import FailedPreconditionError, NotFoundError
 
-from tests.cluster_support import History, single_replica, wait_for
+from tests.cluster_support import History, wait_for
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: Any) -> Iterator[OrchestratorClient]:
-    with single_replica(tmp_path_factory.mktemp("batch")) as srv:
-        c = OrchestratorClient([srv.grpc_addr], retry_budget_s=10)
-        c.register_task_defs([{"name": "batch_t", "retryCount": 0, "responseTimeoutSeconds": 60}])
-        c.register_workflow_def(
-            {
-                "name": "batch_flow",
-                "tasks": [
-                    {
-                        "name": "batch_t",
-                        "taskReferenceName": "a",
-                        "inputParameters": {"k": "${workflow.input.k}"},
-                    }
-                ],
-                "outputParameters": {"v": "${a.output.v}"},
-            }
-        )
-        try:
-            yield c
-        finally:
-            c.close()
+def client(server: Any) -> Iterator[OrchestratorClient]:
+    c = OrchestratorClient([server.grpc_addr], retry_budget_s=10)
+    c.register_task_defs([{"name": "batch_t", "retryCount": 0, "responseTimeoutSeconds": 60}])
+    c.register_workflow_def(
+        {
+            "name": "batch_flow",
+            "tasks": [
+                {
+                    "name": "batch_t",
+                    "taskReferenceName": "a",
+                    "inputParameters": {"k": "${workflow.input.k}"},
+                }
+            ],
+            "outputParameters": {"v": "${a.output.v}"},
+        }
+    )
+    try:
+        yield c
+    finally:
+        c.close()
 
 
 def _leased(client: OrchestratorClient, n: int) -> list[Any]:

@@ -13,19 +13,17 @@ from orchestrator_client import OrchestratorClient
 from orchestrator_client.v1 import workflows_pb2 as wpb
 from orchestrator_client.v1 import workflows_pb2_grpc
 
-from tests.cluster_support import History, single_replica
+from tests.cluster_support import History
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: Any) -> Iterator[Any]:
-    with single_replica(tmp_path_factory.mktemp("batch_start")) as srv:
-        c = OrchestratorClient([srv.grpc_addr], retry_budget_s=10)
-        c.register_task_defs([{"name": "bs_t", "retryCount": 0, "responseTimeoutSeconds": 60}])
-        c.register_workflow_def(
-            {"name": "bs_flow", "tasks": [{"name": "bs_t", "taskReferenceName": "a"}]}
-        )
-        c.close()
-        yield srv
+@pytest.fixture(scope="module", autouse=True)
+def definitions(server: Any) -> None:
+    c = OrchestratorClient([server.grpc_addr], retry_budget_s=10)
+    c.register_task_defs([{"name": "bs_t", "retryCount": 0, "responseTimeoutSeconds": 60}])
+    c.register_workflow_def(
+        {"name": "bs_flow", "tasks": [{"name": "bs_t", "taskReferenceName": "a"}]}
+    )
+    c.close()
 
 
 @pytest.fixture
@@ -113,9 +111,9 @@ def test_threads_sharing_a_client_share_calls_and_each_start_is_recorded(server:
         client.close()
     assert len(ids) == 128 and len(set(ids)) == 128
     state = server.replica.state
-    assert sorted(
-        (state.workflows[w].input["i"], state.workflows[w].input["j"]) for w in ids
-    ) == [(i, j) for i in range(32) for j in range(4)]
+    assert sorted((state.workflows[w].input["i"], state.workflows[w].input["j"]) for w in ids) == [
+        (i, j) for i in range(32) for j in range(4)
+    ]
     starts = history.by_request("StartWorkflow")
     assert len(starts) == 128 and all(events == ["invoke", "ok"] for events in starts.values())
     # 32 threads starting at once: while one call is in flight the others queue behind it.

@@ -16,13 +16,7 @@ from orchestrator_client.v1 import tasks_pb2 as tpb
 from orchestrator_client.v1 import workflows_pb2 as wpb
 
 from orchestrator.server import ReplicaServer
-from tests.cluster_support import History, api_stubs, single_replica, wait_for
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: Any) -> Iterator[ReplicaServer]:
-    with single_replica(tmp_path_factory.mktemp("eager")) as srv:
-        yield srv
+from tests.cluster_support import History, api_stubs, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,7 @@ import pytest
 from orchestrator_client import OrchestratorClient, Worker
 from orchestrator_client.errors import InvalidArgumentError
 
-from tests.cluster_support import single_replica, wait_for
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: Any) -> Iterator[Any]:
-    with single_replica(tmp_path_factory.mktemp("domains")) as srv:
-        yield srv
+from tests.cluster_support import wait_for
 
 
 @pytest.fixture(scope="module")

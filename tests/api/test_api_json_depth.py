@@ -14,13 +14,7 @@ from orchestrator_client.v1 import workflows_pb2 as wpb
 
 from orchestrator.core import codec, limits
 from orchestrator.server import ReplicaServer
-from tests.cluster_support import api_stubs, single_replica
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: Any) -> Iterator[ReplicaServer]:
-    with single_replica(tmp_path_factory.mktemp("depth")) as srv:
-        yield srv
+from tests.cluster_support import api_stubs
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Lease at schedule time through the API, on a real single-replica server in this process.
+"""Lease at schedule time through the API, on a real single-replica Raft node in this process
+(the fake replica of the other API tests would not show what Raft's log holds).
 
 A long poll of a busy task type parks in the replicated state; the command that makes a task
 ready leases it to the poll, and the dispatcher answers the waiting call with no commit of its
@@ -24,7 +25,7 @@ from tests.cluster_support import api_stubs, single_replica, wait_for
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: Any) -> Iterator[ReplicaServer]:
+def server(tmp_path_factory: Any) -> Iterator[ReplicaServer]:  # overrides conftest's fake
     with single_replica(tmp_path_factory.mktemp("parked")) as srv:
         yield srv
 
@@ -73,7 +74,7 @@ def make_hot(stubs: Any, task_type: str) -> None:
 
 
 def raft_entries(server: ReplicaServer) -> int:
-    return int(server.replica.raft.getStatus()["log_len"])
+    return server.replica.status().log_len
 
 
 def test_a_parked_poll_rides_in_the_entry_that_makes_its_task_ready(

@@ -10,7 +10,9 @@ import pytest
 
 from orchestrator.core import commands as C
 from orchestrator.replication import envelope, snapshot
-from orchestrator.replication.node import Overloaded, RaftSettings, Replica
+from orchestrator.replication.api import Overloaded
+from orchestrator.replication.node import RaftReplica
+from orchestrator.replication.settings import RaftSettings
 from orchestrator.tools.localcluster import free_port
 from tests.cluster_support import wait_for
 
@@ -21,11 +23,11 @@ def _settings(data_dir: str, port: int, **kw: Any) -> RaftSettings:
     )
 
 
-def _three_replicas(tmp_path: Any, **kw: Any) -> list[Replica]:
+def _three_replicas(tmp_path: Any, **kw: Any) -> list[RaftReplica]:
     """Three in-process replicas on loopback, one cluster."""
     addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
     return [
-        Replica(
+        RaftReplica(
             RaftSettings(
                 self_addr=addr,
                 peers=[a for a in addrs if a != addr],
@@ -38,7 +40,7 @@ def _three_replicas(tmp_path: Any, **kw: Any) -> list[Replica]:
     ]
 
 
-def _register(replica: Replica, n: int) -> None:
+def _register(replica: RaftReplica, n: int) -> None:
     futs = [
         replica.propose(
             C.RegisterTaskDefs(request_id=f"r{i}", task_defs=[{"name": f"t{i}", "retryCount": 1}])
@@ -49,7 +51,7 @@ def _register(replica: Replica, n: int) -> None:
         assert f.result(timeout=30).ok
 
 
-def _content(replica: Replica) -> dict[str, Any]:
+def _content(replica: RaftReplica) -> dict[str, Any]:
     snap = replica.state.to_snapshot()
     for key in ("seq", "epoch", "clock_ms"):
         snap.pop(key)
@@ -60,7 +62,7 @@ def _content(replica: Replica) -> dict[str, Any]:
 def test_snapshot_then_restart_restores_the_same_state(tmp_path: Any, fork: bool) -> None:
     port = free_port()
     data = str(tmp_path / "n1")
-    replica = Replica(
+    replica = RaftReplica(
         _settings(
             data,
             port,
@@ -82,7 +84,7 @@ def test_snapshot_then_restart_restores_the_same_state(tmp_path: Any, fork: bool
             before, seq = _content(replica), replica.state.seq
     finally:
         replica.stop()
-    again = Replica(_settings(data, port, snapshot_fork=fork))
+    again = RaftReplica(_settings(data, port, snapshot_fork=fork))
     try:
         # The restarted node replays snapshot + journal, then commits its own LeaderEpoch.
         wait_for(again.leader_ready, 30, "replay of snapshot and journal, and leadership")
@@ -94,7 +96,7 @@ def test_snapshot_then_restart_restores_the_same_state(tmp_path: Any, fork: bool
 
 
 def test_group_commit_batches_queued_proposals(tmp_path: Any) -> None:
-    replica = Replica(_settings(str(tmp_path / "n1"), free_port(), max_in_flight_entries=1))
+    replica = RaftReplica(_settings(str(tmp_path / "n1"), free_port(), max_in_flight_entries=1))
     try:
         wait_for(replica.leader_ready, 30, "leadership")
         before = replica.raft.getStatus()["log_len"]
@@ -108,7 +110,7 @@ def test_group_commit_batches_queued_proposals(tmp_path: Any) -> None:
 
 
 def test_commands_proposed_together_share_one_entry_or_are_all_refused(tmp_path: Any) -> None:
-    replica = Replica(
+    replica = RaftReplica(
         _settings(str(tmp_path / "n1"), free_port(), max_in_flight_entries=1, max_pending=50)
     )
     try:
@@ -133,7 +135,7 @@ def test_corrupt_snapshot_refuses_to_start(tmp_path: Any) -> None:
     data.mkdir()
     (data / "raft.dump").write_bytes(snapshot.MAGIC + b"\x00\x00\x00\x02{}garbage")
     with pytest.raises(snapshot.SnapshotError):
-        Replica(_settings(str(data), free_port()))
+        RaftReplica(_settings(str(data), free_port()))
 
 
 def test_snapshot_detects_truncation_and_bit_flips(tmp_path: Any) -> None:
@@ -166,7 +168,7 @@ def test_envelope_round_trip_and_corruption() -> None:
 
 
 def test_corrupt_log_entry_is_rejected_without_wedging(tmp_path: Any) -> None:
-    replica = Replica(_settings(str(tmp_path / "n1"), free_port()))
+    replica = RaftReplica(_settings(str(tmp_path / "n1"), free_port()))
     try:
         wait_for(replica.leader_ready, 30, "leadership")
         seq0 = replica.state.seq
@@ -192,7 +194,7 @@ def test_the_leader_commits_only_what_its_own_journal_holds_durably(tmp_path: An
             original = jrnl.setRaftCommitIndex
 
             def checking(
-                idx: int, r: Replica = r, jrnl: Any = jrnl, original: Any = original
+                idx: int, r: RaftReplica = r, jrnl: Any = jrnl, original: Any = original
             ) -> None:
                 if r.raft._isLeader():
                     checked[0] += 1

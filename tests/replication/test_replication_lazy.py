@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.core import commands as C
-from orchestrator.replication.node import RaftSettings, Replica
+from orchestrator.replication.node import RaftReplica
+from orchestrator.replication.settings import RaftSettings
 from orchestrator.tools.localcluster import free_port
 from tests.cluster_support import wait_for
 
 
-def _replica(tmp_path: Any) -> Replica:
-    replica = Replica(
+def _replica(tmp_path: Any) -> RaftReplica:
+    replica = RaftReplica(
         RaftSettings(
             self_addr=f"127.0.0.1:{free_port()}",
             peers=[],
@@ -24,7 +25,7 @@ def _replica(tmp_path: Any) -> Replica:
     return replica
 
 
-def _park(replica: Replica, rid: str) -> C.PollTasks:
+def _park(replica: RaftReplica, rid: str) -> C.PollTasks:
     return C.PollTasks(
         request_id=rid,
         task_type="t",

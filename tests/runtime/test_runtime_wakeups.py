@@ -7,25 +7,35 @@ follower) a switch per entry for nothing.
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
+
+import pytest
 
 from orchestrator.core.machine import Effects
-from orchestrator.core.state import State
 from orchestrator.runtime.dispatcher import Dispatcher, _Call
 from orchestrator.runtime.scripts import ScriptExecutor
 from orchestrator.runtime.timer import Timer
+from tests.cluster_support import wait_for
+from tests.fakes import FakeReplica
+
+_started: list[FakeReplica] = []
 
 
-def _replica(leader: bool, leader_term: int = 0) -> Any:
-    return SimpleNamespace(
-        listeners=[],
-        lock=threading.RLock(),
-        state=State(),
-        raft=SimpleNamespace(_isLeader=lambda: leader),
-        leader_term=leader_term,
-    )
+@pytest.fixture(autouse=True)
+def _stop_replicas() -> Iterator[None]:
+    yield
+    while _started:
+        _started.pop().stop()
+
+
+def _replica(leader: bool) -> FakeReplica:
+    """A replica whose leader epoch (when leading) is applied already: no entry is in flight."""
+    replica = FakeReplica(lead=leader)
+    _started.append(replica)
+    if leader:
+        wait_for(replica.leader_ready, 10, "the fake replica to lead")
+    return replica
 
 
 def test_the_timer_wakes_only_for_a_deadline_sooner_than_it_sleeps_until() -> None:
@@ -58,8 +68,7 @@ def test_a_followers_timer_and_script_executor_sleep_through_applied_entries() -
     timer = Timer(replica)
     scripts = ScriptExecutor(replica, sandbox=SimpleNamespace(size=1), threads=1)
     try:
-        for listener in replica.listeners:
-            listener(Effects(timers_changed=True))
+        replica._notify(Effects(timers_changed=True))
         assert not timer._wake.is_set()
         assert not scripts._wake.is_set()
         # Scripts made ready still wake the executor (it is the leader that evaluates them).
@@ -70,13 +79,13 @@ def test_a_followers_timer_and_script_executor_sleep_through_applied_entries() -
 
 
 def test_a_new_leader_term_wakes_the_script_executor_once() -> None:
-    replica = _replica(leader=True, leader_term=7)
+    replica = _replica(leader=True)
     scripts = ScriptExecutor(replica, sandbox=SimpleNamespace(size=1), threads=1)
     try:
         scripts.on_applied(Effects(timers_changed=True))
         assert scripts._wake.is_set(), "a term it has not scanned yet"
         scripts._wake.clear()
-        scripts._scanned_term = 7
+        scripts._scanned_term = replica.leader_term
         scripts.on_applied(Effects(timers_changed=True))
         assert not scripts._wake.is_set()
     finally:

@@ -1,9 +1,9 @@
 """The baseline: empty commands committed through the replication adapter alone.
 
-Noops padded to the workload's mean logged command size go through ``Replica.propose()`` with
-the same Raft settings and window as the workload, in three child processes that build a
-``Replica`` each on their main thread (pysyncobj's tick thread dies with the thread that built
-it). The workload's commands/s over the baseline's says what the layers above replication cost.
+Noops padded to the workload's mean logged command size go through ``RaftReplica.propose()``
+with the same Raft settings and window as the workload, in three child processes that build a
+``RaftReplica`` each on their main thread (the Raft library's tick thread dies with the thread
+that built it). The workload's commands/s over the baseline's says what the layers above replication cost.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ def _baseline_replica_main(cfg_path: str, node_id: str, conn: Any) -> None:
 
     from orchestrator import logging as olog
     from orchestrator.config import load
-    from orchestrator.replication.node import Replica
-    from orchestrator.server import raft_settings
+    from orchestrator.replication.node import RaftReplica
+    from orchestrator.replication.settings import from_config
 
     olog.configure(node_id, "WARNING")
     logging.getLogger().setLevel(logging.WARNING)
     cfg = load(cfg_path)
-    replica = Replica(raft_settings(cfg, node_id))
+    replica = RaftReplica(from_config(cfg, node_id))
     conn.send(("up", os.getpid()))
     while True:
         if not conn.poll(0.05):
@@ -56,7 +56,7 @@ def _drive_noops(
     replica: Any, seconds: float, window: int, warmup_s: float, command_bytes: int = 0
 ) -> dict[str, Any]:
     """Propose padded Noops with at most `window` in flight; count commits in the interval."""
-    from orchestrator.replication.node import ProposalError
+    from orchestrator.replication.api import ProposalError
 
     noop = padded_noop(command_bytes)
 

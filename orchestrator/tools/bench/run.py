@@ -69,7 +69,7 @@ def run_bench(opts: argparse.Namespace) -> dict[str, Any]:
 
 def _new_report(opts: argparse.Namespace, raft: dict[str, Any]) -> dict[str, Any]:
     """The report's configuration; sets the journal's fsync in `raft` as --fsync asks."""
-    from orchestrator.replication.node import RaftSettings
+    from orchestrator.replication.settings import RaftSettings
 
     kind, n = opts.shape
     notes: list[str] = []
@@ -94,7 +94,7 @@ def _new_report(opts: argparse.Namespace, raft: dict[str, Any]) -> dict[str, Any
     else:
         msg = (
             f"fsync is not configurable yet (RaftSettings has no 'fsync' field); --fsync "
-            f"{opts.fsync} has no effect and the journal is pysyncobj's, which never fsyncs"
+            f"{opts.fsync} has no effect and the Raft library's own journal never fsyncs"
         )
         print(f"bench: {msg}", file=sys.stderr)
         notes.append(msg)

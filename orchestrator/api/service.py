@@ -1,0 +1,276 @@
+"""The plumbing every servicer shares: proposing and awaiting outcomes, forwarding to the
+leader, reads at the caller's sequence number, and errors to status.
+
+Mutations: on the ready leader they are proposed and the committed outcome is mapped through
+errors.py; on a follower they are forwarded to the leader over gRPC (with the caller's
+remaining deadline); with no leader they answer UNAVAILABLE. Reads are served locally once the
+replica has applied the caller's last seen sequence number (read-your-writes across replicas).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+
+from ..core import commands as C
+from ..core import limits, queries
+from ..core.errors import Rejected
+from ..core.machine import Outcome, precheck
+from ..core.state import State
+from ..replication.api import ProposalError
+from . import rpc
+from .context import NodeContext
+from .errors import (
+    CODE_TO_STATUS,
+    FORWARDED_KEY,
+    LEADER_KEY,
+    MIN_SEQ_KEY,
+    RETRY_AFTER_KEY,
+    SEQ_KEY,
+    ApiError,
+    Trailers,
+    invalid,
+    item_status,
+    no_leader,
+    not_committed_in_time,
+    outcome_error,
+    outcome_status,
+    proposal_error,
+)
+
+PROPOSE_TIMEOUT_S = 10.0
+READ_WAIT_S = 2.0
+# A forwarded call without a client deadline (grpc reports ~2**63 ns remaining) gets this.
+FORWARD_TIMEOUT_S = 60.0
+
+
+def metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+
+
+def abort(context: grpc.ServicerContext, err: ApiError) -> Any:
+    if err.trailers:
+        context.set_trailing_metadata(err.trailers)
+    context.abort(err.status, err.message)
+
+
+def propose_timeout(context: grpc.ServicerContext) -> float:
+    remaining = context.time_remaining()
+    if remaining is None:
+        return PROPOSE_TIMEOUT_S
+    return max(0.05, min(remaining, PROPOSE_TIMEOUT_S))
+
+
+class ServiceBase:
+    SERVICE: ServiceDescriptor
+
+    def __init__(self, node: NodeContext) -> None:
+        self.node = node
+        self.replica = node.replica
+
+    def _run(self, context: grpc.ServicerContext, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except ApiError as err:
+            return abort(context, err)
+        except Rejected as rej:
+            return abort(context, ApiError(CODE_TO_STATUS[rej.code], rej.message))
+        except ProposalError as exc:
+            return abort(context, proposal_error(exc, self.node.leader_trailers()))
+
+    def _set_seq(self, context: grpc.ServicerContext, seq: int, extra: Trailers = ()) -> None:
+        context.set_trailing_metadata(((SEQ_KEY, str(seq)), *extra))
+
+    def _precheck(self, cmd: C.Command) -> Outcome | None:
+        """The leader's answer from its applied state without proposing (a retried request's
+        first outcome, for one), or None to propose."""
+        raw = cmd.to_dict()
+        return self.replica.read(lambda st: precheck(st, raw))
+
+    # ---- proposing
+
+    def _propose(self, context: grpc.ServicerContext, cmd: C.Command) -> Outcome:
+        return self._await(context, cmd, self._submit_many([cmd])[0])
+
+    def _submit_many(self, cmds: list[C.Command]) -> list[Future[Outcome]]:
+        return self.replica.propose_many(cmds)  # a ProposalError is answered by _run
+
+    def _await(
+        self, context: grpc.ServicerContext, cmd: C.Command, fut: Future[Outcome]
+    ) -> Outcome:
+        try:
+            outcome = fut.result(timeout=propose_timeout(context))
+        except FutureTimeout:
+            raise not_committed_in_time(self.node.leader_trailers()) from None
+        self.node.after_commit(cmd.NAME, getattr(cmd, "request_id", ""))
+        return outcome
+
+    def _mutate(
+        self,
+        context: grpc.ServicerContext,
+        request: Any,
+        method: str,
+        build: Callable[[], C.Command],
+        respond: Callable[[Outcome], Any],
+    ) -> Any:
+        def go() -> Any:
+            cmd = build()  # validation happens here, before anything reaches Raft
+            if not self.replica.leader_ready():
+                return self._forward(context, method, request)
+            outcome = self._precheck(cmd)
+            if outcome is None:
+                outcome = self._propose(context, cmd)
+            self._set_seq(context, outcome.seq)
+            if not outcome.ok:
+                raise outcome_error(outcome)
+            return respond(outcome)
+
+        return self._run(context, go)
+
+    def _batch_mutate(
+        self,
+        context: grpc.ServicerContext,
+        request: Any,
+        method: str,
+        noun: str,
+        build: Callable[[Any], C.Command],
+        result_type: Callable[[], Any],
+        on_ok: Callable[[Any, Outcome], None],
+        respond: Callable[[list[Any], list[Outcome]], Any],
+        after: Callable[[], list[C.Command]] = list,
+    ) -> Any:
+        """A batch call (CompleteTasks, StartWorkflows): each item its own command, judged alone.
+
+        Each item's result (a message with `code` and `message`) says why it was not applied,
+        or `on_ok` fills it in. A malformed item gets its error and the others go on. The
+        commands are queued for Raft together (one entry carries them all unless it would
+        exceed the entry size), after every item was checked. No leader or overload fails the
+        whole call with nothing proposed (a retry of the batch is deduplicated item by item).
+        `after` builds more commands queued behind the items, validated first (a bad one fails
+        the whole call); their outcomes go to `respond`.
+        """
+
+        def go() -> Any:
+            items = request.items
+            if not 1 <= len(items) <= limits.MAX_BATCH_ITEMS:
+                raise invalid(f"items: between 1 and {limits.MAX_BATCH_ITEMS} {noun}")
+            if not self.replica.leader_ready():
+                return self._forward(context, method, request)
+            tail = after()
+            results = [result_type() for _ in items]
+
+            def decided(i: int, outcome: Outcome) -> None:
+                if outcome.ok:
+                    on_ok(results[i], outcome)
+                else:
+                    failed(i, outcome_status(outcome))
+
+            def failed(i: int, status: Any) -> None:
+                results[i].code, results[i].message = status.code, status.message
+
+            checked: list[tuple[int, C.Command]] = []
+            seqs = [0]
+            for i, item in enumerate(items):
+                try:
+                    cmd = build(item)
+                except ApiError as err:
+                    failed(i, item_status(err.status, f"items[{i}].{err.message}"))
+                    continue
+                early = self._precheck(cmd)
+                if early is None:
+                    checked.append((i, cmd))
+                else:
+                    decided(i, early)
+                    seqs.append(early.seq)
+            cmds = [cmd for _, cmd in checked] + tail
+            futures = self._submit_many(cmds) if cmds else []
+            outcomes = [
+                self._await(context, cmd, fut) for cmd, fut in zip(cmds, futures, strict=True)
+            ]
+            for (i, _), outcome in zip(checked, outcomes, strict=False):
+                decided(i, outcome)
+            self._set_seq(context, max(seqs + [o.seq for o in outcomes]))
+            return respond(results, outcomes[len(checked) :])
+
+        return self._run(context, go)
+
+    # ---- forwarding to the leader
+
+    def _forward(self, context: grpc.ServicerContext, method: str, request: Any) -> Any:
+        md = metadata(context)
+        peer = self.node.leader_peer()
+        if md.get(FORWARDED_KEY) or peer is None or peer.node_id == self.node.node_id:
+            raise no_leader(self.node.leader_trailers())
+        remaining = context.time_remaining()
+        timeout = (
+            FORWARD_TIMEOUT_S
+            if remaining is None
+            else max(0.05, min(remaining - 0.05, FORWARD_TIMEOUT_S))
+        )
+        call = self.node.channel(peer.grpc).unary_unary(
+            rpc.path(self.SERVICE, method),
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=rpc.response_type(self.SERVICE, method).FromString,
+        )
+        fwd_md: tuple[tuple[str, str], ...] = ((FORWARDED_KEY, "1"),)
+        if MIN_SEQ_KEY in md:
+            fwd_md += ((MIN_SEQ_KEY, md[MIN_SEQ_KEY]),)
+        try:
+            response, call_info = call.with_call(request, timeout=timeout, metadata=fwd_md)
+        except grpc.RpcError as err:
+            raise _forward_error(err, peer.grpc) from None
+        trailers = tuple(
+            (str(k), str(v)) for k, v in (call_info.trailing_metadata() or ()) if k == SEQ_KEY
+        )
+        if trailers:
+            context.set_trailing_metadata(trailers)
+        return response
+
+    # ---- reads
+
+    def _read(self, context: grpc.ServicerContext, fn: Callable[[State], Any]) -> Any:
+        def go() -> Any:
+            md = metadata(context)
+            try:
+                min_seq = int(md.get(MIN_SEQ_KEY, "0") or 0)
+            except ValueError:
+                raise invalid(f"{MIN_SEQ_KEY}: must be an integer") from None
+            if not self.replica.fresh():
+                raise ApiError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "this replica has not heard from a leader or a majority recently; its state "
+                    "may be stale",
+                    self.node.leader_trailers(),
+                )
+            if min_seq and not self.replica.wait_applied(min_seq, READ_WAIT_S):
+                raise ApiError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"this replica has not yet applied sequence {min_seq}; retry on the leader",
+                    self.node.leader_trailers(),
+                )
+            result, seq = self.replica.read(lambda st: (fn(st), queries.applied_seq(st)))
+            self._set_seq(context, seq)
+            return result
+
+        return self._run(context, go)
+
+
+def _forward_error(err: Any, leader_grpc: str) -> ApiError:
+    """The leader's answer to a forwarded call (a grpc.RpcError, which is also a grpc.Call),
+    with the trailers the client acts on."""
+    trailers = tuple(
+        (str(k), str(v))
+        for k, v in (err.trailing_metadata() or ())
+        if k in (SEQ_KEY, LEADER_KEY, RETRY_AFTER_KEY)
+    )
+    code = err.code()
+    if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+        code = grpc.StatusCode.UNAVAILABLE
+    return ApiError(
+        code, err.details() or "forwarding failed", trailers or ((LEADER_KEY, leader_grpc),)
+    )
