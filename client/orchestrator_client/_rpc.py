@@ -18,9 +18,12 @@ from google.protobuf.message import Message
 
 from orchestrator_client.v1 import cluster_pb2, definitions_pb2, tasks_pb2, workflows_pb2
 
-__all__ = ["MAX_BATCH", "RPCS", "Rpc", "rpc_of"]
+__all__ = ["MAX_BATCH", "MAX_POLL_COUNT", "MAX_RIDING_POLLS", "RPCS", "Rpc", "rpc_of"]
 
-MAX_BATCH: Final = 100  # items per CompleteTasks or StartWorkflows call (the server's limit)
+# The server's limits.
+MAX_BATCH: Final = 100  # items per CompleteTasks or StartWorkflows call
+MAX_POLL_COUNT: Final = 100  # tasks one poll may ask for
+MAX_RIDING_POLLS: Final = 16  # polls riding one CompleteTasks call
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Any, Final
 import grpc
 
 from orchestrator_client._codec import encode_document, new_request_id
-from orchestrator_client._rpc import MAX_BATCH, rpc_of
+from orchestrator_client._rpc import MAX_BATCH, MAX_RIDING_POLLS, rpc_of
 from orchestrator_client._transport import Transport
 from orchestrator_client._views import Task
 from orchestrator_client.errors import OrchestratorError
@@ -217,8 +217,10 @@ class TaskCalls:
             As ``complete_tasks``; ValueError also for no polls, more than 16, or a count
             below 1.
         """
-        if not polls or len(polls) > 16 or any(n < 1 for n in polls.values()):
-            raise ValueError("polls takes 1 to 16 task types, each with a count of at least 1")
+        if not polls or len(polls) > MAX_RIDING_POLLS or any(n < 1 for n in polls.values()):
+            raise ValueError(
+                f"polls takes 1 to {MAX_RIDING_POLLS} task types, each with a count of at least 1"
+            )
         encoded = [(task_id, encode_document(output)) for task_id, output in results]
         ids = poll_request_ids or {}
         requests = [
