@@ -106,16 +106,21 @@ class FakeReplica(ReplicaBase):
         self.leading = False
         self._lost_leadership("FOLLOWER")
 
+    def regain_leadership(self) -> None:
+        self.leading = True
+        self._became_leader(TERM)
+
 
 @contextmanager
-def fake_server(tmp: Any) -> Iterator[Any]:
-    """A one-replica ReplicaServer on a FakeReplica (gRPC on a free port), stopped on exit."""
+def fake_server(tmp: Any, n: int = 1) -> Iterator[Any]:
+    """Replica n1 of an n-replica configuration, leading on a FakeReplica (gRPC on a free port;
+    the other replicas are only configured), stopped on exit."""
     from orchestrator.config import load
     from orchestrator.server import ReplicaServer
     from orchestrator.tools.localcluster import write_config
     from orchestrator.tools.verify import wait_for
 
-    cfg = load(write_config(str(tmp / "cluster.json"), n=1))
+    cfg = load(write_config(str(tmp / "cluster.json"), n=n))
     members = [Member(r.node_id, r.raft, r.grpc) for r in cfg.replicas]
     srv = ReplicaServer(cfg, "n1", replica=FakeReplica(members))
     srv.start()
