@@ -32,6 +32,7 @@ class FakeReplica(ReplicaBase):
         # Set to make the next Raft membership change fail (as a refused or lost one would).
         self.refuse_voter_change: Exception | None = None
         self.step_down_requested = False
+        self.apply_lag = 0  # committed entries status() reports as not yet applied
         self._proposer.start()
         if lead:
             self._became_leader(TERM)
@@ -87,7 +88,7 @@ class FakeReplica(ReplicaBase):
         return ReplicaStatus(
             role=self.role(),
             term=TERM,
-            commit_index=self.entries,
+            commit_index=self.entries + self.apply_lag,
             last_applied=self.entries,
             log_len=self.entries,
             leader=self.leader_addr(),
