@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
@@ -54,15 +54,20 @@ def read_log(cluster: LocalCluster, nid: str) -> str:
 
 
 @contextmanager
-def single_replica(tmp: Any) -> Iterator[Any]:
-    """A one-replica server in this process (it leads at once), stopped on exit."""
+def single_replica(
+    tmp: Any, n: int = 1, replica: Callable[[Any], Any] | None = None
+) -> Iterator[Any]:
+    """Replica n1 of an n-replica configuration as a server in this process, leading (a
+    one-replica Raft node leads at once), stopped on exit. `replica(cfg)` builds its replica
+    instead of a Raft node (tests/fakes.py)."""
     from orchestrator.config import load
     from orchestrator.server import ReplicaServer
 
-    srv = ReplicaServer(load(write_config(str(tmp / "cluster.json"), n=1)), "n1")
+    cfg = load(write_config(str(tmp / "cluster.json"), n=n))
+    srv = ReplicaServer(cfg, "n1", replica=replica(cfg) if replica else None)
     srv.start()
     try:
-        wait_for(srv.replica.leader_ready, 30, "the single replica to lead")
+        wait_for(srv.replica.leader_ready, 30, "the replica to lead")
         yield srv
     finally:
         srv.stop(grace_s=0.5)

@@ -7,8 +7,7 @@ by the real core's apply_batch on the proposer thread. No sockets, no Raft, no d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from orchestrator.replication.api import Member, ReplicaStatus
@@ -112,21 +111,12 @@ class FakeReplica(ReplicaBase):
         self._became_leader(TERM)
 
 
-@contextmanager
-def fake_server(tmp: Any, n: int = 1) -> Iterator[Any]:
+def fake_server(tmp: Any, n: int = 1) -> AbstractContextManager[Any]:
     """Replica n1 of an n-replica configuration, leading on a FakeReplica (gRPC on a free port;
     the other replicas are only configured), stopped on exit."""
-    from orchestrator.config import load
-    from orchestrator.server import ReplicaServer
-    from orchestrator.tools.localcluster import write_config
-    from orchestrator.tools.verify import wait_for
+    from tests.cluster_support import single_replica
 
-    cfg = load(write_config(str(tmp / "cluster.json"), n=n))
-    members = [Member(r.node_id, r.raft, r.grpc) for r in cfg.replicas]
-    srv = ReplicaServer(cfg, "n1", replica=FakeReplica(members))
-    srv.start()
-    try:
-        wait_for(srv.replica.leader_ready, 30, "the fake replica to lead")
-        yield srv
-    finally:
-        srv.stop(grace_s=0.5)
+    def build(cfg: Any) -> FakeReplica:
+        return FakeReplica([Member(r.node_id, r.raft, r.grpc) for r in cfg.replicas])
+
+    return single_replica(tmp, n=n, replica=build)
