@@ -13,13 +13,23 @@ from typing import TYPE_CHECKING, Any
 from . import events as E
 from . import limits
 from .records import (
+    LEASE_TIMER,
+    POLL_TIMEOUT_TIMER,
+    POLL_TIMER,
+    T_CANCELED,
+    T_COMPLETED_WITH_ERRORS,
+    T_IN_PROGRESS,
+    T_SCHEDULED,
     TASK_TIMERS,
+    TIMEOUT_TIMER,
+    WAIT_TIMER,
+    WF_FAILED,
+    WF_TERMINATED,
+    WORKFLOW_TIMEOUT_TIMER,
     DefSnapshot,
     Member,
     Task,
     TaskStatus,
-    TimerKind,
-    WorkflowStatus,
     queue_key,
 )
 from .state import State
@@ -104,11 +114,12 @@ def _idempotency_key_recorded(ctx: Ctx, ev: E.IdempotencyKeyRecorded) -> None:
 
 def _workflow_ended(ctx: Ctx, ev: E.WorkflowEnded) -> None:
     st = ctx.st
-    st.clear_timer(TimerKind.WORKFLOW_TIMEOUT.key(ev.workflow_id))
+    st.clear_timer(WORKFLOW_TIMEOUT_TIMER + ev.workflow_id)
     wf = st.workflows[ev.workflow_id]
     wf.status = ev.status
     wf.end_time_ms = st.clock_ms
     wf.reason_for_incompletion = ev.reason
+    wf.output = ev.output
     ctx.fx.ended_workflows.append(ev.workflow_id)
 
 
@@ -122,23 +133,23 @@ def _workflow_end_recorded(ctx: Ctx, ev: E.WorkflowEndRecorded) -> None:
 
 def _workflow_reterminated(ctx: Ctx, ev: E.WorkflowReterminated) -> None:
     wf = ctx.st.workflows[ev.workflow_id]
-    wf.status = WorkflowStatus.TERMINATED
+    wf.status = WF_TERMINATED
     wf.reason_for_incompletion = ev.reason
 
 
 def _workflow_quarantined(ctx: Ctx, ev: E.WorkflowQuarantined) -> None:
     st = ctx.st
     wf = st.workflows[ev.workflow_id]
-    wf.status = WorkflowStatus.FAILED
+    wf.status = WF_FAILED
     wf.reason_for_incompletion = ev.reason
     wf.end_time_ms = st.clock_ms
     for tid in wf.tasks:
         t = st.tasks.get(tid)
-        if t is not None and t.status in (TaskStatus.SCHEDULED, TaskStatus.IN_PROGRESS):
+        if t is not None and t.status in (T_SCHEDULED, T_IN_PROGRESS):
             try:  # as any end does: out of its queue, its timers cleared
-                _end_task(st, t, TaskStatus.CANCELED, None, ev.reason)
+                _end_task(st, t, T_CANCELED, None, ev.reason)
             except Exception:
-                t.status = TaskStatus.CANCELED
+                t.status = T_CANCELED
     # Retention evicts it like any ended workflow; waiters hear of its end.
     st.terminal_order[ev.workflow_id] = None
     ctx.fx.ended_workflows.append(ev.workflow_id)
@@ -204,7 +215,7 @@ def _queue_entry_dropped(ctx: Ctx, ev: E.QueueEntryDropped) -> None:
 
 def _set_lease(ctx: Ctx, task: Task) -> None:
     task.lease_expires_ms = ctx.st.clock_ms + task.response_timeout_seconds * 1000
-    ctx.st.set_timer(TimerKind.LEASE.key(task.task_id), task.lease_expires_ms)
+    ctx.st.set_timer(LEASE_TIMER + task.task_id, task.lease_expires_ms)
     ctx.fx.timers_changed = True
 
 
@@ -212,16 +223,14 @@ def _task_leased(ctx: Ctx, ev: E.TaskLeased) -> None:
     st = ctx.st
     _unqueue(st, ev.queue, ev.task_id)
     task = st.tasks[ev.task_id]
-    task.status = TaskStatus.IN_PROGRESS
+    task.status = T_IN_PROGRESS
     task.worker_id = ev.worker_id
     task.poll_count += 1
     if not task.start_time_ms:
         task.start_time_ms = st.clock_ms
         if task.timeout_seconds:  # timeoutSeconds counts from the first poll
-            st.set_timer(
-                TimerKind.TIMEOUT.key(ev.task_id), st.clock_ms + task.timeout_seconds * 1000
-            )
-    st.clear_timer(TimerKind.POLL_TIMEOUT.key(ev.task_id))
+            st.set_timer(TIMEOUT_TIMER + ev.task_id, st.clock_ms + task.timeout_seconds * 1000)
+    st.clear_timer(POLL_TIMEOUT_TIMER + ev.task_id)
     _set_lease(ctx, task)
 
 
@@ -233,7 +242,7 @@ def _task_started(ctx: Ctx, ev: E.TaskStarted) -> None:
     task = ctx.st.tasks[ev.task_id]
     task.start_time_ms = ctx.st.clock_ms
     if ev.running:
-        task.status = TaskStatus.IN_PROGRESS
+        task.status = T_IN_PROGRESS
 
 
 def _task_input_set(ctx: Ctx, ev: E.TaskInputSet) -> None:
@@ -242,10 +251,10 @@ def _task_input_set(ctx: Ctx, ev: E.TaskInputSet) -> None:
 
 def _end_task(st: State, task: Task, status: TaskStatus, output: JSON, reason: str) -> None:
     tid = task.task_id
-    if task.status == TaskStatus.SCHEDULED:
+    if task.status == T_SCHEDULED:
         _unqueue(st, queue_key(task.task_type, task.domain), tid)
-    for kind in TASK_TIMERS:
-        st.clear_timer(kind.key(tid))
+    for prefix in TASK_TIMERS:
+        st.clear_timer(prefix + tid)
     task.script = None
     task.status = status
     task.end_time_ms = st.clock_ms
@@ -273,7 +282,7 @@ def _task_retries_stopped(ctx: Ctx, ev: E.TaskRetriesStopped) -> None:
 
 
 def _failure_tolerated(ctx: Ctx, ev: E.FailureTolerated) -> None:
-    ctx.st.tasks[ev.task_id].status = TaskStatus.COMPLETED_WITH_ERRORS
+    ctx.st.tasks[ev.task_id].status = T_COMPLETED_WITH_ERRORS
 
 
 def _permissive_failure_recorded(ctx: Ctx, ev: E.PermissiveFailureRecorded) -> None:
@@ -297,20 +306,20 @@ def _dynamic_fork_planned(ctx: Ctx, ev: E.DynamicForkPlanned) -> None:
 
 def _sub_workflow_linked(ctx: Ctx, ev: E.SubWorkflowLinked) -> None:
     task = ctx.st.tasks[ev.task_id]
-    task.status = TaskStatus.IN_PROGRESS
+    task.status = T_IN_PROGRESS
     task.sub_workflow_id = ev.child_id
     task.output = {"subWorkflowId": ev.child_id}
 
 
 def _wait_scheduled(ctx: Ctx, ev: E.WaitScheduled) -> None:
     ctx.st.tasks[ev.task_id].wait_until_ms = ev.until_ms
-    ctx.st.set_timer(TimerKind.WAIT.key(ev.task_id), ev.due_ms)
+    ctx.st.set_timer(WAIT_TIMER + ev.task_id, ev.due_ms)
     ctx.fx.timers_changed = True
 
 
 def _script_requested(ctx: Ctx, ev: E.ScriptRequested) -> None:
     task = ctx.st.tasks[ev.task_id]
-    task.status = TaskStatus.IN_PROGRESS
+    task.status = T_IN_PROGRESS
     task.script = ev.marker
     ctx.fx.scripts_ready.append(ev.task_id)
 
@@ -376,13 +385,13 @@ def _poll_noted(ctx: Ctx, ev: E.PollNoted) -> None:
 
 def _poll_parked(ctx: Ctx, ev: E.PollParked) -> None:
     ctx.st.parked[ev.request_id] = ev.poll
-    ctx.st.set_timer(TimerKind.POLL.key(ev.request_id), ev.poll.expires_ms)
+    ctx.st.set_timer(POLL_TIMER + ev.request_id, ev.poll.expires_ms)
     ctx.fx.timers_changed = True
 
 
 def _poll_settled(ctx: Ctx, ev: E.PollSettled) -> None:
     del ctx.st.parked[ev.request_id]
-    ctx.st.clear_timer(TimerKind.POLL.key(ev.request_id))
+    ctx.st.clear_timer(POLL_TIMER + ev.request_id)
     ctx.fx.polls_settled.append(ev.request_id)
     ctx.fx.timers_changed = True
 

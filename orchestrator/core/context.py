@@ -61,11 +61,12 @@ class Effects:
 class Ctx:
     """One batch being applied. Processors read `st` and change it only through `emit`."""
 
-    __slots__ = ("failed", "fill_types", "fp", "fx", "st", "terminations", "wakes")
+    __slots__ = ("events", "failed", "fill_types", "fp", "fx", "st", "terminations", "wakes")
 
     def __init__(self, state: State, effects: Effects) -> None:
         self.st = state
         self.fx = effects
+        self.events = effects.events
         # Per decide walk: tasks that failed / TERMINATE tasks that ran during the walk.
         self.failed: list[str] = []
         self.terminations: list[str] = []
@@ -83,5 +84,5 @@ class Ctx:
     def emit(self, event: Event) -> None:
         """Apply the event at once (later decisions of the same command read its result) and
         record it."""
-        APPLIERS[type(event)](self, event)
-        self.fx.events.append(event)
+        APPLIERS[event.__class__](self, event)
+        self.events.append(event)

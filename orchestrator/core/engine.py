@@ -109,7 +109,9 @@ def _apply_checked(ctx: Ctx, raw: JSON) -> Outcome:
             return earlier
     ctx.fp = fp
     try:
-        _check_epoch(ctx, cmd)
+        # The one stale-epoch guard: a deposed leader's runtime commands change nothing.
+        if isinstance(cmd, LEADER_COMMANDS) and cmd.epoch < ctx.st.epoch:
+            raise precondition(f"stale leader epoch {cmd.epoch} < {ctx.st.epoch}")
         outcome = Outcome(result=PROCESSORS[type(cmd)](ctx, cmd))
         workflows.drain(ctx)
     except Rejected as rej:
@@ -126,11 +128,6 @@ def _apply_checked(ctx: Ctx, raw: JSON) -> Outcome:
 
 def _fingerprint(cmd: Command) -> str:
     return fingerprint(cmd.fingerprint_body())
-
-
-def _check_epoch(ctx: Ctx, cmd: Command) -> None:
-    if isinstance(cmd, LEADER_COMMANDS) and cmd.epoch < ctx.st.epoch:
-        raise precondition(f"stale leader epoch {cmd.epoch} < {ctx.st.epoch}")
 
 
 def _should_record(cmd: Command, outcome: Outcome) -> bool:

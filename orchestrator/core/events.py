@@ -5,6 +5,10 @@ An event is applied the moment it is emitted (as Zeebe applies events as they ar
 because a later decision of the same command reads its result: a task scheduled by a decide is
 seen by the next step of the same walk. Every event of a batch is listed in Effects.events.
 Events are not replicated: the log carries commands, and every replica derives the same events.
+
+Events are facts and never change once emitted. They are slotted dataclasses but not declared
+frozen: a frozen dataclass takes about four times as long to build (each field is set through
+object.__setattr__), and one task's lifecycle builds about eight events on the apply path.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from .records import (
 JSON = Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     pass
 
@@ -34,30 +38,30 @@ class Event:
 # ---------------------------------------------------------------- cluster
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EpochRaised(Event):
     term: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MemberSet(Event):
     node_id: str
     raft: str
     grpc: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MemberRemoved(Event):
     node_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestRecorded(Event):
     request_id: str
     record: RequestRecord
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestsExpired(Event):
     """The `count` oldest recorded requests are forgotten (retention)."""
 
@@ -67,12 +71,12 @@ class RequestsExpired(Event):
 # ---------------------------------------------------------------- definitions
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskDefsRegistered(Event):
     task_defs: list[JSON]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkflowDefRegistered(Event):
     definition: JSON
 
@@ -80,7 +84,7 @@ class WorkflowDefRegistered(Event):
 # ---------------------------------------------------------------- workflows
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkflowStarted(Event):
     """A RUNNING workflow, with the definitions it runs (kept once per content hash)."""
 
@@ -89,33 +93,34 @@ class WorkflowStarted(Event):
     task_defs: dict[str, JSON]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IdempotencyKeyRecorded(Event):
     key: str  # "<workflow name>\x00<idempotency key>"
     workflow_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkflowEnded(Event):
     workflow_id: str
     status: WorkflowStatus
     reason: str
+    output: dict[str, JSON]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkflowOutputSet(Event):
     workflow_id: str
     output: dict[str, JSON]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkflowEndRecorded(Event):
     """An ended workflow joins the retention order (after the workflows its end ended)."""
 
     workflow_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkflowReterminated(Event):
     """A FAILED or TIMED_OUT workflow re-marked TERMINATED through the API, as in Conductor."""
 
@@ -123,7 +128,7 @@ class WorkflowReterminated(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkflowQuarantined(Event):
     """The last resort after a bug: the workflow is FAILED and its active tasks CANCELED,
     without the decisions an end normally makes (they are what failed)."""
@@ -132,13 +137,13 @@ class WorkflowQuarantined(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VariablesSet(Event):
     workflow_id: str
     values: dict[str, JSON]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkflowEvicted(Event):
     workflow_id: str
 
@@ -146,18 +151,18 @@ class WorkflowEvicted(Event):
 # ---------------------------------------------------------------- tasks
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskScheduled(Event):
     task: Task
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskQueued(Event):
     task_id: str
     queue: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class QueueEntryDropped(Event):
     """A queue named a task that can no longer be leased."""
 
@@ -165,19 +170,19 @@ class QueueEntryDropped(Event):
     task_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskLeased(Event):
     task_id: str
     queue: str
     worker_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeaseExtended(Event):
     task_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskStarted(Event):
     """An operator or system task begins (its start time); `running`: it stays IN_PROGRESS."""
 
@@ -185,13 +190,13 @@ class TaskStarted(Event):
     running: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskInputSet(Event):
     task_id: str
     input: dict[str, JSON]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskEnded(Event):
     task_id: str
     status: TaskStatus
@@ -200,107 +205,107 @@ class TaskEnded(Event):
     worker_id: str = ""  # "": unchanged
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskRetried(Event):
     """A failed attempt is replaced by a new one (scheduled next)."""
 
     task_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskRetriesStopped(Event):
     task_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FailureTolerated(Event):
     """An optional task's failure: COMPLETED_WITH_ERRORS, and the workflow goes on."""
 
     task_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PermissiveFailureRecorded(Event):
     workflow_id: str
     task_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskTimeoutAlerted(Event):
     task_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CaseSelected(Event):
     task_id: str
     case: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DynamicForkPlanned(Event):
     task_id: str
     tasks: list[JSON]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SubWorkflowLinked(Event):
     task_id: str
     child_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WaitScheduled(Event):
     task_id: str
     until_ms: int
     due_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScriptRequested(Event):
     task_id: str
     marker: ScriptMarker
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoopConditionEvaluated(Event):
     task_id: str
     outcome: LoopOutcome
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoopConditionRead(Event):
     """The loop's walk took the committed outcome of its condition."""
 
     task_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoopStarted(Event):
     """A DO_WHILE begins its first iteration (its items, if any, are resolved next)."""
 
     task_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoopItemsSet(Event):
     task_id: str
     items: list[JSON]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoopIterationEnded(Event):
     task_id: str
     iteration: int
     outputs: dict[str, JSON]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoopIterationStarted(Event):
     task_id: str
     iteration: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoopIterationsPruned(Event):
     """keepLastN: the outputs, references and task records of older iterations go."""
 
@@ -314,30 +319,30 @@ class LoopIterationsPruned(Event):
 # ---------------------------------------------------------------- polls and timers
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PollNoted(Event):
     queue: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PollParked(Event):
     request_id: str
     poll: ParkedPoll
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PollSettled(Event):
     """A parked poll left the parked set: filled, expired, cancelled or dropped."""
 
     request_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimerSet(Event):
     key: str
     due_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimersFired(Event):
     keys: list[str]

@@ -15,7 +15,12 @@ from typing import Any
 from . import limits
 from .processors.registry import latest_version
 from .processors.scripts import pending_scripts
-from .records import T_ACTIVE, Task, TaskStatus, Workflow
+from .records import (
+    T_ACTIVE,
+    T_IN_PROGRESS,
+    Task,
+    Workflow,
+)
 from .state import State
 
 JSON = Any
@@ -141,7 +146,7 @@ def leased_tasks(st: State, task_ids: list[str], worker_id: str) -> list[Task]:
     out: list[Task] = []
     for tid in task_ids:
         t = st.tasks.get(tid)
-        if t is not None and t.status == TaskStatus.IN_PROGRESS and t.worker_id == worker_id:
+        if t is not None and t.status == T_IN_PROGRESS and t.worker_id == worker_id:
             out.append(t)
     return out
 

@@ -91,8 +91,9 @@ class TimerKind(StrEnum):
     POLL = "poll"  # a parked poll's expiry
     WORKFLOW_TIMEOUT = "wftmo"  # the workflow's timeoutSeconds
 
-    def key(self, ident: str) -> str:
-        return f"{self.value}:{ident}"
+    @property
+    def prefix(self) -> str:
+        return self._value_ + ":"
 
 
 def queue_key(task_type: str, domain: str) -> str:
@@ -101,15 +102,40 @@ def queue_key(task_type: str, domain: str) -> str:
     return f"{task_type}@{domain}" if domain else task_type
 
 
+# Timer key prefixes, as plain strings (keys are built on every lease and task end).
+LEASE_TIMER = TimerKind.LEASE.prefix
+READY_TIMER = TimerKind.READY.prefix
+WAIT_TIMER = TimerKind.WAIT.prefix
+TIMEOUT_TIMER = TimerKind.TIMEOUT.prefix
+POLL_TIMEOUT_TIMER = TimerKind.POLL_TIMEOUT.prefix
+TOTAL_TIMEOUT_TIMER = TimerKind.TOTAL_TIMEOUT.prefix
+POLL_TIMER = TimerKind.POLL.prefix
+WORKFLOW_TIMEOUT_TIMER = TimerKind.WORKFLOW_TIMEOUT.prefix
 # The timers a task may hold (ended with the task).
 TASK_TIMERS = (
-    TimerKind.LEASE,
-    TimerKind.READY,
-    TimerKind.WAIT,
-    TimerKind.TIMEOUT,
-    TimerKind.POLL_TIMEOUT,
-    TimerKind.TOTAL_TIMEOUT,
+    LEASE_TIMER,
+    READY_TIMER,
+    WAIT_TIMER,
+    TIMEOUT_TIMER,
+    POLL_TIMEOUT_TIMER,
+    TOTAL_TIMEOUT_TIMER,
 )
+
+# Members as module constants: in Python 3.11 reading `TaskStatus.X` is a descriptor call, and
+# apply's hot paths read them dozens of times per task.
+WF_RUNNING = WorkflowStatus.RUNNING
+WF_COMPLETED = WorkflowStatus.COMPLETED
+WF_FAILED = WorkflowStatus.FAILED
+WF_TERMINATED = WorkflowStatus.TERMINATED
+WF_TIMED_OUT = WorkflowStatus.TIMED_OUT
+T_SCHEDULED = TaskStatus.SCHEDULED
+T_IN_PROGRESS = TaskStatus.IN_PROGRESS
+T_COMPLETED = TaskStatus.COMPLETED
+T_COMPLETED_WITH_ERRORS = TaskStatus.COMPLETED_WITH_ERRORS
+T_FAILED = TaskStatus.FAILED
+T_FAILED_WITH_TERMINAL_ERROR = TaskStatus.FAILED_WITH_TERMINAL_ERROR
+T_TIMED_OUT = TaskStatus.TIMED_OUT
+T_CANCELED = TaskStatus.CANCELED
 
 WF_TERMINAL = frozenset(
     (

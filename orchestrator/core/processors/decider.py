@@ -21,13 +21,16 @@ from ..context import Ctx
 from ..definitions import is_restricted_condition, iter_tasks
 from ..records import (
     T_ACTIVE,
+    T_COMPLETED,
     T_DONE_OK,
     T_FAILED_STATES,
+    T_IN_PROGRESS,
+    WF_COMPLETED,
+    WF_FAILED,
+    WF_RUNNING,
     Task,
-    TaskStatus,
     TaskType,
     Workflow,
-    WorkflowStatus,
 )
 from . import forks, registry, scheduler, scripts, tasks, workflows
 
@@ -38,6 +41,7 @@ LIVE_TYPES = (TaskType.SIMPLE, TaskType.WAIT, TaskType.HUMAN, TaskType.SUB_WORKF
 _FORKS = (TaskType.FORK_JOIN, TaskType.FORK_JOIN_DYNAMIC)
 _SWITCHES = (TaskType.SWITCH, TaskType.DECISION)
 _JOINS = (TaskType.JOIN, TaskType.EXCLUSIVE_JOIN)
+_LOOP = TaskType.DO_WHILE
 
 
 class Walk(IntEnum):
@@ -50,7 +54,7 @@ class Walk(IntEnum):
 
 def decide(ctx: Ctx, wf: Workflow) -> None:
     """Schedule whatever can run now; end the workflow when nothing is left."""
-    if wf.status != WorkflowStatus.RUNNING:
+    if wf.status != WF_RUNNING:
         return
     # A decide may start a child workflow, which decides the child: each walk has its own lists.
     saved = (ctx.failed, ctx.terminations)
@@ -60,7 +64,7 @@ def decide(ctx: Ctx, wf: Workflow) -> None:
         failed, terminations = ctx.failed, ctx.terminations
     finally:
         ctx.failed, ctx.terminations = saved
-    if wf.status != WorkflowStatus.RUNNING:
+    if wf.status != WF_RUNNING:
         return
     st = ctx.st
     if terminations:
@@ -72,18 +76,18 @@ def decide(ctx: Ctx, wf: Workflow) -> None:
         workflows.end_workflow(
             ctx,
             wf,
-            WorkflowStatus.FAILED,
+            WF_FAILED,
             f"permissive task {first.reference_task_name} ({first.task_id}) "
             f"{first.status}: {first.reason_for_incompletion}",
             failed_task=first,
         )
     elif complete:
-        workflows.end_workflow(ctx, wf, WorkflowStatus.COMPLETED, "")
+        workflows.end_workflow(ctx, wf, WF_COMPLETED, "")
     elif not _has_live_task(ctx, wf):
         workflows.end_workflow(
             ctx,
             wf,
-            WorkflowStatus.FAILED,
+            WF_FAILED,
             "the workflow can make no progress: a JOIN waits for tasks that were never scheduled",
         )
 
@@ -98,7 +102,7 @@ def _has_live_task(ctx: Ctx, wf: Workflow) -> bool:
 
 def _stopped(ctx: Ctx, wf: Workflow) -> bool:
     """The walk must stop: the workflow ended, or a task failed or terminated it."""
-    return wf.status != WorkflowStatus.RUNNING or bool(ctx.failed) or bool(ctx.terminations)
+    return wf.status != WF_RUNNING or bool(ctx.failed) or bool(ctx.terminations)
 
 
 def _run_list(
@@ -119,7 +123,7 @@ def _run_task(ctx: Ctx, wf: Workflow, wt: JSON, path: list[str | int] | None, su
     tid = wf.ref_index.get(wt["taskReferenceName"] + suffix)
     if tid is None:
         scheduled = scheduler.schedule(ctx, wf, wt, path, suffix)
-        if scheduled is None or wf.status != WorkflowStatus.RUNNING or ctx.failed:
+        if scheduled is None or wf.status != WF_RUNNING or ctx.failed:
             return Walk.PENDING
         task = scheduled
     else:
@@ -145,10 +149,10 @@ def _run_task(ctx: Ctx, wf: Workflow, wt: JSON, path: list[str | int] | None, su
             branch, bkey = wt["decisionCases"][case], ["decisionCases", case]
         bpath = None if path is None else [*path, *bkey]
         return Walk.DONE if _run_list(ctx, wf, branch, bpath, suffix) else Walk.PENDING
-    if ttype in _JOINS and status == TaskStatus.IN_PROGRESS:
+    if ttype in _JOINS and status == T_IN_PROGRESS:
         forks.evaluate_join(ctx, wf, wt, task)
         status = task.status
-    if ttype == TaskType.DO_WHILE and status == TaskStatus.IN_PROGRESS:
+    if ttype == _LOOP and status == T_IN_PROGRESS:
         return _run_loop(ctx, wf, wt, task, path, suffix)
     return Walk.DONE if status in T_DONE_OK else Walk.PENDING
 
@@ -160,7 +164,7 @@ def _run_fork(
     if task.status not in T_DONE_OK:
         return Walk.PENDING
     branches: list[tuple[list[JSON], list[str | int] | None]]
-    if wt["type"] == TaskType.FORK_JOIN:
+    if wt["type"] == _FORKS[0]:
         branches = [
             (branch, None if path is None else [*path, "forkTasks", b])
             for b, branch in enumerate(wt["forkTasks"])
@@ -208,7 +212,7 @@ def _run_loop(
         if not again:
             if keep:
                 _prune_iterations(ctx, wf, task, body_refs, suffix, it + 1 - keep)
-            tasks.end_task(ctx, task, TaskStatus.COMPLETED)
+            tasks.end_task(ctx, task, T_COMPLETED)
             return Walk.DONE
         if it >= limits.MAX_LOOP_ITERATIONS:
             tasks.fail_now(ctx, task, f"DO_WHILE ran {it} iterations (MAX_LOOP_ITERATIONS)")

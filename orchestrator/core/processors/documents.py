@@ -15,7 +15,7 @@ def task_view(t: Task, wf_id: str) -> dict[str, JSON]:
     return {
         "input": t.input,
         "output": t.output,
-        "status": t.status.value,
+        "status": t.status._value_,
         "taskId": t.task_id,
         "taskType": t.task_type,
         "referenceTaskName": t.reference_task_name,
@@ -40,7 +40,7 @@ def task_doc(st: State, wf: Workflow, pending: Task | None = None) -> dict[str, 
         "workflow": {
             "input": wf.input,
             "output": wf.output,
-            "status": wf.status.value,
+            "status": wf.status._value_,
             "workflowId": wf.workflow_id,
             "parentWorkflowId": wf.parent_workflow_id,
             "parentWorkflowTaskId": wf.parent_workflow_task_id,

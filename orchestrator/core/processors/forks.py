@@ -9,7 +9,14 @@ from .. import limits
 from ..context import Ctx
 from ..definitions import normalize_workflow_def
 from ..errors import Rejected, TaskCannotRun
-from ..records import T_DONE_OK, Task, TaskStatus, TaskType, Workflow
+from ..records import (
+    T_COMPLETED,
+    T_COMPLETED_WITH_ERRORS,
+    T_DONE_OK,
+    Task,
+    TaskType,
+    Workflow,
+)
 from ..state import State
 from . import registry, tasks
 
@@ -154,9 +161,9 @@ def evaluate_join(ctx: Ctx, wf: Workflow, wt: JSON, task: Task) -> None:
             joined = st.tasks.get(tid) if tid else None
             if joined is None or (joined.status not in T_DONE_OK and not joined.permissive_failed):
                 return
-            with_errors = with_errors or joined.status == TaskStatus.COMPLETED_WITH_ERRORS
+            with_errors = with_errors or joined.status == T_COMPLETED_WITH_ERRORS
             output[ref] = joined.output
-        status = TaskStatus.COMPLETED_WITH_ERRORS if with_errors else TaskStatus.COMPLETED
+        status = T_COMPLETED_WITH_ERRORS if with_errors else T_COMPLETED
         tasks.end_task(ctx, task, status, output)
         return
     # EXCLUSIVE_JOIN: the first joinOn reference that was scheduled (Conductor's ExclusiveJoin),
@@ -169,6 +176,6 @@ def evaluate_join(ctx: Ctx, wf: Workflow, wt: JSON, task: Task) -> None:
             chosen = st.tasks[tid]
             break
     if chosen is None:
-        tasks.end_task(ctx, task, TaskStatus.COMPLETED, output={})
+        tasks.end_task(ctx, task, T_COMPLETED, output={})
     elif chosen.status in T_DONE_OK:
-        tasks.end_task(ctx, task, TaskStatus.COMPLETED, output=chosen.output)
+        tasks.end_task(ctx, task, T_COMPLETED, output=chosen.output)

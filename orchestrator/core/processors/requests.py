@@ -41,7 +41,11 @@ def _reused(request_id: str) -> Outcome:
 def record(ctx: Ctx, request_id: str, outcome: Outcome) -> None:
     record = RequestRecord(ctx.fp, outcome.to_dict(), ctx.now)
     ctx.emit(E.RequestRecorded(request_id, record))
-    expire(ctx)
+    reqs = ctx.st.requests
+    if len(reqs) > limits.MAX_REQUEST_ENTRIES or (
+        next(iter(reqs.values())).at_ms < ctx.now - limits.REQUEST_RETENTION_MS
+    ):
+        expire(ctx)
 
 
 def expire(ctx: Ctx) -> None:

@@ -14,19 +14,21 @@ from ..definitions import JS_EVALUATORS, check_task_to_domain
 from ..errors import Rejected, TaskCannotRun
 from ..expressions import resolve, stringify
 from ..records import (
+    T_COMPLETED,
+    T_SCHEDULED,
+    WF_FAILED,
     RetryLogic,
     Task,
-    TaskStatus,
     TaskType,
     TimeoutPolicy,
     Workflow,
-    WorkflowStatus,
 )
 from . import forks, polls, registry, scripts, tasks, workflows
 from .documents import task_doc
 
 JSON = Any
 _TYPES = {t.value: t for t in TaskType}
+_SIMPLE = TaskType.SIMPLE
 _RETRY_LOGIC = {r.value: r for r in RetryLogic}
 _POLICY = {p.value: p for p in TimeoutPolicy}
 _TERMINATION = ("COMPLETED", "FAILED", "TERMINATED")
@@ -51,7 +53,7 @@ def schedule(
         workflows.end_workflow(
             ctx,
             wf,
-            WorkflowStatus.FAILED,
+            WF_FAILED,
             f"the workflow created {limits.MAX_TASKS_PER_WORKFLOW} tasks (MAX_TASKS_PER_WORKFLOW)",
         )
         return None
@@ -103,7 +105,7 @@ def _new_task(
     dynamic = wt if path is None else (retry_of.dynamic_task if retry_of is not None else None)
     return Task(
         task_id=f"{wf.workflow_id}-{wf.task_seq}",
-        task_type=wt["name"] if ttype is TaskType.SIMPLE else wt["type"],
+        task_type=wt["name"] if ttype is _SIMPLE else wt["type"],
         type=ttype,
         reference_task_name=wt["taskReferenceName"] + suffix,
         workflow_id=wf.workflow_id,
@@ -111,7 +113,7 @@ def _new_task(
         correlation_id=wf.correlation_id,
         path=path,
         seq=len(wf.tasks),
-        status=TaskStatus.SCHEDULED,
+        status=T_SCHEDULED,
         input={},
         output={},
         retry_count=retry_of.retry_count + 1 if retry_of is not None else 0,
@@ -183,7 +185,7 @@ def resolve_input(
 
 def _start(ctx: Ctx, wf: Workflow, wt: JSON, task: Task, delay_s: int) -> None:
     ttype = task.type
-    if ttype is TaskType.SIMPLE:
+    if ttype is _SIMPLE:
         _start_worker_task(ctx, wt, task, delay_s)
         return
     running = ttype in _RUNNING_AT_START
@@ -204,11 +206,11 @@ def _start(ctx: Ctx, wf: Workflow, wt: JSON, task: Task, delay_s: int) -> None:
         case TaskType.FORK_JOIN:
             forked = {"forkedTasks": [b[0]["taskReferenceName"] for b in wt["forkTasks"]]}
             ctx.emit(E.TaskInputSet(tid, forked))
-            tasks.end_task(ctx, task, TaskStatus.COMPLETED, output={})
+            tasks.end_task(ctx, task, T_COMPLETED, output={})
         case TaskType.FORK_JOIN_DYNAMIC:
             planned = forks.dynamic_fork_tasks(wf, wt, task.input, task)
             ctx.emit(E.DynamicForkPlanned(tid, planned))
-            tasks.end_task(ctx, task, TaskStatus.COMPLETED, output={})
+            tasks.end_task(ctx, task, T_COMPLETED, output={})
         case TaskType.JOIN | TaskType.EXCLUSIVE_JOIN:
             ctx.emit(E.TaskInputSet(tid, {"joinOn": forks.join_on(ctx.st, wf, wt, task)}))
         case TaskType.DO_WHILE:
@@ -219,9 +221,9 @@ def _start(ctx: Ctx, wf: Workflow, wt: JSON, task: Task, delay_s: int) -> None:
             _start_workflow_task(ctx, wf, task)
         case TaskType.SET_VARIABLE:
             ctx.emit(E.VariablesSet(wf.workflow_id, task.input))
-            tasks.end_task(ctx, task, TaskStatus.COMPLETED, output={})
+            tasks.end_task(ctx, task, T_COMPLETED, output={})
         case TaskType.NOOP:
-            tasks.end_task(ctx, task, TaskStatus.COMPLETED, output={})
+            tasks.end_task(ctx, task, T_COMPLETED, output={})
         case TaskType.TERMINATE:
             _start_terminate(ctx, task)
         case TaskType.WAIT:
@@ -266,7 +268,7 @@ def _start_switch(ctx: Ctx, wt: JSON, task: Task) -> None:
         return
     param = wt["expression"] if task.type is TaskType.SWITCH else wt["caseValueParam"]
     output = select_case(ctx, task, wt, task.input.get(param))
-    tasks.end_task(ctx, task, TaskStatus.COMPLETED, output=output)
+    tasks.end_task(ctx, task, T_COMPLETED, output=output)
 
 
 def select_case(ctx: Ctx, task: Task, wt: JSON, value: JSON) -> dict[str, JSON]:
@@ -283,7 +285,7 @@ def _start_inline(ctx: Ctx, task: Task) -> None:
     if ev == "value-param":
         if not isinstance(expr, str):
             raise TaskCannotRun("INLINE: expression must name an input parameter")
-        tasks.end_task(ctx, task, TaskStatus.COMPLETED, output={"result": inp.get(expr)})
+        tasks.end_task(ctx, task, T_COMPLETED, output={"result": inp.get(expr)})
     elif ev in JS_EVALUATORS:
         if not isinstance(expr, str) or not expr.strip():
             raise TaskCannotRun("INLINE: expression must be a non-empty JavaScript string")
@@ -305,7 +307,7 @@ def _start_loop(ctx: Ctx, wf: Workflow, wt: JSON, task: Task) -> None:
             raise TaskCannotRun(f"DO_WHILE items must resolve to a list, got {stringify(items)}")
         ctx.emit(E.LoopItemsSet(tid, items))
         if not items:
-            tasks.end_task(ctx, task, TaskStatus.COMPLETED, output={"iteration": 0})
+            tasks.end_task(ctx, task, T_COMPLETED, output={"iteration": 0})
             return
     ctx.emit(E.LoopIterationStarted(tid, 1))
 
@@ -347,7 +349,7 @@ def _start_workflow_task(ctx: Ctx, wf: Workflow, task: Task) -> None:
         raise TaskCannotRun(f"START_WORKFLOW: {rej.message}") from None
     correlation_id = str(sw.get("correlationId") or "")
     workflows.launch(ctx, wf, child_id, defn, child_input, correlation_id, None, domains)
-    tasks.end_task(ctx, task, TaskStatus.COMPLETED, output={"workflowId": child_id})
+    tasks.end_task(ctx, task, T_COMPLETED, output={"workflowId": child_id})
 
 
 def _start_terminate(ctx: Ctx, task: Task) -> None:
@@ -358,7 +360,7 @@ def _start_terminate(ctx: Ctx, task: Task) -> None:
         )
     out = task.input.get("workflowOutput")
     output = {"output": out} if out is not None else {}
-    tasks.end_task(ctx, task, TaskStatus.COMPLETED, output=output)
+    tasks.end_task(ctx, task, T_COMPLETED, output=output)
     ctx.terminations.append(task.task_id)
 
 

@@ -13,12 +13,14 @@ from ..context import Ctx
 from ..errors import precondition
 from ..records import (
     T_ACTIVE,
+    T_COMPLETED,
+    T_FAILED,
+    T_FAILED_WITH_TERMINAL_ERROR,
+    WF_RUNNING,
     LoopOutcome,
     ScriptMarker,
     Task,
-    TaskStatus,
     TaskType,
-    WorkflowStatus,
 )
 from ..state import State
 from . import decider, registry, scheduler, tasks
@@ -60,7 +62,7 @@ def script_result(ctx: Ctx, cmd: ScriptResult) -> dict[str, JSON]:
             "or duplicate script result is not applied"
         )
     wf = st.workflows.get(task.workflow_id)
-    if wf is None or wf.status != WorkflowStatus.RUNNING:
+    if wf is None or wf.status != WF_RUNNING:
         raise precondition(f"workflow {task.workflow_id} is not RUNNING")
     error = (cmd.error if isinstance(cmd.error, str) else "") or "the script failed"
     error = error[: limits.MAX_REASON_LENGTH - 100]
@@ -73,7 +75,7 @@ def script_result(ctx: Ctx, cmd: ScriptResult) -> dict[str, JSON]:
         return {}
     if not cmd.ok:
         failed = (TaskType.SWITCH, TaskType.DECISION)
-        status = TaskStatus.FAILED_WITH_TERMINAL_ERROR if ttype in failed else TaskStatus.FAILED
+        status = T_FAILED_WITH_TERMINAL_ERROR if ttype in failed else T_FAILED
         reason = f"{ttype} script failed: {error}"
         tasks.end_task(ctx, task, status, output={"error": error}, reason=reason)
         tasks.handle_failure(ctx, wf, task)
@@ -86,7 +88,7 @@ def script_result(ctx: Ctx, cmd: ScriptResult) -> dict[str, JSON]:
         out = {"result": results[0] if results else None, "resultList": results}
     else:  # SWITCH / DECISION
         out = scheduler.select_case(ctx, task, registry.wt_of(st, wf, task), cmd.value)
-    tasks.end_task(ctx, task, TaskStatus.COMPLETED, output=out)
+    tasks.end_task(ctx, task, T_COMPLETED, output=out)
     decider.decide(ctx, wf)
     return {}
 
@@ -107,7 +109,7 @@ def pending_scripts(st: State) -> list[tuple[str, int]]:
     task order. The leader's runtime scans this when it takes over."""
     out: list[tuple[str, int]] = []
     for wf in st.workflows.values():
-        if wf.status != WorkflowStatus.RUNNING:
+        if wf.status != WF_RUNNING:
             continue
         for tid in wf.tasks:
             t = st.tasks[tid]

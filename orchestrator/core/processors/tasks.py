@@ -12,13 +12,23 @@ from ..context import Ctx
 from ..errors import invalid, not_found, precondition
 from ..records import (
     T_ACTIVE,
+    T_CANCELED,
+    T_COMPLETED,
+    T_FAILED,
+    T_FAILED_WITH_TERMINAL_ERROR,
+    T_IN_PROGRESS,
     T_RETRIABLE,
+    T_SCHEDULED,
+    T_TIMED_OUT,
+    WF_FAILED,
+    WF_RUNNING,
+    WF_TERMINATED,
+    WF_TIMED_OUT,
     RetryLogic,
     Task,
     TaskStatus,
     TaskType,
     Workflow,
-    WorkflowStatus,
     queue_key,
 )
 from . import decider, registry, scheduler, workflows
@@ -42,7 +52,7 @@ def end_task(
 
 def fail_now(ctx: Ctx, task: Task, reason: str) -> None:
     """The task cannot run: it fails terminally and the walk handles the failure."""
-    end_task(ctx, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason=reason)
+    end_task(ctx, task, T_FAILED_WITH_TERMINAL_ERROR, reason=reason)
     if task.task_id not in ctx.failed:
         ctx.failed.append(task.task_id)
 
@@ -59,7 +69,7 @@ def lease(ctx: Ctx, queue_name: str, worker_id: str, count: int) -> list[str]:
     while queue and len(leased) < count:
         task_id = next(iter(queue))
         task = st.tasks.get(task_id)
-        if task is None or task.status != TaskStatus.SCHEDULED:
+        if task is None or task.status != T_SCHEDULED:
             ctx.emit(E.QueueEntryDropped(queue_name, task_id))
             continue
         ctx.emit(E.TaskLeased(task_id, queue_name, worker_id))
@@ -96,7 +106,7 @@ def _active_task(ctx: Ctx, task_id: str, verb: str) -> tuple[Task, Workflow]:
             f"task {task_id} is {task.status}: a late or duplicate {verb} is not applied"
         )
     wf = ctx.st.workflows[task.workflow_id]
-    if wf.status != WorkflowStatus.RUNNING:
+    if wf.status != WF_RUNNING:
         raise precondition(f"workflow {wf.workflow_id} is {wf.status}")
     return task, wf
 
@@ -114,7 +124,7 @@ def complete_task(ctx: Ctx, cmd: CompleteTask) -> dict[str, JSON]:
         raise invalid("output_json: must be a JSON object")
     task, wf = _active_task(ctx, _resolve_task_id(ctx, cmd), "completion")
     _check_external(task, "completed")
-    end_task(ctx, task, TaskStatus.COMPLETED, output=cmd.output, worker_id=cmd.worker_id)
+    end_task(ctx, task, T_COMPLETED, output=cmd.output, worker_id=cmd.worker_id)
     decider.decide(ctx, wf)
     return {}
 
@@ -124,7 +134,7 @@ def fail_task(ctx: Ctx, cmd: FailTask) -> dict[str, JSON]:
         raise invalid("output_json: must be a JSON object")
     task, wf = _active_task(ctx, _resolve_task_id(ctx, cmd), "failure")
     _check_external(task, "failed")
-    status = TaskStatus.FAILED_WITH_TERMINAL_ERROR if cmd.terminal else TaskStatus.FAILED
+    status = T_FAILED_WITH_TERMINAL_ERROR if cmd.terminal else T_FAILED
     reason = cmd.reason[: limits.MAX_REASON_LENGTH]
     end_task(ctx, task, status, output=cmd.output, reason=reason)
     handle_failure(ctx, wf, task)
@@ -133,7 +143,7 @@ def fail_task(ctx: Ctx, cmd: FailTask) -> dict[str, JSON]:
 
 def heartbeat_task(ctx: Ctx, cmd: HeartbeatTask) -> dict[str, JSON]:
     task, _ = _active_task(ctx, cmd.task_id, "heartbeat")
-    if task.status != TaskStatus.IN_PROGRESS or task.type is not TaskType.SIMPLE:
+    if task.status != T_IN_PROGRESS or task.type is not TaskType.SIMPLE:
         raise precondition(f"task {cmd.task_id} is {task.status}, not leased to a worker")
     ctx.emit(E.LeaseExtended(task.task_id))
     return {"lease_expires_ms": task.lease_expires_ms}
@@ -161,15 +171,15 @@ def retry_delay_seconds(task: Task) -> int:
 
 
 _WF_END_OF = {
-    TaskStatus.TIMED_OUT: WorkflowStatus.TIMED_OUT,
-    TaskStatus.CANCELED: WorkflowStatus.TERMINATED,
+    T_TIMED_OUT: WF_TIMED_OUT,
+    T_CANCELED: WF_TERMINATED,
 }
 
 
 def handle_failure(ctx: Ctx, wf: Workflow, task: Task) -> None:
     """A task ended unsuccessfully: retry it while retries remain, tolerate it (optional,
     permissive), or end the workflow."""
-    if wf.status != WorkflowStatus.RUNNING:
+    if wf.status != WF_RUNNING:
         return
     if task.status in T_RETRIABLE and task.retry_count < task.retry_limit:
         ctx.emit(E.TaskRetried(task.task_id))
@@ -192,7 +202,7 @@ def handle_failure(ctx: Ctx, wf: Workflow, task: Task) -> None:
     workflows.end_workflow(
         ctx,
         wf,
-        _WF_END_OF.get(task.status, WorkflowStatus.FAILED),
+        _WF_END_OF.get(task.status, WF_FAILED),
         f"task {task.reference_task_name} ({task.task_id}) {task.status}: "
         f"{task.reason_for_incompletion}",
     )

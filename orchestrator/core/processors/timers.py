@@ -10,13 +10,17 @@ from ..commands import Tick
 from ..context import Ctx
 from ..records import (
     T_ACTIVE,
+    T_COMPLETED,
+    T_IN_PROGRESS,
+    T_SCHEDULED,
+    T_TIMED_OUT,
+    WF_RUNNING,
+    WF_TIMED_OUT,
     Task,
-    TaskStatus,
     TaskType,
     TimeoutPolicy,
     TimerKind,
     Workflow,
-    WorkflowStatus,
 )
 from . import decider, registry, tasks, workflows
 
@@ -37,12 +41,12 @@ def tick(ctx: Ctx, cmd: Tick) -> dict[str, JSON]:
                 ctx.emit(E.PollSettled(ident))
         elif kind is TimerKind.WORKFLOW_TIMEOUT:  # the workflow's timeoutSeconds (TIME_OUT_WF)
             wf = st.workflows.get(ident)
-            if wf is not None and wf.status == WorkflowStatus.RUNNING:
+            if wf is not None and wf.status == WF_RUNNING:
                 _guarded(ctx, key, wf, None, kind)
         elif kind is not None:
             task = st.tasks.get(ident)
             wf = st.workflows.get(task.workflow_id) if task is not None else None
-            if wf is not None and wf.status == WorkflowStatus.RUNNING:
+            if wf is not None and wf.status == WF_RUNNING:
                 _guarded(ctx, key, wf, task, kind)
     ctx.fx.timers_changed = True
     return {"fired": len(keys)}
@@ -54,7 +58,7 @@ def _guarded(ctx: Ctx, key: str, wf: Workflow, task: Task | None, kind: TimerKin
         if task is None:
             secs = registry.wf_def(ctx.st, wf).get("timeoutSeconds", 0)
             reason = f"workflow timeoutSeconds ({secs}s) elapsed"
-            workflows.end_workflow(ctx, wf, WorkflowStatus.TIMED_OUT, reason)
+            workflows.end_workflow(ctx, wf, WF_TIMED_OUT, reason)
         else:
             _fire(ctx, kind, wf, task)
         workflows.drain(ctx)
@@ -68,26 +72,26 @@ def _fire(ctx: Ctx, kind: TimerKind, wf: Workflow, task: Task) -> None:
     status = task.status
     match kind:
         case TimerKind.LEASE:
-            if status == TaskStatus.IN_PROGRESS:
+            if status == T_IN_PROGRESS:
                 reason = (
                     f"responseTimeoutSeconds ({task.response_timeout_seconds}s) elapsed "
                     "without a result or heartbeat"
                 )
-                tasks.end_task(ctx, task, TaskStatus.TIMED_OUT, reason=reason)
+                tasks.end_task(ctx, task, T_TIMED_OUT, reason=reason)
                 tasks.handle_failure(ctx, wf, task)
         case TimerKind.READY:
-            if status == TaskStatus.SCHEDULED:
+            if status == T_SCHEDULED:
                 tasks.enqueue(ctx, task)
         case TimerKind.WAIT:
-            if status == TaskStatus.IN_PROGRESS and task.type is TaskType.WAIT:
-                tasks.end_task(ctx, task, TaskStatus.COMPLETED, output=task.output)
+            if status == T_IN_PROGRESS and task.type is TaskType.WAIT:
+                tasks.end_task(ctx, task, T_COMPLETED, output=task.output)
                 decider.decide(ctx, wf)
         case TimerKind.TIMEOUT:
             if status in T_ACTIVE:
                 reason = f"timeoutSeconds ({task.timeout_seconds}s) elapsed"
                 timeout_task(ctx, wf, task, reason)
         case TimerKind.POLL_TIMEOUT:
-            if status == TaskStatus.SCHEDULED:
+            if status == T_SCHEDULED:
                 reason = f"pollTimeoutSeconds ({task.poll_timeout_seconds}s) elapsed without a poll"
                 timeout_task(ctx, wf, task, reason)
         case TimerKind.TOTAL_TIMEOUT:
@@ -114,16 +118,16 @@ def timeout_task(
         case TimeoutPolicy.ALERT_ONLY:
             ctx.emit(E.TaskTimeoutAlerted(task.task_id))
         case TimeoutPolicy.TIME_OUT_WF:
-            tasks.end_task(ctx, task, TaskStatus.TIMED_OUT, reason=reason)
+            tasks.end_task(ctx, task, T_TIMED_OUT, reason=reason)
             workflows.end_workflow(
                 ctx,
                 wf,
-                WorkflowStatus.TIMED_OUT,
+                WF_TIMED_OUT,
                 f"task {task.reference_task_name} ({task.task_id}) TIMED_OUT: {reason}",
                 failed_task=task,
             )
         case TimeoutPolicy.RETRY:
-            tasks.end_task(ctx, task, TaskStatus.TIMED_OUT, reason=reason)
+            tasks.end_task(ctx, task, T_TIMED_OUT, reason=reason)
             if stop_retries:
                 ctx.emit(E.TaskRetriesStopped(task.task_id))
             tasks.handle_failure(ctx, wf, task)

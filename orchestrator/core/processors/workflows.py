@@ -17,10 +17,18 @@ from ..errors import Rejected, TaskCannotRun, already_exists, invalid, not_found
 from ..expressions import resolve, stringify
 from ..records import (
     T_ACTIVE,
+    T_CANCELED,
+    T_COMPLETED,
+    T_FAILED,
     T_FAILED_STATES,
+    T_TIMED_OUT,
+    WF_COMPLETED,
+    WF_FAILED,
+    WF_RUNNING,
+    WF_TERMINATED,
+    WF_TIMED_OUT,
     IdempotencyStrategy,
     Task,
-    TaskStatus,
     Workflow,
     WorkflowStatus,
 )
@@ -55,7 +63,7 @@ def start_workflow(ctx: Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
         if existing is not None:
             if strategy is IdempotencyStrategy.RETURN_EXISTING:
                 return {"workflow_id": existing.workflow_id, "created": False}
-            if strategy is IdempotencyStrategy.FAIL or existing.status == WorkflowStatus.RUNNING:
+            if strategy is IdempotencyStrategy.FAIL or existing.status == WF_RUNNING:
                 raise already_exists(
                     f"a workflow with idempotency_key {cmd.idempotency_key!r} exists: "
                     f"{existing.workflow_id} ({existing.status})"
@@ -116,7 +124,7 @@ def create_workflow(
         workflow_name=defn["name"],
         workflow_version=defn["version"],
         def_hash=registry.def_hash(defn, task_defs),
-        status=WorkflowStatus.RUNNING,
+        status=WF_RUNNING,
         input=wf_input,
         output={},
         variables=dict(defn.get("variables", {})),
@@ -147,13 +155,13 @@ def terminate_workflow(ctx: Ctx, cmd: TerminateWorkflow) -> dict[str, JSON]:
     wf = ctx.st.workflows.get(cmd.workflow_id)
     if wf is None:
         raise not_found(f"workflow {cmd.workflow_id} not found")
-    if wf.status == WorkflowStatus.COMPLETED:
+    if wf.status == WF_COMPLETED:
         raise precondition(f"workflow {cmd.workflow_id} is COMPLETED and cannot be terminated")
-    if wf.status == WorkflowStatus.TERMINATED:
+    if wf.status == WF_TERMINATED:
         return {}
     reason = cmd.reason or "terminated through the API"
-    if wf.status == WorkflowStatus.RUNNING:
-        end_workflow(ctx, wf, WorkflowStatus.TERMINATED, reason)
+    if wf.status == WF_RUNNING:
+        end_workflow(ctx, wf, WF_TERMINATED, reason)
     else:  # FAILED / TIMED_OUT may be re-marked TERMINATED, as in Conductor
         ctx.emit(E.WorkflowReterminated(wf.workflow_id, reason))
     return {}
@@ -167,34 +175,34 @@ def end_workflow(
     for tid in wf.tasks:
         t = st.tasks[tid]
         if t.status in T_ACTIVE:
-            tasks.end_task(ctx, t, TaskStatus.CANCELED, reason=f"workflow {status}")
+            tasks.end_task(ctx, t, T_CANCELED, reason=f"workflow {status}")
             if t.sub_workflow_id:
                 children.append(t.sub_workflow_id)
-    ctx.emit(E.WorkflowEnded(wf.workflow_id, status, reason))
     out_params = registry.wf_def(st, wf).get("outputParameters") or {}
     if out_params:
-        output = resolve(out_params, task_doc(st, wf))
+        # Resolved as the workflow ends: the document shows its final status and reason.
+        doc = task_doc(st, wf)
+        doc["workflow"].update(status=status._value_, reasonForIncompletion=reason)
+        output = resolve(out_params, doc)
     elif wf.tasks:
         output = st.tasks[wf.tasks[-1]].output
     else:
         output = {}
-    ctx.emit(
-        E.WorkflowOutputSet(
-            wf.workflow_id, output if isinstance(output, dict) else {"result": output}
-        )
-    )
+    if not isinstance(output, dict):
+        output = {"result": output}
+    ctx.emit(E.WorkflowEnded(wf.workflow_id, status, reason, output))
     # Ending a parent ends its running children (Conductor cancels a SUB_WORKFLOW by terminating
     # the child); a child's end wakes its parent.
     for child_id in children:
         child = st.workflows.get(child_id)
-        if child is not None and child.status == WorkflowStatus.RUNNING:
+        if child is not None and child.status == WF_RUNNING:
             end_workflow(
                 ctx,
                 child,
-                WorkflowStatus.TERMINATED,
+                WF_TERMINATED,
                 f"parent workflow {wf.workflow_id} {status}",
             )
-    if status in (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT):
+    if status in (WF_FAILED, WF_TIMED_OUT):
         _start_failure_workflow(ctx, wf, failed_task)
     mirror_child(ctx, wf)
     retention.retire(ctx, wf.workflow_id)
@@ -202,7 +210,7 @@ def end_workflow(
 
 def terminate_from_task(ctx: Ctx, wf: Workflow, task: Task) -> None:
     """A TERMINATE task ran: the workflow ends with its status, reason and output."""
-    status = WorkflowStatus(task.input.get("terminationStatus", WorkflowStatus.COMPLETED))
+    status = WorkflowStatus(task.input.get("terminationStatus", WF_COMPLETED))
     reason = task.input.get("terminationReason") or ""
     end_workflow(ctx, wf, status, str(reason))
     out = task.input.get("workflowOutput")
@@ -217,7 +225,7 @@ def _failed_view(st: Any, wf: Workflow) -> dict[str, JSON]:
         "workflowId": wf.workflow_id,
         "workflowName": wf.workflow_name,
         "workflowVersion": wf.workflow_version,
-        "status": wf.status.value,
+        "status": wf.status._value_,
         "input": wf.input,
         "output": wf.output,
         "reasonForIncompletion": wf.reason_for_incompletion,
@@ -274,7 +282,7 @@ def _start_failure_workflow(ctx: Ctx, wf: Workflow, failed_task: Task | None) ->
     child_input.update(
         workflowId=wf.workflow_id,
         reason=wf.reason_for_incompletion,
-        failureStatus=wf.status.value,
+        failureStatus=wf.status._value_,
         failureTaskId=failed_task.task_id if failed_task is not None else "",
         failedWorkflow=failed_view,
     )
@@ -343,8 +351,8 @@ def mirror_child(ctx: Ctx, child: Workflow) -> None:
 
 
 _CHILD_END = {
-    WorkflowStatus.TIMED_OUT: TaskStatus.TIMED_OUT,
-    WorkflowStatus.TERMINATED: TaskStatus.CANCELED,
+    WF_TIMED_OUT: T_TIMED_OUT,
+    WF_TERMINATED: T_CANCELED,
 }
 
 
@@ -358,20 +366,20 @@ def drain(ctx: Ctx) -> None:
         child = st.workflows.get(child_id)
         if parent is None or task is None or child is None:
             continue
-        if parent.status != WorkflowStatus.RUNNING:
+        if parent.status != WF_RUNNING:
             continue
         if task.status not in T_ACTIVE or task.sub_workflow_id != child_id:
             continue
         status = child.status
-        if status == WorkflowStatus.COMPLETED:
+        if status == WF_COMPLETED:
             output = dict(child.output, subWorkflowId=child_id)
-            tasks.end_task(ctx, task, TaskStatus.COMPLETED, output)
+            tasks.end_task(ctx, task, T_COMPLETED, output)
             decider.decide(ctx, parent)
             continue
         tasks.end_task(
             ctx,
             task,
-            _CHILD_END.get(status, TaskStatus.FAILED),
+            _CHILD_END.get(status, T_FAILED),
             output={"subWorkflowId": child_id},
             reason=f"sub-workflow {child_id} {status}: {child.reason_for_incompletion}",
         )
@@ -384,8 +392,8 @@ def drain(ctx: Ctx) -> None:
 def quarantine_workflow(ctx: Ctx, wf: Workflow, reason: str) -> None:
     """Mark a running workflow FAILED with the reason, identically on every replica."""
     try:
-        if wf.status == WorkflowStatus.RUNNING:
-            end_workflow(ctx, wf, WorkflowStatus.FAILED, reason)
+        if wf.status == WF_RUNNING:
+            end_workflow(ctx, wf, WF_FAILED, reason)
     except Exception:  # even ending it failed: force the status so nothing waits on it
         ctx.emit(E.WorkflowQuarantined(wf.workflow_id, reason))
         with contextlib.suppress(Exception):
