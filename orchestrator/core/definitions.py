@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import limits
-from .conditions import ConditionError, parse_condition, parse_duration_ms, parse_until_ms
-from .errors import Rejected, invalid
+from . import definition_tasks, limits
+from .conditions import ConditionError, parse_condition
+from .errors import invalid
 
 JSON = Any
+# INLINE evaluatorTypes: JavaScript runs in the sandbox (two phases), value-param in the core.
+JS_EVALUATORS = ("javascript", "graaljs")
+INLINE_EVALUATORS = (*JS_EVALUATORS, "value-param")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-:]{1,256}$")
 RETRY_LOGICS = ("FIXED", "EXPONENTIAL_BACKOFF", "LINEAR_BACKOFF")
@@ -59,7 +62,7 @@ TASK_DEF_DEFAULTS: dict[str, JSON] = {
 }
 
 
-def _name(value: JSON, field: str) -> str:
+def name_field(value: JSON, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise invalid(f"{field}: required, a non-empty string")
     if not NAME_RE.match(value):
@@ -67,7 +70,7 @@ def _name(value: JSON, field: str) -> str:
     return value
 
 
-def _int(obj: dict[str, JSON], key: str, field: str, lo: int, hi: int, default: int) -> int:
+def int_field(obj: dict[str, JSON], key: str, field: str, lo: int, hi: int, default: int) -> int:
     value = obj.get(key, default)
     if value is None:
         value = default
@@ -83,20 +86,22 @@ def normalize_task_def(raw: JSON, where: str = "taskDef") -> dict[str, JSON]:
         raise invalid(f"{where}: must be a JSON object")
     # Conductor exports carry explicit nulls for unset fields: null means "not given".
     out = {k: v for k, v in raw.items() if v is not None}
-    out["name"] = _name(raw.get("name"), f"{where}.name")
+    out["name"] = name_field(raw.get("name"), f"{where}.name")
     for key, default in TASK_DEF_DEFAULTS.items():
         out.setdefault(key, default)
-    out["retryCount"] = _int(out, "retryCount", f"{where}.retryCount", 0, limits.MAX_RETRY_COUNT, 3)
-    out["retryDelaySeconds"] = _int(
+    out["retryCount"] = int_field(
+        out, "retryCount", f"{where}.retryCount", 0, limits.MAX_RETRY_COUNT, 3
+    )
+    out["retryDelaySeconds"] = int_field(
         out, "retryDelaySeconds", f"{where}.retryDelaySeconds", 0, limits.MAX_DELAY_SECONDS, 60
     )
-    out["backoffScaleFactor"] = _int(
+    out["backoffScaleFactor"] = int_field(
         out, "backoffScaleFactor", f"{where}.backoffScaleFactor", 1, 1000, 1
     )
-    out["maxRetryDelaySeconds"] = _int(
+    out["maxRetryDelaySeconds"] = int_field(
         out, "maxRetryDelaySeconds", f"{where}.maxRetryDelaySeconds", 0, limits.MAX_DELAY_SECONDS, 0
     )
-    out["responseTimeoutSeconds"] = _int(
+    out["responseTimeoutSeconds"] = int_field(
         out,
         "responseTimeoutSeconds",
         f"{where}.responseTimeoutSeconds",
@@ -104,13 +109,13 @@ def normalize_task_def(raw: JSON, where: str = "taskDef") -> dict[str, JSON]:
         limits.MAX_DELAY_SECONDS,
         3600,
     )
-    out["timeoutSeconds"] = _int(
+    out["timeoutSeconds"] = int_field(
         out, "timeoutSeconds", f"{where}.timeoutSeconds", 0, limits.MAX_DELAY_SECONDS, 0
     )
-    out["pollTimeoutSeconds"] = _int(
+    out["pollTimeoutSeconds"] = int_field(
         out, "pollTimeoutSeconds", f"{where}.pollTimeoutSeconds", 0, limits.MAX_DELAY_SECONDS, 0
     )
-    out["totalTimeoutSeconds"] = _int(
+    out["totalTimeoutSeconds"] = int_field(
         out, "totalTimeoutSeconds", f"{where}.totalTimeoutSeconds", 0, limits.MAX_DELAY_SECONDS, 0
     )
     if out["totalTimeoutSeconds"] and out["timeoutSeconds"] > out["totalTimeoutSeconds"]:
@@ -151,7 +156,7 @@ def _params(value: JSON, field: str) -> dict[str, JSON]:
     return value
 
 
-class _Validation:
+class Validation:
     """Collects what whole-definition checks need while the task tree is walked."""
 
     def __init__(self) -> None:
@@ -161,11 +166,11 @@ class _Validation:
         self.expr_places: list[tuple[str, JSON]] = []
 
 
-def _is_expr(value: JSON) -> bool:
+def is_expr(value: JSON) -> bool:
     return isinstance(value, str) and "${" in value
 
 
-def _task_list(value: JSON, field: str, v: _Validation, depth: int, empty_ok: bool) -> list[JSON]:
+def task_list(value: JSON, field: str, v: Validation, depth: int, empty_ok: bool) -> list[JSON]:
     if not isinstance(value, list) or (not value and not empty_ok):
         raise invalid(f"{field}: required, a {'' if empty_ok else 'non-empty '}list of tasks")
     if depth > limits.MAX_NESTING_DEPTH:
@@ -187,25 +192,22 @@ _UNSUPPORTED = {
     "EVENT": "comes with the events work",
     "KAFKA_PUBLISH": "comes with the events work",
 }
-# INLINE evaluatorTypes: JavaScript runs in the sandbox (two phases), value-param in the core.
-JS_EVALUATORS = ("javascript", "graaljs")
-INLINE_EVALUATORS = (*JS_EVALUATORS, "value-param")
 
 
-def _norm_task(task: JSON, where: str, v: _Validation, depth: int) -> dict[str, JSON]:
+def _norm_task(task: JSON, where: str, v: Validation, depth: int) -> dict[str, JSON]:
     if not isinstance(task, dict):
         raise invalid(f"{where}: must be a JSON object")
     t = {k: val for k, val in task.items() if val is not None}
     ref = t.get("taskReferenceName")
     if not isinstance(ref, str) or not ref:
         raise invalid(f"{where}.taskReferenceName: required, a non-empty string")
-    _name(ref, f"{where}.taskReferenceName")
+    name_field(ref, f"{where}.taskReferenceName")
     if "__" in ref:
         raise invalid(
             f"{where}.taskReferenceName: {ref!r} must not contain '__' (reserved for DO_WHILE "
             "iteration suffixes)"
         )
-    t["name"] = _name(t.get("name"), f"{where}.name ({ref})")
+    t["name"] = name_field(t.get("name"), f"{where}.name ({ref})")
     if ref in v.refs:
         raise invalid(
             f"{where}.taskReferenceName: duplicate reference {ref!r} (also at {v.refs[ref]})"
@@ -233,11 +235,11 @@ def _norm_task(task: JSON, where: str, v: _Validation, depth: int) -> dict[str, 
     if "asyncComplete" in t:
         t["asyncComplete"] = bool(t["asyncComplete"])
     if "retryCount" in t:
-        t["retryCount"] = _int(
+        t["retryCount"] = int_field(
             t, "retryCount", f"{where}.retryCount ({ref})", 0, limits.MAX_RETRY_COUNT, 0
         )
     if "startDelay" in t:
-        t["startDelay"] = _int(
+        t["startDelay"] = int_field(
             t, "startDelay", f"{where}.startDelay ({ref})", 0, limits.MAX_DELAY_SECONDS, 0
         )
     if t.get("taskDefinition") is not None:
@@ -247,192 +249,10 @@ def _norm_task(task: JSON, where: str, v: _Validation, depth: int) -> dict[str, 
         if t["taskDefinition"]["name"] != t["name"]:
             raise invalid(f"{where}.taskDefinition.name: must equal the task name {t['name']!r}")
     v.expr_places.append((f"{where}.inputParameters ({ref})", ip))
-    w = f"{where}"
-    if ttype in ("SWITCH", "DECISION"):
-        _norm_switch(t, w, ref, v, depth)
-    elif ttype == "FORK_JOIN":
-        forks = t.get("forkTasks")
-        if not isinstance(forks, list) or not forks:
-            raise invalid(f"{w}.forkTasks ({ref}): required, a non-empty list of task lists")
-        if len(forks) > limits.MAX_FORK_BRANCHES:
-            raise invalid(
-                f"{w}.forkTasks ({ref}): at most {limits.MAX_FORK_BRANCHES} branches, "
-                f"got {len(forks)}"
-            )
-        t["forkTasks"] = [
-            _task_list(b, f"{w}.forkTasks[{i}]", v, depth + 1, empty_ok=False)
-            for i, b in enumerate(forks)
-        ]
-    elif ttype == "FORK_JOIN_DYNAMIC":
-        p1, p2 = t.get("dynamicForkTasksParam"), t.get("dynamicForkTasksInputParamName")
-        if p1 is not None or p2 is not None:
-            for key, val in (
-                ("dynamicForkTasksParam", p1),
-                ("dynamicForkTasksInputParamName", p2),
-            ):
-                if not isinstance(val, str) or not val:
-                    raise invalid(f"{w}.{key} ({ref}): required, the name of an input parameter")
-        elif "forkTaskInputs" not in ip or not (
-            "forkTaskName" in ip or "forkTaskWorkflow" in ip or "forkTaskType" in ip
-        ):
-            raise invalid(
-                f"{w} ({ref}): a FORK_JOIN_DYNAMIC needs dynamicForkTasksParam and "
-                "dynamicForkTasksInputParamName, or inputParameters forkTaskName (or "
-                "forkTaskWorkflow) and forkTaskInputs"
-            )
-    elif ttype in ("JOIN", "EXCLUSIVE_JOIN"):
-        for key in ("joinOn", "defaultExclusiveJoinTask"):
-            val = t.get(key, [])
-            if not isinstance(val, list) or not all(isinstance(x, str) for x in val):
-                raise invalid(f"{w}.{key} ({ref}): must be a list of task references")
-            t[key] = val
-            v.joins.append((f"{w}.{key}", ref, val))
-    elif ttype == "DO_WHILE":
-        _norm_loop(t, w, ref, v, depth)
-    elif ttype == "SUB_WORKFLOW":
-        swp = t.get("subWorkflowParam")
-        if not isinstance(swp, dict):
-            raise invalid(f"{w}.subWorkflowParam ({ref}): required, an object with a name")
-        swp = {k: val for k, val in swp.items() if val is not None}
-        inline = swp.get("workflowDefinition")
-        if inline is not None:
-            if not isinstance(inline, dict):
-                raise invalid(
-                    f"{w}.subWorkflowParam.workflowDefinition ({ref}): only an inline definition "
-                    "object is supported (an expression is not supported yet)"
-                )
-            try:
-                swp["workflowDefinition"] = normalize_workflow_def(inline, _depth=depth + 1)
-            except Rejected as rej:
-                raise invalid(
-                    f"{w}.subWorkflowParam.workflowDefinition ({ref}): {rej.message}"
-                ) from None
-            swp.setdefault("name", swp["workflowDefinition"]["name"])
-        swp["name"] = _name(swp.get("name"), f"{w}.subWorkflowParam.name ({ref})")
-        if "version" in swp:
-            swp["version"] = _int(
-                swp, "version", f"{w}.subWorkflowParam.version ({ref})", 0, 2**31 - 1, 0
-            )
-        if swp.get("taskToDomain") is not None:
-            swp["taskToDomain"] = check_task_to_domain(
-                swp["taskToDomain"], f"{w}.subWorkflowParam.taskToDomain ({ref})"
-            )
-        t["subWorkflowParam"] = swp
-    elif ttype == "START_WORKFLOW":
-        sw = ip.get("startWorkflow")
-        if not (isinstance(sw, dict) and isinstance(sw.get("name"), str)) and not _is_expr(sw):
-            raise invalid(
-                f"{w}.inputParameters.startWorkflow ({ref}): required, an object with a "
-                "workflow name (and optional version, input, correlationId)"
-            )
-        if isinstance(sw, dict) and not _is_expr(sw["name"]):
-            _name(sw["name"], f"{w}.inputParameters.startWorkflow.name ({ref})")
-    elif ttype == "DYNAMIC":
-        p = t.get("dynamicTaskNameParam")
-        if not isinstance(p, str) or not p:
-            raise invalid(f"{w}.dynamicTaskNameParam ({ref}): required, an input parameter name")
-    elif ttype == "TERMINATE":
-        status = ip.get("terminationStatus")
-        if not _is_expr(status) and status not in TERMINATION_STATUSES:
-            raise invalid(
-                f"{w}.inputParameters.terminationStatus ({ref}): must be one of "
-                f"{', '.join(TERMINATION_STATUSES)}"
-            )
-    elif ttype == "INLINE":
-        ev = ip.get("evaluatorType")
-        if not _is_expr(ev) and ev not in INLINE_EVALUATORS:
-            raise invalid(
-                f"{w}.inputParameters.evaluatorType ({ref}): must be one of "
-                f"{', '.join(INLINE_EVALUATORS)}, got {ev!r}"
-                + (" (python is not supported)" if ev == "python" else "")
-            )
-        _script_field(ip.get("expression"), f"{w}.inputParameters.expression ({ref})")
-    elif ttype == "JSON_JQ_TRANSFORM":
-        _script_field(ip.get("queryExpression"), f"{w}.inputParameters.queryExpression ({ref})")
-    elif ttype == "WAIT":
-        dur, until = ip.get("duration"), ip.get("until")
-        if dur is not None and until is not None:
-            raise invalid(f"{w}.inputParameters ({ref}): give either duration or until, not both")
-        try:
-            if dur is not None and not _is_expr(dur):
-                parse_duration_ms(dur)
-            if until is not None and not _is_expr(until):
-                parse_until_ms(until)
-        except ConditionError as exc:
-            key = "duration" if dur is not None else "until"
-            raise invalid(f"{w}.inputParameters.{key} ({ref}): {exc}") from None
+    by_type = definition_tasks.BY_TYPE.get(ttype)
+    if by_type is not None:
+        by_type(t, where, ref, v, depth)
     return t
-
-
-TERMINATION_STATUSES = ("COMPLETED", "FAILED", "TERMINATED")
-MAX_SCRIPT_CHARS = 64 * 1024
-
-
-def _script_field(value: JSON, field: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise invalid(f"{field}: required, a non-empty script")
-    if len(value) > MAX_SCRIPT_CHARS:
-        raise invalid(f"{field}: a script may have at most {MAX_SCRIPT_CHARS} characters")
-
-
-def _norm_switch(t: JSON, w: str, ref: str, v: _Validation, depth: int) -> None:
-    if t["type"] == "SWITCH":
-        ev = t.get("evaluatorType", "value-param")
-        if ev not in ("value-param", *JS_EVALUATORS):
-            raise invalid(
-                f"{w}.evaluatorType ({ref}): must be value-param, javascript or graaljs, got {ev!r}"
-                + (" (python is not supported)" if ev == "python" else "")
-            )
-        t["evaluatorType"] = ev
-        expr = t.get("expression")
-        if ev in JS_EVALUATORS:
-            _script_field(expr, f"{w}.expression ({ref})")
-        elif not isinstance(expr, str) or not expr:
-            raise invalid(f"{w}.expression ({ref}): required, the name of an input parameter")
-    elif t.get("caseExpression") is not None:
-        _script_field(t["caseExpression"], f"{w}.caseExpression ({ref})")
-    else:
-        cvp = t.get("caseValueParam")
-        if not isinstance(cvp, str) or not cvp:
-            raise invalid(f"{w}.caseValueParam ({ref}): required, the name of an input parameter")
-    cases = t.get("decisionCases", {})
-    if not isinstance(cases, dict):
-        raise invalid(f"{w}.decisionCases ({ref}): must be an object of case -> task list")
-    if len(cases) > limits.MAX_SWITCH_CASES:
-        raise invalid(f"{w}.decisionCases ({ref}): at most {limits.MAX_SWITCH_CASES} cases")
-    t["decisionCases"] = {
-        str(k): _task_list(val, f"{w}.decisionCases.{k}", v, depth + 1, empty_ok=True)
-        for k, val in cases.items()
-    }
-    t["defaultCase"] = _task_list(
-        t.get("defaultCase", []), f"{w}.defaultCase", v, depth + 1, empty_ok=True
-    )
-
-
-def _norm_loop(t: JSON, w: str, ref: str, v: _Validation, depth: int) -> None:
-    t["loopOver"] = _task_list(t.get("loopOver"), f"{w}.loopOver", v, depth + 1, empty_ok=False)
-    cond = t.get("loopCondition")
-    items = t.get("items", t["inputParameters"].get("items"))
-    if cond is None and items is None:
-        raise invalid(f"{w}.loopCondition ({ref}): required (or items to iterate over)")
-    if cond is not None:
-        # The restricted forms are evaluated by the core itself; anything else is JavaScript,
-        # evaluated in the sandbox (compiled at registration by the API).
-        _script_field(cond, f"{w}.loopCondition ({ref})")
-    if items is not None and not isinstance(items, list) and not _is_expr(items):
-        raise invalid(f"{w}.items ({ref}): must be a list or a ${{...}} expression")
-    keep = t["inputParameters"].get("keepLastN")
-    if keep is not None and not _is_expr(keep):
-        _int(
-            t["inputParameters"],
-            "keepLastN",
-            f"{w}.inputParameters.keepLastN ({ref})",
-            1,
-            limits.MAX_LOOP_ITERATIONS,
-            1,
-        )
-    if "items" in t:
-        v.expr_places.append((f"{w}.items ({ref})", t["items"]))
 
 
 def normalize_workflow_def(raw: JSON, _depth: int = 1) -> dict[str, JSON]:
@@ -441,13 +261,13 @@ def normalize_workflow_def(raw: JSON, _depth: int = 1) -> dict[str, JSON]:
         raise invalid("definition: must be a JSON object")
     raw = {k: v for k, v in raw.items() if v is not None}
     out = dict(raw)
-    out["name"] = _name(raw.get("name"), "name")
-    out["version"] = _int(raw, "version", "version", 1, 2**31 - 1, 1)
+    out["name"] = name_field(raw.get("name"), "name")
+    out["version"] = int_field(raw, "version", "version", 1, 2**31 - 1, 1)
     out["inputParameters"] = raw.get("inputParameters") or []
     out["outputParameters"] = _params(raw.get("outputParameters"), "outputParameters")
     out["inputTemplate"] = _params(raw.get("inputTemplate"), "inputTemplate")
     out["variables"] = _params(raw.get("variables"), "variables")
-    out["timeoutSeconds"] = _int(
+    out["timeoutSeconds"] = int_field(
         raw, "timeoutSeconds", "timeoutSeconds", 0, limits.MAX_DELAY_SECONDS, 0
     )
     out["timeoutPolicy"] = raw.get("timeoutPolicy", "TIME_OUT_WF")
@@ -458,14 +278,14 @@ def normalize_workflow_def(raw: JSON, _depth: int = 1) -> dict[str, JSON]:
         if not isinstance(fw, str):
             raise invalid("failureWorkflow: must be a workflow name or a ${workflow.input.x}")
         if not fw.startswith("$"):
-            _name(fw, "failureWorkflow")
+            name_field(fw, "failureWorkflow")
         elif not _FAILURE_WF_EXPR.fullmatch(fw):
             raise invalid(
                 f"failureWorkflow: {fw!r} must be a workflow name or ${{workflow.input.<name>}}"
             )
         out["failureWorkflow"] = fw
         if "failureWorkflowVersion" in raw:
-            out["failureWorkflowVersion"] = _int(
+            out["failureWorkflowVersion"] = int_field(
                 raw, "failureWorkflowVersion", "failureWorkflowVersion", 0, 2**31 - 1, 0
             )
     else:
@@ -479,8 +299,8 @@ def normalize_workflow_def(raw: JSON, _depth: int = 1) -> dict[str, JSON]:
         raise invalid("tasks: required, a non-empty list")
     if len(tasks) > limits.MAX_TASKS_PER_DEFINITION:
         raise invalid(f"tasks: at most {limits.MAX_TASKS_PER_DEFINITION} tasks per definition")
-    v = _Validation()
-    out["tasks"] = _task_list(tasks, "tasks", v, _depth, empty_ok=False)
+    v = Validation()
+    out["tasks"] = task_list(tasks, "tasks", v, _depth, empty_ok=False)
     for where, ref, join_on in v.joins:
         for r in join_on:
             if r not in v.refs:
@@ -586,15 +406,11 @@ def started_workflow_names(defn: dict[str, JSON]) -> list[str]:
             inline = swp.get("workflowDefinition")
             if inline is not None:
                 names.extend(started_workflow_names(inline))
-            elif not _is_expr(swp["name"]):
+            elif not is_expr(swp["name"]):
                 names.append(swp["name"])
         elif t["type"] == "START_WORKFLOW":
             sw = t["inputParameters"].get("startWorkflow")
-            if (
-                isinstance(sw, dict)
-                and isinstance(sw.get("name"), str)
-                and not _is_expr(sw["name"])
-            ):
+            if isinstance(sw, dict) and isinstance(sw.get("name"), str) and not is_expr(sw["name"]):
                 names.append(sw["name"])
     return names
 
@@ -616,7 +432,7 @@ def script_sources(defn: dict[str, JSON], prefix: str = "") -> list[tuple[str, s
     out: list[tuple[str, str, JSON]] = []
 
     def add(where: str, lang: str, source: JSON) -> None:
-        if isinstance(source, str) and not _is_expr(source):
+        if isinstance(source, str) and not is_expr(source):
             out.append((where, lang, source))
 
     def walk(tasks: list[JSON], path: str) -> None:
@@ -659,6 +475,8 @@ def script_sources(defn: dict[str, JSON], prefix: str = "") -> list[tuple[str, s
 
 
 __all__ = [
+    "INLINE_EVALUATORS",
+    "JS_EVALUATORS",
     "check_task_defs_known",
     "is_restricted_condition",
     "iter_tasks",
