@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from operator import attrgetter
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 JSON = Any
 
@@ -157,12 +157,23 @@ T_FAILED_STATES = frozenset(
     )
 )
 
-# Enum members by value: a dict lookup costs a tenth of calling the enum on a snapshot load.
-_WF_STATUS = {s.value: s for s in WorkflowStatus}
-_T_STATUS = {s.value: s for s in TaskStatus}
-_T_TYPE = {s.value: s for s in TaskType}
-_POLICY = {s.value: s for s in TimeoutPolicy}
-_RETRY_LOGIC = {s.value: s for s in RetryLogic}
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _by_value(cls: type[_E]) -> dict[str, _E]:
+    return {m._value_: m for m in cls}
+
+
+# Members by value: a dict lookup costs a tenth of calling the enum (snapshot loads, decoding
+# values a definition or command holds).
+WORKFLOW_STATUS_OF = _by_value(WorkflowStatus)
+TASK_STATUS_OF = _by_value(TaskStatus)
+TASK_TYPE_OF = _by_value(TaskType)
+TIMEOUT_POLICY_OF = _by_value(TimeoutPolicy)
+RETRY_LOGIC_OF = _by_value(RetryLogic)
+STRATEGY_OF = _by_value(IdempotencyStrategy)
+TIMER_KIND_OF = _by_value(TimerKind)
 
 
 class _Row:
@@ -266,7 +277,7 @@ class Workflow(_Row):
     ROW: ClassVar[tuple[str, ...]] = ()
 
     def fix_types(self) -> Self:
-        self.status = _WF_STATUS[self.status]
+        self.status = WORKFLOW_STATUS_OF[self.status]
         return self
 
     @classmethod
@@ -276,7 +287,7 @@ class Workflow(_Row):
             workflow_name=d["workflowName"],
             workflow_version=d["workflowVersion"],
             def_hash=d["defHash"],
-            status=_WF_STATUS[d["status"]],
+            status=WORKFLOW_STATUS_OF[d["status"]],
             input=d["input"],
             output=d["output"],
             variables=d["variables"],
@@ -354,10 +365,10 @@ class Task(_Row):
     ROW: ClassVar[tuple[str, ...]] = ()
 
     def fix_types(self) -> Self:
-        self.status = _T_STATUS[self.status]
-        self.type = _T_TYPE[self.type]
-        self.retry_logic = _RETRY_LOGIC[self.retry_logic]
-        self.timeout_policy = _POLICY[self.timeout_policy]
+        self.status = TASK_STATUS_OF[self.status]
+        self.type = TASK_TYPE_OF[self.type]
+        self.retry_logic = RETRY_LOGIC_OF[self.retry_logic]
+        self.timeout_policy = TIMEOUT_POLICY_OF[self.timeout_policy]
         if self.script is not None:
             self.script = ScriptMarker.from_json(self.script)  # type: ignore[arg-type]
         return self
@@ -368,14 +379,14 @@ class Task(_Row):
         return cls(
             task_id=d["taskId"],
             task_type=d["taskType"],
-            type=_T_TYPE[d["type"]],
+            type=TASK_TYPE_OF[d["type"]],
             reference_task_name=d["referenceTaskName"],
             workflow_id=d["workflowId"],
             workflow_type=d["workflowType"],
             correlation_id=d["correlationId"],
             path=d["path"],
             seq=d["seq"],
-            status=_T_STATUS[d["status"]],
+            status=TASK_STATUS_OF[d["status"]],
             input=d["input"],
             output=d["output"],
             retry_count=d["retryCount"],
@@ -389,7 +400,7 @@ class Task(_Row):
             worker_id=d["workerId"],
             response_timeout_seconds=d["responseTimeoutSeconds"],
             retry_limit=d["retryLimit"],
-            retry_logic=_RETRY_LOGIC[d["retryLogic"]],
+            retry_logic=RETRY_LOGIC_OF[d["retryLogic"]],
             retry_delay_seconds=d["retryDelaySeconds"],
             backoff_scale_factor=d["backoffScaleFactor"],
             max_retry_delay_seconds=d["maxRetryDelaySeconds"],
@@ -398,7 +409,7 @@ class Task(_Row):
             dynamic_task=d.get("dynamicTask"),
             base_ref=d.get("baseRef", ""),
             iteration=d.get("iteration", 0),
-            timeout_policy=_POLICY[d.get("timeoutPolicy", "TIME_OUT_WF")],
+            timeout_policy=TIMEOUT_POLICY_OF[d.get("timeoutPolicy", "TIME_OUT_WF")],
             timeout_seconds=d.get("timeoutSeconds", 0),
             poll_timeout_seconds=d.get("pollTimeoutSeconds", 0),
             total_timeout_seconds=d.get("totalTimeoutSeconds", 0),

@@ -48,10 +48,7 @@ def test_a_schema_1_snapshot_loads_to_what_its_core_showed(continuation: JSON) -
     check_invariants(st)
 
 
-def test_the_continuation_gives_the_outcomes_and_results_of_the_schema_1_core(
-    continuation: JSON,
-) -> None:
-    st = State.from_snapshot_bytes(SNAPSHOT.read_bytes())
+def _check_continuation(st: State, continuation: JSON) -> None:
     outcomes = _run(st, continuation)
     assert len(outcomes) == len(continuation["outcomes"])
     for i, (got, want) in enumerate(zip(outcomes, continuation["outcomes"], strict=True)):
@@ -60,12 +57,18 @@ def test_the_continuation_gives_the_outcomes_and_results_of_the_schema_1_core(
     check_invariants(st)
 
 
+def test_the_continuation_gives_the_outcomes_and_results_of_the_schema_1_core(
+    continuation: JSON,
+) -> None:
+    _check_continuation(State.from_snapshot_bytes(SNAPSHOT.read_bytes()), continuation)
+
+
 def test_a_loaded_schema_1_snapshot_survives_a_round_trip_in_the_current_format(
     continuation: JSON,
 ) -> None:
     loaded = State.from_snapshot_bytes(SNAPSHOT.read_bytes())
+    assert json.loads(loaded.snapshot_bytes())["schema"] == 2
     again = State.from_snapshot_bytes(loaded.snapshot_bytes())
     assert again.snapshot_bytes() == loaded.snapshot_bytes()
     assert _seen(again) == continuation["at_load"]
-    assert _run(again, continuation) == continuation["outcomes"]
-    assert _seen(again) == continuation["at_end"]
+    _check_continuation(again, continuation)

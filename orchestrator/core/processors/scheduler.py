@@ -14,8 +14,11 @@ from ..definitions import JS_EVALUATORS, check_task_to_domain
 from ..errors import Rejected, TaskCannotRun
 from ..expressions import resolve, stringify
 from ..records import (
+    RETRY_LOGIC_OF,
     T_COMPLETED,
     T_SCHEDULED,
+    TASK_TYPE_OF,
+    TIMEOUT_POLICY_OF,
     WF_FAILED,
     RetryLogic,
     Task,
@@ -27,10 +30,7 @@ from . import forks, polls, registry, scripts, tasks, workflows
 from .documents import task_doc
 
 JSON = Any
-_TYPES = {t.value: t for t in TaskType}
 _SIMPLE = TaskType.SIMPLE
-_RETRY_LOGIC = {r.value: r for r in RetryLogic}
-_POLICY = {p.value: p for p in TimeoutPolicy}
 _TERMINATION = ("COMPLETED", "FAILED", "TERMINATED")
 
 
@@ -101,7 +101,7 @@ def _new_task(
 ) -> Task:
     """The task record, SCHEDULED, with the defaults of a task definition (not yet in the
     state: the caller configures it and emits TaskScheduled)."""
-    ttype = _TYPES[wt["type"]]
+    ttype = TASK_TYPE_OF[wt["type"]]
     dynamic = wt if path is None else (retry_of.dynamic_task if retry_of is not None else None)
     return Task(
         task_id=f"{wf.workflow_id}-{wf.task_seq}",
@@ -145,12 +145,14 @@ def _configure(ctx: Ctx, wf: Workflow, wt: JSON, task: Task, retry_of: Task | No
     td = registry.effective_task_def(ctx.st, wf, wt)
     task.response_timeout_seconds = td["responseTimeoutSeconds"]
     task.retry_limit = td["retryCount"]
-    task.retry_logic = _RETRY_LOGIC.get(td["retryLogic"], RetryLogic.FIXED)
+    task.retry_logic = RETRY_LOGIC_OF.get(td["retryLogic"], RetryLogic.FIXED)
     task.retry_delay_seconds = td["retryDelaySeconds"]
     task.backoff_scale_factor = td["backoffScaleFactor"]
     task.max_retry_delay_seconds = td["maxRetryDelaySeconds"]
     if wt["type"] == "SIMPLE":
-        task.timeout_policy = _POLICY.get(td.get("timeoutPolicy", ""), TimeoutPolicy.TIME_OUT_WF)
+        task.timeout_policy = TIMEOUT_POLICY_OF.get(
+            td.get("timeoutPolicy", ""), TimeoutPolicy.TIME_OUT_WF
+        )
         task.timeout_seconds = td.get("timeoutSeconds") or 0
         task.poll_timeout_seconds = td.get("pollTimeoutSeconds") or 0
         task.total_timeout_seconds = td.get("totalTimeoutSeconds") or 0

@@ -14,6 +14,7 @@ from ..records import (
     T_IN_PROGRESS,
     T_SCHEDULED,
     T_TIMED_OUT,
+    TIMER_KIND_OF,
     WF_RUNNING,
     WF_TIMED_OUT,
     Task,
@@ -25,7 +26,6 @@ from ..records import (
 from . import decider, registry, tasks, workflows
 
 JSON = Any
-_KINDS = {k.value: k for k in TimerKind}
 
 
 def tick(ctx: Ctx, cmd: Tick) -> dict[str, JSON]:
@@ -35,7 +35,7 @@ def tick(ctx: Ctx, cmd: Tick) -> dict[str, JSON]:
         ctx.emit(E.TimersFired(keys))
     for key in keys:
         kind_name, _, ident = key.partition(":")
-        kind = _KINDS.get(kind_name)
+        kind = TIMER_KIND_OF.get(kind_name)
         if kind is TimerKind.POLL:  # a parked poll's wait ended with nothing for it
             if ident in st.parked:
                 ctx.emit(E.PollSettled(ident))

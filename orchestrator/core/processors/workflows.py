@@ -16,6 +16,7 @@ from ..definitions import check_task_to_domain, iter_tasks
 from ..errors import Rejected, TaskCannotRun, already_exists, invalid, not_found, precondition
 from ..expressions import resolve, stringify
 from ..records import (
+    STRATEGY_OF,
     T_ACTIVE,
     T_CANCELED,
     T_COMPLETED,
@@ -36,7 +37,6 @@ from . import decider, registry, retention, tasks
 from .documents import task_doc, task_view
 
 JSON = Any
-_STRATEGIES = {s.value: s for s in IdempotencyStrategy}
 
 
 def start_workflow(ctx: Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
@@ -50,9 +50,9 @@ def start_workflow(ctx: Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
         raise not_found(f"workflow definition {cmd.name!r} has no version {version}")
     if not isinstance(cmd.input, dict):
         raise invalid("input_json: must be a JSON object")
-    strategy = _STRATEGIES.get(cmd.idempotency_strategy)
+    strategy = STRATEGY_OF.get(cmd.idempotency_strategy)
     if strategy is None:
-        raise invalid(f"idempotency_strategy: must be one of {', '.join(_STRATEGIES)}")
+        raise invalid(f"idempotency_strategy: must be one of {', '.join(STRATEGY_OF)}")
     if not cmd.workflow_id:
         raise invalid("workflow_id: required")
     task_to_domain = check_task_to_domain(cmd.task_to_domain, "task_to_domain")
