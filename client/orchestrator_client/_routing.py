@@ -37,21 +37,16 @@ class Router:
     def route(self, pinned_address: str | None) -> Route:
         """The way of one call; a pinned call tries its address only."""
         if pinned_address is not None:
-            return Route(self, pinned_address, 0, pinned=True)
+            return Route(self, pinned_address, 0, True)
         with self._lock:
             sticky = self._sticky
             pos = self._rr
         if sticky is None:
-            return Route(self, self.addresses[pos], pos, pinned=False)
+            return Route(self, self.addresses[pos], pos, False)
         if sticky in self.addresses:
             # Keep the rotation aligned with the sticky address so a failure moves past it.
             pos = self.addresses.index(sticky)
-        return Route(self, sticky, pos, pinned=False)
-
-    def _succeeded(self, address: str, pos: int) -> None:
-        with self._lock:
-            self._sticky = address
-            self._rr = pos
+        return Route(self, sticky, pos, False)
 
     def _failed(self, address: str, pos: int) -> int:
         """Forgets a failed address and returns the rotation position to try next."""
@@ -69,17 +64,20 @@ class Route:
 
     __slots__ = ("_followed", "_pinned", "_pos", "_router", "address")
 
-    def __init__(self, router: Router, address: str, pos: int, *, pinned: bool) -> None:
+    def __init__(self, router: Router, address: str, pos: int, pinned: bool) -> None:
         self._router = router
         self.address = address
         self._pos = pos
         self._pinned = pinned
-        self._followed: set[str] = set()
+        self._followed: set[str] | None = None  # leader hints followed in this call
 
     def answered(self) -> None:
         """The replica answered (a response or a definite error): later calls start there."""
         if not self._pinned:
-            self._router._succeeded(self.address, self._pos)
+            router = self._router
+            with router._lock:
+                router._sticky = self.address
+                router._rr = self._pos
 
     def next_address(self, leader_hint: str | None) -> tuple[str | None, bool]:
         """After a retryable failure at ``address``: the address to retry at (None for a pinned
@@ -88,9 +86,12 @@ class Route:
             return None, False
         self._pos = self._router._failed(self.address, self._pos)
         hint = leader_hint.strip() if leader_hint else None
-        if hint and hint != self.address and hint not in self._followed:
+        followed = self._followed
+        if hint and hint != self.address and (followed is None or hint not in followed):
             # A fresh redirect is worth following at once; a hint already followed in this
             # call is stale (e.g. mid-election) and gets the normal rotation.
-            self._followed.add(hint)
+            if followed is None:
+                followed = self._followed = set()
+            followed.add(hint)
             return hint, True
         return self._router.addresses[self._pos], False

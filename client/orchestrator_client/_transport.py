@@ -188,7 +188,7 @@ class Transport:
         for rid in request_ids:
             self.record("unknown" if unknown else "fail", op, rid, exc)
 
-    def limits(self, timeout_s: float | None, retry_budget_s: float | None) -> tuple[float, float]:
+    def _limits(self, timeout_s: float | None, retry_budget_s: float | None) -> tuple[float, float]:
         """(per-attempt deadline, overall budget) of a call; refuses a closed client."""
         if self.closed.is_set():
             raise RuntimeError("OrchestratorClient is closed")
@@ -214,7 +214,7 @@ class Transport:
         """
         rid = request_id or new_request_id()
         rpc = rpc_of(request)
-        attempt_timeout, budget = self.limits(timeout_s, retry_budget_s)
+        attempt_timeout, budget = self._limits(timeout_s, retry_budget_s)
         self.record("invoke", rpc.name, rid, request)
         try:
             response = self._call_with_retries(
@@ -247,7 +247,7 @@ class Transport:
         """
         rpc = rpc_of(request)
         op = rpc_of(items[0]).name
-        attempt_timeout, budget = self.limits(timeout_s, retry_budget_s)
+        attempt_timeout, budget = self._limits(timeout_s, retry_budget_s)
         for rid, item in zip(rids, items, strict=True):
             self.record("invoke", op, rid, item)
         try:
