@@ -258,31 +258,32 @@ class Worker:
         Args:
             timeout_s: How long to wait for polls and running tasks, in seconds.
         """
+        ledger = self._ledger
         deadline = time.monotonic() + timeout_s
-        with self._ledger.lock:
-            already = self._ledger.stopping.is_set()
-            self._ledger.stopping.set()
-            self._ledger.slots_changed.notify_all()
+        with ledger.lock:
+            already = ledger.stopping.is_set()
+            ledger.stopping.set()
+            ledger.slots_changed.notify_all()
             started = self._started
         if not started:
-            self._ledger.stopped.set()
+            ledger.stopped.set()
             return
         if already:
-            self._ledger.stopped.wait(max(0.0, deadline - time.monotonic()))
+            ledger.stopped.wait(max(0.0, deadline - time.monotonic()))
             return
 
         for reg in self._registrations.values():
             for t in reg.pollers:
                 t.join(max(0.0, deadline - time.monotonic()))
-        with self._ledger.lock:
-            while self._ledger.inflight > 0:
+        with ledger.lock:
+            while ledger.inflight > 0:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._ledger.idle.wait(remaining)
-            unfinished = self._ledger.inflight
+                ledger.idle.wait(remaining)
+            unfinished = ledger.inflight
         if unfinished:
-            self._ledger.abandoned.set()
+            ledger.abandoned.set()
             _log.warning(
                 "worker %s stopped waiting with %d task(s) still leased or running",
                 self.worker_id,
@@ -291,13 +292,13 @@ class Worker:
         for reg in self._registrations.values():
             if reg.executor is not None:
                 reg.executor.shutdown(wait=False, cancel_futures=bool(unfinished))
-        with self._ledger.lock:
-            self._ledger.heartbeat_wakeup.notify_all()
+        with ledger.lock:
+            ledger.heartbeat_wakeup.notify_all()
         if self._heartbeat_thread is not None:
             self._heartbeat_thread.join(max(0.0, deadline - time.monotonic()))
         if self._batcher is not None:
             self._batcher.close(max(0.0, deadline - time.monotonic()))
-        self._ledger.stopped.set()
+        ledger.stopped.set()
         _log.info("worker %s stopped", self.worker_id)
 
     def run_forever(self, stop_timeout_s: float = 30.0) -> None:
