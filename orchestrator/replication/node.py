@@ -214,9 +214,11 @@ class RaftReplica(ReplicaBase):
         now = raft_monotonic()
         try:
             if self.raft._isLeader():
-                times = list(self.raft._SyncObj__lastResponseTime.values())
-                recent = sum(1 for t in times if t > now - self.settings.election_min_s)
-                return 1 + recent > (len(times) + 1) / 2
+                return heard_from_majority(
+                    list(self.raft.otherNodes),
+                    self.raft._SyncObj__lastResponseTime,
+                    now - self.settings.election_min_s,
+                )
             deadline = self.raft._SyncObj__raftElectionDeadline
         except RuntimeError:  # a dict resized under us by the tick thread: ask again later
             return False
@@ -316,3 +318,13 @@ class RaftReplica(ReplicaBase):
             self.raft.destroy_synchronous()
         except Exception:
             log.exception("raft_destroy_failed")
+
+
+def heard_from_majority(voters: list[Any], last_response: dict[Any, float], since: float) -> bool:
+    """Whether this leader and the other voters it heard from after `since` are a majority.
+
+    Only the current voters count: pysyncobj keeps the response times of removed ones, which
+    would make a leader that lost one of three voters after a 5 -> 3 change think itself cut off.
+    """
+    recent = sum(1 for n in voters if last_response.get(n, 0.0) > since)
+    return 1 + recent > (len(voters) + 1) / 2

@@ -11,7 +11,7 @@ import pytest
 from orchestrator.core import commands as C
 from orchestrator.replication import envelope, snapshot
 from orchestrator.replication.api import Overloaded
-from orchestrator.replication.node import RaftReplica
+from orchestrator.replication.node import RaftReplica, heard_from_majority
 from orchestrator.replication.settings import RaftSettings
 from orchestrator.tools.localcluster import free_port
 from tests.cluster_support import wait_for
@@ -285,3 +285,12 @@ def test_the_next_entry_carries_the_commit_index(tmp_path: Any, delay_s: float) 
     finally:
         for r in replicas:
             r.stop()
+
+
+def test_only_current_voters_count_towards_a_leaders_majority() -> None:
+    # After 5 -> 3 with one of the three down: a and b remain voters, c and d were removed (their
+    # response times stay behind in pysyncobj), b is down.
+    last = {"a": 10.0, "b": 1.0, "c": 1.0, "d": 1.0}
+    assert heard_from_majority(["a", "b"], last, since=5.0)
+    assert not heard_from_majority(["a", "b"], dict(last, a=1.0), since=5.0)
+    assert heard_from_majority([], {}, since=5.0), "a single voter is its own majority"
