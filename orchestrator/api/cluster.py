@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -10,6 +11,7 @@ from orchestrator_client.v1 import cluster_pb2 as cpb
 from orchestrator_client.v1 import cluster_pb2_grpc
 
 from ..config import HealthSettings
+from ..core.machine import Outcome
 from ..replication.api import Member
 from . import rpc
 from . import validation as v
@@ -20,6 +22,9 @@ from .service import ServiceBase, propose_timeout
 
 # How long GetClusterStatus waits for each other replica's own status.
 PEER_STATUS_TIMEOUT_S = 1.0
+
+# A validated membership change, run with the time it may take.
+Change = Callable[[float], Outcome]
 
 
 class ClusterService(ServiceBase, cluster_pb2_grpc.ClusterServiceServicer):
@@ -53,36 +58,45 @@ class ClusterService(ServiceBase, cluster_pb2_grpc.ClusterServiceServicer):
         )
 
     def AddReplica(self, request: cpb.AddReplicaRequest, context: grpc.ServicerContext) -> Any:
-        def go() -> Any:
+        def validated() -> Change:
             rid = v.request_id(request.request_id)
             member = Member(
                 v.name(request.node_id, "node_id"),
                 v.address(request.raft_address, "raft_address"),
                 v.address(request.grpc_address, "grpc_address"),
             )
-            if not self.replica.leader_ready():
-                return self._forward(context, "AddReplica", request)
-            outcome = self.replica.add_member(rid, member, propose_timeout(context))
-            if not outcome.ok:
-                raise outcome_error(outcome)
-            self._set_seq(context, outcome.seq)
-            return cpb.AddReplicaResponse()
+            return lambda timeout_s: self.replica.add_member(rid, member, timeout_s)
 
-        return self._run(context, go)
+        return self._membership(context, request, "AddReplica", validated)
 
     def RemoveReplica(
         self, request: cpb.RemoveReplicaRequest, context: grpc.ServicerContext
     ) -> Any:
-        def go() -> Any:
+        def validated() -> Change:
             rid = v.request_id(request.request_id)
             nid = v.name(request.node_id, "node_id")
+            return lambda timeout_s: self.replica.remove_member(rid, nid, timeout_s)
+
+        return self._membership(context, request, "RemoveReplica", validated)
+
+    def _membership(
+        self,
+        context: grpc.ServicerContext,
+        request: Any,
+        method: str,
+        validated: Callable[[], Change],
+    ) -> Any:
+        """One membership change, on the ready leader (a follower forwards it)."""
+
+        def go() -> Any:
+            change = validated()
             if not self.replica.leader_ready():
-                return self._forward(context, "RemoveReplica", request)
-            outcome = self.replica.remove_member(rid, nid, propose_timeout(context))
+                return self._forward(context, method, request)
+            outcome = change(propose_timeout(context))
             if not outcome.ok:
                 raise outcome_error(outcome)
             self._set_seq(context, outcome.seq)
-            return cpb.RemoveReplicaResponse()
+            return rpc.response_type(self.SERVICE, method)()
 
         return self._run(context, go)
 
