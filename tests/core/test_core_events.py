@@ -19,11 +19,8 @@ CORE = Path(__file__).resolve().parents[2] / "orchestrator" / "core"
 
 
 @pytest.fixture
-def h() -> Harness:
-    harness = Harness()
-    harness.leader_epoch(1)
-    harness.register_defaults()
-    return harness
+def h(led: Harness) -> Harness:
+    return led
 
 
 def names(h: Harness) -> list[str]:

@@ -34,13 +34,6 @@ def W(name: str, *tasks: JSON, **kw: JSON) -> dict[str, JSON]:
     return {"name": name, "version": 1, "tasks": list(tasks), **kw}
 
 
-@pytest.fixture
-def h() -> Harness:
-    harness = Harness()
-    harness.register_defaults()
-    return harness
-
-
 def rejected(h: Harness, definition: JSON) -> str:
     before = state_without_requests(h.state)
     outcome = h.register_workflow(definition, check=False)

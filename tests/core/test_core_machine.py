@@ -41,13 +41,6 @@ from tests.core_helpers import (
 JSON = Any
 
 
-@pytest.fixture
-def h() -> Harness:
-    harness = Harness()
-    harness.register_defaults()
-    return harness
-
-
 def wf_def(name: str, *tasks: dict[str, JSON], **extra: JSON) -> dict[str, JSON]:
     return {"name": name, "version": 1, "tasks": list(tasks), **extra}
 

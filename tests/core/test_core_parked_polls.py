@@ -21,11 +21,8 @@ JSON = Any
 
 
 @pytest.fixture
-def h() -> Harness:
-    harness = Harness()
-    harness.leader_epoch(1)
-    harness.register_defaults()
-    return harness
+def h(led: Harness) -> Harness:
+    return led
 
 
 def park(
