@@ -273,7 +273,9 @@ def evaluation(h: Harness, data: Any, tid: str, fence: int) -> ScriptResult:
     value: JSON
     if ttype == "DO_WHILE":
         value = data.draw(hst.sampled_from(LOOP_VALUES))
-        if task.script.iteration >= LOOP_MAX_ITERATIONS:
+        # No marker: an earlier result this round ended the task (the result will be refused).
+        marker = task.script
+        if marker is not None and (marker.iteration or 0) >= LOOP_MAX_ITERATIONS:
             value = False
     elif ttype == "INLINE":
         value = data.draw(hst.sampled_from(INLINE_VALUES))
