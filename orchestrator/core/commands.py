@@ -228,22 +228,32 @@ class SetMember(Command):
 
     NAME: ClassVar[str] = "SetMember"
     # Filled in by the proposer, not part of the request.
-    NON_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"request_id", "configured_raft"})
+    NON_FINGERPRINT: ClassVar[frozenset[str]] = frozenset(
+        {"request_id", "configured_raft", "configured"}
+    )
     request_id: str
     node_id: str
     raft: str
     grpc: str
     # The Raft address the proposer's configuration gives node_id ('' when it has none):
     # configured replicas have no row in the member table until one is added or removed at
-    # run time, so apply learns of them here.
+    # run time, so apply learns of them here. Older entries carry only this.
     configured_raft: str = ""
+    # Every replica the proposer's configuration names, as [node_id, raft, grpc]: apply checks
+    # the new member's addresses against all of them (an alias of a configured replica's
+    # address would split Raft's view of the cluster from the member table's).
+    configured: JSON = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class RemoveMember(Command):
     NAME: ClassVar[str] = "RemoveMember"
+    NON_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"request_id", "configured"})
     request_id: str
     node_id: str
+    # As SetMember.configured: apply decides whether node_id is a member. Empty in older
+    # entries, whose removal apply accepted for any id.
+    configured: JSON = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ MAX_NAME_LENGTH = 256
 MAX_REQUEST_ID_LENGTH = 128
 MAX_REASON_LENGTH = 4096
 MAX_POLL_COUNT = 100
+# Replicas a membership command may name as the proposer's configuration.
+MAX_MEMBERS = 64
 # Items of one batch call (CompleteTasks, StartWorkflows).
 MAX_BATCH_ITEMS = 100
 # Polls riding behind the completions of one CompleteTasks call (one per task type).

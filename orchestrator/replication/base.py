@@ -34,7 +34,6 @@ import structlog
 
 from ..core import queries
 from ..core.commands import Command, LeaderEpoch, RemoveMember, SetMember
-from ..core.errors import Code
 from ..core.machine import Effects, Outcome, apply_batch
 from ..core.state import State
 from . import envelope
@@ -407,6 +406,7 @@ class ReplicaBase:
             raft=member.raft,
             grpc=member.grpc,
             configured_raft=configured,
+            configured=self._configured_rows(),
         )
         outcome = _committed(self.propose(cmd), timeout_s)
         if not outcome.ok:
@@ -426,9 +426,12 @@ class ReplicaBase:
     def remove_member(self, request_id: str, node_id: str, timeout_s: float) -> Outcome:
         # Raft first: a replica whose removal is committed must no longer be a voter.
         peer = next((m for m in self.members() if m.node_id == node_id), None)
+        cmd = RemoveMember(
+            request_id=request_id, node_id=node_id, configured=self._configured_rows()
+        )
         if peer is None:
-            seq = self.read(queries.applied_seq)
-            return Outcome(Code.NOT_FOUND, f"replica {node_id} is not a member", seq=seq)
+            # Not a member here: apply decides (NOT_FOUND, or a retry's recorded outcome).
+            return _committed(self.propose(cmd), timeout_s)
         if peer.raft == self.address:
             # Raft cannot remove its own leader: hand over, and let the retry land there.
             self.request_step_down()
@@ -439,7 +442,6 @@ class ReplicaBase:
         if peer.raft in self._raft_peers():
             self._raft_remove(peer.raft)
         try:
-            cmd = RemoveMember(request_id=request_id, node_id=node_id)
             outcome = _committed(self.propose(cmd), timeout_s)
         except ProposalError as exc:
             raise MembershipIncomplete(
@@ -448,6 +450,9 @@ class ReplicaBase:
             ) from None
         log.info("replica_removed", member=node_id, raft=peer.raft)
         return outcome
+
+    def _configured_rows(self) -> list[list[str]]:
+        return [[m.node_id, m.raft, m.grpc] for m in self.configured]
 
     def _stop_proposer(self) -> None:
         self._stopped = True

@@ -107,6 +107,52 @@ def test_removing_a_non_member_is_not_found(stub: Any) -> None:
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_an_alias_of_the_leaders_raft_address_is_refused(server: ReplicaServer, stub: Any) -> None:
+    # The alias attack: a new node id at the leader's own Raft address and a follower's gRPC
+    # address would make the member table and Raft disagree about who leads.
+    members = {m.node_id: m for m in server.replica.members()}
+    leader, follower = members["n1"], members["n2"]
+    request = cpb.AddReplicaRequest(
+        request_id=rid(), node_id="alias", raft_address=leader.raft, grpc_address=follower.grpc
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        stub.AddReplica(request)
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert f"raft address {leader.raft} belongs to member n1" in info.value.details()
+    assert "alias" not in _members(server)
+    assert leader.raft not in server.replica.voters, "the leader is not its own peer"
+
+
+def test_a_follower_grpc_address_under_a_new_id_is_refused(
+    server: ReplicaServer, stub: Any
+) -> None:
+    follower = {m.node_id: m for m in server.replica.members()}["n2"]
+    request = cpb.AddReplicaRequest(
+        request_id=rid(), node_id="alias", raft_address="127.0.0.1:4099", grpc_address=follower.grpc
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        stub.AddReplica(request)
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert f"grpc address {follower.grpc} belongs to member n2" in info.value.details()
+    assert "alias" not in _members(server)
+
+
+def test_removing_an_unknown_alias_is_decided_in_apply_and_changes_nothing(
+    server: ReplicaServer, stub: Any
+) -> None:
+    before_members = _members(server)
+    voters = set(server.replica.voters)
+    log_len = server.replica.status().log_len
+    with pytest.raises(grpc.RpcError) as info:
+        stub.RemoveReplica(cpb.RemoveReplicaRequest(request_id=rid(), node_id="alias"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "replica alias is not a member" in info.value.details()
+    assert server.replica.status().log_len == log_len + 1, "decided by the committed RemoveMember"
+    assert _members(server) == before_members
+    assert server.replica.voters == voters
+    assert not server.replica.step_down_requested
+
+
 def test_the_cluster_status_names_every_member(server: ReplicaServer, stub: Any) -> None:
     resp = stub.GetClusterStatus(cpb.GetClusterStatusRequest())
     assert resp.leader_id == "n1"

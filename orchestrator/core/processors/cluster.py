@@ -9,7 +9,7 @@ from .. import events as E
 from .. import limits
 from ..commands import LeaderEpoch, Noop, RemoveMember, SetMember
 from ..context import Ctx
-from ..errors import already_exists, invalid
+from ..errors import already_exists, invalid, not_found
 
 JSON = Any
 
@@ -34,11 +34,19 @@ def set_member(ctx: Ctx, cmd: SetMember) -> dict[str, JSON]:
     for name, value in (("node_id", cmd.node_id), ("raft", cmd.raft), ("grpc", cmd.grpc)):
         if not value or len(value) > limits.MAX_NAME_LENGTH:
             raise invalid(f"{name}: required, at most {limits.MAX_NAME_LENGTH} characters")
-    for nid, m in ctx.st.members.items():
-        if nid != cmd.node_id and not m.removed and cmd.raft == m.raft:
+    members = _members(ctx, cmd.configured)
+    for nid, (raft, grpc) in members.items():
+        if nid == cmd.node_id:
+            continue
+        if cmd.raft == raft:
             raise already_exists(f"raft address {cmd.raft} belongs to member {nid}")
+        if cmd.grpc == grpc:
+            raise already_exists(f"grpc address {cmd.grpc} belongs to member {nid}")
     row = ctx.st.members.get(cmd.node_id)
-    at = cmd.configured_raft if row is None else ("" if row.removed else row.raft)
+    if row is None:
+        at = members[cmd.node_id][0] if cmd.node_id in members else cmd.configured_raft
+    else:
+        at = "" if row.removed else row.raft
     if at and at != cmd.raft:
         raise already_exists(f"replica {cmd.node_id} is a member at {at}; remove it first")
     ctx.emit(E.MemberSet(cmd.node_id, cmd.raft, cmd.grpc))
@@ -48,5 +56,27 @@ def set_member(ctx: Ctx, cmd: SetMember) -> dict[str, JSON]:
 def remove_member(ctx: Ctx, cmd: RemoveMember) -> dict[str, JSON]:
     if not cmd.node_id:
         raise invalid("node_id: required")
+    if cmd.configured and cmd.node_id not in _members(ctx, cmd.configured):
+        raise not_found(f"replica {cmd.node_id} is not a member")
     ctx.emit(E.MemberRemoved(cmd.node_id))
     return {}
+
+
+def _members(ctx: Ctx, configured: JSON) -> dict[str, tuple[str, str]]:
+    """node id -> (raft, grpc) of every current member: the proposer's configured replicas, with
+    the member table's additions and removals over them (as Replica.members() on the leader)."""
+    if not isinstance(configured, list) or len(configured) > limits.MAX_MEMBERS:
+        raise invalid(f"configured: a list of at most {limits.MAX_MEMBERS} members")
+    out: dict[str, tuple[str, str]] = {}
+    for entry in configured:
+        if not (isinstance(entry, list) and len(entry) == 3):
+            raise invalid("configured: each member is [node_id, raft, grpc]")
+        if not all(isinstance(part, str) for part in entry):
+            raise invalid("configured: each member is [node_id, raft, grpc]")
+        out[entry[0]] = (entry[1], entry[2])
+    for nid, m in ctx.st.members.items():
+        if m.removed:
+            out.pop(nid, None)
+        else:
+            out[nid] = (m.raft, m.grpc)
+    return out
