@@ -16,6 +16,7 @@ CODE_TO_STATUS: dict[Code, grpc.StatusCode] = {
     Code.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     Code.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     Code.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Code.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     Code.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 

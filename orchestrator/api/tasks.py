@@ -12,7 +12,7 @@ from orchestrator_client.v1 import tasks_pb2_grpc
 from ..core import commands as C
 from ..core import limits, queries
 from ..core.machine import Outcome
-from . import rpc, views
+from . import identity, rpc, views
 from . import validation as v
 from .errors import ApiError, invalid, not_committed_in_time, outcome_error
 from .service import ServiceBase
@@ -44,6 +44,7 @@ def complete_cmd(request: tpb.CompleteTaskRequest) -> C.Command:
         reference_task_name=request.reference_task_name,
         output=v.json_object(request.output_json, "output_json"),
         worker_id=request.worker_id[: limits.MAX_NAME_LENGTH],
+        principal=identity.current().name,
     )
 
 
@@ -74,7 +75,14 @@ class TaskService(ServiceBase, tasks_pb2_grpc.TaskServiceServicer):
             context.add_callback(lambda: dispatcher.wake(rid))
             try:
                 outcome = dispatcher.poll(
-                    rid, task_type, request.worker_id, count, wait_s, context.is_active, domain
+                    rid,
+                    task_type,
+                    request.worker_id,
+                    count,
+                    wait_s,
+                    context.is_active,
+                    domain,
+                    identity.current().name,
                 )
             except FutureTimeout:
                 raise not_committed_in_time(self.node.leader_trailers()) from None
@@ -121,6 +129,7 @@ class TaskService(ServiceBase, tasks_pb2_grpc.TaskServiceServicer):
                         worker_id=poll.worker_id,
                         count=count,
                         epoch=self.replica.leader_term,
+                        principal=identity.current().name,
                     )
                 )
             return cmds
@@ -157,6 +166,7 @@ class TaskService(ServiceBase, tasks_pb2_grpc.TaskServiceServicer):
                 terminal=request.terminal,
                 output=v.json_object(request.output_json, "output_json"),
                 worker_id=request.worker_id[: limits.MAX_NAME_LENGTH],
+                principal=identity.current().name,
             )
 
         return self._mutate(context, request, "FailTask", build, lambda o: tpb.FailTaskResponse())
@@ -169,6 +179,7 @@ class TaskService(ServiceBase, tasks_pb2_grpc.TaskServiceServicer):
                 request_id=v.request_id(request.request_id),
                 task_id=v.name(request.task_id, "task_id"),
                 worker_id=request.worker_id[: limits.MAX_NAME_LENGTH],
+                principal=identity.current().name,
             )
 
         return self._mutate(

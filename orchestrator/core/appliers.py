@@ -225,6 +225,7 @@ def _task_leased(ctx: Ctx, ev: E.TaskLeased) -> None:
     task = st.tasks[ev.task_id]
     task.status = T_IN_PROGRESS
     task.worker_id = ev.worker_id
+    task.lease_owner = ev.owner
     task.poll_count += 1
     if not task.start_time_ms:
         task.start_time_ms = st.clock_ms

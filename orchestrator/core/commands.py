@@ -26,14 +26,18 @@ class Command:
     NON_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"request_id"})
 
     def to_dict(self) -> dict[str, JSON]:
-        d = {name: getattr(self, name) for name in _field_names(type(self))}
-        d["t"] = self.NAME
-        return d
+        return self._body(frozenset())
 
     def fingerprint_body(self) -> dict[str, JSON]:
         """What identifies the request for deduplication: to_dict() minus NON_FINGERPRINT."""
-        skip = self.NON_FINGERPRINT
+        return self._body(self.NON_FINGERPRINT)
+
+    def _body(self, skip: frozenset[str]) -> dict[str, JSON]:
         d = {name: getattr(self, name) for name in _field_names(type(self)) if name not in skip}
+        if d.get("principal") == "":
+            # Added after journals existed: at its default it is left out, so a request logged
+            # by an older version keeps its fingerprint (and its retry its recorded outcome).
+            del d["principal"]
         d["t"] = self.NAME
         return d
 
@@ -166,6 +170,9 @@ class PollTasks(Command):
     epoch: int = 0
     park_until_ms: int = 0
     domain: str = ""  # poll the task domain's queue instead of the type's default queue
+    # The authenticated caller (api/identity.py); what it leases only it may complete, fail or
+    # heartbeat. "" (no authentication configured) binds nothing.
+    principal: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,7 @@ class CompleteTask(Command):
     # Instead of task_id: the latest attempt of this reference in this workflow (WAIT, HUMAN).
     workflow_id: str = ""
     reference_task_name: str = ""
+    principal: str = ""  # the caller: a task leased by another principal is refused
 
 
 @dataclass(frozen=True)
@@ -204,6 +212,7 @@ class FailTask(Command):
     # Instead of task_id: the latest attempt of this reference in this workflow (WAIT, HUMAN).
     workflow_id: str = ""
     reference_task_name: str = ""
+    principal: str = ""  # the caller: a task leased by another principal is refused
 
 
 @dataclass(frozen=True)
@@ -212,6 +221,7 @@ class HeartbeatTask(Command):
     request_id: str
     task_id: str
     worker_id: str = ""
+    principal: str = ""  # the caller: a task leased by another principal is refused
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ class Code(StrEnum):
     ALREADY_EXISTS = "ALREADY_EXISTS"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    # The caller is not the principal the task is leased to.
+    PERMISSION_DENIED = "PERMISSION_DENIED"
     # A bug inside apply: the command was rejected identically on every replica.
     INTERNAL = "INTERNAL"
 
@@ -35,6 +37,10 @@ def not_found(message: str) -> Rejected:
 
 def already_exists(message: str) -> Rejected:
     return Rejected(Code.ALREADY_EXISTS, message)
+
+
+def denied(message: str) -> Rejected:
+    return Rejected(Code.PERMISSION_DENIED, message)
 
 
 def precondition(message: str) -> Rejected:

@@ -175,6 +175,7 @@ class TaskLeased(Event):
     task_id: str
     queue: str
     worker_id: str
+    owner: str = ""  # the principal that polled: only it may report on the task
 
 
 @dataclass(slots=True)

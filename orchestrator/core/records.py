@@ -361,6 +361,7 @@ class Task(_Row):
     timeout_alerts: int = 0  # ALERT_ONLY timeouts that fired
     retried: bool = False  # a later attempt replaced it
     permissive_failed: bool = False
+    lease_owner: str = ""  # the principal whose poll leased it ("" binds nothing)
 
     ROW: ClassVar[tuple[str, ...]] = ()
 
@@ -438,6 +439,7 @@ class ParkedPoll(_Row):
     epoch: int
     expires_ms: int
     fp: str  # its request's fingerprint: the outcome is recorded under its id when filled
+    owner: str = ""  # the polling principal, who owns what the poll leases
 
     ROW: ClassVar[tuple[str, ...]] = ()
 

@@ -158,6 +158,7 @@ class Dispatcher:
         timeout_s: float,
         is_active: Callable[[], bool] | None = None,
         domain: str = "",
+        principal: str = "",
     ) -> Outcome:
         """Lease up to `count` tasks, waiting up to timeout_s for them. Leader only.
 
@@ -170,7 +171,8 @@ class Dispatcher:
             self._note_domain_poll(call.task_type)
         self._register(call)
         try:
-            return self._poll(call, worker_id, count, time.monotonic() + timeout_s, is_active)
+            deadline = time.monotonic() + timeout_s
+            return self._poll(call, worker_id, count, deadline, is_active, principal)
         finally:
             self._unregister(call)
 
@@ -181,6 +183,7 @@ class Dispatcher:
         count: int,
         deadline: float,
         is_active: Callable[[], bool] | None,
+        principal: str = "",
     ) -> Outcome:
         rid, task_type = call.request_id, call.task_type
         may_park = deadline - time.monotonic() > 0
@@ -197,6 +200,7 @@ class Dispatcher:
                     worker_id=worker_id,
                     count=count,
                     epoch=self.replica.leader_term,
+                    principal=principal,  # the caller owns what the poll leases
                     # Cluster time when this call's wait ends (the leader's clock runs with it).
                     park_until_ms=self.replica.now_ms() + int(left * 1000) if park else 0,
                 )

@@ -25,7 +25,7 @@ def poll_tasks(ctx: Ctx, cmd: PollTasks) -> dict[str, JSON]:
         raise invalid("park_until_ms: must not be negative")
     qkey = queue_key(cmd.task_type, cmd.domain)
     ctx.emit(E.PollNoted(qkey))
-    leased = tasks.lease(ctx, qkey, cmd.worker_id, cmd.count)
+    leased = tasks.lease(ctx, qkey, cmd.worker_id, cmd.count, cmd.principal)
     if leased and cmd.request_id in st.parked:
         # A retry of a parked poll found work first (in the same entry as the command that made
         # it ready): it is answered now and recorded, so it is no longer parked.
@@ -37,7 +37,7 @@ def poll_tasks(ctx: Ctx, cmd: PollTasks) -> dict[str, JSON]:
     if cmd.request_id not in st.parked and len(st.parked) >= limits.MAX_PARKED_POLLS:
         return {"task_ids": []}  # not parked: the dispatcher waits locally instead
     # A retry of a parked poll keeps its place in line and gets the new expiry.
-    poll = ParkedPoll(qkey, cmd.worker_id, cmd.count, st.epoch, expires, ctx.fp)
+    poll = ParkedPoll(qkey, cmd.worker_id, cmd.count, st.epoch, expires, ctx.fp, cmd.principal)
     ctx.emit(E.PollParked(cmd.request_id, poll))
     return {"task_ids": [], "parked": True}
 
@@ -78,7 +78,7 @@ def fill_parked(ctx: Ctx) -> None:
                     break
                 poll = st.parked[rid]
                 ctx.emit(E.PollSettled(rid))
-                leased = tasks.lease(ctx, queue, poll.worker_id, poll.count)
+                leased = tasks.lease(ctx, queue, poll.worker_id, poll.count, poll.owner)
                 outcome = Outcome(result={"task_ids": leased}).to_dict()
                 ctx.emit(E.RequestRecorded(rid, RequestRecord(poll.fp, outcome, ctx.now)))
         requests.expire(ctx)

@@ -9,7 +9,7 @@ from .. import events as E
 from .. import limits
 from ..commands import CompleteTask, FailTask, HeartbeatTask
 from ..context import Ctx
-from ..errors import invalid, not_found, precondition
+from ..errors import denied, invalid, not_found, precondition
 from ..records import (
     T_ACTIVE,
     T_CANCELED,
@@ -61,8 +61,9 @@ def enqueue(ctx: Ctx, task: Task) -> None:
     ctx.emit(E.TaskQueued(task.task_id, queue_key(task.task_type, task.domain)))
 
 
-def lease(ctx: Ctx, queue_name: str, worker_id: str, count: int) -> list[str]:
-    """Lease up to `count` ready tasks of a queue to a worker, oldest first."""
+def lease(ctx: Ctx, queue_name: str, worker_id: str, count: int, owner: str = "") -> list[str]:
+    """Lease up to `count` ready tasks of a queue to a worker (owned by the polling principal),
+    oldest first."""
     st = ctx.st
     queue = st.queues.get(queue_name)
     leased: list[str] = []
@@ -72,7 +73,7 @@ def lease(ctx: Ctx, queue_name: str, worker_id: str, count: int) -> list[str]:
         if task is None or task.status != T_SCHEDULED:
             ctx.emit(E.QueueEntryDropped(queue_name, task_id))
             continue
-        ctx.emit(E.TaskLeased(task_id, queue_name, worker_id))
+        ctx.emit(E.TaskLeased(task_id, queue_name, worker_id, owner))
         leased.append(task_id)
     return leased
 
@@ -111,6 +112,16 @@ def _active_task(ctx: Ctx, task_id: str, verb: str) -> tuple[Task, Workflow]:
     return task, wf
 
 
+def _check_owner(task: Task, principal: str, verb: str) -> None:
+    """A leased task answers only to the principal that leased it. An unauthenticated caller
+    ("") is not checked: without authentication every caller may do everything."""
+    owner = task.lease_owner
+    if owner and principal and principal != owner:
+        raise denied(
+            f"task {task.task_id} is leased to another principal; {principal} may not {verb} it"
+        )
+
+
 def _check_external(task: Task, verb: str) -> None:
     if task.type not in EXTERNAL_TYPES:
         raise precondition(
@@ -124,6 +135,7 @@ def complete_task(ctx: Ctx, cmd: CompleteTask) -> dict[str, JSON]:
         raise invalid("output_json: must be a JSON object")
     task, wf = _active_task(ctx, _resolve_task_id(ctx, cmd), "completion")
     _check_external(task, "completed")
+    _check_owner(task, cmd.principal, "complete")
     end_task(ctx, task, T_COMPLETED, output=cmd.output, worker_id=cmd.worker_id)
     decider.decide(ctx, wf)
     return {}
@@ -134,6 +146,7 @@ def fail_task(ctx: Ctx, cmd: FailTask) -> dict[str, JSON]:
         raise invalid("output_json: must be a JSON object")
     task, wf = _active_task(ctx, _resolve_task_id(ctx, cmd), "failure")
     _check_external(task, "failed")
+    _check_owner(task, cmd.principal, "fail")
     status = T_FAILED_WITH_TERMINAL_ERROR if cmd.terminal else T_FAILED
     reason = cmd.reason[: limits.MAX_REASON_LENGTH]
     end_task(ctx, task, status, output=cmd.output, reason=reason)
@@ -145,6 +158,7 @@ def heartbeat_task(ctx: Ctx, cmd: HeartbeatTask) -> dict[str, JSON]:
     task, _ = _active_task(ctx, cmd.task_id, "heartbeat")
     if task.status != T_IN_PROGRESS or task.type is not TaskType.SIMPLE:
         raise precondition(f"task {cmd.task_id} is {task.status}, not leased to a worker")
+    _check_owner(task, cmd.principal, "heartbeat")
     ctx.emit(E.LeaseExtended(task.task_id))
     return {"lease_expires_ms": task.lease_expires_ms}
 
