@@ -2,6 +2,9 @@
 
 Each applies what its event says happened; none decides anything (the processors did). They
 also note the effects the shell acts on after the batch (queues with work, timers changed, ...).
+Every write first records its inverse in the command's undo journal (`ctx.undo`, journal.py):
+`u.append((J.restore, record, NAMES, (old values)))` before attributes change, J.set_key /
+J.pop_key / J.update for dicts, `(list.pop, lst)` for an append.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import events as E
+from . import journal as J
 from . import limits
 from .records import (
     LEASE_TIMER,
@@ -58,29 +62,33 @@ def next_seq(st: State) -> int:
 
 
 def _epoch_raised(ctx: Ctx, ev: E.EpochRaised) -> None:
-    ctx.st.epoch = ev.term
+    st = ctx.st
+    ctx.undo.append((J.restore, st, ("epoch",), (st.epoch,)))
+    st.epoch = ev.term
 
 
 def _member_set(ctx: Ctx, ev: E.MemberSet) -> None:
-    ctx.st.members[ev.node_id] = Member(ev.raft, ev.grpc, False)
+    J.set_key(ctx.undo, ctx.st.members, ev.node_id, Member(ev.raft, ev.grpc, False))
 
 
 def _member_removed(ctx: Ctx, ev: E.MemberRemoved) -> None:
     m = ctx.st.members.get(ev.node_id)
     if m is None:  # a configured replica: not in the table until removed
-        ctx.st.members[ev.node_id] = Member("", "", True)
+        J.set_key(ctx.undo, ctx.st.members, ev.node_id, Member("", "", True))
     else:
+        ctx.undo.append((J.restore, m, ("removed",), (m.removed,)))
         m.removed = True
 
 
 def _request_recorded(ctx: Ctx, ev: E.RequestRecorded) -> None:
-    ctx.st.requests[ev.request_id] = ev.record
+    J.set_key(ctx.undo, ctx.st.requests, ev.request_id, ev.record)
 
 
 def _requests_expired(ctx: Ctx, ev: E.RequestsExpired) -> None:
-    reqs = ctx.st.requests
+    reqs, u = ctx.st.requests, ctx.undo
     for _ in range(ev.count):
-        reqs.popitem(last=False)
+        key, record = reqs.popitem(last=False)
+        u.append((J.insert_at, reqs, key, record, 0))
 
 
 # ---------------------------------------------------------------- definitions
@@ -88,34 +96,45 @@ def _requests_expired(ctx: Ctx, ev: E.RequestsExpired) -> None:
 
 def _task_defs_registered(ctx: Ctx, ev: E.TaskDefsRegistered) -> None:
     for d in ev.task_defs:
-        ctx.st.task_defs[d["name"]] = d
+        J.set_key(ctx.undo, ctx.st.task_defs, d["name"], d)
 
 
 def _workflow_def_registered(ctx: Ctx, ev: E.WorkflowDefRegistered) -> None:
-    d = ev.definition
-    ctx.st.workflow_defs.setdefault(d["name"], {})[str(d["version"])] = d
+    d, defs = ev.definition, ctx.st.workflow_defs
+    versions = defs.get(d["name"])
+    if versions is None:
+        versions = {}
+        J.set_key(ctx.undo, defs, d["name"], versions)
+    J.set_key(ctx.undo, versions, str(d["version"]), d)
 
 
 # ---------------------------------------------------------------- workflows
 
 
 def _workflow_started(ctx: Ctx, ev: E.WorkflowStarted) -> None:
-    st, wf = ctx.st, ev.workflow
+    st, wf, u = ctx.st, ev.workflow, ctx.undo
     entry = st.def_snapshots.get(wf.def_hash)
     if entry is None:
-        entry = st.def_snapshots[wf.def_hash] = DefSnapshot(ev.definition, ev.task_defs, 0)
+        entry = DefSnapshot(ev.definition, ev.task_defs, 0)
+        J.set_key(u, st.def_snapshots, wf.def_hash, entry)
+    u.append((J.restore, entry, ("refs",), (entry.refs,)))
     entry.refs += 1
-    st.workflows[wf.workflow_id] = wf
+    J.set_key(u, st.workflows, wf.workflow_id, wf)
 
 
 def _idempotency_key_recorded(ctx: Ctx, ev: E.IdempotencyKeyRecorded) -> None:
-    ctx.st.idempotency[ev.key] = ev.workflow_id
+    J.set_key(ctx.undo, ctx.st.idempotency, ev.key, ev.workflow_id)
+
+
+_WF_END = ("status", "end_time_ms", "reason_for_incompletion", "output")
 
 
 def _workflow_ended(ctx: Ctx, ev: E.WorkflowEnded) -> None:
     st = ctx.st
-    st.clear_timer(WORKFLOW_TIMEOUT_TIMER + ev.workflow_id)
+    clear_timer(ctx, WORKFLOW_TIMEOUT_TIMER + ev.workflow_id)
     wf = st.workflows[ev.workflow_id]
+    old = (wf.status, wf.end_time_ms, wf.reason_for_incompletion, wf.output)
+    ctx.undo.append((J.restore, wf, _WF_END, old))
     wf.status = ev.status
     wf.end_time_ms = st.clock_ms
     wf.reason_for_incompletion = ev.reason
@@ -124,15 +143,19 @@ def _workflow_ended(ctx: Ctx, ev: E.WorkflowEnded) -> None:
 
 
 def _workflow_output_set(ctx: Ctx, ev: E.WorkflowOutputSet) -> None:
-    ctx.st.workflows[ev.workflow_id].output = ev.output
+    wf = ctx.st.workflows[ev.workflow_id]
+    ctx.undo.append((J.restore, wf, ("output",), (wf.output,)))
+    wf.output = ev.output
 
 
 def _workflow_end_recorded(ctx: Ctx, ev: E.WorkflowEndRecorded) -> None:
-    ctx.st.terminal_order[ev.workflow_id] = None
+    J.set_key(ctx.undo, ctx.st.terminal_order, ev.workflow_id, None)
 
 
 def _workflow_reterminated(ctx: Ctx, ev: E.WorkflowReterminated) -> None:
     wf = ctx.st.workflows[ev.workflow_id]
+    old = (wf.status, wf.reason_for_incompletion)
+    ctx.undo.append((J.restore, wf, ("status", "reason_for_incompletion"), old))
     wf.status = WF_TERMINATED
     wf.reason_for_incompletion = ev.reason
 
@@ -140,6 +163,8 @@ def _workflow_reterminated(ctx: Ctx, ev: E.WorkflowReterminated) -> None:
 def _workflow_quarantined(ctx: Ctx, ev: E.WorkflowQuarantined) -> None:
     st = ctx.st
     wf = st.workflows[ev.workflow_id]
+    old = (wf.status, wf.reason_for_incompletion, wf.end_time_ms)
+    ctx.undo.append((J.restore, wf, ("status", "reason_for_incompletion", "end_time_ms"), old))
     wf.status = WF_FAILED
     wf.reason_for_incompletion = ev.reason
     wf.end_time_ms = st.clock_ms
@@ -147,19 +172,21 @@ def _workflow_quarantined(ctx: Ctx, ev: E.WorkflowQuarantined) -> None:
         t = st.tasks.get(tid)
         if t is not None and t.status in (T_SCHEDULED, T_IN_PROGRESS):
             try:  # as any end does: out of its queue, its timers cleared
-                _end_task(st, t, T_CANCELED, None, ev.reason)
+                _end_task(ctx, t, T_CANCELED, None, ev.reason)
             except Exception:
+                ctx.undo.append((J.restore, t, ("status",), (t.status,)))
                 t.status = T_CANCELED
     # Retention evicts it like any ended workflow; waiters hear of its end.
-    st.terminal_order[ev.workflow_id] = None
+    J.set_key(ctx.undo, st.terminal_order, ev.workflow_id, None)
     ctx.fx.ended_workflows.append(ev.workflow_id)
 
 
 def _variables_set(ctx: Ctx, ev: E.VariablesSet) -> None:
-    ctx.st.workflows[ev.workflow_id].variables.update(ev.values)
+    J.update(ctx.undo, ctx.st.workflows[ev.workflow_id].variables, ev.values)
 
 
 def _workflow_evicted(ctx: Ctx, ev: E.WorkflowEvicted) -> None:
+    # Not journaled: eviction runs between commands, never inside one (processors/retention.py).
     st = ctx.st
     st.terminal_order.pop(ev.workflow_id, None)
     wf = st.workflows.pop(ev.workflow_id, None)
@@ -182,11 +209,13 @@ def _workflow_evicted(ctx: Ctx, ev: E.WorkflowEvicted) -> None:
 
 
 def _task_scheduled(ctx: Ctx, ev: E.TaskScheduled) -> None:
-    task = ev.task
+    task, u = ev.task, ctx.undo
     wf = ctx.st.workflows[task.workflow_id]
-    ctx.st.tasks[task.task_id] = task
+    J.set_key(u, ctx.st.tasks, task.task_id, task)
+    u.append((list.pop, wf.tasks))
     wf.tasks.append(task.task_id)
-    wf.ref_index[task.reference_task_name] = task.task_id
+    J.set_key(u, wf.ref_index, task.reference_task_name, task.task_id)
+    u.append((J.restore, wf, ("task_seq",), (wf.task_seq,)))
     wf.task_seq += 1
 
 
@@ -194,35 +223,56 @@ def _task_queued(ctx: Ctx, ev: E.TaskQueued) -> None:
     st = ctx.st
     queue = st.queues.get(ev.queue)
     if queue is None:
-        queue = st.queues[ev.queue] = OrderedDict()
-    queue[ev.task_id] = None
+        queue = OrderedDict()
+        J.set_key(ctx.undo, st.queues, ev.queue, queue)
+    J.set_key(ctx.undo, queue, ev.task_id, None)
     ctx.fx.ready(ev.queue)
     if st.parked and ev.queue not in ctx.fill_types:
         ctx.fill_types.append(ev.queue)
 
 
-def _unqueue(st: State, queue_name: str, task_id: str) -> None:
-    queue = st.queues.get(queue_name)
+def _unqueue(ctx: Ctx, queue_name: str, task_id: str) -> None:
+    queues = ctx.st.queues
+    queue = queues.get(queue_name)
     if queue is not None:
-        queue.pop(task_id, None)
+        J.pop_key(ctx.undo, queue, task_id)
         if not queue:
-            del st.queues[queue_name]
+            J.pop_key(ctx.undo, queues, queue_name)
 
 
 def _queue_entry_dropped(ctx: Ctx, ev: E.QueueEntryDropped) -> None:
-    _unqueue(ctx.st, ev.queue, ev.task_id)
+    _unqueue(ctx, ev.queue, ev.task_id)
+
+
+def set_timer(ctx: Ctx, key: str, due_ms: int) -> None:
+    st = ctx.st
+    ctx.undo.append((J.put_back, st.timers, key, st.timers.get(key, J.MISSING)))
+    st.set_timer(key, due_ms)
+
+
+def clear_timer(ctx: Ctx, key: str) -> None:
+    # Put back at the end on rollback: timer order means nothing (module doc of journal.py).
+    timers = ctx.st.timers
+    if key in timers:
+        ctx.undo.append((J.put_back, timers, key, timers.pop(key)))
 
 
 def _set_lease(ctx: Ctx, task: Task) -> None:
+    ctx.undo.append((J.restore, task, ("lease_expires_ms",), (task.lease_expires_ms,)))
     task.lease_expires_ms = ctx.st.clock_ms + task.response_timeout_seconds * 1000
-    ctx.st.set_timer(LEASE_TIMER + task.task_id, task.lease_expires_ms)
+    set_timer(ctx, LEASE_TIMER + task.task_id, task.lease_expires_ms)
     ctx.fx.timers_changed = True
+
+
+_LEASED = ("status", "worker_id", "lease_owner", "poll_count", "start_time_ms")
 
 
 def _task_leased(ctx: Ctx, ev: E.TaskLeased) -> None:
     st = ctx.st
-    _unqueue(st, ev.queue, ev.task_id)
+    _unqueue(ctx, ev.queue, ev.task_id)
     task = st.tasks[ev.task_id]
+    old = (task.status, task.worker_id, task.lease_owner, task.poll_count, task.start_time_ms)
+    ctx.undo.append((J.restore, task, _LEASED, old))
     task.status = T_IN_PROGRESS
     task.worker_id = ev.worker_id
     task.lease_owner = ev.owner
@@ -230,8 +280,8 @@ def _task_leased(ctx: Ctx, ev: E.TaskLeased) -> None:
     if not task.start_time_ms:
         task.start_time_ms = st.clock_ms
         if task.timeout_seconds:  # timeoutSeconds counts from the first poll
-            st.set_timer(TIMEOUT_TIMER + ev.task_id, st.clock_ms + task.timeout_seconds * 1000)
-    st.clear_timer(POLL_TIMEOUT_TIMER + ev.task_id)
+            set_timer(ctx, TIMEOUT_TIMER + ev.task_id, st.clock_ms + task.timeout_seconds * 1000)
+    clear_timer(ctx, POLL_TIMEOUT_TIMER + ev.task_id)
     _set_lease(ctx, task)
 
 
@@ -241,21 +291,51 @@ def _lease_extended(ctx: Ctx, ev: E.LeaseExtended) -> None:
 
 def _task_started(ctx: Ctx, ev: E.TaskStarted) -> None:
     task = ctx.st.tasks[ev.task_id]
+    ctx.undo.append(
+        (J.restore, task, ("start_time_ms", "status"), (task.start_time_ms, task.status))
+    )
     task.start_time_ms = ctx.st.clock_ms
     if ev.running:
         task.status = T_IN_PROGRESS
 
 
 def _task_input_set(ctx: Ctx, ev: E.TaskInputSet) -> None:
-    ctx.st.tasks[ev.task_id].input = ev.input
+    _set(ctx, ctx.st.tasks[ev.task_id], "input", ev.input)
 
 
-def _end_task(st: State, task: Task, status: TaskStatus, output: JSON, reason: str) -> None:
-    tid = task.task_id
+def _set(ctx: Ctx, record: Any, name: str, value: Any) -> None:
+    """One attribute of a record, journaled (for the appliers that set only one)."""
+    ctx.undo.append((J.restore, record, (name,), (getattr(record, name),)))
+    setattr(record, name, value)
+
+
+_ENDED = (
+    "script",
+    "status",
+    "end_time_ms",
+    "lease_expires_ms",
+    "output",
+    "reason_for_incompletion",
+    "worker_id",
+)
+
+
+def _end_task(ctx: Ctx, task: Task, status: TaskStatus, output: JSON, reason: str) -> None:
+    st, tid = ctx.st, task.task_id
     if task.status == T_SCHEDULED:
-        _unqueue(st, queue_key(task.task_type, task.domain), tid)
+        _unqueue(ctx, queue_key(task.task_type, task.domain), tid)
     for prefix in TASK_TIMERS:
-        st.clear_timer(prefix + tid)
+        clear_timer(ctx, prefix + tid)
+    old = (
+        task.script,
+        task.status,
+        task.end_time_ms,
+        task.lease_expires_ms,
+        task.output,
+        task.reason_for_incompletion,
+        task.worker_id,
+    )
+    ctx.undo.append((J.restore, task, _ENDED, old))
     task.script = None
     task.status = status
     task.end_time_ms = st.clock_ms
@@ -268,143 +348,146 @@ def _end_task(st: State, task: Task, status: TaskStatus, output: JSON, reason: s
 
 def _task_ended(ctx: Ctx, ev: E.TaskEnded) -> None:
     task = ctx.st.tasks[ev.task_id]
-    _end_task(ctx.st, task, ev.status, ev.output, ev.reason)
+    _end_task(ctx, task, ev.status, ev.output, ev.reason)
     if ev.worker_id:
-        task.worker_id = ev.worker_id
+        task.worker_id = ev.worker_id  # journaled by _end_task
 
 
 def _task_retried(ctx: Ctx, ev: E.TaskRetried) -> None:
-    ctx.st.tasks[ev.task_id].retried = True
+    _set(ctx, ctx.st.tasks[ev.task_id], "retried", True)
 
 
 def _task_retries_stopped(ctx: Ctx, ev: E.TaskRetriesStopped) -> None:
     task = ctx.st.tasks[ev.task_id]
-    task.retry_limit = task.retry_count
+    _set(ctx, task, "retry_limit", task.retry_count)
 
 
 def _failure_tolerated(ctx: Ctx, ev: E.FailureTolerated) -> None:
-    ctx.st.tasks[ev.task_id].status = T_COMPLETED_WITH_ERRORS
+    _set(ctx, ctx.st.tasks[ev.task_id], "status", T_COMPLETED_WITH_ERRORS)
 
 
 def _permissive_failure_recorded(ctx: Ctx, ev: E.PermissiveFailureRecorded) -> None:
-    ctx.st.tasks[ev.task_id].permissive_failed = True
-    ctx.st.workflows[ev.workflow_id].permissive_failures.append(ev.task_id)
+    _set(ctx, ctx.st.tasks[ev.task_id], "permissive_failed", True)
+    failures = ctx.st.workflows[ev.workflow_id].permissive_failures
+    ctx.undo.append((list.pop, failures))
+    failures.append(ev.task_id)
 
 
 def _task_timeout_alerted(ctx: Ctx, ev: E.TaskTimeoutAlerted) -> None:
-    ctx.st.tasks[ev.task_id].timeout_alerts += 1
+    task = ctx.st.tasks[ev.task_id]
+    _set(ctx, task, "timeout_alerts", task.timeout_alerts + 1)
 
 
 def _case_selected(ctx: Ctx, ev: E.CaseSelected) -> None:
-    ctx.st.tasks[ev.task_id].selected_case = ev.case
+    _set(ctx, ctx.st.tasks[ev.task_id], "selected_case", ev.case)
 
 
 def _dynamic_fork_planned(ctx: Ctx, ev: E.DynamicForkPlanned) -> None:
     task = ctx.st.tasks[ev.task_id]
-    task.dynamic_fork_tasks = ev.tasks
-    task.input = {"forkedTasks": [d["taskReferenceName"] for d in ev.tasks]}
+    _set(ctx, task, "dynamic_fork_tasks", ev.tasks)
+    _set(ctx, task, "input", {"forkedTasks": [d["taskReferenceName"] for d in ev.tasks]})
 
 
 def _sub_workflow_linked(ctx: Ctx, ev: E.SubWorkflowLinked) -> None:
     task = ctx.st.tasks[ev.task_id]
-    task.status = T_IN_PROGRESS
-    task.sub_workflow_id = ev.child_id
-    task.output = {"subWorkflowId": ev.child_id}
+    _set(ctx, task, "status", T_IN_PROGRESS)
+    _set(ctx, task, "sub_workflow_id", ev.child_id)
+    _set(ctx, task, "output", {"subWorkflowId": ev.child_id})
 
 
 def _wait_scheduled(ctx: Ctx, ev: E.WaitScheduled) -> None:
-    ctx.st.tasks[ev.task_id].wait_until_ms = ev.until_ms
-    ctx.st.set_timer(WAIT_TIMER + ev.task_id, ev.due_ms)
+    _set(ctx, ctx.st.tasks[ev.task_id], "wait_until_ms", ev.until_ms)
+    set_timer(ctx, WAIT_TIMER + ev.task_id, ev.due_ms)
     ctx.fx.timers_changed = True
 
 
 def _script_requested(ctx: Ctx, ev: E.ScriptRequested) -> None:
     task = ctx.st.tasks[ev.task_id]
-    task.status = T_IN_PROGRESS
-    task.script = ev.marker
+    _set(ctx, task, "status", T_IN_PROGRESS)
+    _set(ctx, task, "script", ev.marker)
     ctx.fx.scripts_ready.append(ev.task_id)
 
 
 def _loop_condition_evaluated(ctx: Ctx, ev: E.LoopConditionEvaluated) -> None:
     marker = ctx.st.tasks[ev.task_id].script
     assert marker is not None
-    marker.outcome = ev.outcome
+    _set(ctx, marker, "outcome", ev.outcome)
 
 
 def _loop_condition_read(ctx: Ctx, ev: E.LoopConditionRead) -> None:
-    ctx.st.tasks[ev.task_id].script = None
+    _set(ctx, ctx.st.tasks[ev.task_id], "script", None)
 
 
 def _loop_started(ctx: Ctx, ev: E.LoopStarted) -> None:
-    ctx.st.tasks[ev.task_id].output = {"iteration": 1}
+    _set(ctx, ctx.st.tasks[ev.task_id], "output", {"iteration": 1})
 
 
 def _loop_items_set(ctx: Ctx, ev: E.LoopItemsSet) -> None:
-    ctx.st.tasks[ev.task_id].items = ev.items
+    _set(ctx, ctx.st.tasks[ev.task_id], "items", ev.items)
 
 
 def _loop_iteration_ended(ctx: Ctx, ev: E.LoopIterationEnded) -> None:
     output = ctx.st.tasks[ev.task_id].output
-    output[str(ev.iteration)] = ev.outputs
-    output["iteration"] = ev.iteration
+    J.update(ctx.undo, output, {str(ev.iteration): ev.outputs, "iteration": ev.iteration})
 
 
 def _loop_iteration_started(ctx: Ctx, ev: E.LoopIterationStarted) -> None:
     task = ctx.st.tasks[ev.task_id]
-    task.loop_iteration = ev.iteration
-    task.output["iteration"] = ev.iteration
+    _set(ctx, task, "loop_iteration", ev.iteration)
+    J.set_key(ctx.undo, task.output, "iteration", ev.iteration)
     if task.items is not None:
         index = ev.iteration - 1
-        task.output.update(loopItem=task.items[index], loopIndex=index)
+        J.update(ctx.undo, task.output, {"loopItem": task.items[index], "loopIndex": index})
 
 
 def _loop_iterations_pruned(ctx: Ctx, ev: E.LoopIterationsPruned) -> None:
-    st = ctx.st
+    st, u = ctx.st, ctx.undo
     wf = st.workflows[ev.workflow_id]
     output = st.tasks[ev.task_id].output
     for n in ev.iterations:
-        output.pop(str(n), None)
+        J.pop_key(u, output, str(n))
     for ref in ev.refs:
-        del wf.ref_index[ref]
+        J.pop_key(u, wf.ref_index, ref)
     if ev.task_ids:
         drop = dict.fromkeys(ev.task_ids)
-        wf.tasks = [t for t in wf.tasks if t not in drop]
+        _set(ctx, wf, "tasks", [t for t in wf.tasks if t not in drop])
         for tid in ev.task_ids:
-            del st.tasks[tid]
+            J.pop_key(u, st.tasks, tid)
 
 
 # ---------------------------------------------------------------- polls and timers
 
 
 def _poll_noted(ctx: Ctx, ev: E.PollNoted) -> None:
-    last = ctx.st.last_poll
-    last.pop(ev.queue, None)
-    last[ev.queue] = ctx.st.clock_ms
+    last, u = ctx.st.last_poll, ctx.undo
+    J.pop_key(u, last, ev.queue)
+    J.set_key(u, last, ev.queue, ctx.st.clock_ms)
     while len(last) > limits.MAX_POLLED_QUEUES:  # bounded: the least recently polled go
-        last.popitem(last=False)
+        key, seen = last.popitem(last=False)
+        u.append((J.insert_at, last, key, seen, 0))
 
 
 def _poll_parked(ctx: Ctx, ev: E.PollParked) -> None:
-    ctx.st.parked[ev.request_id] = ev.poll
-    ctx.st.set_timer(POLL_TIMER + ev.request_id, ev.poll.expires_ms)
+    J.set_key(ctx.undo, ctx.st.parked, ev.request_id, ev.poll)
+    set_timer(ctx, POLL_TIMER + ev.request_id, ev.poll.expires_ms)
     ctx.fx.timers_changed = True
 
 
 def _poll_settled(ctx: Ctx, ev: E.PollSettled) -> None:
-    del ctx.st.parked[ev.request_id]
-    ctx.st.clear_timer(POLL_TIMER + ev.request_id)
+    J.pop_key(ctx.undo, ctx.st.parked, ev.request_id)
+    clear_timer(ctx, POLL_TIMER + ev.request_id)
     ctx.fx.polls_settled.append(ev.request_id)
     ctx.fx.timers_changed = True
 
 
 def _timer_set(ctx: Ctx, ev: E.TimerSet) -> None:
-    ctx.st.set_timer(ev.key, ev.due_ms)
+    set_timer(ctx, ev.key, ev.due_ms)
     ctx.fx.timers_changed = True
 
 
 def _timers_fired(ctx: Ctx, ev: E.TimersFired) -> None:
     for key in ev.keys:
-        ctx.st.timers.pop(key, None)
+        clear_timer(ctx, key)
 
 
 APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {

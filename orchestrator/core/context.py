@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import journal
 from .appliers import APPLIERS
 from .errors import Code
 from .state import State
@@ -61,7 +62,17 @@ class Effects:
 class Ctx:
     """One batch being applied. Processors read `st` and change it only through `emit`."""
 
-    __slots__ = ("events", "failed", "fill_types", "fp", "fx", "st", "terminations", "wakes")
+    __slots__ = (
+        "events",
+        "failed",
+        "fill_types",
+        "fp",
+        "fx",
+        "st",
+        "terminations",
+        "undo",
+        "wakes",
+    )
 
     def __init__(self, state: State, effects: Effects) -> None:
         self.st = state
@@ -76,10 +87,40 @@ class Ctx:
         self.fp = ""
         # Queues that got a ready task while polls were parked (filled after the batch).
         self.fill_types: list[str] = []
+        # The inverse of every write since the command began (journal.py).
+        self.undo: journal.Undo = []
 
     @property
     def now(self) -> int:
         return self.st.clock_ms
+
+    def mark(self) -> tuple[int, ...]:
+        """Where the journal and the effects stand: rollback(mark) returns to here."""
+        fx = self.fx
+        return (
+            len(self.undo),
+            len(fx.events),
+            len(fx.ready_types),
+            len(fx.ended_workflows),
+            len(fx.scripts_ready),
+            len(fx.polls_settled),
+            len(self.fill_types),
+        )
+
+    def rollback(self, mark: tuple[int, ...]) -> None:
+        """Undo every write and effect since `mark` (an exception cut a change short)."""
+        undo, events, ready, ended, scripts, settled, fill = mark
+        journal.rollback(self.undo, undo)
+        fx = self.fx
+        del fx.events[events:]
+        del fx.ready_types[ready:]
+        del fx.ended_workflows[ended:]
+        del fx.scripts_ready[scripts:]
+        del fx.polls_settled[settled:]
+        del self.fill_types[fill:]
+        self.failed, self.terminations, self.wakes = [], [], []
+        # The heap is derived: a Tick may have taken due timers off it before it failed.
+        self.st.rebuild_timer_heap()
 
     def emit(self, event: Event) -> None:
         """Apply the event at once (later decisions of the same command read its result) and

@@ -4,8 +4,10 @@ The replication layer hands every committed batch to `apply_batch` on every repl
 order. For each command the engine decodes it, answers a retried request from the dedup table,
 refuses a leader-originated command of an older leader epoch, and routes it to its processor
 (processors/), which decides and emits events that the appliers apply. A command that cannot be
-applied is rejected with a code and a message, identically everywhere; an unexpected bug
-quarantines the workflow it touched as FAILED instead of wedging Raft.
+applied is rejected with a code and a message, identically everywhere. A command is atomic:
+its writes are journaled (journal.py) and undone when it raises, so a rejection or an unexpected
+bug leaves the state exactly as before the command; a bug then quarantines the workflow it
+touched as FAILED instead of wedging Raft.
 """
 
 from __future__ import annotations
@@ -39,7 +41,17 @@ from .commands import (
 )
 from .context import Ctx, Effects, Outcome
 from .errors import Code, Rejected, precondition
-from .processors import cluster, polls, registry, requests, scripts, tasks, timers, workflows
+from .processors import (
+    cluster,
+    polls,
+    registry,
+    requests,
+    retention,
+    scripts,
+    tasks,
+    timers,
+    workflows,
+)
 from .state import State
 
 JSON = Any
@@ -108,6 +120,7 @@ def _apply_checked(ctx: Ctx, raw: JSON) -> Outcome:
         if earlier is not None:
             return earlier
     ctx.fp = fp
+    mark = ctx.mark()
     try:
         # The one stale-epoch guard: a deposed leader's runtime commands change nothing.
         if isinstance(cmd, LEADER_COMMANDS) and cmd.epoch < ctx.st.epoch:
@@ -115,14 +128,18 @@ def _apply_checked(ctx: Ctx, raw: JSON) -> Outcome:
         outcome = Outcome(result=PROCESSORS[type(cmd)](ctx, cmd))
         workflows.drain(ctx)
     except Rejected as rej:
+        ctx.rollback(mark)
         outcome = Outcome(rej.code, rej.message)
-    except Exception as exc:  # a bug: reject everywhere alike, quarantine what it touched
+    except Exception as exc:  # a bug: undone, rejected everywhere alike, its workflow quarantined
+        ctx.rollback(mark)
         outcome = Outcome(
             Code.INTERNAL, f"internal error applying {cmd.NAME}: {type(exc).__name__}: {exc}"
         )
         _quarantine(ctx, cmd, outcome.message)
+    retention.evict(ctx)  # once the command is whole, outside its journal
     if rid is not None and _should_record(cmd, outcome):
         requests.record(ctx, rid, outcome)
+    ctx.undo.clear()
     return outcome
 
 
@@ -141,6 +158,7 @@ def _should_record(cmd: Command, outcome: Outcome) -> bool:
 
 
 def _quarantine(ctx: Ctx, cmd: Command, reason: str) -> None:
+    mark = ctx.mark()
     try:
         # A task's commands carry workflow_id "" when they name the task by id.
         wf_id = getattr(cmd, "workflow_id", None) or None
@@ -151,8 +169,8 @@ def _quarantine(ctx: Ctx, cmd: Command, reason: str) -> None:
         wf = ctx.st.workflows.get(wf_id) if wf_id else None
         if wf is not None:
             workflows.quarantine_workflow(ctx, wf, reason)
-    except Exception:  # the quarantine itself must never raise
-        pass
+    except Exception:  # the quarantine itself must never raise, nor leave half of itself
+        ctx.rollback(mark)
 
 
 def precheck(state: State, raw: JSON) -> Outcome | None:

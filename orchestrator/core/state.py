@@ -83,6 +83,10 @@ class State:
     def clear_timer(self, key: str) -> None:
         self.timers.pop(key, None)
 
+    def rebuild_timer_heap(self) -> None:
+        self._timer_heap = [(due, key) for key, due in self.timers.items()]
+        heapq.heapify(self._timer_heap)
+
     def next_due_ms(self) -> int | None:
         heap = self._timer_heap
         while heap:
@@ -118,7 +122,9 @@ class State:
             "workflows": [wf.to_row() for wf in self.workflows.values()],
             "tasks": [t.to_row() for t in self.tasks.values()],
             "queues": {k: list(v) for k, v in self.queues.items()},
-            "timers": self.timers,
+            # In key order: the heap orders timers, so their dict order means nothing, and a
+            # rolled-back command puts a cleared timer back at the end (journal.py).
+            "timers": dict(sorted(self.timers.items())),
             "parked": {k: v.to_row() for k, v in self.parked.items()},
             "requests": {k: v.to_row() for k, v in self.requests.items()},
             "idempotency": self.idempotency,

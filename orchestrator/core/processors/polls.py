@@ -71,6 +71,7 @@ def fill_parked(ctx: Ctx) -> None:
     """
     st = ctx.st
     queues, ctx.fill_types = ctx.fill_types, []
+    mark = ctx.mark()
     try:
         for queue in queues:
             for rid in [r for r, p in st.parked.items() if p.queue == queue]:
@@ -83,7 +84,8 @@ def fill_parked(ctx: Ctx) -> None:
                 ctx.emit(E.RequestRecorded(rid, RequestRecord(poll.fp, outcome, ctx.now)))
         requests.expire(ctx)
     except Exception:  # nothing escapes apply; a poll left parked expires by its timer
-        pass
+        ctx.rollback(mark)
+    ctx.undo.clear()
 
 
 def active_domain(st: State, wf: Workflow, task_name: str) -> str:

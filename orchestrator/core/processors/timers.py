@@ -53,7 +53,9 @@ def tick(ctx: Ctx, cmd: Tick) -> dict[str, JSON]:
 
 
 def _guarded(ctx: Ctx, key: str, wf: Workflow, task: Task | None, kind: TimerKind) -> None:
-    """Fire one timer; a bug in it quarantines its workflow instead of losing the others."""
+    """Fire one timer; a bug in it quarantines its workflow instead of losing the others (what
+    the timer had changed is undone first)."""
+    mark = ctx.mark()
     try:
         if task is None:
             secs = registry.wf_def(ctx.st, wf).get("timeoutSeconds", 0)
@@ -63,6 +65,7 @@ def _guarded(ctx: Ctx, key: str, wf: Workflow, task: Task | None, kind: TimerKin
             _fire(ctx, kind, wf, task)
         workflows.drain(ctx)
     except Exception as exc:
+        ctx.rollback(mark)
         workflows.quarantine_workflow(
             ctx, wf, f"internal error firing timer {key}: {type(exc).__name__}: {exc}"
         )

@@ -391,10 +391,12 @@ def drain(ctx: Ctx) -> None:
 
 def quarantine_workflow(ctx: Ctx, wf: Workflow, reason: str) -> None:
     """Mark a running workflow FAILED with the reason, identically on every replica."""
+    mark = ctx.mark()
     try:
         if wf.status == WF_RUNNING:
             end_workflow(ctx, wf, WF_FAILED, reason)
     except Exception:  # even ending it failed: force the status so nothing waits on it
+        ctx.rollback(mark)
         ctx.emit(E.WorkflowQuarantined(wf.workflow_id, reason))
         with contextlib.suppress(Exception):
             mirror_child(ctx, wf)
