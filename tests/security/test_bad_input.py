@@ -251,9 +251,12 @@ def _jq(ref: str, query: str) -> dict[str, Any]:
     }
 
 
+JQ_SURROGATE = '{s: "a\\ud800b"}'  # jq source (ASCII) asking for a lone surrogate
+# Definition name -> (its one script task, the workflow input). jq checks a literal program at
+# registration, so its program comes from the input: it reaches the sandbox at run time.
 SCRIPTS_BAD = {
-    "bi_js_surrogate": _inline("s", "({s: 'a' + String.fromCharCode(0xD800) + 'b'})"),
-    "bi_jq_surrogate": _jq("s", '{s: "a\\ud800b"}'),
+    "bi_js_surrogate": (_inline("s", "({s: 'a' + String.fromCharCode(0xD800) + 'b'})"), {}),
+    "bi_jq_surrogate": (_jq("s", "${workflow.input.q}"), {"q": JQ_SURROGATE}),
 }
 # NaN and Infinity become null (JSON.stringify's rules; jq has no NaN): never non-JSON in state.
 SCRIPTS_NAN = {
@@ -278,15 +281,17 @@ def _raw_workflow(bi: BadInputCluster, wid: str) -> workflows_pb2.Workflow:
 def test_script_results_with_lone_surrogates_or_nan_and_the_same_text_through_the_api(
     bi: BadInputCluster,
 ) -> None:
-    for name, task in SCRIPTS_BAD.items():
+    for name, (task, _) in SCRIPTS_BAD.items():
         _register(bi, {"name": name, "tasks": [task]})
     _register(bi, SCRIPTS_NAN)
+    literal = {"name": "bi_jq_literal", "tasks": [_jq("s", JQ_SURROGATE)]}
+    assert code_of(lambda: _register(bi, literal)) == INVALID
     with bi.survives():
-        for name in SCRIPTS_BAD:
-            wid = bi.client.start_workflow(name, {})
+        for name, (_, inp) in SCRIPTS_BAD.items():
+            wid = bi.client.start_workflow(name, inp)
             wf = wait_for(
                 lambda wid=wid: (w := bi.client.get_workflow(wid)).is_terminal and w,
-                30,
+                15,
                 f"{name} to end",
             )
             task = wf.task_by_ref("s")
