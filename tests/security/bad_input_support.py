@@ -97,11 +97,11 @@ class BadInputCluster:
         fn = getattr(cluster_support, "channel_credentials", None)
         return fn(self.cluster) if fn is not None else None
 
-    def metadata(self, role: str = "admin", name: str = "") -> tuple[tuple[str, str], ...]:
-        """Call metadata authenticating as `role` (and, given, the identity `name`) when the
-        test cluster has tokens; empty otherwise."""
+    def metadata(self, role: str = "admin") -> tuple[tuple[str, str], ...]:
+        """Call metadata authenticating with the test cluster's `role` token; empty when the
+        test cluster has no tokens."""
         fn = getattr(cluster_support, "auth_metadata", None)
-        return tuple(fn(self.cluster, role, name)) if fn is not None else ()
+        return tuple(fn(self.cluster, role)) if fn is not None else ()
 
     @property
     def tokens_on(self) -> bool:
@@ -116,11 +116,11 @@ class BadInputCluster:
             return grpc.insecure_channel(addr, options=opts)
         return grpc.secure_channel(addr, creds, options=opts)
 
-    def new_client(self, role: str = "admin", name: str = "", **kw: Any) -> OrchestratorClient:
+    def new_client(self, role: str = "admin", **kw: Any) -> OrchestratorClient:
         return OrchestratorClient(
             self.cluster.addresses,
             credentials=self.credentials(),
-            metadata=self.metadata(role, name) or None,
+            metadata=self.metadata(role) or None,
             **kw,
         )
 
