@@ -6,8 +6,12 @@ A JSON file (see deploy/local/cluster.json):
   "data_root": "path",                           (each replica uses <data_root>/<id>)
   "replicas": [{"id": "n1", "grpc": "host:port", "raft": "host:port"}, ...],
   "raft": {"election_min_s": 0.6, ...},          (optional RaftSettings overrides)
-  "health": {"max_apply_lag_entries": 1000}      (optional HealthSettings overrides)
+  "health": {"max_apply_lag_entries": 1000},     (optional HealthSettings overrides)
+  "tls": {"cert": "tls/{node}.pem", "key": "tls/{node}-key.pem",   (gRPC TLS; {node} is the
+          "ca": "tls/ca.pem", "require_client_cert": false},         replica's id)
+  "auth": {"tokens_file": "tokens.json"}        (or env ORCHESTRATOR_TOKENS_FILE / _TOKENS)
 }
+Without "tls" and tokens a replica serves only with --insecure (docs/security.md).
 Relative paths are relative to the config file. Replicas may run on separate hosts: each one
 needs only the same file (peers are configuration).
 """
@@ -40,6 +44,30 @@ class HealthSettings:
     max_apply_lag_entries: int = 1000
 
 
+@dataclass(frozen=True)
+class TlsSettings:
+    """The gRPC port's TLS material (paths absolute once loaded; {node} is the replica id)."""
+
+    cert: str
+    key: str
+    # Verifies client certificates, and the peers' when replicas call each other.
+    ca: str = ""
+    # Mutual TLS: a client without a certificate the CA signed is refused at the handshake.
+    require_client_cert: bool = False
+
+    def cert_for(self, node_id: str) -> str:
+        return self.cert.replace("{node}", node_id)
+
+    def key_for(self, node_id: str) -> str:
+        return self.key.replace("{node}", node_id)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    # Tokens and certificate subjects -> principals (security/tokens.py); "" for none.
+    tokens_file: str = ""
+
+
 @dataclass
 class ClusterConfig:
     replicas: list[ReplicaConfig]
@@ -48,6 +76,8 @@ class ClusterConfig:
     raft: dict[str, Any] = field(default_factory=dict)
     path: str = ""
     health: HealthSettings = field(default_factory=HealthSettings)
+    tls: TlsSettings | None = None
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     def replica(self, node_id: str) -> ReplicaConfig:
         for r in self.replicas:
@@ -114,7 +144,58 @@ def load(path: str, *, require_password: bool = True) -> ClusterConfig:
     if not isinstance(raft, dict):
         raise ConfigError(f"{path}: 'raft' must be an object")
     health = _health(raw.get("health") or {}, path)
-    return ClusterConfig(replicas, data_root, password, raft, os.path.abspath(path), health)
+    return ClusterConfig(
+        replicas,
+        data_root,
+        password,
+        raft,
+        os.path.abspath(path),
+        health,
+        _tls(raw.get("tls"), path, base),
+        _auth(raw.get("auth"), path, base),
+    )
+
+
+def _known_keys(raw: Any, path: str, what: str, known: set[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: '{what}' must be an object")
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: {what}: unknown settings {unknown} (known: {sorted(known)})")
+    return raw
+
+
+def _path(raw: dict[str, Any], key: str, path: str, what: str, base: str) -> str:
+    value = raw.get(key, "")
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: {what}.{key}: expected a file path")
+    return os.path.join(base, value) if value else ""
+
+
+def _tls(raw: Any, path: str, base: str) -> TlsSettings | None:
+    if raw is None:
+        return None
+    raw = _known_keys(raw, path, "tls", {f.name for f in fields(TlsSettings)})
+    cert, key = _path(raw, "cert", path, "tls", base), _path(raw, "key", path, "tls", base)
+    if not cert or not key:
+        raise ConfigError(f"{path}: tls: 'cert' and 'key' are required (PEM file paths)")
+    require = raw.get("require_client_cert", False)
+    if not isinstance(require, bool):
+        raise ConfigError(f"{path}: tls.require_client_cert: expected true or false")
+    ca = _path(raw, "ca", path, "tls", base)
+    if require and not ca:
+        raise ConfigError(
+            f"{path}: tls.require_client_cert needs tls.ca (the CA client certificates are "
+            "verified against)"
+        )
+    return TlsSettings(cert, key, ca, require)
+
+
+def _auth(raw: Any, path: str, base: str) -> AuthSettings:
+    if raw is None:
+        return AuthSettings()
+    raw = _known_keys(raw, path, "auth", {f.name for f in fields(AuthSettings)})
+    return AuthSettings(_path(raw, "tokens_file", path, "auth", base))
 
 
 def _health(raw: Any, path: str) -> HealthSettings:

@@ -23,6 +23,7 @@ from orchestrator_client.v1 import (
 )
 
 from . import logging as olog
+from .api.auth import Authenticator, AuthInterceptor
 from .api.cluster import ClusterService
 from .api.context import AfterCommit, NodeContext
 from .api.definitions import DefinitionService
@@ -41,6 +42,8 @@ from .runtime.dispatcher import Dispatcher
 from .runtime.sandbox import default_sandbox
 from .runtime.scripts import ScriptExecutor
 from .runtime.timer import Timer
+from .security import tls as tlsmod
+from .security.tokens import TOKENS_ENV, TOKENS_FILE_ENV, TokenStore, forward_token
 
 log = structlog.get_logger("server")
 
@@ -60,6 +63,60 @@ def _after_commit_hook() -> AfterCommit | None:
     return Failpoints(path).after_commit
 
 
+class Security:
+    """What guards this replica's gRPC port: TLS (server and towards peers) and who may call
+    what. `insecure` (the --insecure flag) turns both off, whatever the config says."""
+
+    def __init__(self, cfg: ClusterConfig, node_id: str, insecure: bool) -> None:
+        self.insecure = insecure
+        self.forward_token = forward_token(cfg.password)
+        self.server_credentials: grpc.ServerCredentials | None = None
+        self.peer_credentials: grpc.ChannelCredentials | None = None
+        self.authenticator: Authenticator | None = None
+        self.mutual = False
+        if insecure:
+            return
+        if cfg.tls is None:
+            raise ConfigError(
+                f"{cfg.path}: no 'tls' settings (cert, key, ca): a replica serves gRPC over TLS "
+                "unless started with --insecure"
+            )
+        tokens = TokenStore.from_env(cfg.auth.tokens_file)
+        if not tokens.path and not tokens.configured:
+            raise ConfigError(
+                f"{cfg.path}: no tokens: set auth.tokens_file (or {TOKENS_FILE_ENV} or "
+                f"{TOKENS_ENV}); a replica authenticates its callers unless started with "
+                "--insecure"
+            )
+        self.server_credentials = tlsmod.server_credentials(cfg.tls, node_id)
+        self.peer_credentials = tlsmod.peer_credentials(cfg.tls, node_id)
+        self.authenticator = Authenticator(tokens, self.forward_token)
+        self.mutual = cfg.tls.require_client_cert
+
+    def interceptors(self) -> list[grpc.ServerInterceptor]:
+        """In call order. Admission control, when it comes, goes first: a call refused for load
+        should cost no authentication."""
+        out: list[grpc.ServerInterceptor] = []
+        if self.authenticator is not None:
+            out.append(AuthInterceptor(self.authenticator))
+        return out
+
+    def log_mode(self) -> None:
+        if self.insecure:
+            log.warning(
+                "insecure_mode",
+                detail="--insecure: gRPC is plaintext and unauthenticated; anyone who reaches "
+                "the port can read and change everything (configured tls/auth ignored)",
+            )
+        else:
+            assert self.authenticator is not None
+            log.info(
+                "security",
+                tls="mutual" if self.mutual else "server",
+                tokens_file=self.authenticator.tokens.path,
+            )
+
+
 class ReplicaServer:
     def __init__(
         self,
@@ -67,12 +124,16 @@ class ReplicaServer:
         node_id: str,
         data_dir: str | None = None,
         replica: Replica | None = None,
+        insecure: bool = False,
     ) -> None:
-        """One replica: over Raft with the configured peers, or on `replica` (tests' fake)."""
+        """One replica: over Raft with the configured peers, or on `replica` (tests' fake).
+        Its gRPC port uses the configured TLS and tokens, or neither when `insecure`."""
         self.cfg = cfg
         self.node_id = node_id
         me = cfg.replica(node_id)
         self.data_dir = data_dir or cfg.data_dir(node_id)
+        # Before the Raft node starts: a configuration error must leave nothing running.
+        self.security = Security(cfg, node_id, insecure)
         if replica is None:
             members = [Member(r.node_id, r.raft, r.grpc) for r in cfg.replicas]
             replica = RaftReplica(raft_settings(cfg, node_id, data_dir), members)
@@ -81,9 +142,17 @@ class ReplicaServer:
         self.dispatcher = Dispatcher(self.replica)
         self.timer = Timer(self.replica)
         self.scripts = ScriptExecutor(self.replica, default_sandbox())
-        self.node = NodeContext(node_id, self.replica, self.dispatcher, _after_commit_hook())
+        self.node = NodeContext(
+            node_id,
+            self.replica,
+            self.dispatcher,
+            _after_commit_hook(),
+            self.security.peer_credentials,
+            self.security.forward_token,
+        )
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="grpc"),
+            interceptors=self.security.interceptors(),
             options=[
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 1),
@@ -107,7 +176,12 @@ class ReplicaServer:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
-        bound = self.server.add_insecure_port(me.grpc)
+        creds = self.security.server_credentials
+        bound = (
+            self.server.add_insecure_port(me.grpc)
+            if creds is None
+            else self.server.add_secure_port(me.grpc, creds)
+        )
         if not bound:
             raise ConfigError(f"cannot bind gRPC to {me.grpc}")
         self.grpc_addr = me.grpc
@@ -115,6 +189,7 @@ class ReplicaServer:
         self._health_thread = threading.Thread(target=self._health_loop, name="health", daemon=True)
 
     def start(self) -> None:
+        self.security.log_mode()
         self.server.start()
         self.timer.start()
         self.scripts.start()
@@ -190,6 +265,7 @@ def serve(
     log_level: str = "INFO",
     bootstrap: bool = False,
     join: bool = False,
+    insecure: bool = False,
 ) -> int:
     olog.configure(node_id, log_level)
     path = data_dir or cfg.data_dir(node_id)
@@ -204,7 +280,7 @@ def serve(
         start_wall_clock_faker(os.environ[WALL_OFFSET_ENV])
     try:
         # On the main thread: the Raft tick thread exits with the thread that built it.
-        srv = ReplicaServer(cfg, node_id, data_dir)
+        srv = ReplicaServer(cfg, node_id, data_dir, insecure=insecure)
     except (JournalCorrupt, SnapshotError) as exc:
         log.error("refusing_to_start", reason=str(exc))
         print(f"orchestrator serve: refusing to start: {exc}", file=sys.stderr)

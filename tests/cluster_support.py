@@ -58,13 +58,14 @@ def single_replica(
     tmp: Any, n: int = 1, replica: Callable[[Any], Any] | None = None
 ) -> Iterator[Any]:
     """Replica n1 of an n-replica configuration as a server in this process, leading (a
-    one-replica Raft node leads at once), stopped on exit. `replica(cfg)` builds its replica
+    one-replica Raft node leads at once), stopped on exit; plaintext and unauthenticated (the
+    API's tests; tests/security covers TLS and tokens). `replica(cfg)` builds its replica
     instead of a Raft node (tests/fakes.py)."""
     from orchestrator.config import load
     from orchestrator.server import ReplicaServer
 
     cfg = load(write_config(str(tmp / "cluster.json"), n=n))
-    srv = ReplicaServer(cfg, "n1", replica=replica(cfg) if replica else None)
+    srv = ReplicaServer(cfg, "n1", replica=replica(cfg) if replica else None, insecure=True)
     srv.start()
     try:
         wait_for(srv.replica.leader_ready, 30, "the replica to lead")

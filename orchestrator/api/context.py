@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import grpc
 
 from ..replication.api import Member, Replica
 from ..runtime.dispatcher import Dispatcher
+from . import identity
+from .auth import AUTHORIZATION_KEY, PRINCIPAL_KEY, ROLE_KEY
 from .errors import LEADER_KEY, Trailers
 
 # Called with (command name, request id) once a command this replica proposed is committed,
@@ -27,27 +30,37 @@ class NodeContext:
         replica: Replica,
         dispatcher: Dispatcher,
         after_commit: AfterCommit | None = None,
+        peer_credentials: grpc.ChannelCredentials | None = None,
+        forward_token: str = "",
     ) -> None:
+        """`peer_credentials`: TLS towards the other replicas (None: plaintext);
+        `forward_token`: the replica credential every call to a peer carries (api/auth.py)."""
         self.node_id = node_id
         self.replica = replica
         self.dispatcher = dispatcher
         self.after_commit = after_commit or _nothing_after_commit
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
+        self._peer_credentials = peer_credentials
+        self._as_caller = _AsCaller(forward_token)
 
     def channel(self, grpc_addr: str) -> grpc.Channel:
         with self._lock:
             ch = self._channels.get(grpc_addr)
             if ch is None:
-                ch = grpc.insecure_channel(
-                    grpc_addr,
-                    options=[
-                        ("grpc.keepalive_time_ms", 10_000),
-                        ("grpc.keepalive_timeout_ms", 5_000),
-                        ("grpc.enable_retries", 0),
-                        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                    ],
+                options = [
+                    ("grpc.keepalive_time_ms", 10_000),
+                    ("grpc.keepalive_timeout_ms", 5_000),
+                    ("grpc.enable_retries", 0),
+                    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ]
+                creds = self._peer_credentials
+                base = (
+                    grpc.insecure_channel(grpc_addr, options=options)
+                    if creds is None
+                    else grpc.secure_channel(grpc_addr, creds, options=options)
                 )
+                ch = grpc.intercept_channel(base, self._as_caller)
                 self._channels[grpc_addr] = ch
             return ch
 
@@ -73,3 +86,37 @@ class NodeContext:
             for ch in self._channels.values():
                 ch.close()
             self._channels.clear()
+
+
+class _Details(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: Any
+    compression: Any
+
+
+class _AsCaller(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    """Every call to a peer carries the replica credential and, when there is one, the
+    principal of the call this thread serves: the leader judges a forwarded call as its
+    original caller's (api/auth.py), and binds a forwarded poll's leases to that caller."""
+
+    def __init__(self, forward_token: str) -> None:
+        self._auth = ((AUTHORIZATION_KEY, f"Bearer {forward_token}"),) if forward_token else ()
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        who = identity.current()
+        asserted = ((PRINCIPAL_KEY, who.name), (ROLE_KEY, who.role)) if who.name else ()
+        md = (*(details.metadata or ()), *self._auth, *asserted)
+        return continuation(
+            _Details(
+                details.method,
+                details.timeout,
+                md,
+                details.credentials,
+                details.wait_for_ready,
+                details.compression,
+            ),
+            request,
+        )
