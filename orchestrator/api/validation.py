@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from ..core import codec, limits
@@ -27,16 +28,33 @@ def json_object(text: str, field: str, *, max_bytes: int = limits.MAX_JSON_BYTES
         raise invalid(f"{field}: {size} bytes exceeds the limit of {max_bytes} bytes")
     deep = f"{field}: nested more than {limits.MAX_JSON_DEPTH} levels deep"
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except RecursionError:  # deeper than Python's parser goes
         raise invalid(deep) from None
+    except _NotJson:
+        raise invalid(f"{field}: NaN and Infinity are not JSON") from None
     except ValueError as exc:
         raise invalid(f"{field}: malformed JSON: {exc}") from None
     if not isinstance(value, dict):
         raise invalid(f"{field}: must be a JSON object")
     if codec.deeper_than(value, limits.MAX_JSON_DEPTH):
         raise invalid(deep)
+    # The text itself is UTF-8 (protobuf checked it); only a \uD8xx-\uDFxx escape can make a
+    # lone surrogate, which the log could not encode.
+    if _SURROGATE_ESCAPE.search(text) and codec.json_problem(value):
+        raise invalid(f"{field}: {codec.json_problem(value)}")
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(name)
 
 
 def task_ref(request: Any) -> str:

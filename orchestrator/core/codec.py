@@ -37,6 +37,43 @@ def deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+def built_id(text: str, limit: int) -> str:
+    """An id built from other ids (a task's from its workflow's, a child's from its task's),
+    kept under `limit` characters: a longer one keeps its head and ends in a hash of the whole,
+    so chains of children cannot grow ids past what the API accepts."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 33]}~{digest(text.encode())}"
+
+
+def json_problem(value: Any) -> str:
+    """Why `value` is not portable JSON ("" when it is): NaN or Infinity, or a string with a
+    lone surrogate (not encodable as UTF-8). Iterative, so any depth can be checked."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if not node.isascii() and not _utf8(node):
+                return "a string holds a lone surrogate (not valid UTF-8)"
+        elif isinstance(node, float):
+            if node != node or node in (float("inf"), float("-inf")):
+                return "NaN and Infinity are not JSON"
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return ""
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def digest(data: bytes) -> str:
     """The fingerprint of an already canonical encoding."""
     return hashlib.sha256(data).hexdigest()[:32]

@@ -25,6 +25,8 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from . import limits
+
 JSON = Any
 
 
@@ -50,8 +52,13 @@ def parse_duration_ms(text: JSON) -> int:
         raise ConditionError(
             f"duration {text!r}: expected e.g. '2 days 3 hours 10 minutes 5 seconds'"
         )
+    if any(g and len(g) > 12 for g in m.groups()):
+        raise ConditionError(f"duration: at most {limits.MAX_WAIT_MS // 86_400_000} days")
     d, h, mi, s = (int(g) if g else 0 for g in m.groups())
-    return ((d * 24 + h) * 60 + mi) * 60_000 + s * 1000
+    ms = ((d * 24 + h) * 60 + mi) * 60_000 + s * 1000
+    if ms > limits.MAX_WAIT_MS:
+        raise ConditionError(f"duration: at most {limits.MAX_WAIT_MS // 86_400_000} days")
+    return ms
 
 
 _UNTIL = re.compile(
@@ -80,6 +87,8 @@ def parse_until_ms(text: JSON) -> int:
                 f"until {text!r}: zone {zone!r} must be UTC, GMT, Z or an offset like +05:30"
             )
         sign = -1 if om.group(1) == "-" else 1
+        if int(om.group(2)) > 23 or int(om.group(3)) > 59:
+            raise ConditionError(f"until: zone offset {zone!r} must be within -23:59..+23:59")
         tz = timezone(sign * timedelta(hours=int(om.group(2)), minutes=int(om.group(3))))
     try:
         when = datetime(

@@ -63,6 +63,7 @@ class Ctx:
     """One batch being applied. Processors read `st` and change it only through `emit`."""
 
     __slots__ = (
+        "created",
         "events",
         "failed",
         "fill_types",
@@ -89,6 +90,8 @@ class Ctx:
         self.fill_types: list[str] = []
         # The inverse of every write since the command began (journal.py).
         self.undo: journal.Undo = []
+        # Workflows the command being applied started from workflows (limits.py).
+        self.created = 0
 
     @property
     def now(self) -> int:
@@ -105,11 +108,12 @@ class Ctx:
             len(fx.scripts_ready),
             len(fx.polls_settled),
             len(self.fill_types),
+            len(self.wakes),
         )
 
     def rollback(self, mark: tuple[int, ...]) -> None:
         """Undo every write and effect since `mark` (an exception cut a change short)."""
-        undo, events, ready, ended, scripts, settled, fill = mark
+        undo, events, ready, ended, scripts, settled, fill, wakes = mark
         journal.rollback(self.undo, undo)
         fx = self.fx
         del fx.events[events:]
@@ -118,7 +122,7 @@ class Ctx:
         del fx.scripts_ready[scripts:]
         del fx.polls_settled[settled:]
         del self.fill_types[fill:]
-        self.failed, self.terminations, self.wakes = [], [], []
+        del self.wakes[wakes:]
         # The heap is derived: a Tick may have taken due timers off it before it failed.
         self.st.rebuild_timer_heap()
 

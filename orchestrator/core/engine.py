@@ -120,6 +120,7 @@ def _apply_checked(ctx: Ctx, raw: JSON) -> Outcome:
         if earlier is not None:
             return earlier
     ctx.fp = fp
+    ctx.created = 0
     mark = ctx.mark()
     try:
         # The one stale-epoch guard: a deposed leader's runtime commands change nothing.
@@ -132,6 +133,7 @@ def _apply_checked(ctx: Ctx, raw: JSON) -> Outcome:
         outcome = Outcome(rej.code, rej.message)
     except Exception as exc:  # a bug: undone, rejected everywhere alike, its workflow quarantined
         ctx.rollback(mark)
+        ctx.failed, ctx.terminations = [], []
         outcome = Outcome(
             Code.INTERNAL, f"internal error applying {cmd.NAME}: {type(exc).__name__}: {exc}"
         )

@@ -50,3 +50,13 @@ MAX_SWITCH_CASES = 256  # decisionCases of one SWITCH / DECISION
 MAX_LOOP_ITERATIONS = 1000  # DO_WHILE iterations (run time: beyond it the loop task fails)
 MAX_TASKS_PER_WORKFLOW = 10_000  # task records one execution may create (run time)
 MAX_SUBWORKFLOW_DEPTH = 8  # SUB_WORKFLOW nesting at run time (cycles are rejected at registration)
+# Workflows started by workflows (START_WORKFLOW and SUB_WORKFLOW, counted along the whole chain
+# from the workflow a client started): a START_WORKFLOW whose name comes from input may name its
+# own workflow, which would recurse inside apply.
+MAX_CHAIN_DEPTH = 32
+# Workflows one command may create (a chain started synchronously, or a fan-out of them).
+MAX_WORKFLOWS_PER_COMMAND = 64
+# A WAIT's duration, and how far ahead its `until` may lie (a due time must stay a small int).
+MAX_WAIT_MS = 10 * 366 * 24 * 3600 * 1000
+# Ids the core builds from other ids (tasks, children) stay under this many characters.
+MAX_BUILT_ID_LENGTH = 128

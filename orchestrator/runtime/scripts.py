@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from ..core import queries
+from ..core import codec, queries
 from ..core.commands import ScriptResult
 from ..core.errors import Code
 from ..core.machine import Effects
@@ -159,13 +159,19 @@ class ScriptExecutor:
                 return
             if self.replica.leader_term != term or not self.replica.leader_ready():
                 return  # the next leader evaluates it again
+            # A result the log cannot carry (a lone surrogate is not UTF-8) fails the task
+            # instead of failing the proposal on every retry.
+            problem = codec.json_problem(outcome.value) if outcome.ok else ""
+            error = problem and f"the script's result is not valid JSON: {problem}"
+            if not outcome.ok:
+                error = outcome.error.encode("utf-8", "replace").decode("utf-8")
             cmd = ScriptResult(
                 task_id=tid,
                 fence=fence,
                 epoch=term,
-                ok=outcome.ok,
-                value=outcome.value if outcome.ok else None,
-                error="" if outcome.ok else outcome.error,
+                ok=outcome.ok and not problem,
+                value=outcome.value if outcome.ok and not problem else None,
+                error=error,
             )
             result = self.replica.propose(cmd).result(timeout=30)
             with self._lock:

@@ -101,6 +101,15 @@ def next_command(h: Harness, rng: random.Random) -> Command:
     return h.start_cmd(rng.choice(["two_step", "one_step"]), {"x": rng.randint(0, 9)})
 
 
+def failing_command(h: Harness, rng: random.Random) -> Command:
+    """A command to fail: not a Tick, whose timers are guarded one by one (timers.py: a failing
+    timer is undone and its workflow quarantined, the others still fire)."""
+    cmd = next_command(h, rng)
+    while isinstance(cmd, Tick):
+        cmd = next_command(h, rng)
+    return cmd
+
+
 def _no_quarantine(monkeypatch: pytest.MonkeyPatch) -> None:
     # The failed command alone is compared here; quarantining its workflow is tested apart.
     monkeypatch.setattr(engine, "_quarantine", lambda ctx, cmd, reason: None)
@@ -118,7 +127,7 @@ def test_an_exception_anywhere_in_a_command_leaves_the_state_as_before(
     rng = random.Random(seed)
     for _ in range(prefix):
         h.apply_one(next_command(h, rng))
-    cmd = next_command(h, rng)
+    cmd = failing_command(h, rng)
     # The entry's cluster time is the entry's, not the command's: it moves on regardless.
     before = state_without(h.state, "seq", "clock_ms")
     fault.arm(at, after=rng.random() < 0.5)
@@ -147,8 +156,9 @@ def test_a_replica_that_saw_the_failure_agrees_with_one_that_did_not(
     for _ in range(15):
         h.apply_one(next_command(h, rng))
     failed_at = len(h.log)
+    cmd = failing_command(h, rng)
     fault.arm(at, after=rng.random() < 0.5)
-    h.apply_one(next_command(h, rng))
+    h.apply_one(cmd)
     fired = fault.fired
     fault.armed = False
     snapshot = h.state.snapshot_bytes()
@@ -163,6 +173,24 @@ def test_a_replica_that_saw_the_failure_agrees_with_one_that_did_not(
     # And one that loaded the snapshot taken right after the failure.
     restored, _ = replay(log[failed_at + 1 :], State.from_snapshot_bytes(snapshot))
     assert restored.snapshot_bytes() == h.state.snapshot_bytes()
+
+
+def test_a_failing_timer_is_undone_and_the_others_fire(led: Harness, fault: Fault) -> None:
+    h = led
+    first = h.start("one_step")
+    second = h.start("one_step")
+    for _ in range(2):
+        h.poll_one("task_c")
+    fault.arm(1, after=True)  # the first lease expiry's TaskEnded applied, then the bug
+    out = h.tick(11_000)
+    assert out.code is Code.OK
+    assert (
+        h.wf(first).status is WorkflowStatus.FAILED
+        and "injected" in h.wf(first).reason_for_incompletion
+    )
+    assert h.wf(second).status is WorkflowStatus.TIMED_OUT, "its lease expired: no retries left"
+    assert "responseTimeoutSeconds" in h.wf(second).reason_for_incompletion
+    check_invariants(h.state)
 
 
 def test_a_bug_is_undone_then_its_workflow_quarantined(led: Harness, fault: Fault) -> None:

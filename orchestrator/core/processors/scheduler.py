@@ -104,7 +104,7 @@ def _new_task(
     ttype = TASK_TYPE_OF[wt["type"]]
     dynamic = wt if path is None else (retry_of.dynamic_task if retry_of is not None else None)
     return Task(
-        task_id=f"{wf.workflow_id}-{wf.task_seq}",
+        task_id=codec.built_id(f"{wf.workflow_id}-{wf.task_seq}", limits.MAX_BUILT_ID_LENGTH),
         task_type=wt["name"] if ttype is _SIMPLE else wt["type"],
         type=ttype,
         reference_task_name=wt["taskReferenceName"] + suffix,
@@ -325,7 +325,7 @@ def _start_sub_workflow(ctx: Ctx, wf: Workflow, wt: JSON, task: Task) -> None:
     )
     # Deterministic from the attempt's task id: re-applying never launches a second child, and a
     # retry (a new attempt, a new task id) launches a new one, as Conductor does.
-    child_id = f"{task.task_id}-sub"
+    child_id = codec.built_id(f"{task.task_id}-sub", limits.MAX_BUILT_ID_LENGTH)
     ctx.emit(E.SubWorkflowLinked(task.task_id, child_id))
     domains = dict(wf.task_to_domain)
     try:
@@ -340,7 +340,7 @@ def _start_workflow_task(ctx: Ctx, wf: Workflow, task: Task) -> None:
     sw = task.input.get("startWorkflow")
     if not isinstance(sw, dict) or not isinstance(sw.get("name"), str):
         raise TaskCannotRun("START_WORKFLOW: input startWorkflow must be an object with a name")
-    child_id = f"{task.task_id}-start"
+    child_id = codec.built_id(f"{task.task_id}-start", limits.MAX_BUILT_ID_LENGTH)
     child_input = sw.get("input") or {}
     if not isinstance(child_input, dict):
         raise TaskCannotRun("START_WORKFLOW: startWorkflow.input must be an object")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import codec, limits
 from .. import events as E
-from .. import limits
 from ..commands import ScriptResult
 from ..context import Ctx
 from ..errors import precondition
@@ -66,14 +66,18 @@ def script_result(ctx: Ctx, cmd: ScriptResult) -> dict[str, JSON]:
         raise precondition(f"workflow {task.workflow_id} is not RUNNING")
     error = (cmd.error if isinstance(cmd.error, str) else "") or "the script failed"
     error = error[: limits.MAX_REASON_LENGTH - 100]
+    ok = cmd.ok
+    problem = codec.json_problem(cmd.value) if ok else ""
+    if problem:  # stored, it would be served back as something no client can read
+        ok, error = False, f"the script's result is not valid JSON: {problem}"
     ttype = task.type
     if ttype is TaskType.DO_WHILE:
         # The loop's decide walk reads the outcome (it knows the iteration it asked for).
-        outcome = LoopOutcome(cmd.ok, js_truthy(cmd.value), error)
+        outcome = LoopOutcome(ok, js_truthy(cmd.value) if ok else False, error)
         ctx.emit(E.LoopConditionEvaluated(task.task_id, outcome))
         decider.decide(ctx, wf)
         return {}
-    if not cmd.ok:
+    if not ok:
         failed = (TaskType.SWITCH, TaskType.DECISION)
         status = T_FAILED_WITH_TERMINAL_ERROR if ttype in failed else T_FAILED
         reason = f"{ttype} script failed: {error}"

@@ -8,8 +8,8 @@ import copy
 import json
 from typing import Any
 
+from .. import codec, limits
 from .. import events as E
-from .. import limits
 from ..commands import StartWorkflow, TerminateWorkflow
 from ..context import Ctx
 from ..definitions import check_task_to_domain, iter_tasks
@@ -114,8 +114,11 @@ def create_workflow(
     task_to_domain: dict[str, str] | None = None,
     depth: int | None = None,
     triggering_workflow_id: str = "",
+    chain_depth: int = 0,
 ) -> Workflow:
     """Create a RUNNING workflow and decide it; raises Rejected before changing anything."""
+    if chain_depth:
+        _check_chain(ctx, chain_depth)
     for k, v in defn.get("inputTemplate", {}).items():
         wf_input.setdefault(k, v)
     task_defs = _task_defs_of(ctx, defn)
@@ -142,6 +145,7 @@ def create_workflow(
         depth=depth if depth is not None else (parent.depth + 1 if parent is not None else 0),
         task_to_domain=task_to_domain or {},
         triggering_workflow_id=triggering_workflow_id,
+        chain_depth=chain_depth,
     )
     ctx.emit(E.WorkflowStarted(wf, defn, task_defs))
     if defn.get("timeoutSeconds") and defn.get("timeoutPolicy", "TIME_OUT_WF") == "TIME_OUT_WF":
@@ -267,7 +271,7 @@ def _start_failure_workflow(ctx: Ctx, wf: Workflow, failed_task: Task | None) ->
             note = f"error: failureWorkflow {name} resolved to {stringify(resolved)}"
             return _failure_note(ctx, wf, note)
         name = resolved
-    child_id = f"{wf.workflow_id}-failure"
+    child_id = codec.built_id(f"{wf.workflow_id}-failure", limits.MAX_BUILT_ID_LENGTH)
     if wf.depth + 1 > limits.MAX_SUBWORKFLOW_DEPTH:
         note = (
             "error: not started, failure workflows nested deeper than "
@@ -300,6 +304,7 @@ def _start_failure_workflow(ctx: Ctx, wf: Workflow, failed_task: Task | None) ->
                 task_to_domain=wf.task_to_domain,
                 depth=wf.depth + 1,
                 triggering_workflow_id=wf.workflow_id,
+                chain_depth=wf.chain_depth + 1,
             )
         _failure_note(ctx, wf, child_id)
     except (Rejected, TaskCannotRun) as exc:
@@ -308,6 +313,20 @@ def _start_failure_workflow(ctx: Ctx, wf: Workflow, failed_task: Task | None) ->
 
 
 # ---------------------------------------------------------------- children
+
+
+def _check_chain(ctx: Ctx, chain_depth: int) -> None:
+    """Workflows started by workflows: bounded along the chain and per command (a workflow that
+    starts itself from its input would otherwise recurse inside apply, or double each time)."""
+    if chain_depth > limits.MAX_CHAIN_DEPTH:
+        raise precondition(
+            f"more than {limits.MAX_CHAIN_DEPTH} workflows started one by another in a chain"
+        )
+    ctx.created += 1
+    if ctx.created > limits.MAX_WORKFLOWS_PER_COMMAND:
+        raise precondition(
+            f"more than {limits.MAX_WORKFLOWS_PER_COMMAND} workflows started by one command"
+        )
 
 
 def launch(
@@ -324,6 +343,7 @@ def launch(
     a child that cannot start fails the task."""
     if child_id in ctx.st.workflows:
         return
+    mark = ctx.mark()
     try:
         create_workflow(
             ctx,
@@ -336,8 +356,10 @@ def launch(
             parent=parent if parent_task is not None else None,
             parent_task=parent_task,
             task_to_domain=task_to_domain,
+            chain_depth=parent.chain_depth + 1,
         )
     except Rejected as rej:
+        ctx.rollback(mark)  # a child that started half way is not left behind
         raise TaskCannotRun(f"{defn['name']}: {rej.message}") from None
 
 
