@@ -7,6 +7,7 @@ A JSON file (see deploy/local/cluster.json):
   "replicas": [{"id": "n1", "grpc": "host:port", "raft": "host:port"}, ...],
   "raft": {"election_min_s": 0.6, ...},          (optional RaftSettings overrides)
   "health": {"max_apply_lag_entries": 1000},     (optional HealthSettings overrides)
+  "admission": {"max_in_flight": 96, ...},       (optional AdmissionSettings overrides)
   "tls": {"cert": "tls/{node}.pem", "key": "tls/{node}-key.pem",   (gRPC TLS; {node} is the
           "ca": "tls/ca.pem", "require_client_cert": false},         replica's id)
   "auth": {"tokens_file": "tokens.json"}        (or env ORCHESTRATOR_TOKENS_FILE / _TOKENS)
@@ -45,6 +46,20 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
+class AdmissionSettings:
+    """How many calls one replica serves at once (api/admission.py); beyond, RESOURCE_EXHAUSTED."""
+
+    # Calls of every kind but the status ones, long polls included.
+    max_in_flight: int = 96
+    # PollTasks calls that wait (timeout_ms > 0), here or forwarded from a follower.
+    max_long_polls: int = 64
+    # Health checks and ClusterService status reads: their own capacity, answered under any load.
+    max_status_calls: int = 16
+    # The retry-after hint sent with a rejection.
+    retry_after_ms: int = 200
+
+
+@dataclass(frozen=True)
 class TlsSettings:
     """The gRPC port's TLS material (paths absolute once loaded; {node} is the replica id)."""
 
@@ -78,6 +93,7 @@ class ClusterConfig:
     health: HealthSettings = field(default_factory=HealthSettings)
     tls: TlsSettings | None = None
     auth: AuthSettings = field(default_factory=AuthSettings)
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)
 
     def replica(self, node_id: str) -> ReplicaConfig:
         for r in self.replicas:
@@ -153,6 +169,7 @@ def load(path: str, *, require_password: bool = True) -> ClusterConfig:
         health,
         _tls(raw.get("tls"), path, base),
         _auth(raw.get("auth"), path, base),
+        _admission(raw.get("admission") or {}, path),
     )
 
 
@@ -199,16 +216,27 @@ def _auth(raw: Any, path: str, base: str) -> AuthSettings:
 
 
 def _health(raw: Any, path: str) -> HealthSettings:
+    return HealthSettings(**_positive_ints(raw, path, "health", HealthSettings))
+
+
+def _admission(raw: Any, path: str) -> AdmissionSettings:
+    settings = AdmissionSettings(**_positive_ints(raw, path, "admission", AdmissionSettings))
+    if settings.max_long_polls > settings.max_in_flight:
+        raise ConfigError(f"{path}: admission.max_long_polls: at most max_in_flight")
+    return settings
+
+
+def _positive_ints(raw: Any, path: str, what: str, cls: Any) -> dict[str, int]:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: 'health' must be an object")
-    known = {f.name for f in fields(HealthSettings)}
+        raise ConfigError(f"{path}: '{what}' must be an object")
+    known = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"{path}: health: unknown settings {unknown}")
+        raise ConfigError(f"{path}: {what}: unknown settings {unknown}")
     for name, value in raw.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{path}: health.{name}: expected a positive integer")
-    return HealthSettings(**raw)
+            raise ConfigError(f"{path}: {what}.{name}: expected a positive integer")
+    return raw
 
 
 def write(path: str, cfg: dict[str, Any]) -> None:

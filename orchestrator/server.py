@@ -23,12 +23,13 @@ from orchestrator_client.v1 import (
 )
 
 from . import logging as olog
+from .api.admission import Admission, pool_workers
 from .api.auth import Authenticator, AuthInterceptor
 from .api.cluster import ClusterService
 from .api.context import AfterCommit, NodeContext
 from .api.definitions import DefinitionService
 from .api.health import serving_state
-from .api.rpc import SERVICES
+from .api.rpc import SERVICES, DecodeGuard
 from .api.tasks import TaskService
 from .api.workflows import WorkflowService
 from .config import ClusterConfig, ConfigError
@@ -151,8 +152,11 @@ class ReplicaServer:
             self.security.forward_token,
         )
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="grpc"),
-            interceptors=self.security.interceptors(),
+            futures.ThreadPoolExecutor(
+                max_workers=pool_workers(cfg.admission), thread_name_prefix="grpc"
+            ),
+            # Admission first (a call refused for load costs nothing more), the decode guard last.
+            interceptors=[Admission(cfg.admission), *self.security.interceptors(), DecodeGuard()],
             options=[
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 1),

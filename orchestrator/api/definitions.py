@@ -17,7 +17,7 @@ from ..runtime.sandbox import default_sandbox
 from ..runtime.scripts import SandboxDown, check_definition_scripts
 from . import rpc
 from . import validation as v
-from .errors import ApiError, invalid
+from .errors import ApiError, invalid, quote
 from .service import ServiceBase
 
 
@@ -85,13 +85,13 @@ class DefinitionService(ServiceBase, definitions_pb2_grpc.DefinitionServiceServi
             if not queries.workflow_def_exists(st, name):
                 raise ApiError(
                     grpc.StatusCode.NOT_FOUND,
-                    f"workflow definition {request.name!r} is not registered",
+                    f"workflow definition {quote(request.name)!r} is not registered",
                 )
             defn = queries.workflow_def(st, name, request.version)
             if defn is None:
                 raise ApiError(
                     grpc.StatusCode.NOT_FOUND,
-                    f"workflow definition {request.name!r} has no version {request.version}",
+                    f"workflow definition {quote(request.name)!r} has no version {request.version}",
                 )
             return dpb.GetWorkflowDefResponse(definition_json=json.dumps(defn))
 
@@ -113,7 +113,8 @@ class DefinitionService(ServiceBase, definitions_pb2_grpc.DefinitionServiceServi
             td = queries.task_def(st, v.name(request.name, "name"))
             if td is None:
                 raise ApiError(
-                    grpc.StatusCode.NOT_FOUND, f"task definition {request.name!r} is not registered"
+                    grpc.StatusCode.NOT_FOUND,
+                    f"task definition {quote(request.name)!r} is not registered",
                 )
             return dpb.GetTaskDefResponse(task_def_json=json.dumps(td))
 

@@ -31,6 +31,29 @@ Trailers = tuple[tuple[str, str], ...]
 # Backpressure: how long a client waits before retrying an overloaded leader.
 _RETRY_LATER: Trailers = ((RETRY_AFTER_KEY, "200"),)
 
+# How much of a caller's input an error message quotes, and how long a whole message may get:
+# the message travels as the grpc-message trailer, and a client refuses trailers beyond its
+# metadata limit (8 KiB by default), so a 1 MiB bad name must not come back in full.
+QUOTE_CHARS = 100
+MAX_MESSAGE_CHARS = 1024
+
+
+def quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """`value` as an error message may embed it: at most `limit` characters of it, and its
+    full length when cut."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def bounded(message: str) -> str:
+    """A status message that fits in a trailer and encodes as UTF-8 whatever it embeds (a
+    message quoting a lone surrogate would otherwise fail in gRPC as UNKNOWN)."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = f"{message[:MAX_MESSAGE_CHARS]}... ({len(message)} characters)"
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 class ApiError(Exception):
     def __init__(self, status: grpc.StatusCode, message: str, trailers: Trailers = ()) -> None:
@@ -57,7 +80,7 @@ def outcome_error(
 
 def item_status(status: grpc.StatusCode, message: str) -> tpb.ItemStatus:
     """One item's verdict in a batch answer (the gRPC status code as a number)."""
-    return tpb.ItemStatus(code=status.value[0], message=message)
+    return tpb.ItemStatus(code=status.value[0], message=bounded(message))
 
 
 def outcome_status(outcome: Outcome) -> tpb.ItemStatus:

@@ -34,6 +34,7 @@ from .errors import (
     SEQ_KEY,
     ApiError,
     Trailers,
+    bounded,
     invalid,
     item_status,
     no_leader,
@@ -56,7 +57,7 @@ def metadata(context: grpc.ServicerContext) -> dict[str, str]:
 def abort(context: grpc.ServicerContext, err: ApiError) -> Any:
     if err.trailers:
         context.set_trailing_metadata(err.trailers)
-    context.abort(err.status, err.message)
+    context.abort(err.status, bounded(err.message))
 
 
 def propose_timeout(context: grpc.ServicerContext) -> float:

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from ..core import codec, limits
-from .errors import invalid
+from .errors import invalid, quote
 
 
 def request_id(value: str) -> str:
@@ -71,7 +71,7 @@ def task_ref(request: Any) -> str:
 def address(value: str, field: str) -> str:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise invalid(f"{field}: expected host:port, got {value!r}")
+        raise invalid(f"{field}: expected host:port, got {quote(value)!r}")
     return value
 
 

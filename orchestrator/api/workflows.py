@@ -16,7 +16,7 @@ from ..core.machine import Outcome
 from ..core.state import State
 from . import rpc, views
 from . import validation as v
-from .errors import ApiError, invalid
+from .errors import ApiError, invalid, quote
 from .service import ServiceBase
 
 _STRATEGY = {
@@ -106,7 +106,7 @@ class WorkflowService(ServiceBase, workflows_pb2_grpc.WorkflowServiceServicer):
             wf = queries.workflow(st, v.name(request.workflow_id, "workflow_id"))
             if wf is None:
                 raise ApiError(
-                    grpc.StatusCode.NOT_FOUND, f"workflow {request.workflow_id} not found"
+                    grpc.StatusCode.NOT_FOUND, f"workflow {quote(request.workflow_id)} not found"
                 )
             return wpb.GetWorkflowResponse(
                 workflow=views.workflow_pb(
