@@ -16,10 +16,43 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_CONFIG = os.path.join(ROOT, "deploy", "local", "cluster.json")
 
 
-def _client(ns: argparse.Namespace) -> Any:
-    from orchestrator_client import OrchestratorClient
+def access(ns: argparse.Namespace) -> Any:
+    """How the commands reach the cluster: --addresses with the TLS and token flags (or their
+    environment variables). The CA defaults to the local cluster's (`make run`), if it has one;
+    --insecure talks plaintext."""
+    from .tools.access import Access
 
-    return OrchestratorClient(ns.addresses, timeout_s=5.0, retry_budget_s=ns.retry_budget)
+    addresses = [a.strip() for a in ns.addresses.split(",") if a.strip()]
+    if ns.insecure:
+        return Access(addresses)
+    ca = ns.ca or _local_ca()
+    if not ca:
+        raise SystemExit(
+            "orchestrator: no CA to verify the replicas with: pass --ca (or set ORCHESTRATOR_CA), "
+            "or --insecure for a cluster started with --insecure"
+        )
+    return Access(
+        addresses,
+        ca_file=ca,
+        token_file=ns.token_file or "",
+        cert_file=ns.cert or "",
+        key_file=ns.key or "",
+        token_value=ns.token or "",
+    )
+
+
+def _local_ca() -> str:
+    from .config import ConfigError, load
+
+    try:
+        tls = load(LOCAL_CONFIG, require_password=False).tls
+    except ConfigError:
+        return ""
+    return tls.ca if tls is not None and os.path.exists(tls.ca) else ""
+
+
+def _client(ns: argparse.Namespace) -> Any:
+    return access(ns).client(timeout_s=5.0, retry_budget_s=ns.retry_budget)
 
 
 def _print(value: Any) -> None:
@@ -43,7 +76,15 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     try:
         cfg = load(ns.config)
         cfg.replica(ns.node)
-        return serve(cfg, ns.node, ns.data_dir, ns.log_level, bootstrap=ns.bootstrap, join=ns.join)
+        return serve(
+            cfg,
+            ns.node,
+            ns.data_dir,
+            ns.log_level,
+            bootstrap=ns.bootstrap,
+            join=ns.join,
+            insecure=ns.insecure,
+        )
     except ConfigError as exc:
         print(f"orchestrator serve: {exc}", file=sys.stderr)
         return 2
@@ -79,7 +120,7 @@ def cmd_local_cluster(ns: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
 
     ensure_password_file(ns.config)
-    cluster = LocalCluster(ns.config)
+    cluster = LocalCluster(ns.config, insecure=ns.insecure)
     print(f"starting {len(cluster.replicas)} replicas (logs in {cluster.log_dir}) ...", flush=True)
     cluster.start_all()
     try:
@@ -89,20 +130,8 @@ def cmd_local_cluster(ns: argparse.Namespace) -> int:
         if ns.demo:
             from .tools.demo import run_demo
 
-            run_demo(addrs, workflows=ns.workflows)
-        print(
-            "\nThe cluster keeps running until Ctrl-C. Try, in another terminal:\n"
-            "  .venv/bin/orchestrator status\n"
-            '  .venv/bin/orchestrator start order_fulfillment --input \'{"orderId": "o-42", "items": ["book"]}\'\n'
-            "  .venv/bin/orchestrator get <workflow id>\n"
-            "  .venv/bin/orchestrator list\n"
-            "  kill -9 <pid of the leader> and watch the others carry on:\n"
-            + "".join(
-                f"    {nid}: pid {cluster.pid(nid)} gRPC {rp.grpc}\n"
-                for nid, rp in cluster.replicas.items()
-            ),
-            flush=True,
-        )
+            run_demo(cluster.access(), workflows=ns.workflows)
+        print(_how_to_connect(cluster, ns.config), flush=True)
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
@@ -112,10 +141,44 @@ def cmd_local_cluster(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _how_to_connect(cluster: Any, config: str) -> str:
+    """What `make run` prints: the commands to try and, for a secure cluster, where the tokens
+    are (the path, never a token)."""
+    prefix = ".venv/bin/orchestrator" + (" --insecure" if cluster.insecure else "")
+    auth = ""
+    if not cluster.insecure:
+        access = cluster.access()
+        token_dir = os.path.dirname(access.token_file)
+        auth = (
+            f"\nThe replicas serve TLS (CA {access.ca_file}) and want a token. One per role "
+            f"(admin, operator, worker, reader) is in {token_dir}/<role>.token. The CLI reads\n"
+            "it from --token-file or ORCHESTRATOR_TOKEN_FILE (or the token itself from\n"
+            "--token / ORCHESTRATOR_TOKEN), and trusts the local CA by itself:\n"
+            f"  export ORCHESTRATOR_TOKEN_FILE={access.token_file}\n"
+            "The Python client: OrchestratorClient(addresses, credentials=tls_credentials("
+            "<the CA>),\n  token=read_token_file(<a token file>)) (docs/security.md).\n"
+        )
+    if config != LOCAL_CONFIG:
+        prefix += f" --addresses {','.join(cluster.addresses)}"
+    return (
+        f"{auth}\nThe cluster keeps running until Ctrl-C. Try, in another terminal:\n"
+        f"  {prefix} status\n"
+        f"  {prefix} start order_fulfillment --input "
+        """'{"orderId": "o-42", "items": ["book"]}'\n"""
+        f"  {prefix} get <workflow id>\n"
+        f"  {prefix} list\n"
+        "  kill -9 <pid of the leader> and watch the others carry on:\n"
+        + "".join(
+            f"    {nid}: pid {cluster.pid(nid)} gRPC {rp.grpc}\n"
+            for nid, rp in cluster.replicas.items()
+        )
+    )
+
+
 def cmd_demo(ns: argparse.Namespace) -> int:
     from .tools.demo import run_demo
 
-    run_demo(ns.addresses, workflows=ns.workflows, keep_workers=ns.keep_workers)
+    run_demo(access(ns), workflows=ns.workflows, keep_workers=ns.keep_workers)
     return 0
 
 
@@ -236,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--retry-budget", type=float, default=20.0, help="seconds to keep retrying a call"
     )
+    _add_credential_flags(p)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_replica_commands(sub)
     _add_definition_commands(sub)
@@ -257,6 +321,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_credential_flags(p: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    p.add_argument(
+        "--token",
+        default=env("ORCHESTRATOR_TOKEN"),
+        help="bearer token (env ORCHESTRATOR_TOKEN); prefer --token-file, which keeps it out "
+        "of the process list",
+    )
+    p.add_argument(
+        "--token-file",
+        default=env("ORCHESTRATOR_TOKEN_FILE"),
+        help="file holding the bearer token (env ORCHESTRATOR_TOKEN_FILE); `make run` writes "
+        ".local-cluster/tokens/<role>.token",
+    )
+    p.add_argument(
+        "--ca",
+        default=env("ORCHESTRATOR_CA"),
+        help="CA certificate (PEM) the replicas' certificates are verified with (env "
+        "ORCHESTRATOR_CA; default: the local cluster's, .local-cluster/tls/ca.pem)",
+    )
+    p.add_argument("--cert", default=env("ORCHESTRATOR_CERT"), help="client certificate (mTLS)")
+    p.add_argument("--key", default=env("ORCHESTRATOR_KEY"), help="its private key (mTLS)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext gRPC without a token (a cluster started with --insecure)",
+    )
+
+
+def _insecure_flag(s: argparse.ArgumentParser, what: str) -> None:
+    s.add_argument(
+        "--insecure",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=f"{what} plaintext gRPC without authentication (a warning is logged): only for a "
+        "trusted network or a test",
+    )
+
+
 def _add_replica_commands(sub: Any) -> None:
     """serve, local-cluster and demo: running replicas, and the demo against them."""
     s = sub.add_parser("serve", help="run one replica", description="Run one replica of a cluster.")
@@ -275,6 +378,7 @@ def _add_replica_commands(sub: Any) -> None:
     mode.add_argument(
         "--join", action="store_true", help="first start of a replica just added with `members add`"
     )
+    _insecure_flag(s, "serve")
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser(
@@ -289,6 +393,7 @@ def _add_replica_commands(sub: Any) -> None:
         help="register the demo workflow, run workers, start workflows",
     )
     s.add_argument("--workflows", type=int, default=5, help="demo workflows to start")
+    _insecure_flag(s, "run the replicas with")
     s.set_defaults(fn=cmd_local_cluster)
 
     s = sub.add_parser(

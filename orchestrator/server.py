@@ -94,10 +94,10 @@ class Security:
         self.authenticator = Authenticator(tokens, self.forward_token)
         self.mutual = cfg.tls.require_client_cert
 
-    def interceptors(self) -> list[grpc.ServerInterceptor]:
+    def interceptors(self) -> list[grpc.ServerInterceptor[Any, Any]]:
         """In call order. Admission control, when it comes, goes first: a call refused for load
         should cost no authentication."""
-        out: list[grpc.ServerInterceptor] = []
+        out: list[grpc.ServerInterceptor[Any, Any]] = []
         if self.authenticator is not None:
             out.append(AuthInterceptor(self.authenticator))
         return out

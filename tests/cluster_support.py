@@ -8,6 +8,9 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
+import grpc
+
+from orchestrator.tools.access import add_token, token_path
 from orchestrator.tools.localcluster import LocalCluster, write_config
 from orchestrator.tools.verify import History, wait_for
 
@@ -15,6 +18,8 @@ __all__ = [
     "TEST_RAFT",
     "History",
     "api_stubs",
+    "auth_metadata",
+    "channel_credentials",
     "make_cluster",
     "read_log",
     "single_replica",
@@ -30,17 +35,45 @@ TEST_RAFT = {
 
 
 def make_cluster(
-    tmp_path: Any, n: int = 3, raft: dict[str, Any] | None = None, failpoints: bool = False
+    tmp_path: Any,
+    n: int = 3,
+    raft: dict[str, Any] | None = None,
+    failpoints: bool = False,
+    insecure: bool = False,
 ) -> LocalCluster:
-    cfg = write_config(str(tmp_path / "cluster.json"), n=n, raft=dict(TEST_RAFT, **(raft or {})))
+    """n replicas on loopback, with TLS and tokens unless `insecure`; `cluster.client()`,
+    `cluster.channel(addr)` and `cluster.access()` reach them as the admin (or as a role)."""
+    cfg = write_config(
+        str(tmp_path / "cluster.json"),
+        n=n,
+        raft=dict(TEST_RAFT, **(raft or {})),
+        secure=not insecure,
+    )
     env = {"ORCHESTRATOR_LOG_LEVEL": "INFO"}
-    cluster = LocalCluster(cfg, env=env)
+    cluster = LocalCluster(cfg, env=env, insecure=insecure)
     if failpoints:
         # Each replica reads its own file; the test arms the one that leads.
         cluster.failpoint_files = {
             nid: str(tmp_path / f"failpoints-{nid}") for nid in cluster.replicas
         }  # type: ignore[attr-defined]
     return cluster
+
+
+def channel_credentials(cluster: LocalCluster) -> grpc.ChannelCredentials | None:
+    """TLS credentials trusting the cluster's CA (None for an insecure cluster)."""
+    return cluster.access().credentials()
+
+
+def auth_metadata(cluster: LocalCluster, role: str, name: str = "") -> tuple[tuple[str, str], ...]:
+    """Call metadata authenticating as `name` (default: the role's own identity) with `role`;
+    a new name gets a token of its own, which the replicas read on their next call. Empty for
+    an insecure cluster."""
+    name = name or role
+    if cluster.insecure or cluster.cfg.tls is None:
+        return ()
+    if not os.path.exists(token_path(cluster.cfg, name)):
+        add_token(cluster.cfg, name, role)
+    return cluster.access(name).metadata()
 
 
 def start_node(cluster: LocalCluster, nid: str) -> None:
@@ -64,7 +97,7 @@ def single_replica(
     from orchestrator.config import load
     from orchestrator.server import ReplicaServer
 
-    cfg = load(write_config(str(tmp / "cluster.json"), n=n))
+    cfg = load(write_config(str(tmp / "cluster.json"), n=n, secure=False))
     srv = ReplicaServer(cfg, "n1", replica=replica(cfg) if replica else None, insecure=True)
     srv.start()
     try:

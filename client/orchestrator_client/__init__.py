@@ -3,6 +3,11 @@
 Imports only grpcio, protobuf and the standard library.
 """
 
+from orchestrator_client._credentials import (
+    channel_credentials,
+    read_token_file,
+    tls_credentials,
+)
 from orchestrator_client.client import OrchestratorClient, Recorder, Task, Workflow
 from orchestrator_client.errors import (
     AlreadyExistsError,
@@ -35,4 +40,7 @@ __all__ = [
     "WorkerStats",
     "Workflow",
     "__version__",
+    "channel_credentials",
+    "read_token_file",
+    "tls_credentials",
 ]

@@ -21,7 +21,7 @@ calls); _views (Task and Workflow) and _codec (JSON and enum conversion).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -91,6 +91,7 @@ class OrchestratorClient(DefinitionCalls, WorkflowCalls, TaskCalls, ClusterCalls
         credentials: grpc.ChannelCredentials | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
         batch_starts: bool = True,
+        token: str | None = None,
     ) -> None:
         """Creates a client; channels are opened lazily, on first use of each address.
 
@@ -101,18 +102,25 @@ class OrchestratorClient(DefinitionCalls, WorkflowCalls, TaskCalls, ClusterCalls
                 accepts connections but never answers (e.g. a paused process).
             retry_budget_s: Overall deadline of a logical call, retries and backoff included.
                 The first attempt always gets its full attempt deadline.
-            metadata: Extra request metadata sent with every call (e.g. an auth token).
+            metadata: Extra request metadata sent with every call.
             recorder: Optional history hook, see the class docstring.
-            credentials: TLS credentials; None for plaintext channels.
+            credentials: TLS credentials (see :func:`tls_credentials`); None for plaintext
+                channels (a cluster started with ``--insecure``).
+            token: Bearer token sent with every call (``authorization`` metadata); needs
+                ``credentials``, so a token never crosses the network in clear text.
             channel_options: Extra grpc channel options; they override the client's defaults.
             batch_starts: Let start_workflow calls made at the same time from several threads
                 share StartWorkflows calls (see start_workflow). A lone call is sent at once,
                 as a plain StartWorkflow.
 
         Raises:
-            ValueError: No address was given, a timeout is not positive, or the metadata uses a
-                key the client manages.
+            ValueError: No address was given, a timeout is not positive, the metadata uses a
+                key the client manages, or a token was given without credentials.
         """
+        if token is not None:
+            if credentials is None:
+                raise ValueError("a token is sent only over TLS: pass credentials too")
+            metadata = (*_metadata_items(metadata), ("authorization", f"Bearer {token}"))
         self._transport = Transport(
             addresses,
             timeout_s=timeout_s,
@@ -162,3 +170,9 @@ class OrchestratorClient(DefinitionCalls, WorkflowCalls, TaskCalls, ClusterCalls
 
     def __repr__(self) -> str:
         return f"OrchestratorClient(addresses={list(self.addresses)!r})"
+
+
+def _metadata_items(metadata: MetadataLike | None) -> tuple[tuple[str, str], ...]:
+    if metadata is None:
+        return ()
+    return tuple(metadata.items() if isinstance(metadata, Mapping) else metadata)

@@ -57,8 +57,8 @@ def _builder(
     )
 
 
-def make_ca(folder: str, name: str = "orchestrator local CA") -> Issued:
-    os.makedirs(folder, exist_ok=True)
+def make_ca(out: Issued, name: str = "orchestrator local CA") -> Issued:
+    os.makedirs(os.path.dirname(out.cert), exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     cert = (
@@ -80,15 +80,15 @@ def make_ca(folder: str, name: str = "orchestrator local CA") -> Issued:
         )
         .sign(key, hashes.SHA256())
     )
-    issued = Issued(os.path.join(folder, "ca.pem"), os.path.join(folder, "ca-key.pem"))
-    _write(issued.key, _key_pem(key), private=True)
-    _write(issued.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
-    return issued
+    _write(out.key, _key_pem(key), private=True)
+    _write(out.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
+    return out
 
 
-def issue(ca: Issued, folder: str, name: str, hosts: tuple[str, ...] = LOCAL_HOSTS) -> Issued:
-    """A certificate for `name` (its CN and a DNS SAN) valid for `hosts`, usable as a server's
-    and as a client's (replicas present theirs to each other under mutual TLS)."""
+def issue(ca: Issued, out: Issued, name: str, hosts: tuple[str, ...] = LOCAL_HOSTS) -> Issued:
+    """A certificate for `name` (its CN and a DNS SAN) valid for `hosts`, written to `out`,
+    usable as a server's and as a client's (replicas present theirs to each other under mutual
+    TLS)."""
     with open(ca.cert, "rb") as f:
         ca_cert = x509.load_pem_x509_certificate(f.read())
     with open(ca.key, "rb") as f:
@@ -96,7 +96,7 @@ def issue(ca: Issued, folder: str, name: str, hosts: tuple[str, ...] = LOCAL_HOS
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [x509.DNSName(name)]
-    for host in hosts:
+    for host in dict.fromkeys(hosts):
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
@@ -113,20 +113,27 @@ def issue(ca: Issued, folder: str, name: str, hosts: tuple[str, ...] = LOCAL_HOS
         )
         .sign(ca_key, hashes.SHA256())
     )
-    issued = Issued(os.path.join(folder, f"{name}.pem"), os.path.join(folder, f"{name}-key.pem"))
-    _write(issued.key, _key_pem(key), private=True)
-    _write(issued.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
-    return issued
+    os.makedirs(os.path.dirname(out.cert), exist_ok=True)
+    os.makedirs(os.path.dirname(out.key), exist_ok=True)
+    _write(out.key, _key_pem(key), private=True)
+    _write(out.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
+    return out
 
 
-def ensure_local_tls(folder: str, names: list[str]) -> Issued:
-    """The CA in `folder` (made when missing) and a certificate per name (made when missing);
-    returns the CA."""
-    ca = Issued(os.path.join(folder, "ca.pem"), os.path.join(folder, "ca-key.pem"))
+def ca_at(ca_cert: str) -> Issued:
+    """The CA whose certificate is `ca_cert`; its key is beside it (ca.pem -> ca-key.pem)."""
+    root, ext = os.path.splitext(ca_cert)
+    return Issued(ca_cert, f"{root}-key{ext or '.pem'}")
+
+
+def ensure_local_tls(ca_cert: str, certs: list[tuple[str, str, str, tuple[str, ...]]]) -> Issued:
+    """The CA at `ca_cert` (made when missing) and each (name, cert, key, hosts) certificate
+    (made when missing, or all of them anew with a new CA); returns the CA."""
+    ca = ca_at(ca_cert)
     fresh = not (os.path.exists(ca.cert) and os.path.exists(ca.key))
     if fresh:
-        ca = make_ca(folder)
-    for name in names:
-        if fresh or not os.path.exists(os.path.join(folder, f"{name}.pem")):
-            issue(ca, folder, name)
+        make_ca(ca)
+    for name, cert, key, hosts in certs:
+        if fresh or not (os.path.exists(cert) and os.path.exists(key)):
+            issue(ca, Issued(cert, key), name, hosts)
     return ca

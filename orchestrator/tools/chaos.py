@@ -67,7 +67,7 @@ def run(
     try:
         cluster.start_all()
         cluster.wait_healthy(timeout_s=60)
-        load = Load(cluster.addresses)
+        load = Load(cluster.access())
         tds, wf = definitions()
         load.client.register_task_defs(tds)
         load.client.register_workflow_def(wf)

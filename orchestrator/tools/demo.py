@@ -7,7 +7,10 @@ import os
 import random
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .access import Access
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_DIR = os.path.join(ROOT, "deploy", "local", "demo")
@@ -47,11 +50,11 @@ def register(client: Any) -> None:
         client.register_workflow_def(json.load(f), overwrite=True)
 
 
-def run_demo(addresses: str, workflows: int = 5, keep_workers: bool = False) -> None:
-    from orchestrator_client import OrchestratorClient
-
+def run_demo(access: Access, workflows: int = 5, keep_workers: bool = False) -> None:
+    """Registers, works and starts the demo through `access` (its token needs the admin role:
+    the demo registers definitions, starts workflows and polls tasks)."""
     rng = random.Random()
-    client = OrchestratorClient(addresses, retry_budget_s=30.0)
+    client = access.client(retry_budget_s=30.0)
     register(client)
     print("registered task definitions and workflow 'order_fulfillment' (deploy/local/demo/)")
     worker = build_worker(client, rng)

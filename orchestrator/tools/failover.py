@@ -24,8 +24,6 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run(kills: int, raft: dict[str, Any], keep_dir: str | None = None) -> dict[str, Any]:
-    from orchestrator_client import OrchestratorClient
-
     from .localcluster import LocalCluster, write_config
 
     base = keep_dir or tempfile.mkdtemp(prefix="orchestrator-failover-")
@@ -35,7 +33,7 @@ def run(kills: int, raft: dict[str, Any], keep_dir: str | None = None) -> dict[s
     try:
         cluster.start_all()
         cluster.wait_healthy(timeout_s=60)
-        client = OrchestratorClient(cluster.addresses, timeout_s=1.0, retry_budget_s=60.0)
+        client = cluster.client(timeout_s=1.0, retry_budget_s=60.0)
         client.register_task_defs([{"name": "failover_probe", "retryCount": 0}])
         client.register_workflow_def(
             {

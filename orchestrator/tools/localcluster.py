@@ -1,4 +1,8 @@
-"""Bring up N replicas as child processes on this machine (used by `make run` and the tests)."""
+"""Bring up N replicas as child processes on this machine (used by `make run` and the tests).
+
+A cluster is secure unless `insecure`: its config names TLS material and a tokens file
+(write_config puts them beside the config), made on first use (tools/access.prepare).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orchestrator import config as cfgmod
 
+from .access import AUTH_SETTINGS, TLS_SETTINGS, Access, local_access, prepare
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -33,8 +39,10 @@ def write_config(
     raft: dict[str, Any] | None = None,
     data_root: str = "data",
     hosts: list[str] | None = None,
+    secure: bool = True,
 ) -> str:
-    """Write a cluster config (and a fresh password file, if missing) for n loopback replicas."""
+    """Write a cluster config (and a fresh password file, if missing) for n loopback replicas;
+    `secure` names TLS material and a tokens file beside it (made by LocalCluster)."""
     hosts = hosts or ["127.0.0.1"] * n
     grpc_ports = grpc_ports or [free_port() for _ in range(n)]
     raft_ports = raft_ports or [free_port() for _ in range(n)]
@@ -59,6 +67,7 @@ def write_config(
                 for i in range(n)
             ],
             "raft": raft or {},
+            **({"tls": TLS_SETTINGS, "auth": AUTH_SETTINGS} if secure else {}),
         },
     )
     return path
@@ -81,11 +90,15 @@ class LocalCluster:
     # Per-replica command prefix, e.g. ["ip", "netns", "exec", "ns1"] (it execs, so the PID is
     # the replica's own).
     wrap: dict[str, list[str]] = field(default_factory=dict)
+    # Replicas run with --insecure (plaintext, no tokens), whatever the config says.
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         self._started: set[str] = set()
         cfg = cfgmod.load(self.config_path)
         self.cfg = cfg
+        if not insecure_config(cfg, self.insecure):
+            prepare(cfg)
         # Beside the data folder: .local-cluster/logs for `make run`, <tmp>/logs in tests.
         self.log_dir = self.log_dir or os.path.join(
             os.path.dirname(cfg.data_root.rstrip(os.sep)), "logs"
@@ -99,6 +112,20 @@ class LocalCluster:
     @property
     def addresses(self) -> list[str]:
         return [r.grpc for r in self.replicas.values()]
+
+    def access(self, name: str = "admin") -> Access:
+        """How to reach this cluster as `name` (a role's name, or one added with add_token)."""
+        if insecure_config(self.cfg, self.insecure):
+            return Access(self.addresses)
+        return local_access(self.cfg, name)
+
+    def client(self, name: str = "admin", **kw: Any) -> Any:
+        """An OrchestratorClient of every replica, as `name`; `kw` as the client's."""
+        return self.access(name).client(**kw)
+
+    def channel(self, address: str, name: str = "admin") -> grpc.Channel:
+        """A raw channel to one replica's gRPC address whose calls authenticate as `name`."""
+        return self.access(name).channel(address)
 
     def start(
         self, node_id: str, extra_env: dict[str, str] | None = None, join: bool = False
@@ -127,6 +154,7 @@ class LocalCluster:
                 "--node",
                 node_id,
                 *mode,
+                *(["--insecure"] if self.insecure else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -184,7 +212,7 @@ class LocalCluster:
     def health(self, node_id: str, timeout_s: float = 1.0) -> bool:
         addr = self.replicas[node_id].grpc
         try:
-            with grpc.insecure_channel(addr) as ch:
+            with self.channel(addr) as ch:
                 resp = health_pb2_grpc.HealthStub(ch).Check(
                     health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
                 )
@@ -217,7 +245,7 @@ class LocalCluster:
             if not self.alive(nid):
                 continue
             try:
-                with grpc.insecure_channel(rp.grpc) as ch:
+                with self.channel(rp.grpc) as ch:
                     st = cluster_pb2_grpc.ClusterServiceStub(ch).GetReplicaStatus(
                         cluster_pb2.GetReplicaStatusRequest(), timeout=timeout_s
                     )
@@ -226,3 +254,7 @@ class LocalCluster:
             except grpc.RpcError:
                 continue
         return seen.pop() if len(seen) == 1 else None
+
+
+def insecure_config(cfg: cfgmod.ClusterConfig, insecure: bool) -> bool:
+    return insecure or cfg.tls is None

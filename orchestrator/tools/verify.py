@@ -16,6 +16,8 @@ from typing import Any
 from orchestrator_client import OrchestratorClient, Worker
 from orchestrator_client.errors import NotFoundError
 
+from .access import Access
+
 
 def wait_for(
     pred: Callable[[], Any],
@@ -105,21 +107,21 @@ class Load:
     long runs; it also scans the newest workflows for two that answer the same start.
     """
 
-    def __init__(self, addresses: list[str], workers: int = 2) -> None:
+    def __init__(self, access: Access | list[str], workers: int = 2) -> None:
+        """`access`: the cluster with credentials (LocalCluster.access()), or its addresses
+        (plaintext)."""
+        if not isinstance(access, Access):
+            access = Access(list(access))
         self.starts = History()
         self.results = History()
         self.polled: dict[str, str] = {}
-        self.client = OrchestratorClient(
-            addresses, timeout_s=2.0, retry_budget_s=60.0, recorder=self.starts
-        )
+        self.client = access.client(timeout_s=2.0, retry_budget_s=60.0, recorder=self.starts)
         self.stop_event = threading.Event()
         self.workers: list[Worker] = []
         self.clients = [self.client]
         self._lock = threading.Lock()
         for i in range(workers):
-            c = OrchestratorClient(
-                addresses, timeout_s=2.0, retry_budget_s=60.0, recorder=self.results
-            )
+            c = access.client(timeout_s=2.0, retry_budget_s=60.0, recorder=self.results)
             self.clients.append(c)
             w = Worker(c, worker_id=f"load-{i}", concurrency=4, poll_timeout_ms=500)
             w.register("fault_a", self._handler(f"load-{i}", "a", c))
@@ -128,7 +130,7 @@ class Load:
         self.thread = threading.Thread(target=self._start_loop, daemon=True)
         self.errors: list[BaseException] = []
         # the auditor
-        self.audit_client = OrchestratorClient(addresses, timeout_s=2.0, retry_budget_s=5.0)
+        self.audit_client = access.client(timeout_s=2.0, retry_budget_s=5.0)
         self.clients.append(self.audit_client)
         self.final: dict[str, Any] = {}  # workflow id -> its terminal view (with tasks)
         self.duplicates: list[str] = []

@@ -36,9 +36,7 @@ def test_client_survives_one_replica_down(tmp_path: Any, fault: str) -> None:
     cluster = make_cluster(tmp_path)
     history = History()
     cluster.start_all()
-    client = OrchestratorClient(
-        cluster.addresses, timeout_s=2.0, retry_budget_s=45.0, recorder=history
-    )
+    client = cluster.client(timeout_s=2.0, retry_budget_s=45.0, recorder=history)
     victim = ""
     try:
         cluster.wait_healthy(timeout_s=60)
@@ -62,8 +60,8 @@ def test_client_survives_one_replica_down(tmp_path: Any, fault: str) -> None:
         # The client lists every replica, the victim first, and must still get through.
         client.close()
         victim_addr = cluster.replicas[victim].grpc
-        client = OrchestratorClient(
-            [victim_addr] + [a for a in cluster.addresses if a != victim_addr],
+        client = cluster.client(
+            addresses=[victim_addr] + [a for a in cluster.addresses if a != victim_addr],
             timeout_s=2.0,
             retry_budget_s=45.0,
             recorder=history,

@@ -10,9 +10,10 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, cast
 
+from ..access import Access
 from .baseline import run_baseline
 from .loop import Tracker, new_outcome, run_closed_loop
 from .measure import measure
@@ -110,19 +111,18 @@ def _run_workload(
     started: _Started,
 ) -> bool:
     """Everything up to the measured fields of the report; False if the cluster refused."""
-    from orchestrator_client import OrchestratorClient
-
     kind, n = opts.shape
-    addresses = _cluster_addresses(opts, raft, report["notes"], started)
+    access = _cluster_access(opts, raft, report["notes"], started)
     if opts.route == "leader":
-        addresses = _leader_first(addresses)
+        access = _leader_first(access)
+    addresses = access.addresses
     report["config"]["addresses"] = addresses
     report["config"]["route"] = opts.route
 
     rec = RpcRecorder()
-    client = OrchestratorClient(addresses, timeout_s=10.0, retry_budget_s=30.0, recorder=rec)
+    client = access.client(timeout_s=10.0, retry_budget_s=30.0, recorder=rec)
     started.clients.append(client)
-    monitor = OrchestratorClient(addresses, timeout_s=2.0, retry_budget_s=2.0)
+    monitor = access.client(timeout_s=2.0, retry_budget_s=2.0)
     started.clients.append(monitor)
     name = _register(client, kind, n, report)
     if name is None:
@@ -130,7 +130,7 @@ def _run_workload(
 
     tracker = Tracker(n)
     pool = started.pool = WorkerPool(mp.get_context("spawn"), tracker)
-    pool.start(opts.worker_processes, addresses, opts.worker_concurrency, opts.poll_timeout_ms)
+    pool.start(opts.worker_processes, access, opts.worker_concurrency, opts.poll_timeout_ms)
     pool.wait_ready()
     if opts.warmup > 0:
         warmup_concurrency = min(opts.concurrency, opts.warmup)
@@ -151,10 +151,11 @@ def _run_workload(
     return True
 
 
-def _cluster_addresses(
+def _cluster_access(
     opts: argparse.Namespace, raft: dict[str, Any], notes: list[str], started: _Started
-) -> list[str]:
-    """The given cluster's addresses, or those of a local cluster started for the run."""
+) -> Access:
+    """The given cluster (with the CLI's credential flags), or a local cluster started for the
+    run (as its admin)."""
     from ..localcluster import LocalCluster, write_config
 
     if opts.target_addresses:
@@ -162,7 +163,17 @@ def _cluster_addresses(
             "given cluster: its Raft settings are its own; the baseline uses the bench's "
             "(defaults plus --raft-setting); no replica CPU/RSS (pids unknown)"
         )
-        return [a.strip() for a in opts.target_addresses.split(",") if a.strip()]
+        from orchestrator.cli import access
+
+        flags = {k: None for k in ("token", "token_file", "ca", "cert", "key")}
+        return cast(
+            Access,
+            access(
+                argparse.Namespace(
+                    **{"insecure": False, **flags, **vars(opts), "addresses": opts.target_addresses}
+                )
+            ),
+        )
     started.tmp = tmp = tempfile.mkdtemp(prefix="orchestrator-bench-")
     cfg_path = write_config(os.path.join(tmp, "cluster.json"), n=3, raft=raft)
     env = {"ORCHESTRATOR_LOG_LEVEL": opts.log_level}
@@ -178,24 +189,23 @@ def _cluster_addresses(
         + ")",
         file=sys.stderr,
     )
-    return cluster.addresses
+    return cluster.access()
 
 
-def _leader_first(addresses: list[str]) -> list[str]:
+def _leader_first(access: Access) -> Access:
     """The addresses with the leader's first.
 
     Every client (starters, workers) then tries the leader first, so no call pays the
     follower's forwarding hop; --route first keeps the configured order (clients stick to
     whichever replica answers, usually a follower that forwards).
     """
-    from orchestrator_client import OrchestratorClient
-
-    with OrchestratorClient(addresses, timeout_s=2.0, retry_budget_s=10.0) as c0:
+    with access.client(timeout_s=2.0, retry_budget_s=10.0) as c0:
         statuses = c0.cluster_status()
     lead = next((str(r.get("grpc_address")) for r in statuses if r.get("role") == "LEADER"), "")
+    addresses = access.addresses
     if lead in addresses:
-        return [lead] + [a for a in addresses if a != lead]
-    return addresses
+        return replace(access, addresses=[lead] + [a for a in addresses if a != lead])
+    return access
 
 
 def _register(client: Any, kind: str, n: int, report: dict[str, Any]) -> str | None:

@@ -13,11 +13,14 @@ import resource
 import threading
 import time
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .loop import Tracker
 from .stats import RpcRecorder, self_cpu_s
 from .workload import TASK_TYPE
+
+if TYPE_CHECKING:
+    from ..access import Access
 
 
 class _Completions:
@@ -51,7 +54,7 @@ class _Completions:
 
 def _worker_main(
     index: int,
-    addresses: list[str],
+    access: Access,
     concurrency: int,
     poll_timeout_ms: int,
     out_q: Any,
@@ -59,13 +62,11 @@ def _worker_main(
     stop: Any,
 ) -> None:
     """One worker process: completes every bench task and reports completion timestamps."""
-    from orchestrator_client import OrchestratorClient, Worker
+    from orchestrator_client import Worker
 
     rec = RpcRecorder()
     completions = _Completions(rec)
-    client = OrchestratorClient(
-        addresses, timeout_s=10.0, retry_budget_s=30.0, recorder=completions
-    )
+    client = access.client(timeout_s=10.0, retry_budget_s=30.0, recorder=completions)
     worker = Worker(
         client,
         worker_id=f"bench-{index}-{os.getpid()}",
@@ -125,13 +126,13 @@ class WorkerPool:
         self._collector_stop = threading.Event()
         self._collector: threading.Thread | None = None
 
-    def start(self, count: int, addresses: list[str], concurrency: int, poll_ms: int) -> None:
+    def start(self, count: int, access: Access, concurrency: int, poll_ms: int) -> None:
         for i in range(count):
             p = self.ctx.Process(
                 target=_worker_main,
                 args=(
                     i,
-                    addresses,
+                    access,
                     concurrency,
                     poll_ms,
                     self.out_q,
