@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -88,17 +89,31 @@ def read_log(cluster: LocalCluster, nid: str) -> str:
 
 @contextmanager
 def single_replica(
-    tmp: Any, n: int = 1, replica: Callable[[Any], Any] | None = None
+    tmp: Any,
+    n: int = 1,
+    replica: Callable[[Any], Any] | None = None,
+    secure: bool = False,
+    tls: dict[str, Any] | None = None,
 ) -> Iterator[Any]:
     """Replica n1 of an n-replica configuration as a server in this process, leading (a
-    one-replica Raft node leads at once), stopped on exit; plaintext and unauthenticated (the
-    API's tests; tests/security covers TLS and tokens). `replica(cfg)` builds its replica
-    instead of a Raft node (tests/fakes.py)."""
+    one-replica Raft node leads at once), stopped on exit. `replica(cfg)` builds its replica
+    instead of a Raft node (tests/fakes.py). Plaintext and unauthenticated (the API's tests)
+    unless `secure`: then TLS and a token per role as a local cluster has them (`srv.access`),
+    `tls` overriding TLS settings (e.g. require_client_cert)."""
     from orchestrator.config import load
     from orchestrator.server import ReplicaServer
+    from orchestrator.tools.access import local_access, prepare
 
-    cfg = load(write_config(str(tmp / "cluster.json"), n=n, secure=False))
-    srv = ReplicaServer(cfg, "n1", replica=replica(cfg) if replica else None, insecure=True)
+    path = write_config(str(tmp / "cluster.json"), n=n, secure=secure)
+    if tls:
+        raw = json.loads(open(path).read())
+        raw["tls"].update(tls)
+        open(path, "w").write(json.dumps(raw))
+    cfg = load(path)
+    if secure:
+        prepare(cfg)
+    srv = ReplicaServer(cfg, "n1", replica=replica(cfg) if replica else None, insecure=not secure)
+    srv.access = local_access(cfg)
     srv.start()
     try:
         wait_for(srv.replica.leader_ready, 30, "the replica to lead")

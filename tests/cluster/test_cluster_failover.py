@@ -107,18 +107,14 @@ def test_workflows_survive_leader_kills_and_whole_cluster_restart(tmp_path: Any)
         for nid in cluster.replicas:
             start_node(cluster, nid)
         cluster.wait_healthy(timeout_s=60)
-        client = OrchestratorClient(
-            cluster.addresses, timeout_s=3.0, retry_budget_s=60.0, recorder=history
-        )
+        client = cluster.client(timeout_s=3.0, retry_budget_s=60.0, recorder=history)
         clients.append(client)
         client.register_task_defs(TASK_DEFS)
         client.register_workflow_def(WORKFLOW)
 
         rec = RecordingWorker()
         for i in range(2):
-            wc = OrchestratorClient(
-                cluster.addresses, timeout_s=3.0, retry_budget_s=60.0, recorder=worker_history
-            )
+            wc = cluster.client(timeout_s=3.0, retry_budget_s=60.0, recorder=worker_history)
             clients.append(wc)
             w = Worker(wc, worker_id=f"worker-{i}", concurrency=4, poll_timeout_ms=1000)
             for kind in ("reserve", "charge", "ship"):

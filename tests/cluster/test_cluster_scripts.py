@@ -85,7 +85,7 @@ def test_an_endless_script_fails_its_task_without_an_election_or_slowing_others(
         for nid in cluster.replicas:
             start_node(cluster, nid)
         cluster.wait_healthy(timeout_s=60)
-        client = OrchestratorClient(cluster.addresses, timeout_s=3.0, retry_budget_s=60.0)
+        client = cluster.client(timeout_s=3.0, retry_budget_s=60.0)
         client.register_task_defs(
             [{"name": "cs_work", "retryCount": 0, "responseTimeoutSeconds": 30}]
         )

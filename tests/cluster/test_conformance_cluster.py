@@ -371,7 +371,7 @@ def env(tmp_path_factory: Any) -> Iterator[Env]:
     try:
         cluster.start_all()
         cluster.wait_healthy(timeout_s=60)
-        client = OrchestratorClient(cluster.addresses, timeout_s=5.0, retry_budget_s=30.0)
+        client = cluster.client(timeout_s=5.0, retry_budget_s=30.0)
         clients.append(client)
         # Every polled type exists before the worker polls it; each case registers its own
         # definitions again before it starts.
@@ -380,7 +380,7 @@ def env(tmp_path_factory: Any) -> Iterator[Env]:
             for d in _task_defs(case):
                 defaults.setdefault(d["name"], d)
         client.register_task_defs(list(defaults.values()))
-        worker_client = OrchestratorClient(cluster.addresses, timeout_s=5.0, retry_budget_s=30.0)
+        worker_client = cluster.client(timeout_s=5.0, retry_budget_s=30.0)
         clients.append(worker_client)
         # Heartbeats effectively off: a worker that never answers lets the lease run out.
         worker = Worker(worker_client, concurrency=4, heartbeat_interval_s=3600.0)

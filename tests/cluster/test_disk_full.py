@@ -10,7 +10,6 @@ import subprocess
 from typing import Any
 
 import pytest
-from orchestrator_client import OrchestratorClient
 
 from orchestrator.tools.verify import WF, Load, check_history, check_replicas_agree, definitions
 from tests.cluster_support import make_cluster, read_log, wait_for
@@ -52,12 +51,12 @@ def test_full_disk_on_one_replica(tmp_path: Any) -> None:
     try:
         cluster.start_all()
         cluster.wait_healthy(timeout_s=60)
-        admin = OrchestratorClient(cluster.addresses, retry_budget_s=30)
+        admin = cluster.client(retry_budget_s=30)
         tds, wf = definitions()
         admin.register_task_defs(tds)
         admin.register_workflow_def(wf)
         admin.close()
-        load = Load(cluster.addresses)
+        load = Load(cluster.access())
         load.begin()
         wait_for(lambda: load.starts.count("ok") >= 20, 60, "load")
         if cluster.leader() == victim:  # keep the fault on a follower: the leader case is a kill

@@ -41,7 +41,7 @@ def cluster(tmp_path: Any) -> Any:
     c = make_cluster(tmp_path)
     c.start_all()
     c.wait_healthy(timeout_s=60)
-    client = OrchestratorClient(c.addresses, retry_budget_s=30)
+    client = c.client(retry_budget_s=30)
     tds, wf = definitions()
     client.register_task_defs(tds)
     client.register_workflow_def(wf)
@@ -73,7 +73,7 @@ def _probe(load: Load) -> Any:
 
 
 def test_leader_kill_9(cluster: Any) -> None:
-    load = Load(cluster.addresses)
+    load = Load(cluster.access())
     try:
         load.begin()
         _await_load(load, 20)
@@ -95,7 +95,7 @@ def test_cluster_time_keeps_running_through_an_election(cluster: Any) -> None:
     the first workflow started afterwards must carry a cluster time at least the real time
     that passed (minus a second for commit delays), not one that lost the leaderless 4 s.
     """
-    admin = OrchestratorClient(cluster.addresses, retry_budget_s=60)
+    admin = cluster.client(retry_budget_s=60)
     try:
         before = admin.get_workflow(admin.start_workflow(WF, {"n": "clock-before"}))
         after_before = time.monotonic()
@@ -118,7 +118,7 @@ def test_cluster_time_keeps_running_through_an_election(cluster: Any) -> None:
 
 
 def test_follower_kill_9(cluster: Any) -> None:
-    load = Load(cluster.addresses)
+    load = Load(cluster.access())
     try:
         load.begin()
         _await_load(load, 20)
@@ -134,7 +134,7 @@ def test_follower_kill_9(cluster: Any) -> None:
 
 
 def test_whole_cluster_kill_9_and_restart(cluster: Any) -> None:
-    load = Load(cluster.addresses)
+    load = Load(cluster.access())
     try:
         load.begin()
         wait_for(lambda: load.starts.count("ok") >= 30, 60, "load")
@@ -148,7 +148,7 @@ def test_whole_cluster_kill_9_and_restart(cluster: Any) -> None:
 
 
 def test_paused_leader_hands_out_no_task_and_serves_no_stale_read(cluster: Any) -> None:
-    load = Load(cluster.addresses)
+    load = Load(cluster.access())
     old_addr = ""
     try:
         load.begin()
@@ -162,7 +162,7 @@ def test_paused_leader_hands_out_no_task_and_serves_no_stale_read(cluster: Any) 
         )
         fresh_id = load.client.start_workflow(WF, {"n": "during-pause"})
         # Resume the old leader and immediately ask it directly, bypassing the client's failover.
-        with grpc.insecure_channel(old_addr) as ch:
+        with cluster.channel(old_addr) as ch:
             wfs = workflows_pb2_grpc.WorkflowServiceStub(ch)
             tasks = tasks_pb2_grpc.TaskServiceStub(ch)
             cluster.signal(old, signal.SIGCONT)
@@ -203,7 +203,7 @@ def test_paused_leader_hands_out_no_task_and_serves_no_stale_read(cluster: Any) 
 
 
 def test_sigterm_leader_steps_aside(cluster: Any) -> None:
-    load = Load(cluster.addresses)
+    load = Load(cluster.access())
     try:
         load.begin()
         _await_load(load, 20)
@@ -221,8 +221,10 @@ def test_sigterm_leader_steps_aside(cluster: Any) -> None:
 
 WORKER_SCRIPT = r"""
 import sys, time, threading
-from orchestrator_client import OrchestratorClient, Worker
-client = OrchestratorClient(sys.argv[1].split(","))
+from orchestrator_client import OrchestratorClient, Worker, read_token_file, tls_credentials
+client = OrchestratorClient(
+    sys.argv[1].split(","), credentials=tls_credentials(sys.argv[2]), token=read_token_file(sys.argv[3])
+)
 w = Worker(client, worker_id="doomed", concurrency=4, poll_timeout_ms=500, heartbeat_interval_s=0.5)
 out = threading.Lock()  # concurrent print()s to a pipe can lose lines
 def slow(task):
@@ -242,7 +244,7 @@ def test_worker_killed_while_holding_tasks(tmp_path: Any) -> None:
     load = None
     try:
         c.wait_healthy(timeout_s=60)
-        admin = OrchestratorClient(c.addresses)
+        admin = c.client()
         tds, wf = definitions(response_timeout_s=2)
         admin.register_task_defs(tds)
         admin.register_workflow_def(wf)
@@ -251,7 +253,14 @@ def test_worker_killed_while_holding_tasks(tmp_path: Any) -> None:
         err_path = tmp_path / "worker.stderr"
         with open(err_path, "w") as err_file:
             proc = subprocess.Popen(
-                [sys.executable, "-c", WORKER_SCRIPT, ",".join(c.addresses)],
+                [
+                    sys.executable,
+                    "-c",
+                    WORKER_SCRIPT,
+                    ",".join(c.addresses),
+                    c.access().ca_file,
+                    c.access().token_file,
+                ],
                 stdout=subprocess.PIPE,
                 stderr=err_file,
                 text=True,
@@ -270,7 +279,7 @@ def test_worker_killed_while_holding_tasks(tmp_path: Any) -> None:
         proc.kill()
         proc.wait(10)
         # The leases expire (heartbeats stopped with the worker) and other workers finish the job.
-        load = Load(c.addresses, workers=1)
+        load = Load(c.access(), workers=1)
         for w in load.workers:
             w.start()
         for wid in ids:
@@ -297,13 +306,13 @@ def test_stalled_worker_late_result_is_rejected(tmp_path: Any) -> None:
     try:
         c.wait_healthy(timeout_s=60)
         history = History()
-        admin = OrchestratorClient(c.addresses)
+        admin = c.client()
         clients.append(admin)
         tds, wf = definitions(response_timeout_s=1)
         admin.register_task_defs(tds)
         admin.register_workflow_def(wf)
         wid = admin.start_workflow(WF, {"n": 1})
-        stalled_client = OrchestratorClient(c.addresses, recorder=history)
+        stalled_client = c.client(recorder=history)
         clients.append(stalled_client)
         [task] = wait_for(
             lambda: stalled_client.poll_tasks("fault_a", worker_id="staller", timeout_ms=1000),
@@ -311,9 +320,7 @@ def test_stalled_worker_late_result_is_rejected(tmp_path: Any) -> None:
             "a task",
         )
         # The lease (1 s) runs out while the worker stalls; it is re-delivered and completed.
-        healthy = Worker(
-            OrchestratorClient(c.addresses), worker_id="healthy", concurrency=2, poll_timeout_ms=500
-        )
+        healthy = Worker(c.client(), worker_id="healthy", concurrency=2, poll_timeout_ms=500)
         healthy.register("fault_a", lambda t: {"m": "fresh"})
         healthy.register("fault_b", lambda t: {"done": True})
         healthy.start()
@@ -337,7 +344,7 @@ def test_stalled_worker_late_result_is_rejected(tmp_path: Any) -> None:
 
 
 def test_corrupted_journal_refuses_to_start_and_the_rest_carry_on(cluster: Any) -> None:
-    load = Load(cluster.addresses)
+    load = Load(cluster.access())
     try:
         load.begin()
         _await_load(load, 20)
@@ -376,7 +383,7 @@ def test_clock_jumps_on_the_leader_fire_no_timer_early(tmp_path: Any) -> None:
     clients: list[OrchestratorClient] = []
     try:
         c.wait_healthy(timeout_s=60)
-        admin = OrchestratorClient(c.addresses)
+        admin = c.client()
         clients.append(admin)
         admin.register_task_defs(
             [

@@ -41,11 +41,11 @@ def test_three_to_five_to_three_and_replace_a_lost_disk(tmp_path: Any) -> None:
     try:
         base.start_all()
         base.wait_healthy(timeout_s=60)
-        admin = OrchestratorClient(base.addresses, retry_budget_s=60)
+        admin = base.client(retry_budget_s=60)
         tds, wf = definitions()
         admin.register_task_defs(tds)
         admin.register_workflow_def(wf)
-        load = Load(base.addresses)
+        load = Load(base.access())
         load.begin()
         wait_for(lambda: load.starts.count("ok") >= 20, 60, "load")
 
@@ -78,7 +78,7 @@ def test_three_to_five_to_three_and_replace_a_lost_disk(tmp_path: Any) -> None:
         )
         assert all(m["serving"] for m in members.values()), members
         # The new replicas serve clients too.
-        direct = OrchestratorClient([five.replicas["n5"].grpc], retry_budget_s=30)
+        direct = five.client(addresses=[five.replicas["n5"].grpc], retry_budget_s=30)
         assert direct.get_workflow_def(WF)["name"] == WF
         direct.close()
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 import pytest
-from orchestrator_client import OrchestratorClient
 from orchestrator_client.v1 import tasks_pb2, tasks_pb2_grpc, workflows_pb2, workflows_pb2_grpc
 
 from orchestrator.tools.localcluster import LocalCluster, write_config
@@ -49,7 +48,7 @@ def net_cluster(tmp_path: Any) -> Any:
         cluster = LocalCluster(cfg, wrap={f"n{i + 1}": net.wrap(i) for i in range(3)})
         cluster.start_all()
         cluster.wait_healthy(timeout_s=60)
-        admin = OrchestratorClient(cluster.addresses, retry_budget_s=30)
+        admin = cluster.client(retry_budget_s=30)
         tds, wf = definitions()
         admin.register_task_defs(tds)
         admin.register_workflow_def(wf)
@@ -71,7 +70,7 @@ def _probe(load: Load) -> Any:
 
 def test_partition_isolating_the_leader(net_cluster: Any) -> None:
     cluster, net = net_cluster
-    load = Load(cluster.addresses)
+    load = Load(cluster.access())
     try:
         load.begin()
         wait_for(lambda: load.starts.count("ok") >= 20, 60, lambda: f"load: {load.errors[:3]}")
@@ -84,7 +83,7 @@ def test_partition_isolating_the_leader(net_cluster: Any) -> None:
         recovery = time_until_success(lambda: _probe(load))
         created = load.client.start_workflow(WF, {"n": "during-partition"})
         # The isolated old leader, asked directly, neither serves a stale read nor leases a task.
-        with grpc.insecure_channel(cluster.replicas[old].grpc) as ch:
+        with cluster.channel(cluster.replicas[old].grpc) as ch:
             try:
                 got = workflows_pb2_grpc.WorkflowServiceStub(ch).GetWorkflow(
                     workflows_pb2.GetWorkflowRequest(workflow_id=created), timeout=5
@@ -120,7 +119,7 @@ def test_partition_isolating_the_leader(net_cluster: Any) -> None:
 
 def test_asymmetric_partition(net_cluster: Any) -> None:
     cluster, net = net_cluster
-    load = Load(cluster.addresses)
+    load = Load(cluster.access())
     try:
         load.begin()
         wait_for(lambda: load.starts.count("ok") >= 20, 60, "load")
@@ -149,7 +148,7 @@ def test_asymmetric_partition(net_cluster: Any) -> None:
 
 def test_packet_loss_between_replicas(net_cluster: Any) -> None:
     cluster, net = net_cluster
-    load = Load(cluster.addresses)
+    load = Load(cluster.access())
     try:
         load.begin()
         wait_for(lambda: load.starts.count("ok") >= 20, 60, "load")
