@@ -19,7 +19,7 @@ from pysyncobj.monotonic import monotonic as raft_monotonic
 from pysyncobj.node import TCPNode
 
 from ..core.state import State
-from . import journal, raft_fixes, snapshot, wire_crypto, wire_frames
+from . import journal, raft_fixes, snapshot, wire_crypto, wire_frames, wire_guard
 from .api import (
     Member,
     NotLeader,
@@ -113,6 +113,7 @@ class RaftReplica(ReplicaBase):
         journal.install()
         wire_crypto.install()
         wire_frames.install()
+        wire_guard.install()
         journal.register(self.journal_path, settings.fsync, keep_from_idx=dump_prev_idx)
         # Must run on a thread that lives as long as the process: pysyncobj's tick thread exits
         # when the thread that built the SyncObj does.

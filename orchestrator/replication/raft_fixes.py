@@ -21,6 +21,8 @@ from typing import Any
 
 from pysyncobj.transport import TCPTransport
 
+from . import wire_guard
+
 
 def conform_append_entries(message: Any, log: Any) -> Any:
     """Return the message to hand to pysyncobj (the same object when nothing needs fixing)."""
@@ -74,10 +76,28 @@ class FixedTransport(TCPTransport):  # type: ignore[misc]
       of a later tick, and `node._Raft._onTick` syncs the journal before every tick, so its copy
       is durable before it counts. Followers receive entries one fsync sooner.
     - Every incoming message passes through conform_append_entries.
+    - Every connection gets the Raft port's frame limits (wire_guard.py) before it reads.
 
     Passed as SyncObj's transportClass, so no message is handled or sent without these rules,
     not even in the first ticks.
     """
+
+    def _limits(self) -> wire_guard.FrameLimits:
+        settings = getattr(getattr(self._syncObj, "_owner", None), "settings", None)
+        if settings is None:
+            return wire_guard.DEFAULT_LIMITS
+        return wire_guard.FrameLimits(settings.max_frame_bytes, settings.preauth_budget_bytes)
+
+    def _onNewIncomingConnection(self, conn: Any) -> Any:
+        wire_guard.set_limits(conn, self._limits())
+        return super()._onNewIncomingConnection(conn)
+
+    def addNode(self, node: Any) -> Any:
+        result = super().addNode(node)
+        conn = self._connections.get(node)
+        if conn is not None:
+            wire_guard.set_limits(conn, self._limits())
+        return result
 
     def _journal(self) -> Any:
         return self._syncObj._SyncObj__raftLog

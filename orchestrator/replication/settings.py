@@ -49,6 +49,11 @@ class RaftSettings:
     # Stagger compactions across replicas (pysyncobj gives each a time slot; even a forced
     # compaction waits for it).
     log_compaction_split: bool = True
+    # The Raft port (wire_guard.py): the longest frame an authenticated peer may send (the
+    # largest legitimate one, an AppendEntries carrying a 4 MiB request's entry, is ~4.2 MiB),
+    # and what a connection may send before a message of it decrypts with the password.
+    max_frame_bytes: int = 16 * 1024 * 1024
+    preauth_budget_bytes: int = 64 * 1024
 
 
 def from_config(cfg: ClusterConfig, node_id: str, data_dir: str | None = None) -> RaftSettings:
