@@ -160,6 +160,8 @@ def _how_to_connect(cluster: Any, config: str) -> str:
         )
     if config != LOCAL_CONFIG:
         prefix += f" --addresses {','.join(cluster.addresses)}"
+        if not cluster.insecure:
+            prefix += f" --ca {cluster.access().ca_file}"
     return (
         f"{auth}\nThe cluster keeps running until Ctrl-C. Try, in another terminal:\n"
         f"  {prefix} status\n"
