@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator_client._codec import decode_object, encode_definition, new_request_id
+from orchestrator_client._rpc import pages
 from orchestrator_client._transport import Transport
 from orchestrator_client.v1 import definitions_pb2
 
@@ -92,7 +93,7 @@ class DefinitionCalls:
     def list_workflow_defs(
         self, *, timeout_s: float | None = None, retry_budget_s: float | None = None
     ) -> list[dict[str, Any]]:
-        """Lists every registered version of every workflow definition.
+        """Lists every registered version of every workflow definition (page by page).
 
         Args:
             timeout_s: Per-attempt deadline override.
@@ -105,19 +106,23 @@ class DefinitionCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        response = self._transport.invoke(
-            definitions_pb2.ListWorkflowDefsRequest(),
-            definitions_pb2.ListWorkflowDefsResponse,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
-        out: list[dict[str, Any]] = []
-        for summary in response.definitions:
-            definition = decode_object(summary.definition_json)
-            definition.setdefault("name", summary.name)
-            definition.setdefault("version", summary.version)
-            out.append(definition)
-        return out
+
+        def fetch(token: str) -> tuple[list[dict[str, Any]], str]:
+            response = self._transport.invoke(
+                definitions_pb2.ListWorkflowDefsRequest(page_token=token),
+                definitions_pb2.ListWorkflowDefsResponse,
+                timeout_s=timeout_s,
+                retry_budget_s=retry_budget_s,
+            )
+            out: list[dict[str, Any]] = []
+            for summary in response.definitions:
+                definition = decode_object(summary.definition_json)
+                definition.setdefault("name", summary.name)
+                definition.setdefault("version", summary.version)
+                out.append(definition)
+            return out, response.next_page_token
+
+        return list(pages(fetch))
 
     def register_task_defs(
         self,
@@ -185,7 +190,7 @@ class DefinitionCalls:
     def list_task_defs(
         self, *, timeout_s: float | None = None, retry_budget_s: float | None = None
     ) -> list[dict[str, Any]]:
-        """Lists every task definition.
+        """Lists every task definition (page by page).
 
         Args:
             timeout_s: Per-attempt deadline override.
@@ -198,10 +203,16 @@ class DefinitionCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        response = self._transport.invoke(
-            definitions_pb2.ListTaskDefsRequest(),
-            definitions_pb2.ListTaskDefsResponse,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
-        return [decode_object(text) for text in response.task_def_json]
+
+        def fetch(token: str) -> tuple[list[dict[str, Any]], str]:
+            response = self._transport.invoke(
+                definitions_pb2.ListTaskDefsRequest(page_token=token),
+                definitions_pb2.ListTaskDefsResponse,
+                timeout_s=timeout_s,
+                retry_budget_s=retry_budget_s,
+            )
+            return [
+                decode_object(text) for text in response.task_def_json
+            ], response.next_page_token
+
+        return list(pages(fetch))

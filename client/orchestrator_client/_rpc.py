@@ -8,9 +8,9 @@ regenerated (scripts/gen_protos.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from google.protobuf import message_factory
 from google.protobuf.descriptor import FileDescriptor
@@ -18,12 +18,24 @@ from google.protobuf.message import Message
 
 from orchestrator_client.v1 import cluster_pb2, definitions_pb2, tasks_pb2, workflows_pb2
 
-__all__ = ["MAX_BATCH", "MAX_POLL_COUNT", "MAX_RIDING_POLLS", "RPCS", "Rpc", "rpc_of"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_PAGE_SIZE",
+    "MAX_POLL_COUNT",
+    "MAX_RIDING_POLLS",
+    "RPCS",
+    "Rpc",
+    "pages",
+    "rpc_of",
+]
 
 # The server's limits.
 MAX_BATCH: Final = 100  # items per CompleteTasks or StartWorkflows call
 MAX_POLL_COUNT: Final = 100  # tasks one poll may ask for
 MAX_RIDING_POLLS: Final = 16  # polls riding one CompleteTasks call
+MAX_PAGE_SIZE: Final = 1000  # items one page of a List RPC may hold
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +87,15 @@ _BY_REQUEST: Final = _by_request(RPCS)
 def rpc_of(request: Message) -> Rpc:
     """The RPC that takes ``request``, by the request's type."""
     return _BY_REQUEST[type(request)]
+
+
+def pages(fetch: Callable[[str], tuple[Sequence[_T], str]]) -> Iterator[_T]:
+    """Every item of a List RPC: `fetch(page_token)` returns one page's items and the next
+    page's token ("" after the last page; a server that does not page answers "" at once)."""
+    token = ""
+    while True:
+        items, next_token = fetch(token)
+        yield from items
+        if not next_token or next_token == token:
+            return
+        token = next_token

@@ -14,6 +14,7 @@ from orchestrator_client._codec import (
     enum_key,
     new_request_id,
 )
+from orchestrator_client._rpc import MAX_PAGE_SIZE, pages
 from orchestrator_client._transport import Transport
 from orchestrator_client._views import Workflow
 from orchestrator_client.errors import OrchestratorError, UnavailableError
@@ -218,7 +219,7 @@ class WorkflowCalls:
         Args:
             name: Only this workflow definition; empty for all.
             status: Only this status (e.g. ``"RUNNING"``); empty for all.
-            limit: At most this many (the server caps it at 1000).
+            limit: At most this many (fetched a page of at most 1000 at a time).
             timeout_s: Per-attempt deadline override.
             retry_budget_s: Overall deadline override.
 
@@ -235,16 +236,29 @@ class WorkflowCalls:
             if status
             else "WORKFLOW_STATUS_UNSPECIFIED"
         )
-        request = workflows_pb2.ListWorkflowsRequest(
-            workflow_name=name, status=status_key, limit=limit
-        )
-        response = self._transport.invoke(
-            request,
-            workflows_pb2.ListWorkflowsResponse,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
-        return [Workflow.from_proto(w) for w in response.workflows]
+
+        def fetch(token: str) -> tuple[list[Workflow], str]:
+            request = workflows_pb2.ListWorkflowsRequest(
+                workflow_name=name,
+                status=status_key,
+                limit=min(want - len(listed), MAX_PAGE_SIZE),
+                page_token=token,
+            )
+            response = self._transport.invoke(
+                request,
+                workflows_pb2.ListWorkflowsResponse,
+                timeout_s=timeout_s,
+                retry_budget_s=retry_budget_s,
+            )
+            return [Workflow.from_proto(w) for w in response.workflows], response.next_page_token
+
+        want = limit or 100  # 0: the server's default page, as before paging
+        listed: list[Workflow] = []
+        for workflow in pages(fetch):
+            listed.append(workflow)
+            if len(listed) >= want:
+                break
+        return listed
 
     def wait_for_workflow(
         self,

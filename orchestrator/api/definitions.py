@@ -15,7 +15,7 @@ from ..core.definitions import normalize_task_def, normalize_workflow_def
 from ..core.state import State
 from ..runtime.sandbox import default_sandbox
 from ..runtime.scripts import SandboxDown, check_definition_scripts
-from . import rpc
+from . import rpc, views
 from . import validation as v
 from .errors import ApiError, invalid, quote
 from .service import ServiceBase
@@ -101,9 +101,18 @@ class DefinitionService(ServiceBase, definitions_pb2_grpc.DefinitionServiceServi
         self, request: dpb.ListWorkflowDefsRequest, context: grpc.ServicerContext
     ) -> Any:
         def fn(st: State) -> Any:
+            size = views.page_size(request.page_size)
+            after = views.page_after(request.page_token, (str, int))
             out = dpb.ListWorkflowDefsResponse()
-            for name, version, d in queries.workflow_defs(st):
-                out.definitions.add(name=name, version=version, definition_json=json.dumps(d))
+            out.next_page_token = views.fill_page(
+                out.definitions,
+                (d for d in queries.workflow_defs(st) if after is None or [d[0], d[1]] > after),
+                size,
+                lambda d: dpb.WorkflowDefSummary(
+                    name=d[0], version=d[1], definition_json=json.dumps(d[2])
+                ),
+                lambda d: [d[0], d[1]],
+            )
             return out
 
         return self._read(context, fn)
@@ -121,9 +130,17 @@ class DefinitionService(ServiceBase, definitions_pb2_grpc.DefinitionServiceServi
         return self._read(context, fn)
 
     def ListTaskDefs(self, request: dpb.ListTaskDefsRequest, context: grpc.ServicerContext) -> Any:
-        return self._read(
-            context,
-            lambda st: dpb.ListTaskDefsResponse(
-                task_def_json=[json.dumps(td) for td in queries.task_defs(st)]
-            ),
-        )
+        def fn(st: State) -> Any:
+            size = views.page_size(request.page_size)
+            after = views.page_after(request.page_token, (str,))
+            out = dpb.ListTaskDefsResponse()
+            out.next_page_token = views.fill_page(
+                out.task_def_json,
+                (td for td in queries.task_defs(st) if after is None or [td["name"]] > after),
+                size,
+                json.dumps,
+                lambda td: [td["name"]],
+            )
+            return out
+
+        return self._read(context, fn)

@@ -1,13 +1,19 @@
-"""What core.queries returns -> protobuf messages (mapped under the replica's lock)."""
+"""What core.queries returns -> protobuf messages (mapped under the replica's lock), and the
+pages of the List RPCs."""
 
 from __future__ import annotations
 
+import base64
 import json
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from orchestrator_client.v1 import workflows_pb2 as wpb
 
 from ..core.records import Task, Workflow
+from .errors import invalid, quote
+
+T = TypeVar("T")
 
 
 def _j(value: Any) -> str:
@@ -61,3 +67,64 @@ def workflow_pb(wf: Workflow, tasks: list[Task] | None) -> wpb.Workflow:
     if tasks is not None:
         msg.tasks.extend(task_pb(t) for t in tasks)
     return msg
+
+
+# ---- pages of List RPCs
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+# A page ends before its items exceed this, so an answer stays under a default client's 4 MiB.
+MAX_PAGE_BYTES = 1024 * 1024
+
+
+def page_size(value: int, field: str = "page_size") -> int:
+    if value == 0:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        raise invalid(f"{field}: must be between 1 and {MAX_PAGE_SIZE}")
+    return value
+
+
+def page_after(token: str, shape: tuple[type, ...]) -> list[Any] | None:
+    """The key a page token names (the last item of the previous page), or None for the first
+    page. A token is base64 of the JSON list of that key's parts; `shape` their types."""
+    if not token:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+    except (ValueError, UnicodeError):
+        key = None
+    if (
+        not isinstance(key, list)
+        or len(key) != len(shape)
+        or not all(type(part) is kind for part, kind in zip(key, shape, strict=True))
+    ):
+        raise invalid(f"page_token: not a token of this listing: {quote(token)!r}")
+    return key
+
+
+def fill_page(
+    out: Any,
+    items: Iterable[T],
+    size: int,
+    to_pb: Callable[[T], Any],
+    key: Callable[[T], list[Any]],
+) -> str:
+    """Appends up to `size` items to the repeated field `out` (fewer once they reach
+    MAX_PAGE_BYTES, at least one); returns the next page's token, "" when nothing follows."""
+    used = 0
+    last: T | None = None
+    for item in items:
+        if last is not None and len(out) >= size:
+            return _token(key(last))
+        msg = to_pb(item)
+        used += msg.ByteSize() if hasattr(msg, "ByteSize") else len(msg)
+        if last is not None and used > MAX_PAGE_BYTES:
+            return _token(key(last))
+        out.append(msg)
+        last = item
+    return ""
+
+
+def _token(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(_j(key).encode("utf-8")).decode("ascii")

@@ -119,17 +119,32 @@ class WorkflowService(ServiceBase, workflows_pb2_grpc.WorkflowServiceServicer):
     def ListWorkflows(
         self, request: wpb.ListWorkflowsRequest, context: grpc.ServicerContext
     ) -> Any:
-        limit = request.limit or 100
-        status = ""
-        if request.status:
-            status = wpb.WorkflowStatus.Name(request.status).removeprefix("WORKFLOW_STATUS_")
-
         def fn(st: State) -> Any:
-            if not 1 <= limit <= 1000:
-                raise invalid("limit: must be between 1 and 1000")
+            if request.page_size:
+                size = views.page_size(request.page_size)
+            else:
+                size = views.page_size(request.limit, "limit")
+            status = ""
+            if request.status:
+                if request.status not in wpb.WorkflowStatus.values():
+                    raise invalid(f"status: unknown value {request.status}")
+                status = wpb.WorkflowStatus.Name(request.status).removeprefix("WORKFLOW_STATUS_")
+            after = views.page_after(request.page_token, (int, str))
+            found = queries.list_workflows(
+                st,
+                request.workflow_name,
+                status,
+                size + 1,
+                (after[0], after[1]) if after else None,
+            )
             out = wpb.ListWorkflowsResponse()
-            found = queries.list_workflows(st, request.workflow_name, status, limit)
-            out.workflows.extend(views.workflow_pb(wf, None) for wf in found)
+            out.next_page_token = views.fill_page(
+                out.workflows,
+                found,
+                size,
+                lambda wf: views.workflow_pb(wf, None),
+                lambda wf: [wf.create_time_ms, wf.workflow_id],
+            )
             return out
 
         return self._read(context, fn)

@@ -126,10 +126,27 @@ def workflow_tasks(st: State, wf: Workflow) -> list[Task]:
     return [tasks[tid] for tid in wf.tasks if tid in tasks]
 
 
-def list_workflows(st: State, name: str, status: str, limit: int) -> list[Workflow]:
-    """Up to `limit` workflows, newest first, of `name` and `status` ("" matches any)."""
+def list_workflows(
+    st: State, name: str, status: str, limit: int, after: tuple[int, str] | None = None
+) -> list[Workflow]:
+    """Up to `limit` workflows, newest first, of `name` and `status` ("" matches any); with
+    `after` (create_time_ms, workflow_id) of one listed before, those older than it.
+
+    Workflows are kept in start order, which is also create_time_ms order (cluster time never
+    goes back), so new starts never land after `after`; when `after` has been evicted since,
+    the listing goes on from the first one created earlier than it.
+    """
     out: list[Workflow] = []
+    passed = after is None
+    after_ms, after_id = after or (0, "")
     for wf in reversed(st.workflows.values()):
+        if not passed:
+            if wf.workflow_id == after_id:
+                passed = True
+                continue
+            if wf.create_time_ms >= after_ms:
+                continue
+            passed = True
         if name and wf.workflow_name != name:
             continue
         if status and wf.status != status:

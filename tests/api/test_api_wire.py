@@ -1,17 +1,21 @@
 """Clean wire answers: undecodable requests are INVALID_ARGUMENT naming the method (no traceback
-logged), and error messages quote a bounded part of the input."""
+logged), error messages quote a bounded part of the input, and List RPCs answer in pages."""
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
+from orchestrator_client import OrchestratorClient
 from orchestrator_client.v1 import cluster_pb2 as cpb
 from orchestrator_client.v1 import cluster_pb2_grpc
+from orchestrator_client.v1 import definitions_pb2 as dpb
 from orchestrator_client.v1 import workflows_pb2 as wpb
 
 from orchestrator.api import rpc
@@ -89,3 +93,124 @@ def test_quote_and_bounded() -> None:
     assert len(bounded("z" * 10**6)) < MAX_MESSAGE_CHARS + 40
     # A lone surrogate (JSON can carry one) must not make the status unsendable.
     assert bounded("bad \udc80 text").encode("utf-8")
+
+
+# ---- pages of the List RPCs
+
+
+def _task_defs(stubs: Any, names: list[str]) -> None:
+    stubs.defs.RegisterTaskDefs(
+        dpb.RegisterTaskDefsRequest(
+            request_id=uuid.uuid4().hex, task_def_json=[json.dumps({"name": n}) for n in names]
+        ),
+        timeout=10,
+    )
+
+
+def _invalid(call: Any) -> str:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    return str(info.value.details())
+
+
+def test_task_defs_come_in_pages_stable_under_concurrent_registrations(
+    channel: grpc.Channel,
+) -> None:
+    stubs = api_stubs(channel)
+    _task_defs(stubs, [f"pg_m{i:02}" for i in range(25)])
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = stubs.defs.ListTaskDefs(
+            dpb.ListTaskDefsRequest(page_size=10, page_token=token), timeout=5
+        )
+        seen += [json.loads(t)["name"] for t in page.task_def_json]
+        pages += 1
+        if pages == 1:  # one before the cursor (not listed), one after it (listed)
+            _task_defs(stubs, ["pg_a_before", "pg_z_after"])
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == sorted(set(seen))
+    mine = [n for n in seen if n.startswith("pg_m")]
+    assert mine == [f"pg_m{i:02}" for i in range(25)] and "pg_z_after" in seen
+    assert pages > 1
+    assert "page_token" in _invalid(
+        lambda: stubs.defs.ListTaskDefs(dpb.ListTaskDefsRequest(page_token="nonsense"), timeout=5)
+    )
+    assert "page_size" in _invalid(
+        lambda: stubs.defs.ListTaskDefs(dpb.ListTaskDefsRequest(page_size=1001), timeout=5)
+    )
+
+
+def test_a_page_ends_before_a_megabyte_and_the_client_pages_through(
+    server: ReplicaServer, channel: grpc.Channel
+) -> None:
+    stubs = api_stubs(channel)
+    _task_defs(stubs, ["pg_big_t"])
+    for version in range(1, 7):
+        definition = {
+            "name": "pg_big",
+            "version": version,
+            "description": "d" * (300 * 1024),
+            "tasks": [{"name": "pg_big_t", "taskReferenceName": "a"}],
+        }
+        stubs.defs.RegisterWorkflowDef(
+            dpb.RegisterWorkflowDefRequest(
+                request_id=uuid.uuid4().hex, definition_json=json.dumps(definition)
+            ),
+            timeout=10,
+        )
+    first = stubs.defs.ListWorkflowDefs(dpb.ListWorkflowDefsRequest(), timeout=5)
+    assert first.next_page_token and first.ByteSize() < 2 * 1024 * 1024
+    with OrchestratorClient([server.grpc_addr], retry_budget_s=10) as client:
+        listed = [(d["name"], d["version"]) for d in client.list_workflow_defs()]
+        assert [v for n, v in listed if n == "pg_big"] == [1, 2, 3, 4, 5, 6]
+        names = [d["name"] for d in client.list_task_defs()]
+        assert names == sorted(set(names)) and "pg_big_t" in names
+
+
+def test_workflows_come_in_pages_newest_first_while_more_start(
+    server: ReplicaServer, channel: grpc.Channel
+) -> None:
+    stubs = api_stubs(channel)
+    _task_defs(stubs, ["pg_wf_t"])
+    stubs.defs.RegisterWorkflowDef(
+        dpb.RegisterWorkflowDefRequest(
+            request_id=uuid.uuid4().hex,
+            definition_json=json.dumps(
+                {"name": "pg_wf", "tasks": [{"name": "pg_wf_t", "taskReferenceName": "a"}]}
+            ),
+        ),
+        timeout=10,
+    )
+
+    def start() -> str:
+        request = wpb.StartWorkflowRequest(request_id=uuid.uuid4().hex, name="pg_wf")
+        return str(stubs.wfs.StartWorkflow(request, timeout=5).workflow_id)
+
+    started = [start() for _ in range(25)]
+    listed: list[str] = []
+    token = ""
+    while True:
+        page = stubs.wfs.ListWorkflows(
+            wpb.ListWorkflowsRequest(workflow_name="pg_wf", page_size=10, page_token=token),
+            timeout=5,
+        )
+        listed += [w.workflow_id for w in page.workflows]
+        start()  # newer than everything listed: never on a later page
+        token = page.next_page_token
+        if not token:
+            break
+    assert listed == started[::-1]
+    with OrchestratorClient([server.grpc_addr], retry_budget_s=10) as client:
+        assert len(client.list_workflows(name="pg_wf", limit=1500)) == 25 + 3
+        assert len(client.list_workflows(name="pg_wf", limit=7)) == 7
+    assert "status" in _invalid(
+        lambda: stubs.wfs.ListWorkflows(wpb.ListWorkflowsRequest(status=99), timeout=5)  # type: ignore[arg-type]
+    )
+    assert "page_token" in _invalid(
+        lambda: stubs.wfs.ListWorkflows(wpb.ListWorkflowsRequest(page_token="W10="), timeout=5)
+    )

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!orchestrator/v1/definitions.proto\x12\x0forchestrator.v1\"\\\n\x1aRegisterWorkflowDefRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x02 \x01(\t\x12\x11\n\toverwrite\x18\x03 \x01(\x08\"<\n\x1bRegisterWorkflowDefResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"6\n\x15GetWorkflowDefRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"1\n\x16GetWorkflowDefResponse\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x01 \x01(\t\"\x19\n\x17ListWorkflowDefsRequest\"L\n\x12WorkflowDefSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x03 \x01(\t\"T\n\x18ListWorkflowDefsResponse\x12\x38\n\x0b\x64\x65\x66initions\x18\x01 \x03(\x0b\x32#.orchestrator.v1.WorkflowDefSummary\"D\n\x17RegisterTaskDefsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rtask_def_json\x18\x02 \x03(\t\")\n\x18RegisterTaskDefsResponse\x12\r\n\x05names\x18\x01 \x03(\t\"!\n\x11GetTaskDefRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"+\n\x12GetTaskDefResponse\x12\x15\n\rtask_def_json\x18\x01 \x01(\t\"\x15\n\x13ListTaskDefsRequest\"-\n\x14ListTaskDefsResponse\x12\x15\n\rtask_def_json\x18\x01 \x03(\t2\xee\x04\n\x11\x44\x65\x66initionService\x12p\n\x13RegisterWorkflowDef\x12+.orchestrator.v1.RegisterWorkflowDefRequest\x1a,.orchestrator.v1.RegisterWorkflowDefResponse\x12\x61\n\x0eGetWorkflowDef\x12&.orchestrator.v1.GetWorkflowDefRequest\x1a\'.orchestrator.v1.GetWorkflowDefResponse\x12g\n\x10ListWorkflowDefs\x12(.orchestrator.v1.ListWorkflowDefsRequest\x1a).orchestrator.v1.ListWorkflowDefsResponse\x12g\n\x10RegisterTaskDefs\x12(.orchestrator.v1.RegisterTaskDefsRequest\x1a).orchestrator.v1.RegisterTaskDefsResponse\x12U\n\nGetTaskDef\x12\".orchestrator.v1.GetTaskDefRequest\x1a#.orchestrator.v1.GetTaskDefResponse\x12[\n\x0cListTaskDefs\x12$.orchestrator.v1.ListTaskDefsRequest\x1a%.orchestrator.v1.ListTaskDefsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!orchestrator/v1/definitions.proto\x12\x0forchestrator.v1\"\\\n\x1aRegisterWorkflowDefRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x02 \x01(\t\x12\x11\n\toverwrite\x18\x03 \x01(\x08\"<\n\x1bRegisterWorkflowDefResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"6\n\x15GetWorkflowDefRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"1\n\x16GetWorkflowDefResponse\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x01 \x01(\t\"@\n\x17ListWorkflowDefsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x12WorkflowDefSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x03 \x01(\t\"m\n\x18ListWorkflowDefsResponse\x12\x38\n\x0b\x64\x65\x66initions\x18\x01 \x03(\x0b\x32#.orchestrator.v1.WorkflowDefSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"D\n\x17RegisterTaskDefsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rtask_def_json\x18\x02 \x03(\t\")\n\x18RegisterTaskDefsResponse\x12\r\n\x05names\x18\x01 \x03(\t\"!\n\x11GetTaskDefRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"+\n\x12GetTaskDefResponse\x12\x15\n\rtask_def_json\x18\x01 \x01(\t\"<\n\x13ListTaskDefsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"F\n\x14ListTaskDefsResponse\x12\x15\n\rtask_def_json\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xee\x04\n\x11\x44\x65\x66initionService\x12p\n\x13RegisterWorkflowDef\x12+.orchestrator.v1.RegisterWorkflowDefRequest\x1a,.orchestrator.v1.RegisterWorkflowDefResponse\x12\x61\n\x0eGetWorkflowDef\x12&.orchestrator.v1.GetWorkflowDefRequest\x1a\'.orchestrator.v1.GetWorkflowDefResponse\x12g\n\x10ListWorkflowDefs\x12(.orchestrator.v1.ListWorkflowDefsRequest\x1a).orchestrator.v1.ListWorkflowDefsResponse\x12g\n\x10RegisterTaskDefs\x12(.orchestrator.v1.RegisterTaskDefsRequest\x1a).orchestrator.v1.RegisterTaskDefsResponse\x12U\n\nGetTaskDef\x12\".orchestrator.v1.GetTaskDefRequest\x1a#.orchestrator.v1.GetTaskDefResponse\x12[\n\x0cListTaskDefs\x12$.orchestrator.v1.ListTaskDefsRequest\x1a%.orchestrator.v1.ListTaskDefsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,23 +40,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETWORKFLOWDEFRESPONSE']._serialized_start=266
   _globals['_GETWORKFLOWDEFRESPONSE']._serialized_end=315
   _globals['_LISTWORKFLOWDEFSREQUEST']._serialized_start=317
-  _globals['_LISTWORKFLOWDEFSREQUEST']._serialized_end=342
-  _globals['_WORKFLOWDEFSUMMARY']._serialized_start=344
-  _globals['_WORKFLOWDEFSUMMARY']._serialized_end=420
-  _globals['_LISTWORKFLOWDEFSRESPONSE']._serialized_start=422
-  _globals['_LISTWORKFLOWDEFSRESPONSE']._serialized_end=506
-  _globals['_REGISTERTASKDEFSREQUEST']._serialized_start=508
-  _globals['_REGISTERTASKDEFSREQUEST']._serialized_end=576
-  _globals['_REGISTERTASKDEFSRESPONSE']._serialized_start=578
-  _globals['_REGISTERTASKDEFSRESPONSE']._serialized_end=619
-  _globals['_GETTASKDEFREQUEST']._serialized_start=621
-  _globals['_GETTASKDEFREQUEST']._serialized_end=654
-  _globals['_GETTASKDEFRESPONSE']._serialized_start=656
-  _globals['_GETTASKDEFRESPONSE']._serialized_end=699
-  _globals['_LISTTASKDEFSREQUEST']._serialized_start=701
-  _globals['_LISTTASKDEFSREQUEST']._serialized_end=722
-  _globals['_LISTTASKDEFSRESPONSE']._serialized_start=724
-  _globals['_LISTTASKDEFSRESPONSE']._serialized_end=769
-  _globals['_DEFINITIONSERVICE']._serialized_start=772
-  _globals['_DEFINITIONSERVICE']._serialized_end=1394
+  _globals['_LISTWORKFLOWDEFSREQUEST']._serialized_end=381
+  _globals['_WORKFLOWDEFSUMMARY']._serialized_start=383
+  _globals['_WORKFLOWDEFSUMMARY']._serialized_end=459
+  _globals['_LISTWORKFLOWDEFSRESPONSE']._serialized_start=461
+  _globals['_LISTWORKFLOWDEFSRESPONSE']._serialized_end=570
+  _globals['_REGISTERTASKDEFSREQUEST']._serialized_start=572
+  _globals['_REGISTERTASKDEFSREQUEST']._serialized_end=640
+  _globals['_REGISTERTASKDEFSRESPONSE']._serialized_start=642
+  _globals['_REGISTERTASKDEFSRESPONSE']._serialized_end=683
+  _globals['_GETTASKDEFREQUEST']._serialized_start=685
+  _globals['_GETTASKDEFREQUEST']._serialized_end=718
+  _globals['_GETTASKDEFRESPONSE']._serialized_start=720
+  _globals['_GETTASKDEFRESPONSE']._serialized_end=763
+  _globals['_LISTTASKDEFSREQUEST']._serialized_start=765
+  _globals['_LISTTASKDEFSREQUEST']._serialized_end=825
+  _globals['_LISTTASKDEFSRESPONSE']._serialized_start=827
+  _globals['_LISTTASKDEFSRESPONSE']._serialized_end=897
+  _globals['_DEFINITIONSERVICE']._serialized_start=900
+  _globals['_DEFINITIONSERVICE']._serialized_end=1522
 # @@protoc_insertion_point(module_scope)

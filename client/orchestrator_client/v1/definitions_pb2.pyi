@@ -39,8 +39,12 @@ class GetWorkflowDefResponse(_message.Message):
     def __init__(self, definition_json: _Optional[str] = ...) -> None: ...
 
 class ListWorkflowDefsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class WorkflowDefSummary(_message.Message):
     __slots__ = ("name", "version", "definition_json")
@@ -53,10 +57,12 @@ class WorkflowDefSummary(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., definition_json: _Optional[str] = ...) -> None: ...
 
 class ListWorkflowDefsResponse(_message.Message):
-    __slots__ = ("definitions",)
+    __slots__ = ("definitions", "next_page_token")
     DEFINITIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     definitions: _containers.RepeatedCompositeFieldContainer[WorkflowDefSummary]
-    def __init__(self, definitions: _Optional[_Iterable[_Union[WorkflowDefSummary, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, definitions: _Optional[_Iterable[_Union[WorkflowDefSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class RegisterTaskDefsRequest(_message.Message):
     __slots__ = ("request_id", "task_def_json")
@@ -85,11 +91,17 @@ class GetTaskDefResponse(_message.Message):
     def __init__(self, task_def_json: _Optional[str] = ...) -> None: ...
 
 class ListTaskDefsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListTaskDefsResponse(_message.Message):
-    __slots__ = ("task_def_json",)
+    __slots__ = ("task_def_json", "next_page_token")
     TASK_DEF_JSON_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     task_def_json: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, task_def_json: _Optional[_Iterable[str]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, task_def_json: _Optional[_Iterable[str]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

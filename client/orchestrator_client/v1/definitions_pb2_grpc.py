@@ -88,7 +88,8 @@ class DefinitionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkflowDefs(self, request, context):
-        """Lists every registered version of every workflow definition.
+        """Lists every registered version of every workflow definition (by name, then version), a
+        page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,7 +109,8 @@ class DefinitionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTaskDefs(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists every task definition by name, a page at a time.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
