@@ -14,30 +14,13 @@ import pytest
 
 from orchestrator.core import commands as C
 from orchestrator.replication import envelope, wire_crypto, wire_frames, wire_guard
-from orchestrator.replication.node import RaftReplica
 from orchestrator.replication.settings import RaftSettings
-from orchestrator.tools.localcluster import free_port
 from tests.cluster_support import wait_for
+from tests.replication.test_replication import _three_replicas
 
 # 2**31 as a little-endian length prefix, negative as pysyncobj reads it.
 ATTACK_PREFIX = b"\x00\x00\x00\x80"
 ATTACK_BYTES = 32 * 1024 * 1024
-
-
-def _three_replicas(tmp_path: Any) -> list[RaftReplica]:
-    addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
-    return [
-        RaftReplica(
-            RaftSettings(
-                self_addr=addr,
-                peers=[a for a in addrs if a != addr],
-                password="test-password",
-                data_dir=str(tmp_path / f"n{i}"),
-                fsync=False,
-            )
-        )
-        for i, addr in enumerate(addrs)
-    ]
 
 
 def _attack(addr: str, prefix: bytes, closed: list[str]) -> None:
@@ -65,7 +48,7 @@ def _attack(addr: str, prefix: bytes, closed: list[str]) -> None:
 def test_a_strangers_huge_frame_is_cut_off_without_an_election(
     tmp_path: Any, prefix: bytes
 ) -> None:
-    replicas = _three_replicas(tmp_path)
+    replicas = _three_replicas(tmp_path, fsync=False)
     try:
         wait_for(lambda: any(r.leader_ready() for r in replicas), 30, "a leader")
         leader = next(r for r in replicas if r.leader_ready())
