@@ -95,8 +95,8 @@ class Security:
         self.mutual = cfg.tls.require_client_cert
 
     def interceptors(self) -> list[grpc.ServerInterceptor[Any, Any]]:
-        """In call order. Admission control, when it comes, goes first: a call refused for load
-        should cost no authentication."""
+        """The authentication interceptors, in call order (after admission control: a call
+        refused for load should cost no authentication)."""
         out: list[grpc.ServerInterceptor[Any, Any]] = []
         if self.authenticator is not None:
             out.append(AuthInterceptor(self.authenticator))
