@@ -28,12 +28,14 @@ from .records import (
     TIMEOUT_TIMER,
     WAIT_TIMER,
     WF_FAILED,
+    WF_RUNNING,
     WF_TERMINATED,
     WORKFLOW_TIMEOUT_TIMER,
     DefSnapshot,
     Member,
     Task,
     TaskStatus,
+    Workflow,
     queue_key,
 )
 from .state import State
@@ -120,6 +122,24 @@ def _workflow_started(ctx: Ctx, ev: E.WorkflowStarted) -> None:
     u.append((J.restore, entry, ("refs",), (entry.refs,)))
     entry.refs += 1
     J.set_key(u, st.workflows, wf.workflow_id, wf)
+    if wf.chain_root:
+        root = st.workflows.get(wf.chain_root)
+        # A chain's first child counts its root (and the root as running if it still is).
+        started, running = st.chains.get(
+            wf.chain_root, (1, int(root is not None and root.status is WF_RUNNING))
+        )
+        J.set_key(u, st.chains, wf.chain_root, (started + 1, running + 1))
+
+
+def _chain_member_ended(ctx: Ctx, wf: Workflow) -> None:
+    key = wf.chain_root or wf.workflow_id
+    entry = ctx.st.chains.get(key)
+    if entry is None:
+        return
+    if entry[1] <= 1:
+        J.pop_key(ctx.undo, ctx.st.chains, key)
+    else:
+        J.set_key(ctx.undo, ctx.st.chains, key, (entry[0], entry[1] - 1))
 
 
 def _idempotency_key_recorded(ctx: Ctx, ev: E.IdempotencyKeyRecorded) -> None:
@@ -135,6 +155,8 @@ def _workflow_ended(ctx: Ctx, ev: E.WorkflowEnded) -> None:
     wf = st.workflows[ev.workflow_id]
     old = (wf.status, wf.end_time_ms, wf.reason_for_incompletion, wf.output)
     ctx.undo.append((J.restore, wf, _WF_END, old))
+    if wf.status is WF_RUNNING:
+        _chain_member_ended(ctx, wf)
     wf.status = ev.status
     wf.end_time_ms = st.clock_ms
     wf.reason_for_incompletion = ev.reason
@@ -165,6 +187,8 @@ def _workflow_quarantined(ctx: Ctx, ev: E.WorkflowQuarantined) -> None:
     wf = st.workflows[ev.workflow_id]
     old = (wf.status, wf.reason_for_incompletion, wf.end_time_ms)
     ctx.undo.append((J.restore, wf, ("status", "reason_for_incompletion", "end_time_ms"), old))
+    if wf.status is WF_RUNNING:
+        _chain_member_ended(ctx, wf)
     wf.status = WF_FAILED
     wf.reason_for_incompletion = ev.reason
     wf.end_time_ms = st.clock_ms

@@ -54,6 +54,10 @@ MAX_SUBWORKFLOW_DEPTH = 8  # SUB_WORKFLOW nesting at run time (cycles are reject
 # from the workflow a client started): a START_WORKFLOW whose name comes from input may name its
 # own workflow, which would recurse inside apply.
 MAX_CHAIN_DEPTH = 32
+# Workflows one chain may start over its life (the client-started workflow at its top included):
+# depth and the per-command bound alone let a chain that starts two of itself per generation
+# grow to 2**32; counted in State.chains while any workflow of the chain runs.
+MAX_CHAIN_WORKFLOWS = 1000
 # Workflows one command may create (a chain started synchronously, or a fan-out of them).
 MAX_WORKFLOWS_PER_COMMAND = 64
 # A WAIT's duration, and how far ahead its `until` may lie (a due time must stay a small int).

@@ -272,6 +272,8 @@ class Workflow(_Row):
     depth: int = 0  # SUB_WORKFLOW / failure workflow nesting
     # Workflows started by workflows above it, up to one a client started (limits.MAX_CHAIN_DEPTH)
     chain_depth: int = 0
+    # The client-started workflow at the top of its chain ("" for that one): State.chains' key
+    chain_root: str = ""
     task_to_domain: dict[str, str] = field(default_factory=dict)
     permissive_failures: list[str] = field(default_factory=list)
     triggering_workflow_id: str = ""  # a failure workflow: the workflow whose failure started it

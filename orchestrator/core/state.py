@@ -73,6 +73,9 @@ class State:
         self.idempotency: dict[str, str] = {}
         # terminal workflow ids in the order they ended (retention eviction order)
         self.terminal_order: OrderedDict[str, None] = OrderedDict()
+        # chain root workflow id -> (workflows the chain started, its workflows still running);
+        # only chains that started a workflow, dropped when their last workflow ends
+        self.chains: dict[str, tuple[int, int]] = {}
         self._timer_heap: list[tuple[int, str]] = []
 
     # ---- timers (derived heap with lazy deletion) ----
@@ -130,6 +133,7 @@ class State:
             "idempotency": self.idempotency,
             "terminal_order": list(self.terminal_order),
             "last_poll": self.last_poll,
+            "chains": self.chains,
         }
 
     def snapshot_bytes(self) -> bytes:
@@ -157,6 +161,7 @@ class State:
         st.idempotency = snap["idempotency"]
         st.terminal_order = OrderedDict.fromkeys(snap["terminal_order"])
         st.last_poll = OrderedDict(snap.get("last_poll", {}))
+        st.chains = {k: (v[0], v[1]) for k, v in snap.get("chains", {}).items()}
         for key, due in snap["timers"].items():
             st.set_timer(key, due)
         return st

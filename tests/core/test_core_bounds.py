@@ -144,3 +144,48 @@ def test_a_long_workflow_id_gives_bounded_task_ids(led: Harness) -> None:
     (task,) = led.tasks_of(wf)
     assert len(task.task_id) <= limits.MAX_BUILT_ID_LENGTH
     assert led.apply_one(led.poll_cmd("task_c")).code is Code.OK
+
+
+DOUBLING = {
+    "name": "doubling",
+    "version": 1,
+    "tasks": [
+        {"name": "gate", "taskReferenceName": "gate"},
+        *(
+            {
+                **SELF_STARTER["tasks"][0],  # type: ignore[index]
+                "name": ref,
+                "taskReferenceName": ref,
+            }
+            for ref in ("a", "b")
+        ),
+    ],
+}
+
+
+def test_a_chain_that_doubles_each_generation_stops_at_the_chain_budget(
+    led: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Depth 32 and 64 per command do not bound a chain starting two of itself per generation
+    (2**32); the chain's own count does, and is dropped once its last workflow ends."""
+    monkeypatch.setattr(limits, "MAX_CHAIN_WORKFLOWS", 20)
+    h = led
+    h.register_task_defs({"name": "gate", "retryCount": 0})
+    h.register_workflow(DOUBLING)
+    root = h.start("doubling", {"n": "doubling"})
+    completed = 0
+    while (ready := h.poll("gate", n=50)) and completed < 200:
+        for task_id in ready:
+            h.complete(task_id)
+            completed += 1
+        assert len(h.state.chains) <= 1
+        State.from_snapshot_bytes(h.state.snapshot_bytes())  # chains survive a snapshot
+    chain = [w for w in h.state.workflows.values() if w.workflow_name == "doubling"]
+    assert len(chain) == 20, "the client's workflow and the 19 its chain may start"
+    assert completed == 20
+    assert all(w.chain_root == root for w in chain if w.workflow_id != root)
+    reasons = [t.reason_for_incompletion for t in h.state.tasks.values()]
+    assert any("has started 20 workflows, the most one chain may" in r for r in reasons)
+    assert all(w.status is not WorkflowStatus.RUNNING for w in chain)
+    assert h.state.chains == {}, "the count goes when the chain's last workflow ends"
+    check_invariants(h.state)

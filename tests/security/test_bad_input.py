@@ -28,6 +28,7 @@ from orchestrator_client.v1 import (
     workflows_pb2_grpc,
 )
 
+from orchestrator.core import limits
 from tests.cluster_support import wait_for
 from tests.security.bad_input_support import (
     BadInputCluster,
@@ -44,9 +45,9 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 # A chain of workflows one start sets off (START_WORKFLOW naming its own workflow) stays under
 # this many: the issue's run left ~140 RUNNING at a RecursionError, and the asynchronous form
 # doubled every generation without end.
-CHAIN_BOUND = 256
+CHAIN_BOUND = limits.MAX_CHAIN_WORKFLOWS
 # What the driver of the doubling chain completes at most before it gives up (unbounded chain).
-CHAIN_BUDGET = 600
+CHAIN_BUDGET = 2 * CHAIN_BOUND
 # Error details may quote ~100 characters of the input; this leaves room for the message itself.
 MAX_DETAILS = 600
 
@@ -202,16 +203,18 @@ def _drive_gates(bi: BadInputCluster) -> int:
 def _check_chain(bi: BadInputCluster, name: str) -> None:
     """The chain is bounded, ends (nothing RUNNING), and each workflow is readable and
     terminable by its id."""
-    chain = bi.client.list_workflows(name=name, limit=1000)
+    chain = bi.client.list_workflows(name=name, limit=2 * CHAIN_BOUND)
     assert 2 <= len(chain) <= CHAIN_BOUND, f"{name}: {len(chain)} workflows"
     long_ids = [w.workflow_id for w in chain if len(w.workflow_id) >= 256]
     assert not long_ids, f"{len(long_ids)} ids of 256+ characters, e.g. {long_ids[0][:80]}..."
     wait_for(
-        lambda: not bi.client.list_workflows(name=name, status="RUNNING", limit=1000),
+        lambda: not bi.client.list_workflows(name=name, status="RUNNING", limit=2 * CHAIN_BOUND),
         30,
         f"no {name} left RUNNING",
     )
-    assert any(w.status == "FAILED" for w in bi.client.list_workflows(name=name, limit=1000))
+    assert any(
+        w.status == "FAILED" for w in bi.client.list_workflows(name=name, limit=2 * CHAIN_BOUND)
+    )
     for w in chain:
         assert bi.client.get_workflow(w.workflow_id).workflow_id == w.workflow_id
         code = code_of(lambda w=w: bi.client.terminate_workflow(w.workflow_id, reason="bi"))

@@ -115,10 +115,11 @@ def create_workflow(
     depth: int | None = None,
     triggering_workflow_id: str = "",
     chain_depth: int = 0,
+    chain_root: str = "",
 ) -> Workflow:
     """Create a RUNNING workflow and decide it; raises Rejected before changing anything."""
     if chain_depth:
-        _check_chain(ctx, chain_depth)
+        _check_chain(ctx, chain_depth, chain_root)
     for k, v in defn.get("inputTemplate", {}).items():
         wf_input.setdefault(k, v)
     task_defs = _task_defs_of(ctx, defn)
@@ -146,6 +147,7 @@ def create_workflow(
         task_to_domain=task_to_domain or {},
         triggering_workflow_id=triggering_workflow_id,
         chain_depth=chain_depth,
+        chain_root=chain_root,
     )
     ctx.emit(E.WorkflowStarted(wf, defn, task_defs))
     if defn.get("timeoutSeconds") and defn.get("timeoutPolicy", "TIME_OUT_WF") == "TIME_OUT_WF":
@@ -305,6 +307,7 @@ def _start_failure_workflow(ctx: Ctx, wf: Workflow, failed_task: Task | None) ->
                 depth=wf.depth + 1,
                 triggering_workflow_id=wf.workflow_id,
                 chain_depth=wf.chain_depth + 1,
+                chain_root=wf.chain_root or wf.workflow_id,
             )
         _failure_note(ctx, wf, child_id)
     except (Rejected, TaskCannotRun) as exc:
@@ -315,12 +318,19 @@ def _start_failure_workflow(ctx: Ctx, wf: Workflow, failed_task: Task | None) ->
 # ---------------------------------------------------------------- children
 
 
-def _check_chain(ctx: Ctx, chain_depth: int) -> None:
-    """Workflows started by workflows: bounded along the chain and per command (a workflow that
-    starts itself from its input would otherwise recurse inside apply, or double each time)."""
+def _check_chain(ctx: Ctx, chain_depth: int, chain_root: str) -> None:
+    """Workflows started by workflows: bounded along the chain, over the chain's life and per
+    command (a workflow that starts itself from its input would otherwise recurse inside apply,
+    or double each time)."""
     if chain_depth > limits.MAX_CHAIN_DEPTH:
         raise precondition(
             f"more than {limits.MAX_CHAIN_DEPTH} workflows started one by another in a chain"
+        )
+    started, _ = ctx.st.chains.get(chain_root, (1, 0))
+    if started >= limits.MAX_CHAIN_WORKFLOWS:
+        raise precondition(
+            f"chain of {chain_root[:100]} has started {limits.MAX_CHAIN_WORKFLOWS} workflows, "
+            "the most one chain may"
         )
     ctx.created += 1
     if ctx.created > limits.MAX_WORKFLOWS_PER_COMMAND:
@@ -357,6 +367,7 @@ def launch(
             parent_task=parent_task,
             task_to_domain=task_to_domain,
             chain_depth=parent.chain_depth + 1,
+            chain_root=parent.chain_root or parent.workflow_id,
         )
     except Rejected as rej:
         ctx.rollback(mark)  # a child that started half way is not left behind
