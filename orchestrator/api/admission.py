@@ -24,7 +24,7 @@ capacity is already full the interceptor rejects without even decoding the reque
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -119,24 +119,7 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return taken
 
     def _guard(self, method: str) -> rpc.Guard:
-        def guard(behaviour: rpc.Behaviour, streams: bool) -> rpc.Behaviour:
-            def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                taken = self._enter(method, request, context)
-                try:
-                    return behaviour(request, context)
-                finally:
-                    _leave(taken)
-
-            def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                taken = self._enter(method, request, context)
-                try:
-                    yield from behaviour(request, context)
-                finally:
-                    _leave(taken)
-
-            return streaming if streams else unary
-
-        return guard
+        return rpc.around(lambda request, context: self._enter(method, request, context), _leave)
 
     def _rejection(self, method: str) -> rpc.Behaviour:
         def reject(request: Any, context: grpc.ServicerContext) -> Any:

@@ -18,22 +18,20 @@ The health check is open (probes carry no credentials). Tokens are never logged 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from ..security.permissions import OPEN, READER, ROLES, allowed_roles, method_name
 from ..security.tokens import TokenStore
-from . import identity
+from . import identity, rpc
 from .identity import Principal
 
 AUTHORIZATION_KEY = "authorization"
 PRINCIPAL_KEY = "x-orchestrator-principal"
 ROLE_KEY = "x-orchestrator-role"
 REPLICA = Principal("(replica)", READER)
-
-_Behaviour = Callable[[Any, grpc.ServicerContext], Any]
 
 
 def bearer(metadata: Any) -> str | None:
@@ -112,27 +110,10 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         path = handler_call_details.method
         if handler is None or path in OPEN:
             return handler
-        return _wrapped(handler, self._guard(path))
+        return rpc.wrap_handler(handler, self._guard(path))
 
-    def _guard(self, path: str) -> Callable[[_Behaviour, bool], _Behaviour]:
-        def guard(behaviour: _Behaviour, streams: bool) -> _Behaviour:
-            def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                token = self._enter(path, context)
-                try:
-                    return behaviour(request, context)
-                finally:
-                    identity.reset_current(token)
-
-            def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                token = self._enter(path, context)
-                try:
-                    yield from behaviour(request, context)
-                finally:
-                    identity.reset_current(token)
-
-            return streaming if streams else unary
-
-        return guard
+    def _guard(self, path: str) -> rpc.Guard:
+        return rpc.around(lambda _, context: self._enter(path, context), identity.reset_current)
 
     def _enter(self, path: str, context: grpc.ServicerContext) -> object:
         who = self.authenticator.principal(path, context)
@@ -140,20 +121,3 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             context.abort(*who)
         assert isinstance(who, Principal)  # abort() raised otherwise
         return identity.set_current(who)
-
-
-def _wrapped(
-    handler: grpc.RpcMethodHandler[Any, Any], guard: Callable[[_Behaviour, bool], _Behaviour]
-) -> grpc.RpcMethodHandler[Any, Any]:
-    codec = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(guard(handler.unary_unary, False), **codec)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(guard(handler.unary_stream, True), **codec)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(guard(handler.stream_unary, False), **codec)
-    stream_stream: Any = handler.stream_stream
-    return grpc.stream_stream_rpc_method_handler(guard(stream_stream, True), **codec)

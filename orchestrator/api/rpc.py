@@ -3,7 +3,7 @@ the guard that answers undecodable requests INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -44,6 +44,32 @@ def wrap_handler(handler: Any, guard: Guard, **replace: Any) -> Any:
             replace[kind] = guard(behaviour, kind.endswith("_stream"))
             break
     return handler._replace(**replace)
+
+
+def around(
+    enter: Callable[[Any, grpc.ServicerContext], Any], leave: Callable[[Any], None]
+) -> Guard:
+    """A guard that calls `enter(request, context)` before the behaviour (it may abort the call)
+    and `leave(what enter returned)` after it, also after the last response of a stream."""
+
+    def guard(behaviour: Behaviour, streams: bool) -> Behaviour:
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            entered = enter(request, context)
+            try:
+                return behaviour(request, context)
+            finally:
+                leave(entered)
+
+        def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            entered = enter(request, context)
+            try:
+                yield from behaviour(request, context)
+            finally:
+                leave(entered)
+
+        return streaming if streams else unary
+
+    return guard
 
 
 class Undecodable:
