@@ -151,6 +151,13 @@ class TokenStore:
         self._reload_failed = False
         if path:
             self._file = self._read(self._stat())
+        self._all = self._merged()
+
+    def _merged(self) -> Entries:
+        # Built once per (re)load, not per call: every authenticated call reads it.
+        return Entries(
+            self._file.tokens + self._inline.tokens, self._file.subjects + self._inline.subjects
+        )
 
     @classmethod
     def from_env(cls, configured_file: str = "") -> TokenStore:
@@ -184,6 +191,7 @@ class TokenStore:
                 with self._lock:
                     if stamp != self._stamp:
                         self._file = self._read(stamp)
+                        self._all = self._merged()
                         self._reload_failed = False
                         log.info("tokens_reloaded", path=self.path)
         except ConfigError as exc:
@@ -191,9 +199,7 @@ class TokenStore:
                 self._reload_failed = True
                 # The message names the file and the entry, never a token.
                 log.error("tokens_reload_failed", error=str(exc), keeping="previous entries")
-        return Entries(
-            self._file.tokens + self._inline.tokens, self._file.subjects + self._inline.subjects
-        )
+        return self._all
 
     @property
     def configured(self) -> bool:
