@@ -13,6 +13,7 @@ from .state import State
 
 if TYPE_CHECKING:
     from .events import Event
+    from .history_ops import HistoryOp
 
 JSON = Any
 
@@ -53,6 +54,8 @@ class Effects:
     reloaded: bool = False
     # Every event the batch applied, in order (what happened, for tests and tracing).
     events: list[Event] = field(default_factory=list)
+    # What the durable history must write, in apply order (history_ops.py).
+    history: list[HistoryOp] = field(default_factory=list)
 
     def ready(self, task_type: str) -> None:
         if task_type not in self.ready_types:
@@ -109,11 +112,12 @@ class Ctx:
             len(fx.polls_settled),
             len(self.fill_types),
             len(self.wakes),
+            len(fx.history),
         )
 
     def rollback(self, mark: tuple[int, ...]) -> None:
         """Undo every write and effect since `mark` (an exception cut a change short)."""
-        undo, events, ready, ended, scripts, settled, fill, wakes = mark
+        undo, events, ready, ended, scripts, settled, fill, wakes, history = mark
         journal.rollback(self.undo, undo)
         fx = self.fx
         del fx.events[events:]
@@ -123,6 +127,7 @@ class Ctx:
         del fx.polls_settled[settled:]
         del self.fill_types[fill:]
         del self.wakes[wakes:]
+        del fx.history[history:]
         # The heap is derived: a Tick may have taken due timers off it before it failed.
         self.st.rebuild_timer_heap()
 
