@@ -150,6 +150,87 @@ class TerminateWorkflow(Command):
     reason: str = ""
 
 
+# ---- the operator's actions (processors/operations.py). `restore` is the archive document
+# (history_ops.archive_doc) of a workflow no longer in memory, attached by the API from its
+# history; a retry finds the workflow in memory again, so it is no part of the request.
+
+
+@dataclass(frozen=True)
+class PauseWorkflow(Command):
+    """RUNNING -> PAUSED: nothing new is scheduled; tasks in progress run on."""
+
+    NAME: ClassVar[str] = "PauseWorkflow"
+    request_id: str
+    workflow_id: str
+
+
+@dataclass(frozen=True)
+class ResumeWorkflow(Command):
+    """PAUSED -> RUNNING, and decide at once."""
+
+    NAME: ClassVar[str] = "ResumeWorkflow"
+    request_id: str
+    workflow_id: str
+
+
+@dataclass(frozen=True)
+class RestartWorkflow(Command):
+    """A terminal workflow starts again from the beginning (same id, same input)."""
+
+    NAME: ClassVar[str] = "RestartWorkflow"
+    NON_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"request_id", "restore"})
+    request_id: str
+    workflow_id: str
+    use_latest_definition: bool = False
+    restore: JSON = None
+
+
+@dataclass(frozen=True)
+class RetryWorkflow(Command):
+    """A FAILED / TIMED_OUT / TERMINATED workflow resumes from its failed tasks."""
+
+    NAME: ClassVar[str] = "RetryWorkflow"
+    NON_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"request_id", "restore"})
+    request_id: str
+    workflow_id: str
+    resume_subworkflow_tasks: bool = False
+    restore: JSON = None
+
+
+@dataclass(frozen=True)
+class RerunWorkflow(Command):
+    """Run again from one task (its id; "" from the beginning), optionally with new input."""
+
+    NAME: ClassVar[str] = "RerunWorkflow"
+    NON_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"request_id", "restore"})
+    request_id: str
+    workflow_id: str
+    task_id: str = ""
+    task_input: JSON = None  # None: the task's input is resolved again
+    workflow_input: JSON = None  # None: the workflow keeps its input
+    restore: JSON = None
+
+
+@dataclass(frozen=True)
+class SkipTask(Command):
+    """A task (active, or not scheduled yet) is SKIPPED with `output`; the workflow goes on."""
+
+    NAME: ClassVar[str] = "SkipTask"
+    request_id: str
+    workflow_id: str
+    task_reference_name: str
+    output: JSON = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RemoveWorkflow(Command):
+    """A terminal workflow leaves memory and history."""
+
+    NAME: ClassVar[str] = "RemoveWorkflow"
+    request_id: str
+    workflow_id: str
+
+
 @dataclass(frozen=True)
 class PollTasks(Command):
     """Lease up to `count` ready tasks of one type to a worker. Proposed by the leader's dispatcher.
@@ -310,6 +391,13 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     ScriptResult,
     CancelPoll,
     PollActivity,
+    PauseWorkflow,
+    ResumeWorkflow,
+    RestartWorkflow,
+    RetryWorkflow,
+    RerunWorkflow,
+    SkipTask,
+    RemoveWorkflow,
 )
 BY_NAME: dict[str, type[Command]] = {c.NAME: c for c in ALL_COMMANDS}
 

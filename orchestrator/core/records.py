@@ -25,6 +25,8 @@ class WorkflowStatus(StrEnum):
     FAILED = "FAILED"
     TERMINATED = "TERMINATED"
     TIMED_OUT = "TIMED_OUT"
+    # An operator paused it: nothing new is scheduled until it is resumed (not terminal).
+    PAUSED = "PAUSED"
 
 
 class TaskStatus(StrEnum):
@@ -36,6 +38,8 @@ class TaskStatus(StrEnum):
     FAILED_WITH_TERMINAL_ERROR = "FAILED_WITH_TERMINAL_ERROR"
     TIMED_OUT = "TIMED_OUT"
     CANCELED = "CANCELED"
+    # An operator skipped it: done, with the output the operator gave (Conductor's SKIPPED).
+    SKIPPED = "SKIPPED"
 
 
 class TaskType(StrEnum):
@@ -128,6 +132,7 @@ WF_COMPLETED = WorkflowStatus.COMPLETED
 WF_FAILED = WorkflowStatus.FAILED
 WF_TERMINATED = WorkflowStatus.TERMINATED
 WF_TIMED_OUT = WorkflowStatus.TIMED_OUT
+WF_PAUSED = WorkflowStatus.PAUSED
 T_SCHEDULED = TaskStatus.SCHEDULED
 T_IN_PROGRESS = TaskStatus.IN_PROGRESS
 T_COMPLETED = TaskStatus.COMPLETED
@@ -136,6 +141,7 @@ T_FAILED = TaskStatus.FAILED
 T_FAILED_WITH_TERMINAL_ERROR = TaskStatus.FAILED_WITH_TERMINAL_ERROR
 T_TIMED_OUT = TaskStatus.TIMED_OUT
 T_CANCELED = TaskStatus.CANCELED
+T_SKIPPED = TaskStatus.SKIPPED
 
 WF_TERMINAL = frozenset(
     (
@@ -145,9 +151,11 @@ WF_TERMINAL = frozenset(
         WorkflowStatus.TIMED_OUT,
     )
 )
+# Not ended: running, or paused by an operator (its tasks in progress run on).
+WF_LIVE = frozenset((WorkflowStatus.RUNNING, WorkflowStatus.PAUSED))
 T_ACTIVE = frozenset((TaskStatus.SCHEDULED, TaskStatus.IN_PROGRESS))
 T_RETRIABLE = frozenset((TaskStatus.FAILED, TaskStatus.TIMED_OUT))
-T_DONE_OK = frozenset((TaskStatus.COMPLETED, TaskStatus.COMPLETED_WITH_ERRORS))
+T_DONE_OK = frozenset((TaskStatus.COMPLETED, TaskStatus.COMPLETED_WITH_ERRORS, TaskStatus.SKIPPED))
 T_FAILED_STATES = frozenset(
     (
         TaskStatus.FAILED,
