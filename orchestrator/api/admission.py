@@ -8,7 +8,8 @@ of capacity before its handler runs:
 - status: health checks and ClusterService's status reads, up to `max_status_calls`, so they
   answer under any load (GetClusterStatus asks the peers' GetReplicaStatus, which lands here too);
 - everything else, up to `max_in_flight`, of which long polls (PollTasks with a timeout; polls
-  riding a completion never wait and are not long polls) take at most `max_long_polls`.
+  riding a completion never wait and are not long polls; ExecuteWorkflow, which waits for the
+  workflow's end) take at most `max_long_polls`.
 
 Beyond a bound the call is answered RESOURCE_EXHAUSTED at once, with the retry-after trailer
 clients honour and a message naming the limit. A call a follower forwards to the leader counts
@@ -45,6 +46,8 @@ STATUS_METHODS = frozenset(
     }
 )
 POLL_TASKS = rpc.path(rpc.TASKS, "PollTasks")
+# Waits for a workflow to end, so it is a long poll too.
+EXECUTE_WORKFLOW = rpc.path(rpc.WORKFLOWS, "ExecuteWorkflow")
 
 _NOT_DECODED = object()  # what a call rejected before decoding gets as its request
 
@@ -104,7 +107,9 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def _slots_for(self, method: str, request: Any) -> tuple[Slots, ...]:
         if method in STATUS_METHODS:
             return (self.status,)
-        if method == POLL_TASKS and getattr(request, "timeout_ms", 0) > 0:
+        if (
+            method == POLL_TASKS and getattr(request, "timeout_ms", 0) > 0
+        ) or method == EXECUTE_WORKFLOW:
             return (self.calls, self.long_polls)
         return (self.calls,)
 

@@ -11,17 +11,22 @@ from orchestrator_client.v1 import cluster_pb2 as cpb
 from orchestrator_client.v1 import cluster_pb2_grpc
 
 from ..config import HealthSettings
+from ..core import commands as C
+from ..core import queries
 from ..core.machine import Outcome
 from ..replication.api import Member
 from . import rpc
 from . import validation as v
 from .context import NodeContext
-from .errors import outcome_error
+from .errors import invalid, outcome_error
 from .health import serving_state
 from .service import ServiceBase, propose_timeout
 
 # How long GetClusterStatus waits for each other replica's own status.
 PEER_STATUS_TIMEOUT_S = 1.0
+
+# The shortest history retention SetHistoryRetention accepts.
+MIN_RETENTION_MS = 60_000
 
 # A validated membership change, run with the time it may take.
 Change = Callable[[float], Outcome]
@@ -100,6 +105,36 @@ class ClusterService(ServiceBase, cluster_pb2_grpc.ClusterServiceServicer):
 
         return self._run(context, go)
 
+    def SetHistoryRetention(
+        self, request: cpb.SetHistoryRetentionRequest, context: grpc.ServicerContext
+    ) -> Any:
+        def build() -> C.Command:
+            if request.retention_ms < MIN_RETENTION_MS:
+                raise invalid(f"retention_ms: at least {MIN_RETENTION_MS} (one minute)")
+            if request.max_workflows < 0:
+                raise invalid("max_workflows: must be >= 0 (0 means no bound)")
+            return C.SetHistoryRetention(
+                request_id=v.request_id(request.request_id),
+                retention_ms=request.retention_ms,
+                max_workflows=request.max_workflows,
+            )
+
+        return self._mutate(
+            context,
+            request,
+            "SetHistoryRetention",
+            build,
+            lambda o: cpb.SetHistoryRetentionResponse(settings=_settings_pb(o.result)),
+        )
+
+    def GetClusterSettings(
+        self, request: cpb.GetClusterSettingsRequest, context: grpc.ServicerContext
+    ) -> Any:
+        return self._read(
+            context,
+            lambda st: cpb.GetClusterSettingsResponse(settings=_settings_pb(queries.settings(st))),
+        )
+
     def GetReplicaStatus(
         self, request: cpb.GetReplicaStatusRequest, context: grpc.ServicerContext
     ) -> Any:
@@ -136,3 +171,10 @@ class ClusterService(ServiceBase, cluster_pb2_grpc.ClusterServiceServicer):
                 raft_address=peer.raft,
                 detail=f"{err.code().name}: {err.details()}",
             )
+
+
+def _settings_pb(settings: dict[str, Any]) -> cpb.ClusterSettings:
+    return cpb.ClusterSettings(
+        history_retention_ms=settings["history_retention_ms"],
+        history_max_workflows=settings["history_max_workflows"],
+    )

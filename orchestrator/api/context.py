@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import grpc
 
@@ -23,6 +23,17 @@ def _nothing_after_commit(cmd_name: str, request_id: str) -> None:
     return None
 
 
+class HistoryReader(Protocol):
+    """What the API reads of this replica's durable history (orchestrator/history/search.py's
+    History); None on a replica without one (memory only)."""
+
+    def search(self, replica: Replica, q: Any, min_seq: int = 0) -> Any: ...
+
+    def get_doc(self, workflow_id: str, min_seq: int = 0) -> dict[str, Any] | None: ...
+
+    def seq(self) -> int: ...
+
+
 class NodeContext:
     def __init__(
         self,
@@ -32,11 +43,14 @@ class NodeContext:
         after_commit: AfterCommit | None = None,
         peer_credentials: grpc.ChannelCredentials | None = None,
         forward_token: str = "",
+        history: HistoryReader | None = None,
     ) -> None:
         """`peer_credentials`: TLS towards the other replicas (None: plaintext);
-        `forward_token`: the replica credential every call to a peer carries (api/auth.py)."""
+        `forward_token`: the replica credential every call to a peer carries (api/auth.py);
+        `history`: this replica's durable history (may also be set later, before serving)."""
         self.node_id = node_id
         self.replica = replica
+        self.history = history
         self.dispatcher = dispatcher
         self.after_commit = after_commit or _nothing_after_commit
         self._channels: dict[str, grpc.Channel] = {}

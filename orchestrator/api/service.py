@@ -24,7 +24,7 @@ from ..core.machine import Outcome, precheck
 from ..core.state import State
 from ..replication.api import ProposalError
 from . import rpc
-from .context import NodeContext
+from .context import HistoryReader, NodeContext
 from .errors import (
     CODE_TO_STATUS,
     FORWARDED_KEY,
@@ -74,6 +74,11 @@ class ServiceBase:
         self.node = node
         self.replica = node.replica
 
+    @property
+    def history(self) -> HistoryReader | None:
+        """This replica's durable history; None: memory only."""
+        return self.node.history
+
     def _run(self, context: grpc.ServicerContext, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
@@ -118,11 +123,17 @@ class ServiceBase:
         method: str,
         build: Callable[[], C.Command],
         respond: Callable[[Outcome], Any],
+        attach: Callable[[C.Command], C.Command] | None = None,
     ) -> Any:
+        """One command; `attach` completes it on the leader (with what only the leader's
+        replica holds, an archived workflow's document) before it is checked and proposed."""
+
         def go() -> Any:
             cmd = build()  # validation happens here, before anything reaches Raft
             if not self.replica.leader_ready():
                 return self._forward(context, method, request)
+            if attach is not None:
+                cmd = attach(cmd)
             outcome = self._precheck(cmd)
             if outcome is None:
                 outcome = self._propose(context, cmd)
@@ -236,29 +247,37 @@ class ServiceBase:
 
     def _read(self, context: grpc.ServicerContext, fn: Callable[[State], Any]) -> Any:
         def go() -> Any:
-            md = metadata(context)
-            try:
-                min_seq = int(md.get(MIN_SEQ_KEY, "0") or 0)
-            except ValueError:
-                raise invalid(f"{MIN_SEQ_KEY}: must be an integer") from None
-            if not self.replica.fresh():
-                raise ApiError(
-                    grpc.StatusCode.UNAVAILABLE,
-                    "this replica has not heard from a leader or a majority recently; its state "
-                    "may be stale",
-                    self.node.leader_trailers(),
-                )
-            if min_seq and not self.replica.wait_applied(min_seq, READ_WAIT_S):
-                raise ApiError(
-                    grpc.StatusCode.UNAVAILABLE,
-                    f"this replica has not yet applied sequence {min_seq}; retry on the leader",
-                    self.node.leader_trailers(),
-                )
-            result, seq = self.replica.read(lambda st: (fn(st), queries.applied_seq(st)))
+            result, seq = self._fresh_read(context, fn)
             self._set_seq(context, seq)
             return result
 
         return self._run(context, go)
+
+    def _fresh_read(
+        self, context: grpc.ServicerContext, fn: Callable[[State], Any]
+    ) -> tuple[Any, int]:
+        """(fn(state), the state's sequence number) once this replica is fresh and has applied
+        what the caller last saw; raises ApiError otherwise."""
+        md = metadata(context)
+        try:
+            min_seq = int(md.get(MIN_SEQ_KEY, "0") or 0)
+        except ValueError:
+            raise invalid(f"{MIN_SEQ_KEY}: must be an integer") from None
+        if not self.replica.fresh():
+            raise ApiError(
+                grpc.StatusCode.UNAVAILABLE,
+                "this replica has not heard from a leader or a majority recently; its state "
+                "may be stale",
+                self.node.leader_trailers(),
+            )
+        if min_seq and not self.replica.wait_applied(min_seq, READ_WAIT_S):
+            raise ApiError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"this replica has not yet applied sequence {min_seq}; retry on the leader",
+                self.node.leader_trailers(),
+            )
+        result, seq = self.replica.read(lambda st: (fn(st), queries.applied_seq(st)))
+        return result, seq
 
 
 def _forward_error(err: Any, leader_grpc: str) -> ApiError:

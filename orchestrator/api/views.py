@@ -116,15 +116,16 @@ def fill_page(
     last: T | None = None
     for item in items:
         if last is not None and len(out) >= size:
-            return _token(key(last))
+            return page_token(key(last))
         msg = to_pb(item)
         used += msg.ByteSize() if hasattr(msg, "ByteSize") else len(msg)
         if last is not None and used > MAX_PAGE_BYTES:
-            return _token(key(last))
+            return page_token(key(last))
         out.append(msg)
         last = item
     return ""
 
 
-def _token(key: list[Any]) -> str:
+def page_token(key: list[Any]) -> str:
+    """The token of the page that follows the item whose key this is."""
     return base64.urlsafe_b64encode(_j(key).encode("utf-8")).decode("ascii")

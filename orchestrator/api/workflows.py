@@ -1,4 +1,5 @@
-"""WorkflowService: start (one or a batch), terminate, get and list workflows."""
+"""WorkflowService: start (one or a batch), terminate, get, list and search workflows (the
+operator's actions and synchronous execution are in operations.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from ..core.definitions import check_task_to_domain
 from ..core.machine import Outcome
 from ..core.state import State
 from . import rpc, views
+from . import search as hs
 from . import validation as v
 from .errors import ApiError, invalid, quote
-from .service import ServiceBase
+from .operations import Operations
 
 _STRATEGY = {
     wpb.IDEMPOTENCY_STRATEGY_UNSPECIFIED: "FAIL",
@@ -52,7 +54,7 @@ def start_cmd(request: wpb.StartWorkflowRequest) -> C.Command:
     )
 
 
-class WorkflowService(ServiceBase, workflows_pb2_grpc.WorkflowServiceServicer):
+class WorkflowService(Operations, workflows_pb2_grpc.WorkflowServiceServicer):
     SERVICE = rpc.WORKFLOWS
 
     def StartWorkflow(
@@ -102,38 +104,52 @@ class WorkflowService(ServiceBase, workflows_pb2_grpc.WorkflowServiceServicer):
         )
 
     def GetWorkflow(self, request: wpb.GetWorkflowRequest, context: grpc.ServicerContext) -> Any:
-        def fn(st: State) -> Any:
-            wf = queries.workflow(st, v.name(request.workflow_id, "workflow_id"))
-            if wf is None:
-                raise ApiError(
-                    grpc.StatusCode.NOT_FOUND, f"workflow {quote(request.workflow_id)} not found"
-                )
-            return wpb.GetWorkflowResponse(
-                workflow=views.workflow_pb(
-                    wf, queries.workflow_tasks(st, wf) if request.include_tasks else None
-                )
-            )
+        def go() -> Any:
+            wid = v.name(request.workflow_id, "workflow_id")
 
-        return self._read(context, fn)
+            def fn(st: State) -> wpb.Workflow | None:
+                wf = queries.workflow(st, wid)
+                if wf is None:
+                    return None
+                tasks = queries.workflow_tasks(st, wf) if request.include_tasks else None
+                return views.workflow_pb(wf, tasks)
+
+            found, seq = self._fresh_read(context, fn)
+            if found is None:  # evicted from memory: the durable history has it, if anyone
+                doc = hs.archived_doc(self.history, wid, seq)
+                if doc is None:
+                    raise ApiError(grpc.StatusCode.NOT_FOUND, f"workflow {quote(wid)} not found")
+                found = hs.archived_pb(doc, request.include_tasks)
+            self._set_seq(context, seq)
+            return wpb.GetWorkflowResponse(workflow=found)
+
+        return self._run(context, go)
 
     def ListWorkflows(
         self, request: wpb.ListWorkflowsRequest, context: grpc.ServicerContext
     ) -> Any:
+        if request.page_size:
+            size_of: tuple[int, str] = (request.page_size, "page_size")
+        else:
+            size_of = (request.limit, "limit")
+
+        def status_of() -> str:
+            if not request.status:
+                return ""
+            if request.status not in wpb.WorkflowStatus.values():
+                raise invalid(f"status: unknown value {request.status}")
+            return wpb.WorkflowStatus.Name(request.status).removeprefix("WORKFLOW_STATUS_")
+
+        if self.history is not None:
+            return self._list_by_search(context, request, size_of, status_of)
+
         def fn(st: State) -> Any:
-            if request.page_size:
-                size = views.page_size(request.page_size)
-            else:
-                size = views.page_size(request.limit, "limit")
-            status = ""
-            if request.status:
-                if request.status not in wpb.WorkflowStatus.values():
-                    raise invalid(f"status: unknown value {request.status}")
-                status = wpb.WorkflowStatus.Name(request.status).removeprefix("WORKFLOW_STATUS_")
+            size = views.page_size(*size_of)
             after = views.page_after(request.page_token, (int, str))
             found = queries.list_workflows(
                 st,
                 request.workflow_name,
-                status,
+                status_of(),
                 size + 1,
                 (after[0], after[1]) if after else None,
             )
@@ -148,3 +164,47 @@ class WorkflowService(ServiceBase, workflows_pb2_grpc.WorkflowServiceServicer):
             return out
 
         return self._read(context, fn)
+
+    def _list_by_search(
+        self,
+        context: grpc.ServicerContext,
+        request: wpb.ListWorkflowsRequest,
+        size_of: tuple[int, str],
+        status_of: Any,
+    ) -> Any:
+        """ListWorkflows over memory and the durable history: a search by name and status,
+        newest first (its page tokens keep their shape, [create time, workflow id])."""
+
+        def go() -> Any:
+            from ..history.search import SearchQuery
+
+            size = views.page_size(*size_of)
+            status = status_of()
+            after = views.page_after(request.page_token, (int, str))
+            q = SearchQuery(
+                name=request.workflow_name,
+                statuses=(status,) if status else (),
+                page_size=size,
+                after=(after[0], after[1]) if after else None,
+                with_total=False,
+            )
+            _, seq = self._fresh_read(context, queries.applied_seq)
+            page = hs.search(self.history, self.replica, q, seq)
+            out = wpb.ListWorkflowsResponse()
+            out.next_page_token = hs.fill(out.workflows, page, "create_time")
+            self._set_seq(context, seq)
+            return out
+
+        return self._run(context, go)
+
+    def SearchWorkflows(
+        self, request: wpb.SearchWorkflowsRequest, context: grpc.ServicerContext
+    ) -> Any:
+        def go() -> Any:
+            q = hs.query(request)
+            _, seq = self._fresh_read(context, queries.applied_seq)
+            page = hs.search(self.history, self.replica, q, seq)
+            self._set_seq(context, seq)
+            return hs.response(page, q)
+
+        return self._run(context, go)

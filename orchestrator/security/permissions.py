@@ -38,6 +38,16 @@ _BY_METHOD: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("WorkflowService", "TerminateWorkflow"): _OPERATE,
     ("WorkflowService", "GetWorkflow"): _READ,
     ("WorkflowService", "ListWorkflows"): _READ,
+    ("WorkflowService", "SearchWorkflows"): _READ,
+    ("WorkflowService", "PauseWorkflow"): _OPERATE,
+    ("WorkflowService", "ResumeWorkflow"): _OPERATE,
+    ("WorkflowService", "RestartWorkflow"): _OPERATE,
+    ("WorkflowService", "RetryWorkflow"): _OPERATE,
+    ("WorkflowService", "RerunWorkflow"): _OPERATE,
+    ("WorkflowService", "SkipTask"): _OPERATE,
+    ("WorkflowService", "RemoveWorkflow"): _OPERATE,
+    ("WorkflowService", "BulkAction"): _OPERATE,
+    ("WorkflowService", "ExecuteWorkflow"): _OPERATE,
     ("TaskService", "PollTasks"): _WORK,
     ("TaskService", "CompleteTask"): _WORK,
     ("TaskService", "CompleteTasks"): _WORK,
@@ -47,6 +57,8 @@ _BY_METHOD: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("ClusterService", "GetReplicaStatus"): _ANY,
     ("ClusterService", "AddReplica"): _ADMIN,
     ("ClusterService", "RemoveReplica"): _ADMIN,
+    ("ClusterService", "SetHistoryRetention"): _ADMIN,
+    ("ClusterService", "GetClusterSettings"): _READ,
 }
 
 # Open to every caller, authenticated or not.

@@ -24,29 +24,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dorchestrator/v1/cluster.proto\x12\x0forchestrator.v1\"d\n\x11\x41\x64\x64ReplicaRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x14\n\x0craft_address\x18\x03 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x04 \x01(\t\"\x14\n\x12\x41\x64\x64ReplicaResponse\";\n\x14RemoveReplicaRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\"\x17\n\x15RemoveReplicaResponse\"\x19\n\x17GetClusterStatusRequest\"\x19\n\x17GetReplicaStatusRequest\"\xc4\x02\n\rReplicaStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0c\n\x04term\x18\x03 \x01(\x03\x12\x18\n\x10\x61pplied_sequence\x18\x04 \x01(\x03\x12\x14\n\x0cgrpc_address\x18\x05 \x01(\t\x12\x14\n\x0craft_address\x18\x06 \x01(\t\x12\x11\n\tleader_id\x18\x07 \x01(\t\x12\x1b\n\x13leader_grpc_address\x18\x08 \x01(\t\x12\x14\n\x0c\x63ommit_index\x18\t \x01(\x03\x12\x17\n\x0fraft_log_length\x18\n \x01(\x03\x12\x0f\n\x07serving\x18\x0b \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x0c \x01(\t\x12\x17\n\x0f\x63luster_time_ms\x18\r \x01(\x03\x12\x11\n\tworkflows\x18\x0e \x01(\x03\x12\x14\n\x0c\x61pplied_hash\x18\x0f \x01(\t\"_\n\x18GetClusterStatusResponse\x12\x30\n\x08replicas\x18\x01 \x03(\x0b\x32\x1e.orchestrator.v1.ReplicaStatus\x12\x11\n\tleader_id\x18\x02 \x01(\t2\x8e\x03\n\x0e\x43lusterService\x12g\n\x10GetClusterStatus\x12(.orchestrator.v1.GetClusterStatusRequest\x1a).orchestrator.v1.GetClusterStatusResponse\x12\\\n\x10GetReplicaStatus\x12(.orchestrator.v1.GetReplicaStatusRequest\x1a\x1e.orchestrator.v1.ReplicaStatus\x12U\n\nAddReplica\x12\".orchestrator.v1.AddReplicaRequest\x1a#.orchestrator.v1.AddReplicaResponse\x12^\n\rRemoveReplica\x12%.orchestrator.v1.RemoveReplicaRequest\x1a&.orchestrator.v1.RemoveReplicaResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dorchestrator/v1/cluster.proto\x12\x0forchestrator.v1\"N\n\x0f\x43lusterSettings\x12\x1c\n\x14history_retention_ms\x18\x01 \x01(\x03\x12\x1d\n\x15history_max_workflows\x18\x02 \x01(\x03\"]\n\x1aSetHistoryRetentionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0cretention_ms\x18\x02 \x01(\x03\x12\x15\n\rmax_workflows\x18\x03 \x01(\x03\"Q\n\x1bSetHistoryRetentionResponse\x12\x32\n\x08settings\x18\x01 \x01(\x0b\x32 .orchestrator.v1.ClusterSettings\"\x1b\n\x19GetClusterSettingsRequest\"P\n\x1aGetClusterSettingsResponse\x12\x32\n\x08settings\x18\x01 \x01(\x0b\x32 .orchestrator.v1.ClusterSettings\"d\n\x11\x41\x64\x64ReplicaRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x14\n\x0craft_address\x18\x03 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x04 \x01(\t\"\x14\n\x12\x41\x64\x64ReplicaResponse\";\n\x14RemoveReplicaRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\"\x17\n\x15RemoveReplicaResponse\"\x19\n\x17GetClusterStatusRequest\"\x19\n\x17GetReplicaStatusRequest\"\xc4\x02\n\rReplicaStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0c\n\x04term\x18\x03 \x01(\x03\x12\x18\n\x10\x61pplied_sequence\x18\x04 \x01(\x03\x12\x14\n\x0cgrpc_address\x18\x05 \x01(\t\x12\x14\n\x0craft_address\x18\x06 \x01(\t\x12\x11\n\tleader_id\x18\x07 \x01(\t\x12\x1b\n\x13leader_grpc_address\x18\x08 \x01(\t\x12\x14\n\x0c\x63ommit_index\x18\t \x01(\x03\x12\x17\n\x0fraft_log_length\x18\n \x01(\x03\x12\x0f\n\x07serving\x18\x0b \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x0c \x01(\t\x12\x17\n\x0f\x63luster_time_ms\x18\r \x01(\x03\x12\x11\n\tworkflows\x18\x0e \x01(\x03\x12\x14\n\x0c\x61pplied_hash\x18\x0f \x01(\t\"_\n\x18GetClusterStatusResponse\x12\x30\n\x08replicas\x18\x01 \x03(\x0b\x32\x1e.orchestrator.v1.ReplicaStatus\x12\x11\n\tleader_id\x18\x02 \x01(\t2\xef\x04\n\x0e\x43lusterService\x12g\n\x10GetClusterStatus\x12(.orchestrator.v1.GetClusterStatusRequest\x1a).orchestrator.v1.GetClusterStatusResponse\x12\\\n\x10GetReplicaStatus\x12(.orchestrator.v1.GetReplicaStatusRequest\x1a\x1e.orchestrator.v1.ReplicaStatus\x12U\n\nAddReplica\x12\".orchestrator.v1.AddReplicaRequest\x1a#.orchestrator.v1.AddReplicaResponse\x12^\n\rRemoveReplica\x12%.orchestrator.v1.RemoveReplicaRequest\x1a&.orchestrator.v1.RemoveReplicaResponse\x12p\n\x13SetHistoryRetention\x12+.orchestrator.v1.SetHistoryRetentionRequest\x1a,.orchestrator.v1.SetHistoryRetentionResponse\x12m\n\x12GetClusterSettings\x12*.orchestrator.v1.GetClusterSettingsRequest\x1a+.orchestrator.v1.GetClusterSettingsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orchestrator.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ADDREPLICAREQUEST']._serialized_start=50
-  _globals['_ADDREPLICAREQUEST']._serialized_end=150
-  _globals['_ADDREPLICARESPONSE']._serialized_start=152
-  _globals['_ADDREPLICARESPONSE']._serialized_end=172
-  _globals['_REMOVEREPLICAREQUEST']._serialized_start=174
-  _globals['_REMOVEREPLICAREQUEST']._serialized_end=233
-  _globals['_REMOVEREPLICARESPONSE']._serialized_start=235
-  _globals['_REMOVEREPLICARESPONSE']._serialized_end=258
-  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=260
-  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_end=285
-  _globals['_GETREPLICASTATUSREQUEST']._serialized_start=287
-  _globals['_GETREPLICASTATUSREQUEST']._serialized_end=312
-  _globals['_REPLICASTATUS']._serialized_start=315
-  _globals['_REPLICASTATUS']._serialized_end=639
-  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_start=641
-  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_end=736
-  _globals['_CLUSTERSERVICE']._serialized_start=739
-  _globals['_CLUSTERSERVICE']._serialized_end=1137
+  _globals['_CLUSTERSETTINGS']._serialized_start=50
+  _globals['_CLUSTERSETTINGS']._serialized_end=128
+  _globals['_SETHISTORYRETENTIONREQUEST']._serialized_start=130
+  _globals['_SETHISTORYRETENTIONREQUEST']._serialized_end=223
+  _globals['_SETHISTORYRETENTIONRESPONSE']._serialized_start=225
+  _globals['_SETHISTORYRETENTIONRESPONSE']._serialized_end=306
+  _globals['_GETCLUSTERSETTINGSREQUEST']._serialized_start=308
+  _globals['_GETCLUSTERSETTINGSREQUEST']._serialized_end=335
+  _globals['_GETCLUSTERSETTINGSRESPONSE']._serialized_start=337
+  _globals['_GETCLUSTERSETTINGSRESPONSE']._serialized_end=417
+  _globals['_ADDREPLICAREQUEST']._serialized_start=419
+  _globals['_ADDREPLICAREQUEST']._serialized_end=519
+  _globals['_ADDREPLICARESPONSE']._serialized_start=521
+  _globals['_ADDREPLICARESPONSE']._serialized_end=541
+  _globals['_REMOVEREPLICAREQUEST']._serialized_start=543
+  _globals['_REMOVEREPLICAREQUEST']._serialized_end=602
+  _globals['_REMOVEREPLICARESPONSE']._serialized_start=604
+  _globals['_REMOVEREPLICARESPONSE']._serialized_end=627
+  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=629
+  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_end=654
+  _globals['_GETREPLICASTATUSREQUEST']._serialized_start=656
+  _globals['_GETREPLICASTATUSREQUEST']._serialized_end=681
+  _globals['_REPLICASTATUS']._serialized_start=684
+  _globals['_REPLICASTATUS']._serialized_end=1008
+  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_start=1010
+  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_end=1105
+  _globals['_CLUSTERSERVICE']._serialized_start=1108
+  _globals['_CLUSTERSERVICE']._serialized_end=1731
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,40 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ClusterSettings(_message.Message):
+    __slots__ = ("history_retention_ms", "history_max_workflows")
+    HISTORY_RETENTION_MS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_MAX_WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    history_retention_ms: int
+    history_max_workflows: int
+    def __init__(self, history_retention_ms: _Optional[int] = ..., history_max_workflows: _Optional[int] = ...) -> None: ...
+
+class SetHistoryRetentionRequest(_message.Message):
+    __slots__ = ("request_id", "retention_ms", "max_workflows")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    retention_ms: int
+    max_workflows: int
+    def __init__(self, request_id: _Optional[str] = ..., retention_ms: _Optional[int] = ..., max_workflows: _Optional[int] = ...) -> None: ...
+
+class SetHistoryRetentionResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: ClusterSettings
+    def __init__(self, settings: _Optional[_Union[ClusterSettings, _Mapping]] = ...) -> None: ...
+
+class GetClusterSettingsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetClusterSettingsResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: ClusterSettings
+    def __init__(self, settings: _Optional[_Union[ClusterSettings, _Mapping]] = ...) -> None: ...
+
 class AddReplicaRequest(_message.Message):
     __slots__ = ("request_id", "node_id", "raft_address", "grpc_address")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

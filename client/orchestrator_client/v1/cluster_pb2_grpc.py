@@ -55,6 +55,16 @@ class ClusterServiceStub:
                 request_serializer=orchestrator_dot_v1_dot_cluster__pb2.RemoveReplicaRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_cluster__pb2.RemoveReplicaResponse.FromString,
                 _registered_method=True)
+        self.SetHistoryRetention = channel.unary_unary(
+                '/orchestrator.v1.ClusterService/SetHistoryRetention',
+                request_serializer=orchestrator_dot_v1_dot_cluster__pb2.SetHistoryRetentionRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_cluster__pb2.SetHistoryRetentionResponse.FromString,
+                _registered_method=True)
+        self.GetClusterSettings = channel.unary_unary(
+                '/orchestrator.v1.ClusterService/GetClusterSettings',
+                request_serializer=orchestrator_dot_v1_dot_cluster__pb2.GetClusterSettingsRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_cluster__pb2.GetClusterSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -91,6 +101,21 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetHistoryRetention(self, request, context):
+        """Sets how long the durable history keeps a workflow after it ended, and optionally how many
+        it keeps at most (a replicated setting, enforced identically on every replica).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClusterSettings(self, request, context):
+        """The cluster's replicated settings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +138,16 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.RemoveReplica,
                     request_deserializer=orchestrator_dot_v1_dot_cluster__pb2.RemoveReplicaRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_cluster__pb2.RemoveReplicaResponse.SerializeToString,
+            ),
+            'SetHistoryRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetHistoryRetention,
+                    request_deserializer=orchestrator_dot_v1_dot_cluster__pb2.SetHistoryRetentionRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_cluster__pb2.SetHistoryRetentionResponse.SerializeToString,
+            ),
+            'GetClusterSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClusterSettings,
+                    request_deserializer=orchestrator_dot_v1_dot_cluster__pb2.GetClusterSettingsRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_cluster__pb2.GetClusterSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +259,60 @@ class ClusterService:
             '/orchestrator.v1.ClusterService/RemoveReplica',
             orchestrator_dot_v1_dot_cluster__pb2.RemoveReplicaRequest.SerializeToString,
             orchestrator_dot_v1_dot_cluster__pb2.RemoveReplicaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetHistoryRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.ClusterService/SetHistoryRetention',
+            orchestrator_dot_v1_dot_cluster__pb2.SetHistoryRetentionRequest.SerializeToString,
+            orchestrator_dot_v1_dot_cluster__pb2.SetHistoryRetentionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClusterSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.ClusterService/GetClusterSettings',
+            orchestrator_dot_v1_dot_cluster__pb2.GetClusterSettingsRequest.SerializeToString,
+            orchestrator_dot_v1_dot_cluster__pb2.GetClusterSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

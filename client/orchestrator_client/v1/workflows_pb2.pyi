@@ -36,6 +36,22 @@ class IdempotencyStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IDEMPOTENCY_STRATEGY_FAIL: _ClassVar[IdempotencyStrategy]
     IDEMPOTENCY_STRATEGY_RETURN_EXISTING: _ClassVar[IdempotencyStrategy]
     IDEMPOTENCY_STRATEGY_FAIL_ON_RUNNING: _ClassVar[IdempotencyStrategy]
+
+class SearchSort(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEARCH_SORT_UNSPECIFIED: _ClassVar[SearchSort]
+    SEARCH_SORT_CREATE_TIME: _ClassVar[SearchSort]
+    SEARCH_SORT_END_TIME: _ClassVar[SearchSort]
+
+class BulkActionType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BULK_ACTION_TYPE_UNSPECIFIED: _ClassVar[BulkActionType]
+    BULK_ACTION_TYPE_PAUSE: _ClassVar[BulkActionType]
+    BULK_ACTION_TYPE_RESUME: _ClassVar[BulkActionType]
+    BULK_ACTION_TYPE_RESTART: _ClassVar[BulkActionType]
+    BULK_ACTION_TYPE_RETRY: _ClassVar[BulkActionType]
+    BULK_ACTION_TYPE_TERMINATE: _ClassVar[BulkActionType]
+    BULK_ACTION_TYPE_REMOVE: _ClassVar[BulkActionType]
 WORKFLOW_STATUS_UNSPECIFIED: WorkflowStatus
 WORKFLOW_STATUS_RUNNING: WorkflowStatus
 WORKFLOW_STATUS_COMPLETED: WorkflowStatus
@@ -57,6 +73,16 @@ IDEMPOTENCY_STRATEGY_UNSPECIFIED: IdempotencyStrategy
 IDEMPOTENCY_STRATEGY_FAIL: IdempotencyStrategy
 IDEMPOTENCY_STRATEGY_RETURN_EXISTING: IdempotencyStrategy
 IDEMPOTENCY_STRATEGY_FAIL_ON_RUNNING: IdempotencyStrategy
+SEARCH_SORT_UNSPECIFIED: SearchSort
+SEARCH_SORT_CREATE_TIME: SearchSort
+SEARCH_SORT_END_TIME: SearchSort
+BULK_ACTION_TYPE_UNSPECIFIED: BulkActionType
+BULK_ACTION_TYPE_PAUSE: BulkActionType
+BULK_ACTION_TYPE_RESUME: BulkActionType
+BULK_ACTION_TYPE_RESTART: BulkActionType
+BULK_ACTION_TYPE_RETRY: BulkActionType
+BULK_ACTION_TYPE_TERMINATE: BulkActionType
+BULK_ACTION_TYPE_REMOVE: BulkActionType
 
 class Task(_message.Message):
     __slots__ = ("task_id", "task_type", "reference_task_name", "workflow_id", "workflow_type", "status", "input_json", "output_json", "retry_count", "poll_count", "scheduled_time_ms", "start_time_ms", "end_time_ms", "reason_for_incompletion", "worker_id", "response_timeout_seconds", "lease_expires_ms", "seq", "retried_task_id", "correlation_id", "domain")
@@ -257,3 +283,201 @@ class ListWorkflowsResponse(_message.Message):
     workflows: _containers.RepeatedCompositeFieldContainer[Workflow]
     next_page_token: str
     def __init__(self, workflows: _Optional[_Iterable[_Union[Workflow, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SearchWorkflowsRequest(_message.Message):
+    __slots__ = ("workflow_name", "version", "statuses", "correlation_id", "created_from_ms", "created_to_ms", "ended_from_ms", "ended_to_ms", "failed_task_type", "text", "sort", "ascending", "page_size", "page_token", "skip_total")
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_TO_MS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_TO_MS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SORT_FIELD_NUMBER: _ClassVar[int]
+    ASCENDING_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SKIP_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    workflow_name: str
+    version: int
+    statuses: _containers.RepeatedScalarFieldContainer[WorkflowStatus]
+    correlation_id: str
+    created_from_ms: int
+    created_to_ms: int
+    ended_from_ms: int
+    ended_to_ms: int
+    failed_task_type: str
+    text: str
+    sort: SearchSort
+    ascending: bool
+    page_size: int
+    page_token: str
+    skip_total: bool
+    def __init__(self, workflow_name: _Optional[str] = ..., version: _Optional[int] = ..., statuses: _Optional[_Iterable[_Union[WorkflowStatus, str]]] = ..., correlation_id: _Optional[str] = ..., created_from_ms: _Optional[int] = ..., created_to_ms: _Optional[int] = ..., ended_from_ms: _Optional[int] = ..., ended_to_ms: _Optional[int] = ..., failed_task_type: _Optional[str] = ..., text: _Optional[str] = ..., sort: _Optional[_Union[SearchSort, str]] = ..., ascending: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., skip_total: _Optional[bool] = ...) -> None: ...
+
+class SearchWorkflowsResponse(_message.Message):
+    __slots__ = ("workflows", "next_page_token", "total_count")
+    WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    workflows: _containers.RepeatedCompositeFieldContainer[Workflow]
+    next_page_token: str
+    total_count: int
+    def __init__(self, workflows: _Optional[_Iterable[_Union[Workflow, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_count: _Optional[int] = ...) -> None: ...
+
+class PauseWorkflowRequest(_message.Message):
+    __slots__ = ("request_id", "workflow_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    workflow_id: str
+    def __init__(self, request_id: _Optional[str] = ..., workflow_id: _Optional[str] = ...) -> None: ...
+
+class PauseWorkflowResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ResumeWorkflowRequest(_message.Message):
+    __slots__ = ("request_id", "workflow_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    workflow_id: str
+    def __init__(self, request_id: _Optional[str] = ..., workflow_id: _Optional[str] = ...) -> None: ...
+
+class ResumeWorkflowResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RestartWorkflowRequest(_message.Message):
+    __slots__ = ("request_id", "workflow_id", "use_latest_definition")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    USE_LATEST_DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    workflow_id: str
+    use_latest_definition: bool
+    def __init__(self, request_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., use_latest_definition: _Optional[bool] = ...) -> None: ...
+
+class RestartWorkflowResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RetryWorkflowRequest(_message.Message):
+    __slots__ = ("request_id", "workflow_id", "resume_subworkflow_tasks")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    RESUME_SUBWORKFLOW_TASKS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    workflow_id: str
+    resume_subworkflow_tasks: bool
+    def __init__(self, request_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., resume_subworkflow_tasks: _Optional[bool] = ...) -> None: ...
+
+class RetryWorkflowResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RerunWorkflowRequest(_message.Message):
+    __slots__ = ("request_id", "workflow_id", "task_id", "task_input_json", "workflow_input_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    workflow_id: str
+    task_id: str
+    task_input_json: str
+    workflow_input_json: str
+    def __init__(self, request_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., task_id: _Optional[str] = ..., task_input_json: _Optional[str] = ..., workflow_input_json: _Optional[str] = ...) -> None: ...
+
+class RerunWorkflowResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SkipTaskRequest(_message.Message):
+    __slots__ = ("request_id", "workflow_id", "task_reference_name", "output_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_REFERENCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    workflow_id: str
+    task_reference_name: str
+    output_json: str
+    def __init__(self, request_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., task_reference_name: _Optional[str] = ..., output_json: _Optional[str] = ...) -> None: ...
+
+class SkipTaskResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RemoveWorkflowRequest(_message.Message):
+    __slots__ = ("request_id", "workflow_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    workflow_id: str
+    def __init__(self, request_id: _Optional[str] = ..., workflow_id: _Optional[str] = ...) -> None: ...
+
+class RemoveWorkflowResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BulkActionRequest(_message.Message):
+    __slots__ = ("request_id", "action", "workflow_ids", "search", "reason", "use_latest_definition", "resume_subworkflow_tasks")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    USE_LATEST_DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    RESUME_SUBWORKFLOW_TASKS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    action: BulkActionType
+    workflow_ids: _containers.RepeatedScalarFieldContainer[str]
+    search: SearchWorkflowsRequest
+    reason: str
+    use_latest_definition: bool
+    resume_subworkflow_tasks: bool
+    def __init__(self, request_id: _Optional[str] = ..., action: _Optional[_Union[BulkActionType, str]] = ..., workflow_ids: _Optional[_Iterable[str]] = ..., search: _Optional[_Union[SearchWorkflowsRequest, _Mapping]] = ..., reason: _Optional[str] = ..., use_latest_definition: _Optional[bool] = ..., resume_subworkflow_tasks: _Optional[bool] = ...) -> None: ...
+
+class BulkItemResult(_message.Message):
+    __slots__ = ("workflow_id", "code", "message")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    code: int
+    message: str
+    def __init__(self, workflow_id: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class BulkActionResponse(_message.Message):
+    __slots__ = ("results", "next_page_token")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BulkItemResult]
+    next_page_token: str
+    def __init__(self, results: _Optional[_Iterable[_Union[BulkItemResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ExecuteWorkflowRequest(_message.Message):
+    __slots__ = ("start", "wait_timeout_ms", "include_tasks")
+    START_FIELD_NUMBER: _ClassVar[int]
+    WAIT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_TASKS_FIELD_NUMBER: _ClassVar[int]
+    start: StartWorkflowRequest
+    wait_timeout_ms: int
+    include_tasks: bool
+    def __init__(self, start: _Optional[_Union[StartWorkflowRequest, _Mapping]] = ..., wait_timeout_ms: _Optional[int] = ..., include_tasks: _Optional[bool] = ...) -> None: ...
+
+class ExecuteWorkflowResponse(_message.Message):
+    __slots__ = ("workflow", "ended", "created")
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    workflow: Workflow
+    ended: bool
+    created: bool
+    def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ..., ended: _Optional[bool] = ..., created: _Optional[bool] = ...) -> None: ...

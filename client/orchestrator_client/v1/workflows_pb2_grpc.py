@@ -60,6 +60,56 @@ class WorkflowServiceStub:
                 request_serializer=orchestrator_dot_v1_dot_workflows__pb2.ListWorkflowsRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.ListWorkflowsResponse.FromString,
                 _registered_method=True)
+        self.SearchWorkflows = channel.unary_unary(
+                '/orchestrator.v1.WorkflowService/SearchWorkflows',
+                request_serializer=orchestrator_dot_v1_dot_workflows__pb2.SearchWorkflowsRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.SearchWorkflowsResponse.FromString,
+                _registered_method=True)
+        self.PauseWorkflow = channel.unary_unary(
+                '/orchestrator.v1.WorkflowService/PauseWorkflow',
+                request_serializer=orchestrator_dot_v1_dot_workflows__pb2.PauseWorkflowRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.PauseWorkflowResponse.FromString,
+                _registered_method=True)
+        self.ResumeWorkflow = channel.unary_unary(
+                '/orchestrator.v1.WorkflowService/ResumeWorkflow',
+                request_serializer=orchestrator_dot_v1_dot_workflows__pb2.ResumeWorkflowRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.ResumeWorkflowResponse.FromString,
+                _registered_method=True)
+        self.RestartWorkflow = channel.unary_unary(
+                '/orchestrator.v1.WorkflowService/RestartWorkflow',
+                request_serializer=orchestrator_dot_v1_dot_workflows__pb2.RestartWorkflowRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.RestartWorkflowResponse.FromString,
+                _registered_method=True)
+        self.RetryWorkflow = channel.unary_unary(
+                '/orchestrator.v1.WorkflowService/RetryWorkflow',
+                request_serializer=orchestrator_dot_v1_dot_workflows__pb2.RetryWorkflowRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.RetryWorkflowResponse.FromString,
+                _registered_method=True)
+        self.RerunWorkflow = channel.unary_unary(
+                '/orchestrator.v1.WorkflowService/RerunWorkflow',
+                request_serializer=orchestrator_dot_v1_dot_workflows__pb2.RerunWorkflowRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.RerunWorkflowResponse.FromString,
+                _registered_method=True)
+        self.SkipTask = channel.unary_unary(
+                '/orchestrator.v1.WorkflowService/SkipTask',
+                request_serializer=orchestrator_dot_v1_dot_workflows__pb2.SkipTaskRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.SkipTaskResponse.FromString,
+                _registered_method=True)
+        self.RemoveWorkflow = channel.unary_unary(
+                '/orchestrator.v1.WorkflowService/RemoveWorkflow',
+                request_serializer=orchestrator_dot_v1_dot_workflows__pb2.RemoveWorkflowRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.RemoveWorkflowResponse.FromString,
+                _registered_method=True)
+        self.BulkAction = channel.unary_unary(
+                '/orchestrator.v1.WorkflowService/BulkAction',
+                request_serializer=orchestrator_dot_v1_dot_workflows__pb2.BulkActionRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.BulkActionResponse.FromString,
+                _registered_method=True)
+        self.ExecuteWorkflow = channel.unary_unary(
+                '/orchestrator.v1.WorkflowService/ExecuteWorkflow',
+                request_serializer=orchestrator_dot_v1_dot_workflows__pb2.ExecuteWorkflowRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.ExecuteWorkflowResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -98,7 +148,93 @@ class WorkflowServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkflows(self, request, context):
-        """Lists workflow executions, newest first, optionally filtered, a page at a time.
+        """Lists workflow executions, newest first, optionally filtered, a page at a time: running
+        ones and those archived in the durable history alike.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchWorkflows(self, request, context):
+        """Searches running and archived workflows by every filter of the request, sorted, a page at
+        a time, with the total count of matches. Any replica answers, having applied at least
+        what the caller last saw (read-your-writes), its durable history included.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseWorkflow(self, request, context):
+        """Pauses a RUNNING workflow: nothing new is scheduled until it is resumed; tasks already in
+        progress run on and their results are recorded. Pausing a PAUSED workflow is OK.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeWorkflow(self, request, context):
+        """Resumes a PAUSED workflow: it is RUNNING again and decides at once what to schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestartWorkflow(self, request, context):
+        """Restarts a terminal workflow from the beginning with its original input, under the same
+        id (Conductor's restart); optionally with the latest version of its definition. Works on
+        a workflow archived in the durable history too (it is brought back into memory).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryWorkflow(self, request, context):
+        """Retries a FAILED, TIMED_OUT or TERMINATED workflow (Conductor's retry): its failed,
+        canceled or timed out tasks get new attempts, completed work is kept. Works on an
+        archived workflow too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RerunWorkflow(self, request, context):
+        """Reruns a workflow from one of its tasks (Conductor's rerun): the tasks after it are
+        dropped and it is scheduled again, with new input when given. Works on an archived one too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SkipTask(self, request, context):
+        """Skips a task of a running workflow (Conductor's skipTaskFromWorkflow): a scheduled or in
+        progress task, or one not scheduled yet, becomes SKIPPED with the given output and the
+        workflow proceeds past it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveWorkflow(self, request, context):
+        """Removes a terminal workflow: from memory and from the durable history. A RUNNING or
+        PAUSED workflow is refused (terminate it first); NOT_FOUND when it is in neither.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkAction(self, request, context):
+        """One operator action on many workflows: a list of ids, or the matches of a search, at most
+        1000 per call, each item its own command (its request id derived from the call's and the
+        workflow id, so a retried call is deduplicated item by item), reported per item. A search
+        continues with next_page_token in the next call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecuteWorkflow(self, request, context):
+        """Starts a workflow and waits until it ends or wait_timeout_ms passes, in one call
+        (synchronous execution). A wait holds one of the replica's long-poll slots.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +267,56 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.ListWorkflows,
                     request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.ListWorkflowsRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_workflows__pb2.ListWorkflowsResponse.SerializeToString,
+            ),
+            'SearchWorkflows': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchWorkflows,
+                    request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.SearchWorkflowsRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_workflows__pb2.SearchWorkflowsResponse.SerializeToString,
+            ),
+            'PauseWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseWorkflow,
+                    request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.PauseWorkflowRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_workflows__pb2.PauseWorkflowResponse.SerializeToString,
+            ),
+            'ResumeWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWorkflow,
+                    request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.ResumeWorkflowRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_workflows__pb2.ResumeWorkflowResponse.SerializeToString,
+            ),
+            'RestartWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestartWorkflow,
+                    request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.RestartWorkflowRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_workflows__pb2.RestartWorkflowResponse.SerializeToString,
+            ),
+            'RetryWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryWorkflow,
+                    request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.RetryWorkflowRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_workflows__pb2.RetryWorkflowResponse.SerializeToString,
+            ),
+            'RerunWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerunWorkflow,
+                    request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.RerunWorkflowRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_workflows__pb2.RerunWorkflowResponse.SerializeToString,
+            ),
+            'SkipTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.SkipTask,
+                    request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.SkipTaskRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_workflows__pb2.SkipTaskResponse.SerializeToString,
+            ),
+            'RemoveWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveWorkflow,
+                    request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.RemoveWorkflowRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_workflows__pb2.RemoveWorkflowResponse.SerializeToString,
+            ),
+            'BulkAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkAction,
+                    request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.BulkActionRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_workflows__pb2.BulkActionResponse.SerializeToString,
+            ),
+            'ExecuteWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecuteWorkflow,
+                    request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.ExecuteWorkflowRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_workflows__pb2.ExecuteWorkflowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +455,276 @@ class WorkflowService:
             '/orchestrator.v1.WorkflowService/ListWorkflows',
             orchestrator_dot_v1_dot_workflows__pb2.ListWorkflowsRequest.SerializeToString,
             orchestrator_dot_v1_dot_workflows__pb2.ListWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchWorkflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.WorkflowService/SearchWorkflows',
+            orchestrator_dot_v1_dot_workflows__pb2.SearchWorkflowsRequest.SerializeToString,
+            orchestrator_dot_v1_dot_workflows__pb2.SearchWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.WorkflowService/PauseWorkflow',
+            orchestrator_dot_v1_dot_workflows__pb2.PauseWorkflowRequest.SerializeToString,
+            orchestrator_dot_v1_dot_workflows__pb2.PauseWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.WorkflowService/ResumeWorkflow',
+            orchestrator_dot_v1_dot_workflows__pb2.ResumeWorkflowRequest.SerializeToString,
+            orchestrator_dot_v1_dot_workflows__pb2.ResumeWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestartWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.WorkflowService/RestartWorkflow',
+            orchestrator_dot_v1_dot_workflows__pb2.RestartWorkflowRequest.SerializeToString,
+            orchestrator_dot_v1_dot_workflows__pb2.RestartWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.WorkflowService/RetryWorkflow',
+            orchestrator_dot_v1_dot_workflows__pb2.RetryWorkflowRequest.SerializeToString,
+            orchestrator_dot_v1_dot_workflows__pb2.RetryWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerunWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.WorkflowService/RerunWorkflow',
+            orchestrator_dot_v1_dot_workflows__pb2.RerunWorkflowRequest.SerializeToString,
+            orchestrator_dot_v1_dot_workflows__pb2.RerunWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SkipTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.WorkflowService/SkipTask',
+            orchestrator_dot_v1_dot_workflows__pb2.SkipTaskRequest.SerializeToString,
+            orchestrator_dot_v1_dot_workflows__pb2.SkipTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.WorkflowService/RemoveWorkflow',
+            orchestrator_dot_v1_dot_workflows__pb2.RemoveWorkflowRequest.SerializeToString,
+            orchestrator_dot_v1_dot_workflows__pb2.RemoveWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.WorkflowService/BulkAction',
+            orchestrator_dot_v1_dot_workflows__pb2.BulkActionRequest.SerializeToString,
+            orchestrator_dot_v1_dot_workflows__pb2.BulkActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.WorkflowService/ExecuteWorkflow',
+            orchestrator_dot_v1_dot_workflows__pb2.ExecuteWorkflowRequest.SerializeToString,
+            orchestrator_dot_v1_dot_workflows__pb2.ExecuteWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,
