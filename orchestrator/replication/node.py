@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from typing import Any
 
 import structlog
@@ -19,7 +20,7 @@ from pysyncobj.monotonic import monotonic as raft_monotonic
 from pysyncobj.node import TCPNode
 
 from ..core.state import State
-from . import journal, raft_fixes, snapshot, wire_crypto, wire_frames, wire_guard
+from . import journal, raft_fixes, snapshot, tick_stats, wire_crypto, wire_frames, wire_guard
 from .api import (
     Member,
     NotLeader,
@@ -47,6 +48,7 @@ class _Raft(SyncObj):  # type: ignore[misc]
         super().__init__(self_addr, peers, conf=conf, transportClass=raft_fixes.FixedTransport)
 
     def _onTick(self, timeToWait: float = 0.0) -> Any:
+        self._owner.tick_stats.tick()
         # The leader counts its own log towards a commit in this tick: make it durable first
         # (its AppendEntries left before the fsync; see raft_fixes.FixedTransport). The journal
         # is pysyncobj's own attribute, there from the first tick on.
@@ -103,6 +105,7 @@ class RaftReplica(ReplicaBase):
             # to start instead, before it can serve anything wrong.
             header, _ = snapshot.read_snapshot(self.dump_path)
             dump_prev_idx = int(header["prev"][1])
+        self.tick_stats = tick_stats.TickStats(settings.data_dir)
         self.snapshotter = snapshot.ForkingSnapshotter(
             self.dump_path,
             self._dump_state_unlocked,
@@ -145,9 +148,9 @@ class RaftReplica(ReplicaBase):
             logCompactionSplit=s.log_compaction_split,
             journalFile=self.journal_path,
             fullDumpFile=self.dump_path,
-            serializer=self.snapshotter.serializer,
-            deserializer=self.snapshotter.deserializer,
-            serializeChecker=self.snapshotter.checker,
+            serializer=self._serialize,
+            deserializer=self._deserialize,
+            serializeChecker=self._check_snapshot,
             onStateChanged=self._on_state_changed,
         )
 
@@ -177,6 +180,26 @@ class RaftReplica(ReplicaBase):
         # Runs in the forked child (or on the tick thread, the only writer of the state). Never
         # take self.lock here: a reader thread may have held it at fork time.
         return self.state.snapshot_bytes(), self.state.seq, self.log_hash.hex()
+
+    # Timed for tick_stats: the fork (or a synchronous write) and a load run on the tick thread.
+    def _serialize(self, tmp_path: str, data: Any) -> None:
+        self.tick_stats.fork_started()
+        try:
+            self.snapshotter.serializer(tmp_path, data)
+        finally:
+            self.tick_stats.fork_returned()
+
+    def _check_snapshot(self) -> int:
+        result = self.snapshotter.checker()
+        if result in (2, 3):
+            self.tick_stats.snapshot_ended(result)
+        return result
+
+    def _deserialize(self, path: str) -> Any:
+        t0 = time.monotonic()
+        out = self.snapshotter.deserializer(path)
+        self.tick_stats.loaded(time.monotonic() - t0, os.path.getsize(path))
+        return out
 
     def _load_state(self, data: bytes, header: dict[str, Any]) -> None:
         self._replace_state(

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from .capacity import PARK_KINDS, format_capacity
 from .report import format_table
 from .run import run_bench
 from .workload import parse_shape
@@ -79,8 +80,44 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         "--workflow-timeout", type=float, default=60.0, help="give up on a workflow after this"
     )
     p.add_argument("--log-level", default="INFO", help="log level of the local replicas")
+    _add_capacity_arguments(p)
     p.add_argument("--keep-dir", action="store_true", help="keep the local cluster's folder")
     p.set_defaults(fn=cmd_bench)
+
+
+def _add_capacity_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("capacity (bench/capacity.py)")
+    g.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="run the measured phase for this many seconds instead of --workflows",
+    )
+    g.add_argument("--window-s", type=float, default=5.0, help="report windows of --duration")
+    g.add_argument(
+        "--park",
+        type=int,
+        default=0,
+        help="measure on the empty cluster, then start this many workflows that park on a "
+        "HUMAN/WAIT task, and measure again",
+    )
+    g.add_argument("--park-kind", choices=PARK_KINDS, default="human")
+    g.add_argument("--park-concurrency", type=int, default=64, help="threads starting them")
+    g.add_argument(
+        "--snapshot-timeout",
+        type=float,
+        default=420.0,
+        help="with --park on a local cluster: wait this long for every replica to snapshot "
+        "the parked state (0: do not wait)",
+    )
+    g.add_argument(
+        "--recovery",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="with a local cluster: time a follower restarted after kill -9 and a new replica "
+        "added, until each serves with everything applied",
+    )
+    g.add_argument("--recovery-timeout", type=float, default=180.0)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -100,6 +137,9 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     if ns.workflows < 1 or ns.concurrency < 1 or ns.worker_processes < 1:
         print("bench: --workflows, --concurrency and --worker-processes must be >= 1")
         return 2
+    if ns.park < 0 or ns.duration < 0:
+        print("bench: --park and --duration must be >= 0")
+        return 2
     if ns.warmup is None:
         ns.warmup = min(50, ns.workflows // 10)
     if not getattr(ns, "target_addresses", None):
@@ -111,6 +151,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
             ns.target_addresses = top
     report = run_bench(ns)
     print(format_table(report))
+    print(format_capacity(report))
     if ns.json_path:
         with open(ns.json_path, "w") as f:
             json.dump(report, f, indent=2, sort_keys=False, default=str)
@@ -119,6 +160,8 @@ def cmd_bench(ns: argparse.Namespace) -> int:
         print(f"bench: {report['error']}", file=sys.stderr)
         return 3
     if report.get("workflows_not_completed") or report.get("error_count"):
+        return 1
+    if report.get("park", {}).get("errors") or report.get("empty", {}).get("error_count"):
         return 1
     return 0
 

@@ -77,10 +77,10 @@ class Progress:
         rate = done / elapsed_s if elapsed_s > 0 else 0.0
         width = 30
         filled = int(width * done / self.total) if self.total else width
-        line = (
-            f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-            f"{rate:7.1f} wf/s  errors {errors}  leader {leader or '?'}"
+        bar = (
+            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}" if self.total else done
         )
+        line = f"{self.label} {bar} {rate:7.1f} wf/s  errors {errors}  leader {leader or '?'}"
         if self.tty:
             sys.stderr.write("\r" + line + ("\n" if final else ""))
             sys.stderr.flush()
@@ -100,15 +100,17 @@ def run_closed_loop(
     wf_timeout_s: float,
     outcome: dict[str, Any],
     on_progress: Callable[[], None] | None = None,
+    deadline: float | None = None,
 ) -> None:
-    """`concurrency` threads, each starting a workflow and waiting for it, `count` in all."""
+    """`concurrency` threads, each starting a workflow and waiting for it, `count` in all (or
+    until the monotonic `deadline`, when given: workflows in flight then still finish)."""
     lock = threading.Lock()
     next_i = [0]
 
     def starter() -> None:
         while True:
             with lock:
-                if next_i[0] >= count:
+                if next_i[0] >= count or (deadline is not None and time.monotonic() >= deadline):
                     return
                 next_i[0] += 1
             t0 = time.monotonic()
@@ -127,6 +129,7 @@ def run_closed_loop(
                     outcome["timed_out"].append(wid)
                 else:
                     outcome["latencies"].append(t1 - t0)
+                    outcome["ends"].append((t1, t1 - t0))
 
     threads = [
         threading.Thread(target=starter, name=f"starter-{i}", daemon=True)
@@ -142,4 +145,5 @@ def run_closed_loop(
 
 
 def new_outcome() -> dict[str, Any]:
-    return {"latencies": [], "timed_out": [], "start_errors": Counter()}
+    # ends: (completion time on CLOCK_MONOTONIC, latency) of each workflow, for time windows
+    return {"latencies": [], "timed_out": [], "start_errors": Counter(), "ends": []}

@@ -90,6 +90,7 @@ class Measured:
     cpu_before: dict[str, dict[str, Any] | None]
     cpu_after: dict[str, dict[str, Any] | None]
     leaders: LeaderWatch
+    t_start: float = 0.0  # CLOCK_MONOTONIC, as the outcome's `ends`
 
 
 def measure(
@@ -114,7 +115,9 @@ def measure(
         pool.tracker.measuring = True
     pool.measuring_ev.set()
     outcome = new_outcome()
-    progress = Progress(opts.workflows, f"bench {kind}:{n} c={opts.concurrency}")
+    duration_s = float(getattr(opts, "duration", 0) or 0)
+    count = 10**9 if duration_s > 0 else opts.workflows
+    progress = Progress(0 if duration_s > 0 else count, f"bench {kind}:{n} c={opts.concurrency}")
     t_start = time.monotonic()
 
     def on_progress() -> None:
@@ -133,11 +136,12 @@ def measure(
         pool.tracker,
         workflow_name,
         payload,
-        opts.workflows,
+        count,
         opts.concurrency,
         opts.workflow_timeout,
         outcome,
         on_progress,
+        t_start + duration_s if duration_s > 0 else None,
     )
     t_end = time.monotonic()
     on_progress()
@@ -162,4 +166,5 @@ def measure(
         cpu_before,
         cpu_after,
         leaders,
+        t_start,
     )

@@ -15,8 +15,9 @@ from typing import Any, cast
 
 from ..access import Access
 from .baseline import run_baseline
+from .capacity import CapacityRun
 from .loop import Tracker, new_outcome, run_closed_loop
-from .measure import measure
+from .measure import applied, leader_of, measure
 from .report import not_completed_status, summarise
 from .stats import RpcRecorder, code_name
 from .workers import WorkerPool
@@ -33,6 +34,16 @@ class _Started:
     cluster: Any = None  # a LocalCluster the bench started, or None for a given cluster
     tmp: str | None = None
     pids: dict[str, int | None] = field(default_factory=dict)
+    extra: list[Any] = field(default_factory=list)  # replicas added by --recovery
+
+    def _stop_clusters(self) -> None:
+        for cluster in [*self.extra, self.cluster]:
+            if cluster is None:
+                continue
+            # Stops each replica by its own pid (SIGTERM, then SIGKILL after 10 s).
+            cluster.stop_all()
+            for nid in cluster.replicas:
+                cluster.kill(nid)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -40,11 +51,7 @@ class _Started:
         for c in self.clients:
             with contextlib.suppress(Exception):
                 c.close()
-        if self.cluster is not None:
-            # Stops each replica by its own pid (SIGTERM, then SIGKILL after 10 s).
-            self.cluster.stop_all()
-            for nid in self.cluster.replicas:
-                self.cluster.kill(nid)
+        self._stop_clusters()
         if self.tmp is not None:
             if self.keep_dir:
                 print(f"bench: kept {self.tmp}", file=sys.stderr)
@@ -87,6 +94,10 @@ def _new_report(opts: argparse.Namespace, raft: dict[str, Any]) -> dict[str, Any
             "raft": raft,
             "cluster": "given" if opts.target_addresses else "local (3 replicas, started by bench)",
             "cpu_count": os.cpu_count(),
+            "duration_s": opts.duration,
+            "park": opts.park,
+            "park_kind": opts.park_kind,
+            "recovery": opts.recovery,
         },
         "notes": notes,
     }
@@ -144,10 +155,29 @@ def _run_workload(
             opts.workflow_timeout,
             new_outcome(),
         )
-    m = measure(opts, rec, client, monitor, addresses, pool, name, payload, started.pids)
+    cap = CapacityRun(opts, report, started.cluster, monitor)
+
+    def measure_once() -> Any:
+        return measure(opts, rec, client, monitor, addresses, pool, name, payload, started.pids)
+
+    def summarise_empty(m: Any) -> dict[str, Any]:
+        # The workers' own numbers come once, at the end, for both measured phases.
+        unfinished = not_completed_status(monitor, m.outcome["timed_out"])
+        return summarise(m, rec, {}, n, started.pids, unfinished)
+
+    def leader_seq() -> int:
+        lead = leader_of(monitor.cluster_status())[0]
+        seqs = applied(monitor, addresses)
+        return seqs.get(lead) or max(seqs.values(), default=0)
+
+    cap.empty_then_park(client, measure_once, summarise_empty, leader_seq)
+    cap.measuring()
+    m = measure_once()
+    cap.measured()
     pool.stop_and_collect()
     unfinished = not_completed_status(monitor, m.outcome["timed_out"])
     report.update(summarise(m, rec, pool.finals, n, started.pids, unfinished))
+    cap.after(m, n, client, started.extra)
     return True
 
 
