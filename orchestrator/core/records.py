@@ -51,6 +51,9 @@ class TaskType(StrEnum):
     DECISION = "DECISION"
     FORK_JOIN = "FORK_JOIN"
     FORK_JOIN_DYNAMIC = "FORK_JOIN_DYNAMIC"
+    # The task a FORK_JOIN or FORK_JOIN_DYNAMIC creates (Conductor's TaskType.FORK); records
+    # written before it keep their FORK_JOIN / FORK_JOIN_DYNAMIC type and still run.
+    FORK = "FORK"
     JOIN = "JOIN"
     EXCLUSIVE_JOIN = "EXCLUSIVE_JOIN"
     DO_WHILE = "DO_WHILE"

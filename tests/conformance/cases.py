@@ -1248,7 +1248,8 @@ CASES: list[dict[str, JSON]] = [
     {
         "name": "switch_graaljs_default_case_and_output",
         "follows": f"{OPS}/switch-task.md: no matching case runs defaultCase; output "
-        "evaluationResult and selectedCase",
+        "evaluationResult and selectedCase, the evaluated value even for the default case "
+        "(SwitchTaskMapper)",
         "workflow": W(
             "switch_graal",
             T(
@@ -1265,7 +1266,7 @@ CASES: list[dict[str, JSON]] = [
         "input": {"country": "FR"},
         "expect": {
             "status": "COMPLETED",
-            "output": {"sel": {"evaluationResult": ["fr"], "selectedCase": "default"}},
+            "output": {"sel": {"evaluationResult": ["fr"], "selectedCase": "fr"}},
             "tasks": [["route", "COMPLETED"], ["b", "COMPLETED"]],
         },
     },

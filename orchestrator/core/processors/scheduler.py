@@ -4,6 +4,8 @@ or an operator that finishes at once)."""
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import Any, assert_never
 
 from .. import codec, limits
@@ -31,6 +33,12 @@ from .documents import task_doc
 
 JSON = Any
 _SIMPLE = TaskType.SIMPLE
+# A configuration's type -> its task's type: forks create a FORK task, as in Conductor.
+_RECORD_TYPE_OF = {
+    **TASK_TYPE_OF,
+    TaskType.FORK_JOIN.value: TaskType.FORK,
+    TaskType.FORK_JOIN_DYNAMIC.value: TaskType.FORK,
+}
 _TERMINATION = ("COMPLETED", "FAILED", "TERMINATED")
 
 
@@ -101,11 +109,11 @@ def _new_task(
 ) -> Task:
     """The task record, SCHEDULED, with the defaults of a task definition (not yet in the
     state: the caller configures it and emits TaskScheduled)."""
-    ttype = TASK_TYPE_OF[wt["type"]]
+    ttype = _RECORD_TYPE_OF[wt["type"]]
     dynamic = wt if path is None else (retry_of.dynamic_task if retry_of is not None else None)
     return Task(
         task_id=codec.built_id(f"{wf.workflow_id}-{wf.task_seq}", limits.MAX_BUILT_ID_LENGTH),
-        task_type=wt["name"] if ttype is _SIMPLE else wt["type"],
+        task_type=wt["name"] if ttype is _SIMPLE else ttype.value,
         type=ttype,
         reference_task_name=wt["taskReferenceName"] + suffix,
         workflow_id=wf.workflow_id,
@@ -205,14 +213,8 @@ def _start(ctx: Ctx, wf: Workflow, wt: JSON, task: Task, delay_s: int) -> None:
                     "JSON_JQ_TRANSFORM: queryExpression must be a non-empty jq program"
                 )
             scripts.await_script(ctx, task, "jq", query)
-        case TaskType.FORK_JOIN:
-            forked = {"forkedTasks": [b[0]["taskReferenceName"] for b in wt["forkTasks"]]}
-            ctx.emit(E.TaskInputSet(tid, forked))
-            tasks.end_task(ctx, task, T_COMPLETED, output={})
-        case TaskType.FORK_JOIN_DYNAMIC:
-            planned = forks.dynamic_fork_tasks(wf, wt, task.input, task)
-            ctx.emit(E.DynamicForkPlanned(tid, planned))
-            tasks.end_task(ctx, task, T_COMPLETED, output={})
+        case TaskType.FORK | TaskType.FORK_JOIN | TaskType.FORK_JOIN_DYNAMIC:
+            _start_fork(ctx, wf, wt, task)
         case TaskType.JOIN | TaskType.EXCLUSIVE_JOIN:
             ctx.emit(E.TaskInputSet(tid, {"joinOn": forks.join_on(ctx.st, wf, wt, task)}))
         case TaskType.DO_WHILE:
@@ -261,6 +263,18 @@ def _start_worker_task(ctx: Ctx, wt: JSON, task: Task, delay_s: int) -> None:
         tasks.enqueue(ctx, task)
 
 
+def _start_fork(ctx: Ctx, wf: Workflow, wt: JSON, task: Task) -> None:
+    """The FORK task completes at once; the walk then enters its branches."""
+    tid = task.task_id
+    if wt["type"] == TaskType.FORK_JOIN:
+        forked = {"forkedTasks": [b[0]["taskReferenceName"] for b in wt["forkTasks"]]}
+        ctx.emit(E.TaskInputSet(tid, forked))
+    else:
+        planned = forks.dynamic_fork_tasks(wf, wt, task.input, task)
+        ctx.emit(E.DynamicForkPlanned(tid, planned))
+    tasks.end_task(ctx, task, T_COMPLETED, output={})
+
+
 def _start_switch(ctx: Ctx, wt: JSON, task: Task) -> None:
     if task.type is TaskType.SWITCH and wt.get("evaluatorType") in JS_EVALUATORS:
         scripts.await_script(ctx, task, "js", wt["expression"])
@@ -274,11 +288,58 @@ def _start_switch(ctx: Ctx, wt: JSON, task: Task) -> None:
 
 
 def select_case(ctx: Ctx, task: Task, wt: JSON, value: JSON) -> dict[str, JSON]:
-    """SWITCH/DECISION: the case a value selects (matched as a string), recorded on the task."""
-    key = value if isinstance(value, str) else stringify(value)
-    case = key if key in wt["decisionCases"] else None
+    """SWITCH/DECISION: the case a value selects, recorded on the task.
+
+    As in Conductor's SwitchTaskMapper and DecisionTaskMapper, the value becomes text the way
+    Java prints it (`"" + value`); that text picks the case (one without tasks runs the default
+    case) and is what the output reports, even when the default case runs.
+    """
+    key = java_text(value)
+    case = key if wt["decisionCases"].get(key) else None
     ctx.emit(E.CaseSelected(task.task_id, case))
-    return {"evaluationResult": [value], "selectedCase": key if case is not None else "default"}
+    if task.type is TaskType.DECISION:
+        return {"caseOutput": [key]}
+    return {"evaluationResult": [key], "selectedCase": key}
+
+
+def java_text(value: JSON) -> str:
+    """A JSON value as Java's String.valueOf prints what Jackson reads it into."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _java_double(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(java_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={java_text(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _java_double(x: float) -> str:
+    """Double.toString: the shortest digits that read back as x (Java 19+), in plain notation
+    from 10^-3 up to 10^7 and as d.dddE<n> outside it; always a digit after the point."""
+    if not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+    sign = "-" if math.copysign(1.0, x) < 0 else ""
+    if x == 0:
+        return sign + "0.0"
+    _, digit_tuple, exp = Decimal(repr(abs(x))).as_tuple()
+    assert isinstance(exp, int)  # finite
+    digits = "".join(map(str, digit_tuple)).rstrip("0")
+    exp += len(digit_tuple) - len(digits)
+    e10 = len(digits) + exp - 1  # x = d.ddd * 10^e10
+    if -3 <= e10 < 7:
+        if e10 < 0:
+            return f"{sign}0.{'0' * (-e10 - 1)}{digits}"
+        whole = digits[: e10 + 1].ljust(e10 + 1, "0")
+        return f"{sign}{whole}.{digits[e10 + 1 :] or '0'}"
+    return f"{sign}{digits[0]}.{digits[1:] or '0'}E{e10}"
 
 
 def _start_inline(ctx: Ctx, task: Task) -> None:
@@ -360,8 +421,10 @@ def _start_terminate(ctx: Ctx, task: Task) -> None:
         raise TaskCannotRun(
             f"TERMINATE: terminationStatus {status!r} is not COMPLETED/FAILED/TERMINATED"
         )
+    # Conductor's Terminate: its output is workflowOutput's keys (another value as "output"),
+    # and it becomes the workflow's output.
     out = task.input.get("workflowOutput")
-    output = {"output": out} if out is not None else {}
+    output = dict(out) if isinstance(out, dict) else {"output": out} if out is not None else {}
     tasks.end_task(ctx, task, T_COMPLETED, output=output)
     ctx.terminations.append(task.task_id)
 

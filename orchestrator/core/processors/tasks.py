@@ -219,4 +219,5 @@ def handle_failure(ctx: Ctx, wf: Workflow, task: Task) -> None:
         _WF_END_OF.get(task.status, WF_FAILED),
         f"task {task.reference_task_name} ({task.task_id}) {task.status}: "
         f"{task.reason_for_incompletion}",
+        failed_task=task,
     )

@@ -21,7 +21,6 @@ from ..records import (
     T_CANCELED,
     T_COMPLETED,
     T_FAILED,
-    T_FAILED_STATES,
     T_TIMED_OUT,
     WF_COMPLETED,
     WF_FAILED,
@@ -174,8 +173,15 @@ def terminate_workflow(ctx: Ctx, cmd: TerminateWorkflow) -> dict[str, JSON]:
 
 
 def end_workflow(
-    ctx: Ctx, wf: Workflow, status: WorkflowStatus, reason: str, failed_task: Task | None = None
+    ctx: Ctx,
+    wf: Workflow,
+    status: WorkflowStatus,
+    reason: str,
+    failed_task: Task | None = None,
+    output: dict[str, JSON] | None = None,
 ) -> None:
+    """End a workflow: cancel what runs, set its output (`output`, else its outputParameters,
+    else its last task's output), end its children, start its failure workflow."""
     st = ctx.st
     children: list[str] = []
     for tid in wf.tasks:
@@ -184,18 +190,8 @@ def end_workflow(
             tasks.end_task(ctx, t, T_CANCELED, reason=f"workflow {status}")
             if t.sub_workflow_id:
                 children.append(t.sub_workflow_id)
-    out_params = registry.wf_def(st, wf).get("outputParameters") or {}
-    if out_params:
-        # Resolved as the workflow ends: the document shows its final status and reason.
-        doc = task_doc(st, wf)
-        doc["workflow"].update(status=status._value_, reasonForIncompletion=reason)
-        output = resolve(out_params, doc)
-    elif wf.tasks:
-        output = st.tasks[wf.tasks[-1]].output
-    else:
-        output = {}
-    if not isinstance(output, dict):
-        output = {"result": output}
+    if output is None:
+        output = _output_at_end(st, wf, status, reason)
     ctx.emit(E.WorkflowEnded(wf.workflow_id, status, reason, output))
     # Ending a parent ends its running children (Conductor cancels a SUB_WORKFLOW by terminating
     # the child); a child's end wakes its parent.
@@ -214,15 +210,29 @@ def end_workflow(
     retention.retire(ctx, wf.workflow_id)
 
 
+def _output_at_end(st: Any, wf: Workflow, status: WorkflowStatus, reason: str) -> dict[str, JSON]:
+    out_params = registry.wf_def(st, wf).get("outputParameters") or {}
+    output: JSON
+    if out_params:
+        # Resolved as the workflow ends: the document shows its final status and reason.
+        doc = task_doc(st, wf)
+        doc["workflow"].update(status=status._value_, reasonForIncompletion=reason)
+        output = resolve(out_params, doc)
+    elif wf.tasks:
+        output = st.tasks[wf.tasks[-1]].output
+    else:
+        output = {}
+    return output if isinstance(output, dict) else {"result": output}
+
+
 def terminate_from_task(ctx: Ctx, wf: Workflow, task: Task) -> None:
-    """A TERMINATE task ran: the workflow ends with its status, reason and output."""
+    """A TERMINATE task ran: the workflow ends with its status and reason, and its output is
+    the task's (Conductor's DeciderService.updateWorkflowOutput: outputParameters do not apply),
+    set before a failure workflow starts, so that one sees it and its note stays in it. The
+    TERMINATE task is the failure's task (Conductor's failedTaskId)."""
     status = WorkflowStatus(task.input.get("terminationStatus", WF_COMPLETED))
     reason = task.input.get("terminationReason") or ""
-    end_workflow(ctx, wf, status, str(reason))
-    out = task.input.get("workflowOutput")
-    if out is not None:
-        output = out if isinstance(out, dict) else {"result": out}
-        ctx.emit(E.WorkflowOutputSet(wf.workflow_id, output))
+    end_workflow(ctx, wf, status, str(reason), failed_task=task, output=dict(task.output))
 
 
 def _failed_view(st: Any, wf: Workflow) -> dict[str, JSON]:
@@ -261,7 +271,8 @@ def _start_failure_workflow(ctx: Ctx, wf: Workflow, failed_task: Task | None) ->
     """Conductor's failureWorkflow: started when a workflow ends FAILED or TIMED_OUT through
     the decider (never by the terminate API, which ends it TERMINATED). Its id is derived from
     the failed workflow's, so re-applying never starts two; its input is the failed workflow's
-    input plus workflowId, reason, failureStatus, failureTaskId and failedWorkflow."""
+    input plus workflowId, reason, failureStatus, failureTaskId (the task that failed, timed
+    out or terminated it; absent when none did) and failedWorkflow (with its final output)."""
     st = ctx.st
     defn = registry.wf_def(st, wf)
     name = defn.get("failureWorkflow")
@@ -280,18 +291,15 @@ def _start_failure_workflow(ctx: Ctx, wf: Workflow, failed_task: Task | None) ->
             f"{limits.MAX_SUBWORKFLOW_DEPTH} levels"
         )
         return _failure_note(ctx, wf, note)
-    failed_view = _failed_view(st, wf)
-    if failed_task is None:
-        failed = [st.tasks[t] for t in wf.tasks if st.tasks[t].status in T_FAILED_STATES]
-        failed_task = failed[-1] if failed else None
     child_input = copy.deepcopy(wf.input)
     child_input.update(
         workflowId=wf.workflow_id,
         reason=wf.reason_for_incompletion,
         failureStatus=wf.status._value_,
-        failureTaskId=failed_task.task_id if failed_task is not None else "",
-        failedWorkflow=failed_view,
     )
+    if failed_task is not None:  # as Conductor: no key when no task failed (a timeout)
+        child_input["failureTaskId"] = failed_task.task_id
+    child_input["failedWorkflow"] = _failed_view(st, wf)
     try:
         fdef = registry.lookup_def(st, name, defn.get("failureWorkflowVersion") or 0)
         if child_id not in st.workflows:
