@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import events as E
+from . import history_ops as H
 from . import journal as J
 from . import limits
 from .records import (
+    HISTORY_TIMER,
     LEASE_TIMER,
     POLL_TIMEOUT_TIMER,
     POLL_TIMER,
@@ -216,9 +218,10 @@ def _workflow_evicted(ctx: Ctx, ev: E.WorkflowEvicted) -> None:
     wf = st.workflows.pop(ev.workflow_id, None)
     if wf is None:
         return
-    for tid in wf.tasks:
-        st.tasks.pop(tid, None)
+    tasks = [t for tid in wf.tasks if (t := st.tasks.pop(tid, None)) is not None]
     entry = st.def_snapshots.get(wf.def_hash)
+    # Into the durable history, with the definition it ran (read before its refs drop).
+    ctx.fx.history.append(H.Archive(st.seq, wf, tuple(tasks), entry))
     if entry is not None:
         entry.refs -= 1
         if entry.refs <= 0:
@@ -514,6 +517,36 @@ def _timers_fired(ctx: Ctx, ev: E.TimersFired) -> None:
         clear_timer(ctx, key)
 
 
+# ---------------------------------------------------------------- durable history
+
+
+def _history_settings_set(ctx: Ctx, ev: E.HistorySettingsSet) -> None:
+    st = ctx.st
+    ctx.undo.append((J.restore, st, ("settings", "history_seq"), (st.settings, st.history_seq)))
+    st.settings = {
+        **st.settings,
+        "history_retention_ms": ev.retention_ms,
+        "history_max_workflows": ev.max_workflows,
+    }
+    # A history that missed a change of retention cannot redo the expiries after it alone.
+    st.history_seq = st.seq
+
+
+def _history_expiry_due(ctx: Ctx, ev: E.HistoryExpiryDue) -> None:
+    ctx.fx.history.append(H.Expire(ctx.st.seq, ev.cutoff_ms, ev.max_rows))
+    set_timer(ctx, HISTORY_TIMER, ev.next_due_ms)
+    ctx.fx.timers_changed = True
+
+
+def _history_noted(ctx: Ctx, ev: E.HistoryNoted) -> None:
+    # Not journaled: noted between commands, like eviction (processors/retention.py).
+    st = ctx.st
+    if ev.seq:
+        st.history_seq = ev.seq
+    if ev.expire:
+        st.history_expire = ev.expire
+
+
 APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {
     E.EpochRaised: _epoch_raised,
     E.MemberSet: _member_set,
@@ -561,4 +594,7 @@ APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {
     E.PollSettled: _poll_settled,
     E.TimerSet: _timer_set,
     E.TimersFired: _timers_fired,
+    E.HistorySettingsSet: _history_settings_set,
+    E.HistoryExpiryDue: _history_expiry_due,
+    E.HistoryNoted: _history_noted,
 }

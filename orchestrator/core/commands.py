@@ -374,6 +374,17 @@ class PollActivity(Command):
     queues: JSON = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SetHistoryRetention(Command):
+    """Cluster settings of the durable history: an archived workflow is kept retention_ms
+    after it ended and, when max_workflows > 0, at most that many are kept (oldest first)."""
+
+    NAME: ClassVar[str] = "SetHistoryRetention"
+    request_id: str
+    retention_ms: int
+    max_workflows: int = 0
+
+
 ALL_COMMANDS: tuple[type[Command], ...] = (
     LeaderEpoch,
     Noop,
@@ -398,6 +409,7 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     RerunWorkflow,
     SkipTask,
     RemoveWorkflow,
+    SetHistoryRetention,
 )
 BY_NAME: dict[str, type[Command]] = {c.NAME: c for c in ALL_COMMANDS}
 

@@ -33,6 +33,7 @@ from .commands import (
     RegisterWorkflowDef,
     RemoveMember,
     ScriptResult,
+    SetHistoryRetention,
     SetMember,
     StartWorkflow,
     TerminateWorkflow,
@@ -62,6 +63,7 @@ PROCESSORS: dict[type[Command], Callable[[Ctx, Any], dict[str, JSON]]] = {
     Noop: cluster.noop,
     SetMember: cluster.set_member,
     RemoveMember: cluster.remove_member,
+    SetHistoryRetention: cluster.set_history_retention,
     RegisterTaskDefs: registry.register_task_defs,
     RegisterWorkflowDef: registry.register_workflow_def,
     StartWorkflow: workflows.start_workflow,
@@ -121,6 +123,7 @@ def _apply_checked(ctx: Ctx, raw: JSON) -> Outcome:
             return earlier
     ctx.fp = fp
     ctx.created = 0
+    history_from = len(ctx.fx.history)
     mark = ctx.mark()
     try:
         # The one stale-epoch guard: a deposed leader's runtime commands change nothing.
@@ -139,6 +142,7 @@ def _apply_checked(ctx: Ctx, raw: JSON) -> Outcome:
         )
         _quarantine(ctx, cmd, outcome.message)
     retention.evict(ctx)  # once the command is whole, outside its journal
+    retention.note(ctx, history_from)
     if rid is not None and _should_record(cmd, outcome):
         requests.record(ctx, rid, outcome)
     ctx.undo.clear()

@@ -347,3 +347,33 @@ class TimerSet(Event):
 @dataclass(slots=True)
 class TimersFired(Event):
     keys: list[str]
+
+
+# ---------------------------------------------------------------- durable history
+
+
+@dataclass(slots=True)
+class HistorySettingsSet(Event):
+    """The cluster's history retention changed (SetHistoryRetention)."""
+
+    retention_ms: int
+    max_workflows: int
+
+
+@dataclass(slots=True)
+class HistoryExpiryDue(Event):
+    """Retention of the durable history runs now (history_ops.Expire) and next at next_due_ms."""
+
+    cutoff_ms: int
+    max_rows: int
+    next_due_ms: int
+
+
+@dataclass(slots=True)
+class HistoryNoted(Event):
+    """The command just applied gave the durable history work (between commands, like
+    eviction): `seq` > 0 when a history that missed it cannot catch up alone (an Archive or
+    a Remove), `expire` the command's last Expire as [seq, cutoff_ms, max_rows] (or [])."""
+
+    seq: int
+    expire: list[int]

@@ -38,9 +38,19 @@ MAX_DELAY_SECONDS = 7 * 24 * 3600
 REQUEST_RETENTION_MS = 15 * 60 * 1000
 # ... and at most this many are kept (the oldest go first).
 MAX_REQUEST_ENTRIES = 200_000
-# Terminal workflows kept in replicated state; older ones are evicted in completion order.
-# 5 000 keeps a snapshot load (on the tick thread of a catching-up follower) near 0.3 s.
+# Terminal workflows kept in replicated state; older ones are evicted in completion order,
+# into the durable history (orchestrator/history/), which keeps them for the retention below.
+# A constant, so memory and snapshots are bounded by the running set plus this window, never
+# by history. 5 000 keeps a snapshot load (on the tick thread of a catching-up follower) near
+# 0.3 s, and the workflows that just ended (the ones clients read and act on most) in memory.
 MAX_TERMINAL_WORKFLOWS = 5_000
+# The durable history: how long an archived workflow is kept after it ended (SetHistoryRetention
+# changes it), and how often retention runs (a replicated timer: every replica deletes the same
+# rows at the same log position).
+DEFAULT_HISTORY_RETENTION_MS = 7 * 24 * 3600 * 1000
+MAX_HISTORY_RETENTION_MS = 100 * 366 * 24 * 3600 * 1000
+MAX_HISTORY_WORKFLOWS = 1_000_000_000
+HISTORY_EXPIRE_PERIOD_MS = 60_000
 
 # Workflow language limits (checked at registration unless noted).
 MAX_NESTING_DEPTH = 8  # task lists inside forks / switch cases / loops, counting the top level

@@ -38,6 +38,7 @@ __all__ = [
     "poll_state",
     "recently_polled",
     "script_job",
+    "settings",
     "task_def",
     "task_defs",
     "workflow",
@@ -219,3 +220,11 @@ def script_job(st: State, task_id: str) -> ScriptJob | None:
         task_type=task.type.value,
         workflow_id=task.workflow_id,
     )
+
+
+# ---------------------------------------------------------------- cluster settings
+
+
+def settings(st: State) -> dict[str, JSON]:
+    """The cluster settings (SetHistoryRetention): history_retention_ms, history_max_workflows."""
+    return dict(st.settings)

@@ -118,6 +118,7 @@ POLL_TIMEOUT_TIMER = TimerKind.POLL_TIMEOUT.prefix
 TOTAL_TIMEOUT_TIMER = TimerKind.TOTAL_TIMEOUT.prefix
 POLL_TIMER = TimerKind.POLL.prefix
 WORKFLOW_TIMEOUT_TIMER = TimerKind.WORKFLOW_TIMEOUT.prefix
+HISTORY_TIMER = TimerKind.HISTORY.prefix + "retention"
 # The timers a task may hold (ended with the task).
 TASK_TIMERS = (
     LEASE_TIMER,

@@ -20,6 +20,7 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+from . import limits
 from .records import (
     DefSnapshot,
     Member,
@@ -31,6 +32,10 @@ from .records import (
 )
 
 JSON = Any
+DEFAULT_SETTINGS: dict[str, int] = {
+    "history_retention_ms": limits.DEFAULT_HISTORY_RETENTION_MS,
+    "history_max_workflows": 0,  # no size bound
+}
 SNAPSHOT_SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)
 _RECORDS: dict[str, Any] = {
@@ -76,6 +81,13 @@ class State:
         # chain root workflow id -> (workflows the chain started, its workflows still running);
         # only chains that started a workflow, dropped when their last workflow ends
         self.chains: dict[str, tuple[int, int]] = {}
+        # Cluster settings (SetHistoryRetention): history_retention_ms, history_max_workflows
+        self.settings: dict[str, int] = dict(DEFAULT_SETTINGS)
+        # The durable history's bookkeeping (processors/retention.py): the seq of the latest
+        # command a history must not have missed (an Archive or Remove, a retention change),
+        # and the latest Expire as [seq, cutoff_ms, max_rows] ([] before the first).
+        self.history_seq = 0
+        self.history_expire: list[int] = []
         self._timer_heap: list[tuple[int, str]] = []
 
     # ---- timers (derived heap with lazy deletion) ----
@@ -134,6 +146,9 @@ class State:
             "terminal_order": list(self.terminal_order),
             "last_poll": self.last_poll,
             "chains": self.chains,
+            "settings": self.settings,
+            "history_seq": self.history_seq,
+            "history_expire": self.history_expire,
         }
 
     def snapshot_bytes(self) -> bytes:
@@ -162,6 +177,11 @@ class State:
         st.terminal_order = OrderedDict.fromkeys(snap["terminal_order"])
         st.last_poll = OrderedDict(snap.get("last_poll", {}))
         st.chains = {k: (v[0], v[1]) for k, v in snap.get("chains", {}).items()}
+        # Snapshots written before the durable history hold none of these: the defaults are
+        # exact (no history had been written).
+        st.settings = {**DEFAULT_SETTINGS, **snap.get("settings", {})}
+        st.history_seq = snap.get("history_seq", 0)
+        st.history_expire = snap.get("history_expire", [])
         for key, due in snap["timers"].items():
             st.set_timer(key, due)
         return st

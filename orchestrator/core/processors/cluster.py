@@ -1,5 +1,5 @@
-"""The cluster: leader epochs (a new leader's first entry) and members added or removed at run
-time."""
+"""The cluster: leader epochs (a new leader's first entry), members added or removed at run
+time, and cluster settings (the durable history's retention)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any
 
 from .. import events as E
 from .. import limits
-from ..commands import LeaderEpoch, Noop, RemoveMember, SetMember
+from ..commands import LeaderEpoch, Noop, RemoveMember, SetHistoryRetention, SetMember
 from ..context import Ctx
 from ..errors import already_exists, invalid, not_found
+from . import retention
 
 JSON = Any
 
@@ -80,3 +81,15 @@ def _members(ctx: Ctx, configured: JSON) -> dict[str, tuple[str, str]]:
         else:
             out[nid] = (m.raft, m.grpc)
     return out
+
+
+def set_history_retention(ctx: Ctx, cmd: SetHistoryRetention) -> dict[str, JSON]:
+    """Archived workflows are kept retention_ms after they ended and, with max_workflows > 0,
+    at most that many (the oldest go first). Applied to the history at once."""
+    if not 1 <= cmd.retention_ms <= limits.MAX_HISTORY_RETENTION_MS:
+        raise invalid(f"retention_ms: between 1 and {limits.MAX_HISTORY_RETENTION_MS}")
+    if not 0 <= cmd.max_workflows <= limits.MAX_HISTORY_WORKFLOWS:
+        raise invalid(f"max_workflows: between 0 (no bound) and {limits.MAX_HISTORY_WORKFLOWS}")
+    ctx.emit(E.HistorySettingsSet(cmd.retention_ms, cmd.max_workflows))
+    retention.expire(ctx)
+    return retention.settings(ctx)
