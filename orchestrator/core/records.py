@@ -97,6 +97,7 @@ class TimerKind(StrEnum):
     TOTAL_TIMEOUT = "ttmo"  # totalTimeoutSeconds, over all attempts
     POLL = "poll"  # a parked poll's expiry
     WORKFLOW_TIMEOUT = "wftmo"  # the workflow's timeoutSeconds
+    HISTORY = "hist"  # the durable history's retention is due (processors/retention.py)
 
     @property
     def prefix(self) -> str:
