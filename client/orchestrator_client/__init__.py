@@ -8,7 +8,14 @@ from orchestrator_client._credentials import (
     read_token_file,
     tls_credentials,
 )
-from orchestrator_client.client import OrchestratorClient, Recorder, Task, Workflow
+from orchestrator_client.client import (
+    BulkResult,
+    OrchestratorClient,
+    Recorder,
+    SearchPage,
+    Task,
+    Workflow,
+)
 from orchestrator_client.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -24,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExistsError",
+    "BulkResult",
     "FailedPreconditionError",
     "Handler",
     "InvalidArgumentError",
@@ -32,6 +40,7 @@ __all__ = [
     "OrchestratorError",
     "Recorder",
     "ResourceExhaustedError",
+    "SearchPage",
     "Task",
     "TaskContext",
     "TaskFailure",

@@ -135,3 +135,71 @@ class ClusterCalls:
             pinned_address=address,
         )
         return message_to_plain_dict(response)
+
+    def set_history_retention(
+        self,
+        retention_ms: int,
+        max_workflows: int = 0,
+        *,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> dict[str, int]:
+        """Sets how long the durable history keeps ended workflows, and how many at most.
+
+        Args:
+            retention_ms: Keep a workflow this long after its end (at least one minute).
+            max_workflows: Keep at most this many, the oldest going first; 0: no bound.
+            request_id: Idempotency id of this call; generated when None.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Returns:
+            The cluster's settings afterwards, as :meth:`cluster_settings` returns them.
+
+        Raises:
+            InvalidArgumentError: A value out of range.
+            OrchestratorError: Any other server error.
+        """
+        rid = request_id or new_request_id()
+        request = cluster_pb2.SetHistoryRetentionRequest(
+            request_id=rid, retention_ms=retention_ms, max_workflows=max_workflows
+        )
+        response = self._transport.invoke(
+            request,
+            cluster_pb2.SetHistoryRetentionResponse,
+            rid,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+        )
+        return _settings(response.settings)
+
+    def cluster_settings(
+        self, *, timeout_s: float | None = None, retry_budget_s: float | None = None
+    ) -> dict[str, int]:
+        """Reports the cluster's replicated settings.
+
+        Args:
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Returns:
+            ``{"history_retention_ms": ..., "history_max_workflows": ...}``.
+
+        Raises:
+            OrchestratorError: A server error.
+        """
+        response = self._transport.invoke(
+            cluster_pb2.GetClusterSettingsRequest(),
+            cluster_pb2.GetClusterSettingsResponse,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+        )
+        return _settings(response.settings)
+
+
+def _settings(msg: cluster_pb2.ClusterSettings) -> dict[str, int]:
+    return {
+        "history_retention_ms": msg.history_retention_ms,
+        "history_max_workflows": msg.history_max_workflows,
+    }

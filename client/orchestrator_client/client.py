@@ -15,8 +15,9 @@ Only grpcio, protobuf and the standard library are needed to import it.
 This module is the public facade. Behind it: _transport (attempts, retries, sequence
 tracking, the recorder) over _routing (which replica next) and _channels (a channel per
 replica); _rpc (the method table, from the generated descriptors); one module of calls per
-service (_definitions, _workflows, _tasks, _cluster); _coalescer (shared StartWorkflows
-calls); _views (Task and Workflow) and _codec (JSON and enum conversion).
+service (_definitions, _workflows, _tasks, _cluster; search and the operator's calls in
+_search and _operations); _coalescer (shared StartWorkflows calls); _views (Task and Workflow)
+and _codec (JSON and enum conversion).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import grpc
 from orchestrator_client._cluster import ClusterCalls
 from orchestrator_client._coalescer import StartCoalescer
 from orchestrator_client._definitions import DefinitionCalls
+from orchestrator_client._operations import BulkResult, OperationCalls
+from orchestrator_client._search import SearchCalls, SearchPage
 from orchestrator_client._tasks import TaskCalls
 from orchestrator_client._transport import (
     LEADER_METADATA_KEY,
@@ -48,14 +51,18 @@ __all__ = [
     "MIN_SEQ_METADATA_KEY",
     "RETRY_AFTER_METADATA_KEY",
     "SEQ_METADATA_KEY",
+    "BulkResult",
     "OrchestratorClient",
     "Recorder",
+    "SearchPage",
     "Task",
     "Workflow",
 ]
 
 
-class OrchestratorClient(DefinitionCalls, WorkflowCalls, TaskCalls, ClusterCalls):
+class OrchestratorClient(
+    DefinitionCalls, WorkflowCalls, SearchCalls, OperationCalls, TaskCalls, ClusterCalls
+):
     """A thread-safe client for an orchestrator cluster.
 
     Every call goes to one replica; on a retryable failure (UNAVAILABLE, DEADLINE_EXCEEDED,

@@ -15,6 +15,7 @@ import grpc
 from orchestrator_client.v1 import workflows_pb2 as wpb
 
 from ..core import history_ops, limits
+from ..history.search import HistoryUnavailable, SearchQuery
 from ..replication.api import Replica
 from . import views
 from .context import HistoryReader
@@ -43,8 +44,6 @@ def status_names(values: Any, field: str) -> tuple[str, ...]:
 
 def query(request: wpb.SearchWorkflowsRequest, *, max_page: int = views.MAX_PAGE_SIZE) -> Any:
     """The SearchQuery of a request (INVALID_ARGUMENT naming the field when it has none)."""
-    from ..history.search import SearchQuery
-
     sort = _SORTS.get(request.sort)
     if sort is None:
         raise invalid(f"sort: unknown value {request.sort}")
@@ -94,7 +93,7 @@ def search(history: HistoryReader | None, replica: Replica, q: Any, min_seq: int
         return history.search(replica, q, min_seq)
     except ValueError as exc:
         raise invalid(str(exc)) from None
-    except (TimeoutError, RuntimeError) as exc:
+    except (HistoryUnavailable, TimeoutError) as exc:
         raise ApiError(grpc.StatusCode.UNAVAILABLE, f"history: {exc}") from None
 
 
@@ -127,7 +126,7 @@ def archived_doc(
         return None
     try:
         return history.get_doc(workflow_id, min_seq)
-    except (TimeoutError, RuntimeError) as exc:
+    except (HistoryUnavailable, TimeoutError) as exc:
         raise ApiError(grpc.StatusCode.UNAVAILABLE, f"history: {exc}") from None
 
 

@@ -15,6 +15,7 @@ from ..core import limits, queries
 from ..core.definitions import check_task_to_domain
 from ..core.machine import Outcome
 from ..core.state import State
+from ..history.search import SearchQuery
 from . import rpc, views
 from . import search as hs
 from . import validation as v
@@ -176,8 +177,6 @@ class WorkflowService(Operations, workflows_pb2_grpc.WorkflowServiceServicer):
         newest first (its page tokens keep their shape, [create time, workflow id])."""
 
         def go() -> Any:
-            from ..history.search import SearchQuery
-
             size = views.page_size(*size_of)
             status = status_of()
             after = views.page_after(request.page_token, (int, str))
