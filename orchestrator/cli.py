@@ -312,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         "orchestrator.tools.bench",
         "orchestrator.tools.failover",
         "orchestrator.tools.chaos",
+        "orchestrator.cli_ops",
     ):
         try:
             mod = __import__(module, fromlist=["add_parser"])
@@ -458,7 +459,8 @@ def _add_workflow_commands(sub: Any) -> None:
     )
     s.add_argument("--name")
     s.add_argument(
-        "--status", choices=["RUNNING", "COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT"]
+        "--status",
+        choices=["RUNNING", "PAUSED", "COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT"],
     )
     s.add_argument("--limit", type=int, default=20)
     s.set_defaults(fn=cmd_list)
