@@ -1449,4 +1449,265 @@ CASES: list[dict[str, JSON]] = [
             "elapsedMsAtLeast": 20_000,
         },
     },
+    # ------------------------------------------------------------ Conductor semantics (issue 14)
+    {
+        "name": "switch_reports_a_boolean_as_text",
+        "follows": 'SwitchTaskMapper: evalResult = "" + value; evaluationResult [evalResult] '
+        'and selectedCase evalResult (the string "true", not true)',
+        "workflow": W(
+            "sw_bool_text",
+            T(
+                "SWITCH",
+                "sw",
+                evaluatorType="value-param",
+                expression="flag",
+                inputParameters={"flag": "${workflow.input.flag}"},
+                decisionCases={"true": [S("t_a", "yes")]},
+                defaultCase=[S("t_b", "no")],
+            ),
+            outputParameters={"sw": "${sw.output}"},
+        ),
+        "input": {"flag": True},
+        "expect": {
+            "status": "COMPLETED",
+            "output": {"sw": {"evaluationResult": ["true"], "selectedCase": "true"}},
+            "tasks": [["sw", "COMPLETED"], ["yes", "COMPLETED"]],
+        },
+    },
+    {
+        "name": "switch_default_case_reports_the_number_as_java_prints_it",
+        "follows": "SwitchTaskMapper: selectedCase is the evaluated value also when defaultCase "
+        "runs; a double prints as Java's Double.toString (1.5, 2.0)",
+        "workflow": W(
+            "sw_num_default",
+            T(
+                "SWITCH",
+                "sw",
+                evaluatorType="value-param",
+                expression="n",
+                inputParameters={"n": "${workflow.input.n}"},
+                decisionCases={"2": [S("t_a", "two")]},
+                defaultCase=[S("t_b", "other")],
+            ),
+            outputParameters={"sw": "${sw.output}"},
+        ),
+        "input": {"n": 2.0},
+        "expect": {
+            "status": "COMPLETED",
+            "output": {"sw": {"evaluationResult": ["2.0"], "selectedCase": "2.0"}},
+            "tasks": [["sw", "COMPLETED"], ["other", "COMPLETED"]],
+        },
+    },
+    {
+        "name": "switch_javascript_result_is_reported_as_text",
+        "follows": "SwitchTaskMapper with the javascript evaluator: a boolean result is the "
+        'string "true" in evaluationResult and selectedCase, and selects case "true"',
+        "workflow": W(
+            "sw_js_text",
+            T(
+                "SWITCH",
+                "sw",
+                evaluatorType="javascript",
+                expression="$.n > 1",
+                inputParameters={"n": "${workflow.input.n}"},
+                decisionCases={"true": [S("t_a", "big")]},
+                defaultCase=[S("t_b", "small")],
+            ),
+            outputParameters={"sw": "${sw.output}"},
+        ),
+        "input": {"n": 5},
+        "expect": {
+            "status": "COMPLETED",
+            "output": {"sw": {"evaluationResult": ["true"], "selectedCase": "true"}},
+            "tasks": [["sw", "COMPLETED"], ["big", "COMPLETED"]],
+        },
+    },
+    {
+        "name": "switch_matching_case_without_tasks_runs_the_default_case",
+        "follows": "SwitchTaskMapper: selectedTasks null or empty -> workflowTask.getDefaultCase()",
+        "workflow": W(
+            "sw_empty_case",
+            T(
+                "SWITCH",
+                "sw",
+                evaluatorType="value-param",
+                expression="kind",
+                inputParameters={"kind": "${workflow.input.kind}"},
+                decisionCases={"ups": [], "fedex": [S("t_a", "fedex")]},
+                defaultCase=[S("t_b", "fallback")],
+            ),
+        ),
+        "input": {"kind": "ups"},
+        "expect": {
+            "status": "COMPLETED",
+            "tasks": [["sw", "COMPLETED"], ["fallback", "COMPLETED"]],
+        },
+    },
+    {
+        "name": "decision_reports_case_output",
+        "follows": "DecisionTaskMapper: output caseOutput [caseValue], the value as a string",
+        "workflow": W(
+            "dec_output",
+            T(
+                "DECISION",
+                "d",
+                caseValueParam="c",
+                inputParameters={"c": "${workflow.input.c}"},
+                decisionCases={"7": [S("t_a", "seven")]},
+            ),
+            outputParameters={"d": "${d.output}"},
+        ),
+        "input": {"c": 7},
+        "expect": {
+            "status": "COMPLETED",
+            "output": {"d": {"caseOutput": ["7"]}},
+            "tasks": [["d", "COMPLETED"], ["seven", "COMPLETED"]],
+        },
+    },
+    {
+        "name": "forks_create_a_task_of_type_fork",
+        "follows": "ForkJoinTaskMapper and ForkJoinDynamicTaskMapper: the task they create has "
+        'taskType TASK_TYPE_FORK ("FORK"), COMPLETED at once',
+        "workflow": W(
+            "fork_type",
+            T("FORK_JOIN", "fk", forkTasks=[[S("t_a", "a")], [S("t_b", "b")]]),
+            T("JOIN", "jn", joinOn=["a", "b"]),
+            T(
+                "FORK_JOIN_DYNAMIC",
+                "df",
+                inputParameters={"forkTaskName": "t_c", "forkTaskInputs": [{"n": 1}]},
+            ),
+            T("JOIN", "dj"),
+            outputParameters={"static": "${fk.taskType}", "dynamic": "${df.taskType}"},
+        ),
+        "extraTaskNames": ["t_c"],
+        "expect": {
+            "status": "COMPLETED",
+            "output": {"static": "FORK", "dynamic": "FORK"},
+            "tasks": [
+                ["fk", "COMPLETED"],
+                ["a", "COMPLETED"],
+                ["b", "COMPLETED"],
+                ["jn", "COMPLETED"],
+                ["df", "COMPLETED"],
+                ["_t_c_0", "COMPLETED"],
+                ["dj", "COMPLETED"],
+            ],
+        },
+    },
+    {
+        "name": "terminate_failed_keeps_the_failure_note_and_passes_its_task",
+        "follows": "WorkflowExecutor.endExecution/terminate/terminateWorkflow: TERMINATE with "
+        "FAILED sets failedTaskId to the TERMINATE task, the output is its output "
+        "(DeciderService.updateWorkflowOutput), the failure workflow gets failureTaskId and "
+        "the failed workflow with that output, then conductor.failure_workflow is added",
+        "register": [
+            W(
+                "verify",
+                T(
+                    "SWITCH",
+                    "check",
+                    evaluatorType="javascript",
+                    expression="(function () { var f = $.in.failedWorkflow; "
+                    "var stop = f.tasks.filter(function (t) { "
+                    "return t.referenceTaskName == 'stop'; })[0]; "
+                    "return $.in.failureTaskId == stop.taskId && f.output.r == 1 "
+                    "&& f.output['conductor.failure_workflow'] === undefined ? 'ok' : 'bad'; })()",
+                    inputParameters={"in": "${workflow.input}"},
+                    decisionCases={"ok": [T("NOOP", "fine")]},
+                    defaultCase=[
+                        T(
+                            "TERMINATE",
+                            "wrong",
+                            inputParameters={
+                                "terminationStatus": "FAILED",
+                                "terminationReason": "unexpected failure workflow input",
+                            },
+                        )
+                    ],
+                ),
+            )
+        ],
+        "workflow": W(
+            "term_fail_note",
+            S("t_a", "a"),
+            T(
+                "TERMINATE",
+                "stop",
+                inputParameters={
+                    "terminationStatus": "FAILED",
+                    "terminationReason": "out of stock",
+                    "workflowOutput": {"r": "${a.output.v}"},
+                },
+            ),
+            S("t_b", "never_runs"),
+            failureWorkflow="verify",
+        ),
+        "workers": {"a": {"complete": {"v": 1}}},
+        "expect": {
+            "status": "FAILED",
+            "tasks": [["a", "COMPLETED"], ["stop", "COMPLETED"]],
+            "reasonIncludes": "out of stock",
+            "outputIncludes": {"r": 1},
+            "outputHasKeys": ["conductor.failure_workflow"],
+            "children": ["COMPLETED"],
+        },
+    },
+    {
+        "name": "terminate_wraps_a_non_map_workflow_output",
+        "follows": f"{OPS}/terminate-task.md and Terminate.getInputFromParam: a workflowOutput "
+        "that is not a map is the task's (and so the workflow's) output under \"output\"",
+        "workflow": W(
+            "term_wrap",
+            S("t_a", "a"),
+            T(
+                "TERMINATE",
+                "stop",
+                inputParameters={
+                    "terminationStatus": "COMPLETED",
+                    "workflowOutput": "${a.output.v}",
+                },
+            ),
+            outputParameters={"ignored": "${a.output.v}"},
+        ),
+        "workers": {"a": {"complete": {"v": ["x", 1]}}},
+        "expect": {"status": "COMPLETED", "output": {"output": ["x", 1]}},
+    },
+    {
+        "name": "failure_workflow_without_a_failed_task_gets_no_failure_task_id",
+        "follows": "WorkflowExecutor.terminateWorkflow: failureTaskId only when failedTaskId is "
+        "set; a workflow timeout (checkWorkflowTimeout) names no task",
+        "register": [
+            W(
+                "verify_timeout",
+                T(
+                    "SWITCH",
+                    "check",
+                    evaluatorType="javascript",
+                    expression="!('failureTaskId' in $.in) && $.in.failureStatus == 'TIMED_OUT' "
+                    "? 'ok' : 'bad'",
+                    inputParameters={"in": "${workflow.input}"},
+                    decisionCases={"ok": [T("NOOP", "fine")]},
+                    defaultCase=[
+                        T(
+                            "TERMINATE",
+                            "wrong",
+                            inputParameters={"terminationStatus": "FAILED"},
+                        )
+                    ],
+                ),
+            )
+        ],
+        "workflow": W(
+            "timeout_no_task",
+            T("HUMAN", "approve"),
+            timeoutSeconds=2,
+            failureWorkflow="verify_timeout",
+        ),
+        "expect": {
+            "status": "TIMED_OUT",
+            "tasks": [["approve", "CANCELED"]],
+            "children": ["COMPLETED"],
+        },
+    },
 ]

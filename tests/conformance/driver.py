@@ -17,9 +17,10 @@ A case is a dict:
   evaluated as the leader's runtime does: in the sandbox, then committed with ScriptResult.
 - ``api``: per WAIT/HUMAN reference, ``{"complete": output}`` or ``{"fail": reason}``, applied
   once nothing else can move (as an operator through CompleteTask/FailTask by task id).
-- ``expect``: ``status``, optionally ``output`` (exact) or ``outputIncludes``, ``tasks`` (the
-  root workflow's [reference, status] in scheduling order), ``reasonIncludes``, ``variables``,
-  ``children`` (statuses of child workflows, in creation order), ``elapsedMsAtLeast``.
+- ``expect``: ``status``, optionally ``output`` (exact) or ``outputIncludes``, ``outputHasKeys``
+  (keys whose values differ per run), ``tasks`` (the root workflow's [reference, status] in
+  scheduling order), ``reasonIncludes``, ``variables``, ``children`` (statuses of child
+  workflows, in creation order), ``elapsedMsAtLeast``.
 """
 
 from __future__ import annotations
@@ -180,7 +181,9 @@ class Run:
         start = self.h.clock_ms
         for _ in range(max_steps):
             check_invariants(self.h.state)
-            if self.h.wf(self.wf_id).status in TERMINAL and not self.h.state.queues:
+            ended = self.h.wf(self.wf_id).status in TERMINAL
+            # A failure workflow may still run a script once the root has ended.
+            if ended and not self.h.state.queues and not pending_scripts(self.h.state):
                 break
             if not self.step():
                 break

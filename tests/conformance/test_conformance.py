@@ -36,6 +36,8 @@ def test_case(case: JSON) -> None:
         assert wf.output == exp["output"]
     for k, v in exp.get("outputIncludes", {}).items():
         assert wf.output.get(k) == v, (k, wf.output)
+    for k in exp.get("outputHasKeys", ()):
+        assert k in wf.output, (k, wf.output)
     if "outputKeysEqual" in exp:
         a, b = exp["outputKeysEqual"]
         assert wf.output[a] == wf.output[b], wf.output
