@@ -13,22 +13,15 @@ from orchestrator.core.commands import ScriptResult
 from orchestrator.core.processors.scheduler import java_text
 from orchestrator.core.records import TaskType
 from orchestrator.core.state import State
+from tests.conformance.cases import S, T, W
 from tests.core_helpers import Harness, check_invariants, replay
 
 JSON = Any
 S_ = 1000
 
 
-def S(ref: str, name: str = "work", **kw: JSON) -> dict[str, JSON]:
-    return {"name": name, "taskReferenceName": ref, **kw}
-
-
-def T(ttype: str, ref: str, **kw: JSON) -> dict[str, JSON]:
-    return {"name": ref, "taskReferenceName": ref, "type": ttype, **kw}
-
-
-def W(name: str, *tasks: JSON, **kw: JSON) -> dict[str, JSON]:
-    return {"name": name, "version": 1, "tasks": list(tasks), **kw}
+def work(ref: str) -> dict[str, JSON]:
+    return S("work", ref)
 
 
 def harness(*workflows: JSON) -> Harness:
@@ -64,7 +57,7 @@ def value_switch(**cases: JSON) -> JSON:
             expression="v",
             inputParameters={"v": "${workflow.input.v}"},
             decisionCases=cases,
-            defaultCase=[S("other")],
+            defaultCase=[work("other")],
         ),
     )
 
@@ -77,7 +70,7 @@ def test_a_value_param_switch_reports_the_value_as_text_and_matches_it(
     value: JSON, text: str
 ) -> None:
     # given a SWITCH with a case named by the value's text
-    h = harness(value_switch(**{text: [S("chosen")]}))
+    h = harness(value_switch(**{text: [work("chosen")]}))
     # when it evaluates the value (None: the input is missing)
     wf_id = h.start("sw", {} if value is None else {"v": value})
     # then the case runs and the output carries the text, as Conductor's SwitchTaskMapper
@@ -87,7 +80,7 @@ def test_a_value_param_switch_reports_the_value_as_text_and_matches_it(
 
 def test_the_default_case_reports_the_evaluated_value_not_default() -> None:
     # given a SWITCH whose value matches no case
-    h = harness(value_switch(ups=[S("chosen")]))
+    h = harness(value_switch(ups=[work("chosen")]))
     # when it runs
     wf_id = h.start("sw", {"v": 2.0})
     # then the default case runs and selectedCase is still the value (as Java prints 2.0)
@@ -116,8 +109,8 @@ def test_a_javascript_switch_reports_its_result_as_text() -> None:
                 evaluatorType="graaljs",
                 expression="$.n > 1",
                 inputParameters={"n": 5},
-                decisionCases={"true": [S("big")]},
-                defaultCase=[S("small")],
+                decisionCases={"true": [work("big")]},
+                defaultCase=[work("small")],
             ),
         )
     )
@@ -140,7 +133,7 @@ def test_a_decision_reports_case_output() -> None:
                 "d",
                 caseValueParam="c",
                 inputParameters={"c": "${workflow.input.c}"},
-                decisionCases={"7": [S("seven")]},
+                decisionCases={"7": [work("seven")]},
             ),
         )
     )
@@ -174,9 +167,9 @@ def test_values_become_text_as_java_prints_them(value: JSON, text: str) -> None:
 
 STATIC_FORK = W(
     "fork",
-    T("FORK_JOIN", "fk", forkTasks=[[S("a")], [S("b")]]),
+    T("FORK_JOIN", "fk", forkTasks=[[work("a")], [work("b")]]),
     T("JOIN", "jn", joinOn=["a", "b"]),
-    S("after"),
+    work("after"),
 )
 DYNAMIC_FORK = W(
     "dynfork",
@@ -186,7 +179,7 @@ DYNAMIC_FORK = W(
         inputParameters={"forkTaskName": "work", "forkTaskInputs": [{"n": 1}, {"n": 2}]},
     ),
     T("JOIN", "dj"),
-    S("after"),
+    work("after"),
 )
 
 
@@ -238,9 +231,9 @@ def terminating(workflow_output: JSON, **kw: JSON) -> JSON:
         params["workflowOutput"] = workflow_output
     return W(
         "order",
-        S("a"),
+        work("a"),
         T("TERMINATE", "stop", inputParameters=params),
-        S("never"),
+        work("never"),
         failureWorkflow="check",
         **kw,
     )
@@ -286,7 +279,7 @@ def test_a_terminate_without_workflow_output_leaves_an_empty_output() -> None:
     # given outputParameters and a TERMINATE with status COMPLETED and no workflowOutput
     defn = W(
         "early",
-        S("a"),
+        work("a"),
         T("TERMINATE", "stop", inputParameters={"terminationStatus": "COMPLETED"}),
         outputParameters={"v": "${a.output.v}"},
     )
@@ -318,7 +311,7 @@ def test_a_failed_task_is_the_failure_task_even_after_an_earlier_failed_attempt(
     # given a task that failed once, was retried, and whose retry fails too
     h = harness(CHECK)
     h.register_task_defs({"name": "flaky", "retryCount": 1, "retryDelaySeconds": 0})
-    h.register_workflow(W("flaky", S("a", "flaky"), failureWorkflow="check"))
+    h.register_workflow(W("flaky", S("flaky", "a"), failureWorkflow="check"))
     wf_id = h.start("flaky")
     first = h.poll_one("flaky")
     h.fail(first)

@@ -303,22 +303,15 @@ def select_case(ctx: Ctx, task: Task, wt: JSON, value: JSON) -> dict[str, JSON]:
 
 
 def java_text(value: JSON) -> str:
-    """A JSON value as Java's String.valueOf prints what Jackson reads it into."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    """A JSON value as Java's String.valueOf prints what Jackson reads it into (strings, null,
+    booleans and integers as expressions print them)."""
     if isinstance(value, float):
         return _java_double(value)
     if isinstance(value, list):
         return "[" + ", ".join(java_text(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}={java_text(v)}" for k, v in value.items()) + "}"
-    return str(value)
+    return stringify(value)
 
 
 def _java_double(x: float) -> str:
