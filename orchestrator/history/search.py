@@ -5,14 +5,29 @@ The API reads history only through `History` (search, get_doc, seq); SQLite stay
 
 from __future__ import annotations
 
+import copy
+import heapq
+import os
+import sqlite3
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
+from ..core.history_ops import Expire
 from ..core.records import Workflow, WorkflowStatus
+from ..core.state import State
+from . import store as S
+from .writer import Barrier, Writer
+
+log = structlog.get_logger("history")
 
 JSON = Any
 
 SORTS = ("create_time", "end_time")
+# How long a search or a read waits for the history to reach the memory it is merged with.
+WAIT_TIMEOUT_S = 10.0
 MAX_PAGE_SIZE = 1000
 _STATUSES = frozenset(s.value for s in WorkflowStatus)
 
@@ -79,22 +94,241 @@ class History:
     """One replica's durable history (store.py, written by writer.py) and search over it.
 
     server.py builds it with the replica's data folder and attaches it to the replica before
-    the replica applies anything.
+    the replica applies anything (`attach`).
     """
 
-    def __init__(self, data_dir: str) -> None:
-        self.data_dir = data_dir
+    def __init__(self, data_dir: str, fsync: bool = True) -> None:
+        os.makedirs(data_dir, exist_ok=True)
+        self.path = os.path.join(data_dir, S.FILE)
+        self.store = S.Store(self.path, fsync)
+        self.writer = Writer(self.store)
+        # Why this history cannot answer ("" when it can): it misses operations that only a
+        # copy from a peer can bring (a snapshot newer than it replaced the log holding them).
+        self.unavailable = ""
+        if self.store.meta("incomplete"):
+            self.unavailable = (
+                "this replica's history is incomplete (a snapshot newer than it was installed);"
+                " waiting for a copy from a peer"
+            )
+        self._replica: Any = None
+        self._local = threading.local()
+
+    # ------------------------------------------------------------ the replica's side
+
+    def attach(self, replica: Any) -> None:
+        """Listen to the replica's applied batches (on its apply thread) and gate its snapshots
+        on the history (replica.history_barrier)."""
+        self._replica = replica
+        replica.subscribe(self._on_applied)
+        replica.history_barrier = self.snapshot_barrier
+
+    def _on_applied(self, fx: Any) -> None:
+        st: State = self._replica.state  # the apply thread is its only writer
+        if fx.reloaded:
+            self._reloaded(st)
+        self.writer.submit(st.seq, fx.history)
+
+    def _reloaded(self, st: State) -> None:
+        """A snapshot replaced the state: operations the history has not written and the log
+        no longer holds are lost to it, unless they were only expiries (redone here)."""
+        have = self.writer.handed
+        if st.history_seq > have:
+            self._set_incomplete(
+                f"this replica's history (at seq {have}) misses operations up to seq "
+                f"{st.history_seq} that the snapshot it loaded (seq {st.seq}) covers; waiting "
+                "for a copy from a peer"
+            )
+        elif st.history_expire and st.history_expire[0] > have:
+            # Expiries alone: the latest one deletes what all of them would have (each keeps
+            # the newest rows, and no retention change lies between them: history_seq).
+            seq, cutoff_ms, max_rows = st.history_expire
+            self.writer.submit(seq, [Expire(seq, cutoff_ms, max_rows)])
+
+    def _set_incomplete(self, reason: str) -> None:
+        log.error("history_incomplete", reason=reason)
+        self.unavailable = reason
+        self.writer.mark_incomplete()
+
+    def snapshot_barrier(self) -> Barrier:
+        """Called on the apply thread right before a snapshot: signalled once everything the
+        snapshot covers is written and synced."""
+        return self.writer.barrier(self._replica.state.seq)
+
+    def stop(self) -> None:
+        self.writer.stop()
+        self.store.close()
+
+    # ------------------------------------------------------------ reads (any thread)
+
+    def seq(self) -> int:
+        """The last sequence number the history has written."""
+        return self.writer.reached
+
+    def _ready(self, seq: int) -> sqlite3.Connection:
+        if self.unavailable:
+            raise HistoryUnavailable(self.unavailable)
+        if not self.writer.wait_reached(seq, WAIT_TIMEOUT_S):
+            raise HistoryUnavailable(
+                self.writer.error
+                or f"the history (at seq {self.writer.reached}) has not reached seq {seq} "
+                f"within {WAIT_TIMEOUT_S:g}s"
+            )
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = S.connect(self.path, readonly=True)
+        return conn
+
+    def get_doc(self, workflow_id: str, min_seq: int = 0) -> dict[str, JSON] | None:
+        """The archive document (history_ops.archive_doc) of an archived workflow, or None.
+
+        Waits until the history has written what this replica had applied when called (and
+        min_seq): a workflow not found in memory just before is then found here."""
+        applied = self._replica.state.seq if self._replica is not None else 0
+        return S.get_doc(self._ready(max(min_seq, applied)), workflow_id)
 
     def search(self, replica: Any, q: SearchQuery, min_seq: int = 0) -> SearchPage:
         """Memory (read under replica.read at seq S) merged with the history once it has
         written everything up to max(S, min_seq); ids deduplicated (memory wins). Raises
-        HistoryUnavailable when the history cannot answer in time."""
-        raise NotImplementedError
+        HistoryUnavailable when the history cannot answer in time.
 
-    def get_doc(self, workflow_id: str, min_seq: int = 0) -> dict[str, JSON] | None:
-        """The archive document (history_ops.archive_doc) of an archived workflow, or None."""
-        raise NotImplementedError
+        Rows archived after S are left out (at S they were in memory, and the memory read
+        has them as they were then), so a workflow evicted meanwhile is listed once.
+        """
+        if min_seq and not replica.wait_applied(min_seq, WAIT_TIMEOUT_S):
+            raise HistoryUnavailable(f"this replica has not applied seq {min_seq} yet")
+        mem, mem_total, seq = replica.read(lambda st: (*_memory_page(st, q), st.seq))
+        conn = self._ready(max(seq, min_seq))
+        rows, sql_total = _sql_page(conn, q, seq, self.store.fts)
+        seen = {wf.workflow_id for _, wf in mem}
+        merged = mem + [(k, wf) for k, wf in rows if wf.workflow_id not in seen]
+        merged.sort(key=lambda kw: kw[0], reverse=q.descending)
+        more = len(merged) > q.page_size
+        page = merged[: q.page_size]
+        total = mem_total + sql_total if q.with_total else -1
+        return SearchPage([wf for _, wf in page], page[-1][0] if more else None, total)
 
-    def seq(self) -> int:
-        """The last sequence number the history has written."""
-        raise NotImplementedError
+    def digest(self) -> str:
+        """A hash of every row (tests compare replicas with it)."""
+        return S.digest(self._ready(0))
+
+
+Key = tuple[int, str]
+
+
+def _key(q: SearchQuery, wf: Workflow) -> Key:
+    value = wf.create_time_ms if q.sort == "create_time" else wf.end_time_ms
+    return (value, wf.workflow_id)
+
+
+def _memory_page(st: State, q: SearchQuery) -> tuple[list[tuple[Key, Workflow]], int]:
+    """The first page_size + 1 matches in memory after the cursor, copied (apply changes the
+    records once the lock is released), and how many match in all."""
+    words = S.text_words(q.text)
+    statuses = frozenset(q.statuses)
+    failed = q.failed_task_type
+    after = q.after
+    page: list[tuple[Key, Workflow]] = []
+    total = 0
+    for wf in st.workflows.values():
+        if (q.name and wf.workflow_name != q.name) or (
+            q.version and wf.workflow_version != q.version
+        ):
+            continue
+        if (statuses and wf.status not in statuses) or (
+            q.correlation_id and wf.correlation_id != q.correlation_id
+        ):
+            continue
+        if not _in_range(wf.create_time_ms, q.created_from_ms, q.created_to_ms):
+            continue
+        if not _in_range(wf.end_time_ms, q.ended_from_ms, q.ended_to_ms):
+            continue
+        if failed and not _failed_type(st, wf, failed):
+            continue
+        if words and not set(words) <= set(S.text_words(wf.reason_for_incompletion)):
+            continue
+        total += 1
+        key = _key(q, wf)
+        if after is not None and (key >= after if q.descending else key <= after):
+            continue
+        page.append((key, wf))
+    n = q.page_size + 1
+    best = heapq.nlargest(n, page) if q.descending else heapq.nsmallest(n, page)
+    return [(k, _copy(wf)) for k, wf in best], total
+
+
+def _in_range(value: int, lo: int, hi: int) -> bool:
+    return (not lo or value >= lo) and (not hi or value < hi)
+
+
+def _failed_type(st: State, wf: Workflow, task_type: str) -> bool:
+    for tid in wf.tasks:
+        t = st.tasks.get(tid)
+        if t is not None and t.status in S.FAILED_STATUSES and task_type in (t.task_type, t.type):
+            return True
+    return False
+
+
+def _copy(wf: Workflow) -> Workflow:
+    out = copy.copy(wf)
+    out.input, out.output, out.variables = dict(wf.input), dict(wf.output), dict(wf.variables)
+    out.tasks = list(wf.tasks)
+    return out
+
+
+def _sql_page(
+    conn: sqlite3.Connection, q: SearchQuery, max_seq: int, fts: bool
+) -> tuple[list[tuple[Key, Workflow]], int]:
+    where = ["archived_seq <= ?"]
+    args: list[Any] = [max_seq]
+    for column, value in (("name", q.name), ("correlation_id", q.correlation_id)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if q.version:
+        where.append("version = ?")
+        args.append(q.version)
+    if q.statuses:
+        where.append(f"status IN ({', '.join('?' * len(q.statuses))})")
+        args.extend(q.statuses)
+    for column, lo, hi in (
+        ("create_ms", q.created_from_ms, q.created_to_ms),
+        ("end_ms", q.ended_from_ms, q.ended_to_ms),
+    ):
+        if lo:
+            where.append(f"{column} >= ?")
+            args.append(lo)
+        if hi:
+            where.append(f"{column} < ?")
+            args.append(hi)
+    if q.failed_task_type:
+        where.append("workflow_id IN (SELECT workflow_id FROM failed_types WHERE task_type = ?)")
+        args.append(q.failed_task_type)
+    words = S.text_words(q.text)
+    if words and fts:
+        where.append("id IN (SELECT rowid FROM reasons WHERE reasons MATCH ?)")
+        args.append(" ".join(f'"{w}"' for w in words))
+    elif words:
+        for w in words:
+            where.append("lower(reason) LIKE ?")
+            args.append(f"%{w}%")
+    col = S.SORT_COLUMNS[q.sort]
+    order = "DESC" if q.descending else "ASC"
+    page_where, page_args = list(where), list(args)
+    if q.after is not None:
+        page_where.append(f"({col}, workflow_id) {'<' if q.descending else '>'} (?, ?)")
+        page_args.extend(q.after)
+    conn.execute("BEGIN")
+    try:
+        rows = conn.execute(
+            f"SELECT {col}, workflow_id, doc FROM workflows WHERE {' AND '.join(page_where)}"
+            f" ORDER BY {col} {order}, workflow_id {order} LIMIT ?",
+            (*page_args, q.page_size + 1),
+        ).fetchall()
+        total = 0
+        if q.with_total:
+            (total,) = conn.execute(
+                f"SELECT COUNT(*) FROM workflows WHERE {' AND '.join(where)}", args
+            ).fetchone()
+    finally:
+        conn.execute("COMMIT")
+    return [((v, wid), S.workflow_of(doc)) for v, wid, doc in rows], int(total)
