@@ -260,6 +260,7 @@ class Harness:
 ACTIVE = ("SCHEDULED", "IN_PROGRESS")
 LIVE_TYPES = ("SIMPLE", "WAIT", "HUMAN", "SUB_WORKFLOW")
 WF_TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT")
+LIVE = ("RUNNING", "PAUSED")
 
 
 def check_invariants(st: State) -> None:
@@ -295,7 +296,7 @@ def check_invariants(st: State) -> None:
             continue
         if kind == "wftmo":
             wf = st.workflows.get(tid)
-            assert wf is not None and wf.status == "RUNNING", (
+            assert wf is not None and wf.status in LIVE, (
                 f"timer {key} on a {wf and wf.status} workflow"
             )
             continue
@@ -351,7 +352,7 @@ def check_invariants(st: State) -> None:
             )
             if t.sub_workflow_id:
                 child = st.workflows.get(t.sub_workflow_id)
-                assert child is not None and child.status == "RUNNING", (
+                assert child is not None and child.status in LIVE, (
                     f"active SUB_WORKFLOW task {tid} but its child is "
                     f"{child.status if child else 'missing'}"
                 )
@@ -365,17 +366,25 @@ def check_invariants(st: State) -> None:
                 if st.tasks[t].type in LIVE_TYPES or st.tasks[t].script is not None
             ]
             assert live, f"RUNNING workflow {wf_id} has no live task (active: {active}): stuck"
-        else:
+        elif wf.status != "PAUSED":  # paused: its tasks may all have ended meanwhile
             assert wf.status in WF_TERMINAL, f"workflow {wf_id} status {wf.status}"
             assert not active, f"{wf.status} workflow {wf_id} has active tasks {active}"
             assert wf_id in st.terminal_order, f"terminal workflow {wf_id} not in terminal_order"
         parent = st.workflows.get(wf.parent_workflow_id or "")
-        if parent is not None and wf.status == "RUNNING":
-            assert parent.status == "RUNNING", (
+        if parent is not None and wf.status in LIVE:
+            assert parent.status in LIVE, (
                 f"child {wf_id} RUNNING under a {parent.status} parent"
             )
     for wf_id in st.terminal_order:
         assert wf_id in st.workflows, f"terminal_order names evicted workflow {wf_id}"
+        assert st.workflows[wf_id].status not in LIVE, f"terminal_order names live {wf_id}"
+    for root, (_, running) in st.chains.items():
+        live = sum(
+            1
+            for wf in st.workflows.values()
+            if wf.status in LIVE and root in (wf.chain_root, wf.workflow_id)
+        )
+        assert running == live, f"chain {root} counts {running} running, {live} are"
     for key, wf_id in st.idempotency.items():
         assert wf_id in st.workflows, f"idempotency key {key!r} names unknown workflow {wf_id}"
     # Definitions shared by content (if the state keeps them that way): reference counts are exact.

@@ -27,14 +27,21 @@ from .commands import (
     HeartbeatTask,
     LeaderEpoch,
     Noop,
+    PauseWorkflow,
     PollActivity,
     PollTasks,
     RegisterTaskDefs,
     RegisterWorkflowDef,
     RemoveMember,
+    RemoveWorkflow,
+    RerunWorkflow,
+    RestartWorkflow,
+    ResumeWorkflow,
+    RetryWorkflow,
     ScriptResult,
     SetHistoryRetention,
     SetMember,
+    SkipTask,
     StartWorkflow,
     TerminateWorkflow,
     Tick,
@@ -44,6 +51,7 @@ from .context import Ctx, Effects, Outcome
 from .errors import Code, Rejected, precondition
 from .processors import (
     cluster,
+    operations,
     polls,
     registry,
     requests,
@@ -76,7 +84,23 @@ PROCESSORS: dict[type[Command], Callable[[Ctx, Any], dict[str, JSON]]] = {
     HeartbeatTask: tasks.heartbeat_task,
     Tick: timers.tick,
     ScriptResult: scripts.script_result,
+    PauseWorkflow: operations.pause_workflow,
+    ResumeWorkflow: operations.resume_workflow,
+    RestartWorkflow: operations.restart_workflow,
+    RetryWorkflow: operations.retry_workflow,
+    RerunWorkflow: operations.rerun_workflow,
+    SkipTask: operations.skip_task,
+    RemoveWorkflow: operations.remove_workflow,
 }
+
+OPERATOR_COMMANDS = (
+    PauseWorkflow,
+    ResumeWorkflow,
+    RestartWorkflow,
+    RetryWorkflow,
+    RerunWorkflow,
+    SkipTask,
+)
 
 # Commands the leader's runtime originates, stamped with its epoch: a deposed leader's are
 # refused (the new leader has taken over its polls, timers and scripts).
@@ -207,6 +231,14 @@ def precheck(state: State, raw: JSON) -> Outcome | None:
     ):
         return _precheck_miss(state, f"task {cmd.task_id} not found")
     if isinstance(cmd, TerminateWorkflow) and cmd.workflow_id not in state.workflows:
+        return _precheck_miss(state, f"workflow {cmd.workflow_id} not found")
+    # The operator's actions, but remove (its history row may remain); a restore document
+    # brings the workflow back from the history.
+    if (
+        isinstance(cmd, OPERATOR_COMMANDS)
+        and cmd.workflow_id not in state.workflows
+        and getattr(cmd, "restore", None) is None
+    ):
         return _precheck_miss(state, f"workflow {cmd.workflow_id} not found")
     return None
 

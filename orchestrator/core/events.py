@@ -148,6 +148,91 @@ class WorkflowEvicted(Event):
     workflow_id: str
 
 
+# ---------------------------------------------------------------- the operator's actions
+
+
+@dataclass(slots=True)
+class WorkflowPaused(Event):
+    workflow_id: str
+
+
+@dataclass(slots=True)
+class WorkflowResumed(Event):
+    workflow_id: str
+
+
+@dataclass(slots=True)
+class WorkflowRestored(Event):
+    """A workflow no longer in memory is put back from its archive document, as it ended."""
+
+    workflow: Workflow
+    tasks: list[Task]
+    definition: JSON
+    task_defs: dict[str, JSON]
+    idempotency_key: str  # "<name>\x00<key>" it takes back (it was free), or ""
+
+
+@dataclass(slots=True)
+class WorkflowReopened(Event):
+    """A terminal workflow is RUNNING again (retry, restart, rerun): it leaves the retention
+    order and counts as running in its chain again."""
+
+    workflow_id: str
+
+
+@dataclass(slots=True)
+class WorkflowReset(Event):
+    """Restart (or rerun from the beginning): the definition, input and variables of a fresh
+    run, which starts now."""
+
+    workflow_id: str
+    def_hash: str
+    definition: JSON
+    task_defs: dict[str, JSON]
+    input: dict[str, JSON]
+    variables: dict[str, JSON]
+
+
+@dataclass(slots=True)
+class WorkflowInputSet(Event):
+    workflow_id: str
+    input: dict[str, JSON]
+
+
+@dataclass(slots=True)
+class TasksDropped(Event):
+    """Task records of a run that starts over (restart, rerun) go; `ref_index` is the latest
+    attempt of each reference among those that stay."""
+
+    workflow_id: str
+    task_ids: list[str]
+    ref_index: dict[str, str]
+
+
+@dataclass(slots=True)
+class TaskReopened(Event):
+    """An ended task is IN_PROGRESS again: a JOIN or DO_WHILE the workflow's end canceled, or a
+    SUB_WORKFLOW task whose child runs again."""
+
+    task_id: str
+
+
+@dataclass(slots=True)
+class PermissiveFailuresForgotten(Event):
+    """Permissive failures that run again no longer fail the workflow at its end."""
+
+    workflow_id: str
+    task_ids: list[str]
+
+
+@dataclass(slots=True)
+class WorkflowRemoved(Event):
+    """An operator removed a terminal workflow: it leaves memory (within the command, unlike
+    eviction)."""
+
+    workflow_id: str
+
+
 # ---------------------------------------------------------------- tasks
 
 

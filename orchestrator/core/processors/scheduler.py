@@ -4,6 +4,7 @@ or an operator that finishes at once)."""
 
 from __future__ import annotations
 
+import copy
 import math
 from decimal import Decimal
 from typing import Any, assert_never
@@ -50,6 +51,7 @@ def schedule(
     suffix: str,
     retry_of: Task | None = None,
     delay_s: int = 0,
+    given_input: dict[str, JSON] | None = None,
 ) -> Task | None:
     """Schedule one task configuration and start it; synchronous operators finish at once.
 
@@ -86,7 +88,7 @@ def schedule(
     else:
         task = _new_task(ctx, wf, wt, path, suffix, retry_of)
     try:
-        _configure(ctx, wf, wt, task, retry_of)
+        _configure(ctx, wf, wt, task, retry_of, given_input)
     except TaskCannotRun as exc:
         ctx.emit(E.TaskScheduled(task))
         tasks.fail_now(ctx, task, exc.reason)
@@ -147,7 +149,14 @@ def _new_task(
     )
 
 
-def _configure(ctx: Ctx, wf: Workflow, wt: JSON, task: Task, retry_of: Task | None) -> None:
+def _configure(
+    ctx: Ctx,
+    wf: Workflow,
+    wt: JSON,
+    task: Task,
+    retry_of: Task | None,
+    given_input: dict[str, JSON] | None = None,
+) -> None:
     """Fill in what the task definition says, then the input (resolved as if the task were
     already the workflow's newest)."""
     td = registry.effective_task_def(ctx.st, wf, wt)
@@ -171,7 +180,10 @@ def _configure(ctx: Ctx, wf: Workflow, wt: JSON, task: Task, retry_of: Task | No
         else:
             task.first_scheduled_ms = retry_of.scheduled_time_ms
         task.domain = polls.active_domain(ctx.st, wf, task.task_type)
-    task_input = resolve_input(ctx, wf, wt, task.task_id, pending=task)
+    if given_input is None:
+        task_input = resolve_input(ctx, wf, wt, task.task_id, pending=task)
+    else:  # an operator's rerun with the task's input
+        task_input = copy.deepcopy(given_input)
     for k, v in (td.get("inputTemplate") or {}).items():
         if task_input.get(k) is None:
             task_input[k] = v

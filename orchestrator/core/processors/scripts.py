@@ -16,7 +16,7 @@ from ..records import (
     T_COMPLETED,
     T_FAILED,
     T_FAILED_WITH_TERMINAL_ERROR,
-    WF_RUNNING,
+    WF_LIVE,
     LoopOutcome,
     ScriptMarker,
     Task,
@@ -62,7 +62,7 @@ def script_result(ctx: Ctx, cmd: ScriptResult) -> dict[str, JSON]:
             "or duplicate script result is not applied"
         )
     wf = st.workflows.get(task.workflow_id)
-    if wf is None or wf.status != WF_RUNNING:
+    if wf is None or wf.status not in WF_LIVE:  # a PAUSED workflow's scripts run on
         raise precondition(f"workflow {task.workflow_id} is not RUNNING")
     error = (cmd.error if isinstance(cmd.error, str) else "") or "the script failed"
     error = error[: limits.MAX_REASON_LENGTH - 100]
@@ -113,7 +113,7 @@ def pending_scripts(st: State) -> list[tuple[str, int]]:
     task order. The leader's runtime scans this when it takes over."""
     out: list[tuple[str, int]] = []
     for wf in st.workflows.values():
-        if wf.status != WF_RUNNING:
+        if wf.status not in WF_LIVE:
             continue
         for tid in wf.tasks:
             t = st.tasks[tid]

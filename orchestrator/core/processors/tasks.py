@@ -21,6 +21,7 @@ from ..records import (
     T_SCHEDULED,
     T_TIMED_OUT,
     WF_FAILED,
+    WF_LIVE,
     WF_RUNNING,
     WF_TERMINATED,
     WF_TIMED_OUT,
@@ -107,7 +108,7 @@ def _active_task(ctx: Ctx, task_id: str, verb: str) -> tuple[Task, Workflow]:
             f"task {task_id} is {task.status}: a late or duplicate {verb} is not applied"
         )
     wf = ctx.st.workflows[task.workflow_id]
-    if wf.status != WF_RUNNING:
+    if wf.status not in WF_LIVE:  # a PAUSED workflow's tasks in progress run on
         raise precondition(f"workflow {wf.workflow_id} is {wf.status}")
     return task, wf
 
@@ -190,17 +191,21 @@ _WF_END_OF = {
 }
 
 
+def new_attempt(ctx: Ctx, wf: Workflow, task: Task, delay_s: int = 0) -> None:
+    """A new attempt replaces an ended one (a retry; an operator's retry)."""
+    ctx.emit(E.TaskRetried(task.task_id))
+    wt = registry.wt_of(ctx.st, wf, task)
+    suffix = task.reference_task_name[len(wt["taskReferenceName"]) :]
+    scheduler.schedule(ctx, wf, wt, task.path, suffix, retry_of=task, delay_s=delay_s)
+
+
 def handle_failure(ctx: Ctx, wf: Workflow, task: Task) -> None:
     """A task ended unsuccessfully: retry it while retries remain, tolerate it (optional,
     permissive), or end the workflow."""
     if wf.status != WF_RUNNING:
         return
     if task.status in T_RETRIABLE and task.retry_count < task.retry_limit:
-        ctx.emit(E.TaskRetried(task.task_id))
-        wt = registry.wt_of(ctx.st, wf, task)
-        suffix = task.reference_task_name[len(wt["taskReferenceName"]) :]
-        delay_s = retry_delay_seconds(task)
-        scheduler.schedule(ctx, wf, wt, task.path, suffix, retry_of=task, delay_s=delay_s)
+        new_attempt(ctx, wf, task, retry_delay_seconds(task))
         decider.decide(ctx, wf)
         return
     if task.optional:

@@ -15,7 +15,7 @@ from ..records import (
     T_SCHEDULED,
     T_TIMED_OUT,
     TIMER_KIND_OF,
-    WF_RUNNING,
+    WF_LIVE,
     WF_TIMED_OUT,
     Task,
     TaskType,
@@ -43,12 +43,12 @@ def tick(ctx: Ctx, cmd: Tick) -> dict[str, JSON]:
             retention.expire(ctx)
         elif kind is TimerKind.WORKFLOW_TIMEOUT:  # the workflow's timeoutSeconds (TIME_OUT_WF)
             wf = st.workflows.get(ident)
-            if wf is not None and wf.status == WF_RUNNING:
+            if wf is not None and wf.status in WF_LIVE:
                 _guarded(ctx, key, wf, None, kind)
         elif kind is not None:
             task = st.tasks.get(ident)
             wf = st.workflows.get(task.workflow_id) if task is not None else None
-            if wf is not None and wf.status == WF_RUNNING:
+            if wf is not None and wf.status in WF_LIVE:
                 _guarded(ctx, key, wf, task, kind)
     ctx.fx.timers_changed = True
     return {"fired": len(keys)}

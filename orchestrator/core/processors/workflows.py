@@ -24,6 +24,7 @@ from ..records import (
     T_TIMED_OUT,
     WF_COMPLETED,
     WF_FAILED,
+    WF_LIVE,
     WF_RUNNING,
     WF_TERMINATED,
     WF_TIMED_OUT,
@@ -62,7 +63,7 @@ def start_workflow(ctx: Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
         if existing is not None:
             if strategy is IdempotencyStrategy.RETURN_EXISTING:
                 return {"workflow_id": existing.workflow_id, "created": False}
-            if strategy is IdempotencyStrategy.FAIL or existing.status == WF_RUNNING:
+            if strategy is IdempotencyStrategy.FAIL or existing.status in WF_LIVE:
                 raise already_exists(
                     f"a workflow with idempotency_key {cmd.idempotency_key!r} exists: "
                     f"{existing.workflow_id} ({existing.status})"
@@ -84,7 +85,7 @@ def start_workflow(ctx: Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
     return {"workflow_id": cmd.workflow_id, "created": True}
 
 
-def _task_defs_of(ctx: Ctx, defn: JSON) -> dict[str, JSON]:
+def task_defs_of(ctx: Ctx, defn: JSON) -> dict[str, JSON]:
     """The registered task definitions a definition's worker tasks use (kept with the workflow,
     so a later registration does not change a running workflow)."""
     task_defs: dict[str, JSON] = {}
@@ -121,7 +122,7 @@ def create_workflow(
         _check_chain(ctx, chain_depth, chain_root)
     for k, v in defn.get("inputTemplate", {}).items():
         wf_input.setdefault(k, v)
-    task_defs = _task_defs_of(ctx, defn)
+    task_defs = task_defs_of(ctx, defn)
     wf = Workflow(
         workflow_id=workflow_id,
         workflow_name=defn["name"],
@@ -149,11 +150,17 @@ def create_workflow(
         chain_root=chain_root,
     )
     ctx.emit(E.WorkflowStarted(wf, defn, task_defs))
+    arm_timeout(ctx, workflow_id, defn)
+    decider.decide(ctx, wf)
+    return wf
+
+
+def arm_timeout(ctx: Ctx, workflow_id: str, defn: JSON) -> None:
+    """The definition's timeoutSeconds (TIME_OUT_WF) counts from now: a start, or (as
+    Conductor's lastRetriedTime) a retry, restart, rerun or resume."""
     if defn.get("timeoutSeconds") and defn.get("timeoutPolicy", "TIME_OUT_WF") == "TIME_OUT_WF":
         due = ctx.now + defn["timeoutSeconds"] * 1000
         ctx.emit(E.TimerSet(f"wftmo:{workflow_id}", due))
-    decider.decide(ctx, wf)
-    return wf
 
 
 def terminate_workflow(ctx: Ctx, cmd: TerminateWorkflow) -> dict[str, JSON]:
@@ -165,7 +172,7 @@ def terminate_workflow(ctx: Ctx, cmd: TerminateWorkflow) -> dict[str, JSON]:
     if wf.status == WF_TERMINATED:
         return {}
     reason = cmd.reason or "terminated through the API"
-    if wf.status == WF_RUNNING:
+    if wf.status in WF_LIVE:
         end_workflow(ctx, wf, WF_TERMINATED, reason)
     else:  # FAILED / TIMED_OUT may be re-marked TERMINATED, as in Conductor
         ctx.emit(E.WorkflowReterminated(wf.workflow_id, reason))
@@ -197,7 +204,7 @@ def end_workflow(
     # the child); a child's end wakes its parent.
     for child_id in children:
         child = st.workflows.get(child_id)
-        if child is not None and child.status == WF_RUNNING:
+        if child is not None and child.status in WF_LIVE:
             end_workflow(
                 ctx,
                 child,
@@ -407,7 +414,7 @@ def drain(ctx: Ctx) -> None:
         child = st.workflows.get(child_id)
         if parent is None or task is None or child is None:
             continue
-        if parent.status != WF_RUNNING:
+        if parent.status not in WF_LIVE:  # a PAUSED parent records it and decides on resume
             continue
         if task.status not in T_ACTIVE or task.sub_workflow_id != child_id:
             continue
@@ -434,7 +441,7 @@ def quarantine_workflow(ctx: Ctx, wf: Workflow, reason: str) -> None:
     """Mark a running workflow FAILED with the reason, identically on every replica."""
     mark = ctx.mark()
     try:
-        if wf.status == WF_RUNNING:
+        if wf.status in WF_LIVE:
             end_workflow(ctx, wf, WF_FAILED, reason)
     except Exception:  # even ending it failed: force the status so nothing waits on it
         ctx.rollback(mark)
