@@ -115,7 +115,7 @@ def _new_task(
     dynamic = wt if path is None else (retry_of.dynamic_task if retry_of is not None else None)
     return Task(
         task_id=codec.built_id(f"{wf.workflow_id}-{wf.task_seq}", limits.MAX_BUILT_ID_LENGTH),
-        task_type=wt["name"] if ttype is _SIMPLE else ttype.value,
+        task_type=wt["name"] if ttype is _SIMPLE else ttype._value_,
         type=ttype,
         reference_task_name=wt["taskReferenceName"] + suffix,
         workflow_id=wf.workflow_id,
