@@ -13,10 +13,12 @@ gRPC status has no field for them. A snapshot's end is also logged (`snapshot_wr
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import time
 from collections import deque
+from time import perf_counter
 from typing import Any
 
 import structlog
@@ -30,6 +32,28 @@ STATS_FILE = "tick_stats.json"
 NOTABLE_GAP_S = 0.05
 WINDOWS = 2000
 SNAPSHOTS = 50
+
+
+# The collector's pauses in this process, by generation (a full collection of a large heap
+# stops every thread, the tick thread included): count and longest.
+_gc: dict[str, Any] = {"count": [0, 0, 0], "max_ms": [0.0, 0.0, 0.0], "total_ms": [0.0, 0.0, 0.0]}
+_gc_t0 = [0.0]
+
+
+def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc_t0[0] = perf_counter()
+        return
+    gen = int(info.get("generation", 0))
+    ms = (perf_counter() - _gc_t0[0]) * 1000.0
+    _gc["count"][gen] += 1
+    _gc["total_ms"][gen] += ms
+    _gc["max_ms"][gen] = max(_gc["max_ms"][gen], ms)
+
+
+def _watch_gc() -> None:
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
 
 
 class TickStats:
@@ -49,6 +73,7 @@ class TickStats:
         self._snap: dict[str, Any] | None = None
         self._snap_t0 = 0.0
         self._written = 0.0
+        _watch_gc()
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -98,6 +123,7 @@ class TickStats:
 
     def loaded(self, seconds: float, size: int) -> None:
         self.loads.append({"wall": time.time(), "ms": seconds * 1000.0, "bytes": size})
+        self.write(time.monotonic())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +136,7 @@ class TickStats:
             "snapshots": list(self.snapshots),
             "snapshot_running": self._snap is not None,
             "loads": list(self.loads),
+            "gc": {k: [round(x, 1) for x in v] for k, v in _gc.items()},
         }
 
     def write(self, now: float) -> None:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,3 +142,143 @@ def test_the_baseline_noop_matches_a_size_and_applies_as_a_noop() -> None:
         st = State()
         (outcome,), _ = apply_batch(st, 1, [json.loads(noop.log_json())])
         assert outcome.ok and st.seq == 1 and not st.workflows
+
+
+def test_capacity_flags_and_windows() -> None:
+    from orchestrator.tools.bench.capacity import park_def, windows
+
+    p = argparse.ArgumentParser()
+    bench.add_parser(p.add_subparsers(dest="command"))
+    ns = p.parse_args(["bench", "--park", "100", "--park-kind", "wait", "--duration", "60"])
+    assert (ns.park, ns.park_kind, ns.duration, ns.window_s) == (100, "wait", 60.0, 5.0)
+    assert not ns.recovery and p.parse_args(["bench", "--recovery"]).recovery
+    assert park_def("human")["tasks"][0]["type"] == "HUMAN"
+    assert park_def("wait")["tasks"][0]["inputParameters"] == {"duration": "9 days"}
+    # Completions at 0.5 s, 1.2 s, 1.4 s and 3.9 s after the start, in 1-second windows: the
+    # empty window (2 s) is reported as such, not skipped.
+    t0 = 100.0
+    ends = [(t0 + 0.5, 0.010), (t0 + 1.2, 0.020), (t0 + 1.4, 0.030), (t0 + 3.9, 0.040)]
+    w = windows(ends, t0, 1.0, 3)
+    assert [x["from_s"] for x in w] == [0.0, 1.0, 2.0, 3.0]
+    assert [x["workflows"] for x in w] == [1, 2, 0, 1]
+    assert w[1]["tasks_per_s"] == 6.0 and w[1]["p99_ms"] == 30.0 and w[2]["p99_ms"] is None
+    assert windows([], t0, 1.0, 3) == []
+
+
+def test_tick_stats_records_gaps_and_snapshots(tmp_path: Path, monkeypatch: Any) -> None:
+    from orchestrator.replication import tick_stats
+
+    clock = {"mono": 1000.0, "wall": 5000.0}
+
+    class FakeTime:
+        @staticmethod
+        def monotonic() -> float:
+            return clock["mono"]
+
+        @staticmethod
+        def time() -> float:
+            return clock["wall"]
+
+    monkeypatch.setattr(tick_stats, "time", FakeTime)
+
+    def advance(s: float) -> None:
+        clock["mono"] += s
+        clock["wall"] += s
+
+    ts = tick_stats.TickStats(str(tmp_path))
+    for _ in range(10):
+        ts.tick()
+        advance(0.02)  # ordinary ticks: nothing notable
+    ts.fork_started()
+    advance(0.3)  # the fork of a large heap, on the tick thread
+    ts.fork_returned()
+    ts.tick()
+    advance(0.02)
+    ts.tick()
+    ts.snapshot_ended(2)
+    advance(2.0)
+    ts.tick()  # a 2-second stall after the snapshot
+    ts.loaded(0.5, 2048)
+    st = tick_stats.read(str(tmp_path))
+    assert st is not None and st["ticks"] == 13
+    assert st["max_gap_ms"] == pytest.approx(2000.0)
+    (snap,) = st["snapshots"]
+    assert snap["ok"] and snap["fork_ms"] == pytest.approx(300.0)
+    assert snap["max_gap_ms"] == pytest.approx(320.0) and snap["duration_ms"] == pytest.approx(
+        320.0
+    )
+    assert st["loads"][0]["ms"] == pytest.approx(500.0) and st["loads"][0]["bytes"] == 2048
+    # Only seconds with a notable gap are kept; the window lookup sees the one asked for.
+    assert [w for w, _ in st["windows"]] == [5000.0, 5002.0]
+    assert tick_stats.max_gap_between(st, 4000.0, 4500.0) == 0.0
+    assert tick_stats.max_gap_between(st, 5000.4, 5000.6) == pytest.approx(320.0)
+    assert tick_stats.max_gap_between(st, 5000.0, 5003.0) == pytest.approx(2000.0)
+
+
+@pytest.mark.cluster
+def test_tiny_capacity_run_parks_windows_snapshots_and_recovers(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.tools.bench",
+            "--workflows",
+            "10",
+            "--warmup",
+            "2",
+            "--concurrency",
+            "1",
+            "--worker-processes",
+            "1",
+            "--worker-concurrency",
+            "4",
+            "--payload-bytes",
+            "64",
+            "--no-baseline",
+            "--park",
+            "20",
+            "--duration",
+            "3",
+            "--window-s",
+            "1",
+            "--recovery",
+            "--snapshot-timeout",
+            "60",
+            "--raft-setting",
+            "log_compaction_min_entries=20",
+            "--raft-setting",
+            "log_compaction_min_time_s=5",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = json.loads(out.read_text())
+    assert r["park"]["workflows"] == 20 and r["park"]["errors"] == {}
+    for phase in (r["empty"], r):
+        assert phase["error_count"] == 0 and phase["workflows_completed"] > 0
+        assert phase["leader"]["changes"] == 0
+    # The duration mode ran for its seconds and the windows hold every completed workflow.
+    assert 3.0 <= r["duration_s"] < 60
+    assert sum(w["workflows"] for w in r["windows"]) == r["workflows_completed"]
+    assert len(r["windows"]) >= 3
+    # Every replica snapshotted the parked state, and the tick thread's record says how.
+    assert r["snapshot_wait"]["all_covered"], r["snapshot_wait"]
+    assert set(r["ticks"]) == {"n1", "n2", "n3"}
+    for t in r["ticks"].values():
+        assert t is not None and t["max_gap_ms_since"] >= 0
+    assert any(t["snapshots"] for t in r["ticks"].values())
+    for s in (s for t in r["ticks"].values() for s in t["snapshots"]):
+        assert s["ok"] and s["fork_ms"] > 0 and s["duration_ms"] >= s["fork_ms"]
+    # A follower restarted after kill -9, and a fourth replica added, each served again.
+    rec = r["recovery"]
+    assert rec["restarted"]["replica"] in {"n2", "n3"} and rec["added"]["replica"] == "n4"
+    for k in ("restarted", "added"):
+        assert rec[k]["both_s"] is not None and rec[k]["applied_seq"] >= rec[k]["target_seq"]
+    assert rec["restarted"]["snapshot_loads"], rec["restarted"]

@@ -185,6 +185,16 @@ def tick_report(
                 {"ms": round(x["ms"], 1), "mib": round(x["bytes"] / 2**20, 1)}
                 for x in st.get("loads", [])
             ],
+            # The longest gaps (>= 50 ms), seconds after `since_wall`.
+            "long_gaps": sorted(
+                (
+                    [round(w - since_wall), g]
+                    for w, g in st.get("windows", [])
+                    if w >= since_wall - 1.0
+                ),
+                key=lambda x: -x[1],
+            )[:10],
+            "gc": st.get("gc"),
         }
         if window is not None:
             out[nid]["max_gap_ms_in_window"] = tick_stats.max_gap_between(st, *window)
@@ -215,6 +225,7 @@ class CapacityRun:
         self.report["park"] = park(
             client, self.opts.park_kind, self.opts.park, self.opts.park_concurrency
         )
+        self.report["park"]["ended_s"] = round(time.time() - self.park_wall, 1)
         self.parked_seq = leader_seq()
         self.report["park"]["applied_seq_after"] = self.parked_seq
         print(f"bench: {self.report['park']}; measuring the parked cluster", file=sys.stderr)
@@ -242,6 +253,10 @@ class CapacityRun:
                 self.cluster, self.parked_seq, opts.snapshot_timeout
             )
         report["ticks"] = tick_report(self.cluster, since, self.measure_wall)
+        report["phases_s"] = {
+            "measured": [round(t - since, 1) for t in self.measure_wall],
+            "ticks_read": round(time.time() - since, 1),
+        }
         if opts.recovery:
             from .recovery import add_replica, restart_follower
 
@@ -251,6 +266,11 @@ class CapacityRun:
             added = add_replica(self.cluster, admin, self.monitor, extra, opts.recovery_timeout)
             print(f"bench: {added}", file=sys.stderr)
             report["recovery"] = {"restarted": restarted, "added": added}
+            # A replica that stalls past its election timeout calls an election when it ticks
+            # again, and a higher term deposes the leader: the term says whether it happened.
+            terms = [int(s.get("term", 0)) for s in self.monitor.cluster_status()]
+            report["recovery"]["term_before"] = report["leader"]["term_after"]
+            report["recovery"]["term_after"] = max(terms, default=0)
             # The new replicas' own stats: how long loading the snapshot took them.
             after = time.time()
             for cl, rec in ((self.cluster, restarted), *((c, added) for c in extra[-1:])):
