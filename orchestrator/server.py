@@ -33,6 +33,7 @@ from .api.rpc import SERVICES, DecodeGuard
 from .api.tasks import TaskService
 from .api.workflows import WorkflowService
 from .config import ClusterConfig, ConfigError
+from .history import History
 from .replication.api import Member, Replica
 from .replication.journal import JournalCorrupt
 from .replication.node import RaftReplica
@@ -135,9 +136,15 @@ class ReplicaServer:
         self.data_dir = data_dir or cfg.data_dir(node_id)
         # Before the Raft node starts: a configuration error must leave nothing running.
         self.security = Security(cfg, node_id, insecure)
+        settings = raft_settings(cfg, node_id, data_dir)
+        # Attached before the Raft node loads a snapshot or applies an entry: the history must
+        # see every batch (an archived workflow exists nowhere else once it left memory).
+        self.history = History(self.data_dir, fsync=settings.fsync)
         if replica is None:
             members = [Member(r.node_id, r.raft, r.grpc) for r in cfg.replicas]
-            replica = RaftReplica(raft_settings(cfg, node_id, data_dir), members)
+            replica = RaftReplica(settings, members, before_start=self.history.attach)
+        else:
+            self.history.attach(replica)
         self.replica = replica
         olog.set_role_provider(lambda: (self.replica.role(), self.replica.term()))
         self.dispatcher = Dispatcher(self.replica)
@@ -150,6 +157,7 @@ class ReplicaServer:
             _after_commit_hook(),
             self.security.peer_credentials,
             self.security.forward_token,
+            self.history,
         )
         self.server = grpc.server(
             futures.ThreadPoolExecutor(
@@ -239,6 +247,7 @@ class ReplicaServer:
         self.server.stop(grace_s).wait(grace_s + 1)
         self.node.close()
         self.replica.stop()
+        self.history.stop()  # after the last apply: what was handed over is written
         log.info("replica_stopped")
 
 

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -71,6 +71,9 @@ class ReplicaBase:
         self.applied_cond = threading.Condition(self.lock)
         self.apply_error: str = ""
         self._listeners: list[Listener] = []
+        # Set by the durable history (history/search.py): called on the apply thread right
+        # before a snapshot; what it returns opens once the history holds the snapshot's seq.
+        self.history_barrier: Callable[[], Any] | None = None
         self._queue: deque[_Item] = deque()
         # Commands that ride in the next entry carrying another command (see propose_lazy).
         self._lazy: deque[_Item] = deque()

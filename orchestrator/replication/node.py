@@ -12,6 +12,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -84,6 +85,18 @@ class _Raft(SyncObj):  # type: ignore[misc]
         self._commit_notify_at = self._SyncObj__newAppendEntriesTime
         return False
 
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:
+        """pysyncobj loads a snapshot on the tick thread (its own at start-up, or one the
+        leader sent a new or lagging follower), which takes seconds for a large state (3 s for
+        100 000 running workflows). Its election deadline was set before the load: counted
+        from then, the follower calls an election at its next tick, and (pysyncobj has no
+        pre-vote) the higher term deposes a healthy leader. Count it from the end of the load:
+        the leader's next heartbeat is due well within it."""
+        SyncObj._SyncObj__loadDumpFile(self, clearJournal)
+        self._SyncObj__raftElectionDeadline = (
+            raft_monotonic() + self._SyncObj__generateRaftTimeout()
+        )
+
     @replicated  # type: ignore[untyped-decorator]
     def _raft_apply(self, data: bytes) -> Any:
         return self._owner._apply_entry(data)
@@ -92,7 +105,14 @@ class _Raft(SyncObj):  # type: ignore[misc]
 class RaftReplica(ReplicaBase):
     """The Replica protocol (api.py) over a pysyncobj node."""
 
-    def __init__(self, settings: RaftSettings, configured: list[Member] | None = None) -> None:
+    def __init__(
+        self,
+        settings: RaftSettings,
+        configured: list[Member] | None = None,
+        before_start: Callable[[RaftReplica], None] | None = None,
+    ) -> None:
+        """`before_start` runs before the Raft node exists (and so before it loads a snapshot
+        or applies an entry): listeners that must see every batch subscribe there."""
         super().__init__(settings, configured)
         self._sync_failing = False
         self._step_down_requested = False
@@ -112,12 +132,15 @@ class RaftReplica(ReplicaBase):
             self._load_state,
             TCPNode,
             settings.snapshot_fork,
+            self._history_gate,
         )
         journal.install()
         wire_crypto.install()
         wire_frames.install()
         wire_guard.install()
         journal.register(self.journal_path, settings.fsync, keep_from_idx=dump_prev_idx)
+        if before_start is not None:
+            before_start(self)
         # Must run on a thread that lives as long as the process: pysyncobj's tick thread exits
         # when the thread that built the SyncObj does.
         self.raft = _Raft(self, settings.self_addr, settings.peers, self._conf())
@@ -200,6 +223,10 @@ class RaftReplica(ReplicaBase):
         out = self.snapshotter.deserializer(path)
         self.tick_stats.loaded(time.monotonic() - t0, os.path.getsize(path))
         return out
+
+    def _history_gate(self) -> snapshot.Gate | None:
+        barrier = self.history_barrier
+        return None if barrier is None else barrier()
 
     def _load_state(self, data: bytes, header: dict[str, Any]) -> None:
         self._replace_state(

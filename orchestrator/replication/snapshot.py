@@ -19,10 +19,21 @@ import os
 import struct
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 MAGIC = b"ORCHSNAP1\n"
 _LEN = struct.Struct(">I")
+# How long a snapshot waits for the durable history to hold everything it covers.
+BARRIER_TIMEOUT_S = 30.0
+
+
+class Gate(Protocol):
+    """history/writer.py's Barrier: opens once the history holds everything up to the seq the
+    snapshot covers; waitable in a forked child (a pipe)."""
+
+    def wait(self, timeout_s: float) -> bool: ...
+
+    def detach(self) -> None: ...
 
 
 class SnapshotError(ValueError):
@@ -110,8 +121,12 @@ class ForkingSnapshotter:
         load_state: Callable[[bytes, dict[str, Any]], None],
         node_factory: Callable[[str], Any],
         use_fork: bool = True,
+        barrier: Callable[[], Gate | None] | None = None,
     ) -> None:
         self.dump_path = dump_path
+        # The durable history's barrier: the snapshot, and with it the truncation of the Raft
+        # log that could rebuild the history, waits until the history holds what it covers.
+        self.barrier = barrier
         self.dump_state = dump_state
         self.load_state = load_state
         self.node_factory = node_factory
@@ -134,21 +149,32 @@ class ForkingSnapshotter:
             os.close(dir_fd)
 
     def serializer(self, tmp_path: str, data: Any) -> None:
+        # Taken on the tick thread, where the state stands at the seq the snapshot covers; the
+        # waiting happens in the child, so the tick thread never waits for the history.
+        gate = self.barrier() if self.barrier is not None else None
         if not self.use_fork:
             try:
+                if gate is not None and not gate.wait(BARRIER_TIMEOUT_S):
+                    raise SnapshotError("the history did not reach the snapshot's seq in time")
                 self._write(data)
                 self._sync_result = 2
             except Exception:
                 self._sync_result = 3
+            finally:
+                if gate is not None:
+                    gate.detach()
             raise SnapshotDeferred("written synchronously")
         pid = os.fork()
         if pid == 0:  # child: no locks, no logging, no grpc; write and leave without cleanup
             code = 1
             try:
-                self._write(data)
-                code = 0
+                if gate is None or gate.wait(BARRIER_TIMEOUT_S):
+                    self._write(data)
+                    code = 0
             finally:
                 os._exit(code)
+        if gate is not None:
+            gate.detach()
         self.child_pid = pid
         raise SnapshotDeferred(f"snapshot continues in child {pid}")
 
