@@ -282,3 +282,54 @@ def test_tiny_capacity_run_parks_windows_snapshots_and_recovers(tmp_path: Path) 
     for k in ("restarted", "added"):
         assert rec[k]["both_s"] is not None and rec[k]["applied_seq"] >= rec[k]["target_seq"]
     assert rec["restarted"]["snapshot_loads"], rec["restarted"]
+
+
+def test_history_search_bench_fills_and_pages(tmp_path: Path) -> None:
+    import random
+
+    from orchestrator.tools.bench.history_search import synthetic
+
+    out = tmp_path / "history.json"
+    rc = bench.main(
+        [
+            "--history-rows",
+            "300",
+            "--history-dir",
+            str(tmp_path / "h"),
+            "--search-pages",
+            "3",
+            "--search-page-size",
+            "50",
+            "--json",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["rows_before"] == 0 and r["file_mib"] > 0
+    r14 = random.Random(14)
+    rows = [synthetic(i, r14, 300).workflow for i in range(300)]
+    by = r["with_total"]["by_query"]
+    assert by["newest first, no filter"]["total"] == 300
+    assert by["newest first, no filter"]["rows"] == 150  # 3 pages of 50
+    assert by["status FAILED"]["total"] == sum(w.status == "FAILED" for w in rows) > 0
+    assert by["correlation id"]["total"] == sum(w.correlation_id == "customer-42" for w in rows)
+    assert r["with_total"]["all_pages"]["p99"] > 0
+    assert all(s["total"] == -1 for s in r["without_total"]["by_query"].values())
+    # A second run reuses the filled store.
+    assert (
+        bench.main(
+            [
+                "--history-rows",
+                "300",
+                "--history-dir",
+                str(tmp_path / "h"),
+                "--search-pages",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(out.read_text())["rows_before"] == 300

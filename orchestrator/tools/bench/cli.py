@@ -118,6 +118,17 @@ def _add_capacity_arguments(p: argparse.ArgumentParser) -> None:
         "added, until each serves with everything applied",
     )
     g.add_argument("--recovery-timeout", type=float, default=180.0)
+    h = p.add_argument_group("history search (bench/history_search.py; no cluster)")
+    h.add_argument(
+        "--history-rows",
+        type=int,
+        default=0,
+        help="fill a history store with this many archived workflows and measure search pages "
+        "instead of running workflows",
+    )
+    h.add_argument("--history-dir", default="", help="keep (and reuse) the store in this folder")
+    h.add_argument("--search-pages", type=int, default=20, help="pages per query shape")
+    h.add_argument("--search-page-size", type=int, default=100)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -140,6 +151,8 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     if ns.park < 0 or ns.duration < 0:
         print("bench: --park and --duration must be >= 0")
         return 2
+    if ns.history_rows > 0:
+        return _history_bench(ns)
     if ns.warmup is None:
         ns.warmup = min(50, ns.workflows // 10)
     if not getattr(ns, "target_addresses", None):
@@ -163,6 +176,18 @@ def cmd_bench(ns: argparse.Namespace) -> int:
         return 1
     if report.get("park", {}).get("errors") or report.get("empty", {}).get("error_count"):
         return 1
+    return 0
+
+
+def _history_bench(ns: argparse.Namespace) -> int:
+    from .history_search import format_history, run_history_bench
+
+    report = run_history_bench(ns)
+    print(format_history(report))
+    if ns.json_path:
+        with open(ns.json_path, "w") as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
     return 0
 
 
