@@ -15,8 +15,8 @@ SERVER = ROOT / "orchestrator"
 def test_every_command_is_registered() -> None:
     parser = build_parser()
     (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    # bench, failover and chaos register themselves from orchestrator/tools/: a wrong module
-    # path would drop the command silently.
+    # bench, failover, chaos and the operator's commands (cli_ops) register themselves: a wrong
+    # module path would drop the command silently.
     assert set(sub.choices) == {
         "serve",
         "local-cluster",
@@ -32,6 +32,10 @@ def test_every_command_is_registered() -> None:
         "bench",
         "failover",
         "chaos",
+        "search",
+        "workflow",
+        "execute",
+        "settings",
     }
 
 
