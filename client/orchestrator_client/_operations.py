@@ -10,14 +10,14 @@ from typing import Any, Final
 import grpc
 
 from orchestrator_client._codec import (
-    IDEMPOTENCY_PREFIX,
     encode_document,
-    enum_key,
     new_request_id,
 )
+from orchestrator_client._rpc import rpc_of
 from orchestrator_client._search import search_request
 from orchestrator_client._transport import Transport
 from orchestrator_client._views import Workflow
+from orchestrator_client._workflows import start_request
 from orchestrator_client.v1 import workflows_pb2
 
 __all__ = ["BULK_ACTIONS", "BulkResult", "OperationCalls"]
@@ -53,16 +53,11 @@ class OperationCalls:
 
     _transport: Transport
 
-    def _act(
-        self,
-        request: Any,
-        response_type: Any,
-        timeout_s: float | None,
-        retry_budget_s: float | None,
-    ) -> None:
+    def _act(self, request: Any, timeout_s: float | None, retry_budget_s: float | None) -> None:
+        """One action's call (its response is empty)."""
         self._transport.invoke(
             request,
-            response_type,
+            rpc_of(request).response_type,
             request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
@@ -92,12 +87,7 @@ class OperationCalls:
         request = workflows_pb2.PauseWorkflowRequest(
             request_id=request_id or new_request_id(), workflow_id=workflow_id
         )
-        self._act(
-            request,
-            workflows_pb2.PauseWorkflowResponse,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
+        self._act(request, timeout_s, retry_budget_s)
 
     def resume_workflow(
         self,
@@ -123,12 +113,7 @@ class OperationCalls:
         request = workflows_pb2.ResumeWorkflowRequest(
             request_id=request_id or new_request_id(), workflow_id=workflow_id
         )
-        self._act(
-            request,
-            workflows_pb2.ResumeWorkflowResponse,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
+        self._act(request, timeout_s, retry_budget_s)
 
     def restart_workflow(
         self,
@@ -158,12 +143,7 @@ class OperationCalls:
             workflow_id=workflow_id,
             use_latest_definition=use_latest_definition,
         )
-        self._act(
-            request,
-            workflows_pb2.RestartWorkflowResponse,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
+        self._act(request, timeout_s, retry_budget_s)
 
     def retry_workflow(
         self,
@@ -194,12 +174,7 @@ class OperationCalls:
             workflow_id=workflow_id,
             resume_subworkflow_tasks=resume_subworkflow_tasks,
         )
-        self._act(
-            request,
-            workflows_pb2.RetryWorkflowResponse,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
+        self._act(request, timeout_s, retry_budget_s)
 
     def rerun_workflow(
         self,
@@ -235,12 +210,7 @@ class OperationCalls:
             task_input_json=encode_document(task_input),
             workflow_input_json=encode_document(workflow_input),
         )
-        self._act(
-            request,
-            workflows_pb2.RerunWorkflowResponse,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
+        self._act(request, timeout_s, retry_budget_s)
 
     def skip_task(
         self,
@@ -274,12 +244,7 @@ class OperationCalls:
             task_reference_name=task_reference_name,
             output_json=encode_document(output),
         )
-        self._act(
-            request,
-            workflows_pb2.SkipTaskResponse,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
+        self._act(request, timeout_s, retry_budget_s)
 
     def remove_workflow(
         self,
@@ -305,12 +270,7 @@ class OperationCalls:
         request = workflows_pb2.RemoveWorkflowRequest(
             request_id=request_id or new_request_id(), workflow_id=workflow_id
         )
-        self._act(
-            request,
-            workflows_pb2.RemoveWorkflowResponse,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
+        self._act(request, timeout_s, retry_budget_s)
 
     def bulk_action(
         self,
@@ -441,20 +401,15 @@ class OperationCalls:
         """
         if not 0 < wait_s <= _MAX_EXECUTE_WAIT_S:
             raise ValueError(f"wait_s must be in (0, {_MAX_EXECUTE_WAIT_S}]")
-        start = workflows_pb2.StartWorkflowRequest(
-            request_id=request_id or new_request_id(),
-            name=name,
+        start = start_request(
+            name,
+            input,
             version=version,
-            input_json=encode_document(input),
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
-            idempotency_strategy=enum_key(
-                workflows_pb2.IdempotencyStrategy,
-                idempotency_strategy,
-                IDEMPOTENCY_PREFIX,
-                "idempotency strategy",
-            ),
+            idempotency_strategy=idempotency_strategy,
             priority=priority,
+            request_id=request_id,
         )
         request = workflows_pb2.ExecuteWorkflowRequest(
             start=start, wait_timeout_ms=int(wait_s * 1000), include_tasks=include_tasks

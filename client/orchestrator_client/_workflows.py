@@ -21,6 +21,39 @@ from orchestrator_client.errors import OrchestratorError, UnavailableError
 from orchestrator_client.v1 import workflows_pb2
 
 
+def start_request(
+    name: str,
+    input: Mapping[str, Any] | None,
+    *,
+    version: int,
+    correlation_id: str,
+    idempotency_key: str,
+    idempotency_strategy: str,
+    priority: int,
+    task_to_domain: Mapping[str, str] | None = None,
+    request_id: str | None = None,
+) -> workflows_pb2.StartWorkflowRequest:
+    """A StartWorkflowRequest (see WorkflowCalls.start_workflow); ValueError for an unknown
+    idempotency strategy."""
+    strategy = enum_key(
+        workflows_pb2.IdempotencyStrategy,
+        idempotency_strategy,
+        IDEMPOTENCY_PREFIX,
+        "idempotency strategy",
+    )
+    return workflows_pb2.StartWorkflowRequest(
+        request_id=request_id or new_request_id(),
+        name=name,
+        version=version,
+        input_json=encode_document(input),
+        correlation_id=correlation_id,
+        idempotency_key=idempotency_key,
+        idempotency_strategy=strategy,
+        priority=priority,
+        task_to_domain=dict(task_to_domain or {}),
+    )
+
+
 class WorkflowCalls:
     """WorkflowService, as methods of OrchestratorClient."""
 
@@ -78,24 +111,18 @@ class WorkflowCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        strategy = enum_key(
-            workflows_pb2.IdempotencyStrategy,
-            idempotency_strategy,
-            IDEMPOTENCY_PREFIX,
-            "idempotency strategy",
-        )
-        rid = request_id or new_request_id()
-        request = workflows_pb2.StartWorkflowRequest(
-            request_id=rid,
-            name=name,
+        request = start_request(
+            name,
+            input,
             version=version,
-            input_json=encode_document(input),
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
-            idempotency_strategy=strategy,
+            idempotency_strategy=idempotency_strategy,
             priority=priority,
-            task_to_domain=dict(task_to_domain or {}),
+            task_to_domain=task_to_domain,
+            request_id=request_id,
         )
+        rid = request.request_id
         if self._starts is not None and timeout_s is None and retry_budget_s is None:
             return self._starts.start(request)
         response = self._transport.invoke(
