@@ -74,12 +74,10 @@ class Operations(ServiceBase):
             self._attach(method, restorable),
         )
 
-    def _attach(self, method: str, restorable: bool) -> Callable[[C.Command], C.Command] | None:
+    def _attach(self, method: str, restorable: bool) -> Callable[[C.Command], C.Command]:
         if restorable:
             return self._with_restore
-        if method == "RemoveWorkflow":
-            return self._existing
-        return None
+        return lambda cmd: self._known(cmd, method)
 
     def _with_restore(self, cmd: Any) -> C.Command:
         """`cmd` with the archived document of its workflow when that is only in history."""
@@ -94,18 +92,33 @@ class Operations(ServiceBase):
             return cmd  # the state machine answers NOT_FOUND
         return dataclasses.replace(cmd, restore=hs.restorable(doc, wid))
 
-    def _existing(self, cmd: Any) -> C.Command:
-        """RemoveWorkflow's command, once its workflow is known (apply removes from history
-        whatever it is told to, so the leader refuses an id found nowhere)."""
-        if self._precheck(cmd) is not None:
-            return cmd  # decided already (a retry): its first outcome answers
+    def _known(self, cmd: Any, method: str) -> C.Command:
+        """`cmd`, once the leader knows where its workflow is. Apply removes from history
+        whatever it is told to, so RemoveWorkflow of an id found nowhere is refused here; the
+        other actions on a workflow that has ended and left memory are refused naming its
+        status (in memory the state machine does the same)."""
+        early = self._precheck(cmd)
+        if early is not None and early.ok:
+            return cmd  # applied already (a retry): its first outcome answers
         wid = cmd.workflow_id
         in_memory, seq = self.replica.read(
             lambda st: (queries.workflow(st, wid) is not None, queries.applied_seq(st))
         )
-        if not in_memory and hs.archived_doc(self.history, wid, seq) is None:
-            raise ApiError(grpc.StatusCode.NOT_FOUND, f"workflow {quote(wid)} not found")
-        return cmd
+        if in_memory:
+            return cmd
+        doc = hs.archived_doc(self.history, wid, seq)
+        if doc is None:
+            if method == "RemoveWorkflow":
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"workflow {quote(wid)} not found")
+            return cmd  # the state machine answers NOT_FOUND
+        if method == "RemoveWorkflow":
+            return cmd
+        status = doc.get("workflow", {}).get("status", "ended")
+        raise ApiError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"workflow {quote(wid)} is {status} (archived in history): "
+            f"{method.removesuffix('Workflow')} does not apply",
+        )
 
     def PauseWorkflow(
         self, request: wpb.PauseWorkflowRequest, context: grpc.ServicerContext
@@ -193,7 +206,7 @@ class Operations(ServiceBase):
         self,
         context: grpc.ServicerContext,
         cmds: list[C.Command],
-        attach: Callable[[C.Command], C.Command] | None,
+        attach: Callable[[C.Command], C.Command],
     ) -> list[Any]:
         """Each command's status (ItemStatus), proposed in batches of MAX_BATCH_ITEMS."""
         statuses: list[Any] = [None] * len(cmds)
@@ -202,7 +215,7 @@ class Operations(ServiceBase):
             pending: list[tuple[int, C.Command]] = []
             for i in range(start, min(start + limits.MAX_BATCH_ITEMS, len(cmds))):
                 try:
-                    cmd = attach(cmds[i]) if attach is not None else cmds[i]
+                    cmd = attach(cmds[i])
                 except ApiError as err:
                     statuses[i] = item_status(err.status, err.message)
                     continue

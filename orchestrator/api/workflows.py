@@ -101,7 +101,12 @@ class WorkflowService(Operations, workflows_pb2_grpc.WorkflowServiceServicer):
             )
 
         return self._mutate(
-            context, request, "TerminateWorkflow", build, lambda o: wpb.TerminateWorkflowResponse()
+            context,
+            request,
+            "TerminateWorkflow",
+            build,
+            lambda o: wpb.TerminateWorkflowResponse(),
+            self._attach("TerminateWorkflow", False),
         )
 
     def GetWorkflow(self, request: wpb.GetWorkflowRequest, context: grpc.ServicerContext) -> Any:

@@ -401,6 +401,25 @@ def test_an_archived_document_too_big_to_bring_back_is_refused(
     assert server.replica.status().log_len == log_len
 
 
+def test_actions_on_an_archived_workflow_name_its_status(
+    server: ReplicaServer, client: OrchestratorClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wid, doc = _archived(server, client)
+    monkeypatch.setattr(server.node, "history", StubHistory({wid: doc}))
+    for act in (
+        client.pause_workflow,
+        client.resume_workflow,
+        lambda w: client.skip_task(w, "b"),
+        lambda w: client.terminate_workflow(w, "late"),
+    ):
+        with pytest.raises(FailedPreconditionError, match=f"{wid} is FAILED"):
+            act(wid)
+    with pytest.raises(NotFoundError):
+        client.pause_workflow(f"{wid}-unknown")
+    results = list(client.bulk_action("pause", [wid]))
+    assert results[0].code == "FAILED_PRECONDITION" and "archived" in results[0].message
+
+
 def test_remove_deletes_an_archived_workflow_and_refuses_an_unknown_one(
     server: ReplicaServer, client: OrchestratorClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
