@@ -241,6 +241,23 @@ def test_long_polls_have_their_own_bound_and_polls_that_never_wait_do_not_count(
     assert (gate.calls.used, gate.long_polls.used) == (0, 0)
 
 
+def test_an_execution_waiting_for_its_workflow_holds_a_long_poll_slot() -> None:
+    gate = admission.Admission(SMALL)
+    execute = wpb.ExecuteWorkflowRequest(start=wpb.StartWorkflowRequest(name="f"))
+    threads, release, _ = _held_calls(gate, admission.EXECUTE_WORKFLOW, execute, 2)
+    try:
+        refused = _call(gate, admission.EXECUTE_WORKFLOW, execute)
+        assert isinstance(refused, _Aborted) and "max_long_polls" in refused.details
+        long_poll = tpb.PollTasksRequest(task_type="t", timeout_ms=1000)
+        assert isinstance(_call(gate, admission.POLL_TASKS, long_poll), _Aborted)
+        assert _call(gate, START) == "ok"
+    finally:
+        release.set()
+        for t in threads:
+            t.join()
+    assert (gate.calls.used, gate.long_polls.used) == (0, 0)
+
+
 def test_the_status_capacity_is_bounded_too() -> None:
     gate = admission.Admission(SMALL)
     threads, release, _ = _held_calls(gate, admission.HEALTH_CHECK, None, 1)
