@@ -269,19 +269,27 @@ def _run_again(ctx: Ctx, wf: Workflow) -> None:
 
 
 def _push_parents(ctx: Ctx, wf: Workflow) -> list[Workflow]:
+    """A child runs again through its SUB_WORKFLOW task, which goes back in progress (its
+    parent running again): the parent hears of the child's next end. A parent that has moved
+    on from the child (a newer attempt of the task) refuses; a parent no longer in memory
+    leaves the child free."""
     st = ctx.st
     pushed: list[Workflow] = []
     while wf.parent_workflow_id:
         parent = st.workflows.get(wf.parent_workflow_id)
+        if parent is None:
+            break
         task = st.tasks.get(wf.parent_workflow_task_id)
         if (
-            parent is None
-            or task is None
-            or task.optional  # Conductor leaves the parent of an optional child alone
+            task is None
             or task.sub_workflow_id != wf.workflow_id
             or parent.ref_index.get(task.reference_task_name) != task.task_id
-            or task.status in T_ACTIVE
         ):
+            raise precondition(
+                f"workflow {wf.workflow_id} is a child of workflow {parent.workflow_id}, which "
+                "has moved on from it: act on the parent"
+            )
+        if task.status in T_ACTIVE:
             break
         if parent.status in WF_LIVE:
             _revive(ctx, parent, [], [task])
