@@ -567,3 +567,24 @@ def test_random_actions_keep_every_invariant(h: Harness, seed: int) -> None:
     assert sum(applied.values()) >= 10, applied
     replayed, _ = replay(h.log)
     assert replayed.digest() == h.digest()
+
+
+def test_an_evicted_workflow_restarts_from_its_archive_on_every_replica_alike(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "MAX_TERMINAL_WORKFLOWS", 1)
+    wf, _ = failed_one_step(h)
+    h.start("one_step")
+    h.complete(h.poll_one("task_c"))  # the second end pushes the first out of memory
+    (archived,) = [op for op in h.effects.history if isinstance(op, H.Archive)]
+    assert archived.workflow.workflow_id == wf and wf not in h.state.workflows
+    doc = json.loads(json.dumps(H.archive_doc(archived)))
+
+    ok(h, RestartWorkflow, wf, restore=doc)
+    assert h.effects.history == [H.Remove(h.state.seq, wf)]
+    assert h.state.history_seq == h.state.seq, "a replica that missed it must copy the history"
+    assert refs(h, wf) == [("c", "SCHEDULED")] and h.wf(wf).input == {"k": 1}
+    h.complete(h.poll_one("task_c"))
+    assert status(h, wf) == "COMPLETED"
+    replayed, _ = replay(h.log)
+    assert replayed.digest() == h.digest()
