@@ -3,7 +3,6 @@ operator's actions and synchronous execution are in operations.py)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import grpc
@@ -20,6 +19,7 @@ from . import rpc, views
 from . import search as hs
 from . import validation as v
 from .errors import ApiError, invalid, quote
+from .ids import new_workflow_id
 from .operations import Operations
 
 _STRATEGY = {
@@ -43,7 +43,7 @@ def start_cmd(request: wpb.StartWorkflowRequest) -> C.Command:
         raise invalid("priority: must be between 0 and 99")
     return C.StartWorkflow(
         request_id=rid,
-        workflow_id=str(uuid.uuid4()),
+        workflow_id=new_workflow_id(),
         name=v.name(request.name, "name"),
         version=request.version,
         input=v.json_object(request.input_json, "input_json"),

@@ -72,8 +72,11 @@ def test_the_lag_threshold_is_configured_under_health(tmp_path: Any) -> None:
 def test_every_method_is_served_and_forwarded_by_its_descriptor(servicer: Any, module: Any) -> None:
     service = servicer.SERVICE
     assert service in rpc.SERVICES and service.file is module.DESCRIPTOR
+    # Defined by our classes (WorkflowService has its operator actions in a base class), not
+    # only by the generated servicer, whose methods answer UNIMPLEMENTED.
+    ours = [vars(k) for k in servicer.__mro__ if k.__module__.startswith("orchestrator.api")]
     for method in service.methods:
-        assert method.name in vars(servicer), f"{service.name}.{method.name} is not served"
+        assert any(method.name in v for v in ours), f"{service.name}.{method.name} is not served"
         assert rpc.response_type(service, method.name) is getattr(module, method.output_type.name)
         assert rpc.path(service, method.name) == f"/orchestrator.v1.{service.name}/{method.name}"
 

@@ -290,3 +290,16 @@ def test_remove_deletes_an_archived_workflow_from_search(
     assert _ids(client.search(correlation_id=tag)) == []
     with pytest.raises(NotFoundError):
         client.get_workflow(wid)
+
+
+def test_workflow_ids_grow_even_when_the_clock_steps_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.api import ids
+
+    clock = iter([5_000, 5_000, 4_000, 6_000] + [6_000] * 5000)
+    monkeypatch.setattr(ids, "_CLOCK", ids._Clock())
+    monkeypatch.setattr(ids.time, "time_ns", lambda: next(clock) * 1_000_000)
+    made = [ids.new_workflow_id() for _ in range(4 + 5000)]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(uuid.UUID(w).version == 7 for w in made)
+    # More than 4,096 ids in the millisecond 6000: the last ones borrow the next one.
+    assert uuid.UUID(made[-1]).int >> 80 == 6_001
