@@ -81,6 +81,12 @@ LOOPED: dict[str, JSON] = {
         },
     ],
 }
+ONE_STEP_WITH_FAILURE: dict[str, JSON] = {
+    "name": "fragile",
+    "version": 1,
+    "failureWorkflow": "cleanup",
+    "tasks": [{"name": "task_c", "taskReferenceName": "c"}],
+}
 TIMED: dict[str, JSON] = {
     "name": "timed",
     "version": 1,
@@ -588,3 +594,19 @@ def test_an_evicted_workflow_restarts_from_its_archive_on_every_replica_alike(
     assert status(h, wf) == "COMPLETED"
     replayed, _ = replay(h.log)
     assert replayed.digest() == h.digest()
+
+
+def test_a_retried_workflow_that_fails_again_starts_its_own_failure_workflow(h: Harness) -> None:
+    h.register_workflow(
+        {"name": "cleanup", "version": 1, "tasks": [{"name": "task_a", "taskReferenceName": "x"}]}
+    )
+    h.register_workflow(ONE_STEP_WITH_FAILURE)
+    wf = h.start("fragile")
+    h.fail(h.poll_one("task_c"))
+    first = h.wf(wf).output["conductor.failure_workflow"]
+    assert status(h, first) == "RUNNING"
+    ok(h, RetryWorkflow, wf)
+    h.fail(h.poll_one("task_c"))
+    second = h.wf(wf).output["conductor.failure_workflow"]
+    assert second != first and status(h, second) == "RUNNING"
+    assert h.wf(second).input["failureTaskId"] == h.last_task(wf).task_id

@@ -292,6 +292,8 @@ def _start_failure_workflow(ctx: Ctx, wf: Workflow, failed_task: Task | None) ->
             return _failure_note(ctx, wf, note)
         name = resolved
     child_id = codec.built_id(f"{wf.workflow_id}-failure", limits.MAX_BUILT_ID_LENGTH)
+    if child_id in st.workflows:  # an earlier run's (an operator ran it again): this run's own
+        child_id = codec.built_id(f"{child_id}-{wf.task_seq}", limits.MAX_BUILT_ID_LENGTH)
     if wf.depth + 1 > limits.MAX_SUBWORKFLOW_DEPTH:
         note = (
             "error: not started, failure workflows nested deeper than "
