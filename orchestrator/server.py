@@ -18,13 +18,14 @@ from grpc_reflection.v1alpha import reflection
 from orchestrator_client.v1 import (
     cluster_pb2_grpc,
     definitions_pb2_grpc,
+    history_sync_pb2_grpc,
     tasks_pb2_grpc,
     workflows_pb2_grpc,
 )
 
 from . import logging as olog
 from .api.admission import Admission, pool_workers
-from .api.auth import Authenticator, AuthInterceptor
+from .api.auth import AUTHORIZATION_KEY, Authenticator, AuthInterceptor
 from .api.cluster import ClusterService
 from .api.context import AfterCommit, NodeContext
 from .api.definitions import DefinitionService
@@ -34,6 +35,7 @@ from .api.tasks import TaskService
 from .api.workflows import WorkflowService
 from .config import ClusterConfig, ConfigError
 from .history import History
+from .history.sync import HistorySyncServicer
 from .replication.api import Member, Replica
 from .replication.journal import JournalCorrupt
 from .replication.node import RaftReplica
@@ -183,6 +185,10 @@ class ReplicaServer:
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
             ClusterService(self.node, cfg.health), self.server
         )
+        # Replica to replica only (security/permissions.INTERNAL): a copy of this history.
+        history_sync_pb2_grpc.add_HistorySyncServiceServicer_to_server(
+            HistorySyncServicer(self.history), self.server
+        )
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -203,6 +209,12 @@ class ReplicaServer:
     def start(self) -> None:
         self.security.log_mode()
         self.server.start()
+        # Copies a peer's history whenever this one misses what a loaded snapshot covers.
+        self.history.start_sync(
+            self._peer_addresses,
+            self.node.channel,
+            ((AUTHORIZATION_KEY, f"Bearer {self.security.forward_token}"),),
+        )
         self.timer.start()
         self.scripts.start()
         self._health_thread.start()
@@ -212,6 +224,9 @@ class ReplicaServer:
             raft=self.replica.address,
             data_dir=self.data_dir,
         )
+
+    def _peer_addresses(self) -> list[str]:
+        return [m.grpc for m in self.replica.members() if m.node_id != self.node_id and m.grpc]
 
     def _health_loop(self) -> None:
         last: Any = None

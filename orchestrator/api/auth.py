@@ -23,7 +23,15 @@ from typing import Any
 
 import grpc
 
-from ..security.permissions import OPEN, READER, ROLES, allowed_roles, method_name
+from ..security.permissions import (
+    INTERNAL,
+    OPEN,
+    READER,
+    REPLICA_ROLE,
+    ROLES,
+    allowed_roles,
+    method_name,
+)
 from ..security.tokens import TokenStore
 from . import identity, rpc
 from .identity import Principal
@@ -60,6 +68,8 @@ class Authenticator:
         if token is not None:
             if hmac.compare_digest(token.encode("utf-8"), self._forward):
                 who: Principal | None = _asserted(md)
+                if who is REPLICA and path in INTERNAL:  # a replica calling for itself
+                    who = Principal(REPLICA.name, REPLICA_ROLE)
             else:
                 who = self.tokens.by_token(token)
             if who is None:

@@ -10,15 +10,18 @@ import heapq
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import structlog
 
 from ..core.history_ops import Expire
 from ..core.records import Workflow, WorkflowStatus
 from ..core.state import State
 from . import store as S
+from .sync import Syncer
 from .writer import Barrier, Writer
 
 log = structlog.get_logger("history")
@@ -112,6 +115,7 @@ class History:
             )
         self._replica: Any = None
         self._local = threading.local()
+        self._syncer: Syncer | None = None
 
     # ------------------------------------------------------------ the replica's side
 
@@ -151,6 +155,28 @@ class History:
         log.error("history_incomplete", reason=reason)
         self.unavailable = reason
         self.writer.mark_incomplete()
+        if self._syncer is not None:
+            self._syncer.wake()
+
+    def start_sync(
+        self,
+        peers: Callable[[], list[str]],
+        channel: Callable[[str], grpc.Channel],
+        metadata: Any,
+    ) -> None:
+        """Copy the history from a peer (peers(): their gRPC addresses) whenever it is
+        incomplete; `channel` and `metadata` reach a peer with the replica credential."""
+        self._syncer = Syncer(self, peers, channel, metadata)
+        if self.unavailable:
+            self._syncer.wake()
+
+    def begin_copy(self) -> int:
+        """The seq a copy from a peer must hold at least (sync.py)."""
+        return self.writer.capture()
+
+    def install_copy(self, path: str, seq: int) -> None:
+        self.writer.install(path, seq)
+        self.unavailable = ""
 
     def snapshot_barrier(self) -> Barrier:
         """Called on the apply thread right before a snapshot: signalled once everything the
@@ -158,6 +184,8 @@ class History:
         return self.writer.barrier(self._replica.state.seq)
 
     def stop(self) -> None:
+        if self._syncer is not None:
+            self._syncer.stop()
         self.writer.stop()
         self.store.close()
 

@@ -226,6 +226,17 @@ class Store:
             target.close()
         return int(row[0]) if row else 0
 
+    def install(self, path: str) -> None:
+        """Overwrite this history with the database at `path` (a peer's copy), in one
+        transaction: readers see the old rows or the new ones, never a mix."""
+        src = connect(path, readonly=True)
+        try:
+            src.backup(self.conn)
+        finally:
+            src.close()
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.set_incomplete(False)
+
     # ------------------------------------------------------------ reading (any thread)
 
     def reader(self) -> sqlite3.Connection:

@@ -65,6 +65,11 @@ class Writer:
         # The highest end seq handed over (written or queued).
         self.handed = self.reached
         self._incomplete = False
+        # Batches written since a copy from a peer was asked for (None: no copy under way):
+        # written again over the copy once it is installed.
+        self._tail: list[tuple[int, list[HistoryOp]]] | None = None
+        # Held while the writer writes: installing a copy takes the connection meanwhile.
+        self._write_lock = threading.Lock()
         self.error = ""
         self._queue: deque[tuple[int, list[HistoryOp]]] = deque()
         self._queued_ops = 0
@@ -98,6 +103,21 @@ class Writer:
             self._incomplete = True
             self._queue.append((0, []))
             self._cond.notify_all()
+
+    def capture(self) -> int:
+        """A copy from a peer is being asked for: remember what is written from now on.
+        Returns the seq the copy must hold at least (everything handed over so far)."""
+        with self._write_lock, self._cond:
+            self._tail = []
+            return self.handed
+
+    def install(self, path: str, seq: int) -> None:
+        """Replace the history with a peer's copy (which holds everything up to `seq`), then
+        write again what was written here since the copy was asked for."""
+        with self._write_lock:
+            tail, self._tail = self._tail or [], None
+            self.store.install(path)
+            self.store.write([(end, [op for op in ops if op.seq > seq]) for end, ops in tail])
 
     def barrier(self, seq: int) -> Barrier:
         b = Barrier(seq)
@@ -145,11 +165,14 @@ class Writer:
     def _run(self) -> None:
         while (taken := self._take()) is not None:
             try:
-                if self._incomplete:
-                    self._incomplete = False
-                    self.store.set_incomplete(True)
-                if taken:
-                    self.store.write(taken)
+                with self._write_lock:
+                    if self._incomplete:
+                        self._incomplete = False
+                        self.store.set_incomplete(True)
+                    if taken:
+                        self.store.write(taken)
+                        if self._tail is not None:
+                            self._tail.extend(taken)
             except Exception as exc:  # a broken disk: stop, say so (search answers UNAVAILABLE)
                 log.exception("history_write_failed")
                 with self._cond:

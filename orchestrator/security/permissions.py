@@ -61,6 +61,13 @@ _BY_METHOD: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("ClusterService", "GetClusterSettings"): _READ,
 }
 
+# Replica-to-replica RPCs, outside api/rpc.SERVICES: only the replica credential calling for
+# itself (no asserted caller; api/auth.py) holds this role, which no token can have.
+REPLICA_ROLE: Final = "replica"
+INTERNAL: Final[dict[str, frozenset[str]]] = {
+    "/orchestrator.v1.HistorySyncService/CopyHistory": frozenset({REPLICA_ROLE}),
+}
+
 # Open to every caller, authenticated or not.
 OPEN: Final = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
 # Server reflection tells the API's shape, nothing of its data: any authenticated role.
@@ -90,7 +97,7 @@ def allowed_roles(path: str) -> frozenset[str]:
     """The roles that may call the RPC at `path` (empty: nobody; see OPEN for the exceptions)."""
     if path.startswith(REFLECTION_PREFIX):
         return _ANY
-    return PERMISSIONS.get(path, frozenset())
+    return PERMISSIONS.get(path) or INTERNAL.get(path, frozenset())
 
 
 def method_name(path: str) -> str:
