@@ -283,6 +283,7 @@ class Operations(ServiceBase):
 
         while True:
             found, ended, seq = self.replica.read(look)
+            self._set_seq(context, seq)  # the caller's next read sees at least this
             if found is not None:
                 return found, ended
             if ended:  # already archived: history has it
