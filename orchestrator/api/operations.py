@@ -1,5 +1,5 @@
 """The operator's actions on workflows (Conductor's pause, resume, restart, retry, rerun, skip
-and remove), one at a time or in bulk, and synchronous execution.
+and remove), one at a time or in bulk, and ExecuteWorkflow's wait for the end.
 
 Each action is one replicated command, idempotent by its request id. Restart, retry and rerun
 also act on a workflow that has left memory for the durable history: the leader attaches the
@@ -20,7 +20,6 @@ from orchestrator_client.v1 import workflows_pb2 as wpb
 
 from ..core import commands as C
 from ..core import limits, queries
-from ..core.machine import Outcome
 from ..core.records import WF_TERMINAL
 from ..core.state import State
 from . import search as hs
@@ -50,7 +49,7 @@ def _json_or_none(text: str, field: str) -> dict[str, Any] | None:
 
 
 class Operations(ServiceBase):
-    """WorkflowService's operator actions and ExecuteWorkflow (a base of WorkflowService)."""
+    """WorkflowService's operator actions and ExecuteWorkflow's wait (a base of WorkflowService)."""
 
     def _act(
         self,
@@ -233,34 +232,7 @@ class Operations(ServiceBase):
         self._set_seq(context, max(seqs))
         return statuses
 
-    # ---- synchronous execution
-
-    def ExecuteWorkflow(
-        self, request: wpb.ExecuteWorkflowRequest, context: grpc.ServicerContext
-    ) -> Any:
-        from .workflows import start_cmd
-
-        def validated() -> C.Command:
-            if not request.HasField("start"):
-                raise invalid("start: required")
-            wait_ms = request.wait_timeout_ms
-            if not 0 <= wait_ms <= MAX_EXECUTE_WAIT_MS:
-                raise invalid(f"wait_timeout_ms: between 0 and {MAX_EXECUTE_WAIT_MS}")
-            try:
-                return start_cmd(request.start)
-            except ApiError as err:
-                raise ApiError(err.status, f"start.{err.message}") from None
-
-        def respond(outcome: Outcome) -> wpb.ExecuteWorkflowResponse:
-            wait_ms = request.wait_timeout_ms or DEFAULT_EXECUTE_WAIT_MS
-            wf, ended = self._wait_end(
-                context, outcome.result["workflow_id"], wait_ms, request.include_tasks
-            )
-            return wpb.ExecuteWorkflowResponse(
-                workflow=wf, ended=ended, created=outcome.result["created"]
-            )
-
-        return self._mutate(context, request, "ExecuteWorkflow", validated, respond)
+    # ---- synchronous execution (ExecuteWorkflow, in workflows.py, starts; this waits)
 
     def _wait_end(
         self, context: grpc.ServicerContext, wid: str, wait_ms: int, include_tasks: bool

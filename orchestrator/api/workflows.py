@@ -1,5 +1,5 @@
-"""WorkflowService: start (one or a batch), terminate, get, list and search workflows (the
-operator's actions and synchronous execution are in operations.py)."""
+"""WorkflowService: start (one, a batch, or one and wait for its end), terminate, get, list and
+search workflows (the operator's actions, and the wait, are in operations.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..core.definitions import check_task_to_domain
 from ..core.machine import Outcome
 from ..core.state import State
 from ..history.search import SearchQuery
+from . import operations as ops
 from . import rpc, views
 from . import search as hs
 from . import validation as v
@@ -108,6 +109,31 @@ class WorkflowService(Operations, workflows_pb2_grpc.WorkflowServiceServicer):
             lambda o: wpb.TerminateWorkflowResponse(),
             self._attach("TerminateWorkflow", False),
         )
+
+    def ExecuteWorkflow(
+        self, request: wpb.ExecuteWorkflowRequest, context: grpc.ServicerContext
+    ) -> Any:
+        def validated() -> C.Command:
+            if not request.HasField("start"):
+                raise invalid("start: required")
+            wait_ms = request.wait_timeout_ms
+            if not 0 <= wait_ms <= ops.MAX_EXECUTE_WAIT_MS:
+                raise invalid(f"wait_timeout_ms: between 0 and {ops.MAX_EXECUTE_WAIT_MS}")
+            try:
+                return start_cmd(request.start)
+            except ApiError as err:
+                raise ApiError(err.status, f"start.{err.message}") from None
+
+        def respond(outcome: Outcome) -> wpb.ExecuteWorkflowResponse:
+            wait_ms = request.wait_timeout_ms or ops.DEFAULT_EXECUTE_WAIT_MS
+            wf, ended = self._wait_end(
+                context, outcome.result["workflow_id"], wait_ms, request.include_tasks
+            )
+            return wpb.ExecuteWorkflowResponse(
+                workflow=wf, ended=ended, created=outcome.result["created"]
+            )
+
+        return self._mutate(context, request, "ExecuteWorkflow", validated, respond)
 
     def GetWorkflow(self, request: wpb.GetWorkflowRequest, context: grpc.ServicerContext) -> Any:
         def go() -> Any:
