@@ -55,7 +55,9 @@ class HistorySyncServicer(history_sync_pb2_grpc.HistorySyncServiceServicer):
         fd, tmp = tempfile.mkstemp(prefix="history-copy-", dir=os.path.dirname(h.path))
         os.close(fd)
         try:
-            seq = copy_of(h.path, tmp)
+            # Everything up to `reached` is committed before the copy begins, so the copy holds
+            # it, even when the last batches had nothing to write (the stored seq lags then).
+            seq = copy_of(h.path, tmp, h.writer.reached)
             size = os.path.getsize(tmp)
             with open(tmp, "rb") as f:
                 data = f.read(CHUNK_BYTES)
@@ -67,14 +69,16 @@ class HistorySyncServicer(history_sync_pb2_grpc.HistorySyncServiceServicer):
                 os.unlink(tmp)
 
 
-def copy_of(path: str, dest: str) -> int:
-    """A consistent copy of the history at `path` into `dest` (its seq): the backup runs in
-    one step, one read transaction, so the writer carries on meanwhile."""
+def copy_of(path: str, dest: str, reached: int) -> int:
+    """A consistent copy of the history at `path` into `dest`, which held everything up to
+    `reached` when it began (returns the copy's seq): the backup runs in one step, one read
+    transaction, so the writer carries on meanwhile."""
     src = S.connect(path, readonly=True)
-    target = sqlite3.connect(dest)
+    target = sqlite3.connect(dest, isolation_level=None)
     try:
         src.backup(target)
         target.execute("PRAGMA journal_mode = DELETE")
+        target.execute("UPDATE meta SET v = max(v, ?) WHERE k = 'seq'", (reached,))
         row = target.execute("SELECT v FROM meta WHERE k = 'seq'").fetchone()
     finally:
         target.close()

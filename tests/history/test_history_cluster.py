@@ -1,6 +1,7 @@
 """The durable history on a real three-replica cluster: workflows pushed out of memory are
 archived on every replica, searchable through any replica, and still there, identical on all
-three, after a kill -9 of every replica at once."""
+three, after a kill -9 of every replica at once; a replica that lost its history file while
+its snapshot covers archived workflows copies a peer's."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 from orchestrator.core import limits
 from orchestrator.history import store as S
-from tests.cluster_support import make_cluster, wait_for
+from orchestrator.replication.settings import DUMP_FILE
+from tests.cluster_support import make_cluster, read_log, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -57,7 +59,10 @@ def _failed_total(cluster: Any, addr: str) -> int:
 
 
 def test_archived_workflows_survive_kill_9_of_every_replica(tmp_path: Path) -> None:
-    cluster = make_cluster(tmp_path)
+    # Frequent snapshots: the kill -9 lands among them, and n3 has one to restart from.
+    cluster = make_cluster(
+        tmp_path, raft={"log_compaction_min_entries": 20, "log_compaction_min_time_s": 1.0}
+    )
     cluster.start_all()
     try:
         cluster.wait_healthy(timeout_s=60)
@@ -104,5 +109,20 @@ def test_archived_workflows_survive_kill_9_of_every_replica(tmp_path: Path) -> N
         digests = {_digest(p) for p in paths}
         assert len({d for _, d in digests}) == 1, "every replica holds the same rows"
         assert {d for _, d in digests} == {before}, "nothing lost, nothing added"
+
+        # n3 loses its history file; its snapshot covers archived workflows the log no longer
+        # holds: it copies a peer's history, then serves the same search.
+        dump = Path(cluster.cfg.data_dir("n3")) / DUMP_FILE
+        assert dump.exists(), "n3 has a snapshot"
+        cluster.stop("n3")
+        for f in Path(cluster.cfg.data_dir("n3")).glob(S.FILE + "*"):
+            f.unlink()
+        cluster.start("n3")
+        cluster.wait_healthy(timeout_s=90)
+        n3 = cluster.replicas["n3"].grpc
+        wait_for(lambda: _failed_total(cluster, n3) == failed, 60, "search on n3")
+        assert "history_copied" in read_log(cluster, "n3")
+        wait_for(lambda: len({_digest(p)[1] for p in paths}) == 1, 30, "equal histories")
+        assert _digest(paths[2])[1] == before
     finally:
         cluster.kill_all()
