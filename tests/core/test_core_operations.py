@@ -529,14 +529,35 @@ _ACTIONS: list[tuple[type[Command], dict[str, JSON]]] = [
 ]
 
 
+class ArchivingHarness(Harness):
+    """A harness that keeps what the history would hold: the archive document of every
+    evicted workflow, by id, until a Remove."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, JSON] = {}
+
+    def apply(self, *cmds: Command | dict[str, JSON], now_ms: int | None = None) -> list[Outcome]:
+        outcomes = super().apply(*cmds, now_ms=now_ms)
+        for op in self.effects.history:
+            if isinstance(op, H.Archive):
+                self.rows[op.workflow.workflow_id] = json.loads(json.dumps(H.archive_doc(op)))
+            elif isinstance(op, H.Remove):
+                self.rows.pop(op.workflow_id, None)
+        return outcomes
+
+
 def _mixed_actions(h: Harness, rng: random.Random, steps: int) -> Counter[str]:
     """Starts, worker results, ticks and every action at random; the invariants hold after
-    each step, and a refused action changes nothing. Returns the actions applied."""
+    each step, and a refused action changes nothing. Returns the actions applied. With an
+    ArchivingHarness, actions also name archived workflows (with their document, as the API
+    attaches it)."""
     names = ["one_step", "two_step", "parent", "forked"]
     applied: Counter[str] = Counter()
+    rows: dict[str, JSON] = getattr(h, "rows", {})
     for _ in range(steps):
         roll = rng.random()
-        ids = list(h.state.workflows)
+        ids = [*h.state.workflows, *(r for r in rows if r not in h.state.workflows)]
         if roll < 0.2 or not ids:
             h.start(rng.choice(names), {"x": rng.randint(0, 3)})
         elif roll < 0.5:
@@ -552,13 +573,17 @@ def _mixed_actions(h: Harness, rng: random.Random, steps: int) -> Counter[str]:
         else:
             wf = rng.choice(ids)
             cls, kw = rng.choice(_ACTIONS)
-            if cls is RerunWorkflow and h.state.workflows[wf].tasks and rng.random() < 0.5:
-                kw = {"task_id": rng.choice(h.state.workflows[wf].tasks)}
+            record = h.state.workflows.get(wf)
+            if cls is RerunWorkflow and record is not None and record.tasks and rng.random() < 0.5:
+                kw = {"task_id": rng.choice(record.tasks)}
+            if record is None and "restore" in cls.__dataclass_fields__:
+                kw = {**kw, "restore": rows[wf]}
             before = state_without_requests(h.state)
             out = act(h, cls, wf, **kw)
             assert out.code is not Code.INTERNAL, out.message
             if out.ok:
                 applied[cls.NAME] += 1
+                applied["restored"] += "restore" in kw
             else:
                 assert state_without_requests(h.state) == before, (cls.NAME, out.message)
         check_invariants(h.state)
@@ -571,6 +596,23 @@ def test_random_actions_keep_every_invariant(h: Harness, seed: int) -> None:
     h.register_workflow(FORKED)
     applied = _mixed_actions(h, random.Random(seed), 150)
     assert sum(applied.values()) >= 10, applied
+    replayed, _ = replay(h.log)
+    assert replayed.digest() == h.digest()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_actions_on_archived_workflows_restore_them(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "MAX_TERMINAL_WORKFLOWS", 3)
+    h = ArchivingHarness()
+    h.leader_epoch(1)
+    h.register_defaults()
+    h.register_workflow(CHILD_PARENT)
+    h.register_workflow(FORKED)
+    applied = _mixed_actions(h, random.Random(seed), 300)
+    assert h.rows, "workflows were archived"
+    assert applied["restored"] >= 3, applied
     replayed, _ = replay(h.log)
     assert replayed.digest() == h.digest()
 
