@@ -163,6 +163,8 @@ def test_capacity_flags_and_windows() -> None:
     assert [x["workflows"] for x in w] == [1, 2, 0, 1]
     assert w[1]["tasks_per_s"] == 6.0 and w[1]["p99_ms"] == 30.0 and w[2]["p99_ms"] is None
     assert windows([], t0, 1.0, 3) == []
+    # With a 3-second run, the last window holds the workflows still in flight at the end.
+    assert [x["drain"] for x in windows(ends, t0, 1.0, 3, 3.0)] == [False, False, False, True]
 
 
 def test_tick_stats_records_gaps_and_snapshots(tmp_path: Path, monkeypatch: Any) -> None:

@@ -101,9 +101,14 @@ def park(client: Any, kind: str, count: int, concurrency: int) -> dict[str, Any]
 
 
 def windows(
-    ends: list[tuple[float, float]], t_start: float, window_s: float, tasks_per_wf: int
+    ends: list[tuple[float, float]],
+    t_start: float,
+    window_s: float,
+    tasks_per_wf: int,
+    duration_s: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Workflows/s, tasks/s and latency of the workflows that completed in each window."""
+    """Workflows/s, tasks/s and latency of the workflows that completed in each window; a
+    window from `duration_s` on holds only the workflows in flight at the end (`drain`)."""
     if not ends or window_s <= 0:
         return []
     buckets: dict[int, list[float]] = {}
@@ -122,6 +127,7 @@ def windows(
                 "p50_ms": s["p50"],
                 "p99_ms": s["p99"],
                 "max_ms": s["max"],
+                "drain": bool(duration_s) and i * window_s >= duration_s,
             }
         )
     return out
@@ -241,7 +247,9 @@ class CapacityRun:
         tick gaps, then (with --recovery) a restarted and an added replica."""
         opts, report = self.opts, self.report
         if opts.duration:
-            report["windows"] = windows(m.outcome["ends"], m.t_start, opts.window_s, tasks_per_wf)
+            report["windows"] = windows(
+                m.outcome["ends"], m.t_start, opts.window_s, tasks_per_wf, opts.duration
+            )
         if self.cluster is None:
             if opts.park or opts.recovery:
                 report["notes"].append("snapshots, tick gaps and recovery need a local cluster")
@@ -307,6 +315,7 @@ def format_capacity(r: dict[str, Any]) -> str:
         lines.append(
             f"  window {w['from_s']:>6.1f} s: {w['workflows_per_s']:>8.1f} wf/s "
             f"{w['tasks_per_s']:>8.1f} tasks/s  p50 {w['p50_ms']}  p99 {w['p99_ms']} ms"
+            + ("  (drain: in flight at the end)" if w.get("drain") else "")
         )
     if "snapshot_wait" in r:
         sw = r["snapshot_wait"]
