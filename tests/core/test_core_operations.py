@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from orchestrator.core.engine import precheck
 from orchestrator.core.errors import Code
 from orchestrator.core.machine import Outcome
 from orchestrator.core.state import State
+from tests.core.test_core_determinism import SMALL_LIMITS, replay_in_subprocess
 from tests.core_helpers import (
     Harness,
     check_invariants,
@@ -652,3 +654,23 @@ def test_a_retried_workflow_that_fails_again_starts_its_own_failure_workflow(h: 
     second = h.wf(wf).output["conductor.failure_workflow"]
     assert second != first and status(h, second) == "RUNNING"
     assert h.wf(second).input["failureTaskId"] == h.last_task(wf).task_id
+
+
+def test_actions_replay_byte_identical_across_hash_seeds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key, value in SMALL_LIMITS.items():
+        monkeypatch.setattr(limits, key, value)
+    h = ArchivingHarness()
+    h.leader_epoch(1)
+    h.register_defaults()
+    h.register_workflow(CHILD_PARENT)
+    h.register_workflow(FORKED)
+    applied = _mixed_actions(h, random.Random(11), 400)
+    assert applied["restored"] and applied["RetryWorkflow"] and applied["PauseWorkflow"], applied
+    log_path = tmp_path / "log.json"
+    log_path.write_text(json.dumps(h.log, ensure_ascii=False), encoding="utf-8")
+    snap0, _, probe0 = replay_in_subprocess(log_path, "0", tmp_path)
+    snap1, _, probe1 = replay_in_subprocess(log_path, "4242", tmp_path)
+    assert probe0 != probe1, "the two subprocesses really ran with different hash seeds"
+    assert snap0 == snap1 == h.state.snapshot_bytes()
