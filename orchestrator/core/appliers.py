@@ -17,6 +17,7 @@ from . import events as E
 from . import history_ops as H
 from . import journal as J
 from . import limits
+from . import operator_appliers as O
 from .records import (
     HISTORY_TIMER,
     LEASE_TIMER,
@@ -31,11 +32,8 @@ from .records import (
     WAIT_TIMER,
     WF_FAILED,
     WF_LIVE,
-    WF_PAUSED,
-    WF_RUNNING,
     WF_TERMINATED,
     WORKFLOW_TIMEOUT_TIMER,
-    DefSnapshot,
     Member,
     Task,
     TaskStatus,
@@ -119,41 +117,10 @@ def _workflow_def_registered(ctx: Ctx, ev: E.WorkflowDefRegistered) -> None:
 
 def _workflow_started(ctx: Ctx, ev: E.WorkflowStarted) -> None:
     st, wf, u = ctx.st, ev.workflow, ctx.undo
-    _ref_definition(ctx, wf.def_hash, ev.definition, ev.task_defs)
+    O.ref_definition(ctx, wf.def_hash, ev.definition, ev.task_defs)
     J.set_key(u, st.workflows, wf.workflow_id, wf)
     if wf.chain_root:
-        _chain_member_running(ctx, wf.chain_root, 1)
-
-
-def _ref_definition(ctx: Ctx, key: str, definition: JSON, task_defs: dict[str, JSON]) -> None:
-    """One more workflow runs the definition shared under `key` (kept from the first)."""
-    st, u = ctx.st, ctx.undo
-    entry = st.def_snapshots.get(key)
-    if entry is None:
-        entry = DefSnapshot(definition, task_defs, 0)
-        J.set_key(u, st.def_snapshots, key, entry)
-    u.append((J.restore, entry, ("refs",), (entry.refs,)))
-    entry.refs += 1
-
-
-def _unref_definition(ctx: Ctx, key: str) -> None:
-    entry = ctx.st.def_snapshots.get(key)
-    if entry is None:
-        return
-    if entry.refs <= 1:
-        J.pop_key(ctx.undo, ctx.st.def_snapshots, key)
-    else:
-        _set(ctx, entry, "refs", entry.refs - 1)
-
-
-def _chain_member_running(ctx: Ctx, chain_root: str, started: int) -> None:
-    """A workflow of the chain under `chain_root` runs (started: newly started, 1, or 0 when
-    it runs again)."""
-    st = ctx.st
-    root = st.workflows.get(chain_root)
-    # A chain's first child counts its root (and the root as running if it still is).
-    had, running = st.chains.get(chain_root, (1, int(root is not None and root.status in WF_LIVE)))
-    J.set_key(ctx.undo, st.chains, chain_root, (had + started, running + 1))
+        O.chain_member_running(ctx, wf.chain_root, 1)
 
 
 def _chain_member_ended(ctx: Ctx, wf: Workflow) -> None:
@@ -253,122 +220,6 @@ def _workflow_evicted(ctx: Ctx, ev: E.WorkflowEvicted) -> None:
         key = f"{wf.workflow_name}\x00{wf.idempotency_key}"
         if st.idempotency.get(key) == ev.workflow_id:
             del st.idempotency[key]
-
-
-# ---------------------------------------------------------------- the operator's actions
-
-
-def _workflow_paused(ctx: Ctx, ev: E.WorkflowPaused) -> None:
-    _set(ctx, ctx.st.workflows[ev.workflow_id], "status", WF_PAUSED)
-
-
-def _workflow_resumed(ctx: Ctx, ev: E.WorkflowResumed) -> None:
-    _set(ctx, ctx.st.workflows[ev.workflow_id], "status", WF_RUNNING)
-
-
-def _workflow_restored(ctx: Ctx, ev: E.WorkflowRestored) -> None:
-    st, wf, u = ctx.st, ev.workflow, ctx.undo
-    _ref_definition(ctx, wf.def_hash, ev.definition, ev.task_defs)
-    J.set_key(u, st.workflows, wf.workflow_id, wf)
-    for t in ev.tasks:
-        J.set_key(u, st.tasks, t.task_id, t)
-    J.set_key(u, st.terminal_order, wf.workflow_id, None)
-    if ev.idempotency_key:
-        J.set_key(u, st.idempotency, ev.idempotency_key, wf.workflow_id)
-
-
-def _workflow_reopened(ctx: Ctx, ev: E.WorkflowReopened) -> None:
-    st = ctx.st
-    wf = st.workflows[ev.workflow_id]
-    J.pop_key(ctx.undo, st.terminal_order, ev.workflow_id)
-    old = (wf.status, wf.end_time_ms, wf.reason_for_incompletion, wf.output)
-    ctx.undo.append((J.restore, wf, _WF_END, old))
-    wf.status = WF_RUNNING
-    wf.end_time_ms = 0
-    wf.reason_for_incompletion = ""
-    wf.output = {}
-    if wf.chain_root:
-        _chain_member_running(ctx, wf.chain_root, 0)
-    else:  # a chain root is counted only while its chain has an entry
-        entry = st.chains.get(wf.workflow_id)
-        if entry is not None:
-            J.set_key(ctx.undo, st.chains, wf.workflow_id, (entry[0], entry[1] + 1))
-
-
-_WF_RESET = ("def_hash", "workflow_version", "input", "variables", "create_time_ms")
-
-
-def _workflow_reset(ctx: Ctx, ev: E.WorkflowReset) -> None:
-    wf = ctx.st.workflows[ev.workflow_id]
-    if ev.def_hash != wf.def_hash:
-        _ref_definition(ctx, ev.def_hash, ev.definition, ev.task_defs)
-        _unref_definition(ctx, wf.def_hash)
-    old = (wf.def_hash, wf.workflow_version, wf.input, wf.variables, wf.create_time_ms)
-    ctx.undo.append((J.restore, wf, _WF_RESET, old))
-    wf.def_hash = ev.def_hash
-    wf.workflow_version = ev.definition["version"]
-    wf.input = ev.input
-    wf.variables = ev.variables
-    wf.create_time_ms = ctx.st.clock_ms
-
-
-def _workflow_input_set(ctx: Ctx, ev: E.WorkflowInputSet) -> None:
-    _set(ctx, ctx.st.workflows[ev.workflow_id], "input", ev.input)
-
-
-def _tasks_dropped(ctx: Ctx, ev: E.TasksDropped) -> None:
-    st, u = ctx.st, ctx.undo
-    wf = st.workflows[ev.workflow_id]
-    for tid in ev.task_ids:
-        task = st.tasks.get(tid)
-        if task is None:
-            continue
-        if task.status == T_SCHEDULED:
-            _unqueue(ctx, queue_key(task.task_type, task.domain), tid)
-        for prefix in TASK_TIMERS:
-            clear_timer(ctx, prefix + tid)
-        J.pop_key(u, st.tasks, tid)
-    drop = dict.fromkeys(ev.task_ids)
-    _set(ctx, wf, "tasks", [t for t in wf.tasks if t not in drop])
-    _set(ctx, wf, "ref_index", dict(ev.ref_index))
-    # The dropped attempts may have been permissive failures.
-    _set(ctx, wf, "permissive_failures", [t for t in wf.permissive_failures if t not in drop])
-
-
-_REOPENED = ("status", "end_time_ms", "reason_for_incompletion")
-
-
-def _task_reopened(ctx: Ctx, ev: E.TaskReopened) -> None:
-    task = ctx.st.tasks[ev.task_id]
-    old = (task.status, task.end_time_ms, task.reason_for_incompletion)
-    ctx.undo.append((J.restore, task, _REOPENED, old))
-    task.status = T_IN_PROGRESS
-    task.end_time_ms = 0
-    task.reason_for_incompletion = ""
-
-
-def _permissive_failures_forgotten(ctx: Ctx, ev: E.PermissiveFailuresForgotten) -> None:
-    st = ctx.st
-    wf = st.workflows[ev.workflow_id]
-    gone = dict.fromkeys(ev.task_ids)
-    _set(ctx, wf, "permissive_failures", [t for t in wf.permissive_failures if t not in gone])
-    for tid in ev.task_ids:
-        _set(ctx, st.tasks[tid], "permissive_failed", False)
-
-
-def _workflow_removed(ctx: Ctx, ev: E.WorkflowRemoved) -> None:
-    st, u = ctx.st, ctx.undo
-    J.pop_key(u, st.terminal_order, ev.workflow_id)
-    wf = J.pop_key(u, st.workflows, ev.workflow_id)
-    if wf is None:
-        return
-    for tid in wf.tasks:
-        J.pop_key(u, st.tasks, tid)
-    _unref_definition(ctx, wf.def_hash)
-    if wf.idempotency_key:
-        key = f"{wf.workflow_name}\x00{wf.idempotency_key}"
-        if st.idempotency.get(key) == ev.workflow_id:
-            J.pop_key(u, st.idempotency, key)
 
 
 # ---------------------------------------------------------------- tasks
@@ -703,16 +554,16 @@ APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {
     E.WorkflowQuarantined: _workflow_quarantined,
     E.VariablesSet: _variables_set,
     E.WorkflowEvicted: _workflow_evicted,
-    E.WorkflowPaused: _workflow_paused,
-    E.WorkflowResumed: _workflow_resumed,
-    E.WorkflowRestored: _workflow_restored,
-    E.WorkflowReopened: _workflow_reopened,
-    E.WorkflowReset: _workflow_reset,
-    E.WorkflowInputSet: _workflow_input_set,
-    E.TasksDropped: _tasks_dropped,
-    E.TaskReopened: _task_reopened,
-    E.PermissiveFailuresForgotten: _permissive_failures_forgotten,
-    E.WorkflowRemoved: _workflow_removed,
+    E.WorkflowPaused: O.workflow_paused,
+    E.WorkflowResumed: O.workflow_resumed,
+    E.WorkflowRestored: O.workflow_restored,
+    E.WorkflowReopened: O.workflow_reopened,
+    E.WorkflowReset: O.workflow_reset,
+    E.WorkflowInputSet: O.workflow_input_set,
+    E.TasksDropped: O.tasks_dropped,
+    E.TaskReopened: O.task_reopened,
+    E.PermissiveFailuresForgotten: O.permissive_failures_forgotten,
+    E.WorkflowRemoved: O.workflow_removed,
     E.TaskScheduled: _task_scheduled,
     E.TaskQueued: _task_queued,
     E.QueueEntryDropped: _queue_entry_dropped,
