@@ -31,6 +31,8 @@ JSON = Any
 SORTS = ("create_time", "end_time")
 # How long a search or a read waits for the history to reach the memory it is merged with.
 WAIT_TIMEOUT_S = 10.0
+# Text matches beyond which a page walks the sort order instead of sorting the matches.
+TEXT_SCAN_MIN = 2000
 MAX_PAGE_SIZE = 1000
 _STATUSES = frozenset(s.value for s in WorkflowStatus)
 
@@ -306,11 +308,10 @@ def _copy(wf: Workflow) -> Workflow:
     return out
 
 
-def _sql_page(
-    conn: sqlite3.Connection, q: SearchQuery, max_seq: int, fts: bool
-) -> tuple[list[tuple[Key, Workflow]], int]:
-    where = ["archived_seq <= ?"]
-    args: list[Any] = [max_seq]
+def _conditions(q: SearchQuery, fts: bool) -> tuple[list[str], list[Any], str]:
+    """The WHERE conditions of a query and their arguments, and its FTS5 match ("" none)."""
+    where: list[str] = []
+    args: list[Any] = []
     for column, value in (("name", q.name), ("correlation_id", q.correlation_id)):
         if value:
             where.append(f"{column} = ?")
@@ -335,31 +336,66 @@ def _sql_page(
         where.append("workflow_id IN (SELECT workflow_id FROM failed_types WHERE task_type = ?)")
         args.append(q.failed_task_type)
     words = S.text_words(q.text)
-    if words and fts:
-        where.append("id IN (SELECT rowid FROM reasons WHERE reasons MATCH ?)")
-        args.append(" ".join(f'"{w}"' for w in words))
-    elif words:
+    if words and not fts:  # without FTS5: substrings, not words
         for w in words:
             where.append("lower(reason) LIKE ?")
             args.append(f"%{w}%")
+    return where, args, " ".join(f'"{w}"' for w in words) if fts else ""
+
+
+def _sql_page(
+    conn: sqlite3.Connection, q: SearchQuery, max_seq: int, fts: bool
+) -> tuple[list[tuple[Key, Workflow]], int]:
+    where, args, match = _conditions(q, fts)
+    text_only = not (q.name or q.correlation_id or q.version or q.statuses or q.failed_task_type)
     col = S.SORT_COLUMNS[q.sort]
     order = "DESC" if q.descending else "ASC"
-    page_where, page_args = list(where), list(args)
-    if q.after is not None:
-        page_where.append(f"({col}, workflow_id) {'<' if q.descending else '>'} (?, ?)")
-        page_args.extend(q.after)
     conn.execute("BEGIN")
     try:
+        hits, hint = -1, ""
+        if match:
+            (hits,) = conn.execute(
+                "SELECT COUNT(*) FROM reasons WHERE reasons MATCH ?", (match,)
+            ).fetchone()
+            where.append("id IN (SELECT rowid FROM reasons WHERE reasons MATCH ?)")
+            args.append(match)
+            if hits > TEXT_SCAN_MIN and text_only:
+                # Many matches: walk the sort order testing rows against them, rather than
+                # fetch and sort every match.
+                hint = f" INDEXED BY {S.SORT_INDEXES[q.sort]}"
+        page_where, page_args = [*where, "archived_seq <= ?"], [*args, max_seq]
+        if q.after is not None:
+            page_where.append(f"({col}, workflow_id) {'<' if q.descending else '>'} (?, ?)")
+            page_args.extend(q.after)
         rows = conn.execute(
-            f"SELECT {col}, workflow_id, doc FROM workflows WHERE {' AND '.join(page_where)}"
+            f"SELECT {col}, workflow_id, doc FROM workflows{hint}"
+            f" WHERE {' AND '.join(page_where)}"
             f" ORDER BY {col} {order}, workflow_id {order} LIMIT ?",
             (*page_args, q.page_size + 1),
         ).fetchall()
         total = 0
         if q.with_total:
-            (total,) = conn.execute(
-                f"SELECT COUNT(*) FROM workflows WHERE {' AND '.join(where)}", args
-            ).fetchone()
+            total = _count(conn, where, args, max_seq, hits if match and len(where) == 1 else -1)
     finally:
         conn.execute("COMMIT")
-    return [((v, wid), S.workflow_of(doc)) for v, wid, doc in rows], int(total)
+    return [((v, wid), S.workflow_of(doc)) for v, wid, doc in rows], total
+
+
+def _count(
+    conn: sqlite3.Connection, where: list[str], args: list[Any], max_seq: int, known: int
+) -> int:
+    """Matches archived up to max_seq: all of them (`known` when the text match alone is the
+    query) less the few archived after it, found by their index (a count with the seq condition
+    itself would read every matching row)."""
+    cond = " AND ".join(where) or "1"
+    total = known
+    if total < 0:
+        (total,) = conn.execute(f"SELECT COUNT(*) FROM workflows WHERE {cond}", args).fetchone()
+    if conn.execute(
+        "SELECT 1 FROM workflows WHERE archived_seq > ? LIMIT 1", (max_seq,)
+    ).fetchone():
+        (recent,) = conn.execute(
+            f"SELECT COUNT(*) FROM workflows WHERE archived_seq > ? AND {cond}", (max_seq, *args)
+        ).fetchone()
+        total -= recent
+    return int(total)

@@ -35,6 +35,7 @@ FAILED_STATUSES = frozenset(
     {TaskStatus.FAILED, TaskStatus.FAILED_WITH_TERMINAL_ERROR, TaskStatus.TIMED_OUT}
 )
 SORT_COLUMNS = {"create_time": "create_ms", "end_time": "end_ms"}
+SORT_INDEXES = {"create_time": "wf_create", "end_time": "wf_end"}
 # Words of a free-text search: letters and digits, as FTS5's unicode61 tokenizer splits them.
 WORDS = re.compile(r"[^\W_]+")
 
@@ -60,6 +61,7 @@ CREATE INDEX IF NOT EXISTS wf_name_end ON workflows(name, end_ms, workflow_id);
 CREATE INDEX IF NOT EXISTS wf_status_create ON workflows(status, create_ms, workflow_id);
 CREATE INDEX IF NOT EXISTS wf_status_end ON workflows(status, end_ms, workflow_id);
 CREATE INDEX IF NOT EXISTS wf_corr ON workflows(correlation_id, create_ms);
+CREATE INDEX IF NOT EXISTS wf_archived ON workflows(archived_seq);
 CREATE TABLE IF NOT EXISTS failed_types(
     task_type TEXT NOT NULL,
     workflow_id TEXT NOT NULL,

@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.core import history_ops as H
 from orchestrator.core.commands import SetHistoryRetention
+from orchestrator.core.state import State
 from orchestrator.history import History, HistoryUnavailable, SearchQuery
 from tests.core_helpers import Harness
 from tests.history.helpers import MiniReplica, attached
@@ -191,3 +192,39 @@ def test_the_snapshot_barrier_opens_once_the_history_is_written(h: Harness, tmp_
     assert barrier.wait(5)
     assert history.store.seq() >= barrier.seq or history.writer.reached >= barrier.seq
     history.stop()
+
+
+def test_a_history_ahead_of_the_memory_read_lists_each_workflow_once(
+    h: Harness, tmp_path: Path
+) -> None:
+    """Rows archived after the memory read's seq are left out: the memory read has them."""
+    r = MiniReplica(h)
+    history = attached(tmp_path, r)
+    for i in range(4):
+        _run(h, "one_step", reason=f"boom {i}")
+    then = MiniReplica(Harness(state=State.from_snapshot_bytes(r.state.snapshot_bytes())))
+    at_then = history.search(r, SearchQuery(page_size=1000))
+    for _ in range(3):  # evicts (archives) workflows the old memory read still holds
+        _run(h, "one_step", reason="later")
+    assert history.writer.wait_reached(r.state.seq, 5)
+    page = history.search(then, SearchQuery(page_size=1000))
+    ids = [wf.workflow_id for wf in page.workflows]
+    assert len(ids) == len(set(ids)) == page.total == at_then.total
+    assert ids == [wf.workflow_id for wf in at_then.workflows]
+    history.stop()
+
+
+def test_many_text_matches_walk_the_sort_order_with_the_same_answer(
+    world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r, history, ids = world
+    from orchestrator.history import search
+
+    expected = [
+        _ids(history, r, text=t, descending=d) for t in ("disk", "exceeded") for d in (1, 0)
+    ]
+    monkeypatch.setattr(search, "TEXT_SCAN_MIN", 0)
+    again = [_ids(history, r, text=t, descending=d) for t in ("disk", "exceeded") for d in (1, 0)]
+    assert again == expected and expected[0] == [ids["bad2"], ids["bad1"]]
+    page = history.search(r, SearchQuery(text="disk", page_size=1))
+    assert page.total == 2 and page.next_after is not None
