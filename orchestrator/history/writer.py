@@ -92,6 +92,10 @@ class Writer:
                 return
             while self._queued_ops >= MAX_QUEUED_OPS and not self._stopped and not self.error:
                 self._cond.wait(0.1)
+            if self.error:
+                # The writer is gone: keep nothing (searches answer UNAVAILABLE with the error;
+                # snapshots fail, so the log keeps what a restart rebuilds the history from).
+                return
             self._queue.append((end_seq, ops))
             self._queued_ops += len(ops)
             self._cond.notify_all()
@@ -122,8 +126,12 @@ class Writer:
     def barrier(self, seq: int) -> Barrier:
         b = Barrier(seq)
         with self._cond:
-            self._barriers.append(b)
-            self._cond.notify_all()
+            dead = bool(self.error)
+            if not dead:
+                self._barriers.append(b)
+                self._cond.notify_all()
+        if dead:
+            b._signal(False)
         return b
 
     # ------------------------------------------------------------ readers

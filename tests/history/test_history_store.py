@@ -228,3 +228,24 @@ def test_many_text_matches_walk_the_sort_order_with_the_same_answer(
     assert again == expected and expected[0] == [ids["bad2"], ids["bad1"]]
     page = history.search(r, SearchQuery(text="disk", page_size=1))
     assert page.total == 2 and page.next_after is not None
+
+
+def test_a_failing_disk_makes_the_history_unavailable_and_fails_snapshots(
+    h: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.history import store as S
+
+    r = MiniReplica(h)
+    history = attached(tmp_path, r)
+
+    def broken(self: S.Store, batches: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(S.Store, "write", broken)
+    for _ in range(3):
+        _run(h, "one_step")
+    with pytest.raises(HistoryUnavailable, match="No space left"):
+        history.search(r, SearchQuery())
+    assert not history.snapshot_barrier().wait(5), "no snapshot may drop the log"
+    assert not history.writer._queue, "nothing piles up behind a dead writer"
+    history.stop()
