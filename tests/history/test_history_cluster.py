@@ -14,6 +14,7 @@ import pytest
 
 from orchestrator.core import limits
 from orchestrator.history import store as S
+from orchestrator.replication import snapshot
 from orchestrator.replication.settings import DUMP_FILE
 from tests.cluster_support import make_cluster, read_log, wait_for
 
@@ -47,6 +48,15 @@ def _digest(path: str) -> tuple[int, str]:
         return -1, ""
     finally:
         conn.close()
+
+
+def _snapshot_seq(cluster: Any, nid: str) -> int:
+    dump = Path(cluster.cfg.data_dir(nid)) / DUMP_FILE
+    try:
+        header, _ = snapshot.read_snapshot(str(dump))
+    except (OSError, snapshot.SnapshotError):
+        return -1
+    return int(header["seq"])
 
 
 def _failed_total(cluster: Any, addr: str) -> int:
@@ -83,9 +93,19 @@ def test_archived_workflows_survive_kill_9_of_every_replica(tmp_path: Path) -> N
         failed = len(range(0, n, 3))
         first = client.get_workflow(ids[0], include_tasks=True)
         assert first.status == "FAILED" and "quota" in first.reason_for_incompletion
+        paths = [str(Path(cluster.cfg.data_dir(nid)) / S.FILE) for nid in cluster.replicas]
+        # Every replica snapshots past its archives (so the log that could rebuild them is
+        # gone after the kill -9; the snapshot barrier must have made the history hold them).
+        wait_for(lambda: len({_digest(p) for p in paths}) == 1, 30, "equal histories")
+        archived_seq = _digest(paths[0])[0]
+        for _ in range(500):
+            if all(_snapshot_seq(cluster, nid) >= archived_seq for nid in cluster.replicas):
+                break
+            client.start_workflow("ends_at_once", {"status": "COMPLETED", "reason": "more"})
+        else:
+            pytest.fail("no snapshot past the archived workflows on every replica")
         client.close()
 
-        paths = [str(Path(cluster.cfg.data_dir(nid)) / S.FILE) for nid in cluster.replicas]
         for addr in cluster.addresses:  # a new client asks for no seq: a follower catches up
             wait_for(lambda a=addr: _failed_total(cluster, a) == failed, 30, f"search on {addr}")
         wait_for(lambda: len({_digest(p) for p in paths}) == 1, 30, "equal histories")
