@@ -10,7 +10,7 @@ import heapq
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,8 @@ WAIT_TIMEOUT_S = 10.0
 TEXT_SCAN_MIN = 2000
 MAX_PAGE_SIZE = 1000
 _STATUSES = frozenset(s.value for s in WorkflowStatus)
+# Not ended: never in terminal_order, end time 0.
+_LIVE = frozenset({WorkflowStatus.RUNNING.value, WorkflowStatus.PAUSED.value})
 
 
 class HistoryUnavailable(Exception):
@@ -262,7 +264,7 @@ def _memory_page(st: State, q: SearchQuery) -> tuple[list[tuple[Key, Workflow]],
     after = q.after
     page: list[tuple[Key, Workflow]] = []
     total = 0
-    for wf in st.workflows.values():
+    for wf in _candidates(st, q):
         if (q.name and wf.workflow_name != q.name) or (
             q.version and wf.workflow_version != q.version
         ):
@@ -287,6 +289,17 @@ def _memory_page(st: State, q: SearchQuery) -> tuple[list[tuple[Key, Workflow]],
     n = q.page_size + 1
     best = heapq.nlargest(n, page) if q.descending else heapq.nsmallest(n, page)
     return [(k, _copy(wf)) for k, wf in best], total
+
+
+def _candidates(st: State, q: SearchQuery) -> Iterable[Workflow]:
+    """Every workflow in memory, or only the ended ones (at most MAX_TERMINAL_WORKFLOWS, in
+    terminal_order) when the query cannot match a running or paused one: a search for failures
+    then costs the apply lock nothing like a walk over 100 000 running workflows."""
+    ended_only = q.ended_from_ms > 0 or (q.statuses and not _LIVE.intersection(q.statuses))
+    if not ended_only:
+        return st.workflows.values()
+    wfs = st.workflows
+    return (wfs[wid] for wid in st.terminal_order if wid in wfs)
 
 
 def _in_range(value: int, lo: int, hi: int) -> bool:
