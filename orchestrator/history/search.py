@@ -10,6 +10,7 @@ import heapq
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -107,7 +108,7 @@ class History:
     def __init__(self, data_dir: str, fsync: bool = True) -> None:
         os.makedirs(data_dir, exist_ok=True)
         self.path = os.path.join(data_dir, S.FILE)
-        self.store = S.Store(self.path, fsync)
+        self.store = _open_store(self.path, fsync)
         self.writer = Writer(self.store)
         # Why this history cannot answer ("" when it can): it misses operations that only a
         # copy from a peer can bring (a snapshot newer than it replaced the log holding them).
@@ -245,6 +246,21 @@ class History:
     def digest(self) -> str:
         """A hash of every row (tests compare replicas with it)."""
         return S.digest(self._ready(0))
+
+
+def _open_store(path: str, fsync: bool) -> S.Store:
+    """The store at `path`; a file SQLite cannot read is moved aside (named in the log) and
+    an empty one started, which the log rebuilds or a peer's copy replaces (History._reloaded)
+    like a lost file: every other replica holds the same rows."""
+    try:
+        return S.Store(path, fsync)
+    except sqlite3.DatabaseError as exc:
+        aside = f"{path}.corrupt-{int(time.time())}"
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.replace(path + suffix, aside + suffix)
+        log.error("history_file_unreadable", error=str(exc), moved_to=aside)
+        return S.Store(path, fsync)
 
 
 Key = tuple[int, str]

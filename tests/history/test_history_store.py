@@ -249,3 +249,24 @@ def test_a_failing_disk_makes_the_history_unavailable_and_fails_snapshots(
     assert not history.snapshot_barrier().wait(5), "no snapshot may drop the log"
     assert not history.writer._queue, "nothing piles up behind a dead writer"
     history.stop()
+
+
+def test_an_unreadable_history_file_is_moved_aside_and_rebuilt_from_the_log(
+    h: Harness, tmp_path: Path
+) -> None:
+    r = MiniReplica(h)
+    history = attached(tmp_path, r)
+    for _ in range(4):
+        _run(h, "one_step", reason="boom")
+    assert history.writer.wait_reached(r.state.seq, 5)
+    digest = history.digest()
+    history.stop()
+    for f in (tmp_path / "h").iterdir():
+        f.write_bytes(b"not a database" * 100)
+    again = MiniReplica(Harness(clock_ms=h.clock_ms))
+    rebuilt = attached(tmp_path, again)
+    assert list((tmp_path / "h").glob("history.sqlite3.corrupt-*")), "kept for a post-mortem"
+    again.replay(h.log)
+    assert rebuilt.writer.wait_reached(again.state.seq, 5)
+    assert rebuilt.digest() == digest
+    rebuilt.stop()
