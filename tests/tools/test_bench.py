@@ -16,6 +16,36 @@ from orchestrator.tools import bench
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _run_tiny_bench(out: Path, *args: str, timeout_s: float = 180) -> Any:
+    """`python -m orchestrator.tools.bench` with ten small workflows, one worker process and
+    `args`, writing its JSON report to `out`."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.tools.bench",
+            "--workflows",
+            "10",
+            "--warmup",
+            "2",
+            "--worker-processes",
+            "1",
+            "--worker-concurrency",
+            "4",
+            "--payload-bytes",
+            "64",
+            *args,
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
 def test_percentile_and_summary() -> None:
     assert bench.percentile([], 50) is None
     values = [i / 1000.0 for i in range(1, 101)]  # 1..100 ms
@@ -54,34 +84,7 @@ def test_parser_and_shapes() -> None:
 @pytest.mark.cluster
 def test_tiny_bench_runs_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator.tools.bench",
-            "--workflows",
-            "10",
-            "--warmup",
-            "2",
-            "--concurrency",
-            "2",
-            "--worker-processes",
-            "1",
-            "--worker-concurrency",
-            "4",
-            "--payload-bytes",
-            "64",
-            "--baseline-seconds",
-            "1",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    proc = _run_tiny_bench(out, "--concurrency", "2", "--baseline-seconds", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "workflows/s" in proc.stdout and "end-to-end ms" in proc.stdout
     r = json.loads(out.read_text())
@@ -220,45 +223,25 @@ def test_tick_stats_records_gaps_and_snapshots(tmp_path: Path, monkeypatch: Any)
 @pytest.mark.cluster
 def test_tiny_capacity_run_parks_windows_snapshots_and_recovers(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator.tools.bench",
-            "--workflows",
-            "10",
-            "--warmup",
-            "2",
-            "--concurrency",
-            "1",
-            "--worker-processes",
-            "1",
-            "--worker-concurrency",
-            "4",
-            "--payload-bytes",
-            "64",
-            "--no-baseline",
-            "--park",
-            "20",
-            "--duration",
-            "3",
-            "--window-s",
-            "1",
-            "--recovery",
-            "--snapshot-timeout",
-            "60",
-            "--raft-setting",
-            "log_compaction_min_entries=20",
-            "--raft-setting",
-            "log_compaction_min_time_s=5",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    proc = _run_tiny_bench(
+        out,
+        "--concurrency",
+        "1",
+        "--no-baseline",
+        "--park",
+        "20",
+        "--duration",
+        "3",
+        "--window-s",
+        "1",
+        "--recovery",
+        "--snapshot-timeout",
+        "60",
+        "--raft-setting",
+        "log_compaction_min_entries=20",
+        "--raft-setting",
+        "log_compaction_min_time_s=5",
+        timeout_s=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = json.loads(out.read_text())
