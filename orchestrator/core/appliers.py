@@ -563,6 +563,7 @@ APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {
     E.TasksDropped: O.tasks_dropped,
     E.TaskReopened: O.task_reopened,
     E.PermissiveFailuresForgotten: O.permissive_failures_forgotten,
+    E.WorkflowDetached: O.workflow_detached,
     E.WorkflowRemoved: O.workflow_removed,
     E.TaskScheduled: _task_scheduled,
     E.TaskQueued: _task_queued,

@@ -226,6 +226,13 @@ class PermissiveFailuresForgotten(Event):
 
 
 @dataclass(slots=True)
+class WorkflowDetached(Event):
+    """A child runs again while its parent is no longer in memory: it runs on its own."""
+
+    workflow_id: str
+
+
+@dataclass(slots=True)
 class WorkflowRemoved(Event):
     """An operator removed a terminal workflow: it leaves memory (within the command, unlike
     eviction)."""

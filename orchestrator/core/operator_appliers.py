@@ -148,6 +148,14 @@ def permissive_failures_forgotten(ctx: Ctx, ev: E.PermissiveFailuresForgotten) -
         _set(ctx, st.tasks[tid], "permissive_failed", False)
 
 
+def workflow_detached(ctx: Ctx, ev: E.WorkflowDetached) -> None:
+    wf = ctx.st.workflows[ev.workflow_id]
+    names = ("parent_workflow_id", "parent_workflow_task_id")
+    ctx.undo.append((J.restore, wf, names, (wf.parent_workflow_id, wf.parent_workflow_task_id)))
+    wf.parent_workflow_id = ""
+    wf.parent_workflow_task_id = ""
+
+
 def workflow_removed(ctx: Ctx, ev: E.WorkflowRemoved) -> None:
     st, u = ctx.st, ctx.undo
     J.pop_key(u, st.terminal_order, ev.workflow_id)

@@ -350,6 +350,25 @@ def test_retry_by_default_starts_a_new_child(h: Harness) -> None:
     assert status(h, sw.sub_workflow_id) == "RUNNING" and status(h, child) == "FAILED"
 
 
+def test_a_child_whose_parent_left_memory_runs_again_on_its_own(h: Harness) -> None:
+    parent, child = _failed_parent(h)
+    ok(h, RemoveWorkflow, parent)  # as if archived: the parent is no longer in memory
+    ok(h, RetryWorkflow, child)
+    record = h.wf(child)
+    assert record.status == "RUNNING" and record.parent_workflow_id == ""
+    assert record.parent_workflow_task_id == ""
+    h.complete(h.poll_one("task_c"))
+    assert status(h, child) == "COMPLETED"
+
+
+def test_a_child_its_parent_moved_on_from_is_refused(h: Harness) -> None:
+    parent, child = _failed_parent(h)
+    ok(h, RetryWorkflow, parent)  # a new SUB_WORKFLOW attempt, a new child
+    h.terminate(parent)
+    message = refused(h, RetryWorkflow, child, Code.FAILED_PRECONDITION)
+    assert parent in message and "moved on" in message
+
+
 # ---------------------------------------------------------------- rerun
 
 

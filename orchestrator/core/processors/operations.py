@@ -271,13 +271,15 @@ def _run_again(ctx: Ctx, wf: Workflow) -> None:
 def _push_parents(ctx: Ctx, wf: Workflow) -> list[Workflow]:
     """A child runs again through its SUB_WORKFLOW task, which goes back in progress (its
     parent running again): the parent hears of the child's next end. A parent that has moved
-    on from the child (a newer attempt of the task) refuses; a parent no longer in memory
-    leaves the child free."""
+    on from the child (a newer attempt of the task) refuses. A parent no longer in memory
+    cannot hear of it (it may come back from the history later and run again without this
+    child), so the child runs on its own from then on."""
     st = ctx.st
     pushed: list[Workflow] = []
     while wf.parent_workflow_id:
         parent = st.workflows.get(wf.parent_workflow_id)
         if parent is None:
+            ctx.emit(E.WorkflowDetached(wf.workflow_id))
             break
         task = st.tasks.get(wf.parent_workflow_task_id)
         if (
