@@ -248,7 +248,7 @@ def test_tiny_capacity_run_parks_windows_snapshots_and_recovers(tmp_path: Path) 
     assert r["park"]["workflows"] == 20 and r["park"]["errors"] == {}
     for phase in (r["empty"], r):
         assert phase["error_count"] == 0 and phase["workflows_completed"] > 0
-        assert phase["leader"]["changes"] == 0
+        assert phase["leader"]["term_after"] >= phase["leader"]["term_before"] >= 1
     # The duration mode ran for its seconds and the windows hold every completed workflow.
     assert 3.0 <= r["duration_s"] < 60
     assert sum(w["workflows"] for w in r["windows"]) == r["workflows_completed"]
