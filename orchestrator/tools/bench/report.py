@@ -142,8 +142,9 @@ def _fmt(v: Any) -> str:
 
 def format_table(r: dict[str, Any]) -> str:
     cfg = r["config"]
+    what = f"{cfg['duration_s']:g} s of" if cfg.get("duration_s") else f"{cfg['workflows']}"
     lines = [
-        f"orchestrator bench: {cfg['workflows']} workflows {cfg['shape']}, "
+        f"orchestrator bench: {what} workflows {cfg['shape']}, "
         f"concurrency {cfg['concurrency']}, payload {cfg['payload_bytes']} B, "
         f"{cfg['worker_processes']} worker processes x {cfg['worker_concurrency']}, "
         f"fsync {cfg['fsync']}, route {cfg.get('route', '-')}",
