@@ -315,6 +315,29 @@ def test_retry_stays_within_the_task_limit(h: Harness, monkeypatch: pytest.Monke
     assert "MAX_TASKS_PER_WORKFLOW" in message
 
 
+def test_retry_inside_a_loop_goes_on_with_the_loop(h: Harness) -> None:
+    h.register_workflow(LOOPED)
+    wf = h.start("looped")
+    h.complete(h.poll_one("task_c"))
+    h.fail(h.poll_one("task_a"), terminal=True)
+    assert status(h, wf) == "FAILED"
+    assert refs(h, wf) == [
+        ("c", "COMPLETED"),
+        ("loop", "CANCELED"),
+        ("inner__1", "FAILED_WITH_TERMINAL_ERROR"),
+    ]
+    ok(h, RetryWorkflow, wf)
+    assert refs(h, wf)[1:] == [
+        ("loop", "IN_PROGRESS"),
+        ("inner__1", "FAILED_WITH_TERMINAL_ERROR"),
+        ("inner__1", "SCHEDULED"),
+    ]
+    h.complete(h.poll_one("task_a"))
+    h.complete(h.poll_one("task_a"))
+    assert refs(h, wf)[-1] == ("inner__2", "COMPLETED")
+    assert status(h, wf) == "COMPLETED"
+
+
 def _failed_parent(h: Harness) -> tuple[str, str]:
     h.register_workflow(CHILD_PARENT)
     parent = h.start("parent")
@@ -524,8 +547,7 @@ def test_a_retried_request_returns_its_first_outcome_and_changes_nothing(h: Harn
 
 
 def test_a_log_of_actions_replays_and_snapshots_to_the_same_state(h: Harness) -> None:
-    h.register_workflow(CHILD_PARENT)
-    h.register_workflow(FORKED)
+    _register_mix(h)
     _mixed_actions(h, random.Random(7), 80)
     replayed, _ = replay(h.log)
     assert replayed.digest() == h.digest()
@@ -534,6 +556,31 @@ def test_a_log_of_actions_replays_and_snapshots_to_the_same_state(h: Harness) ->
 
 
 # ---------------------------------------------------------------- a random mix
+
+
+HUMAN_SWITCH: dict[str, JSON] = {
+    "name": "gated",
+    "version": 1,
+    "tasks": [
+        {"name": "gate", "taskReferenceName": "gate", "type": "HUMAN"},
+        {
+            "name": "route",
+            "taskReferenceName": "route",
+            "type": "SWITCH",
+            "evaluatorType": "value-param",
+            "expression": "v",
+            "inputParameters": {"v": "${workflow.input.x}"},
+            "decisionCases": {"1": [{"name": "task_b", "taskReferenceName": "b"}]},
+            "defaultCase": [{"name": "task_c", "taskReferenceName": "c"}],
+        },
+    ],
+}
+MIX_DEFINITIONS = [CHILD_PARENT, FORKED, LOOPED, HUMAN_SWITCH]
+
+
+def _register_mix(h: Harness) -> None:
+    for definition in MIX_DEFINITIONS:
+        h.register_workflow(definition)
 
 
 _ACTIONS: list[tuple[type[Command], dict[str, JSON]]] = [
@@ -546,8 +593,18 @@ _ACTIONS: list[tuple[type[Command], dict[str, JSON]]] = [
     (RerunWorkflow, {"workflow_input": {"x": 3}}),
     (SkipTask, {"task_reference_name": "b", "output": {"s": 1}}),
     (SkipTask, {"task_reference_name": "c"}),
+    (SkipTask, {"task_reference_name": "gate", "output": {"ok": 1}}),
+    (SkipTask, {"task_reference_name": "inner__1"}),
     (RemoveWorkflow, {}),
 ]
+
+
+def _complete_a_gate(h: Harness) -> None:
+    gates = [
+        t.task_id for t in h.state.tasks.values() if t.type == "HUMAN" and t.status == "IN_PROGRESS"
+    ]
+    if gates:
+        h.complete(gates[0], {"ok": True})
 
 
 class ArchivingHarness(Harness):
@@ -573,7 +630,7 @@ def _mixed_actions(h: Harness, rng: random.Random, steps: int) -> Counter[str]:
     each step, and a refused action changes nothing. Returns the actions applied. With an
     ArchivingHarness, actions also name archived workflows (with their document, as the API
     attaches it)."""
-    names = ["one_step", "two_step", "parent", "forked"]
+    names = ["one_step", "two_step", *(d["name"] for d in MIX_DEFINITIONS)]
     applied: Counter[str] = Counter()
     rows: dict[str, JSON] = getattr(h, "rows", {})
     for _ in range(steps):
@@ -583,6 +640,8 @@ def _mixed_actions(h: Harness, rng: random.Random, steps: int) -> Counter[str]:
             h.start(rng.choice(names), {"x": rng.randint(0, 3)})
         elif roll < 0.5:
             for task_type in ("task_a", "task_b", "task_c"):
+                if task_type == "task_a" and rng.random() < 0.2:
+                    _complete_a_gate(h)
                 for tid in h.poll(task_type, 2):
                     # An earlier result in this loop may have ended the task's workflow.
                     if rng.random() < 0.5:
@@ -613,8 +672,7 @@ def _mixed_actions(h: Harness, rng: random.Random, steps: int) -> Counter[str]:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_random_actions_keep_every_invariant(h: Harness, seed: int) -> None:
-    h.register_workflow(CHILD_PARENT)
-    h.register_workflow(FORKED)
+    _register_mix(h)
     applied = _mixed_actions(h, random.Random(seed), 150)
     assert sum(applied.values()) >= 10, applied
     replayed, _ = replay(h.log)
@@ -629,8 +687,7 @@ def test_random_actions_on_archived_workflows_restore_them(
     h = ArchivingHarness()
     h.leader_epoch(1)
     h.register_defaults()
-    h.register_workflow(CHILD_PARENT)
-    h.register_workflow(FORKED)
+    _register_mix(h)
     applied = _mixed_actions(h, random.Random(seed), 300)
     assert h.rows, "workflows were archived"
     assert applied["restored"] >= 3, applied
@@ -683,8 +740,7 @@ def test_actions_replay_byte_identical_across_hash_seeds(
     h = ArchivingHarness()
     h.leader_epoch(1)
     h.register_defaults()
-    h.register_workflow(CHILD_PARENT)
-    h.register_workflow(FORKED)
+    _register_mix(h)
     applied = _mixed_actions(h, random.Random(11), 400)
     assert applied["restored"] and applied["RetryWorkflow"] and applied["PauseWorkflow"], applied
     log_path = tmp_path / "log.json"
