@@ -298,7 +298,7 @@ def _push_parents(ctx: Ctx, wf: Workflow) -> list[Workflow]:
         else:
             again, reopen = _unsuccessful(ctx, parent, parent.tasks)
             again = [t for t in again if t is not task]
-            _revive(ctx, parent, again, [*reopen, task] if task not in reopen else reopen)
+            _revive(ctx, parent, again, [*reopen, task])  # a JOIN/DO_WHILE is never the task
         pushed.append(parent)
         wf = parent
     return pushed
