@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -274,16 +275,58 @@ FRESH_DATA_HELP = (
 )
 
 
-def tune_gc() -> None:
-    """Freeze what start-up built (modules, the loaded state) out of the collector's sight.
+# The collector's policy (docs/performance.md, stop 13, "Collector policy"). Objects still alive
+# after a full collection are frozen, so the next full collection walks only what became
+# long-lived since: 100 000 parked workflows made each full pass over the whole heap a 0.4-1.5 s
+# stop of every thread, the Raft tick thread included (the election timeout is 0.6-1.2 s).
+# A reference cycle among frozen objects is never freed, so the whole heap is walked again
+# (one long pause) once the frozen count has grown RESCAN_GROWTH times since the last such walk,
+# and at most once per RESCAN_MIN_S: the kept cycles stay below the live heap plus what one
+# interval leaks, and a growing heap costs a logarithmic number of long pauses.
+RESCAN_GROWTH = 2
+RESCAN_MIN_S = 3600.0
 
-    The collector never scans frozen objects again; reference counting still frees them, only
-    reference cycles among them are kept (at most once what start-up built: a bounded one-off).
+
+class FreezeAfterFull:
+    """A gc.callbacks hook: freeze after every full collection, thaw everything rarely."""
+
+    def __init__(self, collector: Any = gc, clock: Callable[[], float] = time.monotonic) -> None:
+        self.gc, self.clock = collector, clock
+        self.base = max(1, collector.get_freeze_count())
+        self.rescanned_at = clock()
+        self.rescans = 0
+        self._thawed = False
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase != "stop" or info.get("generation") != 2:
+            return
+        frozen = self.gc.get_freeze_count()
+        due = self.clock() - self.rescanned_at >= RESCAN_MIN_S
+        if not self._thawed and due and frozen > RESCAN_GROWTH * self.base:
+            # Everything goes back to the oldest generation; the next full collection (soon:
+            # it is due after a quarter of the last one's survivors) walks it all.
+            self.gc.unfreeze()
+            self._thawed = True
+            return
+        self.gc.freeze()
+        if self._thawed:
+            self._thawed = False
+            self.base = max(1, self.gc.get_freeze_count())
+            self.rescanned_at = self.clock()
+            self.rescans += 1
+
+
+def tune_gc() -> FreezeAfterFull:
+    """Freeze what start-up built (modules, the loaded state), then after every full collection.
+
     The thresholds stay Python's defaults: collecting young objects every 20,000 allocations
     instead of 700 gained ~3 % at concurrency 64 but cost ~0.6 ms of p50 at concurrency 1
     (interleaved A/B, docs/performance.md, stop 11).
     """
     gc.freeze()
+    policy = FreezeAfterFull()
+    gc.callbacks.append(policy)
+    return policy
 
 
 def serve(
