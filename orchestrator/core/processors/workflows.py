@@ -238,7 +238,11 @@ def terminate_from_task(ctx: Ctx, wf: Workflow, task: Task) -> None:
     set before a failure workflow starts, so that one sees it and its note stays in it. The
     TERMINATE task is the failure's task (Conductor's failedTaskId)."""
     status = WorkflowStatus(task.input.get("terminationStatus", WF_COMPLETED))
-    reason = task.input.get("terminationReason") or ""
+    # Conductor's Terminate task: without a reason, one naming the status and the task.
+    reason = (
+        task.input.get("terminationReason")
+        or f"Workflow is {status._value_} by TERMINATE task: {task.task_id}"
+    )
     end_workflow(ctx, wf, status, str(reason), failed_task=task, output=dict(task.output))
 
 
