@@ -34,6 +34,9 @@ SORTS = ("create_time", "end_time")
 WAIT_TIMEOUT_S = 10.0
 # Text matches beyond which a page walks the sort order instead of sorting the matches.
 TEXT_SCAN_MIN = 2000
+# Totals count the history's matches up to this many, then say "at least" (as Elasticsearch's
+# track_total_hits): counting 1 000 000 rows takes a second, a page of them milliseconds.
+TOTAL_BOUND = 10_000
 MAX_PAGE_SIZE = 1000
 _STATUSES = frozenset(s.value for s in WorkflowStatus)
 # Not ended: never in terminal_order, end time 0.
@@ -75,6 +78,8 @@ class SearchPage:
     workflows: list[Workflow]  # core records (views.workflow_pb renders them)
     next_after: tuple[int, str] | None
     total: int  # matches over memory and history; -1 when not asked
+    # True: `total` is a lower bound (the history had more than TOTAL_BOUND matches).
+    total_at_least: bool = False
 
 
 def _validate(q: SearchQuery) -> None:
@@ -240,8 +245,9 @@ class History:
         merged.sort(key=lambda kw: kw[0], reverse=q.descending)
         more = len(merged) > q.page_size
         page = merged[: q.page_size]
-        total = mem_total + sql_total if q.with_total else -1
-        return SearchPage([wf for _, wf in page], page[-1][0] if more else None, total)
+        total = mem_total + sql_total[0] if q.with_total else -1
+        next_after = page[-1][0] if more else None
+        return SearchPage([wf for _, wf in page], next_after, total, sql_total[1])
 
     def digest(self) -> str:
         """A hash of every row (tests compare replicas with it)."""
@@ -264,6 +270,7 @@ def _open_store(path: str, fsync: bool) -> S.Store:
 
 
 Key = tuple[int, str]
+Total = tuple[int, bool]  # a count, and whether it stopped at TOTAL_BOUND
 
 
 def _key(q: SearchQuery, wf: Workflow) -> Key:
@@ -337,94 +344,106 @@ def _copy(wf: Workflow) -> Workflow:
     return out
 
 
-def _conditions(q: SearchQuery, fts: bool) -> tuple[list[str], list[Any], str]:
-    """The WHERE conditions of a query and their arguments, and its FTS5 match ("" none)."""
+def _conditions(q: SearchQuery, fts: bool) -> tuple[str, list[str], list[Any], str]:
+    """The FROM clause of a query (workflows `w`, joined to failed_types `f` when the query
+    has a failed task type: its rows carry the sort columns, so a page reads in order from its
+    index), the WHERE conditions and their arguments, and its FTS5 match ("" none)."""
     where: list[str] = []
     args: list[Any] = []
+    source = "workflows w"
+    ranged = "w"  # the table whose create_ms / end_ms the ranges bound (its index's order)
+    if q.failed_task_type:
+        # The correlation index is narrower than any type's rows: the planner chooses then.
+        hint = "" if q.correlation_id else f" INDEXED BY {S.FAILED_SORT_INDEXES[q.sort]}"
+        source = f"failed_types f{hint} JOIN workflows w ON w.workflow_id = f.workflow_id"
+        ranged = "f"
+        where.append("f.task_type = ?")
+        args.append(q.failed_task_type)
     for column, value in (("name", q.name), ("correlation_id", q.correlation_id)):
         if value:
-            where.append(f"{column} = ?")
+            where.append(f"w.{column} = ?")
             args.append(value)
     if q.version:
-        where.append("version = ?")
+        where.append("w.version = ?")
         args.append(q.version)
     if q.statuses:
-        where.append(f"status IN ({', '.join('?' * len(q.statuses))})")
+        where.append(f"w.status IN ({', '.join('?' * len(q.statuses))})")
         args.extend(q.statuses)
     for column, lo, hi in (
         ("create_ms", q.created_from_ms, q.created_to_ms),
         ("end_ms", q.ended_from_ms, q.ended_to_ms),
     ):
         if lo:
-            where.append(f"{column} >= ?")
+            where.append(f"{ranged}.{column} >= ?")
             args.append(lo)
         if hi:
-            where.append(f"{column} < ?")
+            where.append(f"{ranged}.{column} < ?")
             args.append(hi)
-    if q.failed_task_type:
-        where.append("workflow_id IN (SELECT workflow_id FROM failed_types WHERE task_type = ?)")
-        args.append(q.failed_task_type)
     words = S.text_words(q.text)
     if words and not fts:  # without FTS5: substrings, not words
         for w in words:
-            where.append("lower(reason) LIKE ?")
+            where.append("lower(w.reason) LIKE ?")
             args.append(f"%{w}%")
-    return where, args, " ".join(f'"{w}"' for w in words) if fts else ""
+    return source, where, args, " ".join(f'"{w}"' for w in words) if fts else ""
 
 
 def _sql_page(
     conn: sqlite3.Connection, q: SearchQuery, max_seq: int, fts: bool
-) -> tuple[list[tuple[Key, Workflow]], int]:
-    where, args, match = _conditions(q, fts)
+) -> tuple[list[tuple[Key, Workflow]], Total]:
+    source, where, args, match = _conditions(q, fts)
     text_only = not (q.name or q.correlation_id or q.version or q.statuses or q.failed_task_type)
-    col = S.SORT_COLUMNS[q.sort]
+    table = "f" if q.failed_task_type else "w"
+    col = f"{table}.{S.SORT_COLUMNS[q.sort]}"
     order = "DESC" if q.descending else "ASC"
     conn.execute("BEGIN")
     try:
-        hits, hint = -1, ""
+        hits = -1
         if match:
             (hits,) = conn.execute(
-                "SELECT COUNT(*) FROM reasons WHERE reasons MATCH ?", (match,)
+                "SELECT COUNT(*) FROM (SELECT 1 FROM reasons WHERE reasons MATCH ? LIMIT ?)",
+                (match, TEXT_SCAN_MIN + 1),
             ).fetchone()
-            where.append("id IN (SELECT rowid FROM reasons WHERE reasons MATCH ?)")
+            where.append("w.id IN (SELECT rowid FROM reasons WHERE reasons MATCH ?)")
             args.append(match)
             if hits > TEXT_SCAN_MIN and text_only:
                 # Many matches: walk the sort order testing rows against them, rather than
                 # fetch and sort every match.
-                hint = f" INDEXED BY {S.SORT_INDEXES[q.sort]}"
-        page_where, page_args = [*where, "archived_seq <= ?"], [*args, max_seq]
+                source = f"workflows w INDEXED BY {S.SORT_INDEXES[q.sort]}"
+        page_where, page_args = [*where, "w.archived_seq <= ?"], [*args, max_seq]
         if q.after is not None:
-            page_where.append(f"({col}, workflow_id) {'<' if q.descending else '>'} (?, ?)")
+            page_where.append(f"({col}, {table}.workflow_id) {'<' if q.descending else '>'} (?, ?)")
             page_args.extend(q.after)
         rows = conn.execute(
-            f"SELECT {col}, workflow_id, doc FROM workflows{hint}"
+            f"SELECT {col}, w.workflow_id, w.doc FROM {source}"
             f" WHERE {' AND '.join(page_where)}"
-            f" ORDER BY {col} {order}, workflow_id {order} LIMIT ?",
+            f" ORDER BY {col} {order}, {table}.workflow_id {order} LIMIT ?",
             (*page_args, q.page_size + 1),
         ).fetchall()
-        total = 0
-        if q.with_total:
-            total = _count(conn, where, args, max_seq, hits if match and len(where) == 1 else -1)
+        total = _count(conn, source, where, args, max_seq) if q.with_total else (0, False)
     finally:
         conn.execute("COMMIT")
     return [((v, wid), S.workflow_of(doc)) for v, wid, doc in rows], total
 
 
 def _count(
-    conn: sqlite3.Connection, where: list[str], args: list[Any], max_seq: int, known: int
-) -> int:
-    """Matches archived up to max_seq: all of them (`known` when the text match alone is the
-    query) less the few archived after it, found by their index (a count with the seq condition
-    itself would read every matching row)."""
+    conn: sqlite3.Connection, source: str, where: list[str], args: list[Any], max_seq: int
+) -> Total:
+    """Matches archived up to max_seq, counted up to TOTAL_BOUND: (count, whether there are
+    more). The few archived after max_seq are counted by their index and subtracted (a count
+    with the seq condition itself would read every matching row, not only the index)."""
     cond = " AND ".join(where) or "1"
-    total = known
-    if total < 0:
-        (total,) = conn.execute(f"SELECT COUNT(*) FROM workflows WHERE {cond}", args).fetchone()
+    recent = 0
     if conn.execute(
         "SELECT 1 FROM workflows WHERE archived_seq > ? LIMIT 1", (max_seq,)
     ).fetchone():
         (recent,) = conn.execute(
-            f"SELECT COUNT(*) FROM workflows WHERE archived_seq > ? AND {cond}", (max_seq, *args)
+            f"SELECT COUNT(*) FROM {source} WHERE w.archived_seq > ? AND {cond}",
+            (max_seq, *args),
         ).fetchone()
-        total -= recent
-    return int(total)
+    limit = TOTAL_BOUND + recent
+    (count,) = conn.execute(
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {cond} LIMIT ?)", (*args, limit + 1)
+    ).fetchone()
+    if count > limit:
+        return TOTAL_BOUND, True
+    return int(count) - recent, False

@@ -29,13 +29,14 @@ from ..core.records import TaskStatus, Workflow
 JSON = Any
 
 FILE = "history.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # A task of a workflow that ended in one of these makes it match `failed_task_type`.
 FAILED_STATUSES = frozenset(
     {TaskStatus.FAILED, TaskStatus.FAILED_WITH_TERMINAL_ERROR, TaskStatus.TIMED_OUT}
 )
 SORT_COLUMNS = {"create_time": "create_ms", "end_time": "end_ms"}
 SORT_INDEXES = {"create_time": "wf_create", "end_time": "wf_end"}
+FAILED_SORT_INDEXES = {"create_time": "ft_create", "end_time": "ft_end"}
 # Words of a free-text search: letters and digits, as FTS5's unicode61 tokenizer splits them.
 WORDS = re.compile(r"[^\W_]+")
 
@@ -62,16 +63,41 @@ CREATE INDEX IF NOT EXISTS wf_status_create ON workflows(status, create_ms, work
 CREATE INDEX IF NOT EXISTS wf_status_end ON workflows(status, end_ms, workflow_id);
 CREATE INDEX IF NOT EXISTS wf_corr ON workflows(correlation_id, create_ms);
 CREATE INDEX IF NOT EXISTS wf_archived ON workflows(archived_seq);
+"""
+# The sort columns are copied from the workflow so that a page of one failed task type reads
+# in order from its own index instead of walking every workflow and probing this table.
+_FAILED_TYPES = """
 CREATE TABLE IF NOT EXISTS failed_types(
     task_type TEXT NOT NULL,
     workflow_id TEXT NOT NULL,
+    create_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
     PRIMARY KEY(task_type, workflow_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ft_workflow ON failed_types(workflow_id);
+CREATE INDEX IF NOT EXISTS ft_create ON failed_types(task_type, create_ms, workflow_id);
+CREATE INDEX IF NOT EXISTS ft_end ON failed_types(task_type, end_ms, workflow_id);
 CREATE TRIGGER IF NOT EXISTS wf_deleted AFTER DELETE ON workflows BEGIN
     DELETE FROM failed_types WHERE workflow_id = old.workflow_id;
 END;
 """
+# Schema 1 (before the sort columns): its failed_types gets them from the workflows, in the
+# opening transaction, so an upgraded replica keeps every row and answers the same.
+_MIGRATE_1 = (
+    """
+DROP TRIGGER IF EXISTS wf_deleted;
+CREATE TEMP TABLE failed_types_1 AS
+    SELECT f.task_type, f.workflow_id, w.create_ms, w.end_ms
+    FROM failed_types f JOIN workflows w ON w.workflow_id = f.workflow_id;
+DROP TABLE failed_types;
+"""
+    + _FAILED_TYPES
+    + """
+INSERT INTO failed_types(task_type, workflow_id, create_ms, end_ms)
+    SELECT task_type, workflow_id, create_ms, end_ms FROM temp.failed_types_1;
+DROP TABLE temp.failed_types_1;
+"""
+)
 _FTS = """
 CREATE VIRTUAL TABLE IF NOT EXISTS reasons USING fts5(
     reason, content='workflows', content_rowid='id', tokenize='unicode61 remove_diacritics 0'
@@ -112,9 +138,32 @@ class Store:
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute(f"PRAGMA synchronous = {'NORMAL' if fsync else 'OFF'}")
         self.conn.executescript(_TABLES + (_FTS if self.fts else ""))
-        self._meta_default("schema", SCHEMA_VERSION)
         self._meta_default("seq", 0)
         self._meta_default("incomplete", 0)
+        self.migrate()
+
+    def migrate(self) -> None:
+        """Bring the file to SCHEMA_VERSION in one transaction (a crash leaves the old one)."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            fresh = (
+                c.execute("SELECT 1 FROM sqlite_master WHERE name = 'failed_types'").fetchone()
+                is None
+            )
+            version = SCHEMA_VERSION if fresh else self.meta("schema") or 1
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"history schema {version} is newer than this version's {SCHEMA_VERSION}"
+                )
+            script = _FAILED_TYPES if fresh else _MIGRATE_1 if version == 1 else ""
+            for statement in _statements(script):
+                c.execute(statement)
+            c.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
 
     def _meta_default(self, key: str, value: int) -> None:
         self.conn.execute("INSERT OR IGNORE INTO meta(k, v) VALUES (?, ?)", (key, value))
@@ -188,8 +237,9 @@ class Store:
             {n for t in op.tasks if t.status in FAILED_STATUSES for n in (t.task_type, t.type)}
         )
         c.executemany(
-            "INSERT OR IGNORE INTO failed_types(task_type, workflow_id) VALUES (?, ?)",
-            [(str(n), wf.workflow_id) for n in failed],
+            "INSERT OR IGNORE INTO failed_types(task_type, workflow_id, create_ms, end_ms)"
+            " VALUES (?, ?, ?, ?)",
+            [(str(n), wf.workflow_id, wf.create_time_ms, wf.end_time_ms) for n in failed],
         )
 
     def _expire(self, op: Expire) -> None:
@@ -237,12 +287,27 @@ class Store:
         finally:
             src.close()
         self.conn.execute("PRAGMA journal_mode = WAL")
+        self.migrate()  # a peer of an older version sends its own schema
         self.set_incomplete(False)
 
     # ------------------------------------------------------------ reading (any thread)
 
     def reader(self) -> sqlite3.Connection:
         return connect(self.path, readonly=True)
+
+
+def _statements(script: str) -> list[str]:
+    # executescript would commit the migration's transaction first: one statement at a time
+    # (a trigger's body holds semicolons of its own).
+    out: list[str] = []
+    part = ""
+    for piece in script.split(";"):
+        part += piece + ";"
+        if sqlite3.complete_statement(part):
+            if part.strip(" \n;"):
+                out.append(part.strip())
+            part = ""
+    return out
 
 
 def get_doc(conn: sqlite3.Connection, workflow_id: str) -> dict[str, JSON] | None:
