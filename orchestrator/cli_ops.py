@@ -82,20 +82,23 @@ def _row(wf: Any) -> str:
 def cmd_search(ns: argparse.Namespace) -> int:
     filters = filters_of(ns)
     with _client(ns) as c:
-        total = -1
+        total, at_least = -1, False
         if ns.total:
-            total = c.search_workflows(page_size=1, with_total=True, **filters).total
+            first = c.search_workflows(page_size=1, with_total=True, **filters)
+            total, at_least = first.total, first.total_at_least
         found = list(c.search(limit=ns.limit, page_size=min(ns.limit or 100, 1000), **filters))
     if ns.json:
         out: dict[str, Any] = {"workflows": [dataclasses.asdict(wf) for wf in found]}
         if ns.total:
             out["total"] = total
+            out["total_at_least"] = at_least
         _print(out)
         return 0
     for wf in found:
         print(_row(wf))
     if ns.total:
-        print(f"{len(found)} shown of {total} matching")
+        # The server counts archived matches up to a bound; beyond it, a lower bound.
+        print(f"{len(found)} shown of {'at least ' if at_least else ''}{total} matching")
     return 0
 
 
@@ -239,7 +242,11 @@ def add_parser(sub: Any) -> None:
     )
     _add_filter_flags(s)
     s.add_argument("--limit", type=int, default=20, help="at most this many (0: all)")
-    s.add_argument("--total", action="store_true", help="also count every match")
+    s.add_argument(
+        "--total",
+        action="store_true",
+        help="also count the matches (exact up to 10 000 archived ones, then 'at least')",
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_search)
 

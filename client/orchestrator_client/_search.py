@@ -24,12 +24,14 @@ class SearchPage:
     """One page of search results.
 
     ``next_page_token`` is empty after the last page; ``total`` counts every match (-1 when
-    the search was made without a total).
+    the search was made without a total), or is a lower bound when ``total_at_least`` (the
+    server counts archived matches up to 10 000).
     """
 
     workflows: tuple[Workflow, ...]
     next_page_token: str
     total: int
+    total_at_least: bool = False
 
 
 def search_request(
@@ -129,6 +131,7 @@ class SearchCalls:
             workflows=tuple(Workflow.from_proto(w) for w in response.workflows),
             next_page_token=response.next_page_token,
             total=response.total_count,
+            total_at_least=response.total_at_least,
         )
 
     def search(self, *, limit: int = 0, page_size: int = 100, **filters: Any) -> Iterator[Workflow]:

@@ -113,7 +113,7 @@ def fill(out: Any, page: Any, sort: str, key_prefix: tuple[str, ...] = ()) -> st
 
 
 def response(page: Any, q: Any) -> wpb.SearchWorkflowsResponse:
-    out = wpb.SearchWorkflowsResponse(total_count=page.total)
+    out = wpb.SearchWorkflowsResponse(total_count=page.total, total_at_least=page.total_at_least)
     out.next_page_token = fill(out.workflows, page, q.sort, (q.sort,))
     return out
 

@@ -88,12 +88,21 @@ def test_search_stops_at_its_limit_and_a_page_reports_the_total(
     assert [w.workflow_id for w in client.search(limit=2)] == ["a", "b"]
     assert len(server.calls_of("SearchWorkflows")) == 1
     page = client.search_workflows(page_size=2, statuses=["RUNNING"])
-    assert page.total == 42 and page.next_page_token == "more"
+    assert page.total == 42 and page.next_page_token == "more" and not page.total_at_least
     assert not server.calls_of("SearchWorkflows")[-1].request.skip_total
     with pytest.raises(ValueError, match="unknown status"):
         client.search_workflows(statuses=["DONE"])
     with pytest.raises(ValueError, match="unknown sort"):
         client.search_workflows(sort="name")
+
+
+def test_a_bounded_total_says_at_least(server: FakeServer, client: OrchestratorClient) -> None:
+    server.on(
+        "SearchWorkflows",
+        reply(workflows_pb2.SearchWorkflowsResponse(total_count=10_000, total_at_least=True)),
+    )
+    page = client.search_workflows()
+    assert (page.total, page.total_at_least) == (10_000, True)
 
 
 ACTIONS: list[tuple[str, Callable[[OrchestratorClient], None], dict[str, Any]]] = [

@@ -86,6 +86,31 @@ def test_search_act_in_bulk_and_report_each_workflow(
     assert code == 0 and "0 shown of 0 matching" in out
 
 
+def test_a_bounded_total_prints_at_least(
+    server: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history's count stopped at its bound: the API, client and CLI say "at least"."""
+    from orchestrator.history import search
+
+    real = search.History.search
+
+    def bounded(self: Any, *args: Any, **kw: Any) -> Any:
+        page = real(self, *args, **kw)
+        if page.total >= 0:
+            page.total, page.total_at_least = page.total + search.TOTAL_BOUND, True
+        return page
+
+    monkeypatch.setattr(search.History, "search", bounded)
+    tag = uuid.uuid4().hex
+    with OrchestratorClient(server.grpc_addr) as c:
+        c.start_workflow("cli_flow", {}, correlation_id=tag)
+    code, out = run(server, capsys, "search", "--correlation-id", tag, "--total")
+    assert code == 0 and "1 shown of at least 10001 matching" in out
+    code, out = run(server, capsys, "search", "--correlation-id", tag, "--total", "--json")
+    found = json.loads(out)
+    assert (found["total"], found["total_at_least"]) == (10_001, True)
+
+
 def test_bulk_needs_a_filter(server: Any, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit, match="at least one filter"):
         run(server, capsys, "workflow", "terminate", "--bulk")

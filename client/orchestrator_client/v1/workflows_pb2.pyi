@@ -319,14 +319,16 @@ class SearchWorkflowsRequest(_message.Message):
     def __init__(self, workflow_name: _Optional[str] = ..., version: _Optional[int] = ..., statuses: _Optional[_Iterable[_Union[WorkflowStatus, str]]] = ..., correlation_id: _Optional[str] = ..., created_from_ms: _Optional[int] = ..., created_to_ms: _Optional[int] = ..., ended_from_ms: _Optional[int] = ..., ended_to_ms: _Optional[int] = ..., failed_task_type: _Optional[str] = ..., text: _Optional[str] = ..., sort: _Optional[_Union[SearchSort, str]] = ..., ascending: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., skip_total: _Optional[bool] = ...) -> None: ...
 
 class SearchWorkflowsResponse(_message.Message):
-    __slots__ = ("workflows", "next_page_token", "total_count")
+    __slots__ = ("workflows", "next_page_token", "total_count", "total_at_least")
     WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     workflows: _containers.RepeatedCompositeFieldContainer[Workflow]
     next_page_token: str
     total_count: int
-    def __init__(self, workflows: _Optional[_Iterable[_Union[Workflow, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_count: _Optional[int] = ...) -> None: ...
+    total_at_least: bool
+    def __init__(self, workflows: _Optional[_Iterable[_Union[Workflow, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_count: _Optional[int] = ..., total_at_least: _Optional[bool] = ...) -> None: ...
 
 class PauseWorkflowRequest(_message.Message):
     __slots__ = ("request_id", "workflow_id")
