@@ -46,10 +46,14 @@ class _Raft(SyncObj):  # type: ignore[misc]
         self._owner = owner  # set before SyncObj.__init__: never part of any pickle
         # When a held-back commit index must go out (0: none held back; leader only).
         self._commit_notify_at = 0.0
+        self._stall_grace = raft_fixes.StallGrace()
         super().__init__(self_addr, peers, conf=conf, transportClass=raft_fixes.FixedTransport)
 
     def _onTick(self, timeToWait: float = 0.0) -> Any:
         self._owner.tick_stats.tick()
+        self._SyncObj__raftElectionDeadline = self._stall_grace.deadline(
+            raft_monotonic(), self._SyncObj__raftElectionDeadline, not self._isLeader()
+        )
         # The leader counts its own log towards a commit in this tick: make it durable first
         # (its AppendEntries left before the fsync; see raft_fixes.FixedTransport). The journal
         # is pysyncobj's own attribute, there from the first tick on.

@@ -114,3 +114,37 @@ class FixedTransport(TCPTransport):  # type: ignore[misc]
 
     def _onMessageReceived(self, node: Any, message: Any) -> Any:
         return super()._onMessageReceived(node, conform_append_entries(message, self._journal()))
+
+
+class StallGrace:
+    """A follower does not call an election on a timeout that ran out while it was not ticking.
+
+    pysyncobj checks the election deadline at the start of a tick and reads its sockets at the
+    end. When the tick thread itself stalled past the deadline (a long collection, a long apply,
+    CPU starvation), the leader's heartbeats are waiting unread in the socket, yet the check
+    comes first: the follower starts an election and, pysyncobj having no pre-vote, its higher
+    term deposes a healthy leader. After such a stall the deadline is moved just past this
+    tick, whose end reads the socket: a heartbeat there resets it as usual; if none came, the
+    next tick elects. Never twice in a row, so a follower that stalls on every tick still
+    elects when its leader is gone, one tick later than without.
+    """
+
+    def __init__(self, stall_s: float = 0.2, slack_s: float = 0.3) -> None:
+        self.stall_s, self.slack_s = stall_s, slack_s
+        self._last: float | None = None
+        self._granted = False
+        self.granted = 0  # how often, for tests and measurement
+
+    def deadline(self, now: float, deadline: float, following: bool) -> float:
+        """The election deadline this tick should use (pysyncobj's clock, at the tick start)."""
+        last, self._last = self._last, now
+        stalled = last is not None and now - last >= self.stall_s
+        if not (following and stalled and deadline < now):
+            self._granted = False
+            return deadline
+        if self._granted:
+            self._granted = False
+            return deadline
+        self._granted = True
+        self.granted += 1
+        return now + self.slack_s

@@ -7,13 +7,16 @@ the adapter's fix.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.node import TCPNode
 
-from orchestrator.replication.raft_fixes import FixedTransport, conform_append_entries
+from orchestrator.replication.raft_fixes import FixedTransport, StallGrace, conform_append_entries
 from orchestrator.tools.localcluster import free_port
+from tests.cluster_support import wait_for
+from tests.replication.test_replication import _three_replicas
 
 
 class _Follower(SyncObj):  # type: ignore[misc]
@@ -116,3 +119,43 @@ def test_overlapping_message_appends_only_what_is_new() -> None:
     msg = _ae(1, 0, [(b"c", 2, 1), (b"c", 3, 1), (b"n", 4, 1)])
     fixed = conform_append_entries(msg, log)
     assert (fixed["prevLogIdx"], fixed["prevLogTerm"], fixed["entries"]) == (3, 1, [(b"n", 4, 1)])
+
+
+def test_stall_grace_moves_a_deadline_that_ran_out_during_a_stall_once() -> None:
+    grace = StallGrace(stall_s=0.2, slack_s=0.3)
+    assert grace.deadline(10.0, 10.5, following=True) == 10.5  # first tick: nothing to compare
+    assert grace.deadline(10.02, 10.01, following=True) == 10.01  # ran out while ticking
+    assert grace.deadline(12.0, 10.5, following=True) == 12.3  # ran out during a 2 s stall
+    assert grace.deadline(12.5, 12.3, following=True) == 12.3  # no heartbeat read: elect now
+    assert grace.deadline(13.0, 12.3, following=False) == 12.3  # a leader has no deadline
+    assert grace.deadline(14.0, 13.0, following=True) == 14.3  # a new stall, a new grace
+    assert grace.granted == 2
+
+
+def test_a_follower_whose_tick_thread_stalled_does_not_depose_the_leader(tmp_path: Any) -> None:
+    """Without StallGrace the follower wakes past its election deadline, calls an election
+    before it reads the heartbeats waiting in its socket, and the higher term deposes the
+    leader."""
+    replicas = _three_replicas(tmp_path, fsync=False)
+    try:
+        wait_for(lambda: any(r.leader_ready() for r in replicas), 30, "a leader")
+        leader = next(r for r in replicas if r.leader_ready())
+        term = leader.term()
+        follower = next(r for r in replicas if r is not leader)
+        tick, stalled = follower.tick_stats.tick, []
+
+        def stalling_tick() -> None:
+            if not stalled:
+                stalled.append(True)
+                time.sleep(2.5 * follower.settings.election_max_s)
+            tick()
+
+        follower.tick_stats.tick = stalling_tick  # type: ignore[method-assign]
+        wait_for(lambda: stalled, 10, "the stall")
+        time.sleep(3 * follower.settings.election_max_s)
+        assert [r.term() for r in replicas] == [term] * 3
+        assert leader.is_leader()
+        assert follower.raft._stall_grace.granted >= 1
+    finally:
+        for r in replicas:
+            r.stop()
