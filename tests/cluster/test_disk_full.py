@@ -32,11 +32,12 @@ def _mount_tmpfs(path: str, size: str) -> None:
 
 def _fill(path: str) -> str:
     filler = os.path.join(path, "filler")
-    with open(filler, "wb") as f:
+    # Unbuffered: a buffered file keeps the part of a block the disk had no room for and fails
+    # again when it is closed (whenever the free space is not a multiple of the block).
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler
