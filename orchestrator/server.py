@@ -282,7 +282,9 @@ FRESH_DATA_HELP = (
 # A reference cycle among frozen objects is never freed, so the whole heap is walked again
 # (one long pause) once the frozen count has grown RESCAN_GROWTH times since the last such walk,
 # and at most once per RESCAN_MIN_S: the kept cycles stay below the live heap plus what one
-# interval leaks, and a growing heap costs a logarithmic number of long pauses.
+# interval leaks, and a growing heap costs a logarithmic number of long pauses. The leader waits
+# for RESCAN_GROWTH squared: its pause stops the heartbeats of the whole cluster, a follower's
+# only its own (and raft_fixes.StallGrace keeps that from starting an election).
 RESCAN_GROWTH = 2
 RESCAN_MIN_S = 3600.0
 
@@ -290,8 +292,13 @@ RESCAN_MIN_S = 3600.0
 class FreezeAfterFull:
     """A gc.callbacks hook: freeze after every full collection, thaw everything rarely."""
 
-    def __init__(self, collector: Any = gc, clock: Callable[[], float] = time.monotonic) -> None:
-        self.gc, self.clock = collector, clock
+    def __init__(
+        self,
+        collector: Any = gc,
+        clock: Callable[[], float] = time.monotonic,
+        leading: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.gc, self.clock, self.leading = collector, clock, leading
         self.base = max(1, collector.get_freeze_count())
         self.rescanned_at = clock()
         self.rescans = 0
@@ -302,7 +309,8 @@ class FreezeAfterFull:
             return
         frozen = self.gc.get_freeze_count()
         due = self.clock() - self.rescanned_at >= RESCAN_MIN_S
-        if not self._thawed and due and frozen > RESCAN_GROWTH * self.base:
+        growth = RESCAN_GROWTH**2 if self.leading() else RESCAN_GROWTH
+        if not self._thawed and due and frozen > growth * self.base:
             # Everything goes back to the oldest generation; the next full collection (soon:
             # it is due after a quarter of the last one's survivors) walks it all.
             self.gc.unfreeze()
@@ -316,7 +324,7 @@ class FreezeAfterFull:
             self.rescans += 1
 
 
-def tune_gc() -> FreezeAfterFull:
+def tune_gc(leading: Callable[[], bool] = lambda: False) -> FreezeAfterFull:
     """Freeze what start-up built (modules, the loaded state), then after every full collection.
 
     The thresholds stay Python's defaults: collecting young objects every 20,000 allocations
@@ -324,7 +332,7 @@ def tune_gc() -> FreezeAfterFull:
     (interleaved A/B, docs/performance.md, stop 11).
     """
     gc.freeze()
-    policy = FreezeAfterFull()
+    policy = FreezeAfterFull(leading=leading)
     gc.callbacks.append(policy)
     return policy
 
@@ -357,7 +365,7 @@ def serve(
         print(f"orchestrator serve: refusing to start: {exc}", file=sys.stderr)
         return 3
     srv.start()
-    tune_gc()
+    tune_gc(srv.replica.is_leader)
     done = threading.Event()
 
     def on_signal(signum: int, _: Any) -> None:

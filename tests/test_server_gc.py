@@ -62,6 +62,24 @@ def test_thaws_once_grown_and_due_then_refreezes_after_the_long_walk() -> None:
     assert fake.calls[-1] == "unfreeze"
 
 
+def test_the_leader_waits_for_four_times_the_growth() -> None:
+    fake, now, leading = FakeCollector(), [0.0], [True]
+    policy = server.FreezeAfterFull(fake, clock=lambda: now[0], leading=lambda: leading[0])
+    now[0] = server.RESCAN_MIN_S
+    fake.frozen = 300  # 3x: a follower would thaw now
+    full(policy)
+    assert fake.calls == ["freeze"]
+    leading[0] = False
+    full(policy)
+    assert fake.calls[-1] == "unfreeze"
+    fake, now[0] = FakeCollector(), 0.0
+    policy = server.FreezeAfterFull(fake, clock=lambda: now[0], leading=lambda: True)
+    now[0] = server.RESCAN_MIN_S
+    fake.frozen = 401  # more than 4x: the leader thaws too
+    full(policy)
+    assert fake.calls == ["unfreeze"]
+
+
 def test_a_cycle_among_frozen_objects_is_freed_by_the_rescan() -> None:
     class Node:
         other: Any = None
