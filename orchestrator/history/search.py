@@ -351,12 +351,12 @@ def _conditions(q: SearchQuery, fts: bool) -> tuple[str, list[str], list[Any], s
     where: list[str] = []
     args: list[Any] = []
     source = "workflows w"
-    ranged = "w"  # the table whose create_ms / end_ms the ranges bound (its index's order)
+    own = "w"  # the table whose sort columns and status the conditions read (its index's)
     if q.failed_task_type:
         # The correlation index is narrower than any type's rows: the planner chooses then.
         hint = "" if q.correlation_id else f" INDEXED BY {S.FAILED_SORT_INDEXES[q.sort]}"
         source = f"failed_types f{hint} JOIN workflows w ON w.workflow_id = f.workflow_id"
-        ranged = "f"
+        own = "f"
         where.append("f.task_type = ?")
         args.append(q.failed_task_type)
     for column, value in (("name", q.name), ("correlation_id", q.correlation_id)):
@@ -367,17 +367,17 @@ def _conditions(q: SearchQuery, fts: bool) -> tuple[str, list[str], list[Any], s
         where.append("w.version = ?")
         args.append(q.version)
     if q.statuses:
-        where.append(f"w.status IN ({', '.join('?' * len(q.statuses))})")
+        where.append(f"{own}.status IN ({', '.join('?' * len(q.statuses))})")
         args.extend(q.statuses)
     for column, lo, hi in (
         ("create_ms", q.created_from_ms, q.created_to_ms),
         ("end_ms", q.ended_from_ms, q.ended_to_ms),
     ):
         if lo:
-            where.append(f"{ranged}.{column} >= ?")
+            where.append(f"{own}.{column} >= ?")
             args.append(lo)
         if hi:
-            where.append(f"{ranged}.{column} < ?")
+            where.append(f"{own}.{column} < ?")
             args.append(hi)
     words = S.text_words(q.text)
     if words and not fts:  # without FTS5: substrings, not words
@@ -403,10 +403,10 @@ def _sql_page(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM reasons WHERE reasons MATCH ? LIMIT ?)",
                 (match, TEXT_SCAN_MIN + 1),
             ).fetchone()
-            # Joined to failed_types, the planner would otherwise look every row up once per
-            # match (an IN list as an index constraint): minutes at a million rows.
-            plus = "+" if q.failed_task_type else ""
-            where.append(f"{plus}w.id IN (SELECT rowid FROM reasons WHERE reasons MATCH ?)")
+            # Joined to failed_types: its own copy of the row id, never an index constraint
+            # (the planner would look every row up once per match: minutes at 1M rows).
+            row_id = "+f.wid" if q.failed_task_type else "w.id"
+            where.append(f"{row_id} IN (SELECT rowid FROM reasons WHERE reasons MATCH ?)")
             args.append(match)
         page_source = source
         if match and text_only and hits > TEXT_SCAN_MIN:
@@ -454,6 +454,8 @@ def _count(
     limit = TOTAL_BOUND + recent
     if text_alone:
         source, cond, args = "reasons", "reasons MATCH ?", [text_alone]
+    elif source.startswith("failed_types") and "w." not in cond:
+        source = source.split(" JOIN ")[0]  # every condition is on failed_types' own index
     (count,) = conn.execute(
         f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {cond} LIMIT ?)", (*args, limit + 1)
     ).fetchone()

@@ -57,26 +57,31 @@ CREATE TABLE IF NOT EXISTS workflows(
 );
 CREATE INDEX IF NOT EXISTS wf_create ON workflows(create_ms, workflow_id);
 CREATE INDEX IF NOT EXISTS wf_end ON workflows(end_ms, workflow_id);
-CREATE INDEX IF NOT EXISTS wf_name_create ON workflows(name, create_ms, workflow_id);
 CREATE INDEX IF NOT EXISTS wf_name_end ON workflows(name, end_ms, workflow_id);
-CREATE INDEX IF NOT EXISTS wf_status_create ON workflows(status, create_ms, workflow_id);
 CREATE INDEX IF NOT EXISTS wf_status_end ON workflows(status, end_ms, workflow_id);
 CREATE INDEX IF NOT EXISTS wf_corr ON workflows(correlation_id, create_ms);
 CREATE INDEX IF NOT EXISTS wf_archived ON workflows(archived_seq);
 """
-# The sort columns are copied from the workflow so that a page of one failed task type reads
-# in order from its own index instead of walking every workflow and probing this table.
-_FAILED_TYPES = """
+# Schema 2. failed_types carries the workflow's sort columns, status and row id, so that a page
+# of one failed task type reads in order from its own index instead of walking every workflow
+# and probing this table, and its count (status and text included) needs no workflow row.
+# The name and status indexes carry the other equality filters: a count of name + status +
+# version reads only the index, not every FAILED row.
+_SCHEMA_2 = """
+CREATE INDEX IF NOT EXISTS wf_name_create ON workflows(name, create_ms, workflow_id, version, status);
+CREATE INDEX IF NOT EXISTS wf_status_create ON workflows(status, create_ms, workflow_id, name, version);
 CREATE TABLE IF NOT EXISTS failed_types(
     task_type TEXT NOT NULL,
     workflow_id TEXT NOT NULL,
     create_ms INTEGER NOT NULL,
     end_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    wid INTEGER NOT NULL,
     PRIMARY KEY(task_type, workflow_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ft_workflow ON failed_types(workflow_id);
-CREATE INDEX IF NOT EXISTS ft_create ON failed_types(task_type, create_ms, workflow_id);
-CREATE INDEX IF NOT EXISTS ft_end ON failed_types(task_type, end_ms, workflow_id);
+CREATE INDEX IF NOT EXISTS ft_create ON failed_types(task_type, create_ms, workflow_id, status, wid);
+CREATE INDEX IF NOT EXISTS ft_end ON failed_types(task_type, end_ms, workflow_id, status, wid);
 CREATE TRIGGER IF NOT EXISTS wf_deleted AFTER DELETE ON workflows BEGIN
     DELETE FROM failed_types WHERE workflow_id = old.workflow_id;
 END;
@@ -86,15 +91,17 @@ END;
 _MIGRATE_1 = (
     """
 DROP TRIGGER IF EXISTS wf_deleted;
+DROP INDEX IF EXISTS wf_name_create;
+DROP INDEX IF EXISTS wf_status_create;
 CREATE TEMP TABLE failed_types_1 AS
-    SELECT f.task_type, f.workflow_id, w.create_ms, w.end_ms
+    SELECT f.task_type, f.workflow_id, w.create_ms, w.end_ms, w.status, w.id AS wid
     FROM failed_types f JOIN workflows w ON w.workflow_id = f.workflow_id;
 DROP TABLE failed_types;
 """
-    + _FAILED_TYPES
+    + _SCHEMA_2
     + """
-INSERT INTO failed_types(task_type, workflow_id, create_ms, end_ms)
-    SELECT task_type, workflow_id, create_ms, end_ms FROM temp.failed_types_1;
+INSERT INTO failed_types(task_type, workflow_id, create_ms, end_ms, status, wid)
+    SELECT task_type, workflow_id, create_ms, end_ms, status, wid FROM temp.failed_types_1;
 DROP TABLE temp.failed_types_1;
 """
 )
@@ -156,7 +163,7 @@ class Store:
                 raise sqlite3.DatabaseError(
                     f"history schema {version} is newer than this version's {SCHEMA_VERSION}"
                 )
-            script = _FAILED_TYPES if fresh else _MIGRATE_1 if version == 1 else ""
+            script = _SCHEMA_2 if fresh else _MIGRATE_1 if version == 1 else ""
             for statement in _statements(script):
                 c.execute(statement)
             c.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('schema', ?)", (SCHEMA_VERSION,))
@@ -217,7 +224,7 @@ class Store:
         doc = json.dumps(archive_doc(op), separators=(",", ":"), ensure_ascii=False).encode()
         c = self.conn
         c.execute("DELETE FROM workflows WHERE workflow_id = ?", (wf.workflow_id,))
-        c.execute(
+        row = c.execute(
             "INSERT INTO workflows(workflow_id, name, version, status, correlation_id, create_ms,"
             " end_ms, reason, archived_seq, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -232,14 +239,17 @@ class Store:
                 op.seq,
                 zlib.compress(doc, 6),
             ),
-        )
+        ).lastrowid
         failed = sorted(
             {n for t in op.tasks if t.status in FAILED_STATUSES for n in (t.task_type, t.type)}
         )
         c.executemany(
-            "INSERT OR IGNORE INTO failed_types(task_type, workflow_id, create_ms, end_ms)"
-            " VALUES (?, ?, ?, ?)",
-            [(str(n), wf.workflow_id, wf.create_time_ms, wf.end_time_ms) for n in failed],
+            "INSERT OR IGNORE INTO failed_types(task_type, workflow_id, create_ms, end_ms,"
+            " status, wid) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (str(n), wf.workflow_id, wf.create_time_ms, wf.end_time_ms, str(wf.status), row)
+                for n in failed
+            ],
         )
 
     def _expire(self, op: Expire) -> None:

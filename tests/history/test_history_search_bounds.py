@@ -76,6 +76,8 @@ def _expected(r: MiniReplica, history: History, made, kw: dict[str, object]) -> 
             continue
         if kw.get("name") not in (None, name) or kw.get("correlation_id") not in (None, corr):
             continue
+        if kw.get("statuses", ("FAILED",)) != ("FAILED",) or kw.get("text", "") not in reason:
+            continue  # every workflow with a failed task here failed
         lo, hi = kw.get("created_from_ms", 0), kw.get("created_to_ms", 0)
         if (not lo or create >= lo) and (not hi or create < hi):
             key = create if kw.get("sort", "create_time") == "create_time" else end
@@ -96,6 +98,10 @@ def test_failed_task_type_pages_are_exact_in_every_order_and_with_other_filters(
         {},
         {"name": "one_step"},
         {"correlation_id": "c0"},
+        {"statuses": ("FAILED",)},
+        {"statuses": ("COMPLETED",)},
+        {"text": "again"},
+        {"text": "late", "statuses": ("FAILED",), "created_from_ms": from_ms},
         {"created_from_ms": from_ms},
         {"created_from_ms": from_ms, "created_to_ms": mid or from_ms + 10**9},
     ):
@@ -198,7 +204,8 @@ def test_a_history_file_of_schema_1_is_migrated_at_open_and_keeps_every_row(
         conn = reopened.store.conn
         (lost,) = conn.execute(
             "SELECT COUNT(*) FROM failed_types f JOIN workflows w USING (workflow_id)"
-            " WHERE f.create_ms != w.create_ms OR f.end_ms != w.end_ms"
+            " WHERE f.create_ms != w.create_ms OR f.end_ms != w.end_ms OR f.status != w.status"
+            " OR f.wid != w.id"
         ).fetchone()
         assert lost == 0
         gone = made[0][0]  # the trigger that drops a deleted workflow's types is back
