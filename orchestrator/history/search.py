@@ -399,19 +399,20 @@ def _sql_page(
     try:
         hits = -1
         if match:
-            (hits,) = conn.execute(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM reasons WHERE reasons MATCH ? LIMIT ?)",
-                (match, TEXT_SCAN_MIN + 1),
-            ).fetchone()
+            # The matches, once per search: the page and the count both test rows against them.
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS text_hits(id INTEGER PRIMARY KEY)")
+            conn.execute("DELETE FROM temp.text_hits")
+            hits = conn.execute(
+                "INSERT INTO temp.text_hits SELECT rowid FROM reasons WHERE reasons MATCH ?",
+                (match,),
+            ).rowcount
             # Joined to failed_types: its own copy of the row id, never an index constraint
             # (the planner would look every row up once per match: minutes at 1M rows).
-            row_id = "+f.wid" if q.failed_task_type else "w.id"
-            where.append(f"{row_id} IN (SELECT rowid FROM reasons WHERE reasons MATCH ?)")
-            args.append(match)
+            where.append(f"{'+f.wid' if q.failed_task_type else 'w.id'} IN temp.text_hits")
         page_source = source
         if match and text_only and hits > TEXT_SCAN_MIN:
             # Many matches: walk the sort order testing rows against them, rather than fetch
-            # and sort every match (the count would walk it too: FTS5 counts them instead).
+            # and sort every match.
             page_source = f"workflows w INDEXED BY {S.SORT_INDEXES[q.sort]}"
         page_where, page_args = [*where, "w.archived_seq <= ?"], [*args, max_seq]
         if q.after is not None:
@@ -423,9 +424,11 @@ def _sql_page(
             f" ORDER BY {col} {order}, {table}.workflow_id {order} LIMIT ?",
             (*page_args, q.page_size + 1),
         ).fetchall()
-        alone = match if match and len(where) == 1 else ""  # FTS5 counts the text alone
-        total = _count(conn, source, where, args, max_seq, alone) if q.with_total else (0, False)
+        known = hits if match and len(where) == 1 else -1  # the text alone: its matches
+        total = _count(conn, source, where, args, max_seq, known) if q.with_total else (0, False)
     finally:
+        if match:  # not kept until this thread's next text search
+            conn.execute("DELETE FROM temp.text_hits")
         conn.execute("COMMIT")
     return [((v, wid), S.workflow_of(doc)) for v, wid, doc in rows], total
 
@@ -436,12 +439,12 @@ def _count(
     where: list[str],
     args: list[Any],
     max_seq: int,
-    text_alone: str,
+    known: int,
 ) -> Total:
     """Matches archived up to max_seq, counted up to TOTAL_BOUND: (count, whether there are
-    more). All matches are counted (by FTS5 alone when the text is the only condition), less
-    the few archived after max_seq, found by their index (a count with the seq condition
-    itself would read every matching row, not only an index)."""
+    more). All matches are counted (or `known`, when not -1), less the few archived after
+    max_seq, found by their index (a count with the seq condition itself would read every
+    matching row, not only an index)."""
     cond = " AND ".join(where) or "1"
     recent = 0
     if conn.execute(
@@ -452,13 +455,14 @@ def _count(
             (max_seq, *args),
         ).fetchone()
     limit = TOTAL_BOUND + recent
-    if text_alone:
-        source, cond, args = "reasons", "reasons MATCH ?", [text_alone]
-    elif source.startswith("failed_types") and "w." not in cond:
+    if source.startswith("failed_types") and "w." not in cond:
         source = source.split(" JOIN ")[0]  # every condition is on failed_types' own index
-    (count,) = conn.execute(
-        f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {cond} LIMIT ?)", (*args, limit + 1)
-    ).fetchone()
+    count = known
+    if count < 0:
+        (count,) = conn.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {cond} LIMIT ?)",
+            (*args, limit + 1),
+        ).fetchone()
     if count > limit:
         return TOTAL_BOUND, True
     return int(count) - recent, False
