@@ -61,7 +61,9 @@ HistoryOp = Archive | Remove | Expire
 
 
 def _named(record: Any) -> dict[str, JSON]:
-    out = {name: getattr(record, name) for name in type(record).ROW}
+    # to_row() reads every field with one attrgetter call (each archived workflow is encoded
+    # on every replica: a getattr per field cost a fifth of the history writer's time).
+    out = dict(zip(type(record).ROW, record.to_row(), strict=True))
     script = out.get("script")
     if isinstance(script, ScriptMarker):
         out["script"] = script.to_json()
