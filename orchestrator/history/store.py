@@ -29,9 +29,10 @@ from ..core.records import TaskStatus, Workflow
 JSON = Any
 
 FILE = "history.sqlite3"
-# zlib level of the archived documents: level 1 costs about a third of level 6's time for a
-# few per cent more bytes (every replica compresses every archived workflow).
-_DOC_LEVEL = 1
+# zlib level of the archived documents. Level 1 took a quarter less time in a profile of the
+# writer, but the c=64 benchmark did not improve with it (docs/performance.md stop 13), so the
+# smaller documents of level 6 stay.
+_DOC_LEVEL = 6
 SCHEMA_VERSION = 2
 # A task of a workflow that ended in one of these makes it match `failed_task_type`.
 FAILED_STATUSES = frozenset(
