@@ -232,12 +232,18 @@ class ServiceBase:
         fwd_md: tuple[tuple[str, str], ...] = ((FORWARDED_KEY, "1"),)
         if MIN_SEQ_KEY in md:
             fwd_md += ((MIN_SEQ_KEY, md[MIN_SEQ_KEY]),)
+        fut = call.future(request, timeout=timeout, metadata=fwd_md)
+        # A caller that goes away (a cancelled long poll) cancels the leader's call with it:
+        # otherwise that call would hold a slot on the leader until its own timeout.
+        context.add_callback(fut.cancel)
         try:
-            response, call_info = call.with_call(request, timeout=timeout, metadata=fwd_md)
+            response = fut.result()
+        except grpc.FutureCancelledError:
+            raise ApiError(grpc.StatusCode.CANCELLED, "the caller went away") from None
         except grpc.RpcError as err:
             raise _forward_error(err, peer.grpc) from None
         trailers = tuple(
-            (str(k), str(v)) for k, v in (call_info.trailing_metadata() or ()) if k == SEQ_KEY
+            (str(k), str(v)) for k, v in (fut.trailing_metadata() or ()) if k == SEQ_KEY
         )
         if trailers:
             context.set_trailing_metadata(trailers)
