@@ -276,6 +276,12 @@ class ServiceBase:
                 "may be stale",
                 self.node.leader_trailers(),
             )
+        if not self.replica.caught_up(READ_WAIT_S):
+            raise ApiError(
+                grpc.StatusCode.UNAVAILABLE,
+                "this replica has not yet applied what its leader has committed; retry",
+                self.node.leader_trailers(),
+            )
         if min_seq and not self.replica.wait_applied(min_seq, READ_WAIT_S):
             raise ApiError(
                 grpc.StatusCode.UNAVAILABLE,

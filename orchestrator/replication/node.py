@@ -279,6 +279,24 @@ class RaftReplica(ReplicaBase):
             return False
         return bool(deadline > now and self.raft._getLeader() is not None)
 
+    def caught_up(self, timeout_s: float) -> bool:
+        # pysyncobj keeps the commit index of the leader's latest AppendEntries, even one it
+        # rejected because its log did not match yet; applying up to it is what it lacks.
+        if self.raft._isLeader():
+            return True
+        target = self.raft._SyncObj__leaderCommitIndex
+        if target is None:
+            return False
+        deadline = time.monotonic() + timeout_s
+        # pysyncobj records an entry as applied after our apply returns (and notifies): poll.
+        while self.raft._SyncObj__raftLastApplied < target:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with self.applied_cond:
+                self.applied_cond.wait(min(left, 0.01))
+        return True
+
     def leader_addr(self) -> str | None:
         leader = self.raft._getLeader()
         return leader.address if leader is not None else None

@@ -214,3 +214,20 @@ def test_workflows_come_in_pages_newest_first_while_more_start(
     assert "page_token" in _invalid(
         lambda: stubs.wfs.ListWorkflows(wpb.ListWorkflowsRequest(page_token="W10="), timeout=5)
     )
+
+
+def test_a_replica_behind_its_leaders_commit_answers_unavailable_not_not_found(
+    server: ReplicaServer, channel: grpc.Channel, monkeypatch: Any
+) -> None:
+    # A follower resumed after a pause is fresh (it heard the leader) before it has applied
+    # what that leader committed meanwhile; a read then must not say NOT_FOUND.
+    stubs = api_stubs(channel)
+    monkeypatch.setattr(server.node.replica, "caught_up", lambda timeout_s: False)
+    with pytest.raises(grpc.RpcError) as err:
+        stubs.wfs.GetWorkflow(wpb.GetWorkflowRequest(workflow_id="no-such-id"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "not yet applied what its leader has committed" in (err.value.details() or "")
+    monkeypatch.undo()
+    with pytest.raises(grpc.RpcError) as err:
+        stubs.wfs.GetWorkflow(wpb.GetWorkflowRequest(workflow_id="no-such-id"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
