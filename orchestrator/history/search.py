@@ -228,7 +228,8 @@ class History:
         return S.get_doc(self._ready(max(min_seq, applied)), workflow_id)
 
     def search(self, replica: Any, q: SearchQuery, min_seq: int = 0) -> SearchPage:
-        """Memory (read under replica.read at seq S) merged with the history once it has
+        """Memory (its workflows at seq S taken under replica.read, filtered outside the lock,
+        the chosen ones copied under it again) merged with the history once it has
         written everything up to max(S, min_seq); ids deduplicated (memory wins). Raises
         HistoryUnavailable when the history cannot answer in time.
 
@@ -237,7 +238,14 @@ class History:
         """
         if min_seq and not replica.wait_applied(min_seq, WAIT_TIMEOUT_S):
             raise HistoryUnavailable(f"this replica has not applied seq {min_seq} yet")
-        mem, mem_total, seq = replica.read(lambda st: (*_memory_page(st, q), st.seq))
+        # Under the lock (which apply holds per entry, on the Raft tick thread) only what is
+        # cheap: the candidates, then the chosen page's copies; the filtering runs outside it
+        # (a walk over 100 000 running workflows held apply for ~0.3 s).
+        cands, seq = replica.read(lambda st: (list(_candidates(st, q)), st.seq))
+        chosen, mem_total = _memory_page(cands, q, replica.read(lambda st: st.tasks.get))
+        mem = replica.read(
+            lambda st: [(k, _copy(st.workflows.get(wf.workflow_id, wf))) for k, wf in chosen]
+        )
         conn = self._ready(max(seq, min_seq))
         rows, sql_total = _sql_page(conn, q, seq, self.store.fts)
         seen = {wf.workflow_id for _, wf in mem}
@@ -273,21 +281,22 @@ Key = tuple[int, str]
 Total = tuple[int, bool]  # a count, and whether it stopped at TOTAL_BOUND
 
 
-def _key(q: SearchQuery, wf: Workflow) -> Key:
-    value = wf.create_time_ms if q.sort == "create_time" else wf.end_time_ms
-    return (value, wf.workflow_id)
-
-
-def _memory_page(st: State, q: SearchQuery) -> tuple[list[tuple[Key, Workflow]], int]:
-    """The first page_size + 1 matches in memory after the cursor, copied (apply changes the
-    records once the lock is released), and how many match in all."""
-    words = S.text_words(q.text)
+def _memory_page(
+    cands: list[Workflow], q: SearchQuery, task_of: Callable[[str], Any]
+) -> tuple[list[tuple[Key, Workflow]], int]:
+    """The first page_size + 1 matches among `cands` after the cursor, and how many match in
+    all. Runs outside the replica's lock: apply may change a record meanwhile (each read of
+    an attribute is whole), so a workflow may show a status newer than the candidates' seq;
+    the caller copies the chosen ones under the lock."""
+    words = set(S.text_words(q.text))
     statuses = frozenset(q.statuses)
     failed = q.failed_task_type
     after = q.after
+    by_end = q.sort != "create_time"
+    n = q.page_size + 1
     page: list[tuple[Key, Workflow]] = []
     total = 0
-    for wf in _candidates(st, q):
+    for wf in cands:
         if (q.name and wf.workflow_name != q.name) or (
             q.version and wf.workflow_version != q.version
         ):
@@ -300,18 +309,17 @@ def _memory_page(st: State, q: SearchQuery) -> tuple[list[tuple[Key, Workflow]],
             continue
         if not _in_range(wf.end_time_ms, q.ended_from_ms, q.ended_to_ms):
             continue
-        if failed and not _failed_type(st, wf, failed):
+        if failed and not _failed_type(task_of, wf, failed):
             continue
-        if words and not set(words) <= set(S.text_words(wf.reason_for_incompletion)):
+        if words and not words <= set(S.text_words(wf.reason_for_incompletion)):
             continue
         total += 1
-        key = _key(q, wf)
+        key = (wf.end_time_ms if by_end else wf.create_time_ms, wf.workflow_id)
         if after is not None and (key >= after if q.descending else key <= after):
             continue
         page.append((key, wf))
-    n = q.page_size + 1
     best = heapq.nlargest(n, page) if q.descending else heapq.nsmallest(n, page)
-    return [(k, _copy(wf)) for k, wf in best], total
+    return best, total
 
 
 def _candidates(st: State, q: SearchQuery) -> Iterable[Workflow]:
@@ -329,9 +337,9 @@ def _in_range(value: int, lo: int, hi: int) -> bool:
     return (not lo or value >= lo) and (not hi or value < hi)
 
 
-def _failed_type(st: State, wf: Workflow, task_type: str) -> bool:
-    for tid in wf.tasks:
-        t = st.tasks.get(tid)
+def _failed_type(task_of: Callable[[str], Any], wf: Workflow, task_type: str) -> bool:
+    for tid in list(wf.tasks):
+        t = task_of(tid)
         if t is not None and t.status in S.FAILED_STATUSES and task_type in (t.task_type, t.type):
             return True
     return False
