@@ -38,6 +38,7 @@ from .records import (
     Task,
     TaskStatus,
     Workflow,
+    idempotency_index_key,
     queue_key,
 )
 from .state import State
@@ -216,10 +217,9 @@ def _workflow_evicted(ctx: Ctx, ev: E.WorkflowEvicted) -> None:
         entry.refs -= 1
         if entry.refs <= 0:
             del st.def_snapshots[wf.def_hash]
-    if wf.idempotency_key:
-        key = f"{wf.workflow_name}\x00{wf.idempotency_key}"
-        if st.idempotency.get(key) == ev.workflow_id:
-            del st.idempotency[key]
+    key = idempotency_index_key(wf.workflow_name, wf.idempotency_key)
+    if key and st.idempotency.get(key) == ev.workflow_id:
+        del st.idempotency[key]
 
 
 # ---------------------------------------------------------------- tasks

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import events as E
 from . import journal as J
-from .records import T_IN_PROGRESS, WF_LIVE, WF_PAUSED, WF_RUNNING, DefSnapshot
+from .records import (
+    T_IN_PROGRESS,
+    WF_LIVE,
+    WF_PAUSED,
+    WF_RUNNING,
+    DefSnapshot,
+    idempotency_index_key,
+)
 
 if TYPE_CHECKING:
     from .context import Ctx
@@ -165,7 +172,6 @@ def workflow_removed(ctx: Ctx, ev: E.WorkflowRemoved) -> None:
     for tid in wf.tasks:
         J.pop_key(u, st.tasks, tid)
     unref_definition(ctx, wf.def_hash)
-    if wf.idempotency_key:
-        key = f"{wf.workflow_name}\x00{wf.idempotency_key}"
-        if st.idempotency.get(key) == ev.workflow_id:
-            J.pop_key(u, st.idempotency, key)
+    key = idempotency_index_key(wf.workflow_name, wf.idempotency_key)
+    if key and st.idempotency.get(key) == ev.workflow_id:
+        J.pop_key(u, st.idempotency, key)

@@ -110,6 +110,12 @@ def queue_key(task_type: str, domain: str) -> str:
     return f"{task_type}@{domain}" if domain else task_type
 
 
+def idempotency_index_key(workflow_name: str, idempotency_key: str) -> str:
+    """The key of State.idempotency for a workflow's idempotency key ("" when it has none):
+    keys are per definition name, and no name contains NUL."""
+    return f"{workflow_name}\x00{idempotency_key}" if idempotency_key else ""
+
+
 # Timer key prefixes, as plain strings (keys are built on every lease and task end).
 LEASE_TIMER = TimerKind.LEASE.prefix
 READY_TIMER = TimerKind.READY.prefix

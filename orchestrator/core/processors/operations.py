@@ -44,6 +44,7 @@ from ..records import (
     TaskType,
     Workflow,
     WorkflowStatus,
+    idempotency_index_key,
 )
 from . import decider, registry, scheduler, tasks, workflows
 
@@ -443,7 +444,7 @@ def _restore(ctx: Ctx, workflow_id: str, doc: JSON) -> Workflow:
         defn, task_defs = snap.definition, snap.task_defs
     else:
         raise precondition(f"workflow {workflow_id}: the definition it ran with is not known")
-    key = f"{wf.workflow_name}\x00{wf.idempotency_key}" if wf.idempotency_key else ""
+    key = idempotency_index_key(wf.workflow_name, wf.idempotency_key)
     if key in st.idempotency:
         key = ""
     ctx.emit(E.WorkflowRestored(wf, task_list, defn, task_defs, key))

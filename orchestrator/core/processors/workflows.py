@@ -32,6 +32,7 @@ from ..records import (
     Task,
     Workflow,
     WorkflowStatus,
+    idempotency_index_key,
 )
 from . import decider, registry, retention, tasks
 from .documents import task_doc, task_view
@@ -56,7 +57,7 @@ def start_workflow(ctx: Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
     if not cmd.workflow_id:
         raise invalid("workflow_id: required")
     task_to_domain = check_task_to_domain(cmd.task_to_domain, "task_to_domain")
-    idem_key = f"{cmd.name}\x00{cmd.idempotency_key}" if cmd.idempotency_key else ""
+    idem_key = idempotency_index_key(cmd.name, cmd.idempotency_key)
     if idem_key:
         existing_id = st.idempotency.get(idem_key)
         existing = st.workflows.get(existing_id) if existing_id else None
