@@ -81,15 +81,18 @@ class Operations(ServiceBase):
     def _with_restore(self, cmd: Any) -> C.Command:
         """`cmd` with the archived document of its workflow when that is only in history."""
         wid = cmd.workflow_id
+        # In memory: a retry of an applied restore finds it there too, no document needed.
+        in_memory, doc = self._where(wid)
+        if in_memory or doc is None:
+            return cmd  # nowhere: the state machine answers NOT_FOUND
+        return dataclasses.replace(cmd, restore=hs.restorable(doc, wid))
+
+    def _where(self, wid: str) -> tuple[bool, dict[str, Any] | None]:
+        """(whether the workflow is in memory, else its archived document or None)."""
         in_memory, seq = self.replica.read(
             lambda st: (queries.workflow(st, wid) is not None, queries.applied_seq(st))
         )
-        if in_memory:
-            return cmd  # a retry of an applied restore finds it here too: no document needed
-        doc = hs.archived_doc(self.history, wid, seq)
-        if doc is None:
-            return cmd  # the state machine answers NOT_FOUND
-        return dataclasses.replace(cmd, restore=hs.restorable(doc, wid))
+        return (True, None) if in_memory else (False, hs.archived_doc(self.history, wid, seq))
 
     def _known(self, cmd: Any, method: str) -> C.Command:
         """`cmd`, once the leader knows where its workflow is. Apply removes from history
@@ -100,12 +103,9 @@ class Operations(ServiceBase):
         if early is not None and early.ok:
             return cmd  # applied already (a retry): its first outcome answers
         wid = cmd.workflow_id
-        in_memory, seq = self.replica.read(
-            lambda st: (queries.workflow(st, wid) is not None, queries.applied_seq(st))
-        )
+        in_memory, doc = self._where(wid)
         if in_memory:
             return cmd
-        doc = hs.archived_doc(self.history, wid, seq)
         if doc is None:
             if method == "RemoveWorkflow":
                 raise ApiError(grpc.StatusCode.NOT_FOUND, f"workflow {quote(wid)} not found")
