@@ -241,8 +241,10 @@ class History:
         # Under the lock (which apply holds per entry, on the Raft tick thread) only what is
         # cheap: the candidates, then the chosen page's copies; the filtering runs outside it
         # (a walk over 100 000 running workflows held apply for ~0.3 s).
-        cands, seq = replica.read(lambda st: (list(_candidates(st, q)), st.seq))
-        chosen, mem_total = _memory_page(cands, q, replica.read(lambda st: st.tasks.get))
+        cands, task_of, seq = replica.read(
+            lambda st: (list(_candidates(st, q)), st.tasks.get, st.seq)
+        )
+        chosen, mem_total = _memory_page(cands, q, task_of)
         mem = replica.read(
             lambda st: [(k, _copy(st.workflows.get(wf.workflow_id, wf))) for k, wf in chosen]
         )
