@@ -18,7 +18,9 @@ from orchestrator_client._codec import (
 )
 from orchestrator_client.v1 import workflows_pb2
 
-_TERMINAL_WORKFLOW_STATUSES: Final = frozenset({"COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT"})
+_TERMINAL_WORKFLOW_STATUSES: Final = frozenset(
+    {"COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT", "COMPENSATED"}
+)
 _TERMINAL_TASK_STATUSES: Final = frozenset(
     {
         "COMPLETED",

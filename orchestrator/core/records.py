@@ -27,6 +27,13 @@ class WorkflowStatus(StrEnum):
     TIMED_OUT = "TIMED_OUT"
     # An operator paused it: nothing new is scheduled until it is resumed (not terminal).
     PAUSED = "PAUSED"
+    # A saga is undoing its completed steps (processors/compensation.py): not terminal; it ends
+    # COMPENSATED, or FAILED when a compensation fails for good.
+    COMPENSATING = "COMPENSATING"
+    COMPENSATED = "COMPENSATED"
+    # Started while its definition was at its running limit: waits, with no task, until a slot
+    # frees (processors/admission.py); not terminal.
+    QUEUED = "QUEUED"
 
 
 class TaskStatus(StrEnum):
@@ -144,6 +151,9 @@ WF_FAILED = WorkflowStatus.FAILED
 WF_TERMINATED = WorkflowStatus.TERMINATED
 WF_TIMED_OUT = WorkflowStatus.TIMED_OUT
 WF_PAUSED = WorkflowStatus.PAUSED
+WF_COMPENSATING = WorkflowStatus.COMPENSATING
+WF_COMPENSATED = WorkflowStatus.COMPENSATED
+WF_QUEUED = WorkflowStatus.QUEUED
 T_SCHEDULED = TaskStatus.SCHEDULED
 T_IN_PROGRESS = TaskStatus.IN_PROGRESS
 T_COMPLETED = TaskStatus.COMPLETED
@@ -160,10 +170,19 @@ WF_TERMINAL = frozenset(
         WorkflowStatus.FAILED,
         WorkflowStatus.TERMINATED,
         WorkflowStatus.TIMED_OUT,
+        WorkflowStatus.COMPENSATED,
     )
 )
-# Not ended: running, or paused by an operator (its tasks in progress run on).
-WF_LIVE = frozenset((WorkflowStatus.RUNNING, WorkflowStatus.PAUSED))
+# Not ended: running, paused by an operator (its tasks in progress run on), compensating, or
+# queued behind its definition's running limit.
+WF_LIVE = frozenset(
+    (
+        WorkflowStatus.RUNNING,
+        WorkflowStatus.PAUSED,
+        WorkflowStatus.COMPENSATING,
+        WorkflowStatus.QUEUED,
+    )
+)
 T_ACTIVE = frozenset((TaskStatus.SCHEDULED, TaskStatus.IN_PROGRESS))
 T_RETRIABLE = frozenset((TaskStatus.FAILED, TaskStatus.TIMED_OUT))
 T_DONE_OK = frozenset((TaskStatus.COMPLETED, TaskStatus.COMPLETED_WITH_ERRORS, TaskStatus.SKIPPED))

@@ -19,7 +19,7 @@ import grpc
 import structlog
 
 from ..core.history_ops import Expire
-from ..core.records import Workflow, WorkflowStatus
+from ..core.records import WF_LIVE, Workflow, WorkflowStatus
 from ..core.state import State
 from . import store as S
 from .sync import Syncer
@@ -40,7 +40,7 @@ TOTAL_BOUND = 10_000
 MAX_PAGE_SIZE = 1000
 _STATUSES = frozenset(s.value for s in WorkflowStatus)
 # Not ended: never in terminal_order, end time 0.
-_LIVE = frozenset({WorkflowStatus.RUNNING.value, WorkflowStatus.PAUSED.value})
+_LIVE = frozenset(s.value for s in WF_LIVE)
 
 
 class HistoryUnavailable(Exception):

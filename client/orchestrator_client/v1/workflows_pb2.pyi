@@ -16,6 +16,9 @@ class WorkflowStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKFLOW_STATUS_TERMINATED: _ClassVar[WorkflowStatus]
     WORKFLOW_STATUS_TIMED_OUT: _ClassVar[WorkflowStatus]
     WORKFLOW_STATUS_PAUSED: _ClassVar[WorkflowStatus]
+    WORKFLOW_STATUS_COMPENSATING: _ClassVar[WorkflowStatus]
+    WORKFLOW_STATUS_COMPENSATED: _ClassVar[WorkflowStatus]
+    WORKFLOW_STATUS_QUEUED: _ClassVar[WorkflowStatus]
 
 class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -59,6 +62,9 @@ WORKFLOW_STATUS_FAILED: WorkflowStatus
 WORKFLOW_STATUS_TERMINATED: WorkflowStatus
 WORKFLOW_STATUS_TIMED_OUT: WorkflowStatus
 WORKFLOW_STATUS_PAUSED: WorkflowStatus
+WORKFLOW_STATUS_COMPENSATING: WorkflowStatus
+WORKFLOW_STATUS_COMPENSATED: WorkflowStatus
+WORKFLOW_STATUS_QUEUED: WorkflowStatus
 TASK_STATUS_UNSPECIFIED: TaskStatus
 TASK_STATUS_SCHEDULED: TaskStatus
 TASK_STATUS_IN_PROGRESS: TaskStatus
