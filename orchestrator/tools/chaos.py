@@ -8,7 +8,9 @@ SIGSTOP of the leader or a follower past the election timeout, SIGTERM of the le
 namespaces a partition isolating the leader, an asymmetric partition and packet loss. After each
 fault heals it measures how long until a client call succeeds again. At the end the load stops
 and the history is checked: no acknowledged start or task result lost, every workflow terminal,
-at most one accepted completion per task attempt, replicas agreeing on their rolling hash.
+at most one accepted completion per task attempt, replicas agreeing on their rolling hash;
+and, over every workflow's records, that no task or workflow limit was exceeded and no saga step
+was compensated twice (the limits mix, limits_mix.py: its workflows are part of the load).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from typing import Any
 
 from orchestrator_client import WorkerStats
 
+from .limits_mix import Mix
 from .localcluster import LocalCluster, write_config
 from .netns import NetNS, namespaces_available
-from .verify import WF, Load, check_history, check_replicas_agree, definitions, wait_for
+from .verify import Load, check_history, check_replicas_agree, definitions, wait_for
 
 CHAOS_RAFT = {"log_compaction_min_entries": 500, "log_compaction_min_time_s": 60.0}
 
@@ -67,10 +70,12 @@ def run(
     try:
         cluster.start_all()
         cluster.wait_healthy(timeout_s=60)
-        load = Load(cluster.access())
+        mix = Mix()
+        load = Load(cluster.access(), mix=mix)
         tds, wf = definitions()
         load.client.register_task_defs(tds)
         load.client.register_workflow_def(wf)
+        mix.register(load.client)
         load.begin()
         deadline = time.monotonic() + minutes * 60
         while time.monotonic() < deadline:
@@ -162,15 +167,27 @@ def _recovery_s(load: Load, cluster: LocalCluster) -> float:
 
 
 def _check(load: Load, base: str) -> dict[str, Any]:
-    """The history check and the replicas' agreement; the history is kept if either fails."""
+    """The history check, the replicas' agreement and the limit audits; the history is kept if
+    any fails (a limit violation is in the result, named, rather than raised)."""
     try:
-        history = check_history(load.client, load.starts, load.results, WF, load.polled, load=load)
+        history = check_history(
+            load.client, load.starts, load.results, load.names, load.polled, load=load
+        )
         seq = check_replicas_agree(load.client)
+        load.settled()
     except AssertionError:
-        path = _write_history(base, load)
-        print(f"chaos: the recorded history is in {path}", flush=True)
+        _keep_history(base, load)
         raise
-    return {"history": history, "replicas_agree_at_sequence": seq}
+    assert load.mix is not None
+    limits = load.mix.audit(load.final.values())
+    if limits["violations"]:
+        _keep_history(base, load)
+    return {"history": history, "replicas_agree_at_sequence": seq, "limits": limits}
+
+
+def _keep_history(base: str, load: Load) -> None:
+    path = _write_history(base, load)
+    print(f"chaos: the recorded history is in {path}", flush=True)
 
 
 def _result(
@@ -183,6 +200,7 @@ def _result(
     recoveries: list[float],
 ) -> dict[str, Any]:
     ordered = sorted(recoveries)
+    mix_errors = load.mix.errors if load.mix is not None else []
     return {
         "seed": seed,
         "minutes": minutes,
@@ -193,8 +211,10 @@ def _result(
             "acknowledged_results_present": True,
             "at_most_one_completion_per_attempt": True,
             "replicas_agree_at_sequence": checks["replicas_agree_at_sequence"],
+            "limits_held": not checks["limits"]["violations"],
         },
         "history": checks["history"],
+        "limits": checks["limits"],
         "operations": {
             e: load.starts.count(e) + load.results.count(e)
             for e in ("invoke", "ok", "fail", "unknown")
@@ -205,7 +225,7 @@ def _result(
             f.name: sum(getattr(w.stats, f.name) for w in load.workers)
             for f in dataclasses.fields(WorkerStats)
         },
-        "start_errors_sample": [repr(e)[:300] for e in load.errors[:5]],
+        "start_errors_sample": [repr(e)[:300] for e in (load.errors + mix_errors)[:5]],
         "recovery_s": {
             "p50": round(ordered[len(ordered) // 2], 3) if ordered else None,
             "max": round(ordered[-1], 3) if ordered else None,
@@ -233,12 +253,16 @@ def cmd_chaos(ns: argparse.Namespace) -> int:
     except AssertionError as exc:
         print(f"\nchaos: a check FAILED: {exc}")
         return 1
-    print("\nchaos: every check held")
+    violations = result["limits"]["violations"]
+    if violations:
+        print(f"\nchaos: a check FAILED: limits exceeded: {violations}")
+    else:
+        print("\nchaos: every check held")
     print(json.dumps(result, indent=2))
     if ns.json:
         with open(ns.json, "w") as f:
             json.dump(result, f, indent=2)
-    return 0
+    return 1 if violations else 0
 
 
 def add_parser(sub: Any) -> None:

@@ -6,10 +6,11 @@ against the cluster's final state, in the style of Jepsen's histories.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from orchestrator_client import OrchestratorClient, Worker
 from orchestrator_client.errors import NotFoundError
 
 from .access import Access
+from .limits_mix import Mix
 
 
 def wait_for(
@@ -99,6 +101,10 @@ def definitions(response_timeout_s: int = 10) -> tuple[list[dict[str, Any]], dic
     return tds, wf
 
 
+def _fault_output(kind: str) -> Callable[[Any], dict[str, Any]]:
+    return lambda task: {"m": f"{kind}-{task.task_id}"}
+
+
 class Load:
     """A starter thread and in-process workers, every call recorded, and an auditor.
 
@@ -107,9 +113,12 @@ class Load:
     long runs; it also scans the newest workflows for two that answer the same start.
     """
 
-    def __init__(self, access: Access | list[str], workers: int = 2) -> None:
+    def __init__(
+        self, access: Access | list[str], workers: int = 2, mix: Mix | None = None
+    ) -> None:
         """`access`: the cluster with credentials (LocalCluster.access()), or its addresses
-        (plaintext)."""
+        (plaintext). `mix`: also start its workflows and run its tasks (registered by the
+        caller, like fault_flow's definitions)."""
         if not isinstance(access, Access):
             access = Access(list(access))
         self.starts = History()
@@ -120,14 +129,23 @@ class Load:
         self.workers: list[Worker] = []
         self.clients = [self.client]
         self._lock = threading.Lock()
+        self.mix = mix
+        self.names = [WF, *(mix.names if mix is not None else [])]
         for i in range(workers):
             c = access.client(timeout_s=2.0, retry_budget_s=60.0, recorder=self.results)
             self.clients.append(c)
             w = Worker(c, worker_id=f"load-{i}", concurrency=4, poll_timeout_ms=500)
-            w.register("fault_a", self._handler(f"load-{i}", "a", c))
-            w.register("fault_b", self._handler(f"load-{i}", "b", c))
+            for kind in ("a", "b"):
+                w.register(f"fault_{kind}", self._handler(f"load-{i}", c, _fault_output(kind)))
+            for task_type, body in mix.handlers().items() if mix is not None else ():
+                w.register(task_type, self._handler(f"load-{i}", c, body))
             self.workers.append(w)
         self.thread = threading.Thread(target=self._start_loop, daemon=True)
+        self._mix_thread = threading.Thread(
+            target=mix.run if mix is not None else lambda *_: None,
+            args=(self.stop_event, self._start_mix),
+            daemon=True,
+        )
         self.errors: list[BaseException] = []
         # the auditor
         self.audit_client = access.client(timeout_s=2.0, retry_budget_s=5.0)
@@ -144,7 +162,9 @@ class Load:
         self._audit_stop = threading.Event()
         self._auditor = threading.Thread(target=self._audit_loop, daemon=True)
 
-    def _handler(self, worker_id: str, kind: str, client: OrchestratorClient) -> Any:
+    def _handler(
+        self, worker_id: str, client: OrchestratorClient, body: Callable[[Any], dict[str, Any]]
+    ) -> Any:
         def fn(task: Any) -> dict[str, Any]:
             with self._lock:
                 self.polled[task.task_id] = worker_id
@@ -153,9 +173,12 @@ class Load:
             # read through this worker's client, whose read-your-writes sequence covers the poll
             # that showed it (the starter's may not yet).
             self._audit(task.workflow_id, via=client)
-            return {"m": f"{kind}-{task.task_id}"}
+            return body(task)
 
         return fn
+
+    def _start_mix(self, name: str, input: dict[str, Any], correlation_id: str) -> None:
+        self._audit(self.client.start_workflow(name, input, correlation_id=correlation_id))
 
     def probe(self, input: dict[str, Any] | None = None, **kw: Any) -> str:
         """Start one workflow outside the steady loop (e.g. to see the cluster serve again).
@@ -220,10 +243,10 @@ class Load:
                         self._to_audit.remove(wid)
             if time.monotonic() - last_scan > 2.0:
                 last_scan = time.monotonic()
-                try:
-                    newest = self.audit_client.list_workflows(name=WF, limit=1000)
-                except Exception:
-                    newest = []
+                newest = []
+                for name in self.names:
+                    with contextlib.suppress(Exception):  # the cluster may be mid-fault
+                        newest += self.audit_client.list_workflows(name=name, limit=1000)
                 by_input: dict[str, list[str]] = {}
                 for w in newest:
                     by_input.setdefault(json.dumps(w.input, sort_keys=True), []).append(
@@ -238,11 +261,23 @@ class Load:
         for w in self.workers:
             w.start()
         self.thread.start()
+        self._mix_thread.start()
         self._auditor.start()
 
     def end(self) -> None:
         self.stop_event.set()
         self.thread.join(90)
+        self._mix_thread.join(90)
+
+    def settled(self, timeout_s: float = 120) -> None:
+        """Wait until the auditor has seen every workflow it knows terminal (so `final` holds
+        all their records: the limit audits need every lease)."""
+
+        def done() -> bool:
+            with self._lock:
+                return not self._to_audit
+
+        wait_for(done, timeout_s, lambda: f"the auditor to see {self._to_audit[:5]} end")
 
     def close(self) -> None:
         self.stop_event.set()
@@ -259,11 +294,12 @@ def check_history(
     client: OrchestratorClient,
     starts: History,
     workers: History,
-    workflow_name: str,
+    workflow_name: str | Sequence[str],
     polled: dict[str, str] | None = None,
     load: Load | None = None,
 ) -> dict[str, Any]:
     """Verify the promises after a fault healed; returns counts for the test to report.
+    `workflow_name`: the definition(s) the starts name.
 
     With `load`, workflows its auditor saw terminal count even if retention has since evicted
     them from the cluster, and its duplicate scan is part of the verdict.
@@ -271,6 +307,8 @@ def check_history(
     final: dict[str, Any] = dict(load.final) if load is not None else {}
     ids, unknown_starts = _acknowledged_starts(starts)
     listed = _check_starts(client, workflow_name, ids, unknown_starts, final, load)
+    if load is not None:
+        load.final.update(final)  # what this check read, for audits after it
     accepted = _accepted_completions(workers)
     _check_results(client, accepted, polled or {}, listed, final)
     return {"workflows": len(ids), "completions": len(accepted), "unknown_starts": unknown_starts}
@@ -296,7 +334,7 @@ def _acknowledged_starts(starts: History) -> tuple[set[str], int]:
 
 def _check_starts(
     client: OrchestratorClient,
-    workflow_name: str,
+    workflow_name: str | Sequence[str],
     ids: set[str],
     unknown_starts: int,
     final: dict[str, Any],
@@ -324,7 +362,8 @@ def _check_starts(
     wait_for(
         all_terminal, 120, "every acknowledged workflow to reach a terminal state", interval_s=0.5
     )
-    listed = {w.workflow_id for w in client.list_workflows(name=workflow_name, limit=1000)}
+    names = [workflow_name] if isinstance(workflow_name, str) else workflow_name
+    listed = {w.workflow_id for n in names for w in client.list_workflows(name=n, limit=1000)}
     if len(ids) + unknown_starts < 1000:
         # Everything still fits one listing: the exact count proves no start was doubled.
         assert ids <= listed, f"acknowledged starts lost: {sorted(ids - listed)[:5]}"
