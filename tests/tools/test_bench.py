@@ -81,6 +81,22 @@ def test_parser_and_shapes() -> None:
     assert fork["tasks"][0]["type"] == "FORK_JOIN" and len(fork["tasks"][0]["forkTasks"]) == 2
 
 
+def test_limit_flags_set_the_bench_task_definition() -> None:
+    p = argparse.ArgumentParser()
+    bench.add_parser(p.add_subparsers(dest="command"))
+    ns = p.parse_args(["bench", "--task-limit", "64", "--rate-limit", "500/2"])
+    assert ns.task_limit == 64 and ns.rate_limit == (500, 2)
+    assert p.parse_args(["bench", "--rate-limit", "7"]).rate_limit == (7, 1)
+    for bad in ("0/1", "5/0", "x/1", "5/"):
+        with pytest.raises(SystemExit):
+            p.parse_args(["bench", "--rate-limit", bad])
+    limited = bench.task_def(64, (500, 2))
+    assert limited["concurrentExecLimit"] == 64
+    assert (limited["rateLimitPerFrequency"], limited["rateLimitFrequencyInSeconds"]) == (500, 2)
+    unlimited = bench.task_def()
+    assert unlimited == bench.TASK_DEF and "concurrentExecLimit" not in unlimited
+
+
 @pytest.mark.cluster
 def test_tiny_bench_runs_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "report.json"

@@ -39,7 +39,14 @@ from .cli import add_parser, cmd_bench, main
 from .report import format_table
 from .run import run_bench
 from .stats import RpcRecorder, latency_summary_ms, percentile, proc_stats
-from .workload import TASK_DEF, TASK_TYPE, padded_noop, workflow_def, workload_command_bytes
+from .workload import (
+    TASK_DEF,
+    TASK_TYPE,
+    padded_noop,
+    task_def,
+    workflow_def,
+    workload_command_bytes,
+)
 
 __all__ = [
     "TASK_DEF",
@@ -55,6 +62,7 @@ __all__ = [
     "proc_stats",
     "run_baseline",
     "run_bench",
+    "task_def",
     "workflow_def",
     "workload_command_bytes",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 from .capacity import PARK_KINDS, format_capacity
 from .report import format_table
 from .run import run_bench
-from .workload import parse_shape
+from .workload import parse_rate, parse_shape
 
 
 def _raft_kv(text: str) -> tuple[str, Any]:
@@ -46,6 +46,19 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         "--shape", type=parse_shape, default=("seq", 3), help="seq:N (default seq:3) or fork:N"
     )
     p.add_argument("--payload-bytes", type=int, default=512, help="payload size of each task")
+    p.add_argument(
+        "--task-limit",
+        type=int,
+        default=0,
+        help="concurrentExecLimit of the bench task type (default 0: none)",
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=parse_rate,
+        default=None,
+        metavar="N/F",
+        help="rateLimitPerFrequency N per rateLimitFrequencyInSeconds F of the bench task type",
+    )
     p.add_argument("--worker-processes", type=int, default=2)
     p.add_argument("--worker-concurrency", type=int, default=32, help="handler threads each")
     p.add_argument("--poll-timeout-ms", type=int, default=1000, help="workers' long-poll wait")
@@ -148,8 +161,8 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     if ns.workflows < 1 or ns.concurrency < 1 or ns.worker_processes < 1:
         print("bench: --workflows, --concurrency and --worker-processes must be >= 1")
         return 2
-    if ns.park < 0 or ns.duration < 0:
-        print("bench: --park and --duration must be >= 0")
+    if ns.park < 0 or ns.duration < 0 or ns.task_limit < 0:
+        print("bench: --park, --duration and --task-limit must be >= 0")
         return 2
     if ns.history_rows > 0:
         return _history_bench(ns)

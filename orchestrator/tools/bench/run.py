@@ -21,7 +21,7 @@ from .measure import applied, leader_of, measure
 from .report import not_completed_status, summarise
 from .stats import RpcRecorder, code_name
 from .workers import WorkerPool
-from .workload import TASK_DEF, workflow_def, workload_command_bytes
+from .workload import task_def, workflow_def, workload_command_bytes
 
 
 @dataclass
@@ -88,6 +88,8 @@ def _new_report(opts: argparse.Namespace, raft: dict[str, Any]) -> dict[str, Any
             "concurrency": opts.concurrency,
             "shape": f"{kind}:{n}",
             "payload_bytes": opts.payload_bytes,
+            "task_limit": opts.task_limit,
+            "rate_limit": "{}/{}s".format(*opts.rate_limit) if opts.rate_limit else None,
             "worker_processes": opts.worker_processes,
             "worker_concurrency": opts.worker_concurrency,
             "fsync": opts.fsync,
@@ -135,7 +137,7 @@ def _run_workload(
     started.clients.append(client)
     monitor = access.client(timeout_s=2.0, retry_budget_s=2.0)
     started.clients.append(monitor)
-    name = _register(client, kind, n, report)
+    name = _register(client, kind, n, report, task_def(opts.task_limit, opts.rate_limit))
     if name is None:
         return False
 
@@ -238,12 +240,14 @@ def _leader_first(access: Access) -> Access:
     return access
 
 
-def _register(client: Any, kind: str, n: int, report: dict[str, Any]) -> str | None:
+def _register(
+    client: Any, kind: str, n: int, report: dict[str, Any], tdef: dict[str, Any]
+) -> str | None:
     """Register the bench's definitions; the workflow's name, or None (and the report's error)
     if the cluster rejects the fork shape."""
     from orchestrator_client import OrchestratorError
 
-    client.register_task_defs([TASK_DEF])
+    client.register_task_defs([tdef])
     wdef = workflow_def(kind, n)
     try:
         client.register_workflow_def(wdef, overwrite=True)

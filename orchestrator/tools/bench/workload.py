@@ -76,6 +76,24 @@ TASK_DEF = {
 }
 
 
+def parse_rate(text: str) -> tuple[int, int]:
+    """`--rate-limit N/F`: N leases per F seconds (F defaults to 1)."""
+    n, sep, f = text.partition("/")
+    if not n.isdigit() or int(n) < 1 or (sep and (not f.isdigit() or int(f) < 1)):
+        raise argparse.ArgumentTypeError("expected N/F: N >= 1 leases per F >= 1 seconds")
+    return int(n), int(f or 1)
+
+
+def task_def(task_limit: int = 0, rate_limit: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The bench task's definition, with issue 17's limits when asked (0 / None: none)."""
+    out = dict(TASK_DEF)
+    if task_limit:
+        out["concurrentExecLimit"] = task_limit
+    if rate_limit:
+        out["rateLimitPerFrequency"], out["rateLimitFrequencyInSeconds"] = rate_limit
+    return out
+
+
 def padded_noop(command_bytes: int) -> Any:
     """A Noop whose logged form is `command_bytes` long (or as short as a Noop can be)."""
     from orchestrator.core.commands import Noop
