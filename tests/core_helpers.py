@@ -257,10 +257,24 @@ class Harness:
 
 # ---------------------------------------------------------------- invariants
 
+
+def _check_admission_counts(st: State) -> None:
+    """The workflow-level limits' counts (derived, kept by the appliers) are the workflows'."""
+    if not hasattr(st, "rebuild_admission"):
+        return
+    fresh = State()
+    fresh.workflows = st.workflows
+    fresh.rebuild_admission()
+    assert st.running == fresh.running, f"running {st.running} != {fresh.running}"
+    assert st.running_by_correlation == fresh.running_by_correlation, "per correlation id"
+    got = {name: list(q) for name, q in st.queued.items()}
+    want = {name: list(q) for name, q in fresh.queued.items()}
+    assert got == want, f"queued {got} != {want}"
+
 ACTIVE = ("SCHEDULED", "IN_PROGRESS")
 LIVE_TYPES = ("SIMPLE", "WAIT", "HUMAN", "SUB_WORKFLOW")
 WF_TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT")
-LIVE = ("RUNNING", "PAUSED")
+LIVE = ("RUNNING", "PAUSED", "QUEUED")
 
 
 def check_invariants(st: State) -> None:
@@ -366,6 +380,9 @@ def check_invariants(st: State) -> None:
                 if st.tasks[t].type in LIVE_TYPES or st.tasks[t].script is not None
             ]
             assert live, f"RUNNING workflow {wf_id} has no live task (active: {active}): stuck"
+        elif wf.status == "QUEUED":  # waits for its definition's limits: nothing ran yet
+            assert not wf.tasks, f"QUEUED workflow {wf_id} has tasks"
+            assert "wftmo:" + wf_id not in st.timers, f"QUEUED workflow {wf_id} has a timeout"
         elif wf.status != "PAUSED":  # paused: its tasks may all have ended meanwhile
             assert wf.status in WF_TERMINAL, f"workflow {wf_id} status {wf.status}"
             assert not active, f"{wf.status} workflow {wf_id} has active tasks {active}"
@@ -387,6 +404,7 @@ def check_invariants(st: State) -> None:
         assert running == live, f"chain {root} counts {running} running, {live} are"
     for key, wf_id in st.idempotency.items():
         assert wf_id in st.workflows, f"idempotency key {key!r} names unknown workflow {wf_id}"
+    _check_admission_counts(st)
     # Definitions shared by content (if the state keeps them that way): reference counts are exact.
     shared = getattr(st, "def_snapshots", None)
     if shared is not None:

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import admission_appliers as A
 from . import events as E
 from . import history_ops as H
 from . import journal as J
@@ -122,6 +123,7 @@ def _workflow_started(ctx: Ctx, ev: E.WorkflowStarted) -> None:
     J.set_key(u, st.workflows, wf.workflow_id, wf)
     if wf.chain_root:
         O.chain_member_running(ctx, wf.chain_root, 1)
+    A.status_changed(ctx, wf, None)
 
 
 def _chain_member_ended(ctx: Ctx, wf: Workflow) -> None:
@@ -154,6 +156,7 @@ def _workflow_ended(ctx: Ctx, ev: E.WorkflowEnded) -> None:
     wf.end_time_ms = st.clock_ms
     wf.reason_for_incompletion = ev.reason
     wf.output = ev.output
+    A.status_changed(ctx, wf, old[0])
     ctx.fx.ended_workflows.append(ev.workflow_id)
 
 
@@ -185,6 +188,7 @@ def _workflow_quarantined(ctx: Ctx, ev: E.WorkflowQuarantined) -> None:
     wf.status = WF_FAILED
     wf.reason_for_incompletion = ev.reason
     wf.end_time_ms = st.clock_ms
+    A.status_changed(ctx, wf, old[0])
     for tid in wf.tasks:
         t = st.tasks.get(tid)
         if t is not None and t.status in (T_SCHEDULED, T_IN_PROGRESS):
@@ -546,6 +550,7 @@ APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {
     E.TaskDefsRegistered: _task_defs_registered,
     E.WorkflowDefRegistered: _workflow_def_registered,
     E.WorkflowStarted: _workflow_started,
+    E.WorkflowAdmitted: A.workflow_admitted,
     E.IdempotencyKeyRecorded: _idempotency_key_recorded,
     E.WorkflowEnded: _workflow_ended,
     E.WorkflowOutputSet: _workflow_output_set,

@@ -71,6 +71,7 @@ class Ctx:
         "failed",
         "fill_types",
         "fp",
+        "freed",
         "fx",
         "st",
         "terminations",
@@ -95,6 +96,9 @@ class Ctx:
         self.undo: journal.Undo = []
         # Workflows the command being applied started from workflows (limits.py).
         self.created = 0
+        # Definition names with QUEUED workflows whose running count dropped: drain starts
+        # those that fit now (processors/admission.py).
+        self.freed: list[str] = []
 
     @property
     def now(self) -> int:
@@ -113,11 +117,12 @@ class Ctx:
             len(self.fill_types),
             len(self.wakes),
             len(fx.history),
+            len(self.freed),
         )
 
     def rollback(self, mark: tuple[int, ...]) -> None:
         """Undo every write and effect since `mark` (an exception cut a change short)."""
-        undo, events, ready, ended, scripts, settled, fill, wakes, history = mark
+        undo, events, ready, ended, scripts, settled, fill, wakes, history, freed = mark
         journal.rollback(self.undo, undo)
         fx = self.fx
         del fx.events[events:]
@@ -128,6 +133,7 @@ class Ctx:
         del self.fill_types[fill:]
         del self.wakes[wakes:]
         del fx.history[history:]
+        del self.freed[freed:]
         # The heap is derived: a Tick may have taken due timers off it before it failed.
         self.st.rebuild_timer_heap()
 

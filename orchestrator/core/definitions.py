@@ -290,6 +290,8 @@ def normalize_workflow_def(raw: JSON, _depth: int = 1) -> dict[str, JSON]:
             )
     else:
         out.pop("failureWorkflow", None)
+    if "limits" in raw:
+        out["limits"] = _workflow_limits(raw["limits"])
     schema = raw.get("schemaVersion", 2)
     if schema != 2:
         raise invalid("schemaVersion: only schemaVersion 2 is supported")
@@ -307,6 +309,33 @@ def normalize_workflow_def(raw: JSON, _depth: int = 1) -> dict[str, JSON]:
                 raise invalid(f"{where} ({ref}): joins on unknown task reference {r!r}")
     v.expr_places.insert(0, ("outputParameters", out["outputParameters"]))
     _check_references(v.expr_places, v.refs)
+    return out
+
+
+WHEN_LIMITED = ("QUEUE", "REJECT")
+_LIMIT_KEYS = ("maxRunning", "maxRunningPerCorrelationId", "whenLimited")
+
+
+def _workflow_limits(raw: JSON) -> dict[str, JSON]:
+    """`limits` (processors/admission.py), every key filled in (0: no limit)."""
+    if not isinstance(raw, dict):
+        raise invalid("limits: must be a JSON object")
+    unknown = [k for k in raw if k not in _LIMIT_KEYS]
+    if unknown:
+        raise invalid(f"limits.{unknown[0]}: unknown; known are {', '.join(_LIMIT_KEYS)}")
+    top = 2**31 - 1
+    out: dict[str, JSON] = {
+        "maxRunning": int_field(raw, "maxRunning", "limits.maxRunning", 0, top, 0),
+        "maxRunningPerCorrelationId": int_field(
+            raw, "maxRunningPerCorrelationId", "limits.maxRunningPerCorrelationId", 0, top, 0
+        ),
+    }
+    when = raw.get("whenLimited")
+    if when is None:
+        when = "QUEUE"
+    if when not in WHEN_LIMITED:
+        raise invalid(f"limits.whenLimited: must be one of {', '.join(WHEN_LIMITED)}")
+    out["whenLimited"] = when
     return out
 
 

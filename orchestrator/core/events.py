@@ -86,11 +86,19 @@ class WorkflowDefRegistered(Event):
 
 @dataclass(slots=True)
 class WorkflowStarted(Event):
-    """A RUNNING workflow, with the definitions it runs (kept once per content hash)."""
+    """A RUNNING (or QUEUED, processors/admission.py) workflow, with the definitions it runs
+    (kept once per content hash)."""
 
     workflow: Workflow
     definition: JSON
     task_defs: dict[str, JSON]
+
+
+@dataclass(slots=True)
+class WorkflowAdmitted(Event):
+    """A QUEUED workflow fits its definition's limits now: RUNNING from now on."""
+
+    workflow_id: str
 
 
 @dataclass(slots=True)

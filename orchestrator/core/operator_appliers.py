@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import admission_appliers as A
 from . import events as E
 from . import journal as J
 from .records import (
@@ -79,19 +80,21 @@ def workflow_restored(ctx: Ctx, ev: E.WorkflowRestored) -> None:
         J.set_key(u, st.idempotency, ev.idempotency_key, wf.workflow_id)
 
 
-_REOPENED_WF = ("status", "end_time_ms", "reason_for_incompletion", "output")
+_REOPENED_WF = ("status", "end_time_ms", "reason_for_incompletion", "output", "start_time_ms")
 
 
 def workflow_reopened(ctx: Ctx, ev: E.WorkflowReopened) -> None:
     st = ctx.st
     wf = st.workflows[ev.workflow_id]
     J.pop_key(ctx.undo, st.terminal_order, ev.workflow_id)
-    old = (wf.status, wf.end_time_ms, wf.reason_for_incompletion, wf.output)
+    old = (wf.status, wf.end_time_ms, wf.reason_for_incompletion, wf.output, wf.start_time_ms)
     ctx.undo.append((J.restore, wf, _REOPENED_WF, old))
     wf.status = WF_RUNNING
     wf.end_time_ms = 0
     wf.reason_for_incompletion = ""
     wf.output = {}
+    wf.start_time_ms = st.clock_ms
+    A.status_changed(ctx, wf, old[0])
     if wf.chain_root:
         chain_member_running(ctx, wf.chain_root, 0)
     else:  # a chain root is counted only while its chain has an entry

@@ -117,6 +117,11 @@ def queue_key(task_type: str, domain: str) -> str:
     return f"{task_type}@{domain}" if domain else task_type
 
 
+def admission_key(workflow_name: str, correlation_id: str) -> str:
+    """State.running_by_correlation's key ("" without a correlation id: not counted)."""
+    return f"{workflow_name}\x00{correlation_id}" if correlation_id else ""
+
+
 def idempotency_index_key(workflow_name: str, idempotency_key: str) -> str:
     """The key of State.idempotency for a workflow's idempotency key ("" when it has none):
     keys are per definition name, and no name contains NUL."""
@@ -183,6 +188,8 @@ WF_LIVE = frozenset(
         WorkflowStatus.QUEUED,
     )
 )
+# What a definition's limits count as running (processors/admission.py): live, not QUEUED.
+WF_RUNS = frozenset((WorkflowStatus.RUNNING, WorkflowStatus.PAUSED, WorkflowStatus.COMPENSATING))
 T_ACTIVE = frozenset((TaskStatus.SCHEDULED, TaskStatus.IN_PROGRESS))
 T_RETRIABLE = frozenset((TaskStatus.FAILED, TaskStatus.TIMED_OUT))
 T_DONE_OK = frozenset((TaskStatus.COMPLETED, TaskStatus.COMPLETED_WITH_ERRORS, TaskStatus.SKIPPED))
@@ -315,6 +322,9 @@ class Workflow(_Row):
     task_to_domain: dict[str, str] = field(default_factory=dict)
     permissive_failures: list[str] = field(default_factory=list)
     triggering_workflow_id: str = ""  # a failure workflow: the workflow whose failure started it
+    # When it last started running (its start, its admission out of QUEUED, a restart, retry or
+    # rerun); 0 while QUEUED, and in records written before it was kept.
+    start_time_ms: int = 0
 
     ROW: ClassVar[tuple[str, ...]] = ()
 

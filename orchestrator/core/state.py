@@ -22,6 +22,8 @@ from typing import Any
 
 from . import limits
 from .records import (
+    WF_QUEUED,
+    WF_RUNS,
     DefSnapshot,
     Member,
     ParkedPoll,
@@ -29,6 +31,7 @@ from .records import (
     ScriptMarker,
     Task,
     Workflow,
+    admission_key,
 )
 
 JSON = Any
@@ -89,6 +92,13 @@ class State:
         self.history_seq = 0
         self.history_expire: list[int] = []
         self._timer_heap: list[tuple[int, str]] = []
+        # Workflow-level limits (processors/admission.py), derived from `workflows` (rebuilt on
+        # load, never in a snapshot): running workflows (records.WF_RUNS) per definition name
+        # and per records.admission_key, and the QUEUED ones per name in start order. Entries
+        # at zero are dropped.
+        self.running: dict[str, int] = {}
+        self.running_by_correlation: dict[str, int] = {}
+        self.queued: dict[str, dict[str, None]] = {}
 
     # ---- timers (derived heap with lazy deletion) ----
     def set_timer(self, key: str, due_ms: int) -> None:
@@ -121,6 +131,20 @@ class State:
             if self.timers.get(key) == due and (not out or out[-1] != key):
                 out.append(key)
         return out
+
+    def rebuild_admission(self) -> None:
+        """The derived admission counts, from the workflows (in their order: start order)."""
+        self.running, self.running_by_correlation, self.queued = {}, {}, {}
+        for wf in self.workflows.values():
+            if wf.status in WF_RUNS:
+                name = wf.workflow_name
+                self.running[name] = self.running.get(name, 0) + 1
+                key = admission_key(name, wf.correlation_id)
+                if key:
+                    by_corr = self.running_by_correlation
+                    by_corr[key] = by_corr.get(key, 0) + 1
+            elif wf.status is WF_QUEUED:
+                self.queued.setdefault(wf.workflow_name, {})[wf.workflow_id] = None
 
     # ---- snapshots ----
     def to_snapshot(self) -> dict[str, JSON]:
@@ -184,6 +208,7 @@ class State:
         st.history_expire = snap.get("history_expire", [])
         for key, due in snap["timers"].items():
             st.set_timer(key, due)
+        st.rebuild_admission()
         return st
 
     @classmethod

@@ -46,7 +46,7 @@ from ..records import (
     WorkflowStatus,
     idempotency_index_key,
 )
-from . import decider, registry, scheduler, tasks, workflows
+from . import admission, decider, registry, scheduler, tasks, workflows
 
 JSON = Any
 
@@ -219,6 +219,7 @@ def _revive(ctx: Ctx, wf: Workflow, again: list[Task], reopen: list[Task]) -> No
     if len(wf.tasks) + len(again) > limits.MAX_TASKS_PER_WORKFLOW:
         raise precondition(_too_many(wf))
     if wf.status in WF_TERMINAL:
+        admission.check_runs_again(ctx, wf)
         ctx.emit(E.WorkflowReopened(wf.workflow_id))
         workflows.arm_timeout(ctx, wf.workflow_id, registry.wf_def(ctx.st, wf))
     forget = [t.task_id for t in (*again, *reopen) if t.permissive_failed]

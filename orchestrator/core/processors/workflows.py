@@ -25,6 +25,7 @@ from ..records import (
     WF_COMPLETED,
     WF_FAILED,
     WF_LIVE,
+    WF_QUEUED,
     WF_RUNNING,
     WF_TERMINATED,
     WF_TIMED_OUT,
@@ -34,7 +35,7 @@ from ..records import (
     WorkflowStatus,
     idempotency_index_key,
 )
-from . import decider, registry, retention, tasks
+from . import admission, decider, registry, retention, tasks
 from .documents import task_doc, task_view
 
 JSON = Any
@@ -71,7 +72,7 @@ def start_workflow(ctx: Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
                 )
     if cmd.workflow_id in st.workflows:
         raise already_exists(f"workflow {cmd.workflow_id} already exists")
-    create_workflow(
+    wf = create_workflow(
         ctx,
         cmd.workflow_id,
         defn,
@@ -83,6 +84,8 @@ def start_workflow(ctx: Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
     )
     if idem_key:
         ctx.emit(E.IdempotencyKeyRecorded(idem_key, cmd.workflow_id))
+    if wf.status is WF_QUEUED:  # only then: the results recorded before limits stay the same
+        return {"workflow_id": cmd.workflow_id, "created": True, "queued": True}
     return {"workflow_id": cmd.workflow_id, "created": True}
 
 
@@ -118,9 +121,11 @@ def create_workflow(
     chain_depth: int = 0,
     chain_root: str = "",
 ) -> Workflow:
-    """Create a RUNNING workflow and decide it; raises Rejected before changing anything."""
+    """Create a workflow and decide it, or create it QUEUED when its definition's limits hold
+    it back (processors/admission.py); raises Rejected before changing anything."""
     if chain_depth:
         _check_chain(ctx, chain_depth, chain_root)
+    runs = admission.admits(ctx, defn, correlation_id)
     for k, v in defn.get("inputTemplate", {}).items():
         wf_input.setdefault(k, v)
     task_defs = task_defs_of(ctx, defn)
@@ -129,7 +134,7 @@ def create_workflow(
         workflow_name=defn["name"],
         workflow_version=defn["version"],
         def_hash=registry.def_hash(defn, task_defs),
-        status=WF_RUNNING,
+        status=WF_RUNNING if runs else WF_QUEUED,
         input=wf_input,
         output={},
         variables=dict(defn.get("variables", {})),
@@ -149,10 +154,12 @@ def create_workflow(
         triggering_workflow_id=triggering_workflow_id,
         chain_depth=chain_depth,
         chain_root=chain_root,
+        start_time_ms=ctx.now if runs else 0,
     )
     ctx.emit(E.WorkflowStarted(wf, defn, task_defs))
-    arm_timeout(ctx, workflow_id, defn)
-    decider.decide(ctx, wf)
+    if runs:
+        arm_timeout(ctx, workflow_id, defn)
+        decider.decide(ctx, wf)
     return wf
 
 
@@ -412,7 +419,17 @@ _CHILD_END = {
 
 
 def drain(ctx: Ctx) -> None:
-    """Mirror every child that ended into its parent's SUB_WORKFLOW task."""
+    """Mirror every child that ended into its parent's SUB_WORKFLOW task, and start the QUEUED
+    workflows that a running one's end made room for (in turn: whatever those lead to is
+    drained too, iteratively, however long the chain)."""
+    while True:
+        _mirror(ctx)
+        if not ctx.freed:
+            return
+        admission.promote(ctx, ctx.freed.pop(0))
+
+
+def _mirror(ctx: Ctx) -> None:
     st = ctx.st
     while ctx.wakes:
         parent_id, task_id, child_id = ctx.wakes.pop(0)
