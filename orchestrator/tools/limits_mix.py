@@ -173,8 +173,11 @@ class Mix:
         if self.features["task_limits"]:
             tasks = [t for w in wfs for t in w.tasks]
             parts.append(("task_limits", audit_task_limits(tasks, TASK_LIMITS)))
-        if self.features["workflow_limits"]:
+        if self.features["workflow_limits"] and any(hasattr(w, "start_time_ms") for w in wfs):
             parts.append(("workflow_limits", audit_workflow_limits(wfs, WORKFLOW_LIMITS)))
+        elif self.features["workflow_limits"]:
+            # Without the time each started running, the records cannot show maxRunning held.
+            out["workflow_limits"] = {"not_audited": "the Workflow view has no start_time_ms"}
         if self.features["sagas"]:
             sagas = [w for w in wfs if w.workflow_name == SAGA]
             parts.append(("compensations", audit_compensations(sagas, [UNDO])))

@@ -136,3 +136,39 @@ def test_each_step_compensated_at_most_once() -> None:
     bad = audit_compensations(twice, ["undo"])
     assert bad["violations"] == [{"workflow_id": "w3", "step": "s1", "tasks": [0, 1]}]
     assert violations_of(bad)[0].startswith("compensations: ")
+
+
+def test_the_chaos_mix_registers_each_feature_and_audits_its_records() -> None:
+    from orchestrator.tools import limits_mix as mx
+
+    off = mx.Mix({"task_limits": False, "workflow_limits": False, "sagas": False})
+    assert off.names == [] and off.audit([])["violations"] == []
+    on = mx.Mix({"task_limits": True, "workflow_limits": True, "sagas": True})
+    assert on.names == [mx.FORKED, mx.CAPPED, mx.CUSTOMER, mx.SAGA]
+    conc = next(t for t in on.task_defs if t["name"] == mx.CONC)
+    assert conc["concurrentExecLimit"] == 2
+    saga = next(w for w in on.workflow_defs if w["name"] == mx.SAGA)
+    assert saga["tasks"][0]["compensateWith"]["inputParameters"] == {
+        "step": "${compensated.taskId}"
+    }
+    # A cycle's burst exceeds each limit, so the limits bind rather than idle.
+    burst = on._burst(0)
+    assert burst.count((mx.CAPPED, "")) > 2 and burst.count((mx.CUSTOMER, "c0")) > 1
+    # Three chaos_conc tasks in progress at once in one workflow's records: named.
+    over = SimpleNamespace(
+        workflow_id="f",
+        workflow_name=mx.FORKED,
+        status="COMPLETED",
+        start_time_ms=0,
+        end_time_ms=0,
+        correlation_id="",
+        tasks=[_task(f"c{i}", i, 100, task_type=mx.CONC) for i in range(3)],
+    )
+    result = on.audit([over])
+    assert result["violations"] and result["violations"][0].startswith(f"{mx.CONC}: ")
+    assert result["task_limits"][mx.CONC]["peak_in_progress"] == 3
+    # A Workflow view without start times cannot show maxRunning held: said, not passed.
+    del over.start_time_ms
+    assert on.audit([over])["workflow_limits"] == {
+        "not_audited": "the Workflow view has no start_time_ms"
+    }
