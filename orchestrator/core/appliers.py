@@ -338,6 +338,7 @@ _ENDED = (
     "output",
     "reason_for_incompletion",
     "worker_id",
+    "end_seq",
 )
 
 
@@ -355,11 +356,13 @@ def _end_task(ctx: Ctx, task: Task, status: TaskStatus, output: JSON, reason: st
         task.output,
         task.reason_for_incompletion,
         task.worker_id,
+        task.end_seq,
     )
     ctx.undo.append((J.restore, task, _ENDED, old))
     task.script = None
     task.status = status
     task.end_time_ms = st.clock_ms
+    task.end_seq = st.seq
     task.lease_expires_ms = 0
     if output is not None:
         task.output = output
@@ -570,6 +573,8 @@ APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {
     E.PermissiveFailuresForgotten: O.permissive_failures_forgotten,
     E.WorkflowDetached: O.workflow_detached,
     E.WorkflowRemoved: O.workflow_removed,
+    E.CompensationStarted: O.compensation_started,
+    E.CompensationScheduled: O.compensation_scheduled,
     E.TaskScheduled: _task_scheduled,
     E.TaskQueued: _task_queued,
     E.QueueEntryDropped: _queue_entry_dropped,

@@ -223,6 +223,19 @@ class SkipTask(Command):
 
 
 @dataclass(frozen=True)
+class CompensateWorkflow(Command):
+    """A saga's operator trigger: a RUNNING or PAUSED workflow stops and undoes its completed
+    steps; a FAILED, TERMINATED or TIMED_OUT one undoes them (processors/compensation.py)."""
+
+    NAME: ClassVar[str] = "CompensateWorkflow"
+    NON_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"request_id", "restore"})
+    request_id: str
+    workflow_id: str
+    reason: str = ""
+    restore: JSON = None
+
+
+@dataclass(frozen=True)
 class RemoveWorkflow(Command):
     """A terminal workflow leaves memory and history."""
 
@@ -410,6 +423,7 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     SkipTask,
     RemoveWorkflow,
     SetHistoryRetention,
+    CompensateWorkflow,
 )
 BY_NAME: dict[str, type[Command]] = {c.NAME: c for c in ALL_COMMANDS}
 

@@ -164,6 +164,9 @@ class Validation:
         self.count = 0
         self.joins: list[tuple[str, str, list[str]]] = []  # (where, ref, joinOn refs)
         self.expr_places: list[tuple[str, JSON]] = []
+        # compensateWith tasks: their expressions may also name `compensated`.
+        self.compensation_places: list[tuple[str, JSON]] = []
+        self.in_compensation = False
 
 
 def is_expr(value: JSON) -> bool:
@@ -206,6 +209,11 @@ def _norm_task(task: JSON, where: str, v: Validation, depth: int) -> dict[str, J
         raise invalid(
             f"{where}.taskReferenceName: {ref!r} must not contain '__' (reserved for DO_WHILE "
             "iteration suffixes)"
+        )
+    if ref == COMPENSATED_REF:
+        raise invalid(
+            f"{where}.taskReferenceName: {ref!r} is reserved (a compensation's input names the "
+            "step it undoes with it)"
         )
     t["name"] = name_field(t.get("name"), f"{where}.name ({ref})")
     if ref in v.refs:
@@ -252,7 +260,54 @@ def _norm_task(task: JSON, where: str, v: Validation, depth: int) -> dict[str, J
     by_type = definition_tasks.BY_TYPE.get(ttype)
     if by_type is not None:
         by_type(t, where, ref, v, depth)
+    if "compensateWith" in t:
+        t["compensateWith"] = _norm_compensation(t["compensateWith"], where, ref, v, depth)
     return t
+
+
+COMPENSATED_REF = "compensated"
+# What may undo a step: tasks that do one thing (no forks, switches, loops or TERMINATE).
+COMPENSATION_TYPES = (
+    "SIMPLE",
+    "INLINE",
+    "JSON_JQ_TRANSFORM",
+    "SUB_WORKFLOW",
+    "SET_VARIABLE",
+    "NOOP",
+    "HUMAN",
+    "WAIT",
+)
+
+
+def _norm_compensation(
+    value: JSON, where: str, ref: str, v: Validation, depth: int
+) -> list[dict[str, JSON]]:
+    """A step's compensateWith: one task configuration or a non-empty list of them (run in
+    order), always stored as a list."""
+    field = f"{where}.compensateWith ({ref})"
+    if v.in_compensation:
+        raise invalid(f"{field}: a compensation task cannot declare its own compensateWith")
+    items = [value] if isinstance(value, dict) else value
+    if not isinstance(items, list) or not items:
+        raise invalid(f"{field}: must be a task configuration or a non-empty list of them")
+    for i, c in enumerate(items):
+        ctype = (c.get("type") or "SIMPLE") if isinstance(c, dict) else "SIMPLE"
+        if ctype not in COMPENSATION_TYPES:
+            raise invalid(
+                f"{where}.compensateWith[{i}].type ({ref}): a compensation task may be "
+                f"{', '.join(COMPENSATION_TYPES)}, not {ctype}"
+            )
+    start = len(v.expr_places)
+    v.in_compensation = True
+    try:
+        out = [
+            _norm_task(c, f"{where}.compensateWith[{i}]", v, depth + 1) for i, c in enumerate(items)
+        ]
+    finally:
+        v.in_compensation = False
+    v.compensation_places.extend(v.expr_places[start:])
+    del v.expr_places[start:]
+    return out
 
 
 def normalize_workflow_def(raw: JSON, _depth: int = 1) -> dict[str, JSON]:
@@ -290,6 +345,9 @@ def normalize_workflow_def(raw: JSON, _depth: int = 1) -> dict[str, JSON]:
             )
     else:
         out.pop("failureWorkflow", None)
+    # Absent means true (kept absent: the stored form of older definitions does not change).
+    if not isinstance(raw.get("compensateOnFailure", True), bool):
+        raise invalid("compensateOnFailure: must be true or false")
     if "limits" in raw:
         out["limits"] = _workflow_limits(raw["limits"])
     schema = raw.get("schemaVersion", 2)
@@ -309,6 +367,7 @@ def normalize_workflow_def(raw: JSON, _depth: int = 1) -> dict[str, JSON]:
                 raise invalid(f"{where} ({ref}): joins on unknown task reference {r!r}")
     v.expr_places.insert(0, ("outputParameters", out["outputParameters"]))
     _check_references(v.expr_places, v.refs)
+    _check_references(v.compensation_places, {**v.refs, COMPENSATED_REF: "compensateWith"})
     return out
 
 
@@ -384,7 +443,15 @@ def iter_tasks(tasks: list[JSON]) -> list[JSON]:
             out.extend(iter_tasks(t.get("defaultCase", [])))
         elif ttype == "DO_WHILE":
             out.extend(iter_tasks(t.get("loopOver", [])))
+        if t.get("compensateWith"):
+            out.extend(iter_tasks(compensations(t)))
     return out
+
+
+def compensations(t: JSON) -> list[JSON]:
+    """A task configuration's compensateWith, as a list (empty when it declares none)."""
+    cw = t.get("compensateWith") or []
+    return [cw] if isinstance(cw, dict) else list(cw)
 
 
 def check_task_defs_known(defn: dict[str, JSON], task_defs: dict[str, JSON]) -> None:
@@ -492,7 +559,9 @@ def script_sources(defn: dict[str, JSON], prefix: str = "") -> list[tuple[str, s
                 walk(t["defaultCase"], f"{here}.defaultCase")
             elif ttype == "DO_WHILE":
                 walk(t["loopOver"], f"{here}.loopOver")
-            elif ttype == "SUB_WORKFLOW":
+            if t.get("compensateWith"):
+                walk(compensations(t), f"{here}.compensateWith")
+            if ttype == "SUB_WORKFLOW":
                 inline = t["subWorkflowParam"].get("workflowDefinition")
                 if isinstance(inline, dict):
                     out.extend(
@@ -504,9 +573,12 @@ def script_sources(defn: dict[str, JSON], prefix: str = "") -> list[tuple[str, s
 
 
 __all__ = [
+    "COMPENSATED_REF",
+    "COMPENSATION_TYPES",
     "INLINE_EVALUATORS",
     "JS_EVALUATORS",
     "check_task_defs_known",
+    "compensations",
     "is_restricted_condition",
     "iter_tasks",
     "normalize_task_def",

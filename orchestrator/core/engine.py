@@ -22,6 +22,7 @@ from .commands import (
     CancelPoll,
     Command,
     CommandDecodeError,
+    CompensateWorkflow,
     CompleteTask,
     FailTask,
     HeartbeatTask,
@@ -51,6 +52,7 @@ from .context import Ctx, Effects, Outcome
 from .errors import Code, Rejected, precondition
 from .processors import (
     cluster,
+    compensation,
     operations,
     polls,
     registry,
@@ -91,6 +93,7 @@ PROCESSORS: dict[type[Command], Callable[[Ctx, Any], dict[str, JSON]]] = {
     RerunWorkflow: operations.rerun_workflow,
     SkipTask: operations.skip_task,
     RemoveWorkflow: operations.remove_workflow,
+    CompensateWorkflow: compensation.compensate_workflow,
 }
 
 OPERATOR_COMMANDS = (
@@ -100,6 +103,7 @@ OPERATOR_COMMANDS = (
     RetryWorkflow,
     RerunWorkflow,
     SkipTask,
+    CompensateWorkflow,
 )
 
 # Commands the leader's runtime originates, stamped with its epoch: a deposed leader's are

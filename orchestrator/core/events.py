@@ -248,6 +248,31 @@ class WorkflowRemoved(Event):
     workflow_id: str
 
 
+# ---------------------------------------------------------------- sagas
+
+
+@dataclass(slots=True)
+class CompensationStarted(Event):
+    """A saga begins to undo its completed steps (processors/compensation.py): COMPENSATING,
+    keeping the status and reason it would have ended with, and the output it had."""
+
+    workflow_id: str
+    from_status: str
+    reason: str
+    output: dict[str, JSON]
+    steps: list[str]  # task ids, in undo order
+    failure_workflow: bool  # the failure workflow starts when the compensation ends
+    failed_task_id: str
+
+
+@dataclass(slots=True)
+class CompensationScheduled(Event):
+    """A compensation task was scheduled for a step (its `compensates` link)."""
+
+    task_id: str
+    step_id: str
+
+
 # ---------------------------------------------------------------- tasks
 
 

@@ -12,9 +12,11 @@ from . import events as E
 from . import journal as J
 from .records import (
     T_IN_PROGRESS,
+    WF_COMPENSATING,
     WF_LIVE,
     WF_PAUSED,
     WF_RUNNING,
+    WORKFLOW_TIMEOUT_TIMER,
     DefSnapshot,
     idempotency_index_key,
 )
@@ -118,6 +120,8 @@ def workflow_reset(ctx: Ctx, ev: E.WorkflowReset) -> None:
     wf.input = ev.input
     wf.variables = ev.variables
     wf.create_time_ms = ctx.st.clock_ms
+    if wf.saga_status:  # a fresh run has no compensation behind it
+        _set_saga(ctx, wf, "", [], 0, False, "")
 
 
 def workflow_input_set(ctx: Ctx, ev: E.WorkflowInputSet) -> None:
@@ -178,3 +182,47 @@ def workflow_removed(ctx: Ctx, ev: E.WorkflowRemoved) -> None:
     key = idempotency_index_key(wf.workflow_name, wf.idempotency_key)
     if key and st.idempotency.get(key) == ev.workflow_id:
         J.pop_key(u, st.idempotency, key)
+
+
+# ---------------------------------------------------------------- sagas (processors/compensation.py)
+
+_SAGA = ("saga_status", "saga_steps", "saga_seq", "saga_failure_workflow", "saga_failed_task")
+
+
+def _set_saga(
+    ctx: Ctx, wf: Any, status: str, steps: list[str], seq: int, failure_wf: bool, failed: str
+) -> None:
+    old = (
+        wf.saga_status,
+        wf.saga_steps,
+        wf.saga_seq,
+        wf.saga_failure_workflow,
+        wf.saga_failed_task,
+    )
+    ctx.undo.append((J.restore, wf, _SAGA, old))
+    wf.saga_status = status
+    wf.saga_steps = steps
+    wf.saga_seq = seq
+    wf.saga_failure_workflow = failure_wf
+    wf.saga_failed_task = failed
+
+
+def compensation_started(ctx: Ctx, ev: E.CompensationStarted) -> None:
+    from .appliers import clear_timer  # appliers imports this module
+
+    wf = ctx.st.workflows[ev.workflow_id]
+    # The workflow timeout does not fire while compensating.
+    clear_timer(ctx, WORKFLOW_TIMEOUT_TIMER + ev.workflow_id)
+    old = (wf.status, wf.reason_for_incompletion, wf.output)
+    ctx.undo.append((J.restore, wf, ("status", "reason_for_incompletion", "output"), old))
+    wf.status = WF_COMPENSATING
+    wf.reason_for_incompletion = ev.reason
+    wf.output = ev.output
+    A.status_changed(ctx, wf, old[0])  # a terminal workflow compensating runs again
+    steps = list(ev.steps)
+    _set_saga(ctx, wf, ev.from_status, steps, ctx.st.seq, ev.failure_workflow, ev.failed_task_id)
+    ctx.fx.timers_changed = True
+
+
+def compensation_scheduled(ctx: Ctx, ev: E.CompensationScheduled) -> None:
+    _set(ctx, ctx.st.tasks[ev.task_id], "compensates", ev.step_id)

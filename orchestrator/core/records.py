@@ -325,6 +325,15 @@ class Workflow(_Row):
     # When it last started running (its start, its admission out of QUEUED, a restart, retry or
     # rerun); 0 while QUEUED, and in records written before it was kept.
     start_time_ms: int = 0
+    # A saga (processors/compensation.py), set when its compensation begins: the status it
+    # would have ended with ("": no compensation ran), the steps to undo (task ids, in undo
+    # order), the applied sequence number it began at, whether its failure workflow starts when
+    # the compensation ends, and the task that failed it.
+    saga_status: str = ""
+    saga_steps: list[str] = field(default_factory=list)
+    saga_seq: int = 0
+    saga_failure_workflow: bool = False
+    saga_failed_task: str = ""
 
     ROW: ClassVar[tuple[str, ...]] = ()
 
@@ -414,6 +423,10 @@ class Task(_Row):
     retried: bool = False  # a later attempt replaced it
     permissive_failed: bool = False
     lease_owner: str = ""  # the principal whose poll leased it ("" binds nothing)
+    # The applied sequence number of the command that ended it (a saga undoes steps in reverse
+    # completion order; 0: ended before it was recorded).
+    end_seq: int = 0
+    compensates: str = ""  # a compensation task: the id of the step it undoes
 
     ROW: ClassVar[tuple[str, ...]] = ()
 

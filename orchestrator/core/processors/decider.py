@@ -25,6 +25,7 @@ from ..records import (
     T_DONE_OK,
     T_FAILED_STATES,
     T_IN_PROGRESS,
+    WF_COMPENSATING,
     WF_COMPLETED,
     WF_FAILED,
     WF_RUNNING,
@@ -32,7 +33,7 @@ from ..records import (
     TaskType,
     Workflow,
 )
-from . import forks, registry, scheduler, scripts, tasks, workflows
+from . import compensation, forks, registry, scheduler, scripts, tasks, workflows
 
 JSON = Any
 
@@ -55,6 +56,8 @@ class Walk(IntEnum):
 def decide(ctx: Ctx, wf: Workflow) -> None:
     """Schedule whatever can run now; end the workflow when nothing is left."""
     if wf.status != WF_RUNNING:
+        if wf.status is WF_COMPENSATING:  # a saga walks its compensations instead
+            compensation.advance(ctx, wf)
         return
     # A decide may start a child workflow, which decides the child: each walk has its own lists.
     saved = (ctx.failed, ctx.terminations)

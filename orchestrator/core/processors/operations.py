@@ -46,7 +46,7 @@ from ..records import (
     WorkflowStatus,
     idempotency_index_key,
 )
-from . import admission, decider, registry, scheduler, tasks, workflows
+from . import admission, compensation, decider, registry, scheduler, tasks, workflows
 
 JSON = Any
 
@@ -120,6 +120,7 @@ def retry_workflow(ctx: Ctx, cmd: RetryWorkflow) -> dict[str, JSON]:
             f"workflow {wf.workflow_id} is {wf.status}: only a FAILED, TIMED_OUT or TERMINATED "
             "workflow can be retried"
         )
+    compensation.check_not_compensated(wf, "retried")
     if cmd.resume_subworkflow_tasks:
         wf = _failed_descendant(ctx, wf)
     again, reopen = _unsuccessful(ctx, wf, wf.tasks)
@@ -150,6 +151,7 @@ def rerun_workflow(ctx: Ctx, cmd: RerunWorkflow) -> dict[str, JSON]:
     task = st.tasks.get(cmd.task_id)
     if task is None or task.workflow_id != wf.workflow_id:
         raise not_found(f"workflow {wf.workflow_id} has no task {cmd.task_id}")
+    compensation.check_not_compensated(wf, "rerun from a task")
     if task.base_ref:
         raise precondition(
             f"task {task.task_id} of workflow {wf.workflow_id} runs inside a DO_WHILE: rerun "

@@ -20,6 +20,7 @@ from ..records import (
     T_RETRIABLE,
     T_SCHEDULED,
     T_TIMED_OUT,
+    WF_COMPENSATING,
     WF_FAILED,
     WF_LIVE,
     WF_RUNNING,
@@ -32,7 +33,7 @@ from ..records import (
     Workflow,
     queue_key,
 )
-from . import decider, registry, scheduler, workflows
+from . import compensation, decider, registry, scheduler, workflows
 
 JSON = Any
 
@@ -203,6 +204,8 @@ def handle_failure(ctx: Ctx, wf: Workflow, task: Task) -> None:
     """A task ended unsuccessfully: retry it while retries remain, tolerate it (optional,
     permissive), or end the workflow."""
     if wf.status != WF_RUNNING:
+        if wf.status is WF_COMPENSATING:  # a compensation's own retries (compensation.py)
+            compensation.advance(ctx, wf)
         return
     if task.status in T_RETRIABLE and task.retry_count < task.retry_limit:
         new_attempt(ctx, wf, task, retry_delay_seconds(task))

@@ -22,6 +22,8 @@ from ..records import (
     T_COMPLETED,
     T_FAILED,
     T_TIMED_OUT,
+    WF_COMPENSATED,
+    WF_COMPENSATING,
     WF_COMPLETED,
     WF_FAILED,
     WF_LIVE,
@@ -35,7 +37,7 @@ from ..records import (
     WorkflowStatus,
     idempotency_index_key,
 )
-from . import admission, decider, registry, retention, tasks
+from . import admission, compensation, decider, registry, retention, tasks
 from .documents import task_doc, task_view
 
 JSON = Any
@@ -194,9 +196,32 @@ def end_workflow(
     reason: str,
     failed_task: Task | None = None,
     output: dict[str, JSON] | None = None,
+    compensate: bool = True,
 ) -> None:
     """End a workflow: cancel what runs, set its output (`output`, else its outputParameters,
-    else its last task's output), end its children, start its failure workflow."""
+    else its last task's output), end its children, start its failure workflow. A failure
+    compensates the completed steps first when they declare how (processors/compensation.py);
+    a saga that cannot go on ends FAILED."""
+    if wf.status is WF_COMPENSATING and status is not WF_TERMINATED:
+        if status is not WF_COMPENSATED:
+            status, reason = WF_FAILED, compensation.failed_reason(wf, reason)
+    elif compensate and compensation.begin_on_failure(ctx, wf, status, reason, failed_task, output):
+        return
+    st = ctx.st
+    children = cancel_active(ctx, wf, status)
+    if output is None:
+        output = output_at_end(st, wf, status, reason)
+    failure_workflow = compensation.starts_failure_workflow(wf, status)
+    ctx.emit(E.WorkflowEnded(wf.workflow_id, status, reason, output))
+    end_children(ctx, wf, children, status)
+    if failure_workflow:
+        _start_failure_workflow(ctx, wf, failed_task)
+    mirror_child(ctx, wf)
+    retention.retire(ctx, wf.workflow_id)
+
+
+def cancel_active(ctx: Ctx, wf: Workflow, status: WorkflowStatus) -> list[str]:
+    """Cancel the workflow's active tasks; returns the children their SUB_WORKFLOW tasks ran."""
     st = ctx.st
     children: list[str] = []
     for tid in wf.tasks:
@@ -205,11 +230,13 @@ def end_workflow(
             tasks.end_task(ctx, t, T_CANCELED, reason=f"workflow {status}")
             if t.sub_workflow_id:
                 children.append(t.sub_workflow_id)
-    if output is None:
-        output = _output_at_end(st, wf, status, reason)
-    ctx.emit(E.WorkflowEnded(wf.workflow_id, status, reason, output))
-    # Ending a parent ends its running children (Conductor cancels a SUB_WORKFLOW by terminating
-    # the child); a child's end wakes its parent.
+    return children
+
+
+def end_children(ctx: Ctx, wf: Workflow, children: list[str], status: WorkflowStatus) -> None:
+    """Ending a parent ends its running children (Conductor cancels a SUB_WORKFLOW by
+    terminating the child); a child's end wakes its parent."""
+    st = ctx.st
     for child_id in children:
         child = st.workflows.get(child_id)
         if child is not None and child.status in WF_LIVE:
@@ -219,13 +246,9 @@ def end_workflow(
                 WF_TERMINATED,
                 f"parent workflow {wf.workflow_id} {status}",
             )
-    if status in (WF_FAILED, WF_TIMED_OUT):
-        _start_failure_workflow(ctx, wf, failed_task)
-    mirror_child(ctx, wf)
-    retention.retire(ctx, wf.workflow_id)
 
 
-def _output_at_end(st: Any, wf: Workflow, status: WorkflowStatus, reason: str) -> dict[str, JSON]:
+def output_at_end(st: Any, wf: Workflow, status: WorkflowStatus, reason: str) -> dict[str, JSON]:
     out_params = registry.wf_def(st, wf).get("outputParameters") or {}
     output: JSON
     if out_params:
@@ -251,7 +274,13 @@ def terminate_from_task(ctx: Ctx, wf: Workflow, task: Task) -> None:
         task.input.get("terminationReason")
         or f"Workflow is {status._value_} by TERMINATE task: {task.task_id}"
     )
-    end_workflow(ctx, wf, status, str(reason), failed_task=task, output=dict(task.output))
+    output = dict(task.output)
+    # Trigger 2 of a saga: `compensate: true` undoes the completed steps first.
+    if task.input.get("compensate") is True and compensation.begin(
+        ctx, wf, status, str(reason), failed_task=task, output=output
+    ):
+        return
+    end_workflow(ctx, wf, status, str(reason), failed_task=task, output=output)
 
 
 def _failed_view(st: Any, wf: Workflow) -> dict[str, JSON]:
@@ -318,6 +347,10 @@ def _start_failure_workflow(ctx: Ctx, wf: Workflow, failed_task: Task | None) ->
         reason=wf.reason_for_incompletion,
         failureStatus=wf.status._value_,
     )
+    if wf.saga_status:  # after a saga: the failure that started it, and how it ended
+        if wf.saga_status in (WF_FAILED, WF_TIMED_OUT):
+            child_input["failureStatus"] = wf.saga_status
+        child_input["compensationStatus"] = wf.status._value_
     if failed_task is not None:  # as Conductor: no key when no task failed (a timeout)
         child_input["failureTaskId"] = failed_task.task_id
     child_input["failedWorkflow"] = _failed_view(st, wf)
@@ -466,7 +499,7 @@ def quarantine_workflow(ctx: Ctx, wf: Workflow, reason: str) -> None:
     mark = ctx.mark()
     try:
         if wf.status in WF_LIVE:
-            end_workflow(ctx, wf, WF_FAILED, reason)
+            end_workflow(ctx, wf, WF_FAILED, reason, compensate=False)
     except Exception:  # even ending it failed: force the status so nothing waits on it
         ctx.rollback(mark)
         ctx.emit(E.WorkflowQuarantined(wf.workflow_id, reason))
