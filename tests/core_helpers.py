@@ -273,8 +273,8 @@ def _check_admission_counts(st: State) -> None:
 
 ACTIVE = ("SCHEDULED", "IN_PROGRESS")
 LIVE_TYPES = ("SIMPLE", "WAIT", "HUMAN", "SUB_WORKFLOW")
-WF_TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT")
-LIVE = ("RUNNING", "PAUSED", "QUEUED")
+WF_TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT", "COMPENSATED")
+LIVE = ("RUNNING", "PAUSED", "QUEUED", "COMPENSATING")
 
 
 def check_invariants(st: State) -> None:
@@ -383,6 +383,10 @@ def check_invariants(st: State) -> None:
         elif wf.status == "QUEUED":  # waits for its definition's limits: nothing ran yet
             assert not wf.tasks, f"QUEUED workflow {wf_id} has tasks"
             assert "wftmo:" + wf_id not in st.timers, f"QUEUED workflow {wf_id} has a timeout"
+        elif wf.status == "COMPENSATING":  # a saga runs one compensation at a time
+            assert len(active) == 1, f"COMPENSATING workflow {wf_id} has active tasks {active}"
+            assert st.tasks[active[0]].compensates, f"{active[0]} of {wf_id} compensates nothing"
+            assert "wftmo:" + wf_id not in st.timers, f"COMPENSATING {wf_id} has a timeout"
         elif wf.status != "PAUSED":  # paused: its tasks may all have ended meanwhile
             assert wf.status in WF_TERMINAL, f"workflow {wf_id} status {wf.status}"
             assert not active, f"{wf.status} workflow {wf_id} has active tasks {active}"
