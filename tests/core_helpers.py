@@ -26,6 +26,7 @@ from orchestrator.core.commands import (
 )
 from orchestrator.core.errors import Code
 from orchestrator.core.machine import Outcome, apply_batch, queue_key
+from orchestrator.core.processors import flow
 from orchestrator.core.state import State
 
 JSON = Any
@@ -277,6 +278,21 @@ WF_TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT", "COMPENSATED")
 LIVE = ("RUNNING", "PAUSED", "QUEUED", "COMPENSATING")
 
 
+def _check_flow(st: State) -> None:
+    """The flow limits' bookkeeping: leased counts are the tasks IN_PROGRESS per queue (kept by
+    the appliers, rebuilt on load), rate windows are in time order."""
+    fresh = State()
+    fresh.tasks = st.tasks
+    fresh.rebuild_leased()
+    assert st.leased == fresh.leased, f"leased {st.leased} != {fresh.leased}"
+    for queue, times in st.lease_times.items():
+        assert times and times == sorted(times), f"lease times of {queue}: {times}"
+    for queue, ready in st.queues.items():
+        for sub in ready.by_priority.values():
+            assert sub, f"queue {queue} keeps an empty priority"
+            assert list(sub.values()) == sorted(sub.values()), f"queue {queue} out of order"
+
+
 def check_invariants(st: State) -> None:
     """Structural invariants of any reachable state; raises AssertionError."""
     queued: dict[str, str] = {}
@@ -291,8 +307,9 @@ def check_invariants(st: State) -> None:
             assert tid not in queued, f"task {tid} queued twice"
             queued[tid] = task_type
     for rid, poll in st.parked.items():
-        # Lease at schedule time: a poll stays parked only while its type has nothing ready.
-        assert not st.queues.get(poll.queue), (
+        # Lease at schedule time: a poll stays parked only while its queue has nothing it may
+        # lease (nothing ready, or no capacity under its task definition's limits).
+        assert not flow.can_lease(st, poll.queue), (
             f"parked poll {rid} waits for {poll.queue!r} while tasks of it are ready"
         )
         assert poll.epoch == st.epoch, f"parked poll {rid} of old epoch {poll.epoch}"
@@ -304,6 +321,8 @@ def check_invariants(st: State) -> None:
         assert isinstance(due, int), f"timer {key} due {due!r}"
         if kind == "poll":
             assert tid in st.parked, f"timer {key} for a poll that is not parked"
+            continue
+        if kind == "rate":  # a queue's rate window moves on (processors/flow.py)
             continue
         if kind == "hist":  # the durable history's retention, armed by the first archive
             assert key == "hist:retention", f"unknown history timer {key}"
@@ -408,6 +427,7 @@ def check_invariants(st: State) -> None:
         assert running == live, f"chain {root} counts {running} running, {live} are"
     for key, wf_id in st.idempotency.items():
         assert wf_id in st.workflows, f"idempotency key {key!r} names unknown workflow {wf_id}"
+    _check_flow(st)
     _check_admission_counts(st)
     # Definitions shared by content (if the state keeps them that way): reference counts are exact.
     shared = getattr(st, "def_snapshots", None)

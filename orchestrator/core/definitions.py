@@ -81,7 +81,30 @@ def int_field(obj: dict[str, JSON], key: str, field: str, lo: int, hi: int, defa
     return value
 
 
-def normalize_task_def(raw: JSON, where: str = "taskDef") -> dict[str, JSON]:
+def _flow_limits(out: dict[str, JSON], where: str, inline: bool) -> None:
+    """concurrentExecLimit, rateLimitPerFrequency (0: none) and rateLimitFrequencyInSeconds,
+    checked when given (absent: none). They hold per queue across workflows, as the task
+    definition registered now says (processors/flow.py), so an inline taskDefinition, which
+    holds for one workflow definition, may not set them."""
+    for key, hi in (
+        ("concurrentExecLimit", limits.MAX_CONCURRENT_EXEC_LIMIT),
+        ("rateLimitPerFrequency", limits.MAX_RATE_LIMIT_PER_FREQUENCY),
+    ):
+        if key in out:
+            out[key] = int_field(out, key, f"{where}.{key}", 0, hi, 0)
+            if inline and out[key]:
+                raise invalid(
+                    f"{where}.{key}: limits hold for a task type across workflows: set them on "
+                    "the registered task definition"
+                )
+    key = "rateLimitFrequencyInSeconds"
+    if key in out:
+        out[key] = int_field(
+            out, key, f"{where}.{key}", 1, limits.MAX_RATE_LIMIT_FREQUENCY_SECONDS, 1
+        )
+
+
+def normalize_task_def(raw: JSON, where: str = "taskDef", inline: bool = False) -> dict[str, JSON]:
     if not isinstance(raw, dict):
         raise invalid(f"{where}: must be a JSON object")
     # Conductor exports carry explicit nulls for unset fields: null means "not given".
@@ -126,6 +149,7 @@ def normalize_task_def(raw: JSON, where: str = "taskDef") -> dict[str, JSON]:
         raise invalid(f"{where}.timeoutPolicy: must be one of {', '.join(TIMEOUT_POLICIES)}")
     if out["timeoutSeconds"] and out["responseTimeoutSeconds"] > out["timeoutSeconds"]:
         raise invalid(f"{where}.responseTimeoutSeconds: must not exceed timeoutSeconds")
+    _flow_limits(out, where, inline)
     return out
 
 
@@ -252,7 +276,7 @@ def _norm_task(task: JSON, where: str, v: Validation, depth: int) -> dict[str, J
         )
     if t.get("taskDefinition") is not None:
         t["taskDefinition"] = normalize_task_def(
-            t["taskDefinition"], f"{where}.taskDefinition ({ref})"
+            t["taskDefinition"], f"{where}.taskDefinition ({ref})", inline=True
         )
         if t["taskDefinition"]["name"] != t["name"]:
             raise invalid(f"{where}.taskDefinition.name: must equal the task name {t['name']!r}")

@@ -285,6 +285,7 @@ class TaskScheduled(Event):
 class TaskQueued(Event):
     task_id: str
     queue: str
+    priority: int = 0  # its workflow's: the queue hands out higher first (processors/flow.py)
 
 
 @dataclass(slots=True)
@@ -301,6 +302,16 @@ class TaskLeased(Event):
     queue: str
     worker_id: str
     owner: str = ""  # the principal that polled: only it may report on the task
+    # The queue's rate-limit window (ms) the lease counts in; 0: the queue has no rate limit.
+    window_ms: int = 0
+
+
+@dataclass(slots=True)
+class CapacityReturned(Event):
+    """A limited queue with ready tasks may lease again (a slot freed, its rate window moved,
+    or its limits changed): waiting and parked polls are served (processors/flow.py)."""
+
+    queue: str
 
 
 @dataclass(slots=True)

@@ -74,3 +74,13 @@ MAX_WORKFLOWS_PER_COMMAND = 64
 MAX_WAIT_MS = 10 * 366 * 24 * 3600 * 1000
 # Ids the core builds from other ids (tasks, children) stay under this many characters.
 MAX_BUILT_ID_LENGTH = 128
+# Task priorities (StartWorkflow's `priority`): 0..99, higher first. A waiting task's effective
+# priority grows by one per PRIORITY_AGING_MS waited (processors/flow.py), so a task goes before
+# any task of priority q queued (q - p) * PRIORITY_AGING_MS after it: none starves.
+MAX_PRIORITY = 99
+PRIORITY_AGING_MS = 1_000
+# Task definitions' flow limits (per queue): concurrentExecLimit, rateLimitPerFrequency, and the
+# window rateLimitFrequencyInSeconds (a rate window keeps up to rateLimitPerFrequency times).
+MAX_CONCURRENT_EXEC_LIMIT = 1_000_000
+MAX_RATE_LIMIT_PER_FREQUENCY = 100_000
+MAX_RATE_LIMIT_FREQUENCY_SECONDS = 24 * 3600

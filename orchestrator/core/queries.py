@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import limits
+from .processors import flow
 from .processors.registry import latest_version
 from .processors.scripts import pending_scripts
 from .records import (
@@ -173,8 +174,9 @@ def leased_tasks(st: State, task_ids: list[str], worker_id: str) -> list[Task]:
 
 
 def has_work(st: State, task_type: str, request_id: str) -> bool:
-    """A poll would answer at once: a task of its queue is ready, or its request is recorded."""
-    return bool(st.queues.get(task_type)) or request_id in st.requests
+    """A poll would answer at once: a task of its queue is ready and the queue's limits allow
+    a lease (processors/flow.py), or its request is recorded."""
+    return flow.can_lease(st, task_type) or request_id in st.requests
 
 
 def recently_polled(st: State, queue: str) -> bool:

@@ -105,6 +105,7 @@ class TimerKind(StrEnum):
     POLL = "poll"  # a parked poll's expiry
     WORKFLOW_TIMEOUT = "wftmo"  # the workflow's timeoutSeconds
     HISTORY = "hist"  # the durable history's retention is due (processors/retention.py)
+    RATE = "rate"  # a queue's rate-limit window lets a lease through again (processors/flow.py)
 
     @property
     def prefix(self) -> str:
@@ -138,6 +139,7 @@ TOTAL_TIMEOUT_TIMER = TimerKind.TOTAL_TIMEOUT.prefix
 POLL_TIMER = TimerKind.POLL.prefix
 WORKFLOW_TIMEOUT_TIMER = TimerKind.WORKFLOW_TIMEOUT.prefix
 HISTORY_TIMER = TimerKind.HISTORY.prefix + "retention"
+RATE_TIMER = TimerKind.RATE.prefix
 # The timers a task may hold (ended with the task).
 TASK_TIMERS = (
     LEASE_TIMER,

@@ -18,10 +18,12 @@ import hashlib
 import heapq
 import json
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
-from . import limits
+from . import limits, records
 from .records import (
+    T_IN_PROGRESS,
     WF_QUEUED,
     WF_RUNS,
     DefSnapshot,
@@ -30,6 +32,7 @@ from .records import (
     RequestRecord,
     ScriptMarker,
     Task,
+    TaskType,
     Workflow,
     admission_key,
 )
@@ -51,6 +54,55 @@ _RECORDS: dict[str, Any] = {
 }
 
 
+class ReadyQueue:
+    """The tasks of one queue ready to be leased: per priority, task id -> the cluster time it
+    was queued, oldest first. processors/flow.py picks the head by effective priority, which
+    costs one look per priority waiting, not one per task."""
+
+    __slots__ = ("by_priority",)
+
+    def __init__(self) -> None:
+        # Sub-queues in creation order; an emptied one is dropped (the appliers keep that).
+        self.by_priority: dict[int, OrderedDict[str, int]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.by_priority)
+
+    def __len__(self) -> int:
+        return sum(len(sub) for sub in self.by_priority.values())
+
+    def __iter__(self) -> Iterator[str]:
+        for sub in self.by_priority.values():
+            yield from sub
+
+    def __contains__(self, task_id: object) -> bool:
+        return any(task_id in sub for sub in self.by_priority.values())
+
+    def priority_of(self, task_id: str) -> int | None:
+        for priority, sub in self.by_priority.items():
+            if task_id in sub:
+                return priority
+        return None
+
+    def to_rows(self) -> list[tuple[str, int, int]]:
+        return [(t, p, at) for p, sub in self.by_priority.items() for t, at in sub.items()]
+
+    @classmethod
+    def from_rows(cls, rows: list[JSON], st: State) -> ReadyQueue:
+        """Rows [task id, priority, queued at]; a snapshot written before priorities held bare
+        task ids in FIFO order: they take their workflow's priority, queued at load time."""
+        q = cls()
+        for row in rows:
+            if isinstance(row, str):
+                task = st.tasks.get(row)
+                wf = st.workflows.get(task.workflow_id) if task is not None else None
+                tid, priority, at = row, (wf.priority if wf is not None else 0), st.clock_ms
+            else:
+                tid, priority, at = row
+            q.by_priority.setdefault(priority, OrderedDict())[tid] = at
+        return q
+
+
 class State:
     """Everything every replica agrees on. Only the appliers mutate it."""
 
@@ -66,9 +118,15 @@ class State:
         self.members: dict[str, Member] = {}
         self.workflows: dict[str, Workflow] = {}
         self.tasks: dict[str, Task] = {}
-        # queue key (task type, or "<type>@<domain>" for a task domain) -> ordered set (dict
-        # with None values) of task ids ready to be leased
-        self.queues: dict[str, OrderedDict[str, None]] = {}
+        # queue key (task type, or "<type>@<domain>" for a task domain) -> its tasks ready to
+        # be leased, by priority (ReadyQueue)
+        self.queues: dict[str, ReadyQueue] = {}
+        # Flow control (processors/flow.py). Queue key -> its tasks IN_PROGRESS (leased), for
+        # concurrentExecLimit: derived from the tasks (rebuilt on load, not in a snapshot).
+        self.leased: dict[str, int] = {}
+        # Queue key -> the cluster times of its leases still in its rate-limit window (oldest
+        # first; trimmed lazily), for queues whose task definition has rateLimitPerFrequency.
+        self.lease_times: dict[str, list[int]] = {}
         # request id -> long poll parked until a task of its queue is ready, oldest first
         self.parked: dict[str, ParkedPoll] = {}
         # queue key -> cluster time of its latest poll (task domains pick an active domain)
@@ -146,6 +204,15 @@ class State:
             elif wf.status is WF_QUEUED:
                 self.queued.setdefault(wf.workflow_name, {})[wf.workflow_id] = None
 
+    def rebuild_leased(self) -> None:
+        """The derived count of leased tasks per queue: worker (SIMPLE) tasks IN_PROGRESS."""
+        leased: dict[str, int] = {}
+        for t in self.tasks.values():
+            if t.status is T_IN_PROGRESS and t.type is TaskType.SIMPLE:
+                key = records.queue_key(t.task_type, t.domain)
+                leased[key] = leased.get(key, 0) + 1
+        self.leased = leased
+
     # ---- snapshots ----
     def to_snapshot(self) -> dict[str, JSON]:
         return {
@@ -160,7 +227,8 @@ class State:
             "members": {k: v.to_row() for k, v in self.members.items()},
             "workflows": [wf.to_row() for wf in self.workflows.values()],
             "tasks": [t.to_row() for t in self.tasks.values()],
-            "queues": {k: list(v) for k, v in self.queues.items()},
+            "queues": {k: v.to_rows() for k, v in self.queues.items()},
+            "lease_times": self.lease_times,
             # In key order: the heap orders timers, so their dict order means nothing, and a
             # rolled-back command puts a cleared timer back at the end (journal.py).
             "timers": dict(sorted(self.timers.items())),
@@ -196,7 +264,10 @@ class State:
             _load_v1_records(st, snap)
         else:
             _load_v2_records(st, snap)
-        st.queues = {k: OrderedDict.fromkeys(v) for k, v in snap["queues"].items()}
+        st.queues = {k: ReadyQueue.from_rows(v, st) for k, v in snap["queues"].items()}
+        # Written before rate limits: windows start empty.
+        st.lease_times = snap.get("lease_times", {})
+        st.rebuild_leased()
         st.idempotency = snap["idempotency"]
         st.terminal_order = OrderedDict.fromkeys(snap["terminal_order"])
         st.last_poll = OrderedDict(snap.get("last_poll", {}))

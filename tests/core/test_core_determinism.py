@@ -452,7 +452,7 @@ def long_log() -> list[Batch]:
     try:
         for key, value in SMALL_LIMITS.items():
             mp.setattr(limits, key, value)
-        h, _ = build_log(seed=20240611, steps=2500)
+        h, _ = build_log(seed=20240612, steps=2500)
     finally:
         mp.undo()
     return h.log

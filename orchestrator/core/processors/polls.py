@@ -12,7 +12,7 @@ from ..context import Ctx, Outcome
 from ..errors import invalid
 from ..records import ParkedPoll, RequestRecord, Workflow, queue_key
 from ..state import State
-from . import requests, tasks
+from . import flow, requests, tasks
 
 JSON = Any
 
@@ -75,7 +75,7 @@ def fill_parked(ctx: Ctx) -> None:
     try:
         for queue in queues:
             for rid in [r for r, p in st.parked.items() if p.queue == queue]:
-                if not st.queues.get(queue):
+                if not flow.can_lease(st, queue):  # nothing ready, or no capacity left
                     break
                 poll = st.parked[rid]
                 ctx.emit(E.PollSettled(rid))

@@ -18,6 +18,7 @@ from ..definitions import (
 from ..errors import TaskCannotRun, already_exists, invalid
 from ..records import Task, TaskType, Workflow
 from ..state import State
+from . import flow
 
 JSON = Any
 
@@ -37,7 +38,9 @@ def register_task_defs(ctx: Ctx, cmd: RegisterTaskDefs) -> dict[str, JSON]:
         raise invalid("task_def_json: at least one task definition is required")
     defs = [normalize_task_def(d, f"task_def_json[{i}]") for i, d in enumerate(cmd.task_defs)]
     ctx.emit(E.TaskDefsRegistered(defs))
-    return {"names": [d["name"] for d in defs]}
+    names = [d["name"] for d in defs]
+    flow.limits_changed(ctx, names)
+    return {"names": names}
 
 
 def register_workflow_def(ctx: Ctx, cmd: RegisterWorkflowDef) -> dict[str, JSON]:

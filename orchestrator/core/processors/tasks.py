@@ -33,7 +33,7 @@ from ..records import (
     Workflow,
     queue_key,
 )
-from . import compensation, decider, registry, scheduler, workflows
+from . import compensation, decider, flow, registry, scheduler, workflows
 
 JSON = Any
 
@@ -60,23 +60,34 @@ def fail_now(ctx: Ctx, task: Task, reason: str) -> None:
 
 
 def enqueue(ctx: Ctx, task: Task) -> None:
-    ctx.emit(E.TaskQueued(task.task_id, queue_key(task.task_type, task.domain)))
+    wf = ctx.st.workflows.get(task.workflow_id)
+    priority = wf.priority if wf is not None else 0
+    ctx.emit(E.TaskQueued(task.task_id, queue_key(task.task_type, task.domain), priority))
 
 
 def lease(ctx: Ctx, queue_name: str, worker_id: str, count: int, owner: str = "") -> list[str]:
     """Lease up to `count` ready tasks of a queue to a worker (owned by the polling principal),
-    oldest first."""
+    by effective priority, as many as the queue's limits allow (processors/flow.py)."""
     st = ctx.st
     queue = st.queues.get(queue_name)
+    if not queue:
+        return []
+    lim = flow.limits_of(st, queue_name)
+    if lim is not flow.NO_LIMITS:
+        count = flow.room(st, queue_name, count, lim)
+    window_ms = lim[2] if lim[1] else 0
     leased: list[str] = []
+    now = ctx.now
     while queue and len(leased) < count:
-        task_id = next(iter(queue))
+        task_id = flow.head(queue, now)
         task = st.tasks.get(task_id)
         if task is None or task.status != T_SCHEDULED:
             ctx.emit(E.QueueEntryDropped(queue_name, task_id))
             continue
-        ctx.emit(E.TaskLeased(task_id, queue_name, worker_id, owner))
+        ctx.emit(E.TaskLeased(task_id, queue_name, worker_id, owner, window_ms))
         leased.append(task_id)
+    if window_ms:
+        flow.arm_rate_timer(ctx, queue_name, lim)
     return leased
 
 

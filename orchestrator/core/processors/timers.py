@@ -23,7 +23,7 @@ from ..records import (
     TimerKind,
     Workflow,
 )
-from . import decider, registry, retention, tasks, workflows
+from . import decider, flow, registry, retention, tasks, workflows
 
 JSON = Any
 
@@ -41,6 +41,8 @@ def tick(ctx: Ctx, cmd: Tick) -> dict[str, JSON]:
                 ctx.emit(E.PollSettled(ident))
         elif kind is TimerKind.HISTORY:  # the durable history's retention
             retention.expire(ctx)
+        elif kind is TimerKind.RATE:  # a queue's rate window moved on
+            flow.recheck(ctx, ident)
         elif kind is TimerKind.WORKFLOW_TIMEOUT:  # the workflow's timeoutSeconds (TIME_OUT_WF)
             wf = st.workflows.get(ident)
             if wf is not None and wf.status in WF_LIVE:
@@ -103,7 +105,7 @@ def _fire(ctx: Ctx, kind: TimerKind, wf: Workflow, task: Task) -> None:
             if status in T_ACTIVE:
                 reason = f"totalTimeoutSeconds ({task.total_timeout_seconds}s) elapsed"
                 timeout_task(ctx, wf, task, reason, stop_retries=True)
-        case TimerKind.POLL | TimerKind.WORKFLOW_TIMEOUT | TimerKind.HISTORY:
+        case TimerKind.POLL | TimerKind.WORKFLOW_TIMEOUT | TimerKind.HISTORY | TimerKind.RATE:
             pass  # not a task's timer (fired in tick)
         case _ as unreachable:
             assert_never(unreachable)

@@ -59,6 +59,11 @@ def start_workflow(ctx: Ctx, cmd: StartWorkflow) -> dict[str, JSON]:
         raise invalid(f"idempotency_strategy: must be one of {', '.join(STRATEGY_OF)}")
     if not cmd.workflow_id:
         raise invalid("workflow_id: required")
+    priority = cmd.priority
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise invalid("priority: must be an integer")
+    if not 0 <= priority <= limits.MAX_PRIORITY:
+        raise invalid(f"priority: must be between 0 and {limits.MAX_PRIORITY}")
     task_to_domain = check_task_to_domain(cmd.task_to_domain, "task_to_domain")
     idem_key = idempotency_index_key(cmd.name, cmd.idempotency_key)
     if idem_key:
