@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from orchestrator_client import TaskFailure
+
 from .limits_audit import (
     TaskLimit,
     WorkflowLimit,
@@ -107,7 +109,8 @@ def handlers() -> dict[str, Callable[[Any], dict[str, Any]]]:
         return fn
 
     def fail(task: Any) -> dict[str, Any]:
-        raise RuntimeError("chaos_fail fails on purpose (the saga compensates)")
+        # TaskFailure: the worker reports it without logging a traceback each time.
+        raise TaskFailure("chaos_fail fails on purpose (the saga compensates)", terminal=True)
 
     return {
         CONC: sleeper(0.05),
