@@ -135,6 +135,8 @@ class Workflow:
     priority: int
     task_to_domain: dict[str, str] = dataclasses.field(default_factory=dict)
     triggering_workflow_id: str = ""
+    # When it last started running (0 while QUEUED behind its definition's limits).
+    start_time_ms: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -193,4 +195,5 @@ class Workflow:
             priority=msg.priority,
             task_to_domain=dict(msg.task_to_domain),
             triggering_workflow_id=msg.triggering_workflow_id,
+            start_time_ms=msg.start_time_ms,
         )

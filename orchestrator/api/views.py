@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from orchestrator_client.v1 import workflows_pb2 as wpb
 
-from ..core.records import Task, Workflow
+from ..core.records import WF_QUEUED, Task, Workflow
 from .errors import invalid, quote
 
 T = TypeVar("T")
@@ -63,6 +63,8 @@ def workflow_pb(wf: Workflow, tasks: list[Task] | None) -> wpb.Workflow:
         priority=wf.priority,
         task_to_domain=wf.task_to_domain,
         triggering_workflow_id=wf.triggering_workflow_id,
+        # Records written before start_time_ms was kept started running when created.
+        start_time_ms=wf.start_time_ms or (0 if wf.status is WF_QUEUED else wf.create_time_ms),
     )
     if tasks is not None:
         msg.tasks.extend(task_pb(t) for t in tasks)

@@ -68,7 +68,9 @@ class WorkflowService(Operations, workflows_pb2_grpc.WorkflowServiceServicer):
             "StartWorkflow",
             lambda: start_cmd(request),
             lambda o: wpb.StartWorkflowResponse(
-                workflow_id=o.result["workflow_id"], created=o.result["created"]
+                workflow_id=o.result["workflow_id"],
+                created=o.result["created"],
+                queued=o.result.get("queued", False),
             ),
         )
 
@@ -78,6 +80,7 @@ class WorkflowService(Operations, workflows_pb2_grpc.WorkflowServiceServicer):
         def on_ok(result: wpb.StartWorkflowResult, outcome: Outcome) -> None:
             result.workflow_id = outcome.result["workflow_id"]
             result.created = outcome.result["created"]
+            result.queued = outcome.result.get("queued", False)
 
         return self._batch_mutate(
             context,

@@ -137,7 +137,7 @@ class Task(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., task_type: _Optional[str] = ..., reference_task_name: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_type: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., retry_count: _Optional[int] = ..., poll_count: _Optional[int] = ..., scheduled_time_ms: _Optional[int] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., reason_for_incompletion: _Optional[str] = ..., worker_id: _Optional[str] = ..., response_timeout_seconds: _Optional[int] = ..., lease_expires_ms: _Optional[int] = ..., seq: _Optional[int] = ..., retried_task_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., domain: _Optional[str] = ...) -> None: ...
 
 class Workflow(_message.Message):
-    __slots__ = ("workflow_id", "workflow_name", "workflow_version", "status", "input_json", "output_json", "reason_for_incompletion", "correlation_id", "create_time_ms", "end_time_ms", "tasks", "variables_json", "idempotency_key", "priority", "task_to_domain", "triggering_workflow_id")
+    __slots__ = ("workflow_id", "workflow_name", "workflow_version", "status", "input_json", "output_json", "reason_for_incompletion", "correlation_id", "create_time_ms", "end_time_ms", "tasks", "variables_json", "idempotency_key", "priority", "task_to_domain", "triggering_workflow_id", "start_time_ms")
     class TaskToDomainEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,7 @@ class Workflow(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     TASK_TO_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     TRIGGERING_WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     workflow_name: str
     workflow_version: int
@@ -177,7 +178,8 @@ class Workflow(_message.Message):
     priority: int
     task_to_domain: _containers.ScalarMap[str, str]
     triggering_workflow_id: str
-    def __init__(self, workflow_id: _Optional[str] = ..., workflow_name: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., reason_for_incompletion: _Optional[str] = ..., correlation_id: _Optional[str] = ..., create_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., variables_json: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., task_to_domain: _Optional[_Mapping[str, str]] = ..., triggering_workflow_id: _Optional[str] = ...) -> None: ...
+    start_time_ms: int
+    def __init__(self, workflow_id: _Optional[str] = ..., workflow_name: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., input_json: _Optional[str] = ..., output_json: _Optional[str] = ..., reason_for_incompletion: _Optional[str] = ..., correlation_id: _Optional[str] = ..., create_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., variables_json: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., task_to_domain: _Optional[_Mapping[str, str]] = ..., triggering_workflow_id: _Optional[str] = ..., start_time_ms: _Optional[int] = ...) -> None: ...
 
 class StartWorkflowRequest(_message.Message):
     __slots__ = ("request_id", "name", "version", "input_json", "correlation_id", "idempotency_key", "idempotency_strategy", "priority", "task_to_domain")
@@ -209,12 +211,14 @@ class StartWorkflowRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., input_json: _Optional[str] = ..., correlation_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., idempotency_strategy: _Optional[_Union[IdempotencyStrategy, str]] = ..., priority: _Optional[int] = ..., task_to_domain: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class StartWorkflowResponse(_message.Message):
-    __slots__ = ("workflow_id", "created")
+    __slots__ = ("workflow_id", "created", "queued")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     created: bool
-    def __init__(self, workflow_id: _Optional[str] = ..., created: _Optional[bool] = ...) -> None: ...
+    queued: bool
+    def __init__(self, workflow_id: _Optional[str] = ..., created: _Optional[bool] = ..., queued: _Optional[bool] = ...) -> None: ...
 
 class StartWorkflowsRequest(_message.Message):
     __slots__ = ("items",)
@@ -223,16 +227,18 @@ class StartWorkflowsRequest(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[StartWorkflowRequest, _Mapping]]] = ...) -> None: ...
 
 class StartWorkflowResult(_message.Message):
-    __slots__ = ("code", "message", "workflow_id", "created")
+    __slots__ = ("code", "message", "workflow_id", "created", "queued")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
     workflow_id: str
     created: bool
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., workflow_id: _Optional[str] = ..., created: _Optional[bool] = ...) -> None: ...
+    queued: bool
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., workflow_id: _Optional[str] = ..., created: _Optional[bool] = ..., queued: _Optional[bool] = ...) -> None: ...
 
 class StartWorkflowsResponse(_message.Message):
     __slots__ = ("results",)
