@@ -1,11 +1,13 @@
-"""A task definition's concurrentExecLimit holds cluster-wide across a leader kill -9.
+"""A task definition's limits hold cluster-wide across a leader kill -9.
 
-Three real replicas; a task type limited to 2 IN_PROGRESS at once; three workers polling it
-with two handler threads each (six slots, three times the limit); 20 workflows of two such tasks
-each. While they run, the leader is killed with kill -9 (by its PID) and restarted. Every
-workflow must complete, and the task records (one per lease: [start_time_ms, end_time_ms) is
-its time IN_PROGRESS) must never show more than 2 in progress at once, nor may the handlers
-have run more than 2 at once. The limit must also have been reached, or the test proved nothing.
+Three real replicas; a task type limited to 2 IN_PROGRESS at once (or to 5 leases a second);
+three workers polling it with two handler threads each (six slots, three times the limit); 20
+workflows of two such tasks each. While they run, the leader is killed with kill -9 (by its
+PID) and restarted. Every workflow must complete, and the task records (one per lease:
+[start_time_ms, end_time_ms) is its time IN_PROGRESS, start_time_ms its lease time) must never
+show more than 2 in progress at once (nor may the handlers have run more than 2 at once), or
+more than 5 leases in a second of cluster time. The limit must also have been reached, or the
+test proved nothing.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ TASK_DEF = {
     "retryCount": 3,
     "retryDelaySeconds": 0,
     "responseTimeoutSeconds": 20,
-    "concurrentExecLimit": LIMIT,
 }
+RATE = 5  # leases per second
 WORKFLOW = {
     "name": "lim_flow",
     "tasks": [
@@ -62,7 +64,9 @@ class Handlers:
         return {"by": task.task_id}
 
 
-def test_concurrent_exec_limit_holds_across_a_leader_kill(tmp_path: Any) -> None:
+def _run_across_a_leader_kill(tmp_path: Any, limits: dict[str, int]) -> tuple[list[Any], int]:
+    """Every task record of the 20 workflows, which all completed though the leader was killed
+    with a fifth of the tasks done, and the most handlers that ran at once."""
     cluster = make_cluster(tmp_path)
     workers: list[Worker] = []
     clients: list[Any] = []
@@ -71,7 +75,7 @@ def test_concurrent_exec_limit_holds_across_a_leader_kill(tmp_path: Any) -> None
         cluster.wait_healthy(timeout_s=60)
         client = cluster.client(timeout_s=3.0, retry_budget_s=60.0)
         clients.append(client)
-        client.register_task_defs([TASK_DEF])
+        client.register_task_defs([{**TASK_DEF, **limits}])
         client.register_workflow_def(WORKFLOW)
         handlers = Handlers()
         for i in range(3):
@@ -107,9 +111,24 @@ def test_concurrent_exec_limit_holds_across_a_leader_kill(tmp_path: Any) -> None
         for c in clients:
             c.close()
         cluster.kill_all()
+    return tasks, handlers.peak
 
+
+def test_concurrent_exec_limit_holds_across_a_leader_kill(tmp_path: Any) -> None:
+    tasks, handlers_peak = _run_across_a_leader_kill(tmp_path, {"concurrentExecLimit": LIMIT})
     audit = audit_task_limits(tasks, {TASK_TYPE: TaskLimit(concurrent=LIMIT)})[TASK_TYPE]
     assert audit["violations"] == [], audit
     assert audit["leases"] >= 2 * N_WORKFLOWS
     assert audit["peak_in_progress"] == LIMIT, audit  # the limit bound: six slots wanted more
-    assert handlers.peak <= LIMIT, f"{handlers.peak} handlers ran at once"
+    assert handlers_peak <= LIMIT, f"{handlers_peak} handlers ran at once"
+
+
+def test_rate_limit_holds_across_a_leader_kill(tmp_path: Any) -> None:
+    """The window of recent leases moves with the leadership (it is replicated state, in
+    cluster time): the new leader hands out no lease the old one's window forbids."""
+    rate = {"rateLimitPerFrequency": RATE, "rateLimitFrequencyInSeconds": 1}
+    tasks, _ = _run_across_a_leader_kill(tmp_path, rate)
+    audit = audit_task_limits(tasks, {TASK_TYPE: TaskLimit(rate=RATE, per_seconds=1)})[TASK_TYPE]
+    assert audit["violations"] == [], audit
+    assert audit["leases"] >= 2 * N_WORKFLOWS
+    assert audit["peak_leases_in_window"] == RATE, audit  # 40 tasks wanted more than 5 a second
