@@ -14,7 +14,8 @@ from .cli import _client, _load_json_arg, _print
 
 STATUSES = ("RUNNING", "PAUSED", "COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT")
 # Actions BulkAction can apply to the matches of a search.
-BULK_ACTIONS = ("pause", "resume", "restart", "retry", "terminate", "remove")
+BULK_ACTIONS = ("pause", "resume", "restart", "retry", "terminate", "remove", "compensate")
+TERMINATE_REASON = "terminated from the CLI"
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)?$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
@@ -128,8 +129,10 @@ def _act_one(c: Any, ns: argparse.Namespace, wid: str) -> None:
         c.skip_task(wid, ns.task_ref, output)
     elif action == "remove":
         c.remove_workflow(wid)
+    elif action == "compensate":
+        c.compensate_workflow(wid, ns.reason or "")
     else:
-        c.terminate_workflow(wid, ns.reason)
+        c.terminate_workflow(wid, ns.reason or TERMINATE_REASON)
 
 
 def cmd_workflow(ns: argparse.Namespace) -> int:
@@ -149,7 +152,7 @@ def cmd_workflow(ns: argparse.Namespace) -> int:
                 None if ns.bulk else ns.workflow_ids,
                 filters=filters_of(ns) if ns.bulk else None,
                 batch_size=ns.batch_size,
-                reason=ns.reason,
+                reason=ns.reason or (TERMINATE_REASON if ns.action == "terminate" else ""),
                 use_latest_definition=ns.use_latest_definition,
                 resume_subworkflow_tasks=ns.resume_subworkflow_tasks,
             )
@@ -252,7 +255,8 @@ def add_parser(sub: Any) -> None:
 
     s = sub.add_parser(
         "workflow",
-        help="act on workflows: pause, resume, restart, retry, rerun, skip-task, remove, terminate",
+        help="act on workflows: pause, resume, restart, retry, rerun, skip-task, remove, "
+        "terminate, compensate",
         description="An operator's action on one or more workflows, or with --bulk on every "
         "workflow a search matches (in batches, reported per workflow). Exits 1 if any failed.",
     )
@@ -267,6 +271,7 @@ def add_parser(sub: Any) -> None:
             "skip-task",
             "remove",
             "terminate",
+            "compensate",
         ],
     )
     s.add_argument("workflow_ids", nargs="*", metavar="WORKFLOW_ID")
@@ -274,7 +279,7 @@ def add_parser(sub: Any) -> None:
     _add_filter_flags(s)
     s.add_argument("--batch-size", type=int, default=100, help="workflows per call (bulk)")
     s.add_argument("--limit", type=int, default=0, help="stop reporting after this many")
-    s.add_argument("--reason", default="terminated from the CLI", help="terminate")
+    s.add_argument("--reason", help=f"terminate (default: {TERMINATE_REASON}), compensate")
     s.add_argument("--use-latest-definition", action="store_true", help="restart")
     s.add_argument("--resume-subworkflow-tasks", action="store_true", help="retry")
     s.add_argument("--task-id", default="", help="rerun from this task (default: the start)")

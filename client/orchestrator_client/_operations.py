@@ -23,7 +23,15 @@ from orchestrator_client.v1 import workflows_pb2
 __all__ = ["BULK_ACTIONS", "BulkResult", "OperationCalls"]
 
 # What bulk_action accepts.
-BULK_ACTIONS: Final = ("pause", "resume", "restart", "retry", "terminate", "remove")
+BULK_ACTIONS: Final = (
+    "pause",
+    "resume",
+    "restart",
+    "retry",
+    "terminate",
+    "remove",
+    "compensate",
+)
 # The most workflows one BulkAction call acts on.
 MAX_BULK_ITEMS: Final = 1000
 # ExecuteWorkflow's longest wait on the server, in seconds.
@@ -272,6 +280,40 @@ class OperationCalls:
         )
         self._act(request, timeout_s, retry_budget_s)
 
+    def compensate_workflow(
+        self,
+        workflow_id: str,
+        reason: str = "",
+        *,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> None:
+        """Compensates a workflow (a saga): its completed steps' compensateWith tasks run in
+        reverse completion order; it is COMPENSATING, then COMPENSATED (or FAILED when a
+        compensation fails for good).
+
+        A running or paused workflow is stopped first; a failed, terminated or timed out one
+        (archived too) is compensated. Compensating one that is COMPENSATING changes nothing.
+
+        Args:
+            workflow_id: The workflow id.
+            reason: Why; the workflow's reason when it was running.
+            request_id: Idempotency id of this call; generated when None.
+            timeout_s: Per-attempt deadline override.
+            retry_budget_s: Overall deadline override.
+
+        Raises:
+            NotFoundError: Neither in memory nor in history.
+            FailedPreconditionError: It is COMPLETED or COMPENSATED, or ended with nothing to
+                compensate.
+            OrchestratorError: Any other server error.
+        """
+        request = workflows_pb2.CompensateWorkflowRequest(
+            request_id=request_id or new_request_id(), workflow_id=workflow_id, reason=reason
+        )
+        self._act(request, timeout_s, retry_budget_s)
+
     def bulk_action(
         self,
         action: str,
@@ -295,7 +337,7 @@ class OperationCalls:
             workflow_ids: The workflows; None to act on the matches of ``filters``.
             filters: Search filters, as for :meth:`search_workflows` (without paging).
             batch_size: Workflows per call (1-1000).
-            reason: The reason, for ``terminate``.
+            reason: The reason, for ``terminate`` and ``compensate``.
             use_latest_definition: For ``restart``.
             resume_subworkflow_tasks: For ``retry``.
             timeout_s: Per-attempt deadline override.

@@ -1,8 +1,9 @@
 """The operator's actions on workflows (Conductor's pause, resume, restart, retry, rerun, skip
-and remove), one at a time or in bulk, and ExecuteWorkflow's wait for the end.
+and remove, and a saga's compensate), one at a time or in bulk, and ExecuteWorkflow's wait for
+the end.
 
-Each action is one replicated command, idempotent by its request id. Restart, retry and rerun
-also act on a workflow that has left memory for the durable history: the leader attaches the
+Each action is one replicated command, idempotent by its request id. Restart, retry, rerun and
+compensate also act on a workflow that has left memory for the durable history: the leader attaches the
 archived document to the command (`restore`), and apply puts the workflow back before acting.
 What decides is still the state machine; the leader only reads what its own history holds.
 """
@@ -173,6 +174,11 @@ class Operations(ServiceBase):
     ) -> Any:
         return self._act(context, request, "RemoveWorkflow", _remove)
 
+    def CompensateWorkflow(
+        self, request: wpb.CompensateWorkflowRequest, context: grpc.ServicerContext
+    ) -> Any:
+        return self._act(context, request, "CompensateWorkflow", _compensate(request.reason), True)
+
     # ---- bulk
 
     def BulkAction(self, request: wpb.BulkActionRequest, context: grpc.ServicerContext) -> Any:
@@ -274,6 +280,7 @@ _RESPONSES: dict[str, Callable[[], Any]] = {
     "RerunWorkflow": wpb.RerunWorkflowResponse,
     "SkipTask": wpb.SkipTaskResponse,
     "RemoveWorkflow": wpb.RemoveWorkflowResponse,
+    "CompensateWorkflow": wpb.CompensateWorkflowResponse,
 }
 
 
@@ -307,6 +314,15 @@ def _retry(resume_subworkflow_tasks: bool) -> Build:
     return build
 
 
+def _compensate(reason: str) -> Build:
+    why = v.at_most(reason, "reason", limits.MAX_REASON_LENGTH)
+
+    def build(rid: str, wid: str) -> C.Command:
+        return C.CompensateWorkflow(request_id=rid, workflow_id=wid, reason=why)
+
+    return build
+
+
 _BULK_METHOD = {
     wpb.BULK_ACTION_TYPE_PAUSE: "PauseWorkflow",
     wpb.BULK_ACTION_TYPE_RESUME: "ResumeWorkflow",
@@ -314,6 +330,7 @@ _BULK_METHOD = {
     wpb.BULK_ACTION_TYPE_RETRY: "RetryWorkflow",
     wpb.BULK_ACTION_TYPE_TERMINATE: "TerminateWorkflow",
     wpb.BULK_ACTION_TYPE_REMOVE: "RemoveWorkflow",
+    wpb.BULK_ACTION_TYPE_COMPENSATE: "CompensateWorkflow",
 }
 
 
@@ -329,6 +346,8 @@ def _bulk_action(request: wpb.BulkActionRequest) -> tuple[Build, bool]:
         return _restart(request.use_latest_definition), True
     if action == wpb.BULK_ACTION_TYPE_RETRY:
         return _retry(request.resume_subworkflow_tasks), True
+    if action == wpb.BULK_ACTION_TYPE_COMPENSATE:
+        return _compensate(request.reason), True
     simple = {
         wpb.BULK_ACTION_TYPE_PAUSE: _pause,
         wpb.BULK_ACTION_TYPE_RESUME: _resume,

@@ -46,6 +46,7 @@ _BY_METHOD: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("WorkflowService", "RerunWorkflow"): _OPERATE,
     ("WorkflowService", "SkipTask"): _OPERATE,
     ("WorkflowService", "RemoveWorkflow"): _OPERATE,
+    ("WorkflowService", "CompensateWorkflow"): _OPERATE,
     ("WorkflowService", "BulkAction"): _OPERATE,
     ("WorkflowService", "ExecuteWorkflow"): _OPERATE,
     ("TaskService", "PollTasks"): _WORK,

@@ -129,6 +129,11 @@ ACTIONS: list[tuple[str, Callable[[OrchestratorClient], None], dict[str, Any]]] 
         {"task_reference_name": "charge", "output_json": '{"skipped":true}'},
     ),
     ("RemoveWorkflow", lambda c: c.remove_workflow("w1"), {}),
+    (
+        "CompensateWorkflow",
+        lambda c: c.compensate_workflow("w1", "fraud"),
+        {"reason": "fraud"},
+    ),
 ]
 
 

@@ -55,6 +55,7 @@ class BulkActionType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BULK_ACTION_TYPE_RETRY: _ClassVar[BulkActionType]
     BULK_ACTION_TYPE_TERMINATE: _ClassVar[BulkActionType]
     BULK_ACTION_TYPE_REMOVE: _ClassVar[BulkActionType]
+    BULK_ACTION_TYPE_COMPENSATE: _ClassVar[BulkActionType]
 WORKFLOW_STATUS_UNSPECIFIED: WorkflowStatus
 WORKFLOW_STATUS_RUNNING: WorkflowStatus
 WORKFLOW_STATUS_COMPLETED: WorkflowStatus
@@ -89,6 +90,7 @@ BULK_ACTION_TYPE_RESTART: BulkActionType
 BULK_ACTION_TYPE_RETRY: BulkActionType
 BULK_ACTION_TYPE_TERMINATE: BulkActionType
 BULK_ACTION_TYPE_REMOVE: BulkActionType
+BULK_ACTION_TYPE_COMPENSATE: BulkActionType
 
 class Task(_message.Message):
     __slots__ = ("task_id", "task_type", "reference_task_name", "workflow_id", "workflow_type", "status", "input_json", "output_json", "retry_count", "poll_count", "scheduled_time_ms", "start_time_ms", "end_time_ms", "reason_for_incompletion", "worker_id", "response_timeout_seconds", "lease_expires_ms", "seq", "retried_task_id", "correlation_id", "domain")
@@ -437,6 +439,20 @@ class RemoveWorkflowRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., workflow_id: _Optional[str] = ...) -> None: ...
 
 class RemoveWorkflowResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CompensateWorkflowRequest(_message.Message):
+    __slots__ = ("request_id", "workflow_id", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    workflow_id: str
+    reason: str
+    def __init__(self, request_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CompensateWorkflowResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 

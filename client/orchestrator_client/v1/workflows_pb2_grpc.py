@@ -100,6 +100,11 @@ class WorkflowServiceStub:
                 request_serializer=orchestrator_dot_v1_dot_workflows__pb2.RemoveWorkflowRequest.SerializeToString,
                 response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.RemoveWorkflowResponse.FromString,
                 _registered_method=True)
+        self.CompensateWorkflow = channel.unary_unary(
+                '/orchestrator.v1.WorkflowService/CompensateWorkflow',
+                request_serializer=orchestrator_dot_v1_dot_workflows__pb2.CompensateWorkflowRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_workflows__pb2.CompensateWorkflowResponse.FromString,
+                _registered_method=True)
         self.BulkAction = channel.unary_unary(
                 '/orchestrator.v1.WorkflowService/BulkAction',
                 request_serializer=orchestrator_dot_v1_dot_workflows__pb2.BulkActionRequest.SerializeToString,
@@ -222,6 +227,19 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompensateWorkflow(self, request, context):
+        """Compensates a workflow (a saga): the compensateWith tasks of its completed steps run one at
+        a time in reverse completion order while it is COMPENSATING; it ends COMPENSATED, or FAILED
+        when a compensation fails for good. A RUNNING or PAUSED workflow is stopped first (its
+        tasks in progress cancelled; with no step to undo it ends TERMINATED); a FAILED,
+        TERMINATED or TIMED_OUT one is compensated (FAILED_PRECONDITION when it has nothing to
+        undo). COMPENSATING: OK, nothing changes. COMPLETED or COMPENSATED: FAILED_PRECONDITION.
+        Works on a workflow archived in the durable history too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BulkAction(self, request, context):
         """One operator action on many workflows: a list of ids, or the matches of a search, at most
         1000 per call, each item its own command (its request id derived from the call's and the
@@ -307,6 +325,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.RemoveWorkflow,
                     request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.RemoveWorkflowRequest.FromString,
                     response_serializer=orchestrator_dot_v1_dot_workflows__pb2.RemoveWorkflowResponse.SerializeToString,
+            ),
+            'CompensateWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompensateWorkflow,
+                    request_deserializer=orchestrator_dot_v1_dot_workflows__pb2.CompensateWorkflowRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_workflows__pb2.CompensateWorkflowResponse.SerializeToString,
             ),
             'BulkAction': grpc.unary_unary_rpc_method_handler(
                     servicer.BulkAction,
@@ -671,6 +694,33 @@ class WorkflowService:
             '/orchestrator.v1.WorkflowService/RemoveWorkflow',
             orchestrator_dot_v1_dot_workflows__pb2.RemoveWorkflowRequest.SerializeToString,
             orchestrator_dot_v1_dot_workflows__pb2.RemoveWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompensateWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.WorkflowService/CompensateWorkflow',
+            orchestrator_dot_v1_dot_workflows__pb2.CompensateWorkflowRequest.SerializeToString,
+            orchestrator_dot_v1_dot_workflows__pb2.CompensateWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,
