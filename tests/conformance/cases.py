@@ -12,6 +12,8 @@ from typing import Any
 JSON = Any
 OPS = "docs/documentation/configuration/workflowdef/operators"
 SYS = "docs/documentation/configuration/workflowdef/systemtasks"
+# Sagas are this project's (issue 17), documented in its docs/workflow-language.md.
+SAGAS = "docs/workflow-language.md, Sagas"
 
 
 def S(name: str, ref: str | None = None, **kw: JSON) -> dict[str, JSON]:
@@ -1708,6 +1710,95 @@ CASES: list[dict[str, JSON]] = [
             "status": "TIMED_OUT",
             "tasks": [["approve", "CANCELED"]],
             "children": ["COMPLETED"],
+        },
+    },
+    # ------------------------------------------------------------ sagas (not Conductor's)
+    {
+        "name": "saga_sequential_compensates_in_reverse",
+        "follows": SAGAS + ": a failure undoes the completed steps that declare compensateWith, "
+        "latest first, one at a time; steps without one are skipped; COMPENSATED",
+        "workflow": W(
+            "saga_seq",
+            S("reserve", "r", compensateWith=S("unreserve", "ur")),
+            S("notify", "n"),
+            S("charge", "c", compensateWith=[S("refund", "rf"), T("NOOP", "note")]),
+            S("ship", "s"),
+        ),
+        "workers": {"s": {"fail": "terminal", "reason": "no stock"}},
+        "expect": {
+            "status": "COMPENSATED",
+            "reasonIncludes": "no stock",
+            "tasks": [
+                ["r", "COMPLETED"],
+                ["n", "COMPLETED"],
+                ["c", "COMPLETED"],
+                ["s", "FAILED_WITH_TERMINAL_ERROR"],
+                ["rf", "COMPLETED"],
+                ["note", "COMPLETED"],
+                ["ur", "COMPLETED"],
+            ],
+        },
+    },
+    {
+        "name": "saga_across_a_fork_undoes_each_branch_in_reverse",
+        "follows": SAGAS + ": reverse completion order across the whole workflow, so each fork "
+        "branch is undone in reverse",
+        "workflow": W(
+            "saga_fork",
+            T(
+                "FORK_JOIN",
+                "fork",
+                forkTasks=[
+                    [
+                        S("work", "l1", compensateWith=S("undo", "ul1")),
+                        S("work", "l2", compensateWith=S("undo", "ul2")),
+                    ],
+                    [
+                        S("work", "r1", compensateWith=S("undo", "ur1")),
+                        S("work", "r2"),
+                    ],
+                ],
+            ),
+            T("JOIN", "join", joinOn=["l2", "r2"]),
+        ),
+        "workers": {"r2": {"fail": "terminal"}},
+        "expect": {
+            "status": "COMPENSATED",
+            "tasks": [
+                ["fork", "COMPLETED"],
+                ["l1", "COMPLETED"],
+                ["r1", "COMPLETED"],
+                ["join", "CANCELED"],
+                ["l2", "COMPLETED"],
+                ["r2", "FAILED_WITH_TERMINAL_ERROR"],
+                ["ul2", "COMPLETED"],
+                ["ur1", "COMPLETED"],
+                ["ul1", "COMPLETED"],
+            ],
+        },
+    },
+    {
+        "name": "saga_compensation_failing_fails_the_workflow",
+        "follows": SAGAS + ": a compensation is retried by its own retry policy; failing for "
+        "good, the workflow ends FAILED naming it, and the steps after it are not undone",
+        "taskDefs": [{"name": "refund", "retryCount": 1, "retryDelaySeconds": 1}],
+        "workflow": W(
+            "saga_fail",
+            S("reserve", "r", compensateWith=S("unreserve", "ur")),
+            S("charge", "c", compensateWith=S("refund", "rf")),
+            S("ship", "s"),
+        ),
+        "workers": {"s": {"fail": "terminal"}, "rf": {"fail": "always", "reason": "bank down"}},
+        "expect": {
+            "status": "FAILED",
+            "reasonIncludes": "compensation failed: task rf",
+            "tasks": [
+                ["r", "COMPLETED"],
+                ["c", "COMPLETED"],
+                ["s", "FAILED_WITH_TERMINAL_ERROR"],
+                ["rf", "FAILED"],
+                ["rf", "FAILED"],
+            ],
         },
     },
 ]

@@ -35,7 +35,7 @@ from tests.core_helpers import Harness, check_invariants
 
 JSON = Any
 DEFAULT_TASK_DEF = {"retryCount": 0, "retryDelaySeconds": 0, "responseTimeoutSeconds": 5}
-TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT")
+TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT", "COMPENSATED")
 _SANDBOX: Sandbox | None = None
 
 
@@ -155,7 +155,7 @@ class Run:
             return True
         api = self.case.get("api", {})
         for wf in list(h.state.workflows.values()):
-            if wf.status != "RUNNING":
+            if wf.status not in ("RUNNING", "COMPENSATING"):
                 continue
             for tid in list(wf.tasks):
                 t = h.state.tasks.get(tid)
