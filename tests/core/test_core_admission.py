@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
 from orchestrator.core.commands import (
+    CompensateWorkflow,
     PauseWorkflow,
     RemoveWorkflow,
     RerunWorkflow,
@@ -268,6 +269,58 @@ def test_an_idempotency_key_treats_a_queued_workflow_as_running(h: Harness) -> N
         h.start_cmd("lim", idempotency_key="k", idempotency_strategy="FAIL_ON_RUNNING")
     )
     assert out.code is Code.ALREADY_EXISTS and queued in out.message
+
+
+# ---------------------------------------------------------------- sagas
+
+
+SAGA: dict[str, JSON] = {
+    "name": "lim_saga",
+    "version": 1,
+    "limits": {"maxRunning": 1},
+    "tasks": [
+        {
+            "name": "task_b",
+            "taskReferenceName": "b",
+            "compensateWith": {"name": "task_a", "taskReferenceName": "undo_b"},
+        },
+        {"name": "task_c", "taskReferenceName": "c"},
+    ],
+}
+
+
+def _saga_fails(h: Harness, wf_id: str) -> None:
+    """Its step b completes, then c fails: the saga compensates b."""
+    h.complete(h.poll_one("task_b"))
+    h.fail(h.poll_one("task_c"), terminal=True)
+    assert h.wf(wf_id).status.value == "COMPENSATING"
+
+
+def test_a_compensating_saga_holds_its_slot_until_its_compensation_ends(h: Harness) -> None:
+    h.register_workflow(SAGA)
+    first, second = h.start("lim_saga"), h.start("lim_saga")
+    _saga_fails(h, first)
+    assert statuses(h, second) == ["QUEUED"]
+    h.complete(h.poll_one("task_a"))  # the compensation of b
+    assert statuses(h, first, second) == ["COMPENSATED", "RUNNING"]
+    check_invariants(h.state)
+
+
+def test_an_operator_compensation_of_an_ended_saga_beyond_its_limit_is_refused(
+    h: Harness,
+) -> None:
+    h.register_workflow(dict(SAGA, compensateOnFailure=False))
+    first = h.start("lim_saga")
+    h.complete(h.poll_one("task_b"))
+    h.fail(h.poll_one("task_c"), terminal=True)
+    second = h.start("lim_saga")
+    assert statuses(h, first, second) == ["FAILED", "RUNNING"]
+    out = h.apply_one(CompensateWorkflow(h.new_id(), first, ""))
+    assert out.code is Code.FAILED_PRECONDITION and "maxRunning is 1" in out.message
+    h.terminate(second)
+    h.ok(CompensateWorkflow(h.new_id(), first, ""))
+    assert statuses(h, first) == ["COMPENSATING"] and h.state.running == {"lim_saga": 1}
+    check_invariants(h.state)
 
 
 # ---------------------------------------------------------------- children

@@ -27,7 +27,13 @@ def continuation() -> JSON:
 
 
 def _seen(st: State) -> JSON:
-    return json.loads(json.dumps(observe(st)))
+    seen = json.loads(json.dumps(observe(st)))
+    # Shown since the schema-1 core (workflow-level limits): when it last started running,
+    # never before its creation; the rest is what that core showed.
+    for wf in seen["workflows"]:
+        started = int(wf.pop("start_time_ms", 0))
+        assert started >= int(wf.get("create_time_ms", 0)), wf["workflow_id"]
+    return seen
 
 
 def _run(st: State, continuation: JSON) -> list[JSON]:

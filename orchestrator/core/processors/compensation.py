@@ -42,7 +42,7 @@ from ..records import (
     WorkflowStatus,
 )
 from ..state import State
-from . import operations, registry, scheduler, tasks, workflows
+from . import admission, operations, registry, scheduler, tasks, workflows
 from .documents import task_doc, task_view
 
 JSON = Any
@@ -147,7 +147,8 @@ def compensate_workflow(ctx: Ctx, cmd: CompensateWorkflow) -> dict[str, JSON]:
     if cmd.reason:
         reason = f"{reason} (compensated through the API: {cmd.reason})"
     # Live again (out of the retention order, running in its chain); its failure workflow, if
-    # any, started when it failed.
+    # any, started when it failed. It counts as running for its definition's limits again.
+    admission.check_runs_again(ctx, wf)
     ctx.emit(E.WorkflowReopened(wf.workflow_id))
     _started(ctx, wf, status, reason, output, steps, None, False)
     advance(ctx, wf)
