@@ -11,7 +11,8 @@ import grpc
 import pytest
 from orchestrator_client import OrchestratorClient
 from orchestrator_client.v1 import workflows_pb2 as wpb
-from orchestrator_client.v1 import workflows_pb2_grpc
+
+from tests.cluster_support import api_stubs
 
 
 def _limited(name: str, **lim: Any) -> dict[str, Any]:
@@ -34,10 +35,8 @@ def client(server: Any) -> Iterator[OrchestratorClient]:
 @pytest.fixture
 def stub(server: Any) -> Iterator[Any]:
     channel = grpc.insecure_channel(server.grpc_addr)
-    try:
-        yield workflows_pb2_grpc.WorkflowServiceStub(channel)
-    finally:
-        channel.close()
+    yield api_stubs(channel).wfs
+    channel.close()
 
 
 def _start(stub: Any, rid: str, name: str, **kw: Any) -> Any:

@@ -382,6 +382,47 @@ def test_a_rejected_child_fails_its_sub_workflow_task(h: Harness) -> None:
     check_invariants(h.state)
 
 
+def test_a_rejected_start_workflow_task_fails(h: Harness) -> None:
+    h.register_workflow(limited(maxRunning=1, whenLimited="REJECT"))
+    h.register_workflow(
+        {
+            "name": "starter",
+            "version": 1,
+            "tasks": [
+                {
+                    "name": "sw",
+                    "taskReferenceName": "sw",
+                    "type": "START_WORKFLOW",
+                    "inputParameters": {"startWorkflow": {"name": "lim"}},
+                }
+            ],
+        }
+    )
+    h.start("lim")
+    starter = h.start("starter")
+    (sw,) = h.tasks_of(starter)
+    assert sw.status.value.startswith("FAILED") and "maxRunning is 1" in sw.reason_for_incompletion
+    assert h.state.running == {"lim": 1}  # the starter ended: counted no more
+
+
+@pytest.mark.parametrize("when", ["QUEUE", "REJECT"])
+def test_a_failure_workflow_obeys_its_definitions_limits(h: Harness, when: str) -> None:
+    h.register_workflow(limited(maxRunning=1, whenLimited=when))
+    failing = limited(name="failing")
+    del failing["limits"]
+    failing["failureWorkflow"] = "lim"
+    h.register_workflow(failing)
+    h.start("lim")
+    wf_id = h.start("failing")
+    finish(h, wf_id, ok=False)
+    note = h.wf(wf_id).output["conductor.failure_workflow"]
+    if when == "QUEUE":
+        assert h.wf(note).status.value == "QUEUED"
+    else:
+        assert note.startswith("error: ") and "maxRunning is 1" in note
+    check_invariants(h.state)
+
+
 # ---------------------------------------------------------------- snapshots, replay
 
 
