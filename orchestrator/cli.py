@@ -460,7 +460,16 @@ def _add_workflow_commands(sub: Any) -> None:
     s.add_argument("--name")
     s.add_argument(
         "--status",
-        choices=["RUNNING", "PAUSED", "COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT"],
+        choices=[
+            "RUNNING",
+            "PAUSED",
+            "COMPENSATING",
+            "COMPLETED",
+            "FAILED",
+            "TERMINATED",
+            "TIMED_OUT",
+            "COMPENSATED",
+        ],
     )
     s.add_argument("--limit", type=int, default=20)
     s.set_defaults(fn=cmd_list)

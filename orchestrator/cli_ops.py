@@ -12,7 +12,16 @@ from typing import Any
 
 from .cli import _client, _load_json_arg, _print
 
-STATUSES = ("RUNNING", "PAUSED", "COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT")
+STATUSES = (
+    "RUNNING",
+    "PAUSED",
+    "COMPENSATING",
+    "COMPLETED",
+    "FAILED",
+    "TERMINATED",
+    "TIMED_OUT",
+    "COMPENSATED",
+)
 # Actions BulkAction can apply to the matches of a search.
 BULK_ACTIONS = ("pause", "resume", "restart", "retry", "terminate", "remove", "compensate")
 TERMINATE_REASON = "terminated from the CLI"

@@ -76,6 +76,8 @@ def test_a_failure_compensates_then_ends_compensated(client: OrchestratorClient)
     _undo(client, wid)
     wf = client.get_workflow(wid)
     assert wf.is_terminal and "declined" in wf.reason_for_incompletion
+    found = client.search_workflows(name=SAGA, statuses=["COMPENSATED"], page_size=100)
+    assert wid in [w.workflow_id for w in found.workflows]
 
 
 def test_compensate_stops_a_running_workflow_and_is_refused_once_compensated(
