@@ -12,6 +12,17 @@ import time
 from typing import Any
 
 DEFAULT_ADDRESSES = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053"
+# The workflow statuses the CLI lists and searches by.
+STATUSES = (
+    "RUNNING",
+    "PAUSED",
+    "COMPENSATING",
+    "COMPLETED",
+    "FAILED",
+    "TERMINATED",
+    "TIMED_OUT",
+    "COMPENSATED",
+)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_CONFIG = os.path.join(ROOT, "deploy", "local", "cluster.json")
 
@@ -460,16 +471,7 @@ def _add_workflow_commands(sub: Any) -> None:
     s.add_argument("--name")
     s.add_argument(
         "--status",
-        choices=[
-            "RUNNING",
-            "PAUSED",
-            "COMPENSATING",
-            "COMPLETED",
-            "FAILED",
-            "TERMINATED",
-            "TIMED_OUT",
-            "COMPENSATED",
-        ],
+        choices=STATUSES,
     )
     s.add_argument("--limit", type=int, default=20)
     s.set_defaults(fn=cmd_list)

@@ -10,18 +10,8 @@ import re
 from datetime import datetime
 from typing import Any
 
-from .cli import _client, _load_json_arg, _print
+from .cli import STATUSES, _client, _load_json_arg, _print
 
-STATUSES = (
-    "RUNNING",
-    "PAUSED",
-    "COMPENSATING",
-    "COMPLETED",
-    "FAILED",
-    "TERMINATED",
-    "TIMED_OUT",
-    "COMPENSATED",
-)
 # Actions BulkAction can apply to the matches of a search.
 BULK_ACTIONS = ("pause", "resume", "restart", "retry", "terminate", "remove", "compensate")
 TERMINATE_REASON = "terminated from the CLI"
