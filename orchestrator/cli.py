@@ -17,6 +17,7 @@ STATUSES = (
     "RUNNING",
     "PAUSED",
     "COMPENSATING",
+    "QUEUED",
     "COMPLETED",
     "FAILED",
     "TERMINATED",
