@@ -5,6 +5,8 @@ or FAILED naming the compensation that failed for good."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from orchestrator.core.commands import (
 )
 from orchestrator.core.errors import Code
 from orchestrator.core.state import State
+from tests.core.test_core_determinism import replay_in_subprocess
 from tests.core_helpers import Harness, check_invariants, replay
 
 JSON = Any
@@ -378,3 +381,194 @@ def test_compensated_is_reserved_and_only_for_compensations(s: Harness) -> None:
     assert s.register_workflow(misuse, check=False).code is Code.INVALID_ARGUMENT
     flag = {"name": "f", "version": 1, "compensateOnFailure": "yes", "tasks": SAGA["tasks"]}
     assert "compensateOnFailure" in s.register_workflow(flag, check=False).message
+
+
+def test_each_loop_iteration_is_its_own_step(s: Harness) -> None:
+    s.register_workflow(
+        {
+            "name": "loop_saga",
+            "version": 1,
+            "tasks": [
+                {
+                    "name": "loop",
+                    "taskReferenceName": "loop",
+                    "type": "DO_WHILE",
+                    "inputParameters": {"n": 3},
+                    "loopCondition": "$.loop['iteration'] < $.n",
+                    "loopOver": [
+                        {
+                            "name": "task_c",
+                            "taskReferenceName": "book",
+                            "compensateWith": _undo("ub"),
+                        }
+                    ],
+                },
+                {"name": "task_c", "taskReferenceName": "last"},
+            ],
+        }
+    )
+    wf = s.start("loop_saga")
+    for i in range(3):
+        s.complete(s.poll_one("task_c"), {"id": i})
+    s.fail(s.poll_one("task_c"), "x")
+    seen = _undo_all(s, wf)
+    assert [(r, inp["step"], inp["id"]) for r, inp in seen] == [
+        ("ub__3", "book__3", 2),
+        ("ub__2", "book__2", 1),
+        ("ub__1", "book__1", 0),
+    ]
+    assert s.wf(wf).status == "COMPENSATED"
+    check_invariants(s.state)
+
+
+def test_a_sub_workflow_and_a_human_task_compensate(s: Harness) -> None:
+    s.register_workflow(
+        {
+            "name": "kinds",
+            "version": 1,
+            "tasks": [
+                {
+                    "name": "task_c",
+                    "taskReferenceName": "a",
+                    "compensateWith": [
+                        {
+                            "name": "one_step",
+                            "taskReferenceName": "child",
+                            "type": "SUB_WORKFLOW",
+                            "subWorkflowParam": {"name": "one_step", "version": 1},
+                        },
+                        {"name": "ok", "taskReferenceName": "ok", "type": "HUMAN"},
+                    ],
+                },
+                {"name": "task_c", "taskReferenceName": "b"},
+            ],
+        }
+    )
+    wf = s.start("kinds")
+    s.complete(s.poll_one("task_c"))
+    s.fail(s.poll_one("task_c"), "x")
+    child = s.state.tasks[s.wf(wf).ref_index["child"]]
+    assert child.status == "IN_PROGRESS" and s.state.workflows[child.sub_workflow_id]
+    s.complete(s.poll_one("task_c"))  # the child's task: the child completes
+    human = s.wf(wf).ref_index["ok"]
+    assert s.task(human).status == "IN_PROGRESS" and s.wf(wf).status == "COMPENSATING"
+    s.complete(human)
+    assert s.wf(wf).status == "COMPENSATED"
+    check_invariants(s.state)
+
+
+def test_a_workflow_timeout_compensates(s: Harness) -> None:
+    s.register_workflow(dict(SAGA, name="slow", timeoutSeconds=5))
+    wf = s.start("slow")
+    s.complete(s.poll_one("task_c"), {"id": 0})
+    s.tick(6_000)
+    w = s.wf(wf)
+    assert (w.status, w.saga_status) == ("COMPENSATING", "TIMED_OUT")
+    assert [r for r, _ in _undo_all(s, wf)] == ["unreserve"]
+    assert s.wf(wf).status == "COMPENSATED"
+
+
+def test_a_compensation_timing_out_the_workflow_fails_it(s: Harness) -> None:
+    slow = dict(UNDO_DEF, name="slow_undo", timeoutSeconds=5, responseTimeoutSeconds=5)
+    s.register_task_defs(dict(slow, retryCount=0))
+    s.register_workflow(
+        {
+            "name": "slow_undo_saga",
+            "version": 1,
+            "tasks": [
+                {
+                    "name": "task_c",
+                    "taskReferenceName": "a",
+                    "compensateWith": {"name": "slow_undo", "taskReferenceName": "u"},
+                },
+                {"name": "task_c", "taskReferenceName": "b"},
+            ],
+        }
+    )
+    wf = s.start("slow_undo_saga")
+    s.complete(s.poll_one("task_c"))
+    s.fail(s.poll_one("task_c"), "boom")
+    s.poll_one("slow_undo")
+    s.tick(6_000)  # timeoutSeconds with TIME_OUT_WF: the compensation failed for good
+    w = s.wf(wf)
+    assert w.status == "FAILED"
+    assert w.reason_for_incompletion.startswith("compensation failed: task u")
+    check_invariants(s.state)
+
+
+def test_a_paused_workflow_is_compensated_and_a_running_compensation_skipped(
+    s: Harness,
+) -> None:
+    from orchestrator.core.commands import SkipTask
+
+    wf = _run_forward(s, 3)
+    assert s.apply_one(PauseWorkflow(s.new_id(), wf)).code is Code.OK
+    assert _compensate(s, wf).code is Code.OK
+    assert s.wf(wf).status == "COMPENSATING"
+    s.ok(SkipTask(s.new_id(), wf, "refund", {"skipped": True}))
+    assert [r for r, _ in _undo_all(s, wf)] == ["apologize", "unreserve"]
+    assert s.wf(wf).status == "COMPENSATED"
+
+
+def test_an_archived_failed_workflow_comes_back_to_be_compensated(s: Harness) -> None:
+    from orchestrator.core import history_ops as H
+    from orchestrator.core.commands import RemoveWorkflow
+
+    s.register_workflow(dict(SAGA, name="archived", compensateOnFailure=False))
+    wf = s.start("archived")
+    s.complete(s.poll_one("task_c"), {"id": 0})
+    s.fail(s.poll_one("task_c"), "x")
+    st = s.state
+    record = st.workflows[wf]
+    tasks = tuple(st.tasks[t] for t in record.tasks)
+    op = H.Archive(st.seq, record, tasks, st.def_snapshots[record.def_hash])
+    doc = json.loads(json.dumps(H.archive_doc(op)))
+    s.ok(RemoveWorkflow(s.new_id(), wf))
+    assert _compensate(s, wf).code is Code.NOT_FOUND
+    s.ok(CompensateWorkflow(s.new_id(), wf, "", restore=doc))
+    assert s.wf(wf).status == "COMPENSATING"
+    assert [r for r, _ in _undo_all(s, wf)] == ["unreserve"]
+    assert s.wf(wf).status == "COMPENSATED" and wf in s.state.terminal_order
+
+
+def test_compensating_again_after_a_failed_compensation_undoes_only_what_is_left(
+    s: Harness,
+) -> None:
+    wf = _run_forward(s, 3)
+    s.fail(s.poll_one("task_c"), "x")
+    s.fail(s.poll_one("undo"), "no")  # refund, then its one retry
+    s.fail(s.poll_one("undo"), "no")
+    assert s.wf(wf).status == "FAILED"
+    assert _compensate(s, wf).code is Code.OK
+    refund = s.task(s.poll_one("undo"))
+    assert refund.reference_task_name == "refund" and refund.compensates
+    s.complete(refund.task_id)
+    assert [r for r, _ in _undo_all(s, wf)] == ["apologize", "unreserve"]
+    assert s.wf(wf).status == "COMPENSATED"
+    refs = [t.reference_task_name for t in s.tasks_of(wf) if t.compensates]
+    assert refs == ["refund", "refund", "refund", "apologize", "unreserve"]
+
+
+def test_restart_after_a_compensation_runs_afresh(s: Harness) -> None:
+    from orchestrator.core.commands import RestartWorkflow
+
+    wf = _run_forward(s, 1)
+    _compensate(s, wf)
+    _undo_all(s, wf)
+    s.ok(RestartWorkflow(s.new_id(), wf))
+    w = s.wf(wf)
+    assert (w.status, w.saga_status, w.saga_steps) == ("RUNNING", "", [])
+    check_invariants(s.state)
+
+
+def test_the_log_replays_byte_identical_under_other_hash_seeds(s: Harness, tmp_path: Path) -> None:
+    wf = _run_forward(s, 3)
+    s.fail(s.poll_one("task_c"), "x")
+    _undo_all(s, wf)
+    _compensate(s, _run_forward(s, 2))  # left mid-compensation
+    log_path = tmp_path / "log.json"
+    log_path.write_text(json.dumps(s.log), encoding="utf-8")
+    snap0, _, probe0 = replay_in_subprocess(log_path, "0", tmp_path)
+    snap1, _, probe1 = replay_in_subprocess(log_path, "4242", tmp_path)
+    assert probe0 != probe1, "the two subprocesses really ran with different hash seeds"
+    assert snap0 == snap1 == s.state.snapshot_bytes()
