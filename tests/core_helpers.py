@@ -268,8 +268,8 @@ def _check_admission_counts(st: State) -> None:
     fresh.rebuild_admission()
     assert st.running == fresh.running, f"running {st.running} != {fresh.running}"
     assert st.running_by_correlation == fresh.running_by_correlation, "per correlation id"
-    got = {name: list(q) for name, q in st.queued.items()}
-    want = {name: list(q) for name, q in fresh.queued.items()}
+    got = {name: list(q.items()) for name, q in st.queued.items()}
+    want = {name: list(q.items()) for name, q in fresh.queued.items()}
     assert got == want, f"queued {got} != {want}"
 
 ACTIVE = ("SCHEDULED", "IN_PROGRESS")

@@ -34,7 +34,7 @@ def status_changed(ctx: Ctx, wf: Workflow, old: WorkflowStatus | None) -> None:
         if queue is None:
             queue = {}
             J.set_key(ctx.undo, ctx.st.queued, wf.workflow_name, queue)
-        J.set_key(ctx.undo, queue, wf.workflow_id, None)
+        J.set_key(ctx.undo, queue, wf.workflow_id, (wf.def_hash, wf.correlation_id))
 
 
 def _add(u: J.Undo, counts: dict[str, int], key: str, delta: int) -> None:

@@ -152,11 +152,12 @@ class State:
         self._timer_heap: list[tuple[int, str]] = []
         # Workflow-level limits (processors/admission.py), derived from `workflows` (rebuilt on
         # load, never in a snapshot): running workflows (records.WF_RUNS) per definition name
-        # and per records.admission_key, and the QUEUED ones per name in start order. Entries
-        # at zero are dropped.
+        # and per records.admission_key, and the QUEUED ones per name in start order (id ->
+        # (definition hash, correlation id), what promotion tells them apart by). Entries at
+        # zero are dropped.
         self.running: dict[str, int] = {}
         self.running_by_correlation: dict[str, int] = {}
-        self.queued: dict[str, dict[str, None]] = {}
+        self.queued: dict[str, dict[str, tuple[str, str]]] = {}
 
     # ---- timers (derived heap with lazy deletion) ----
     def set_timer(self, key: str, due_ms: int) -> None:
@@ -202,7 +203,8 @@ class State:
                     by_corr = self.running_by_correlation
                     by_corr[key] = by_corr.get(key, 0) + 1
             elif wf.status is WF_QUEUED:
-                self.queued.setdefault(wf.workflow_name, {})[wf.workflow_id] = None
+                kind = (wf.def_hash, wf.correlation_id)
+                self.queued.setdefault(wf.workflow_name, {})[wf.workflow_id] = kind
 
     def rebuild_leased(self) -> None:
         """The derived count of leased tasks per queue: worker (SIMPLE) tasks IN_PROGRESS."""

@@ -81,8 +81,13 @@ def promote(ctx: Ctx, name: str) -> None:
         return
     running = st.running.get(name, 0)
     by_corr: dict[str, int] = {}
+    # (definition, correlation id) found at its correlation limit in this scan: the rest of its
+    # kind is skipped at the cost of a lookup (one busy customer may have thousands queued).
+    blocked: dict[tuple[str, str], None] = {}
     chosen: list[Workflow] = []
-    for wf_id in queue:
+    for wf_id, kind in queue.items():
+        if kind in blocked:
+            continue
         wf = st.workflows[wf_id]
         lim = registry.wf_def(st, wf).get("limits") or {}
         max_running = lim.get("maxRunning", 0)
@@ -96,6 +101,7 @@ def promote(ctx: Ctx, name: str) -> None:
             per_corr = lim.get("maxRunningPerCorrelationId", 0)
             if per_corr and n >= per_corr:
                 by_corr[key] = n
+                blocked[kind] = None
                 continue
             by_corr[key] = n + 1
         running += 1
