@@ -17,6 +17,7 @@ from orchestrator.core.commands import (
     RerunWorkflow,
     RestartWorkflow,
     RetryWorkflow,
+    SkipTask,
 )
 from orchestrator.core.errors import Code
 from orchestrator.core.state import State
@@ -204,6 +205,15 @@ def test_a_queued_workflow_terminates_without_a_slot_and_cannot_be_paused(h: Har
     finish(h, first)
     assert statuses(h, third) == ["RUNNING"]
     check_invariants(h.state)
+
+
+def test_no_task_of_a_queued_workflow_can_be_skipped(h: Harness) -> None:
+    h.register_workflow(limited(maxRunning=1))
+    h.start("lim")
+    queued = h.start("lim")
+    out = h.apply_one(SkipTask(request_id=h.new_id(), workflow_id=queued, task_reference_name="c"))
+    assert out.code is Code.FAILED_PRECONDITION and "QUEUED" in out.message
+    assert not h.wf(queued).tasks
 
 
 def test_removing_an_ended_workflow_changes_no_count(h: Harness) -> None:

@@ -37,6 +37,7 @@ from ..records import (
     T_SKIPPED,
     WF_LIVE,
     WF_PAUSED,
+    WF_QUEUED,
     WF_RUNNING,
     WF_TERMINAL,
     WF_TERMINATED,
@@ -316,7 +317,8 @@ def skip_task(ctx: Ctx, cmd: SkipTask) -> dict[str, JSON]:
         raise invalid("output_json: must be a JSON object")
     wf = _found(ctx, cmd.workflow_id)
     ref = cmd.task_reference_name
-    if wf.status not in WF_LIVE:
+    # QUEUED: nothing has run, and nothing may until its definition's limits admit it.
+    if wf.status not in WF_LIVE or wf.status is WF_QUEUED:
         raise precondition(
             f"workflow {wf.workflow_id} is {wf.status}: its task {ref!r} cannot be skipped"
         )
