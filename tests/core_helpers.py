@@ -272,6 +272,7 @@ def _check_admission_counts(st: State) -> None:
     want = {name: list(q.items()) for name, q in fresh.queued.items()}
     assert got == want, f"queued {got} != {want}"
 
+
 ACTIVE = ("SCHEDULED", "IN_PROGRESS")
 LIVE_TYPES = ("SIMPLE", "WAIT", "HUMAN", "SUB_WORKFLOW")
 WF_TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT", "COMPENSATED")
