@@ -113,20 +113,24 @@ def arm_rate_timer(ctx: Ctx, queue: str, lim: Limits) -> None:
 
 def recheck(ctx: Ctx, queue: str) -> None:
     """The queue's limits may let a lease through again (its rate timer fired, or its task
-    definition was registered): say so when they do, else wait for the rate window."""
+    definition was registered): say so when they do and a task waits, else keep a timer for
+    the rate window (a full window always has one, so a task queued later is not stranded)."""
     st = ctx.st
-    if not st.queues.get(queue):
-        return
     lim = limits_of(st, queue)
-    if lim is NO_LIMITS or room(st, queue, 1, lim) > 0:
-        ctx.emit(E.CapacityReturned(queue))
-    else:
+    if lim is not NO_LIMITS and room(st, queue, 1, lim) == 0:
         arm_rate_timer(ctx, queue, lim)
+    elif st.queues.get(queue):
+        ctx.emit(E.CapacityReturned(queue))
 
 
 def limits_changed(ctx: Ctx, names: list[str]) -> None:
-    """Task definitions were registered: each of their queues with ready tasks is rechecked
-    (a raised limit serves waiting polls at once; a lowered one may need its timer)."""
+    """Task definitions were registered: each of their queues with ready tasks or a rate window
+    is rechecked (a raised limit serves waiting polls at once; a lowered one may have filled
+    its window)."""
+    st = ctx.st
     changed = dict.fromkeys(names)
-    for queue in [q for q in ctx.st.queues if q.partition("@")[0] in changed]:
+    queues = dict.fromkeys(
+        q for q in (*st.queues, *st.lease_times) if q.partition("@")[0] in changed
+    )
+    for queue in queues:
         recheck(ctx, queue)
