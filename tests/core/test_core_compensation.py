@@ -244,6 +244,8 @@ def test_operator_compensates_a_running_workflow(s: Harness) -> None:
     assert s.wf(wf).status == "COMPENSATED"
     out = _compensate(s, wf)
     assert out.code is Code.FAILED_PRECONDITION and "COMPENSATED" in out.message
+    out = s.terminate(wf, check=False)  # not re-marked TERMINATED, as a COMPLETED one
+    assert out.code is Code.FAILED_PRECONDITION and "COMPENSATED" in out.message
 
 
 def test_operator_compensates_a_failed_workflow(s: Harness) -> None:

@@ -182,8 +182,8 @@ def terminate_workflow(ctx: Ctx, cmd: TerminateWorkflow) -> dict[str, JSON]:
     wf = ctx.st.workflows.get(cmd.workflow_id)
     if wf is None:
         raise not_found(f"workflow {cmd.workflow_id} not found")
-    if wf.status == WF_COMPLETED:
-        raise precondition(f"workflow {cmd.workflow_id} is COMPLETED and cannot be terminated")
+    if wf.status is WF_COMPLETED or wf.status is WF_COMPENSATED:  # both ended as meant to
+        raise precondition(f"workflow {cmd.workflow_id} is {wf.status} and cannot be terminated")
     if wf.status == WF_TERMINATED:
         return {}
     reason = cmd.reason or "terminated through the API"
