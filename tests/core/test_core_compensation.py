@@ -574,3 +574,31 @@ def test_the_log_replays_byte_identical_under_other_hash_seeds(s: Harness, tmp_p
     snap1, _, probe1 = replay_in_subprocess(log_path, "4242", tmp_path)
     assert probe0 != probe1, "the two subprocesses really ran with different hash seeds"
     assert snap0 == snap1 == s.state.snapshot_bytes()
+
+
+def test_a_child_of_a_compensated_parent_cannot_push_it_back_to_running(s: Harness) -> None:
+    s.register_workflow(
+        {
+            "name": "parent_saga",
+            "version": 1,
+            "tasks": [
+                {"name": "task_c", "taskReferenceName": "a", "compensateWith": _undo("ua")},
+                {
+                    "name": "one_step",
+                    "taskReferenceName": "sw",
+                    "type": "SUB_WORKFLOW",
+                    "subWorkflowParam": {"name": "one_step", "version": 1},
+                },
+            ],
+        }
+    )
+    wf = s.start("parent_saga")
+    s.complete(s.poll_one("task_c"))
+    s.fail(s.poll_one("task_c"), "child fails")  # the child's task: the child FAILED
+    child = s.state.tasks[s.wf(wf).ref_index["sw"]].sub_workflow_id
+    assert (s.wf(child).status, s.wf(wf).status) == ("FAILED", "COMPENSATING")
+    out = s.apply_one(RetryWorkflow(s.new_id(), child))
+    assert out.code is Code.FAILED_PRECONDITION and "compensated" in out.message
+    _undo_all(s, wf)
+    assert s.wf(wf).status == "COMPENSATED"
+    check_invariants(s.state)

@@ -298,6 +298,7 @@ def _push_parents(ctx: Ctx, wf: Workflow) -> list[Workflow]:
             )
         if task.status in T_ACTIVE:
             break
+        compensation.check_not_compensated(parent, "run again through its child")
         if parent.status in WF_LIVE:
             _revive(ctx, parent, [], [task])
         else:
