@@ -14,6 +14,11 @@ Two ways to wait (docs/performance.md, "Lease at schedule time"):
   and a poll that nothing else committed with is withdrawn at its deadline without a commit.
 - **Local** (a cold type, or no wait): the call waits here and proposes PollTasks only once work
   is visible.
+
+Task limits and priorities are the state machine's too (core/processors/flow.py): a queue at
+its concurrency or rate limit has no work for a poll (`queries.has_work`), and the apply that
+gives capacity back (a leased task's end, the rate window's timer, a registration) reports the
+queue ready, which wakes the calls waiting here, and fills the parked polls itself.
 """
 
 from __future__ import annotations
