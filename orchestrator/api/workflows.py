@@ -40,8 +40,8 @@ def start_cmd(request: wpb.StartWorkflowRequest) -> C.Command:
         raise invalid("version: must be >= 0 (0 means the latest)")
     v.at_most(request.correlation_id, "correlation_id", limits.MAX_NAME_LENGTH)
     v.at_most(request.idempotency_key, "idempotency_key", limits.MAX_NAME_LENGTH)
-    if not 0 <= request.priority <= 99:
-        raise invalid("priority: must be between 0 and 99")
+    if not 0 <= request.priority <= limits.MAX_PRIORITY:
+        raise invalid(f"priority: must be between 0 and {limits.MAX_PRIORITY}")
     return C.StartWorkflow(
         request_id=rid,
         workflow_id=new_workflow_id(),
