@@ -9,8 +9,6 @@ J.pop_key / J.update for dicts, `(list.pop, lst)` for an append.
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +18,7 @@ from . import history_ops as H
 from . import journal as J
 from . import limits
 from . import operator_appliers as O
+from . import queue_appliers as Q
 from .records import (
     HISTORY_TIMER,
     LEASE_TIMER,
@@ -44,7 +43,7 @@ from .records import (
     idempotency_index_key,
     queue_key,
 )
-from .state import ReadyQueue, State
+from .state import State
 
 if TYPE_CHECKING:
     from .context import Ctx
@@ -243,83 +242,8 @@ def _task_scheduled(ctx: Ctx, ev: E.TaskScheduled) -> None:
     wf.task_seq += 1
 
 
-def _note_ready(ctx: Ctx, queue_name: str) -> None:
-    """The queue has a task to lease: waiting polls are woken, parked ones filled after the
-    batch (polls.fill_parked)."""
-    ctx.fx.ready(queue_name)
-    if ctx.st.parked and queue_name not in ctx.fill_types:
-        ctx.fill_types.append(queue_name)
-
-
-def _task_queued(ctx: Ctx, ev: E.TaskQueued) -> None:
-    st, u = ctx.st, ctx.undo
-    queue = st.queues.get(ev.queue)
-    if queue is None:
-        queue = ReadyQueue()
-        J.set_key(u, st.queues, ev.queue, queue)
-    sub = queue.by_priority.get(ev.priority)
-    if sub is None:
-        sub = OrderedDict()
-        J.set_key(u, queue.by_priority, ev.priority, sub)
-    J.set_key(u, sub, ev.task_id, st.clock_ms)
-    _note_ready(ctx, ev.queue)
-
-
-def _unqueue(ctx: Ctx, queue_name: str, task_id: str) -> None:
-    queues = ctx.st.queues
-    queue = queues.get(queue_name)
-    if queue is None:
-        return
-    priority = queue.priority_of(task_id)
-    if priority is None:
-        return
-    sub = queue.by_priority[priority]
-    J.pop_key(ctx.undo, sub, task_id)
-    if not sub:
-        J.pop_key(ctx.undo, queue.by_priority, priority)
-        if not queue:
-            J.pop_key(ctx.undo, queues, queue_name)
-
-
-def _capacity_returned(ctx: Ctx, ev: E.CapacityReturned) -> None:
-    _note_ready(ctx, ev.queue)
-
-
-def _lease_ended(ctx: Ctx, queue_name: str) -> None:
-    """A leased task left IN_PROGRESS: its queue has a slot more (concurrentExecLimit)."""
-    leased = ctx.st.leased
-    n = leased.get(queue_name, 0)
-    if n <= 1:
-        J.pop_key(ctx.undo, leased, queue_name)
-    else:
-        J.set_key(ctx.undo, leased, queue_name, n - 1)
-    if ctx.st.queues.get(queue_name):
-        _note_ready(ctx, queue_name)
-
-
-def _note_lease_time(ctx: Ctx, queue_name: str, window_ms: int) -> None:
-    """Keep the lease's time while its queue has a rate limit (window_ms); leases that left
-    the window are trimmed lazily, once they are half the list (amortized O(1) a lease)."""
-    st, u = ctx.st, ctx.undo
-    times = st.lease_times
-    if not window_ms:  # the limit is gone, and so is its window
-        J.pop_key(u, times, queue_name)
-        return
-    log = times.get(queue_name)
-    if log is None:
-        log = []
-        J.set_key(u, times, queue_name, log)
-    else:
-        gone = bisect_right(log, st.clock_ms - window_ms)
-        if gone and 2 * gone >= len(log):
-            log = log[gone:]
-            J.set_key(u, times, queue_name, log)
-    u.append((list.pop, log))
-    log.append(st.clock_ms)
-
-
 def _queue_entry_dropped(ctx: Ctx, ev: E.QueueEntryDropped) -> None:
-    _unqueue(ctx, ev.queue, ev.task_id)
+    Q.unqueue(ctx, ev.queue, ev.task_id)
 
 
 def set_timer(ctx: Ctx, key: str, due_ms: int) -> None:
@@ -347,10 +271,10 @@ _LEASED = ("status", "worker_id", "lease_owner", "poll_count", "start_time_ms")
 
 def _task_leased(ctx: Ctx, ev: E.TaskLeased) -> None:
     st = ctx.st
-    _unqueue(ctx, ev.queue, ev.task_id)
+    Q.unqueue(ctx, ev.queue, ev.task_id)
     J.set_key(ctx.undo, st.leased, ev.queue, st.leased.get(ev.queue, 0) + 1)
     if ev.window_ms or ev.queue in st.lease_times:
-        _note_lease_time(ctx, ev.queue, ev.window_ms)
+        Q.note_lease_time(ctx, ev.queue, ev.window_ms)
     task = st.tasks[ev.task_id]
     old = (task.status, task.worker_id, task.lease_owner, task.poll_count, task.start_time_ms)
     ctx.undo.append((J.restore, task, _LEASED, old))
@@ -405,9 +329,9 @@ _ENDED = (
 def _end_task(ctx: Ctx, task: Task, status: TaskStatus, output: JSON, reason: str) -> None:
     st, tid = ctx.st, task.task_id
     if task.status == T_SCHEDULED:
-        _unqueue(ctx, queue_key(task.task_type, task.domain), tid)
+        Q.unqueue(ctx, queue_key(task.task_type, task.domain), tid)
     elif task.status == T_IN_PROGRESS and task.type is _SIMPLE:  # leased: its slot frees
-        _lease_ended(ctx, queue_key(task.task_type, task.domain))
+        Q.lease_ended(ctx, queue_key(task.task_type, task.domain))
     for prefix in TASK_TIMERS:
         clear_timer(ctx, prefix + tid)
     old = (
@@ -638,8 +562,8 @@ APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {
     E.CompensationStarted: O.compensation_started,
     E.CompensationScheduled: O.compensation_scheduled,
     E.TaskScheduled: _task_scheduled,
-    E.TaskQueued: _task_queued,
-    E.CapacityReturned: _capacity_returned,
+    E.TaskQueued: Q.task_queued,
+    E.CapacityReturned: Q.capacity_returned,
     E.QueueEntryDropped: _queue_entry_dropped,
     E.TaskLeased: _task_leased,
     E.LeaseExtended: _lease_extended,
