@@ -24,7 +24,7 @@ from orchestrator.core import events as E
 from orchestrator.core.commands import CompleteTask, FailTask
 from orchestrator.core.limits import PRIORITY_AGING_MS
 from orchestrator.core.state import State
-from tests.core_helpers import Harness, check_invariants
+from tests.core_helpers import Harness, check_invariants, replay
 
 JSON = Any
 # name -> (concurrentExecLimit, rateLimitPerFrequency, rateLimitFrequencyInSeconds). A rate
@@ -248,6 +248,10 @@ def test_limits_hold_and_nothing_is_stranded(data: Any) -> None:
         before = waiting(h.state)
         step(h, model, data)
         check_step(h, model, before)
+    # The limits' state is replicated state like any other: a replay gives it byte for byte.
+    replayed, _ = replay(h.log)
+    assert replayed.snapshot_bytes() == h.state.snapshot_bytes()
+    assert replayed.leased == h.state.leased
 
 
 def test_a_low_priority_task_is_leased_within_the_aging_bound_under_sustained_load() -> None:
