@@ -205,6 +205,14 @@ def _quarantine(ctx: Ctx, cmd: Command, reason: str) -> None:
             workflows.quarantine_workflow(ctx, wf, reason)
     except Exception:  # the quarantine itself must never raise, nor leave half of itself
         ctx.rollback(mark)
+        return
+    mark = ctx.mark()
+    try:
+        # What the end set in motion, as after any command: its parent woken, the QUEUED
+        # workflows its slot lets run (else they would wait for the next end of the name).
+        workflows.drain(ctx)
+    except Exception:  # the workflow stays quarantined; what drain began is undone
+        ctx.rollback(mark)
 
 
 def precheck(state: State, raw: JSON) -> Outcome | None:

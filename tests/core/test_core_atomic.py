@@ -206,3 +206,26 @@ def test_a_bug_is_undone_then_its_workflow_quarantined(led: Harness, fault: Faul
     assert "injected" in h.wf(wf).reason_for_incompletion
     assert h.queued("task_b") == []
     check_invariants(h.state)
+
+
+def test_a_quarantine_frees_its_slot_for_a_queued_workflow(led: Harness, fault: Fault) -> None:
+    # The quarantined workflow's end is drained like any end: the QUEUED workflow behind its
+    # definition's maxRunning starts in the same command, not at the name's next end.
+    h = led
+    h.register_workflow(
+        {
+            "name": "lim",
+            "version": 1,
+            "limits": {"maxRunning": 1},
+            "tasks": [{"name": "task_c", "taskReferenceName": "c"}],
+        }
+    )
+    first, second = h.start("lim"), h.start("lim")
+    assert h.wf(second).status is WorkflowStatus.QUEUED
+    tid = h.poll_one("task_c")
+    fault.arm(0, after=True)
+    assert h.complete(tid, {}, check=False).code is Code.INTERNAL
+    assert h.wf(first).status is WorkflowStatus.FAILED
+    assert h.wf(second).status is WorkflowStatus.RUNNING
+    assert [t.status for t in h.tasks_of(second)] == [TaskStatus.SCHEDULED]
+    check_invariants(h.state)
