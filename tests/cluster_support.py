@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -21,8 +22,10 @@ __all__ = [
     "api_stubs",
     "auth_metadata",
     "channel_credentials",
+    "kill_leader",
     "make_cluster",
     "read_log",
+    "rejoin",
     "single_replica",
     "start_node",
     "wait_for",
@@ -80,6 +83,23 @@ def auth_metadata(cluster: LocalCluster, role: str, name: str = "") -> tuple[tup
 def start_node(cluster: LocalCluster, nid: str) -> None:
     files = getattr(cluster, "failpoint_files", None)
     cluster.start(nid, {"ORCHESTRATOR_FAILPOINTS_FILE": files[nid]} if files else None)
+
+
+def kill_leader(cluster: LocalCluster) -> str:
+    """SIGKILL the current leader by its PID; its node id."""
+    leader = wait_for(cluster.leader, 30, "a leader")
+    proc = cluster.replicas[leader].proc
+    assert proc is not None
+    cluster.kill(leader)
+    assert proc.returncode == -signal.SIGKILL
+    return str(leader)
+
+
+def rejoin(cluster: LocalCluster, killed: str) -> None:
+    """Wait until another replica leads, then start the killed one again."""
+    new_leader = wait_for(cluster.leader, 30, "a new leader")
+    assert new_leader != killed
+    cluster.start(killed)
 
 
 def read_log(cluster: LocalCluster, nid: str) -> str:

@@ -7,7 +7,6 @@ Tick), whether it waits on the leader (a cold type) or is parked in the state (a
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -80,20 +79,32 @@ def waiting_polls(server: ReplicaServer, task_type: str) -> bool:
     return bool(server.node.dispatcher._by_type.get(task_type))
 
 
+def lease_time_ms(stubs: Any, task: Any) -> int:
+    """When the task was leased, in cluster time (its record's start_time_ms)."""
+    wf = stubs.wfs.GetWorkflow(
+        wpb.GetWorkflowRequest(workflow_id=task.workflow_id, include_tasks=True)
+    ).workflow
+    (record,) = [t for t in wf.tasks if t.task_id == task.task_id]
+    return int(record.start_time_ms)
+
+
+# A long poll that times out answers with no task, so a poll of 30 s that gets one was served
+# when capacity returned: no wall-clock measure is needed to tell the two apart.
+LONG_POLL_MS = 30_000
+
+
 @pytest.mark.parametrize("task_type", ["conc_cold", "conc_hot"])
 def test_a_poll_waiting_on_a_full_queue_gets_the_slot_a_completion_frees(
     server: ReplicaServer, stubs: Any, task_type: str
 ) -> None:
     start(stubs, task_type, 2)
     (first,) = poll(stubs, task_type, 0).result().tasks
-    waiting = poll(stubs, task_type, 30_000)
+    assert not poll(stubs, task_type, 0).result().tasks, "a task is ready but no slot is free"
+    waiting = poll(stubs, task_type, LONG_POLL_MS)
     wait_for(lambda: waiting_polls(server, task_type), 10, "the poll to wait")
-    time.sleep(0.3)  # it waits: the queue has a task but no slot for it
     assert not waiting.done()
-    began = time.monotonic()
     complete(stubs, first.task_id)
     (second,) = waiting.result().tasks
-    assert time.monotonic() - began < 5, "served when the slot freed, not at its timeout"
     assert second.task_id != first.task_id
     complete(stubs, second.task_id)
 
@@ -102,12 +113,12 @@ def test_a_poll_waiting_on_a_full_rate_window_gets_a_task_when_it_moves_on(
     server: ReplicaServer, stubs: Any
 ) -> None:
     start(stubs, "rate_t", 2)
-    began = time.monotonic()
     (first,) = poll(stubs, "rate_t", 0).result().tasks
     complete(stubs, first.task_id)  # an end frees no rate budget
-    (second,) = poll(stubs, "rate_t", 30_000).result().tasks
-    waited = time.monotonic() - began
+    assert not poll(stubs, "rate_t", 0).result().tasks, "the window holds one lease"
     # Nothing else commits meanwhile: only the rate timer's Tick moves cluster time past the
     # window (a poll waiting on the leader re-reads the state, whose clock would stand still).
-    assert 1.5 < waited < 10, f"served when the 2 s window moved on, after {waited:.1f} s"
+    (second,) = poll(stubs, "rate_t", LONG_POLL_MS).result().tasks
+    gap_ms = lease_time_ms(stubs, second) - lease_time_ms(stubs, first)
+    assert gap_ms >= 2_000, f"leased {gap_ms} ms after the first, inside its 2 s window"
     complete(stubs, second.task_id)

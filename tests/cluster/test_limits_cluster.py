@@ -12,7 +12,6 @@ test proved nothing.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 from orchestrator_client import Worker
 
 from orchestrator.tools.limits_audit import TaskLimit, audit_task_limits
-from tests.cluster_support import make_cluster, wait_for
+from tests.cluster_support import kill_leader, make_cluster, rejoin, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -88,15 +87,9 @@ def _run_across_a_leader_kill(tmp_path: Any, limits: dict[str, int]) -> tuple[li
         wids = [client.start_workflow("lim_flow", {"i": i}) for i in range(N_WORKFLOWS)]
 
         wait_for(lambda: handlers.done >= 8, 30, "a fifth of the tasks to run before the kill")
-        leader = wait_for(cluster.leader, 30, "a leader")
-        proc = cluster.replicas[leader].proc
-        assert proc is not None
-        cluster.kill(leader)  # SIGKILL to the leader's PID
-        assert proc.returncode == -signal.SIGKILL
+        leader = kill_leader(cluster)
         assert handlers.done < 2 * N_WORKFLOWS, "every task ran before the kill: no failover"
-        new_leader = wait_for(cluster.leader, 30, "a new leader")
-        assert new_leader != leader
-        cluster.start(leader)
+        rejoin(cluster, leader)
 
         def all_completed() -> bool:
             return all(

@@ -11,7 +11,6 @@ must have happened mid-compensation, or the test proved nothing.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 from orchestrator_client import TaskFailure, Worker
 
-from tests.cluster_support import make_cluster, wait_for
+from tests.cluster_support import kill_leader, make_cluster, rejoin, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -93,15 +92,9 @@ def test_a_saga_compensates_exactly_once_across_a_leader_kill(tmp_path: Any) -> 
         wait_for(lambda: undo.done >= 3, 60, "a few compensations to run before the kill")
         statuses = [client.get_workflow(x, include_tasks=False).status for x in wids]
         assert "COMPENSATING" in statuses, statuses
-        leader = wait_for(cluster.leader, 30, "a leader")
-        proc = cluster.replicas[leader].proc
-        assert proc is not None
-        cluster.kill(leader)  # SIGKILL to the leader's PID
-        assert proc.returncode == -signal.SIGKILL
+        leader = kill_leader(cluster)
         assert undo.done < N_WORKFLOWS * STEPS, "every compensation ran before the kill"
-        new_leader = wait_for(cluster.leader, 30, "a new leader")
-        assert new_leader != leader
-        cluster.start(leader)
+        rejoin(cluster, leader)
 
         def all_compensated() -> bool:
             return all(
