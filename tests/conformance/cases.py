@@ -1742,7 +1742,10 @@ CASES: list[dict[str, JSON]] = [
     {
         "name": "saga_across_a_fork_undoes_each_branch_in_reverse",
         "follows": SAGAS + ": reverse completion order across the whole workflow, so each fork "
-        "branch is undone in reverse",
+        "branch is undone in reverse; a step without compensateWith (the gate) is skipped",
+        # The right branch waits at a HUMAN gate the API opens once the left branch is done,
+        # so the completion order (l1, l2, r1) is the same on the core and on a cluster whose
+        # workers run both branches at once.
         "workflow": W(
             "saga_fork",
             T(
@@ -1754,6 +1757,7 @@ CASES: list[dict[str, JSON]] = [
                         S("work", "l2", compensateWith=S("undo", "ul2")),
                     ],
                     [
+                        T("HUMAN", "gate"),
                         S("work", "r1", compensateWith=S("undo", "ur1")),
                         S("work", "r2"),
                     ],
@@ -1762,17 +1766,19 @@ CASES: list[dict[str, JSON]] = [
             T("JOIN", "join", joinOn=["l2", "r2"]),
         ),
         "workers": {"r2": {"fail": "terminal"}},
+        "api": {"gate": {"complete": {}}},
         "expect": {
             "status": "COMPENSATED",
             "tasks": [
                 ["fork", "COMPLETED"],
                 ["l1", "COMPLETED"],
-                ["r1", "COMPLETED"],
+                ["gate", "COMPLETED"],
                 ["join", "CANCELED"],
                 ["l2", "COMPLETED"],
+                ["r1", "COMPLETED"],
                 ["r2", "FAILED_WITH_TERMINAL_ERROR"],
-                ["ul2", "COMPLETED"],
                 ["ur1", "COMPLETED"],
+                ["ul2", "COMPLETED"],
                 ["ul1", "COMPLETED"],
             ],
         },
