@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import admission_appliers as A
+from . import eventlog_appliers as EL
 from . import events as E
 from . import history_ops as H
 from . import journal as J
@@ -595,4 +596,8 @@ APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {
     E.HistorySettingsSet: _history_settings_set,
     E.HistoryExpiryDue: _history_expiry_due,
     E.HistoryNoted: _history_noted,
+    E.EventAppended: EL.event_appended,
+    E.OldestEventDropped: EL.oldest_event_dropped,
+    E.EventHandlerSet: EL.event_handler_set,
+    E.EventHandlerRemoved: EL.event_handler_removed,
 }

@@ -398,6 +398,33 @@ class SetHistoryRetention(Command):
     max_workflows: int = 0
 
 
+@dataclass(frozen=True)
+class PublishEvent(Command):
+    """An event appended to the replicated event log; matching event handlers act on it in
+    the same apply (processors/eventlog.py)."""
+
+    NAME: ClassVar[str] = "PublishEvent"
+    request_id: str
+    name: str
+    payload: JSON = field(default_factory=dict)
+    correlation_key: str = ""
+
+
+@dataclass(frozen=True)
+class RegisterEventHandler(Command):
+    NAME: ClassVar[str] = "RegisterEventHandler"
+    request_id: str
+    handler: JSON  # {name, event, condition?, actions, active?} (processors/event_handlers.py)
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class RemoveEventHandler(Command):
+    NAME: ClassVar[str] = "RemoveEventHandler"
+    request_id: str
+    name: str
+
+
 ALL_COMMANDS: tuple[type[Command], ...] = (
     LeaderEpoch,
     Noop,
@@ -424,6 +451,9 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     RemoveWorkflow,
     SetHistoryRetention,
     CompensateWorkflow,
+    PublishEvent,
+    RegisterEventHandler,
+    RemoveEventHandler,
 )
 BY_NAME: dict[str, type[Command]] = {c.NAME: c for c in ALL_COMMANDS}
 

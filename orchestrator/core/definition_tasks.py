@@ -205,6 +205,53 @@ def _norm_jq(t: JSON, w: str, ref: str, v: D.Validation, depth: int) -> None:
     _script_field(query, f"{w}.inputParameters.queryExpression ({ref})")
 
 
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+HTTP_MAX_TIMEOUT_MS = 60_000  # a request holds one of the leader's HTTP threads that long
+HTTP_DEFAULT_TIMEOUT_MS = 10_000
+_HTTP_KEYS = (
+    *("uri", "method", "headers", "body", "connectionTimeOut", "readTimeOut"),
+    *("accept", "contentType"),
+)
+
+
+def http_request(hr: JSON, field: str, ref: str = "") -> dict[str, JSON]:
+    """Conductor's http_request, checked and with its defaults. A value that is still an
+    expression (at registration) is left for the check at the task's start."""
+    at = f" ({ref})" if ref else ""
+    if not isinstance(hr, dict):
+        raise invalid(f"{field}{at}: required, an object with uri and method")
+    extra = sorted(k for k in hr if k not in _HTTP_KEYS)
+    if extra:
+        raise invalid(f"{field}{at}: unknown field(s) {', '.join(extra)}")
+    out = dict(hr)
+    uri = hr.get("uri")
+    if not D.is_expr(uri) and not (
+        isinstance(uri, str) and uri.startswith(("http://", "https://")) and len(uri) <= 8192
+    ):
+        raise invalid(f"{field}.uri{at}: required, an http:// or https:// URL, got {uri!r}")
+    method = out.setdefault("method", "GET")
+    if not D.is_expr(method) and method not in HTTP_METHODS:
+        allowed = ", ".join(HTTP_METHODS)
+        raise invalid(f"{field}.method{at}: must be one of {allowed}, got {method!r}")
+    headers = out.setdefault("headers", {})
+    if not D.is_expr(headers) and not (
+        isinstance(headers, dict) and all(isinstance(x, str) for x in headers.values())
+    ):
+        raise invalid(f"{field}.headers{at}: must be an object of string values")
+    for key in ("connectionTimeOut", "readTimeOut"):
+        if not D.is_expr(out.get(key)):
+            out[key] = D.int_field(
+                out, key, f"{field}.{key}{at}", 1, HTTP_MAX_TIMEOUT_MS, HTTP_DEFAULT_TIMEOUT_MS
+            )
+    return out
+
+
+def _norm_http(t: JSON, w: str, ref: str, v: D.Validation, depth: int) -> None:
+    hr = t["inputParameters"].get("http_request")
+    if not D.is_expr(hr):
+        http_request(hr, f"{w}.inputParameters.http_request", ref)
+
+
 def _norm_wait(t: JSON, w: str, ref: str, v: D.Validation, depth: int) -> None:
     ip = t["inputParameters"]
     dur, until = ip.get("duration"), ip.get("until")
@@ -236,4 +283,5 @@ BY_TYPE: dict[str, Callable[[JSON, str, str, D.Validation, int], None]] = {
     "INLINE": _norm_inline,
     "JSON_JQ_TRANSFORM": _norm_jq,
     "WAIT": _norm_wait,
+    "HTTP": _norm_http,
 }

@@ -24,7 +24,7 @@ RETRY_LOGICS = ("FIXED", "EXPONENTIAL_BACKOFF", "LINEAR_BACKOFF")
 TIMEOUT_POLICIES = ("RETRY", "TIME_OUT_WF", "ALERT_ONLY")
 WORKFLOW_TIMEOUT_POLICIES = ("TIME_OUT_WF", "ALERT_ONLY")
 JOIN_MODES = ("SYNC", "ASYNC")
-# Task types this version executes. The others are Conductor types still to come (HTTP/EVENT with
+# Task types this version executes. The others are Conductor types still to come (EVENT with
 # the events work); a definition using one is rejected with a clear message.
 SUPPORTED_TASK_TYPES = (
     "SIMPLE",
@@ -45,8 +45,9 @@ SUPPORTED_TASK_TYPES = (
     "HUMAN",
     "INLINE",
     "JSON_JQ_TRANSFORM",
+    "HTTP",
 )
-KNOWN_TASK_TYPES = (*SUPPORTED_TASK_TYPES, "HTTP", "EVENT", "KAFKA_PUBLISH")
+KNOWN_TASK_TYPES = (*SUPPORTED_TASK_TYPES, "EVENT", "KAFKA_PUBLISH")
 
 TASK_DEF_DEFAULTS: dict[str, JSON] = {
     "retryCount": 3,
@@ -215,7 +216,6 @@ def task_list(value: JSON, field: str, v: Validation, depth: int, empty_ok: bool
 
 
 _UNSUPPORTED = {
-    "HTTP": "comes with the events work",
     "EVENT": "comes with the events work",
     "KAFKA_PUBLISH": "comes with the events work",
 }

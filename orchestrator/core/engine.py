@@ -31,8 +31,11 @@ from .commands import (
     PauseWorkflow,
     PollActivity,
     PollTasks,
+    PublishEvent,
+    RegisterEventHandler,
     RegisterTaskDefs,
     RegisterWorkflowDef,
+    RemoveEventHandler,
     RemoveMember,
     RemoveWorkflow,
     RerunWorkflow,
@@ -53,6 +56,8 @@ from .errors import Code, Rejected, precondition
 from .processors import (
     cluster,
     compensation,
+    event_handlers,
+    eventlog,
     operations,
     polls,
     registry,
@@ -94,6 +99,9 @@ PROCESSORS: dict[type[Command], Callable[[Ctx, Any], dict[str, JSON]]] = {
     SkipTask: operations.skip_task,
     RemoveWorkflow: operations.remove_workflow,
     CompensateWorkflow: compensation.compensate_workflow,
+    PublishEvent: eventlog.publish_event,
+    RegisterEventHandler: event_handlers.register_event_handler,
+    RemoveEventHandler: event_handlers.remove_event_handler,
 }
 
 OPERATOR_COMMANDS = (

@@ -513,3 +513,30 @@ class HistoryNoted(Event):
 
     seq: int
     expire: list[int]
+
+
+# ---------------------------------------------------------------- the event log
+
+
+@dataclass(slots=True)
+class EventAppended(Event):
+    """An event joined the log at record["offset"] (with its handlers' per-action outcomes)."""
+
+    record: dict[str, JSON]
+
+
+@dataclass(slots=True)
+class OldestEventDropped(Event):
+    """The log is over limits.MAX_EVENTS: its oldest event leaves memory."""
+
+    offset: int
+
+
+@dataclass(slots=True)
+class EventHandlerSet(Event):
+    handler: dict[str, JSON]
+
+
+@dataclass(slots=True)
+class EventHandlerRemoved(Event):
+    name: str

@@ -84,3 +84,10 @@ PRIORITY_AGING_MS = 1_000
 MAX_CONCURRENT_EXEC_LIMIT = 1_000_000
 MAX_RATE_LIMIT_PER_FREQUENCY = 100_000
 MAX_RATE_LIMIT_FREQUENCY_SECONDS = 24 * 3600
+# The replicated event log (processors/eventlog.py): the newest events kept in memory (the
+# oldest are dropped first), a correlation key's length, and event handlers and their actions.
+MAX_EVENTS = 10_000
+MAX_CORRELATION_KEY_LENGTH = 256
+MAX_EVENT_HANDLERS = 1_000
+MAX_HANDLER_ACTIONS = 16
+MAX_READ_EVENTS = 1_000

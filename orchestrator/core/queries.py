@@ -14,6 +14,7 @@ from typing import Any
 
 from . import limits
 from .processors import flow
+from .processors.http import HttpJob, http_job, pending_http
 from .processors.registry import latest_version
 from .processors.scripts import pending_scripts
 from .records import (
@@ -27,14 +28,17 @@ from .state import State
 JSON = Any
 
 __all__ = [
+    "HttpJob",
     "MemberInfo",
     "ScriptJob",
     "applied_seq",
     "has_work",
+    "http_job",
     "leased_tasks",
     "list_workflows",
     "members",
     "next_due_ms",
+    "pending_http",
     "pending_scripts",
     "poll_state",
     "recently_polled",
@@ -211,8 +215,8 @@ def script_job(st: State, task_id: str) -> ScriptJob | None:
     if task is None or task.status not in T_ACTIVE:
         return None
     marker = task.script
-    if marker is None or marker.outcome is not None:
-        return None
+    if marker is None or marker.outcome is not None or marker.lang == "http":
+        return None  # an HTTP request is the HTTP executor's (http_job)
     return ScriptJob(
         task_id=task_id,
         fence=marker.fence,

@@ -73,6 +73,7 @@ class TaskType(StrEnum):
     HUMAN = "HUMAN"
     INLINE = "INLINE"
     JSON_JQ_TRANSFORM = "JSON_JQ_TRANSFORM"
+    HTTP = "HTTP"
 
 
 class TimeoutPolicy(StrEnum):
@@ -262,7 +263,7 @@ class ScriptMarker:
     for an older request is told apart."""
 
     fence: int
-    lang: str  # "js" or "jq"
+    lang: str  # "js" or "jq"; "http": an HTTP request (input), made by the runtime
     source: str
     # What the script reads; None: the task's input.
     input: JSON = None

@@ -149,6 +149,11 @@ class State:
         # and the latest Expire as [seq, cutoff_ms, max_rows] ([] before the first).
         self.history_seq = 0
         self.history_expire: list[int] = []
+        # The event log (processors/eventlog.py): offset -> event record, oldest first (at most
+        # limits.MAX_EVENTS), the latest offset given, and event handlers by name.
+        self.event_log: dict[int, dict[str, JSON]] = {}
+        self.event_offset = 0
+        self.event_handlers: dict[str, dict[str, JSON]] = {}
         self._timer_heap: list[tuple[int, str]] = []
         # Workflow-level limits (processors/admission.py), derived from `workflows` (rebuilt on
         # load, never in a snapshot): running workflows (records.WF_RUNS) per definition name
@@ -243,6 +248,9 @@ class State:
             "settings": self.settings,
             "history_seq": self.history_seq,
             "history_expire": self.history_expire,
+            "event_log": list(self.event_log.values()),
+            "event_offset": self.event_offset,
+            "event_handlers": self.event_handlers,
         }
 
     def snapshot_bytes(self) -> bytes:
@@ -279,6 +287,10 @@ class State:
         st.settings = {**DEFAULT_SETTINGS, **snap.get("settings", {})}
         st.history_seq = snap.get("history_seq", 0)
         st.history_expire = snap.get("history_expire", [])
+        # Written before the event log: no events, no handlers.
+        st.event_log = {e["offset"]: e for e in snap.get("event_log", [])}
+        st.event_offset = snap.get("event_offset", 0)
+        st.event_handlers = snap.get("event_handlers", {})
         for key, due in snap["timers"].items():
             st.set_timer(key, due)
         st.rebuild_admission()

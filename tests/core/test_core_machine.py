@@ -172,7 +172,6 @@ def test_workflow_def_unknown_task_type_is_named(h: Harness) -> None:
 @pytest.mark.parametrize(
     "ttype, why",
     [
-        ("HTTP", "comes with the events work"),
         ("EVENT", "comes with the events work"),
         ("KAFKA_PUBLISH", "comes with the events work"),
     ],

@@ -145,7 +145,8 @@ def wt_of(st: State, wf: Workflow, task: Task) -> JSON:
 def effective_task_def(st: State, wf: Workflow, wt: JSON) -> JSON:
     """The task definition a task configuration runs with: an inline taskDefinition, the one
     the workflow started with, or the registered one; retryCount may be overridden."""
-    if wt["type"] != TaskType.SIMPLE:
+    ttype = wt["type"]
+    if ttype != TaskType.SIMPLE and ttype != TaskType.HTTP:
         td = dict(SYSTEM_TASK_DEF)
     elif wt.get("taskDefinition"):
         td = dict(wt["taskDefinition"])
@@ -153,6 +154,8 @@ def effective_task_def(st: State, wf: Workflow, wt: JSON) -> JSON:
         known = st.def_snapshots[wf.def_hash].task_defs.get(wt["name"]) or st.task_defs.get(
             wt["name"]
         )
+        if known is None and ttype == TaskType.HTTP:  # as Conductor: optional for HTTP
+            known = SYSTEM_TASK_DEF
         if known is None:
             raise TaskCannotRun(f"task definition {wt['name']!r} is not registered")
         td = dict(known)

@@ -29,7 +29,7 @@ from ..records import (
     TimeoutPolicy,
     Workflow,
 )
-from . import forks, polls, registry, scripts, tasks, workflows
+from . import forks, http, polls, registry, scripts, tasks, workflows
 from .documents import task_doc
 
 JSON = Any
@@ -246,6 +246,8 @@ def _start(ctx: Ctx, wf: Workflow, wt: JSON, task: Task, delay_s: int) -> None:
             _start_wait(ctx, task)
         case TaskType.HUMAN:
             pass  # IN_PROGRESS until the API completes or fails it
+        case TaskType.HTTP:
+            http.start_http(ctx, task)
         case TaskType.SIMPLE | TaskType.DYNAMIC:  # pragma: no cover - started above / resolved
             raise TaskCannotRun(f"task type {ttype} is not supported")
         case _ as unreachable:

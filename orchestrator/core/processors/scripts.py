@@ -21,6 +21,7 @@ from ..records import (
     ScriptMarker,
     Task,
     TaskType,
+    Workflow,
 )
 from ..state import State
 from . import decider, registry, scheduler, tasks
@@ -48,22 +49,7 @@ def await_script(
 def script_result(ctx: Ctx, cmd: ScriptResult) -> dict[str, JSON]:
     """Phase two: commit a script's outcome; the task then goes on as if a worker answered."""
     st = ctx.st
-    task = st.tasks.get(cmd.task_id)
-    marker = task.script if task is not None else None
-    if (
-        task is None
-        or marker is None
-        or task.status not in T_ACTIVE
-        or marker.fence != cmd.fence
-        or marker.outcome is not None
-    ):
-        raise precondition(
-            f"task {cmd.task_id} has no pending script evaluation with fence {cmd.fence}: a late "
-            "or duplicate script result is not applied"
-        )
-    wf = st.workflows.get(task.workflow_id)
-    if wf is None or wf.status not in WF_LIVE:  # a PAUSED workflow's scripts run on
-        raise precondition(f"workflow {task.workflow_id} is not RUNNING")
+    task, wf = pending_evaluation(st, cmd.task_id, cmd.fence)
     error = (cmd.error if isinstance(cmd.error, str) else "") or "the script failed"
     error = error[: limits.MAX_REASON_LENGTH - 100]
     ok = cmd.ok
@@ -97,6 +83,32 @@ def script_result(ctx: Ctx, cmd: ScriptResult) -> dict[str, JSON]:
     return {}
 
 
+def pending_evaluation(
+    st: State, task_id: str, fence: int, http: bool = False
+) -> tuple[Task, Workflow]:
+    """The task and workflow a result with this fence is for; refused when that evaluation (a
+    script, or an HTTP request when `http`) is not pending any more."""
+    task = st.tasks.get(task_id)
+    marker = task.script if task is not None else None
+    if (
+        task is None
+        or marker is None
+        or task.status not in T_ACTIVE
+        or marker.fence != fence
+        or marker.outcome is not None
+        or (marker.lang == "http") != http
+    ):
+        what = "HTTP request" if http else "script evaluation"
+        raise precondition(
+            f"task {task_id} has no pending {what} with fence {fence}: a late or duplicate "
+            "result is not applied"
+        )
+    wf = st.workflows.get(task.workflow_id)
+    if wf is None or wf.status not in WF_LIVE:  # a PAUSED workflow's scripts run on
+        raise precondition(f"workflow {task.workflow_id} is not RUNNING")
+    return task, wf
+
+
 def js_truthy(value: JSON) -> bool:
     """JavaScript truthiness of a JSON value (an empty list or object is true)."""
     if value is None or value is False:
@@ -108,9 +120,10 @@ def js_truthy(value: JSON) -> bool:
     return True
 
 
-def pending_scripts(st: State) -> list[tuple[str, int]]:
-    """(task id, fence) of every script evaluation waiting for a ScriptResult, in workflow and
-    task order. The leader's runtime scans this when it takes over."""
+def pending_scripts(st: State, http: bool = False) -> list[tuple[str, int]]:
+    """(task id, fence) of every script evaluation waiting for a ScriptResult (or with `http`,
+    every HTTP request waiting for an HttpResult), in workflow and task order. The leader's
+    runtime scans this when it takes over."""
     out: list[tuple[str, int]] = []
     for wf in st.workflows.values():
         if wf.status not in WF_LIVE:
@@ -118,6 +131,11 @@ def pending_scripts(st: State) -> list[tuple[str, int]]:
         for tid in wf.tasks:
             t = st.tasks[tid]
             marker = t.script
-            if marker is not None and t.status in T_ACTIVE and marker.outcome is None:
+            if (
+                marker is not None
+                and t.status in T_ACTIVE
+                and marker.outcome is None
+                and (marker.lang == "http") == http
+            ):
                 out.append((tid, marker.fence))
     return out

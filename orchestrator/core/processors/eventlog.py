@@ -1,0 +1,107 @@
+"""The replicated event log: PublishEvent appends an event with the next offset (1, 2, ...)
+and the cluster time, and the active handlers of its name (processors/event_handlers.py) act on
+it in the same apply, so each action runs exactly once per event by construction.
+
+Each action runs under its own journal mark: one that is refused (a task already completed, a
+workflow not found) is undone alone and its refusal recorded on the event, beside the outcomes
+of the others; the event stays. Workflows an action starts get ids derived from the event's
+offset and the action's index, the same on every replica. At most limits.MAX_EVENTS events stay
+in memory, the oldest dropped first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import events as E
+from .. import limits
+from ..commands import CompleteTask, FailTask, PublishEvent, StartWorkflow, TerminateWorkflow
+from ..conditions import condition_true
+from ..context import Ctx
+from ..definitions import name_field
+from ..errors import Code, Rejected, invalid
+from ..expressions import resolve
+from . import tasks, workflows
+
+JSON = Any
+
+
+def publish_event(ctx: Ctx, cmd: PublishEvent) -> dict[str, JSON]:
+    name = name_field(cmd.name, "name")
+    if not isinstance(cmd.payload, dict):
+        raise invalid("payload: must be a JSON object")
+    key = cmd.correlation_key
+    if not isinstance(key, str) or len(key) > limits.MAX_CORRELATION_KEY_LENGTH:
+        raise invalid(f"correlation_key: at most {limits.MAX_CORRELATION_KEY_LENGTH} characters")
+    st = ctx.st
+    offset = st.event_offset + 1
+    doc = {"payload": cmd.payload, "event": name, "correlationKey": key}
+    outcomes: list[dict[str, JSON]] = []
+    for handler in list(st.event_handlers.values()):
+        if not handler["active"] or handler["event"] != name:
+            continue
+        if handler["condition"] and not condition_true(handler["condition"], cmd.payload):
+            continue
+        for action in handler["actions"]:
+            outcome = _run(ctx, action, doc, f"event-{offset}-{len(outcomes)}")
+            outcomes.append({"handler": handler["name"], "action": action["action"], **outcome})
+    record = {
+        "offset": offset,
+        "name": name,
+        "payload": cmd.payload,
+        "correlationKey": key,
+        "time": ctx.now,
+        "actions": outcomes,
+    }
+    ctx.emit(E.EventAppended(record))
+    if len(st.event_log) > limits.MAX_EVENTS:
+        ctx.emit(E.OldestEventDropped(next(iter(st.event_log))))
+    return {"offset": offset}
+
+
+def _run(ctx: Ctx, action: JSON, doc: JSON, workflow_id: str) -> dict[str, JSON]:
+    """One action, undone alone when refused: its outcome as {code, message, result}."""
+    mark = ctx.mark()
+    try:
+        result = _act(ctx, action["action"], resolve(action[action["action"]], doc), workflow_id)
+    except Rejected as rej:
+        ctx.rollback(mark)
+        return {"code": rej.code.value, "message": rej.message, "result": {}}
+    return {"code": Code.OK.value, "message": "", "result": result}
+
+
+def _act(ctx: Ctx, kind: str, p: JSON, workflow_id: str) -> dict[str, JSON]:
+    if kind == "start_workflow":
+        version = p.get("version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise invalid("start_workflow.version: must resolve to an integer")
+        cmd = StartWorkflow(
+            request_id="",
+            workflow_id=workflow_id,
+            name=_text(p, "name", kind),
+            version=version,
+            input=p.get("input", {}),
+            correlation_id=_text(p, "correlationId", kind, ""),
+        )
+        return workflows.start_workflow(ctx, cmd)
+    wf_id = _text(p, "workflowId", kind)
+    if kind == "terminate_workflow":
+        reason = _text(p, "reason", kind, "terminated by an event handler")
+        return workflows.terminate_workflow(ctx, TerminateWorkflow("", wf_id, reason))
+    ref = _text(p, "taskRefName", kind)
+    output = p.get("output", {})
+    if kind == "complete_task":
+        return tasks.complete_task(
+            ctx, CompleteTask("", "", output, workflow_id=wf_id, reference_task_name=ref)
+        )
+    reason = _text(p, "reason", kind, "failed by an event handler")
+    return tasks.fail_task(
+        ctx, FailTask("", "", reason, output=output, workflow_id=wf_id, reference_task_name=ref)
+    )
+
+
+def _text(p: JSON, key: str, kind: str, default: str | None = None) -> str:
+    value = p.get(key, default)
+    if not isinstance(value, str) or (default is None and not value):
+        raise invalid(f"{kind}.{key}: must resolve to a non-empty string")
+    return value
