@@ -377,6 +377,21 @@ class ScriptResult(Command):
 
 
 @dataclass(frozen=True)
+class HttpResult(Command):
+    """The outcome of an HTTP task's request, made by the leader's runtime outside apply and
+    fenced as ScriptResult. `response` is Conductor's {statusCode, headers, body, reasonPhrase}
+    (None when no response came); `terminal`: refused by the allow-list, not to be retried."""
+
+    NAME: ClassVar[str] = "HttpResult"
+    task_id: str
+    fence: int
+    epoch: int
+    response: JSON = None
+    error: str = ""
+    terminal: bool = False
+
+
+@dataclass(frozen=True)
 class PollActivity(Command):
     """Workers are polling these task-domain queues ("<type>@<domain>"), though their polls
     committed nothing. Proposed by the leader's dispatcher at most every few seconds per queue,
@@ -440,6 +455,7 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     SetMember,
     RemoveMember,
     ScriptResult,
+    HttpResult,
     CancelPoll,
     PollActivity,
     PauseWorkflow,

@@ -26,6 +26,7 @@ from .commands import (
     CompleteTask,
     FailTask,
     HeartbeatTask,
+    HttpResult,
     LeaderEpoch,
     Noop,
     PauseWorkflow,
@@ -58,6 +59,7 @@ from .processors import (
     compensation,
     event_handlers,
     eventlog,
+    http,
     operations,
     polls,
     registry,
@@ -91,6 +93,7 @@ PROCESSORS: dict[type[Command], Callable[[Ctx, Any], dict[str, JSON]]] = {
     HeartbeatTask: tasks.heartbeat_task,
     Tick: timers.tick,
     ScriptResult: scripts.script_result,
+    HttpResult: http.http_result,
     PauseWorkflow: operations.pause_workflow,
     ResumeWorkflow: operations.resume_workflow,
     RestartWorkflow: operations.restart_workflow,
@@ -116,7 +119,7 @@ OPERATOR_COMMANDS = (
 
 # Commands the leader's runtime originates, stamped with its epoch: a deposed leader's are
 # refused (the new leader has taken over its polls, timers and scripts).
-LEADER_COMMANDS = (PollTasks, PollActivity, CancelPoll, Tick, ScriptResult)
+LEADER_COMMANDS = (PollTasks, PollActivity, CancelPoll, Tick, ScriptResult, HttpResult)
 
 
 def apply_batch(state: State, now_ms: int, commands: list[JSON]) -> tuple[list[Outcome], Effects]:
