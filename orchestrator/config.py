@@ -10,7 +10,8 @@ A JSON file (see deploy/local/cluster.json):
   "admission": {"max_in_flight": 96, ...},       (optional AdmissionSettings overrides)
   "tls": {"cert": "tls/{node}.pem", "key": "tls/{node}-key.pem",   (gRPC TLS; {node} is the
           "ca": "tls/ca.pem", "require_client_cert": false},         replica's id)
-  "auth": {"tokens_file": "tokens.json"}        (or env ORCHESTRATOR_TOKENS_FILE / _TOKENS)
+  "auth": {"tokens_file": "tokens.json"},       (or env ORCHESTRATOR_TOKENS_FILE / _TOKENS)
+  "http_allow": ["10.1.0.0/16", "svc.internal"]  (non-public hosts/networks HTTP tasks may call)
 }
 Without "tls" and tokens a replica serves only with --insecure (docs/security.md).
 Relative paths are relative to the config file. Replicas may run on separate hosts: each one
@@ -19,8 +20,10 @@ needs only the same file (peers are configuration).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -94,6 +97,8 @@ class ClusterConfig:
     tls: TlsSettings | None = None
     auth: AuthSettings = field(default_factory=AuthSettings)
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)
+    # Hosts and CIDR networks an HTTP task may reach although not public (runtime/http.py).
+    http_allow: tuple[str, ...] = ()
 
     def replica(self, node_id: str) -> ReplicaConfig:
         for r in self.replicas:
@@ -170,7 +175,25 @@ def load(path: str, *, require_password: bool = True) -> ClusterConfig:
         _tls(raw.get("tls"), path, base),
         _auth(raw.get("auth"), path, base),
         _admission(raw.get("admission") or {}, path),
+        _http_allow(raw.get("http_allow") or [], path),
     )
+
+
+def _http_allow(raw: Any, path: str) -> tuple[str, ...]:
+    host = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-]{0,252})$")
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: 'http_allow' must be a list of hosts or CIDR networks")
+    for i, e in enumerate(raw):
+        if not isinstance(e, str):
+            raise ConfigError(f"{path}: http_allow[{i}]: must be a string, got {e!r}")
+        try:
+            ipaddress.ip_network(e, strict=False)
+        except ValueError:
+            if not host.match(e):
+                raise ConfigError(
+                    f"{path}: http_allow[{i}]: {e!r} is neither a host name nor a network"
+                ) from None
+    return tuple(raw)
 
 
 def _known_keys(raw: Any, path: str, what: str, known: set[str]) -> dict[str, Any]:

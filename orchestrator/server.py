@@ -19,7 +19,6 @@ from grpc_reflection.v1alpha import reflection
 from orchestrator_client.v1 import (
     cluster_pb2_grpc,
     definitions_pb2_grpc,
-    events_pb2_grpc,
     history_sync_pb2_grpc,
     tasks_pb2_grpc,
     workflows_pb2_grpc,
@@ -31,7 +30,6 @@ from .api.auth import AUTHORIZATION_KEY, Authenticator, AuthInterceptor
 from .api.cluster import ClusterService
 from .api.context import AfterCommit, NodeContext
 from .api.definitions import DefinitionService
-from .api.events import EventService
 from .api.health import serving_state
 from .api.rpc import SERVICES, DecodeGuard
 from .api.tasks import TaskService
@@ -46,6 +44,7 @@ from .replication.settings import from_config as raft_settings
 from .replication.settings import has_raft_state
 from .replication.snapshot import SnapshotError
 from .runtime.dispatcher import Dispatcher
+from .runtime.http import HttpExecutor
 from .runtime.sandbox import default_sandbox
 from .runtime.scripts import ScriptExecutor
 from .runtime.timer import Timer
@@ -155,6 +154,7 @@ class ReplicaServer:
         self.dispatcher = Dispatcher(self.replica)
         self.timer = Timer(self.replica)
         self.scripts = ScriptExecutor(self.replica, default_sandbox())
+        self.http = HttpExecutor(self.replica, cfg.http_allow)
         self.node = NodeContext(
             node_id,
             self.replica,
@@ -188,7 +188,6 @@ class ReplicaServer:
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
             ClusterService(self.node, cfg.health), self.server
         )
-        events_pb2_grpc.add_EventServiceServicer_to_server(EventService(self.node), self.server)
         # Replica to replica only (security/permissions.INTERNAL): a copy of this history.
         history_sync_pb2_grpc.add_HistorySyncServiceServicer_to_server(
             HistorySyncServicer(self.history), self.server
@@ -221,6 +220,7 @@ class ReplicaServer:
         )
         self.timer.start()
         self.scripts.start()
+        self.http.start()
         self._health_thread.start()
         log.info(
             "replica_started",
@@ -263,6 +263,7 @@ class ReplicaServer:
             log.info("stepped_down", leader=self.replica.leader_addr())
         self.timer.stop()
         self.scripts.stop()
+        self.http.stop()
         self.server.stop(grace_s).wait(grace_s + 1)
         self.node.close()
         self.replica.stop()

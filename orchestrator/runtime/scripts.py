@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
 
 from ..core import codec, queries
-from ..core.commands import ScriptResult
+from ..core.commands import Command, ScriptResult
 from ..core.errors import Code
 from ..core.machine import Effects
+from ..core.state import State
 from ..replication.api import Overloaded, ProposalError, Replica
-from .sandbox import Sandbox, ScriptOutcome
+from .sandbox import Sandbox
 
 log = structlog.get_logger("scripts")
 
@@ -50,7 +52,7 @@ class ScriptExecutor:
         self._in_flight: set[Key] = set()
         # Outcomes evaluated but not yet known to be committed: a failed proposal is retried
         # without running the script again.
-        self._evaluated: dict[Key, ScriptOutcome] = {}
+        self._evaluated: dict[Key, Any] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._scanned_term = 0
@@ -105,7 +107,7 @@ class ScriptExecutor:
         if term != self._scanned_term or now - self._last_scan >= self.rescan_s:
             # A new leader takes over every pending script; the periodic rescan also picks up
             # any whose proposal was lost.
-            found = self.replica.read(queries.pending_scripts)
+            found = self.replica.read(self._pending)
             with self._lock:
                 for tid, _ in found:
                     self._queued[tid] = None
@@ -128,51 +130,69 @@ class ScriptExecutor:
                 self._in_flight.add(key)
             self._pool.submit(self._evaluate_and_propose, key, job, term)
 
-    def _read_job(self, tid: str) -> queries.ScriptJob | None:
+    # Hooks a subclass (runtime/http.py) replaces: which tasks are pending, what one needs,
+    # and how its outcome is reached and proposed.
+    _pending: Callable[[State], list[Key]] = staticmethod(queries.pending_scripts)
+
+    def _read_job(self, tid: str) -> Any:
         return self.replica.read(lambda st: queries.script_job(st, tid))
 
-    def _evaluate_and_propose(self, key: Key, job: queries.ScriptJob, term: int) -> None:
-        tid, fence = key
+    def _outcome(self, key: Key, job: Any) -> Any:
+        """Evaluate once per key: a failed proposal is retried without evaluating again."""
+        with self._lock:
+            outcome = self._evaluated.get(key)
+        if outcome is None:
+            t0 = time.monotonic()
+            outcome = self._evaluate(job)
+            self.evaluations += 1
+            log.info(
+                "script_evaluated",
+                task_id=key[0],
+                task_type=job.task_type,
+                workflow_id=job.workflow_id,
+                ok=outcome.ok,
+                kind=outcome.kind,
+                ms=round((time.monotonic() - t0) * 1000, 1),
+            )
+            with self._lock:
+                self._evaluated[key] = outcome
+        return outcome
+
+    def _evaluate(self, job: Any) -> Any:
+        return self.sandbox.evaluate(job.lang, job.source, job.input)
+
+    def _result_command(self, key: Key, outcome: Any, term: int) -> Command | None:
+        """The command to propose; None: not the script's fault, try again later."""
+        if outcome.kind == "sandbox":
+            # The sandbox itself failed (could not start a worker): try again later rather
+            # than failing the task.
+            return None
+        # A result the log cannot carry (a lone surrogate is not UTF-8) fails the task
+        # instead of failing the proposal on every retry.
+        problem = codec.json_problem(outcome.value) if outcome.ok else ""
+        error = problem and f"the script's result is not valid JSON: {problem}"
+        if not outcome.ok:
+            error = outcome.error.encode("utf-8", "replace").decode("utf-8")
+        return ScriptResult(
+            task_id=key[0],
+            fence=key[1],
+            epoch=term,
+            ok=outcome.ok and not problem,
+            value=outcome.value if outcome.ok and not problem else None,
+            error=error,
+        )
+
+    def _evaluate_and_propose(self, key: Key, job: Any, term: int) -> None:
+        tid = key[0]
         retry = False
         try:
-            with self._lock:
-                outcome = self._evaluated.get(key)
-            if outcome is None:
-                t0 = time.monotonic()
-                outcome = self.sandbox.evaluate(job.lang, job.source, job.input)
-                self.evaluations += 1
-                log.info(
-                    "script_evaluated",
-                    task_id=tid,
-                    task_type=job.task_type,
-                    workflow_id=job.workflow_id,
-                    ok=outcome.ok,
-                    kind=outcome.kind,
-                    ms=round((time.monotonic() - t0) * 1000, 1),
-                )
-                with self._lock:
-                    self._evaluated[key] = outcome
-            if outcome.kind == "sandbox":
-                # The sandbox itself failed (could not start a worker): not the script's fault;
-                # try again later rather than failing the task.
+            outcome = self._outcome(key, job)
+            cmd = self._result_command(key, outcome, term)
+            if cmd is None:
                 retry = True
                 return
             if self.replica.leader_term != term or not self.replica.leader_ready():
                 return  # the next leader evaluates it again
-            # A result the log cannot carry (a lone surrogate is not UTF-8) fails the task
-            # instead of failing the proposal on every retry.
-            problem = codec.json_problem(outcome.value) if outcome.ok else ""
-            error = problem and f"the script's result is not valid JSON: {problem}"
-            if not outcome.ok:
-                error = outcome.error.encode("utf-8", "replace").decode("utf-8")
-            cmd = ScriptResult(
-                task_id=tid,
-                fence=fence,
-                epoch=term,
-                ok=outcome.ok and not problem,
-                value=outcome.value if outcome.ok and not problem else None,
-                error=error,
-            )
             result = self.replica.propose(cmd).result(timeout=30)
             with self._lock:
                 self._evaluated.pop(key, None)

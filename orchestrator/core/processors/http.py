@@ -30,6 +30,7 @@ class HttpJob:
     fence: int
     request: JSON
     workflow_id: str
+    task_type: str = "HTTP"
 
 
 def start_http(ctx: Ctx, task: Task) -> None:
