@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from orchestrator_client.v1 import (
     cluster_pb2_grpc,
     definitions_pb2_grpc,
+    events_pb2_grpc,
     history_sync_pb2_grpc,
     tasks_pb2_grpc,
     workflows_pb2_grpc,
@@ -30,6 +31,7 @@ from .api.auth import AUTHORIZATION_KEY, Authenticator, AuthInterceptor
 from .api.cluster import ClusterService
 from .api.context import AfterCommit, NodeContext
 from .api.definitions import DefinitionService
+from .api.events import EventService
 from .api.health import serving_state
 from .api.rpc import SERVICES, DecodeGuard
 from .api.tasks import TaskService
@@ -188,6 +190,7 @@ class ReplicaServer:
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
             ClusterService(self.node, cfg.health), self.server
         )
+        events_pb2_grpc.add_EventServiceServicer_to_server(EventService(self.node), self.server)
         # Replica to replica only (security/permissions.INTERNAL): a copy of this history.
         history_sync_pb2_grpc.add_HistorySyncServiceServicer_to_server(
             HistorySyncServicer(self.history), self.server

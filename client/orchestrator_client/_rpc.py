@@ -16,7 +16,13 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import Message
 
-from orchestrator_client.v1 import cluster_pb2, definitions_pb2, tasks_pb2, workflows_pb2
+from orchestrator_client.v1 import (
+    cluster_pb2,
+    definitions_pb2,
+    events_pb2,
+    tasks_pb2,
+    workflows_pb2,
+)
 
 __all__ = [
     "MAX_BATCH",
@@ -79,7 +85,7 @@ def _by_request(rpcs: Iterable[Rpc]) -> dict[type[Message], Rpc]:
 
 
 RPCS: Final = _derive(
-    m.DESCRIPTOR for m in (definitions_pb2, workflows_pb2, tasks_pb2, cluster_pb2)
+    m.DESCRIPTOR for m in (definitions_pb2, workflows_pb2, tasks_pb2, cluster_pb2, events_pb2)
 )
 _BY_REQUEST: Final = _by_request(RPCS)
 

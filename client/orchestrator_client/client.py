@@ -31,6 +31,7 @@ import grpc
 from orchestrator_client._cluster import ClusterCalls
 from orchestrator_client._coalescer import StartCoalescer
 from orchestrator_client._definitions import DefinitionCalls
+from orchestrator_client._events import EventCalls
 from orchestrator_client._operations import BulkResult, OperationCalls
 from orchestrator_client._search import SearchCalls, SearchPage
 from orchestrator_client._tasks import TaskCalls
@@ -61,7 +62,13 @@ __all__ = [
 
 
 class OrchestratorClient(
-    DefinitionCalls, WorkflowCalls, SearchCalls, OperationCalls, TaskCalls, ClusterCalls
+    DefinitionCalls,
+    WorkflowCalls,
+    SearchCalls,
+    OperationCalls,
+    TaskCalls,
+    ClusterCalls,
+    EventCalls,
 ):
     """A thread-safe client for an orchestrator cluster.
 

@@ -10,13 +10,20 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
-from orchestrator_client.v1 import cluster_pb2, definitions_pb2, tasks_pb2, workflows_pb2
+from orchestrator_client.v1 import (
+    cluster_pb2,
+    definitions_pb2,
+    events_pb2,
+    tasks_pb2,
+    workflows_pb2,
+)
 
 DEFINITIONS: ServiceDescriptor = definitions_pb2.DESCRIPTOR.services_by_name["DefinitionService"]
 WORKFLOWS: ServiceDescriptor = workflows_pb2.DESCRIPTOR.services_by_name["WorkflowService"]
 TASKS: ServiceDescriptor = tasks_pb2.DESCRIPTOR.services_by_name["TaskService"]
 CLUSTER: ServiceDescriptor = cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"]
-SERVICES: tuple[ServiceDescriptor, ...] = (DEFINITIONS, WORKFLOWS, TASKS, CLUSTER)
+EVENTS: ServiceDescriptor = events_pb2.DESCRIPTOR.services_by_name["EventService"]
+SERVICES: tuple[ServiceDescriptor, ...] = (DEFINITIONS, WORKFLOWS, TASKS, CLUSTER, EVENTS)
 
 
 def response_type(service: ServiceDescriptor, method: str) -> Any:

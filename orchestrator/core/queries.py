@@ -234,3 +234,17 @@ def script_job(st: State, task_id: str) -> ScriptJob | None:
 def settings(st: State) -> dict[str, JSON]:
     """The cluster settings (SetHistoryRetention): history_retention_ms, history_max_workflows."""
     return dict(st.settings)
+
+
+def read_events(st: State, from_offset: int, limit: int) -> list[dict[str, JSON]]:
+    """Up to `limit` events of the log from `from_offset` on, oldest first."""
+    log = st.event_log
+    if not log:
+        return []
+    first = next(iter(log))
+    start = max(from_offset, first)
+    return [log[o] for o in range(start, min(start + limit, st.event_offset + 1))]
+
+
+def event_handlers(st: State) -> list[dict[str, JSON]]:
+    return list(st.event_handlers.values())

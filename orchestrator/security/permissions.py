@@ -60,6 +60,11 @@ _BY_METHOD: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("ClusterService", "RemoveReplica"): _ADMIN,
     ("ClusterService", "SetHistoryRetention"): _ADMIN,
     ("ClusterService", "GetClusterSettings"): _READ,
+    ("EventService", "PublishEvent"): _OPERATE,
+    ("EventService", "RegisterEventHandler"): _ADMIN,
+    ("EventService", "RemoveEventHandler"): _ADMIN,
+    ("EventService", "ListEventHandlers"): _READ,
+    ("EventService", "ReadEvents"): _READ,
 }
 
 # Replica-to-replica RPCs, outside api/rpc.SERVICES: only the replica credential calling for

@@ -11,12 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator_client.v1 import cluster_pb2, definitions_pb2, tasks_pb2, workflows_pb2
+from orchestrator_client.v1 import (
+    cluster_pb2,
+    definitions_pb2,
+    events_pb2,
+    tasks_pb2,
+    workflows_pb2,
+)
 
 from orchestrator import config
 from orchestrator.api import rpc
 from orchestrator.api.cluster import ClusterService
 from orchestrator.api.definitions import DefinitionService
+from orchestrator.api.events import EventService
 from orchestrator.api.health import serving_state
 from orchestrator.api.tasks import TaskService
 from orchestrator.api.workflows import WorkflowService
@@ -67,6 +74,7 @@ def test_the_lag_threshold_is_configured_under_health(tmp_path: Any) -> None:
         (WorkflowService, workflows_pb2),
         (TaskService, tasks_pb2),
         (ClusterService, cluster_pb2),
+        (EventService, events_pb2),
     ],
 )
 def test_every_method_is_served_and_forwarded_by_its_descriptor(servicer: Any, module: Any) -> None:

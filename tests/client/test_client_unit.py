@@ -36,7 +36,13 @@ from orchestrator_client import (
     UnavailableError,
     Worker,
 )
-from orchestrator_client.v1 import cluster_pb2, definitions_pb2, tasks_pb2, workflows_pb2
+from orchestrator_client.v1 import (
+    cluster_pb2,
+    definitions_pb2,
+    events_pb2,
+    tasks_pb2,
+    workflows_pb2,
+)
 
 WAIT_S = 10.0  # upper bound for any condition a test waits on; never reached when passing
 
@@ -52,7 +58,7 @@ RETRY_AFTER_KEY = "x-orchestrator-retry-after-ms"
 
 def _method_table() -> dict[str, tuple[str, type[Message], type[Message]]]:
     table: dict[str, tuple[str, type[Message], type[Message]]] = {}
-    for module in (workflows_pb2, tasks_pb2, definitions_pb2, cluster_pb2):
+    for module in (workflows_pb2, tasks_pb2, definitions_pb2, cluster_pb2, events_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 table[f"/{service.full_name}/{method.name}"] = (
@@ -1067,7 +1073,7 @@ def test_the_method_table_is_derived_from_the_service_descriptors():
     assert start.path == "/orchestrator.v1.WorkflowService/StartWorkflow"
     assert start.response_type is workflows_pb2.StartWorkflowResponse
     assert rpc_of(cluster_pb2.GetReplicaStatusRequest()).response_type is cluster_pb2.ReplicaStatus
-    # Every RPC of the four services, as the fake server finds them on its own.
+    # Every RPC of the five services, as the fake server finds them on its own.
     assert {r.path for r in RPCS} == set(METHODS)
     assert all(rpc_of(r.request_type()) is r for r in RPCS)
 
