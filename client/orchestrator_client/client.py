@@ -15,7 +15,7 @@ Only grpcio, protobuf and the standard library are needed to import it.
 This module is the public facade. Behind it: _transport (attempts, retries, sequence
 tracking, the recorder) over _routing (which replica next) and _channels (a channel per
 replica); _rpc (the method table, from the generated descriptors); one module of calls per
-service (_definitions, _workflows, _tasks, _cluster; search and the operator's calls in
+service (_definitions, _workflows, _tasks, _cluster, _events; search and the operator's calls in
 _search and _operations); _coalescer (shared StartWorkflows calls); _views (Task and Workflow)
 and _codec (JSON and enum conversion).
 """
