@@ -15,6 +15,11 @@ def dumps_bytes(value: Any) -> bytes:
     return dumps(value).encode("utf-8")
 
 
+def encoded_size(value: Any) -> int:
+    """The size of a value's canonical JSON, in bytes (what bounds of stored documents count)."""
+    return len(dumps_bytes(value))
+
+
 def fingerprint(value: Any) -> str:
     return digest(dumps_bytes(value))
 

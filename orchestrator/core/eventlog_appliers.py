@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from . import events as E
 from . import journal as J
+from .codec import encoded_size
 
 if TYPE_CHECKING:
     from .context import Ctx
@@ -15,13 +16,20 @@ if TYPE_CHECKING:
 def event_appended(ctx: Ctx, ev: E.EventAppended) -> None:
     st = ctx.st
     offset = ev.record["offset"]
-    ctx.undo.append((J.restore, st, ("event_offset",), (st.event_offset,)))
+    ctx.undo.append(
+        (J.restore, st, ("event_offset", "event_bytes"), (st.event_offset, st.event_bytes))
+    )
     st.event_offset = offset
+    st.event_bytes += encoded_size(ev.record)
     J.set_key(ctx.undo, st.event_log, offset, ev.record)
 
 
 def oldest_event_dropped(ctx: Ctx, ev: E.OldestEventDropped) -> None:
-    J.pop_key(ctx.undo, ctx.st.event_log, ev.offset)
+    st = ctx.st
+    record = J.pop_key(ctx.undo, st.event_log, ev.offset)
+    if record is not None:
+        ctx.undo.append((J.restore, st, ("event_bytes",), (st.event_bytes,)))
+        st.event_bytes -= encoded_size(record)
 
 
 def event_handler_set(ctx: Ctx, ev: E.EventHandlerSet) -> None:

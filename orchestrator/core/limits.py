@@ -87,6 +87,9 @@ MAX_RATE_LIMIT_FREQUENCY_SECONDS = 24 * 3600
 # The replicated event log (processors/eventlog.py): the newest events kept in memory (the
 # oldest are dropped first), a correlation key's length, and event handlers and their actions.
 MAX_EVENTS = 10_000
+# ... and by their encoded size (codec.dumps_bytes of each record): without it 10 000 payloads
+# of MAX_JSON_BYTES would hold ~2.5 GiB in every replica's memory and snapshot.
+MAX_EVENT_LOG_BYTES = 64 * 1024 * 1024
 MAX_CORRELATION_KEY_LENGTH = 256
 MAX_EVENT_HANDLERS = 1_000
 MAX_HANDLER_ACTIONS = 16

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import limits, records
+from .codec import encoded_size
 from .records import (
     T_IN_PROGRESS,
     WF_QUEUED,
@@ -153,6 +154,8 @@ class State:
         # limits.MAX_EVENTS), the latest offset given, and event handlers by name.
         self.event_log: dict[int, dict[str, JSON]] = {}
         self.event_offset = 0
+        # The encoded size of event_log's records (derived: rebuilt on load, never written).
+        self.event_bytes = 0
         self.event_handlers: dict[str, dict[str, JSON]] = {}
         self._timer_heap: list[tuple[int, str]] = []
         # Workflow-level limits (processors/admission.py), derived from `workflows` (rebuilt on
@@ -290,6 +293,7 @@ class State:
         # Written before the event log: no events, no handlers.
         st.event_log = {e["offset"]: e for e in snap.get("event_log", [])}
         st.event_offset = snap.get("event_offset", 0)
+        st.event_bytes = sum(encoded_size(e) for e in st.event_log.values())
         st.event_handlers = snap.get("event_handlers", {})
         for key, due in snap["timers"].items():
             st.set_timer(key, due)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.core import limits
+from orchestrator.core import codec, limits
 from orchestrator.core.commands import PublishEvent, RegisterEventHandler, RemoveEventHandler
 from orchestrator.core.errors import Code
 from orchestrator.core.machine import Outcome
@@ -91,6 +91,23 @@ def test_the_oldest_events_are_dropped_beyond_the_bound(
     assert list(h.state.event_log) == [3, 4, 5]
     assert h.state.event_offset == 5
     assert publish(h, "e").result == {"offset": 6}
+
+
+def test_the_oldest_events_are_dropped_beyond_the_byte_bound(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three events of ~1 KiB fit in 3.5 KiB, a fourth does not: the oldest leaves; the size
+    # kept is the records' encoded size, also after a snapshot (where it is rebuilt).
+    monkeypatch.setattr(limits, "MAX_EVENT_LOG_BYTES", 3_500)
+    for i in range(4):
+        publish(h, "e", {"i": i, "pad": "x" * 1_000})
+    assert list(h.state.event_log) == [2, 3, 4]
+    size = sum(len(codec.dumps_bytes(e)) for e in h.state.event_log.values())
+    assert h.state.event_bytes == size <= 3_500
+    assert State.from_snapshot_bytes(h.state.snapshot_bytes()).event_bytes == size
+    # A refused publish changes nothing, its size included.
+    assert publish(h, "", {"pad": "x"}).code is Code.INVALID_ARGUMENT
+    assert h.state.event_bytes == size
 
 
 def test_a_snapshot_round_trip_keeps_the_log_and_the_handlers(g: Harness) -> None:

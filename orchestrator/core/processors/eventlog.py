@@ -5,8 +5,8 @@ it in the same apply, so each action runs exactly once per event by construction
 Each action runs under its own journal mark: one that is refused (a task already completed, a
 workflow not found) is undone alone and its refusal recorded on the event, beside the outcomes
 of the others; the event stays. Workflows an action starts get ids derived from the event's
-offset and the action's index, the same on every replica. At most limits.MAX_EVENTS events stay
-in memory, the oldest dropped first.
+offset and the action's index, the same on every replica. At most limits.MAX_EVENTS events, and
+at most limits.MAX_EVENT_LOG_BYTES of them encoded, stay in memory, the oldest dropped first.
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def publish_event(ctx: Ctx, cmd: PublishEvent) -> dict[str, JSON]:
         "actions": outcomes,
     }
     ctx.emit(E.EventAppended(record))
-    if len(st.event_log) > limits.MAX_EVENTS:
+    # The newest event always stays (a payload is within MAX_JSON_BYTES, far below the bound).
+    while len(st.event_log) > 1 and (
+        len(st.event_log) > limits.MAX_EVENTS or st.event_bytes > limits.MAX_EVENT_LOG_BYTES
+    ):
         ctx.emit(E.OldestEventDropped(next(iter(st.event_log))))
     return {"offset": offset}
 
