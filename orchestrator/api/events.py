@@ -96,7 +96,9 @@ class EventService(ServiceBase, events_pb2_grpc.EventServiceServicer):
             if request.from_offset < 0:
                 raise invalid("from_offset: must be >= 0")
             if not 0 <= request.limit <= limits.MAX_READ_EVENTS:
-                raise invalid(f"limit: between 0 (meaning {DEFAULT_READ}) and 1000")
+                raise invalid(
+                    f"limit: between 0 (meaning {DEFAULT_READ}) and {limits.MAX_READ_EVENTS}"
+                )
             events = queries.read_events(st, request.from_offset, request.limit or DEFAULT_READ)
             return epb.ReadEventsResponse(
                 events=[_event(e) for e in events], last_offset=st.event_offset
