@@ -33,14 +33,29 @@ def publish_event(ctx: Ctx, cmd: PublishEvent) -> dict[str, JSON]:
     key = cmd.correlation_key
     if not isinstance(key, str) or len(key) > limits.MAX_CORRELATION_KEY_LENGTH:
         raise invalid(f"correlation_key: at most {limits.MAX_CORRELATION_KEY_LENGTH} characters")
+    return append_event(ctx, name, cmd.payload, key)
+
+
+def append_event(
+    ctx: Ctx,
+    name: str,
+    payload: JSON,
+    correlation_key: str,
+    *,
+    ttl_ms: int = 0,
+    sink: str = "",
+    source: str = "",
+) -> dict[str, JSON]:
+    """The one way into the log (PublishEvent, the EVENT task, a broker's source): the caller has
+    validated name, payload and key; the handlers of the name act on the event here."""
     st = ctx.st
     offset = st.event_offset + 1
-    doc = {"payload": cmd.payload, "event": name, "correlationKey": key}
+    doc = {"payload": payload, "event": name, "correlationKey": correlation_key}
     outcomes: list[dict[str, JSON]] = []
     for handler in list(st.event_handlers.values()):
         if not handler["active"] or handler["event"] != name:
             continue
-        if handler["condition"] and not condition_true(handler["condition"], cmd.payload):
+        if handler["condition"] and not condition_true(handler["condition"], payload):
             continue
         for action in handler["actions"]:
             outcome = _run(ctx, action, doc, f"event-{offset}-{len(outcomes)}")
@@ -48,11 +63,15 @@ def publish_event(ctx: Ctx, cmd: PublishEvent) -> dict[str, JSON]:
     record = {
         "offset": offset,
         "name": name,
-        "payload": cmd.payload,
-        "correlationKey": key,
+        "payload": payload,
+        "correlationKey": correlation_key,
         "time": ctx.now,
         "actions": outcomes,
+        "sink": sink,
+        "correlated": [],
     }
+    if source:
+        record["source"] = source
     ctx.emit(E.EventAppended(record))
     # The newest event always stays (a payload is within MAX_JSON_BYTES, far below the bound).
     while len(st.event_log) > 1 and (
