@@ -600,4 +600,5 @@ APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {
     E.OldestEventDropped: EL.oldest_event_dropped,
     E.EventHandlerSet: EL.event_handler_set,
     E.EventHandlerRemoved: EL.event_handler_removed,
+    E.BridgeMarkSet: EL.bridge_mark_set,
 }

@@ -426,6 +426,32 @@ class PublishEvent(Command):
 
 
 @dataclass(frozen=True)
+class IngestEvent(Command):
+    """A broker message into the event log, exactly once: appended (processors/bridges.py) only
+    when `seq` (the message's sequence in its source) is past the source's replicated mark,
+    which it then becomes. Proposed by the leader's bridge (orchestrator/bridge/)."""
+
+    NAME: ClassVar[str] = "IngestEvent"
+    request_id: str
+    source: str
+    seq: int
+    name: str
+    payload: JSON = field(default_factory=dict)
+    correlation_key: str = ""
+
+
+@dataclass(frozen=True)
+class AdvanceSink(Command):
+    """The events up to `offset` were published by the bridge `sink`: its mark (never backwards,
+    never past the log's last offset), where a new leader's sink resumes."""
+
+    NAME: ClassVar[str] = "AdvanceSink"
+    request_id: str
+    sink: str
+    offset: int
+
+
+@dataclass(frozen=True)
 class RegisterEventHandler(Command):
     NAME: ClassVar[str] = "RegisterEventHandler"
     request_id: str
@@ -470,6 +496,8 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     PublishEvent,
     RegisterEventHandler,
     RemoveEventHandler,
+    IngestEvent,
+    AdvanceSink,
 )
 BY_NAME: dict[str, type[Command]] = {c.NAME: c for c in ALL_COMMANDS}
 

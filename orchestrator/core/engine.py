@@ -19,6 +19,7 @@ from . import appliers
 from .codec import fingerprint
 from .commands import (
     FP_KEY,
+    AdvanceSink,
     CancelPoll,
     Command,
     CommandDecodeError,
@@ -27,6 +28,7 @@ from .commands import (
     FailTask,
     HeartbeatTask,
     HttpResult,
+    IngestEvent,
     LeaderEpoch,
     Noop,
     PauseWorkflow,
@@ -55,6 +57,7 @@ from .commands import (
 from .context import Ctx, Effects, Outcome
 from .errors import Code, Rejected, precondition
 from .processors import (
+    bridges,
     cluster,
     compensation,
     event_handlers,
@@ -105,6 +108,8 @@ PROCESSORS: dict[type[Command], Callable[[Ctx, Any], dict[str, JSON]]] = {
     PublishEvent: eventlog.publish_event,
     RegisterEventHandler: event_handlers.register_event_handler,
     RemoveEventHandler: event_handlers.remove_event_handler,
+    IngestEvent: bridges.ingest_event,
+    AdvanceSink: bridges.advance_sink,
 }
 
 OPERATOR_COMMANDS = (

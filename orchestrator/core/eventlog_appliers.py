@@ -38,3 +38,7 @@ def event_handler_set(ctx: Ctx, ev: E.EventHandlerSet) -> None:
 
 def event_handler_removed(ctx: Ctx, ev: E.EventHandlerRemoved) -> None:
     J.pop_key(ctx.undo, ctx.st.event_handlers, ev.name)
+
+
+def bridge_mark_set(ctx: Ctx, ev: E.BridgeMarkSet) -> None:
+    J.set_key(ctx.undo, getattr(ctx.st, ev.marks), ev.name, ev.value)

@@ -540,3 +540,13 @@ class EventHandlerSet(Event):
 @dataclass(slots=True)
 class EventHandlerRemoved(Event):
     name: str
+
+
+@dataclass(slots=True)
+class BridgeMarkSet(Event):
+    """A broker bridge's replicated mark: `marks` is "source_marks" (the last sequence ingested
+    from a source) or "sink_marks" (the last event offset a sink published)."""
+
+    marks: str
+    name: str
+    value: int

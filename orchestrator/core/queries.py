@@ -248,3 +248,29 @@ def read_events(st: State, from_offset: int, limit: int) -> list[dict[str, JSON]
 
 def event_handlers(st: State) -> list[dict[str, JSON]]:
     return list(st.event_handlers.values())
+
+
+def source_mark(st: State, source: str) -> int:
+    """The last sequence a broker source put into the log (IngestEvent); 0 before the first."""
+    return st.source_marks.get(source, 0)
+
+
+def sink_batch(st: State, sink: str, prefix: str, after: int, limit: int) -> dict[str, JSON]:
+    """What a broker sink sends next, from past max(`after`, its replicated mark): `mark`,
+    `first` (the first offset looked at; past the log's oldest kept one when retention dropped
+    events the sink never looked at), `last` (the last looked at, at most `limit` of them) and
+    `records` (those whose `sink` starts with `prefix`)."""
+    mark = st.sink_marks.get(sink, 0)
+    log = st.event_log
+    first = max(after, mark) + 1
+    oldest = next(iter(log)) if log else st.event_offset + 1
+    look = max(first, oldest)
+    last = min(st.event_offset, look + limit - 1)
+    records = [log[o] for o in range(look, last + 1) if log[o].get("sink", "").startswith(prefix)]
+    return {
+        "mark": mark,
+        "first": first,
+        "oldest": oldest,
+        "last": max(last, first - 1),
+        "records": records,
+    }

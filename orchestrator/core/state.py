@@ -157,6 +157,10 @@ class State:
         # The encoded size of event_log's records (derived: rebuilt on load, never written).
         self.event_bytes = 0
         self.event_handlers: dict[str, dict[str, JSON]] = {}
+        # Broker bridges (processors/bridges.py), by bridge name: the last sequence ingested
+        # from each source, the last event offset each sink published.
+        self.source_marks: dict[str, int] = {}
+        self.sink_marks: dict[str, int] = {}
         self._timer_heap: list[tuple[int, str]] = []
         # Workflow-level limits (processors/admission.py), derived from `workflows` (rebuilt on
         # load, never in a snapshot): running workflows (records.WF_RUNS) per definition name
@@ -254,6 +258,8 @@ class State:
             "event_log": list(self.event_log.values()),
             "event_offset": self.event_offset,
             "event_handlers": self.event_handlers,
+            "source_marks": self.source_marks,
+            "sink_marks": self.sink_marks,
         }
 
     def snapshot_bytes(self) -> bytes:
@@ -295,6 +301,9 @@ class State:
         st.event_offset = snap.get("event_offset", 0)
         st.event_bytes = sum(encoded_size(e) for e in st.event_log.values())
         st.event_handlers = snap.get("event_handlers", {})
+        # Written before the bridges: nothing ingested or published yet.
+        st.source_marks = snap.get("source_marks", {})
+        st.sink_marks = snap.get("sink_marks", {})
         for key, due in snap["timers"].items():
             st.set_timer(key, due)
         st.rebuild_admission()
