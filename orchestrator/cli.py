@@ -325,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         "orchestrator.tools.failover",
         "orchestrator.tools.chaos",
         "orchestrator.cli_ops",
+        "orchestrator.cli_events",
     ):
         try:
             mod = __import__(module, fromlist=["add_parser"])
