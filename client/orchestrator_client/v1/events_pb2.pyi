@@ -6,6 +6,88 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SubscribeEventsRequest(_message.Message):
+    __slots__ = ("group", "from_offset", "names", "max_in_flight")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    FROM_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    from_offset: int
+    names: _containers.RepeatedScalarFieldContainer[str]
+    max_in_flight: int
+    def __init__(self, group: _Optional[str] = ..., from_offset: _Optional[int] = ..., names: _Optional[_Iterable[str]] = ..., max_in_flight: _Optional[int] = ...) -> None: ...
+
+class WatchWorkflowsRequest(_message.Message):
+    __slots__ = ("group", "from_offset", "names", "statuses", "correlation_id", "max_in_flight")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    FROM_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    from_offset: int
+    names: _containers.RepeatedScalarFieldContainer[str]
+    statuses: _containers.RepeatedScalarFieldContainer[str]
+    correlation_id: str
+    max_in_flight: int
+    def __init__(self, group: _Optional[str] = ..., from_offset: _Optional[int] = ..., names: _Optional[_Iterable[str]] = ..., statuses: _Optional[_Iterable[str]] = ..., correlation_id: _Optional[str] = ..., max_in_flight: _Optional[int] = ...) -> None: ...
+
+class WorkflowChange(_message.Message):
+    __slots__ = ("offset", "workflow_id", "name", "version", "status", "correlation_id", "time_ms")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    workflow_id: str
+    name: str
+    version: int
+    status: str
+    correlation_id: str
+    time_ms: int
+    def __init__(self, offset: _Optional[int] = ..., workflow_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[int] = ..., status: _Optional[str] = ..., correlation_id: _Optional[str] = ..., time_ms: _Optional[int] = ...) -> None: ...
+
+class AckRequest(_message.Message):
+    __slots__ = ("request_id", "stream", "group", "offset")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    stream: str
+    group: str
+    offset: int
+    def __init__(self, request_id: _Optional[str] = ..., stream: _Optional[str] = ..., group: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class AckResponse(_message.Message):
+    __slots__ = ("committed",)
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    committed: int
+    def __init__(self, committed: _Optional[int] = ...) -> None: ...
+
+class GetConsumerGroupRequest(_message.Message):
+    __slots__ = ("stream", "group")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    group: str
+    def __init__(self, stream: _Optional[str] = ..., group: _Optional[str] = ...) -> None: ...
+
+class GetConsumerGroupResponse(_message.Message):
+    __slots__ = ("committed", "last_offset", "oldest_offset")
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    LAST_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    committed: int
+    last_offset: int
+    oldest_offset: int
+    def __init__(self, committed: _Optional[int] = ..., last_offset: _Optional[int] = ..., oldest_offset: _Optional[int] = ...) -> None: ...
+
 class PublishEventRequest(_message.Message):
     __slots__ = ("request_id", "name", "payload_json", "correlation_key")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

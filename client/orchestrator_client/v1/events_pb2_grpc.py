@@ -280,3 +280,223 @@ class EventService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class SubscriptionServiceStub:
+    """Durable subscriptions over server streaming: a consumer group reads the event log, or the
+    workflow change feed (every change of a workflow's status), from its committed offset, acks,
+    and resumes there on any replica after a failure: at least once. A stream starts at
+    max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
+    offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
+    oldest kept offset (trailer x-oldest-offset): resubscribe from it to skip the gap knowingly.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SubscribeEvents = channel.unary_stream(
+                '/orchestrator.v1.SubscriptionService/SubscribeEvents',
+                request_serializer=orchestrator_dot_v1_dot_events__pb2.SubscribeEventsRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_events__pb2.Event.FromString,
+                _registered_method=True)
+        self.WatchWorkflows = channel.unary_stream(
+                '/orchestrator.v1.SubscriptionService/WatchWorkflows',
+                request_serializer=orchestrator_dot_v1_dot_events__pb2.WatchWorkflowsRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_events__pb2.WorkflowChange.FromString,
+                _registered_method=True)
+        self.Ack = channel.unary_unary(
+                '/orchestrator.v1.SubscriptionService/Ack',
+                request_serializer=orchestrator_dot_v1_dot_events__pb2.AckRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_events__pb2.AckResponse.FromString,
+                _registered_method=True)
+        self.GetConsumerGroup = channel.unary_unary(
+                '/orchestrator.v1.SubscriptionService/GetConsumerGroup',
+                request_serializer=orchestrator_dot_v1_dot_events__pb2.GetConsumerGroupRequest.SerializeToString,
+                response_deserializer=orchestrator_dot_v1_dot_events__pb2.GetConsumerGroupResponse.FromString,
+                _registered_method=True)
+
+
+class SubscriptionServiceServicer:
+    """Durable subscriptions over server streaming: a consumer group reads the event log, or the
+    workflow change feed (every change of a workflow's status), from its committed offset, acks,
+    and resumes there on any replica after a failure: at least once. A stream starts at
+    max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
+    offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
+    oldest kept offset (trailer x-oldest-offset): resubscribe from it to skip the gap knowingly.
+    """
+
+    def SubscribeEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchWorkflows(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Ack(self, request, context):
+        """Commits a group's offset (forward only, never past the stream's last offset).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsumerGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SubscriptionServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SubscribeEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubscribeEvents,
+                    request_deserializer=orchestrator_dot_v1_dot_events__pb2.SubscribeEventsRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_events__pb2.Event.SerializeToString,
+            ),
+            'WatchWorkflows': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchWorkflows,
+                    request_deserializer=orchestrator_dot_v1_dot_events__pb2.WatchWorkflowsRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_events__pb2.WorkflowChange.SerializeToString,
+            ),
+            'Ack': grpc.unary_unary_rpc_method_handler(
+                    servicer.Ack,
+                    request_deserializer=orchestrator_dot_v1_dot_events__pb2.AckRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_events__pb2.AckResponse.SerializeToString,
+            ),
+            'GetConsumerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsumerGroup,
+                    request_deserializer=orchestrator_dot_v1_dot_events__pb2.GetConsumerGroupRequest.FromString,
+                    response_serializer=orchestrator_dot_v1_dot_events__pb2.GetConsumerGroupResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'orchestrator.v1.SubscriptionService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('orchestrator.v1.SubscriptionService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SubscriptionService:
+    """Durable subscriptions over server streaming: a consumer group reads the event log, or the
+    workflow change feed (every change of a workflow's status), from its committed offset, acks,
+    and resumes there on any replica after a failure: at least once. A stream starts at
+    max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
+    offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
+    oldest kept offset (trailer x-oldest-offset): resubscribe from it to skip the gap knowingly.
+    """
+
+    @staticmethod
+    def SubscribeEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orchestrator.v1.SubscriptionService/SubscribeEvents',
+            orchestrator_dot_v1_dot_events__pb2.SubscribeEventsRequest.SerializeToString,
+            orchestrator_dot_v1_dot_events__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchWorkflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orchestrator.v1.SubscriptionService/WatchWorkflows',
+            orchestrator_dot_v1_dot_events__pb2.WatchWorkflowsRequest.SerializeToString,
+            orchestrator_dot_v1_dot_events__pb2.WorkflowChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Ack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.SubscriptionService/Ack',
+            orchestrator_dot_v1_dot_events__pb2.AckRequest.SerializeToString,
+            orchestrator_dot_v1_dot_events__pb2.AckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsumerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrator.v1.SubscriptionService/GetConsumerGroup',
+            orchestrator_dot_v1_dot_events__pb2.GetConsumerGroupRequest.SerializeToString,
+            orchestrator_dot_v1_dot_events__pb2.GetConsumerGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
