@@ -15,13 +15,19 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 ## Debian packages, installed when missing: iptables and iproute2 for the network-partition tests,
-## libseccomp2 for the script sandbox (its workers refuse to run scripts without seccomp).
+## libseccomp2 for the script sandbox (its workers refuse to run scripts without seccomp),
+## nats-server for the NATS bridge's tests (tests/bridge).
 system-deps:
 	@if ! command -v iptables >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
 		|| ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libseccomp\.so\.2'; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			(apt-get install -y -q iptables iproute2 libseccomp2 || (apt-get update -q && apt-get install -y -q iptables iproute2 libseccomp2)) >/dev/null; \
 		else echo "note: iptables/iproute2/libseccomp2 missing and cannot be installed here; partition tests will say why, scripts fail with 'seccomp unavailable'"; fi; \
+	fi
+	@if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get install -y -q nats-server || (apt-get update -q && apt-get install -y -q nats-server)) >/dev/null; \
+		else echo "note: nats-server missing and cannot be installed here; the NATS bridge tests will say why"; fi; \
 	fi
 
 ## Start a local three-replica cluster (gRPC 127.0.0.1:50051-50053) with the order demo; Ctrl-C stops it.

@@ -12,6 +12,7 @@ A JSON file (see deploy/local/cluster.json):
           "ca": "tls/ca.pem", "require_client_cert": false},         replica's id)
   "auth": {"tokens_file": "tokens.json"},       (or env ORCHESTRATOR_TOKENS_FILE / _TOKENS)
   "http_allow": ["10.1.0.0/16", "svc.internal"]  (non-public hosts/networks HTTP tasks may call)
+  "bridges": [{"name": "nats", "kind": "nats", ...}]  (brokers: orchestrator/bridge/settings.py)
 }
 Without "tls" and tokens a replica serves only with --insecure (docs/security.md).
 Relative paths are relative to the config file. Replicas may run on separate hosts: each one
@@ -26,6 +27,8 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from .bridge.settings import BridgeSettings, parse_bridges
 
 
 class ConfigError(ValueError):
@@ -99,6 +102,8 @@ class ClusterConfig:
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)
     # Hosts and CIDR networks an HTTP task may reach although not public (runtime/http.py).
     http_allow: tuple[str, ...] = ()
+    # Brokers the leader bridges to the event log (orchestrator/bridge/).
+    bridges: tuple[BridgeSettings, ...] = ()
 
     def replica(self, node_id: str) -> ReplicaConfig:
         for r in self.replicas:
@@ -176,7 +181,15 @@ def load(path: str, *, require_password: bool = True) -> ClusterConfig:
         _auth(raw.get("auth"), path, base),
         _admission(raw.get("admission") or {}, path),
         _http_allow(raw.get("http_allow") or [], path),
+        _bridges(raw.get("bridges") or [], path),
     )
+
+
+def _bridges(raw: Any, path: str) -> tuple[BridgeSettings, ...]:
+    try:
+        return parse_bridges(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _http_allow(raw: Any, path: str) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from .api.health import serving_state
 from .api.rpc import SERVICES, DecodeGuard
 from .api.tasks import TaskService
 from .api.workflows import WorkflowService
+from .bridge.runner import BridgeRunner
 from .config import ClusterConfig, ConfigError
 from .history import History
 from .history.sync import HistorySyncServicer
@@ -157,6 +158,7 @@ class ReplicaServer:
         self.timer = Timer(self.replica)
         self.scripts = ScriptExecutor(self.replica, default_sandbox())
         self.http = HttpExecutor(self.replica, cfg.http_allow)
+        self.bridges = BridgeRunner(self.replica, cfg.bridges)
         self.node = NodeContext(
             node_id,
             self.replica,
@@ -224,6 +226,7 @@ class ReplicaServer:
         self.timer.start()
         self.scripts.start()
         self.http.start()
+        self.bridges.start()
         self._health_thread.start()
         log.info(
             "replica_started",
@@ -267,6 +270,7 @@ class ReplicaServer:
         self.timer.stop()
         self.scripts.stop()
         self.http.stop()
+        self.bridges.stop()
         self.server.stop(grace_s).wait(grace_s + 1)
         self.node.close()
         self.replica.stop()
