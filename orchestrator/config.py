@@ -12,6 +12,7 @@ A JSON file (see deploy/local/cluster.json):
           "ca": "tls/ca.pem", "require_client_cert": false},         replica's id)
   "auth": {"tokens_file": "tokens.json"},       (or env ORCHESTRATOR_TOKENS_FILE / _TOKENS)
   "http_allow": ["10.1.0.0/16", "svc.internal"]  (non-public hosts/networks HTTP tasks may call)
+  "http_ca_file": "internal-ca.pem"  (CAs HTTPS tasks trust besides the system's)
   "bridges": [{"name": "nats", "kind": "nats", ...}]  (brokers: orchestrator/bridge/settings.py)
 }
 Without "tls" and tokens a replica serves only with --insecure (docs/security.md).
@@ -25,6 +26,7 @@ import ipaddress
 import json
 import os
 import re
+import ssl
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -104,6 +106,8 @@ class ClusterConfig:
     http_allow: tuple[str, ...] = ()
     # Brokers the leader bridges to the event log (orchestrator/bridge/).
     bridges: tuple[BridgeSettings, ...] = ()
+    # PEM file of CAs that HTTP tasks trust besides the system's (a private CA); "" for none.
+    http_ca_file: str = ""
 
     def replica(self, node_id: str) -> ReplicaConfig:
         for r in self.replicas:
@@ -182,7 +186,26 @@ def load(path: str, *, require_password: bool = True) -> ClusterConfig:
         _admission(raw.get("admission") or {}, path),
         _http_allow(raw.get("http_allow") or [], path),
         _bridges(raw.get("bridges") or [], path),
+        http_ca_file=_http_ca_file(raw.get("http_ca_file") or "", path, base),
     )
+
+
+def _http_ca_file(raw: Any, path: str, base: str) -> str:
+    """The file's absolute path, once it is known to hold at least one CA certificate."""
+    if not isinstance(raw, str):
+        raise ConfigError(f"{path}: 'http_ca_file' must be the path of a PEM file")
+    if not raw:
+        return ""
+    ca_file = os.path.join(base, raw)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=ca_file)
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"{path}: http_ca_file {ca_file}: no CA certificate in it ({exc})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: http_ca_file: cannot read {ca_file}: {exc}") from None
+    return ca_file
 
 
 def _bridges(raw: Any, path: str) -> tuple[BridgeSettings, ...]:

@@ -157,7 +157,7 @@ class ReplicaServer:
         self.dispatcher = Dispatcher(self.replica)
         self.timer = Timer(self.replica)
         self.scripts = ScriptExecutor(self.replica, default_sandbox())
-        self.http = HttpExecutor(self.replica, cfg.http_allow)
+        self.http = HttpExecutor(self.replica, cfg.http_allow, ca_file=cfg.http_ca_file)
         self.bridges = BridgeRunner(self.replica, cfg.bridges)
         self.node = NodeContext(
             node_id,

@@ -11,6 +11,9 @@ address checked; a loopback, private, link-local or otherwise non-public address
 unless the cluster's `http_allow` (hosts or CIDR networks) names it, and the connection goes to
 the address that was checked (a second lookup could answer differently). Redirects are not
 followed (a 3xx fails the task), so a public host cannot send the request inward.
+
+HTTPS is always verified: against the system's CAs plus, when the cluster sets `http_ca_file`,
+the private CA(s) in that PEM file (an internal service's certificate); never unverified.
 """
 
 from __future__ import annotations
@@ -83,7 +86,15 @@ def _kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return "non-public"
 
 
-def make_request(req: JSON, allow: AllowList) -> HttpOutcome:
+def tls_context(ca_file: str = "") -> ssl.SSLContext:
+    """The system's trust store, plus the CA certificates in `ca_file` (PEM) when given."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+def make_request(req: JSON, allow: AllowList, tls: ssl.SSLContext | None = None) -> HttpOutcome:
     """One request as Conductor's HTTP task makes it; never raises."""
     parts = urlsplit(req["uri"])
     host, port = parts.hostname, parts.port
@@ -98,7 +109,7 @@ def make_request(req: JSON, allow: AllowList) -> HttpOutcome:
     why = allow.refusal(host, addresses)
     if why:
         return HttpOutcome(error=f"refused: {why}", terminal=True)
-    conn = _connection(parts.scheme, host, addresses[0], port, req)
+    conn = _connection(parts.scheme, host, addresses[0], port, req, tls)
     try:
         headers, body = _headers_and_body(req)
         headers.setdefault("Host", parts.netloc.rsplit("@", 1)[-1])
@@ -126,21 +137,23 @@ def make_request(req: JSON, allow: AllowList) -> HttpOutcome:
 
 
 def _connection(
-    scheme: str, host: str, address: str, port: int, req: JSON
+    scheme: str, host: str, address: str, port: int, req: JSON, tls: ssl.SSLContext | None
 ) -> http.client.HTTPConnection:
     timeout = req["connectionTimeOut"] / 1000
     if scheme == "http":
         return http.client.HTTPConnection(address, port, timeout=timeout)
-    return _PinnedHTTPS(host, address, port, timeout)
+    return _PinnedHTTPS(host, address, port, timeout, tls or tls_context())
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
     """TLS to the checked address, with the certificate verified for the host name."""
 
-    def __init__(self, host: str, address: str, port: int, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+    def __init__(
+        self, host: str, address: str, port: int, timeout: float, tls: ssl.SSLContext
+    ) -> None:
+        super().__init__(host, port, timeout=timeout, context=tls)
         self._address = address
-        self._tls = ssl.create_default_context()
+        self._tls = tls
 
     def connect(self) -> None:
         raw = socket.create_connection((self._address, self.port), self.timeout)
@@ -179,9 +192,17 @@ class HttpExecutor(ScriptExecutor):
     _pending = staticmethod(queries.pending_http)
 
     def __init__(
-        self, replica: Replica, allow: Iterable[str] = (), threads: int = 8, rescan_s: float = 5.0
+        self,
+        replica: Replica,
+        allow: Iterable[str] = (),
+        threads: int = 8,
+        rescan_s: float = 5.0,
+        *,
+        ca_file: str = "",
     ) -> None:
         self.allow = AllowList(allow)
+        # Loaded once, here: a bad CA file stops the replica at start, not each request.
+        self.tls = tls_context(ca_file)
         super().__init__(replica, None, threads=threads, rescan_s=rescan_s)  # type: ignore[arg-type]
         self._thread.name = "http"
 
@@ -189,7 +210,7 @@ class HttpExecutor(ScriptExecutor):
         return self.replica.read(lambda st: queries.http_job(st, tid))
 
     def _evaluate(self, job: Any) -> HttpOutcome:
-        return make_request(job.request, self.allow)
+        return make_request(job.request, self.allow, self.tls)
 
     def _result_command(self, key: Key, outcome: Any, term: int) -> Command | None:
         return HttpResult(

@@ -62,11 +62,13 @@ def server() -> Iterator[str]:
     srv.server_close()
 
 
-def _run(request: JSON, allow: tuple[str, ...], retries: int = 0) -> tuple[Any, list[Any]]:
+def _run(
+    request: JSON, allow: tuple[str, ...], retries: int = 0, ca_file: str = ""
+) -> tuple[Any, list[Any]]:
     """Run a one-task workflow to its end; returns the workflow and its tasks."""
     replica = FakeReplica(lead=True)
     wait_for(replica.leader_ready, 10, "the fake replica to lead")
-    executor = HttpExecutor(replica, allow, threads=2)
+    executor = HttpExecutor(replica, allow, threads=2, ca_file=ca_file)
     executor.start()
     try:
         td = {"name": "call", "retryCount": retries, "retryDelaySeconds": 0}
