@@ -1,0 +1,120 @@
+"""The event log on three real replicas: PublishEvent sent to a follower is forwarded to the
+leader, appended once, and an event handler's start_workflow runs once, also when the publish is
+retried through other replicas and across a leader kill -9."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from orchestrator_client.v1 import events_pb2, events_pb2_grpc
+
+from tests.cluster_support import auth_metadata, kill_leader, make_cluster, start_node, wait_for
+
+pytestmark = pytest.mark.cluster
+
+FLOW = {
+    "name": "ec_fulfil",
+    "tasks": [{"name": "ec_gate", "taskReferenceName": "gate", "type": "HUMAN"}],
+}
+HANDLER = {
+    "name": "ec_on_order",
+    "event": "ec.order.created",
+    "condition": "$.total > 0",
+    "actions": [
+        {
+            "action": "start_workflow",
+            "start_workflow": {
+                "name": "ec_fulfil",
+                "input": {"order": "${payload.order}"},
+                "correlationId": "${correlationKey}",
+            },
+        }
+    ],
+}
+
+
+def _publish(cluster: Any, nid: str, request_id: str, order: str) -> int:
+    """PublishEvent on replica `nid` itself (a raw stub: the client would find the leader)."""
+    request = events_pb2.PublishEventRequest(
+        request_id=request_id,
+        name="ec.order.created",
+        payload_json=json.dumps({"order": order, "total": 12}),
+        correlation_key=order,
+    )
+    with cluster.channel(cluster.replicas[nid].grpc) as ch:
+        stub = events_pb2_grpc.EventServiceStub(ch)
+        response = stub.PublishEvent(request, metadata=auth_metadata(cluster, "operator"))
+    return int(response.offset)
+
+
+def _started(client: Any, order: str) -> list[str]:
+    return sorted(wf.workflow_id for wf in client.search(correlation_id=order, limit=10))
+
+
+def test_a_publish_to_a_follower_is_forwarded_and_its_handler_starts_one_workflow(
+    tmp_path: Any,
+) -> None:
+    cluster = make_cluster(tmp_path)
+    client = None
+    try:
+        for nid in cluster.replicas:
+            start_node(cluster, nid)
+        cluster.wait_healthy(timeout_s=60)
+        client = cluster.client(timeout_s=3.0, retry_budget_s=60.0)
+        client.register_workflow_def(FLOW)
+        client.register_event_handler(HANDLER)
+        leader = wait_for(cluster.leader, 30, "a leader")
+        followers = sorted(nid for nid in cluster.replicas if nid != leader)
+
+        order, rid = f"o-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+        offset = _publish(cluster, followers[0], rid, order)
+        assert offset >= 1
+        # The same request through the other follower and the leader: the first outcome.
+        assert _publish(cluster, followers[1], rid, order) == offset
+        assert _publish(cluster, leader, rid, order) == offset
+
+        (event,) = client.read_events(offset, 1)
+        assert (event["name"], event["correlation_key"]) == ("ec.order.created", order)
+        assert [a["code"] for a in event["actions"]] == ["OK"]
+        wid = event["actions"][0]["result"]["workflow_id"]
+        wf = client.get_workflow(wid)
+        assert (wf.status, wf.input, wf.correlation_id) == ("RUNNING", {"order": order}, order)
+        assert _started(client, order) == [wid]
+
+        # The leader dies; the retry reaches a survivor, which answers with the first offset
+        # (the request id's outcome is replicated) and starts nothing more.
+        killed = kill_leader(cluster)
+        survivor = next(nid for nid in sorted(cluster.replicas) if nid != killed)
+        retried = wait_for(
+            lambda: _try(lambda: _publish(cluster, survivor, rid, order)), 30, "a survivor"
+        )
+        assert retried == offset
+        start_node(cluster, killed)
+        second = f"o-{uuid.uuid4().hex[:6]}"
+        later = _publish(cluster, survivor, uuid.uuid4().hex, second)
+        assert later > offset
+        assert _started(client, order) == [wid]
+        (event2,) = client.read_events(later, 1)
+        assert _started(client, second) == [event2["actions"][0]["result"]["workflow_id"]]
+        assert [e["offset"] for e in client.read_events(offset, 100)] == list(
+            range(offset, later + 1)
+        ), "no event was appended twice"
+    finally:
+        if client is not None:
+            client.close()
+        cluster.stop_all()
+
+
+def _try(call: Any) -> Any:
+    """The call's result, or None while the cluster elects a leader (for wait_for)."""
+    import grpc
+
+    try:
+        return call()
+    except grpc.RpcError as err:
+        if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return None
+        raise
