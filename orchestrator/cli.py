@@ -124,7 +124,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def cmd_local_cluster(ns: argparse.Namespace) -> int:
-    from .tools.localcluster import LocalCluster
+    from .tools.localcluster import AlreadyRunning, LocalCluster
 
     # Ctrl-C, and `kill <pid>` too, stop the replicas before exiting (SIGINT is set explicitly:
     # a shell starting this in the background would otherwise leave it ignored).
@@ -133,6 +133,11 @@ def cmd_local_cluster(ns: argparse.Namespace) -> int:
 
     ensure_password_file(ns.config)
     cluster = LocalCluster(ns.config, insecure=ns.insecure)
+    try:
+        cluster.claim()
+    except AlreadyRunning as exc:
+        print(f"orchestrator local-cluster: {exc}", file=sys.stderr)
+        return 3
     print(f"starting {len(cluster.replicas)} replicas (logs in {cluster.log_dir}) ...", flush=True)
     cluster.start_all()
     try:

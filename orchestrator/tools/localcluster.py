@@ -2,17 +2,27 @@
 
 A cluster is secure unless `insecure`: its config names TLS material and a tokens file
 (write_config puts them beside the config), made on first use (tools/access.prepare).
+
+Replicas end with the process that started them, however it ends: each one is started through
+this module's `__main__`, which watches a pipe whose only write end the parent holds. The kernel
+closes it when the parent dies (even by SIGKILL), the replica reads EOF and stops as on SIGTERM.
+(PR_SET_PDEATHSIG would not do: it fires when the forking *thread* exits, not the process.)
+The replicas run in sessions of their own, so a terminal's Ctrl-C reaches only the parent, which
+stops them in order.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +33,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from orchestrator import config as cfgmod
 
 from .access import AUTH_SETTINGS, TLS_SETTINGS, Access, local_access, prepare
+
+# The read end of a replica's lifeline (see the module's docstring), by number.
+LIFELINE_ENV = "ORCHESTRATOR_LIFELINE_FD"
+# After the parent died: how long a replica may take to stop cleanly before it exits anyway.
+ORPHAN_GRACE_S = 20.0
+
+
+class AlreadyRunning(RuntimeError):
+    """Another local cluster runs from this config, or something else holds its ports."""
 
 
 def free_port() -> int:
@@ -79,6 +98,14 @@ class ReplicaProcess:
     grpc: str
     proc: subprocess.Popen[bytes] | None = None
     log_path: str = ""
+    # The write end of the replica's lifeline; closing it (or dying) stops the replica.
+    lifeline: int = -1
+
+    def cut_lifeline(self) -> None:
+        if self.lifeline >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.lifeline)
+            self.lifeline = -1
 
 
 @dataclass
@@ -95,6 +122,7 @@ class LocalCluster:
 
     def __post_init__(self) -> None:
         self._started: set[str] = set()
+        self._lock_fd = -1
         cfg = cfgmod.load(self.config_path)
         self.cfg = cfg
         if not insecure_config(cfg, self.insecure):
@@ -140,14 +168,16 @@ class LocalCluster:
         self._started.add(node_id)
         if rp.proc is not None and rp.proc.poll() is None:
             return
-        env = dict(os.environ, **self.env, **(extra_env or {}))
+        rp.cut_lifeline()
+        read_end, rp.lifeline = os.pipe()
+        env = dict(os.environ, **self.env, **(extra_env or {}), **{LIFELINE_ENV: str(read_end)})
         log = open(rp.log_path, "ab")
         rp.proc = subprocess.Popen(
             [
                 *self.wrap.get(node_id, []),
                 sys.executable,
                 "-m",
-                "orchestrator",
+                __name__,
                 "serve",
                 "--config",
                 self.config_path,
@@ -160,8 +190,10 @@ class LocalCluster:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            pass_fds=(read_end,),
         )
         log.close()
+        os.close(read_end)
 
     def start_all(self) -> None:
         for nid in self.replicas:
@@ -184,6 +216,7 @@ class LocalCluster:
                 os.kill(p.pid, signal.SIGCONT)
             p.kill()
             p.wait(10)
+        self.replicas[node_id].cut_lifeline()
 
     def stop(self, node_id: str, timeout_s: float = 10.0) -> None:
         p = self.replicas[node_id].proc
@@ -197,6 +230,55 @@ class LocalCluster:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(10)
+        self.replicas[node_id].cut_lifeline()
+
+    def claim(self, ports_free_within_s: float = 10.0) -> None:
+        """Refuse (AlreadyRunning, saying why) when another local cluster runs from this config
+        or another program holds one of its ports; else hold a lock until this process exits.
+
+        The ports get `ports_free_within_s` to come free: replicas whose parent was just
+        killed are still stopping."""
+        base = os.path.dirname(self.cfg.data_root.rstrip(os.sep))
+        os.makedirs(base, exist_ok=True)
+        path = os.path.join(base, "local-cluster.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AlreadyRunning(
+                f"a local cluster from {self.config_path} is already running (pid {holder}, "
+                f"gRPC on {','.join(self.addresses)}): use it (e.g. `orchestrator status`), or "
+                f"stop it first (Ctrl-C in its terminal, or `kill {holder}`)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        deadline = time.monotonic() + ports_free_within_s
+        while (busy := self._busy_ports()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if busy:
+            os.close(fd)
+            raise AlreadyRunning(
+                f"{', '.join(busy)} already in use by another program (see `ss -ltnp`); "
+                f"stop it, or give {self.config_path} other ports"
+            )
+        self._lock_fd = fd
+
+    def _busy_ports(self) -> list[str]:
+        busy = []
+        for r in self.cfg.replicas:
+            for what, addr in (("gRPC", r.grpc), ("Raft", r.raft)):
+                host, _, port = addr.rpartition(":")
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    # As the replicas bind: a connection in TIME_WAIT does not hold the port.
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        s.bind((host, int(port)))
+                    except OSError as exc:
+                        if exc.errno == errno.EADDRINUSE:
+                            busy.append(f"port {addr} ({r.node_id}'s {what})")
+        return busy
 
     def stop_all(self) -> None:
         for nid in self.replicas:
@@ -258,3 +340,33 @@ class LocalCluster:
 
 def insecure_config(cfg: cfgmod.ClusterConfig, insecure: bool) -> bool:
     return insecure or cfg.tls is None
+
+
+def watch_lifeline(fd: int, grace_s: float = ORPHAN_GRACE_S) -> None:
+    """In a replica: stop as on SIGTERM once the parent's end of `fd` closes, and exit anyway
+    `grace_s` later."""
+
+    def watch() -> None:
+        while True:
+            try:
+                if not os.read(fd, 1):
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        print("local cluster: parent process gone, stopping", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+if __name__ == "__main__":
+    from orchestrator.cli import main
+
+    lifeline = os.environ.pop(LIFELINE_ENV, "")
+    if lifeline:
+        watch_lifeline(int(lifeline))
+    raise SystemExit(main())
