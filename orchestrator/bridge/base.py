@@ -91,12 +91,12 @@ class Bridge:
         self.term = replica.leader_term
 
     async def run(self) -> None:
-        loops = []
-        if self.settings.source is not None:
-            loops.append(self.source_loop())
-        if self.settings.sink is not None:
-            loops.append(self.sink_loop())
-        await asyncio.gather(*loops)
+        # A task group: when one loop fails, the other is cancelled with it.
+        async with asyncio.TaskGroup() as group:
+            if self.settings.source is not None:
+                group.create_task(self.source_loop())
+            if self.settings.sink is not None:
+                group.create_task(self.sink_loop())
 
     async def propose(self, cmd: Command) -> Outcome:
         """Propose until the outcome is known; LeadershipLost when this replica stops leading."""

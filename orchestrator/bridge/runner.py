@@ -79,15 +79,14 @@ class BridgeRunner:
             ):
                 await asyncio.sleep(CHECK_S)
             session.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                error = await asyncio.gather(session, return_exceptions=True)
-            failed = [e for e in error if isinstance(e, Exception)]
-            if failed and not isinstance(failed[0], LeadershipLost):
+            (outcome,) = await asyncio.gather(session, return_exceptions=True)
+            failure = _failure(outcome)
+            if failure is not None:
                 self.counters[settings.name].errors += 1
                 log.warning(
                     "bridge_session_failed",
                     bridge=settings.name,
-                    error=repr(failed[0]),
+                    error=repr(failure),
                     retry_in_s=backoff,
                 )
                 await self._sleep(backoff)
@@ -109,3 +108,12 @@ class BridgeRunner:
         end = asyncio.get_running_loop().time() + seconds
         while not self._stop.is_set() and asyncio.get_running_loop().time() < end:
             await asyncio.sleep(min(CHECK_S, seconds))
+
+
+def _failure(outcome: object) -> BaseException | None:
+    """The error that ended a session; None when it ended with leadership or was cancelled."""
+    while isinstance(outcome, BaseExceptionGroup) and outcome.exceptions:
+        outcome = outcome.exceptions[0]
+    if isinstance(outcome, Exception) and not isinstance(outcome, LeadershipLost):
+        return outcome
+    return None
