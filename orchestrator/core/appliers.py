@@ -18,6 +18,7 @@ from . import events as E
 from . import history_ops as H
 from . import journal as J
 from . import limits
+from . import message_appliers as M
 from . import operator_appliers as O
 from . import queue_appliers as Q
 from .records import (
@@ -335,6 +336,8 @@ def _end_task(ctx: Ctx, task: Task, status: TaskStatus, output: JSON, reason: st
         Q.lease_ended(ctx, queue_key(task.task_type, task.domain))
     for prefix in TASK_TIMERS:
         clear_timer(ctx, prefix + tid)
+    if task.type is TaskType.WAIT_FOR_EVENT:
+        M.unindex_wait(ctx, task)
     old = (
         task.script,
         task.status,
@@ -601,4 +604,9 @@ APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {
     E.EventHandlerSet: EL.event_handler_set,
     E.EventHandlerRemoved: EL.event_handler_removed,
     E.BridgeMarkSet: EL.bridge_mark_set,
+    E.EventRecordSet: M.event_record_set,
+    E.EventWaitStarted: M.event_wait_started,
+    E.MessageBuffered: M.message_buffered,
+    E.MessageRemoved: M.message_removed,
+    E.AsyncOutputSet: M.async_output_set,
 }

@@ -423,6 +423,8 @@ class PublishEvent(Command):
     name: str
     payload: JSON = field(default_factory=dict)
     correlation_key: str = ""
+    # > 0: if no WAIT_FOR_EVENT task takes it now, it waits this long for one (messages.py).
+    ttl_ms: int = 0
 
 
 @dataclass(frozen=True)

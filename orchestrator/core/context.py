@@ -67,12 +67,15 @@ class Ctx:
 
     __slots__ = (
         "created",
+        "deciding",
+        "event_depth",
         "events",
         "failed",
         "fill_types",
         "fp",
         "freed",
         "fx",
+        "redecide",
         "st",
         "terminations",
         "undo",
@@ -99,6 +102,12 @@ class Ctx:
         # Definition names with QUEUED workflows whose running count dropped: drain starts
         # those that fit now (processors/admission.py).
         self.freed: list[str] = []
+        # Events being appended inside one another (processors/eventlog.py's chain guard).
+        self.event_depth = 0
+        # Workflows whose decide walk is under way, and those to walk again after it
+        # (processors/decider.py).
+        self.deciding: list[str] = []
+        self.redecide: list[str] = []
 
     @property
     def now(self) -> int:

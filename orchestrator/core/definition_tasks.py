@@ -267,6 +267,38 @@ def _norm_wait(t: JSON, w: str, ref: str, v: D.Validation, depth: int) -> None:
         raise invalid(f"{w}.inputParameters.{key} ({ref}): {exc}") from None
 
 
+def _norm_event(t: JSON, w: str, ref: str, v: D.Validation, depth: int) -> None:
+    sink = t["inputParameters"].get("sink")
+    if not D.is_expr(sink):
+        event_sink(sink, f"{w}.inputParameters.sink ({ref})")
+
+
+def _norm_wait_for_event(t: JSON, w: str, ref: str, v: D.Validation, depth: int) -> None:
+    ip = t["inputParameters"]
+    if not D.is_expr(ip.get("event")):
+        D.name_field(ip.get("event"), f"{w}.inputParameters.event ({ref})")
+    if ip.get("correlationKey") in (None, ""):
+        raise invalid(f"{w}.inputParameters.correlationKey ({ref}): required")
+
+
+# Sinks an EVENT task may name: the log itself, or a broker bridge of this kind (orchestrator/
+# bridge/), as "<kind>:<subject>".
+SINK_KINDS = ("conductor", "nats")
+
+
+def event_sink(sink: JSON, field: str) -> tuple[str, str]:
+    """(kind, name) of an EVENT task's sink: "conductor" (name ""), "conductor:<event name>" or
+    "<bridge kind>:<subject>"."""
+    if not isinstance(sink, str) or not sink:
+        raise invalid(f"{field}: required, 'conductor', 'conductor:<name>' or '<kind>:<subject>'")
+    kind, _, name = sink.partition(":")
+    if kind not in SINK_KINDS:
+        raise invalid(f"{field}: unknown sink {kind!r} (known: {', '.join(SINK_KINDS)})")
+    if name or kind != "conductor":
+        D.name_field(name, field)
+    return kind, name
+
+
 # The checks of each task type's own fields (types without any are not listed).
 BY_TYPE: dict[str, Callable[[JSON, str, str, D.Validation, int], None]] = {
     "SWITCH": _norm_switch,
@@ -284,4 +316,6 @@ BY_TYPE: dict[str, Callable[[JSON, str, str, D.Validation, int], None]] = {
     "JSON_JQ_TRANSFORM": _norm_jq,
     "WAIT": _norm_wait,
     "HTTP": _norm_http,
+    "EVENT": _norm_event,
+    "WAIT_FOR_EVENT": _norm_wait_for_event,
 }

@@ -46,8 +46,10 @@ SUPPORTED_TASK_TYPES = (
     "INLINE",
     "JSON_JQ_TRANSFORM",
     "HTTP",
+    "EVENT",
+    "WAIT_FOR_EVENT",
 )
-KNOWN_TASK_TYPES = (*SUPPORTED_TASK_TYPES, "EVENT", "KAFKA_PUBLISH")
+KNOWN_TASK_TYPES = (*SUPPORTED_TASK_TYPES, "KAFKA_PUBLISH")
 
 TASK_DEF_DEFAULTS: dict[str, JSON] = {
     "retryCount": 3,
@@ -216,8 +218,7 @@ def task_list(value: JSON, field: str, v: Validation, depth: int, empty_ok: bool
 
 
 _UNSUPPORTED = {
-    "EVENT": "comes with the events work",
-    "KAFKA_PUBLISH": "comes with the events work",
+    "KAFKA_PUBLISH": "is not supported: use an EVENT task with a broker sink",
 }
 
 

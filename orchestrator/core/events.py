@@ -550,3 +550,46 @@ class BridgeMarkSet(Event):
     marks: str
     name: str
     value: int
+
+
+@dataclass(slots=True)
+class EventRecordSet(Event):
+    """An appended event's record gains what happened after its append: its handlers' outcomes
+    ("actions") or the tasks it completed ("correlated")."""
+
+    offset: int
+    key: str
+    value: JSON
+
+
+@dataclass(slots=True)
+class EventWaitStarted(Event):
+    """A WAIT_FOR_EVENT task waits for the event `name` with `key` (processors/messages.py)."""
+
+    task_id: str
+    name: str
+    key: str
+
+
+@dataclass(slots=True)
+class MessageBuffered(Event):
+    """An event nobody waited for waits for its task: {"offset", "name", "correlationKey",
+    "expires"} (its payload stays in the event log)."""
+
+    message: dict[str, JSON]
+
+
+@dataclass(slots=True)
+class MessageRemoved(Event):
+    """A buffered message was consumed, expired or dropped over the bound."""
+
+    offset: int
+
+
+@dataclass(slots=True)
+class AsyncOutputSet(Event):
+    """An asyncComplete task (EVENT, HTTP) did its work: its output, and it waits IN_PROGRESS
+    for a signal (no script or request pending any more)."""
+
+    task_id: str
+    output: JSON

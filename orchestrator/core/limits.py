@@ -94,3 +94,10 @@ MAX_CORRELATION_KEY_LENGTH = 256
 MAX_EVENT_HANDLERS = 1_000
 MAX_HANDLER_ACTIONS = 16
 MAX_READ_EVENTS = 1_000
+# Message correlation (processors/messages.py): events appended from events (a handler starts a
+# workflow whose EVENT task publishes, and so on, all in one apply) nest at most this deep; a
+# message waits for its WAIT_FOR_EVENT at most this long, and at most this many wait at once
+# (the oldest dropped first; each holds only its offset, the payload stays in the event log).
+MAX_EVENT_CHAIN = 8
+MAX_MESSAGE_TTL_MS = 7 * 24 * 3600 * 1000
+MAX_BUFFERED_MESSAGES = 10_000

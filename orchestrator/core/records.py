@@ -74,6 +74,8 @@ class TaskType(StrEnum):
     INLINE = "INLINE"
     JSON_JQ_TRANSFORM = "JSON_JQ_TRANSFORM"
     HTTP = "HTTP"
+    EVENT = "EVENT"
+    WAIT_FOR_EVENT = "WAIT_FOR_EVENT"
 
 
 class TimeoutPolicy(StrEnum):

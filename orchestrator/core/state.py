@@ -157,6 +157,11 @@ class State:
         # The encoded size of event_log's records (derived: rebuilt on load, never written).
         self.event_bytes = 0
         self.event_handlers: dict[str, dict[str, JSON]] = {}
+        # Message correlation (processors/messages.py): buffered messages by event offset,
+        # oldest first, and (derived: rebuilt on load, never written) the WAIT_FOR_EVENT tasks in
+        # progress by (event name, correlation key).
+        self.messages: dict[int, dict[str, JSON]] = {}
+        self.event_waits: dict[tuple[str, str], dict[str, None]] = {}
         # Broker bridges (processors/bridges.py), by bridge name: the last sequence ingested
         # from each source, the last event offset each sink published.
         self.source_marks: dict[str, int] = {}
@@ -170,6 +175,13 @@ class State:
         self.running: dict[str, int] = {}
         self.running_by_correlation: dict[str, int] = {}
         self.queued: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def rebuild_event_waits(self) -> None:
+        self.event_waits = {}
+        for t in self.tasks.values():
+            if t.type is TaskType.WAIT_FOR_EVENT and t.status == T_IN_PROGRESS:
+                key = (t.input.get("event", ""), t.input.get("correlationKey", ""))
+                self.event_waits.setdefault(key, {})[t.task_id] = None
 
     # ---- timers (derived heap with lazy deletion) ----
     def set_timer(self, key: str, due_ms: int) -> None:
@@ -258,6 +270,7 @@ class State:
             "event_log": list(self.event_log.values()),
             "event_offset": self.event_offset,
             "event_handlers": self.event_handlers,
+            "messages": list(self.messages.values()),
             "source_marks": self.source_marks,
             "sink_marks": self.sink_marks,
         }
@@ -301,6 +314,9 @@ class State:
         st.event_offset = snap.get("event_offset", 0)
         st.event_bytes = sum(encoded_size(e) for e in st.event_log.values())
         st.event_handlers = snap.get("event_handlers", {})
+        # Written before message correlation: no messages, no WAIT_FOR_EVENT tasks.
+        st.messages = {m["offset"]: m for m in snap.get("messages", [])}
+        st.rebuild_event_waits()
         # Written before the bridges: nothing ingested or published yet.
         st.source_marks = snap.get("source_marks", {})
         st.sink_marks = snap.get("sink_marks", {})

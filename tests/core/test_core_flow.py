@@ -128,7 +128,7 @@ FORK = T("FORK_JOIN", "fork", forkTasks=[[S("a")], [S("b")]])
         (W("d", T("FORK_JOIN_DYNAMIC", "df"), T("JOIN", "j")), ["tasks[0] (df)"]),
         (W("d", T("START_WORKFLOW", "sw")), ["tasks[0].inputParameters.startWorkflow (sw)"]),
         (W("d", T("HTTP", "h")), ["tasks[0].inputParameters.http_request (h)", "required"]),
-        (W("d", T("EVENT", "e")), ["tasks[0].type (e)", "comes with the events work"]),
+        (W("d", T("EVENT", "e")), ["tasks[0].inputParameters.sink (e)", "required"]),
         (W("d", S("a__1")), ["tasks[0].taskReferenceName", "'__'"]),
         (
             W(

@@ -172,8 +172,7 @@ def test_workflow_def_unknown_task_type_is_named(h: Harness) -> None:
 @pytest.mark.parametrize(
     "ttype, why",
     [
-        ("EVENT", "comes with the events work"),
-        ("KAFKA_PUBLISH", "comes with the events work"),
+        ("KAFKA_PUBLISH", "is not supported: use an EVENT task with a broker sink"),
     ],
 )
 def test_workflow_def_known_but_unsupported_task_type_is_rejected(

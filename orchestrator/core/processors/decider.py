@@ -38,7 +38,10 @@ from . import compensation, forks, registry, scheduler, scripts, tasks, workflow
 JSON = Any
 
 # Task types whose work happens outside the decider (a worker, the API, a timer, a child).
-LIVE_TYPES = (TaskType.SIMPLE, TaskType.WAIT, TaskType.HUMAN, TaskType.SUB_WORKFLOW)
+LIVE_TYPES = (
+    *(TaskType.SIMPLE, TaskType.WAIT, TaskType.HUMAN, TaskType.SUB_WORKFLOW),
+    *(TaskType.WAIT_FOR_EVENT, TaskType.EVENT, TaskType.HTTP),
+)
 _FORKS = (TaskType.FORK_JOIN, TaskType.FORK_JOIN_DYNAMIC)
 _SWITCHES = (TaskType.SWITCH, TaskType.DECISION)
 _JOINS = (TaskType.JOIN, TaskType.EXCLUSIVE_JOIN)
@@ -54,7 +57,27 @@ class Walk(IntEnum):
 
 
 def decide(ctx: Ctx, wf: Workflow) -> None:
-    """Schedule whatever can run now; end the workflow when nothing is left."""
+    """Schedule whatever can run now; end the workflow when nothing is left.
+
+    A task may end while its own workflow's walk is under way (an EVENT task's event completes
+    a WAIT_FOR_EVENT of the same workflow, processors/messages.py): the walk may already have
+    passed it, so that decide is deferred and the workflow walked again once the walk ends."""
+    wf_id = wf.workflow_id
+    if wf_id in ctx.deciding:
+        if wf_id not in ctx.redecide:
+            ctx.redecide.append(wf_id)
+        return
+    ctx.deciding.append(wf_id)
+    try:
+        _decide(ctx, wf)
+        while wf_id in ctx.redecide:
+            ctx.redecide.remove(wf_id)
+            _decide(ctx, wf)
+    finally:
+        ctx.deciding.remove(wf_id)
+
+
+def _decide(ctx: Ctx, wf: Workflow) -> None:
     if wf.status != WF_RUNNING:
         if wf.status is WF_COMPENSATING:  # a saga walks its compensations instead
             compensation.advance(ctx, wf)
@@ -86,7 +109,7 @@ def decide(ctx: Ctx, wf: Workflow) -> None:
         )
     elif complete:
         workflows.end_workflow(ctx, wf, WF_COMPLETED, "")
-    elif not _has_live_task(ctx, wf):
+    elif wf.workflow_id not in ctx.redecide and not _has_live_task(ctx, wf):
         workflows.end_workflow(
             ctx,
             wf,

@@ -19,9 +19,9 @@ from ..commands import CompleteTask, FailTask, PublishEvent, StartWorkflow, Term
 from ..conditions import condition_true
 from ..context import Ctx
 from ..definitions import name_field
-from ..errors import Code, Rejected, invalid
+from ..errors import Code, Rejected, invalid, precondition
 from ..expressions import resolve
-from . import tasks, workflows
+from . import messages, tasks, workflows
 
 JSON = Any
 
@@ -33,7 +33,8 @@ def publish_event(ctx: Ctx, cmd: PublishEvent) -> dict[str, JSON]:
     key = cmd.correlation_key
     if not isinstance(key, str) or len(key) > limits.MAX_CORRELATION_KEY_LENGTH:
         raise invalid(f"correlation_key: at most {limits.MAX_CORRELATION_KEY_LENGTH} characters")
-    return append_event(ctx, name, cmd.payload, key)
+    ttl_ms = messages.check_ttl(cmd.ttl_ms)
+    return append_event(ctx, name, cmd.payload, key, ttl_ms=ttl_ms)
 
 
 def append_event(
@@ -47,12 +48,55 @@ def append_event(
     source: str = "",
 ) -> dict[str, JSON]:
     """The one way into the log (PublishEvent, the EVENT task, a broker's source): the caller has
-    validated name, payload and key; the handlers of the name act on the event here."""
+    validated name, payload and key. The record is appended first, so events appended by what
+    this one causes (a handler's workflow publishing) come after it; its handlers then act on it
+    and it completes the WAIT_FOR_EVENT tasks it matches (processors/messages.py)."""
+    if ctx.event_depth >= limits.MAX_EVENT_CHAIN:
+        raise precondition(
+            f"event {name!r}: events caused by events nest at most {limits.MAX_EVENT_CHAIN} "
+            "deep in one command (limits.MAX_EVENT_CHAIN)"
+        )
     st = ctx.st
     offset = st.event_offset + 1
-    doc = {"payload": payload, "event": name, "correlationKey": correlation_key}
+    record = {
+        "offset": offset,
+        "name": name,
+        "payload": payload,
+        "correlationKey": correlation_key,
+        "time": ctx.now,
+        "actions": [],
+        "sink": sink,
+        "correlated": [],
+    }
+    if source:
+        record["source"] = source
+    ctx.emit(E.EventAppended(record))
+    ctx.event_depth += 1
+    try:
+        outcomes = _handle(ctx, record)
+        correlated = messages.correlate(ctx, record) if correlation_key else []
+    finally:
+        ctx.event_depth -= 1
+    if outcomes:
+        ctx.emit(E.EventRecordSet(offset, "actions", outcomes))
+    if correlated:
+        ctx.emit(E.EventRecordSet(offset, "correlated", correlated))
+    elif correlation_key and ttl_ms > 0:
+        messages.buffer(ctx, record, ttl_ms)
+    # The newest event always stays (a payload is within MAX_JSON_BYTES, far below the bound).
+    while len(st.event_log) > 1 and (
+        len(st.event_log) > limits.MAX_EVENTS or st.event_bytes > limits.MAX_EVENT_LOG_BYTES
+    ):
+        ctx.emit(E.OldestEventDropped(next(iter(st.event_log))))
+    return {"offset": offset}
+
+
+def _handle(ctx: Ctx, record: dict[str, JSON]) -> list[dict[str, JSON]]:
+    """The active handlers of the event's name act on it: their outcomes, in order."""
+    name, payload, offset = record["name"], record["payload"], record["offset"]
+    doc = {"payload": payload, "event": name, "correlationKey": record["correlationKey"]}
     outcomes: list[dict[str, JSON]] = []
-    for handler in list(st.event_handlers.values()):
+    for handler in list(ctx.st.event_handlers.values()):
         if not handler["active"] or handler["event"] != name:
             continue
         if handler["condition"] and not condition_true(handler["condition"], payload):
@@ -60,25 +104,7 @@ def append_event(
         for action in handler["actions"]:
             outcome = _run(ctx, action, doc, f"event-{offset}-{len(outcomes)}")
             outcomes.append({"handler": handler["name"], "action": action["action"], **outcome})
-    record = {
-        "offset": offset,
-        "name": name,
-        "payload": payload,
-        "correlationKey": correlation_key,
-        "time": ctx.now,
-        "actions": outcomes,
-        "sink": sink,
-        "correlated": [],
-    }
-    if source:
-        record["source"] = source
-    ctx.emit(E.EventAppended(record))
-    # The newest event always stays (a payload is within MAX_JSON_BYTES, far below the bound).
-    while len(st.event_log) > 1 and (
-        len(st.event_log) > limits.MAX_EVENTS or st.event_bytes > limits.MAX_EVENT_LOG_BYTES
-    ):
-        ctx.emit(E.OldestEventDropped(next(iter(st.event_log))))
-    return {"offset": offset}
+    return outcomes
 
 
 def _run(ctx: Ctx, action: JSON, doc: JSON, workflow_id: str) -> dict[str, JSON]:

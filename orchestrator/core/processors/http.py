@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import codec, limits
+from .. import events as E
 from ..commands import HttpResult
 from ..context import Ctx
 from ..definition_tasks import http_request
 from ..errors import Rejected, TaskCannotRun
 from ..records import T_ACTIVE, T_COMPLETED, T_FAILED, T_FAILED_WITH_TERMINAL_ERROR, WF_LIVE, Task
 from ..state import State
-from . import decider, scripts, tasks
+from . import decider, event_task, scripts, tasks
 
 JSON = Any
 LANG = "http"
@@ -54,6 +55,9 @@ def http_result(ctx: Ctx, cmd: HttpResult) -> dict[str, JSON]:
         error = (cmd.error if isinstance(cmd.error, str) else "") or "no response"
     code = resp.get("statusCode") if resp is not None else None
     if isinstance(code, int) and 200 <= code < 300:
+        if event_task.async_complete(ctx.st, wf, task):  # waits for a signal (event_task.py)
+            ctx.emit(E.AsyncOutputSet(task.task_id, {"response": resp}))
+            return {}
         tasks.end_task(ctx, task, T_COMPLETED, output={"response": resp})
         decider.decide(ctx, wf)
         return {}

@@ -29,7 +29,7 @@ from ..records import (
     TimeoutPolicy,
     Workflow,
 )
-from . import forks, http, polls, registry, scripts, tasks, workflows
+from . import event_task, forks, http, messages, polls, registry, scripts, tasks, workflows
 from .documents import task_doc
 
 JSON = Any
@@ -248,6 +248,10 @@ def _start(ctx: Ctx, wf: Workflow, wt: JSON, task: Task, delay_s: int) -> None:
             pass  # IN_PROGRESS until the API completes or fails it
         case TaskType.HTTP:
             http.start_http(ctx, task)
+        case TaskType.EVENT:
+            event_task.start_event(ctx, wf, task)
+        case TaskType.WAIT_FOR_EVENT:
+            messages.start_wait(ctx, task)
         case TaskType.SIMPLE | TaskType.DYNAMIC:  # pragma: no cover - started above / resolved
             raise TaskCannotRun(f"task type {ttype} is not supported")
         case _ as unreachable:
@@ -256,7 +260,10 @@ def _start(ctx: Ctx, wf: Workflow, wt: JSON, task: Task, delay_s: int) -> None:
 
 # Types IN_PROGRESS from their start (they wait for something outside the walk).
 _RUNNING_AT_START = frozenset(
-    (TaskType.JOIN, TaskType.EXCLUSIVE_JOIN, TaskType.DO_WHILE, TaskType.WAIT, TaskType.HUMAN)
+    (
+        *(TaskType.JOIN, TaskType.EXCLUSIVE_JOIN, TaskType.DO_WHILE, TaskType.WAIT),
+        *(TaskType.HUMAN, TaskType.EVENT, TaskType.WAIT_FOR_EVENT),
+    )
 )
 
 

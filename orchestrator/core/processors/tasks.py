@@ -33,12 +33,13 @@ from ..records import (
     Workflow,
     queue_key,
 )
-from . import compensation, decider, flow, registry, scheduler, workflows
+from . import compensation, decider, event_task, flow, registry, scheduler, workflows
 
 JSON = Any
 
-# Tasks a worker or the API may end: worker tasks, and WAIT/HUMAN gates (by task id).
-EXTERNAL_TYPES = (TaskType.SIMPLE, TaskType.WAIT, TaskType.HUMAN)
+# Tasks a worker or the API may end (a signal): worker tasks, WAIT/HUMAN/WAIT_FOR_EVENT gates,
+# and EVENT/HTTP tasks with asyncComplete once their work is done (event_task.async_complete).
+EXTERNAL_TYPES = (TaskType.SIMPLE, TaskType.WAIT, TaskType.HUMAN, TaskType.WAIT_FOR_EVENT)
 
 
 def end_task(
@@ -135,8 +136,11 @@ def _check_owner(task: Task, principal: str, verb: str) -> None:
         )
 
 
-def _check_external(task: Task, verb: str) -> None:
-    if task.type not in EXTERNAL_TYPES:
+def _check_external(ctx: Ctx, wf: Workflow, task: Task, verb: str) -> None:
+    if task.type in EXTERNAL_TYPES:
+        return
+    waiting = task.status == T_IN_PROGRESS and task.script is None
+    if not (waiting and event_task.async_complete(ctx.st, wf, task)):
         raise precondition(
             f"task {task.task_id} is a {task.type} task run by the orchestrator and cannot "
             f"be {verb} through the API"
@@ -147,7 +151,7 @@ def complete_task(ctx: Ctx, cmd: CompleteTask) -> dict[str, JSON]:
     if not isinstance(cmd.output, dict):
         raise invalid("output_json: must be a JSON object")
     task, wf = _active_task(ctx, _resolve_task_id(ctx, cmd), "completion")
-    _check_external(task, "completed")
+    _check_external(ctx, wf, task, "completed")
     _check_owner(task, cmd.principal, "complete")
     end_task(ctx, task, T_COMPLETED, output=cmd.output, worker_id=cmd.worker_id)
     decider.decide(ctx, wf)
@@ -158,7 +162,7 @@ def fail_task(ctx: Ctx, cmd: FailTask) -> dict[str, JSON]:
     if not isinstance(cmd.output, dict):
         raise invalid("output_json: must be a JSON object")
     task, wf = _active_task(ctx, _resolve_task_id(ctx, cmd), "failure")
-    _check_external(task, "failed")
+    _check_external(ctx, wf, task, "failed")
     _check_owner(task, cmd.principal, "fail")
     status = T_FAILED_WITH_TERMINAL_ERROR if cmd.terminal else T_FAILED
     reason = cmd.reason[: limits.MAX_REASON_LENGTH]
