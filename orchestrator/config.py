@@ -14,6 +14,7 @@ A JSON file (see deploy/local/cluster.json):
   "http_allow": ["10.1.0.0/16", "svc.internal"]  (non-public hosts/networks HTTP tasks may call)
   "http_ca_file": "internal-ca.pem"  (CAs HTTPS tasks trust besides the system's)
   "bridges": [{"name": "nats", "kind": "nats", ...}]  (brokers: orchestrator/bridge/settings.py)
+  "bind_host": "0.0.0.0", "health_port": 50061    (in containers: deploy/README.md)
 }
 Without "tls" and tokens a replica serves only with --insecure (docs/security.md).
 Relative paths are relative to the config file. Replicas may run on separate hosts: each one
@@ -108,6 +109,12 @@ class ClusterConfig:
     bridges: tuple[BridgeSettings, ...] = ()
     # PEM file of CAs that HTTP tasks trust besides the system's (a private CA); "" for none.
     http_ca_file: str = ""
+    # Where a replica listens when its advertised host is not an address it can bind (a pod's
+    # or container's DNS name): gRPC and Raft bind <bind_host>:<their configured port>.
+    bind_host: str = ""
+    # A plaintext port serving only grpc.health.v1 (0: none), for probes that speak neither
+    # TLS nor tokens (Kubernetes' gRPC probes); it tells serving or not, nothing else.
+    health_port: int = 0
 
     def replica(self, node_id: str) -> ReplicaConfig:
         for r in self.replicas:
@@ -187,7 +194,21 @@ def load(path: str, *, require_password: bool = True) -> ClusterConfig:
         _http_allow(raw.get("http_allow") or [], path),
         _bridges(raw.get("bridges") or [], path),
         http_ca_file=_http_ca_file(raw.get("http_ca_file") or "", path, base),
+        bind_host=_bind_host(raw.get("bind_host", ""), path),
+        health_port=_port(raw.get("health_port", 0), path, "health_port"),
     )
+
+
+def _bind_host(raw: Any, path: str) -> str:
+    if not isinstance(raw, str) or ":" in raw:
+        raise ConfigError(f"{path}: bind_host: expected a host or IPv4 address (e.g. 0.0.0.0)")
+    return raw
+
+
+def _port(raw: Any, path: str, what: str) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= 65535:
+        raise ConfigError(f"{path}: {what}: expected a port number (0 for none)")
+    return raw
 
 
 def _http_ca_file(raw: Any, path: str, base: str) -> str:

@@ -144,6 +144,8 @@ class ReplicaServer:
         # Before the Raft node starts: a configuration error must leave nothing running.
         self.security = Security(cfg, node_id, insecure)
         settings = raft_settings(cfg, node_id, data_dir)
+        if cfg.bind_host and settings.bind_addr is None:
+            settings.bind_addr = bind_address(cfg, me.raft)
         # Attached before the Raft node loads a snapshot or applies an entry: the history must
         # see every batch (an archived workflow exists nowhere else once it left memory).
         self.history = History(self.data_dir, fsync=settings.fsync)
@@ -203,13 +205,15 @@ class ReplicaServer:
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         creds = self.security.server_credentials
+        listen = bind_address(cfg, me.grpc)
         bound = (
-            self.server.add_insecure_port(me.grpc)
+            self.server.add_insecure_port(listen)
             if creds is None
-            else self.server.add_secure_port(me.grpc, creds)
+            else self.server.add_secure_port(listen, creds)
         )
         if not bound:
-            raise ConfigError(f"cannot bind gRPC to {me.grpc}")
+            raise ConfigError(f"cannot bind gRPC to {listen}")
+        self.health_server = health_port_server(cfg, me.grpc, self.health)
         self.grpc_addr = me.grpc
         self._stop = threading.Event()
         self._health_thread = threading.Thread(target=self._health_loop, name="health", daemon=True)
@@ -228,6 +232,8 @@ class ReplicaServer:
         self.http.start()
         self.bridges.start()
         self._health_thread.start()
+        if self.health_server is not None:
+            self.health_server.start()
         log.info(
             "replica_started",
             grpc=self.grpc_addr,
@@ -272,10 +278,34 @@ class ReplicaServer:
         self.http.stop()
         self.bridges.stop()
         self.server.stop(grace_s).wait(grace_s + 1)
+        if self.health_server is not None:
+            self.health_server.stop(0).wait(1)
         self.node.close()
         self.replica.stop()
         self.history.stop()  # after the last apply: what was handed over is written
         log.info("replica_stopped")
+
+
+def bind_address(cfg: ClusterConfig, advertised: str) -> str:
+    """Where to listen for `advertised` (host:port): the configured bind_host, if any, on its
+    port (a pod cannot bind its own DNS name before that name resolves)."""
+    host, _, port = advertised.rpartition(":")
+    return f"{cfg.bind_host or host}:{port}"
+
+
+def health_port_server(
+    cfg: ClusterConfig, advertised: str, servicer: health.HealthServicer
+) -> grpc.Server | None:
+    """The plaintext health-only port (config health_port), or None: Kubernetes' gRPC probes
+    speak neither TLS nor tokens, and the answer (serving or not) discloses nothing."""
+    if not cfg.health_port:
+        return None
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="health"))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, srv)
+    listen = bind_address(cfg, f"{advertised.rpartition(':')[0]}:{cfg.health_port}")
+    if not srv.add_insecure_port(listen):
+        raise ConfigError(f"cannot bind the health port to {listen}")
+    return srv
 
 
 FRESH_DATA_HELP = (
