@@ -107,7 +107,12 @@ def _payload(data: bytes) -> dict[str, JSON]:
     except UnicodeDecodeError:
         return {"data_base64": base64.b64encode(data).decode()}
     try:
-        value = json.loads(text) if text else {}
+        # NaN and Infinity are not JSON: such a message arrives as text.
+        value = json.loads(text, parse_constant=_not_json) if text else {}
     except ValueError:
         return {"data": text}
     return value if isinstance(value, dict) else {"data": value}
+
+
+def _not_json(constant: str) -> JSON:
+    raise ValueError(f"{constant} is not JSON")

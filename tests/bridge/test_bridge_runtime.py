@@ -227,3 +227,20 @@ def test_bridge_settings_default_the_name_to_the_kind() -> None:
     assert (b.name, b.sink_prefix, b.source) == ("nats", "nats:", None)
     with pytest.raises(ValueError, match="names two bridges"):
         parse_bridges([{"kind": "nats", "url": "nats://x:1", "sink": {}}] * 2)
+
+
+@pytest.mark.parametrize(
+    ("data", "payload"),
+    [
+        (b'{"a": 1}', {"a": 1}),
+        (b"", {}),
+        (b"[1, 2]", {"data": [1, 2]}),
+        (b"plain text", {"data": "plain text"}),
+        (b'{"a": NaN}', {"data": '{"a": NaN}'}),
+        (b"\xff\x00", {"data_base64": "/wA="}),
+    ],
+)
+def test_a_nats_message_becomes_a_json_object_payload(data: bytes, payload: JSON) -> None:
+    from orchestrator.bridge.nats import _payload
+
+    assert _payload(data) == payload
