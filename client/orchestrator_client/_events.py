@@ -27,16 +27,21 @@ class EventCalls:
         payload: Mapping[str, Any] | None = None,
         correlation_key: str = "",
         *,
+        ttl_ms: int = 0,
         request_id: str | None = None,
         timeout_s: float | None = None,
         retry_budget_s: float | None = None,
     ) -> int:
-        """Appends an event to the replicated log; the matching event handlers act on it.
+        """Appends an event to the replicated log; the matching event handlers act on it, and
+        with a correlation key it completes the WAIT_FOR_EVENT tasks waiting for it.
 
         Args:
             name: The event's name.
             payload: A JSON object (None: ``{}``).
-            correlation_key: Optional; handlers read it as ``${correlationKey}``.
+            correlation_key: Optional; handlers read it as ``${correlationKey}``, and
+                WAIT_FOR_EVENT tasks wait for an event of this name with this key.
+            ttl_ms: With a correlation key: if no task waits for the event now, it waits this
+                many milliseconds (at most 7 days) for one; 0: it is not kept.
             request_id: Idempotency id of this call; generated when None.
             timeout_s: Per-attempt deadline override.
             retry_budget_s: Overall deadline override.
@@ -54,6 +59,7 @@ class EventCalls:
             name=name,
             payload_json=encode_document(payload if payload is not None else {}),
             correlation_key=correlation_key,
+            ttl_ms=ttl_ms,
         )
         response = self._transport.invoke(
             request,

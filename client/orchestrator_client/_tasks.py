@@ -371,6 +371,50 @@ class TaskCalls:
             retry_budget_s=retry_budget_s,
         )
 
+    def signal_task(
+        self,
+        workflow_id: str,
+        reference: str,
+        output: Mapping[str, Any] | None = None,
+        *,
+        failed: bool = False,
+        reason: str = "",
+        request_id: str | None = None,
+    ) -> None:
+        """Ends a waiting task by workflow and reference (a signal): a WAIT, HUMAN or
+        WAIT_FOR_EVENT task, or an EVENT/HTTP task with asyncComplete after its work.
+
+        Args:
+            workflow_id: The workflow.
+            reference: The task reference (its latest attempt).
+            output: The task's output; None means ``{}``.
+            failed: Fail the task (retried per its definition) instead of completing it.
+            reason: With failed: why.
+            request_id: Idempotency id of this call; generated when None.
+
+        Raises:
+            FailedPreconditionError: The task is not waiting (ended, or not a waiting type).
+            NotFoundError: No such workflow or reference.
+            OrchestratorError: Any other server error.
+        """
+        if failed:
+            self.fail_task(
+                "",
+                reason or "failed by a signal",
+                output=output,
+                workflow_id=workflow_id,
+                reference_task_name=reference,
+                request_id=request_id,
+            )
+        else:
+            self.complete_task(
+                "",
+                output,
+                workflow_id=workflow_id,
+                reference_task_name=reference,
+                request_id=request_id,
+            )
+
     def heartbeat_task(
         self,
         task_id: str,

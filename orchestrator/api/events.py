@@ -12,6 +12,7 @@ from orchestrator_client.v1 import events_pb2_grpc
 
 from ..core import commands as C
 from ..core import limits, queries
+from ..core.processors import messages
 from ..core.processors.event_handlers import normalize_handler
 from ..core.state import State
 from . import rpc
@@ -37,6 +38,7 @@ class EventService(ServiceBase, events_pb2_grpc.EventServiceServicer):
                 name=v.name(request.name, "name"),
                 payload=v.json_object(request.payload_json, "payload_json"),
                 correlation_key=key,
+                ttl_ms=messages.check_ttl(request.ttl_ms),
             )
 
         return self._mutate(

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1corchestrator/v1/events.proto\x12\x0forchestrator.v1\"b\n\x16SubscribeEventsRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x03\x12\r\n\x05names\x18\x03 \x03(\t\x12\x15\n\rmax_in_flight\x18\x04 \x01(\x05\"\x8b\x01\n\x15WatchWorkflowsRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x03\x12\r\n\x05names\x18\x03 \x03(\t\x12\x10\n\x08statuses\x18\x04 \x03(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x15\n\rmax_in_flight\x18\x06 \x01(\x05\"\x8d\x01\n\x0eWorkflowChange\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x06 \x01(\t\x12\x0f\n\x07time_ms\x18\x07 \x01(\x03\"O\n\nAckRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\" \n\x0b\x41\x63kResponse\x12\x11\n\tcommitted\x18\x01 \x01(\x03\"8\n\x17GetConsumerGroupRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\"Y\n\x18GetConsumerGroupResponse\x12\x11\n\tcommitted\x18\x01 \x01(\x03\x12\x13\n\x0blast_offset\x18\x02 \x01(\x03\x12\x15\n\roldest_offset\x18\x03 \x01(\x03\"f\n\x13PublishEventRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x17\n\x0f\x63orrelation_key\x18\x04 \x01(\t\"&\n\x14PublishEventResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\"Z\n\x1bRegisterEventHandlerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0chandler_json\x18\x02 \x01(\t\x12\x11\n\toverwrite\x18\x03 \x01(\x08\",\n\x1cRegisterEventHandlerResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x19RemoveEventHandlerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x1c\n\x1aRemoveEventHandlerResponse\"\x1a\n\x18ListEventHandlersRequest\"1\n\x19ListEventHandlersResponse\x12\x14\n\x0chandler_json\x18\x01 \x03(\t\"7\n\x11ReadEventsRequest\x12\x13\n\x0b\x66rom_offset\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\"{\n\x05\x45vent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x17\n\x0f\x63orrelation_key\x18\x04 \x01(\t\x12\x0f\n\x07time_ms\x18\x05 \x01(\x03\x12\x14\n\x0c\x61\x63tions_json\x18\x06 \x01(\t\"Q\n\x12ReadEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.orchestrator.v1.Event\x12\x13\n\x0blast_offset\x18\x02 \x01(\x03\x32\x92\x04\n\x0c\x45ventService\x12[\n\x0cPublishEvent\x12$.orchestrator.v1.PublishEventRequest\x1a%.orchestrator.v1.PublishEventResponse\x12s\n\x14RegisterEventHandler\x12,.orchestrator.v1.RegisterEventHandlerRequest\x1a-.orchestrator.v1.RegisterEventHandlerResponse\x12m\n\x12RemoveEventHandler\x12*.orchestrator.v1.RemoveEventHandlerRequest\x1a+.orchestrator.v1.RemoveEventHandlerResponse\x12j\n\x11ListEventHandlers\x12).orchestrator.v1.ListEventHandlersRequest\x1a*.orchestrator.v1.ListEventHandlersResponse\x12U\n\nReadEvents\x12\".orchestrator.v1.ReadEventsRequest\x1a#.orchestrator.v1.ReadEventsResponse2\xf3\x02\n\x13SubscriptionService\x12T\n\x0fSubscribeEvents\x12\'.orchestrator.v1.SubscribeEventsRequest\x1a\x16.orchestrator.v1.Event0\x01\x12[\n\x0eWatchWorkflows\x12&.orchestrator.v1.WatchWorkflowsRequest\x1a\x1f.orchestrator.v1.WorkflowChange0\x01\x12@\n\x03\x41\x63k\x12\x1b.orchestrator.v1.AckRequest\x1a\x1c.orchestrator.v1.AckResponse\x12g\n\x10GetConsumerGroup\x12(.orchestrator.v1.GetConsumerGroupRequest\x1a).orchestrator.v1.GetConsumerGroupResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1corchestrator/v1/events.proto\x12\x0forchestrator.v1\"b\n\x16SubscribeEventsRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x03\x12\r\n\x05names\x18\x03 \x03(\t\x12\x15\n\rmax_in_flight\x18\x04 \x01(\x05\"\x8b\x01\n\x15WatchWorkflowsRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x03\x12\r\n\x05names\x18\x03 \x03(\t\x12\x10\n\x08statuses\x18\x04 \x03(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t\x12\x15\n\rmax_in_flight\x18\x06 \x01(\x05\"\x8d\x01\n\x0eWorkflowChange\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x06 \x01(\t\x12\x0f\n\x07time_ms\x18\x07 \x01(\x03\"O\n\nAckRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\" \n\x0b\x41\x63kResponse\x12\x11\n\tcommitted\x18\x01 \x01(\x03\"8\n\x17GetConsumerGroupRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\"Y\n\x18GetConsumerGroupResponse\x12\x11\n\tcommitted\x18\x01 \x01(\x03\x12\x13\n\x0blast_offset\x18\x02 \x01(\x03\x12\x15\n\roldest_offset\x18\x03 \x01(\x03\"v\n\x13PublishEventRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x17\n\x0f\x63orrelation_key\x18\x04 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x05 \x01(\x03\"&\n\x14PublishEventResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\"Z\n\x1bRegisterEventHandlerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0chandler_json\x18\x02 \x01(\t\x12\x11\n\toverwrite\x18\x03 \x01(\x08\",\n\x1cRegisterEventHandlerResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x19RemoveEventHandlerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x1c\n\x1aRemoveEventHandlerResponse\"\x1a\n\x18ListEventHandlersRequest\"1\n\x19ListEventHandlersResponse\x12\x14\n\x0chandler_json\x18\x01 \x03(\t\"7\n\x11ReadEventsRequest\x12\x13\n\x0b\x66rom_offset\x18\x01 \x01(\x03\x12\r\n\x05limit\x18\x02 \x01(\x05\"{\n\x05\x45vent\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x17\n\x0f\x63orrelation_key\x18\x04 \x01(\t\x12\x0f\n\x07time_ms\x18\x05 \x01(\x03\x12\x14\n\x0c\x61\x63tions_json\x18\x06 \x01(\t\"Q\n\x12ReadEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.orchestrator.v1.Event\x12\x13\n\x0blast_offset\x18\x02 \x01(\x03\x32\x92\x04\n\x0c\x45ventService\x12[\n\x0cPublishEvent\x12$.orchestrator.v1.PublishEventRequest\x1a%.orchestrator.v1.PublishEventResponse\x12s\n\x14RegisterEventHandler\x12,.orchestrator.v1.RegisterEventHandlerRequest\x1a-.orchestrator.v1.RegisterEventHandlerResponse\x12m\n\x12RemoveEventHandler\x12*.orchestrator.v1.RemoveEventHandlerRequest\x1a+.orchestrator.v1.RemoveEventHandlerResponse\x12j\n\x11ListEventHandlers\x12).orchestrator.v1.ListEventHandlersRequest\x1a*.orchestrator.v1.ListEventHandlersResponse\x12U\n\nReadEvents\x12\".orchestrator.v1.ReadEventsRequest\x1a#.orchestrator.v1.ReadEventsResponse2\xf3\x02\n\x13SubscriptionService\x12T\n\x0fSubscribeEvents\x12\'.orchestrator.v1.SubscribeEventsRequest\x1a\x16.orchestrator.v1.Event0\x01\x12[\n\x0eWatchWorkflows\x12&.orchestrator.v1.WatchWorkflowsRequest\x1a\x1f.orchestrator.v1.WorkflowChange0\x01\x12@\n\x03\x41\x63k\x12\x1b.orchestrator.v1.AckRequest\x1a\x1c.orchestrator.v1.AckResponse\x12g\n\x10GetConsumerGroup\x12(.orchestrator.v1.GetConsumerGroupRequest\x1a).orchestrator.v1.GetConsumerGroupResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,29 +46,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCONSUMERGROUPRESPONSE']._serialized_start=608
   _globals['_GETCONSUMERGROUPRESPONSE']._serialized_end=697
   _globals['_PUBLISHEVENTREQUEST']._serialized_start=699
-  _globals['_PUBLISHEVENTREQUEST']._serialized_end=801
-  _globals['_PUBLISHEVENTRESPONSE']._serialized_start=803
-  _globals['_PUBLISHEVENTRESPONSE']._serialized_end=841
-  _globals['_REGISTEREVENTHANDLERREQUEST']._serialized_start=843
-  _globals['_REGISTEREVENTHANDLERREQUEST']._serialized_end=933
-  _globals['_REGISTEREVENTHANDLERRESPONSE']._serialized_start=935
-  _globals['_REGISTEREVENTHANDLERRESPONSE']._serialized_end=979
-  _globals['_REMOVEEVENTHANDLERREQUEST']._serialized_start=981
-  _globals['_REMOVEEVENTHANDLERREQUEST']._serialized_end=1042
-  _globals['_REMOVEEVENTHANDLERRESPONSE']._serialized_start=1044
-  _globals['_REMOVEEVENTHANDLERRESPONSE']._serialized_end=1072
-  _globals['_LISTEVENTHANDLERSREQUEST']._serialized_start=1074
-  _globals['_LISTEVENTHANDLERSREQUEST']._serialized_end=1100
-  _globals['_LISTEVENTHANDLERSRESPONSE']._serialized_start=1102
-  _globals['_LISTEVENTHANDLERSRESPONSE']._serialized_end=1151
-  _globals['_READEVENTSREQUEST']._serialized_start=1153
-  _globals['_READEVENTSREQUEST']._serialized_end=1208
-  _globals['_EVENT']._serialized_start=1210
-  _globals['_EVENT']._serialized_end=1333
-  _globals['_READEVENTSRESPONSE']._serialized_start=1335
-  _globals['_READEVENTSRESPONSE']._serialized_end=1416
-  _globals['_EVENTSERVICE']._serialized_start=1419
-  _globals['_EVENTSERVICE']._serialized_end=1949
-  _globals['_SUBSCRIPTIONSERVICE']._serialized_start=1952
-  _globals['_SUBSCRIPTIONSERVICE']._serialized_end=2323
+  _globals['_PUBLISHEVENTREQUEST']._serialized_end=817
+  _globals['_PUBLISHEVENTRESPONSE']._serialized_start=819
+  _globals['_PUBLISHEVENTRESPONSE']._serialized_end=857
+  _globals['_REGISTEREVENTHANDLERREQUEST']._serialized_start=859
+  _globals['_REGISTEREVENTHANDLERREQUEST']._serialized_end=949
+  _globals['_REGISTEREVENTHANDLERRESPONSE']._serialized_start=951
+  _globals['_REGISTEREVENTHANDLERRESPONSE']._serialized_end=995
+  _globals['_REMOVEEVENTHANDLERREQUEST']._serialized_start=997
+  _globals['_REMOVEEVENTHANDLERREQUEST']._serialized_end=1058
+  _globals['_REMOVEEVENTHANDLERRESPONSE']._serialized_start=1060
+  _globals['_REMOVEEVENTHANDLERRESPONSE']._serialized_end=1088
+  _globals['_LISTEVENTHANDLERSREQUEST']._serialized_start=1090
+  _globals['_LISTEVENTHANDLERSREQUEST']._serialized_end=1116
+  _globals['_LISTEVENTHANDLERSRESPONSE']._serialized_start=1118
+  _globals['_LISTEVENTHANDLERSRESPONSE']._serialized_end=1167
+  _globals['_READEVENTSREQUEST']._serialized_start=1169
+  _globals['_READEVENTSREQUEST']._serialized_end=1224
+  _globals['_EVENT']._serialized_start=1226
+  _globals['_EVENT']._serialized_end=1349
+  _globals['_READEVENTSRESPONSE']._serialized_start=1351
+  _globals['_READEVENTSRESPONSE']._serialized_end=1432
+  _globals['_EVENTSERVICE']._serialized_start=1435
+  _globals['_EVENTSERVICE']._serialized_end=1965
+  _globals['_SUBSCRIPTIONSERVICE']._serialized_start=1968
+  _globals['_SUBSCRIPTIONSERVICE']._serialized_end=2339
 # @@protoc_insertion_point(module_scope)

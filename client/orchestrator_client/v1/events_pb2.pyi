@@ -89,16 +89,18 @@ class GetConsumerGroupResponse(_message.Message):
     def __init__(self, committed: _Optional[int] = ..., last_offset: _Optional[int] = ..., oldest_offset: _Optional[int] = ...) -> None: ...
 
 class PublishEventRequest(_message.Message):
-    __slots__ = ("request_id", "name", "payload_json", "correlation_key")
+    __slots__ = ("request_id", "name", "payload_json", "correlation_key", "ttl_ms")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_KEY_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     name: str
     payload_json: str
     correlation_key: str
-    def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ..., payload_json: _Optional[str] = ..., correlation_key: _Optional[str] = ...) -> None: ...
+    ttl_ms: int
+    def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ..., payload_json: _Optional[str] = ..., correlation_key: _Optional[str] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class PublishEventResponse(_message.Message):
     __slots__ = ("offset",)
