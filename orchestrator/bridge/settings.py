@@ -6,8 +6,10 @@
 
 `source` (optional): the JetStream stream whose messages enter the event log, each once, in
 stream order (the event's name is the message's subject); created with `subjects` when missing.
-`sink` (optional): events whose record `sink` is "<name>:<subject>" (an EVENT task's) are
-published to <subject>; `stream`/`subjects`, when given, make sure a stream captures them.
+`sink` (optional): events whose record `sink` is "<kind>:<subject>" (an EVENT task's sink
+"nats:<subject>"; definitions accept the kinds of core/definition_tasks.SINK_KINDS) are published
+to <subject>, by the one bridge of that kind with a sink; `stream`/`subjects`, when given, make
+sure a stream captures them. `name` (default: the kind) keys the bridge's replicated marks.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class BridgeSettings:
     @property
     def sink_prefix(self) -> str:
         """The start of the event records' `sink` this bridge publishes."""
-        return f"{self.name}:"
+        return f"{self.kind}:"
 
 
 def parse_bridges(raw: Any) -> tuple[BridgeSettings, ...]:
@@ -68,6 +70,8 @@ def parse_bridges(raw: Any) -> tuple[BridgeSettings, ...]:
         sink = _stream(b.get("sink"), f"{where}.sink", required=False)
         if source is None and sink is None:
             raise ValueError(f"{where}: a 'source', a 'sink' or both")
+        if sink is not None and any(o.kind == kind and o.sink is not None for o in out):
+            raise ValueError(f"{where}.sink: one bridge of kind {kind!r} may have a sink")
         out.append(BridgeSettings(name, kind, url, source, sink))
     return tuple(out)
 

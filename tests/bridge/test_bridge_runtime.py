@@ -227,6 +227,15 @@ def test_bridge_settings_default_the_name_to_the_kind() -> None:
     assert (b.name, b.sink_prefix, b.source) == ("nats", "nats:", None)
     with pytest.raises(ValueError, match="names two bridges"):
         parse_bridges([{"kind": "nats", "url": "nats://x:1", "sink": {}}] * 2)
+    with pytest.raises(ValueError, match="one bridge of kind 'nats' may have a sink"):
+        parse_bridges(
+            [
+                {"name": "a", "kind": "nats", "url": "nats://x:1", "sink": {}},
+                {"name": "b", "kind": "nats", "url": "nats://y:1", "sink": {}},
+            ]
+        )
+    (other,) = parse_bridges([{"name": "eu", "kind": "nats", "url": "nats://x:1", "sink": {}}])
+    assert other.sink_prefix == "nats:", "EVENT tasks name the kind, the name keys the marks"
 
 
 @pytest.mark.parametrize(
