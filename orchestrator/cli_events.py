@@ -109,25 +109,16 @@ def cmd_subscribe(ns: argparse.Namespace) -> int:
     """Follows the log as a member of a durable consumer group: each event is acknowledged after
     it is printed, so a restart resumes after the last one shown (at least once)."""
     with _client(ns) as c:
-        subscribe = getattr(c, "subscribe_events", None)
-        if subscribe is None:
-            raise SystemExit("events subscribe: this client has no subscribe_events")
-        stream = subscribe(group=ns.group, from_offset=ns.from_offset, names=list(ns.event or ()))
-        for shown, event in enumerate(stream, 1):
-            _show(_as_dict(event), ns.json)
-            ack = getattr(event, "ack", None)
-            if callable(ack):
-                ack()
-            if ns.limit and shown >= ns.limit:
-                break
+        stream = c.subscribe_events(
+            ns.group, from_offset=ns.from_offset, names=list(ns.event or ()), auto_ack=False
+        )
+        with stream:
+            for shown, event in enumerate(stream, 1):
+                _show(dict(event), ns.json)
+                event.ack()
+                if ns.limit and shown >= ns.limit:
+                    break
     return 0
-
-
-def _as_dict(event: Any) -> dict[str, Any]:
-    if isinstance(event, dict):
-        return event
-    fields = ("offset", "name", "payload", "correlation_key", "time_ms", "actions")
-    return {f: getattr(event, f) for f in fields if hasattr(event, f)}
 
 
 def add_parser(sub: Any) -> None:
@@ -164,12 +155,9 @@ def add_parser(sub: Any) -> None:
         description="Print the events from --from on (only the newest are kept: see "
         "docs/events.md); --follow keeps printing new ones until Ctrl-C.",
     )
-    p.add_argument("--from", dest="from_offset", type=int, default=0, help="first offset")
-    p.add_argument("--event", action="append", help="only events of this name (repeatable)")
-    p.add_argument("--limit", type=int, default=0, help="stop after this many (0: no bound)")
+    _reader_flags(p)
     p.add_argument("--page-size", type=int, default=100, help="events per call (at most 1000)")
     p.add_argument("--follow", action="store_true", help="keep polling for new events")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(fn=cmd_read)
 
     p = ev.add_parser(
@@ -191,8 +179,13 @@ def add_parser(sub: Any) -> None:
         "it is printed: a restart resumes after the last acknowledged one.",
     )
     p.add_argument("--group", required=True, help="consumer group name")
+    _reader_flags(p)
+    p.set_defaults(fn=cmd_subscribe)
+
+
+def _reader_flags(p: argparse.ArgumentParser) -> None:
+    """The flags `read` and `subscribe` share."""
     p.add_argument("--from", dest="from_offset", type=int, default=0, help="first offset")
     p.add_argument("--event", action="append", help="only events of this name (repeatable)")
     p.add_argument("--limit", type=int, default=0, help="stop after this many (0: no bound)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.set_defaults(fn=cmd_subscribe)
