@@ -101,6 +101,14 @@ def test_messages_enter_the_log_once_in_order_across_a_leader_kill(
         assert [e["name"] for e in events] == [s for s, _ in messages]
         assert {e["correlation_key"] for e in events} == {"k"}
         assert [e["offset"] for e in events] == list(range(1, n + 1))
+        connected = [
+            json.loads(line)
+            for nid in cluster.replicas
+            for line in read_log(cluster, nid).splitlines()
+            if '"bridge_connected"' in line
+        ]
+        assert len(connected) >= 2, "the first and the new leader each ran the bridge"
+        assert {c["role"] for c in connected} == {"LEADER"}, "a follower ran the bridge"
     finally:
         cluster.kill_all()
 
