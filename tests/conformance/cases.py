@@ -1386,6 +1386,62 @@ CASES: list[dict[str, JSON]] = [
         "api": {"approve": {"complete": {"by": "alice"}}},
         "expect": {"status": "COMPLETED", "output": {"by": "alice"}},
     },
+    {
+        "name": "event_task_answers_a_wait_for_event_by_correlation_key",
+        "follows": f"{SYS}/event-task.md: the EVENT task publishes its input (sink "
+        "conductor:<name>); docs/workflow-language.md, Message correlation (Zeebe's message "
+        "catch): the event with the waiting task's key completes it with its payload",
+        "workflow": W(
+            "corr",
+            T(
+                "FORK_JOIN",
+                "fork",
+                forkTasks=[
+                    [
+                        T(
+                            "WAIT_FOR_EVENT",
+                            "reply",
+                            inputParameters={
+                                "event": "conf.reply",
+                                "correlationKey": "${workflow.input.order}",
+                            },
+                        )
+                    ],
+                    [
+                        S("t_a", "a"),
+                        T(
+                            "EVENT",
+                            "send",
+                            inputParameters={
+                                "sink": "conductor:conf.reply",
+                                "correlationKey": "${workflow.input.order}",
+                                "stock": "${a.output.stock}",
+                            },
+                        ),
+                    ],
+                ],
+            ),
+            T("JOIN", "join", joinOn=["reply", "send"]),
+            outputParameters={
+                "stock": "${reply.output.payload.stock}",
+                "key": "${reply.output.correlationKey}",
+                "event": "${send.output.event}",
+            },
+        ),
+        "input": {"order": "o-42"},
+        "workers": {"a": {"complete": {"stock": 3}}},
+        "expect": {
+            "status": "COMPLETED",
+            "output": {"stock": 3, "key": "o-42", "event": "conf.reply"},
+            "tasks": [
+                ["fork", "COMPLETED"],
+                ["reply", "COMPLETED"],
+                ["a", "COMPLETED"],
+                ["join", "COMPLETED"],
+                ["send", "COMPLETED"],
+            ],
+        },
+    },
     # ------------------------------------------------------------ failure handling, timeouts
     {
         "name": "failure_workflow_started_on_failure",

@@ -254,3 +254,18 @@ def test_replicas_applying_the_same_log_agree(w: Harness) -> None:
     assert [outcome_key(o) for o in outs_one] == [outcome_key(o) for o in outs_two]
     assert one.snapshot_bytes() == two.snapshot_bytes() == w.state.snapshot_bytes()
     assert one.event_waits == w.state.event_waits
+
+
+def test_the_task_definition_timeout_applies(w: Harness) -> None:
+    w.register_task_defs(
+        {"name": "reserved", "retryCount": 0, "timeoutSeconds": 30, "responseTimeoutSeconds": 30}
+    )
+    wf = w.start("waiter", {"order": "o-1"})
+    w.tick(29_000)
+    assert waiting(w, wf).status == "IN_PROGRESS"
+    w.tick(1_000)
+    assert waiting(w, wf).status == "TIMED_OUT"
+    assert w.state.workflows[wf].status == "TIMED_OUT"
+    assert w.state.event_waits == {}
+    publish(w, "inventory.reserved", "o-1")
+    assert w.state.event_log[1]["correlated"] == []

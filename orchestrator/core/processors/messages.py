@@ -18,7 +18,7 @@ from .. import limits
 from ..context import Ctx
 from ..definitions import name_field
 from ..errors import Rejected, TaskCannotRun, invalid
-from ..records import T_COMPLETED, T_IN_PROGRESS, WF_LIVE, Task
+from ..records import T_COMPLETED, T_IN_PROGRESS, TIMEOUT_TIMER, WF_LIVE, Task
 from ..state import State
 from . import decider, tasks
 
@@ -43,6 +43,8 @@ def start_wait(ctx: Ctx, task: Task) -> None:
         ctx.emit(E.EventRecordSet(record["offset"], "correlated", [task.task_id]))
         return
     ctx.emit(E.EventWaitStarted(task.task_id, name, key))
+    if task.timeout_seconds:  # the task definition's, as for a worker task (timers.py)
+        ctx.emit(E.TimerSet(TIMEOUT_TIMER + task.task_id, ctx.now + task.timeout_seconds * 1000))
 
 
 def _take_buffered(ctx: Ctx, name: str, key: str) -> dict[str, JSON] | None:

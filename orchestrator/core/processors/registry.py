@@ -142,11 +142,17 @@ def wt_of(st: State, wf: Workflow, task: Task) -> JSON:
     return cur
 
 
+# Task types a task definition of their name configures (retries, timeouts); optional for the
+# system tasks among them.
+_OPTIONAL_TASK_DEF = (TaskType.HTTP, TaskType.WAIT_FOR_EVENT)
+_WITH_TASK_DEF = (TaskType.SIMPLE, *_OPTIONAL_TASK_DEF)
+
+
 def effective_task_def(st: State, wf: Workflow, wt: JSON) -> JSON:
     """The task definition a task configuration runs with: an inline taskDefinition, the one
     the workflow started with, or the registered one; retryCount may be overridden."""
     ttype = wt["type"]
-    if ttype != TaskType.SIMPLE and ttype != TaskType.HTTP:
+    if ttype not in _WITH_TASK_DEF:
         td = dict(SYSTEM_TASK_DEF)
     elif wt.get("taskDefinition"):
         td = dict(wt["taskDefinition"])
@@ -154,7 +160,7 @@ def effective_task_def(st: State, wf: Workflow, wt: JSON) -> JSON:
         known = st.def_snapshots[wf.def_hash].task_defs.get(wt["name"]) or st.task_defs.get(
             wt["name"]
         )
-        if known is None and ttype == TaskType.HTTP:  # as Conductor: optional for HTTP
+        if known is None and ttype in _OPTIONAL_TASK_DEF:  # as Conductor's HTTP
             known = SYSTEM_TASK_DEF
         if known is None:
             raise TaskCannotRun(f"task definition {wt['name']!r} is not registered")

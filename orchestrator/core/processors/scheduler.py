@@ -166,11 +166,12 @@ def _configure(
     task.retry_delay_seconds = td["retryDelaySeconds"]
     task.backoff_scale_factor = td["backoffScaleFactor"]
     task.max_retry_delay_seconds = td["maxRetryDelaySeconds"]
-    if wt["type"] == "SIMPLE":
+    if wt["type"] in ("SIMPLE", "WAIT_FOR_EVENT"):  # a WAIT_FOR_EVENT's from its start
         task.timeout_policy = TIMEOUT_POLICY_OF.get(
             td.get("timeoutPolicy", ""), TimeoutPolicy.TIME_OUT_WF
         )
         task.timeout_seconds = td.get("timeoutSeconds") or 0
+    if wt["type"] == "SIMPLE":
         task.poll_timeout_seconds = td.get("pollTimeoutSeconds") or 0
         task.total_timeout_seconds = td.get("totalTimeoutSeconds") or 0
         if retry_of is None:
