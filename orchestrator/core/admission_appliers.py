@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from . import events as E
 from . import journal as J
+from . import subscription_appliers as S
 from .records import WF_QUEUED, WF_RUNNING, WF_RUNS, Workflow, WorkflowStatus, admission_key
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ def status_changed(ctx: Ctx, wf: Workflow, old: WorkflowStatus | None) -> None:
     new = wf.status
     if old is new:
         return
+    S.workflow_changed(ctx, wf)
     runs = new in WF_RUNS
     if (old in WF_RUNS) != runs:
         _count(ctx, wf, 1 if runs else -1)

@@ -21,6 +21,7 @@ from . import limits
 from . import message_appliers as M
 from . import operator_appliers as O
 from . import queue_appliers as Q
+from . import subscription_appliers as S
 from .records import (
     HISTORY_TIMER,
     LEASE_TIMER,
@@ -180,6 +181,7 @@ def _workflow_reterminated(ctx: Ctx, ev: E.WorkflowReterminated) -> None:
     ctx.undo.append((J.restore, wf, ("status", "reason_for_incompletion"), old))
     wf.status = WF_TERMINATED
     wf.reason_for_incompletion = ev.reason
+    S.workflow_changed(ctx, wf)  # terminal to terminal: no count changes, but watchers see it
 
 
 def _workflow_quarantined(ctx: Ctx, ev: E.WorkflowQuarantined) -> None:
@@ -603,6 +605,7 @@ APPLIERS: dict[type[E.Event], Callable[[Any, Any], None]] = {
     E.OldestEventDropped: EL.oldest_event_dropped,
     E.EventHandlerSet: EL.event_handler_set,
     E.EventHandlerRemoved: EL.event_handler_removed,
+    E.ConsumerCommitted: S.consumer_committed,
     E.BridgeMarkSet: EL.bridge_mark_set,
     E.EventRecordSet: M.event_record_set,
     E.EventWaitStarted: M.event_wait_started,

@@ -454,6 +454,18 @@ class AdvanceSink(Command):
 
 
 @dataclass(frozen=True)
+class AckEvents(Command):
+    """A consumer group's committed offset on a stream ("events" or "workflows"), moved
+    forward only (processors/subscriptions.py)."""
+
+    NAME: ClassVar[str] = "AckEvents"
+    request_id: str
+    stream: str
+    group: str
+    offset: int
+
+
+@dataclass(frozen=True)
 class RegisterEventHandler(Command):
     NAME: ClassVar[str] = "RegisterEventHandler"
     request_id: str
@@ -498,6 +510,7 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     PublishEvent,
     RegisterEventHandler,
     RemoveEventHandler,
+    AckEvents,
     IngestEvent,
     AdvanceSink,
 )

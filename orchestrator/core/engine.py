@@ -19,6 +19,7 @@ from . import appliers
 from .codec import fingerprint
 from .commands import (
     FP_KEY,
+    AckEvents,
     AdvanceSink,
     CancelPoll,
     Command,
@@ -69,6 +70,7 @@ from .processors import (
     requests,
     retention,
     scripts,
+    subscriptions,
     tasks,
     timers,
     workflows,
@@ -108,6 +110,7 @@ PROCESSORS: dict[type[Command], Callable[[Ctx, Any], dict[str, JSON]]] = {
     PublishEvent: eventlog.publish_event,
     RegisterEventHandler: event_handlers.register_event_handler,
     RemoveEventHandler: event_handlers.remove_event_handler,
+    AckEvents: subscriptions.ack_events,
     IngestEvent: bridges.ingest_event,
     AdvanceSink: bridges.advance_sink,
 }

@@ -553,6 +553,14 @@ class BridgeMarkSet(Event):
 
 
 @dataclass(slots=True)
+class ConsumerCommitted(Event):
+    """A consumer group's committed offset; `key` is "<stream>/<group>"."""
+
+    key: str
+    offset: int
+
+
+@dataclass(slots=True)
 class EventRecordSet(Event):
     """An appended event's record gains what happened after its append: its handlers' outcomes
     ("actions") or the tasks it completed ("correlated")."""

@@ -101,3 +101,9 @@ MAX_READ_EVENTS = 1_000
 MAX_EVENT_CHAIN = 8
 MAX_MESSAGE_TTL_MS = 7 * 24 * 3600 * 1000
 MAX_BUFFERED_MESSAGES = 10_000
+# Durable subscriptions (processors/subscriptions.py): the workflow change feed keeps its newest
+# records by count and by size (subscription_appliers.record_size), like the event log; consumer
+# groups over both streams together.
+MAX_WORKFLOW_CHANGES = 50_000
+MAX_WORKFLOW_FEED_BYTES = 16 * 1024 * 1024
+MAX_CONSUMER_GROUPS = 1_000

@@ -37,6 +37,7 @@ from .records import (
     Workflow,
     admission_key,
 )
+from .subscription_appliers import record_size
 
 JSON = Any
 DEFAULT_SETTINGS: dict[str, int] = {
@@ -166,6 +167,13 @@ class State:
         # from each source, the last event offset each sink published.
         self.source_marks: dict[str, int] = {}
         self.sink_marks: dict[str, int] = {}
+        # Durable subscriptions (processors/subscriptions.py): the workflow change feed (offset
+        # -> record, oldest first), its latest offset, its records' size (derived: rebuilt on
+        # load), and consumer groups' committed offsets by "<stream>/<group>".
+        self.workflow_feed: dict[int, dict[str, JSON]] = {}
+        self.feed_offset = 0
+        self.feed_bytes = 0
+        self.consumer_groups: dict[str, int] = {}
         self._timer_heap: list[tuple[int, str]] = []
         # Workflow-level limits (processors/admission.py), derived from `workflows` (rebuilt on
         # load, never in a snapshot): running workflows (records.WF_RUNS) per definition name
@@ -273,6 +281,9 @@ class State:
             "messages": list(self.messages.values()),
             "source_marks": self.source_marks,
             "sink_marks": self.sink_marks,
+            "workflow_feed": list(self.workflow_feed.values()),
+            "feed_offset": self.feed_offset,
+            "consumer_groups": self.consumer_groups,
         }
 
     def snapshot_bytes(self) -> bytes:
@@ -320,6 +331,11 @@ class State:
         # Written before the bridges: nothing ingested or published yet.
         st.source_marks = snap.get("source_marks", {})
         st.sink_marks = snap.get("sink_marks", {})
+        # Written before subscriptions: no changes fed, no groups.
+        st.workflow_feed = {r["offset"]: r for r in snap.get("workflow_feed", [])}
+        st.feed_offset = snap.get("feed_offset", 0)
+        st.feed_bytes = sum(record_size(r) for r in st.workflow_feed.values())
+        st.consumer_groups = snap.get("consumer_groups", {})
         for key, due in snap["timers"].items():
             st.set_timer(key, due)
         st.rebuild_admission()
