@@ -64,6 +64,9 @@ class AdmissionSettings:
     max_long_polls: int = 64
     # Health checks and ClusterService status reads: their own capacity, answered under any load.
     max_status_calls: int = 16
+    # Open server streams (SubscribeEvents, WatchWorkflows): each holds a thread for its life,
+    # so they have their own capacity and threads, never the unary calls'.
+    max_streams: int = 32
     # The retry-after hint sent with a rejection.
     retry_after_ms: int = 200
 

@@ -34,6 +34,7 @@ from .api.definitions import DefinitionService
 from .api.events import EventService
 from .api.health import serving_state
 from .api.rpc import SERVICES, DecodeGuard
+from .api.streams import SubscriptionService
 from .api.tasks import TaskService
 from .api.workflows import WorkflowService
 from .bridge.runner import BridgeRunner
@@ -170,12 +171,13 @@ class ReplicaServer:
             self.security.forward_token,
             self.history,
         )
+        self.admission = Admission(cfg.admission)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(
                 max_workers=pool_workers(cfg.admission), thread_name_prefix="grpc"
             ),
             # Admission first (a call refused for load costs nothing more), the decode guard last.
-            interceptors=[Admission(cfg.admission), *self.security.interceptors(), DecodeGuard()],
+            interceptors=[self.admission, *self.security.interceptors(), DecodeGuard()],
             options=[
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 1),
@@ -195,6 +197,8 @@ class ReplicaServer:
             ClusterService(self.node, cfg.health), self.server
         )
         events_pb2_grpc.add_EventServiceServicer_to_server(EventService(self.node), self.server)
+        self.streams = SubscriptionService(self.node)
+        events_pb2_grpc.add_SubscriptionServiceServicer_to_server(self.streams, self.server)
         # Replica to replica only (security/permissions.INTERNAL): a copy of this history.
         history_sync_pb2_grpc.add_HistorySyncServiceServicer_to_server(
             HistorySyncServicer(self.history), self.server
@@ -277,6 +281,7 @@ class ReplicaServer:
         self.scripts.stop()
         self.http.stop()
         self.bridges.stop()
+        self.streams.close()  # open streams end now, not after the grace period
         self.server.stop(grace_s).wait(grace_s + 1)
         if self.health_server is not None:
             self.health_server.stop(0).wait(1)

@@ -8,6 +8,7 @@ from orchestrator_client._credentials import (
     read_token_file,
     tls_credentials,
 )
+from orchestrator_client._streams import Consumer, Delivery, StreamGapError, Subscription
 from orchestrator_client.client import (
     BulkResult,
     OrchestratorClient,
@@ -32,6 +33,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyExistsError",
     "BulkResult",
+    "Consumer",
+    "Delivery",
     "FailedPreconditionError",
     "Handler",
     "InvalidArgumentError",
@@ -41,6 +44,8 @@ __all__ = [
     "Recorder",
     "ResourceExhaustedError",
     "SearchPage",
+    "StreamGapError",
+    "Subscription",
     "Task",
     "TaskContext",
     "TaskFailure",

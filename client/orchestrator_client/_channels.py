@@ -66,22 +66,37 @@ class ChannelPool:
             callable_ = self._callables.get(key)
             if callable_ is not None:
                 return callable_
-            if self._closed.is_set():
-                raise RuntimeError("OrchestratorClient is closed")
-            channel = self._channels.get(address)
-            if channel is None:
-                if self._credentials is not None:
-                    channel = grpc.secure_channel(address, self._credentials, options=self._options)
-                else:
-                    channel = grpc.insecure_channel(address, options=self._options)
-                self._channels[address] = channel
-            callable_ = channel.unary_unary(
+            callable_ = self._channel(address).unary_unary(
                 rpc.path,
                 request_serializer=_serialize,
                 response_deserializer=rpc.response_type.FromString,
             )
             self._callables[key] = callable_
             return callable_
+
+    def stream_callable(self, address: str, rpc: Rpc) -> Any:
+        """A server-streaming callable of ``rpc`` on the channel to ``address`` (not cached:
+        a stream lives long, and is opened again only after a failure)."""
+        with self._lock:
+            channel = self._channel(address)
+        return channel.unary_stream(
+            rpc.path,
+            request_serializer=_serialize,
+            response_deserializer=rpc.response_type.FromString,
+        )
+
+    def _channel(self, address: str) -> grpc.Channel:
+        """The channel to ``address``, opened on first use (the caller holds the lock)."""
+        if self._closed.is_set():
+            raise RuntimeError("OrchestratorClient is closed")
+        channel = self._channels.get(address)
+        if channel is None:
+            if self._credentials is not None:
+                channel = grpc.secure_channel(address, self._credentials, options=self._options)
+            else:
+                channel = grpc.insecure_channel(address, options=self._options)
+            self._channels[address] = channel
+        return channel
 
     def close(self) -> None:
         """Closes every channel; calls in progress on them fail."""

@@ -34,6 +34,7 @@ from orchestrator_client._definitions import DefinitionCalls
 from orchestrator_client._events import EventCalls
 from orchestrator_client._operations import BulkResult, OperationCalls
 from orchestrator_client._search import SearchCalls, SearchPage
+from orchestrator_client._streams import StreamCalls
 from orchestrator_client._tasks import TaskCalls
 from orchestrator_client._transport import (
     LEADER_METADATA_KEY,
@@ -69,6 +70,7 @@ class OrchestratorClient(
     TaskCalls,
     ClusterCalls,
     EventCalls,
+    StreamCalls,
 ):
     """A thread-safe client for an orchestrator cluster.
 

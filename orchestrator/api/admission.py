@@ -10,6 +10,8 @@ of capacity before its handler runs:
 - everything else, up to `max_in_flight`, of which long polls (PollTasks with a timeout; polls
   riding a completion never wait and are not long polls; ExecuteWorkflow, which waits for the
   workflow's end) take at most `max_long_polls`.
+- server streams (SubscribeEvents, WatchWorkflows, api/streams.py), up to `max_streams`: each
+  holds its thread for as long as its consumer reads, so they never take the others' capacity.
 
 Beyond a bound the call is answered RESOURCE_EXHAUSTED at once, with the retry-after trailer
 clients honour and a message naming the limit. A call a follower forwards to the leader counts
@@ -48,13 +50,25 @@ STATUS_METHODS = frozenset(
 POLL_TASKS = rpc.path(rpc.TASKS, "PollTasks")
 # Waits for a workflow to end, so it is a long poll too.
 EXECUTE_WORKFLOW = rpc.path(rpc.WORKFLOWS, "ExecuteWorkflow")
+# Server streams (api/streams.py): a class of their own, admission.max_streams.
+STREAM_METHODS = frozenset(
+    {
+        rpc.path(rpc.SUBSCRIPTIONS, "SubscribeEvents"),
+        rpc.path(rpc.SUBSCRIPTIONS, "WatchWorkflows"),
+    }
+)
 
 _NOT_DECODED = object()  # what a call rejected before decoding gets as its request
 
 
 def pool_workers(settings: AdmissionSettings) -> int:
     """The gRPC server's thread pool size: every admitted call has a thread, with room left."""
-    return settings.max_in_flight + settings.max_status_calls + REJECT_HEADROOM
+    return (
+        settings.max_in_flight
+        + settings.max_status_calls
+        + settings.max_streams
+        + REJECT_HEADROOM
+    )
 
 
 class Slots:
@@ -90,6 +104,7 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self.calls = Slots(settings.max_in_flight, "calls in flight", "max_in_flight")
         self.long_polls = Slots(settings.max_long_polls, "long polls", "max_long_polls")
         self.status = Slots(settings.max_status_calls, "status calls", "max_status_calls")
+        self.streams = Slots(settings.max_streams, "open streams", "max_streams")
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], handler_call_details: Any
@@ -107,6 +122,8 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def _slots_for(self, method: str, request: Any) -> tuple[Slots, ...]:
         if method in STATUS_METHODS:
             return (self.status,)
+        if method in STREAM_METHODS:
+            return (self.streams,)
         if (
             method == POLL_TASKS and getattr(request, "timeout_ms", 0) > 0
         ) or method == EXECUTE_WORKFLOW:

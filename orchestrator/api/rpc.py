@@ -23,7 +23,15 @@ WORKFLOWS: ServiceDescriptor = workflows_pb2.DESCRIPTOR.services_by_name["Workfl
 TASKS: ServiceDescriptor = tasks_pb2.DESCRIPTOR.services_by_name["TaskService"]
 CLUSTER: ServiceDescriptor = cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"]
 EVENTS: ServiceDescriptor = events_pb2.DESCRIPTOR.services_by_name["EventService"]
-SERVICES: tuple[ServiceDescriptor, ...] = (DEFINITIONS, WORKFLOWS, TASKS, CLUSTER, EVENTS)
+SUBSCRIPTIONS: ServiceDescriptor = events_pb2.DESCRIPTOR.services_by_name["SubscriptionService"]
+SERVICES: tuple[ServiceDescriptor, ...] = (
+    DEFINITIONS,
+    WORKFLOWS,
+    TASKS,
+    CLUSTER,
+    EVENTS,
+    SUBSCRIPTIONS,
+)
 
 
 def response_type(service: ServiceDescriptor, method: str) -> Any:

@@ -65,6 +65,11 @@ _BY_METHOD: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("EventService", "RemoveEventHandler"): _ADMIN,
     ("EventService", "ListEventHandlers"): _READ,
     ("EventService", "ReadEvents"): _READ,
+    ("SubscriptionService", "SubscribeEvents"): _READ,
+    ("SubscriptionService", "WatchWorkflows"): _READ,
+    ("SubscriptionService", "GetConsumerGroup"): _READ,
+    # Moves a group's offset: the role that publishes (an ack is a write to the log's readers).
+    ("SubscriptionService", "Ack"): _OPERATE,
 }
 
 # Replica-to-replica RPCs, outside api/rpc.SERVICES: only the replica credential calling for
