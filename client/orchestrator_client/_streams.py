@@ -143,14 +143,17 @@ class Subscription(Iterator[Delivery]):
     def __enter__(self) -> Subscription:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # A loop body that raised did not finish its record: it is not acked.
+        self.close(ack=exc_type is None)
 
-    def close(self) -> None:
+    def close(self, ack: bool = True) -> None:
+        """Ends the subscription; when auto-acking (and ``ack``), acks the last record."""
         if self._closed.is_set():
             return
         self._closed.set()
-        if self._pending is not None and self._auto_ack and not self._transport.closed.is_set():
+        pending = self._pending is not None and self._auto_ack and ack
+        if pending and self._pending is not None and not self._transport.closed.is_set():
             self._pending.ack()
         if self._call is not None:
             self._call.cancel()
