@@ -151,3 +151,21 @@ def test_a_failed_action_is_counted_in_the_line() -> None:
         "actions": [{"code": "OK"}, {"code": "NOT_FOUND"}],
     }
     assert cli_events._line(event) == '       7  x  key=k  {"a":1}  actions=2 (1 failed)'
+
+
+def test_subscribe_acks_what_it_printed_and_resumes_after_it(
+    server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, group = _name(), _name()
+    with OrchestratorClient(server.grpc_addr) as c:
+        offsets = [c.publish_event(name, {"i": i}) for i in range(3)]
+        args = ("events", "subscribe", "--group", group, "--event", name, "--json")
+        code, out = run(server, capsys, *args, "--from", str(offsets[0]), "--limit", "2")
+        assert code == 0
+        assert [json.loads(line)["offset"] for line in out.splitlines()] == offsets[:2]
+        assert c.get_consumer_group("events", group)["committed"] == offsets[1]
+        code, out = run(server, capsys, *args, "--limit", "1")
+        assert code == 0 and [json.loads(line)["offset"] for line in out.splitlines()] == [
+            offsets[2]
+        ]
+        assert c.get_consumer_group("events", group)["committed"] == offsets[2]
