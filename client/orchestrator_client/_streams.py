@@ -140,6 +140,11 @@ class Subscription(Iterator[Delivery]):
     def __iter__(self) -> Subscription:
         return self
 
+    @property
+    def address(self) -> str:
+        """The replica the stream is read from (the next one tried, between two streams)."""
+        return self._transport.addresses[self._pos]
+
     def __enter__(self) -> Subscription:
         return self
 
@@ -259,6 +264,12 @@ class Consumer:
 
     def join(self, timeout_s: float | None = None) -> None:
         self._thread.join(timeout_s)
+
+    @property
+    def address(self) -> str | None:
+        """The replica the consumer's stream is read from (None before it opened)."""
+        sub = self._sub
+        return None if sub is None else sub.address
 
     def _run(self) -> None:
         backoff = _BACKOFF_INITIAL_S
