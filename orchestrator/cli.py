@@ -186,6 +186,7 @@ def _how_to_connect(cluster: Any, config: str) -> str:
         """'{"orderId": "o-42", "items": ["book"]}'\n"""
         f"  {prefix} get <workflow id>\n"
         f"  {prefix} list\n"
+        f"  {prefix} events read --event order.created   (the saga's events)\n"
         "  kill -9 <pid of the leader> and watch the others carry on:\n"
         + "".join(
             f"    {nid}: pid {cluster.pid(nid)} gRPC {rp.grpc}\n"
