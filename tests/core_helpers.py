@@ -372,6 +372,11 @@ def check_invariants(st: State) -> None:
         wf = st.workflows.get(task.workflow_id)
         assert wf is not None, f"task {tid} of unknown (evicted?) workflow {task.workflow_id}"
         assert tid in wf.tasks, f"task {tid} not listed by its workflow"
+    # The WAIT_FOR_EVENT index (derived) is exactly what a snapshot load rebuilds.
+    live = st.event_waits
+    st.rebuild_event_waits()
+    rebuilt, st.event_waits = st.event_waits, live
+    assert {k: sorted(v) for k, v in live.items()} == {k: sorted(v) for k, v in rebuilt.items()}
     for wf_id, wf in st.workflows.items():
         for tid in wf.tasks:
             assert tid in st.tasks, f"workflow {wf_id} lists unknown task {tid}"

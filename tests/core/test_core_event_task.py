@@ -31,6 +31,16 @@ def flow(h: Harness, *tasks: JSON, name: str = "saga") -> None:
     h.register_workflow({"name": name, "version": 1, "tasks": [*tasks, after]})
 
 
+def wait_for(event: str, key: str) -> dict[str, JSON]:
+    params = {"event": event, "correlationKey": key}
+    return {
+        "name": "w",
+        "taskReferenceName": "w",
+        "type": "WAIT_FOR_EVENT",
+        "inputParameters": params,
+    }
+
+
 @pytest.fixture
 def e(h: Harness) -> Harness:
     h.register_defaults()
@@ -136,12 +146,7 @@ def test_the_task_level_async_complete_field_works_too(e: Harness) -> None:
 
 
 def test_an_event_task_completes_a_waiting_task_of_another_workflow(e: Harness) -> None:
-    wait = {
-        "name": "w",
-        "taskReferenceName": "w",
-        "type": "WAIT_FOR_EVENT",
-        "inputParameters": {"event": "reply", "correlationKey": "${workflow.input.k}"},
-    }
+    wait = wait_for("reply", "${workflow.input.k}")
     e.register_workflow({"name": "waits", "version": 1, "tasks": [wait]})
     flow(e, event_task(sink="conductor:reply", correlationKey="${workflow.input.k}"))
     waiter = e.start("waits", {"k": "k1"})
@@ -152,12 +157,7 @@ def test_an_event_task_completes_a_waiting_task_of_another_workflow(e: Harness) 
 
 
 def test_a_workflow_waiting_for_its_own_event_in_a_fork(e: Harness) -> None:
-    wait = {
-        "name": "w",
-        "taskReferenceName": "w",
-        "type": "WAIT_FOR_EVENT",
-        "inputParameters": {"event": "self", "correlationKey": "k"},
-    }
+    wait = wait_for("self", "k")
     fork = {
         "name": "f",
         "taskReferenceName": "f",
