@@ -108,7 +108,8 @@ def watch(client: Any, ids: list[str], timeout_s: float = 120.0) -> list[Any]:
                 + (f"(retry {t.retry_count})" if t.retry_count else "")
                 for t in wf.tasks
             )
-            print(f"  {wf.workflow_id[:8]} {wf.status:10} {steps}")
+            # Ids are time-ordered (their first characters match): the order id tells them apart.
+            print(f"  {wf.input.get('orderId', wf.workflow_id):18} {wf.status:10} {steps}")
         if all(wf.is_terminal for wf in wfs) or time.monotonic() >= deadline:
             break
         print("", flush=True)
