@@ -76,7 +76,9 @@ def test_a_publish_to_a_follower_is_forwarded_and_its_handler_starts_one_workflo
         assert _publish(cluster, followers[1], rid, order) == offset
         assert _publish(cluster, leader, rid, order) == offset
 
-        (event,) = client.read_events(offset, 1)
+        # Published through raw stubs, the client has no sequence to read at: a replica may
+        # not have applied it yet.
+        (event,) = wait_for(lambda: client.read_events(offset, 1), 10, "the event everywhere")
         assert (event["name"], event["correlation_key"]) == ("ec.order.created", order)
         assert [a["code"] for a in event["actions"]] == ["OK"]
         wid = event["actions"][0]["result"]["workflow_id"]
@@ -96,8 +98,8 @@ def test_a_publish_to_a_follower_is_forwarded_and_its_handler_starts_one_workflo
         second = f"o-{uuid.uuid4().hex[:6]}"
         later = _publish(cluster, survivor, uuid.uuid4().hex, second)
         assert later > offset
+        (event2,) = wait_for(lambda: client.read_events(later, 1), 10, "the second event")
         assert _started(client, order) == [wid]
-        (event2,) = client.read_events(later, 1)
         assert _started(client, second) == [event2["actions"][0]["result"]["workflow_id"]]
         assert [e["offset"] for e in client.read_events(offset, 100)] == list(
             range(offset, later + 1)
@@ -118,3 +120,62 @@ def _try(call: Any) -> Any:
         if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             return None
         raise
+
+
+WAITER = {
+    "name": "ec_waiter",
+    "tasks": [
+        {
+            "name": "ec_answer",
+            "taskReferenceName": "answer",
+            "type": "WAIT_FOR_EVENT",
+            "inputParameters": {"event": "ec.answer", "correlationKey": "${workflow.input.key}"},
+        }
+    ],
+    "outputParameters": {"got": "${answer.output.payload}"},
+}
+
+
+def test_a_buffered_message_outlives_the_leader_and_correlates_once(tmp_path: Any) -> None:
+    """An answer published (to a follower) before anyone waits is buffered with its ttl in the
+    replicated state: after the leader is killed -9, a workflow that starts waiting on the new
+    leader takes it at once; a second answer completes a second waiter, never the first again."""
+    cluster = make_cluster(tmp_path)
+    client = None
+    try:
+        for nid in cluster.replicas:
+            start_node(cluster, nid)
+        cluster.wait_healthy(timeout_s=60)
+        client = cluster.client(timeout_s=3.0, retry_budget_s=60.0)
+        client.register_workflow_def(WAITER)
+        leader = wait_for(cluster.leader, 30, "a leader")
+        follower = next(nid for nid in sorted(cluster.replicas) if nid != leader)
+        request = events_pb2.PublishEventRequest(
+            request_id=uuid.uuid4().hex,
+            name="ec.answer",
+            payload_json=json.dumps({"n": 1}),
+            correlation_key="k-1",
+            ttl_ms=120_000,
+        )
+        with cluster.channel(cluster.replicas[follower].grpc) as ch:
+            first = events_pb2_grpc.EventServiceStub(ch).PublishEvent(
+                request, metadata=auth_metadata(cluster, "operator")
+            )
+        killed = kill_leader(cluster)
+        wid = client.start_workflow("ec_waiter", {"key": "k-1"})
+        wf = client.wait_for_workflow(wid, timeout_s=30)
+        assert (wf.status, wf.output) == ("COMPLETED", {"got": {"n": 1}})
+        start_node(cluster, killed)
+
+        second = client.start_workflow("ec_waiter", {"key": "k-1"})
+        assert client.get_workflow(second).status == "RUNNING", "the message was taken once"
+        offset = client.publish_event("ec.answer", {"n": 2}, "k-1")
+        done = client.wait_for_workflow(second, timeout_s=30)
+        assert done.output == {"got": {"n": 2}}
+        for workflow, expected in ((client.get_workflow(wid), first.offset), (done, offset)):
+            waited = workflow.task_by_ref("answer")
+            assert waited is not None and waited.output["offset"] == expected
+    finally:
+        if client is not None:
+            client.close()
+        cluster.stop_all()
