@@ -16,7 +16,8 @@ setup: $(STAMP)
 
 ## Debian packages, installed when missing: iptables and iproute2 for the network-partition tests,
 ## libseccomp2 for the script sandbox (its workers refuse to run scripts without seccomp),
-## nats-server for the NATS bridge's tests (tests/bridge).
+## nats-server for the NATS bridge's tests (tests/bridge), and for the deploy/ tests yq (YAML to
+## JSON), kubectl (kubernetes-client: renders the kustomization) and systemd-analyze (systemd).
 system-deps:
 	@if ! command -v iptables >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
 		|| ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libseccomp\.so\.2'; then \
@@ -29,6 +30,14 @@ system-deps:
 			(apt-get install -y -q nats-server || (apt-get update -q && apt-get install -y -q nats-server)) >/dev/null; \
 		else echo "note: nats-server missing and cannot be installed here; the NATS bridge tests will say why"; fi; \
 	fi
+	@for pair in yq:yq kubectl:kubernetes-client systemd-analyze:systemd; do \
+		cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+		if ! command -v $$cmd >/dev/null 2>&1; then \
+			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+				(apt-get install -y -q $$pkg || (apt-get update -q && apt-get install -y -q $$pkg)) >/dev/null; \
+			else echo "note: $$cmd missing and cannot be installed here; the deploy/ tests will say why"; fi; \
+		fi; \
+	done
 
 ## Start a local three-replica cluster (gRPC 127.0.0.1:50051-50053) with the order demo; Ctrl-C stops it.
 run: setup system-deps
