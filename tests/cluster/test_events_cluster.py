@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from orchestrator_client import OrchestratorClient
 from orchestrator_client.v1 import events_pb2, events_pb2_grpc
 
+from orchestrator.tools.localcluster import LocalCluster
 from tests.cluster_support import auth_metadata, kill_leader, make_cluster, start_node, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -36,6 +40,24 @@ HANDLER = {
 }
 
 
+@contextmanager
+def running(tmp_path: Any, **settings: Any) -> Iterator[tuple[LocalCluster, OrchestratorClient]]:
+    """Three replicas started with these cluster settings added to their configuration, and an
+    admin client; everything stopped on exit."""
+    cluster = make_cluster(tmp_path)
+    if settings:
+        path = tmp_path / "cluster.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **settings}))
+    try:
+        for nid in cluster.replicas:
+            start_node(cluster, nid)
+        cluster.wait_healthy(timeout_s=60)
+        with cluster.client(timeout_s=3.0, retry_budget_s=60.0) as client:
+            yield cluster, client
+    finally:
+        cluster.stop_all()
+
+
 def _publish(cluster: Any, nid: str, request_id: str, order: str) -> int:
     """PublishEvent on replica `nid` itself (a raw stub: the client would find the leader)."""
     request = events_pb2.PublishEventRequest(
@@ -57,13 +79,7 @@ def _started(client: Any, order: str) -> list[str]:
 def test_a_publish_to_a_follower_is_forwarded_and_its_handler_starts_one_workflow(
     tmp_path: Any,
 ) -> None:
-    cluster = make_cluster(tmp_path)
-    client = None
-    try:
-        for nid in cluster.replicas:
-            start_node(cluster, nid)
-        cluster.wait_healthy(timeout_s=60)
-        client = cluster.client(timeout_s=3.0, retry_budget_s=60.0)
+    with running(tmp_path) as (cluster, client):
         client.register_workflow_def(FLOW)
         client.register_event_handler(HANDLER)
         leader = wait_for(cluster.leader, 30, "a leader")
@@ -104,10 +120,6 @@ def test_a_publish_to_a_follower_is_forwarded_and_its_handler_starts_one_workflo
         assert [e["offset"] for e in client.read_events(offset, 100)] == list(
             range(offset, later + 1)
         ), "no event was appended twice"
-    finally:
-        if client is not None:
-            client.close()
-        cluster.stop_all()
 
 
 def _try(call: Any) -> Any:
@@ -140,13 +152,7 @@ def test_a_buffered_message_outlives_the_leader_and_correlates_once(tmp_path: An
     """An answer published (to a follower) before anyone waits is buffered with its ttl in the
     replicated state: after the leader is killed -9, a workflow that starts waiting on the new
     leader takes it at once; a second answer completes a second waiter, never the first again."""
-    cluster = make_cluster(tmp_path)
-    client = None
-    try:
-        for nid in cluster.replicas:
-            start_node(cluster, nid)
-        cluster.wait_healthy(timeout_s=60)
-        client = cluster.client(timeout_s=3.0, retry_budget_s=60.0)
+    with running(tmp_path) as (cluster, client):
         client.register_workflow_def(WAITER)
         leader = wait_for(cluster.leader, 30, "a leader")
         follower = next(nid for nid in sorted(cluster.replicas) if nid != leader)
@@ -175,7 +181,3 @@ def test_a_buffered_message_outlives_the_leader_and_correlates_once(tmp_path: An
         for workflow, expected in ((client.get_workflow(wid), first.offset), (done, offset)):
             waited = workflow.task_by_ref("answer")
             assert waited is not None and waited.output["offset"] == expected
-    finally:
-        if client is not None:
-            client.close()
-        cluster.stop_all()

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.cluster_support import kill_leader, make_cluster, start_node, wait_for
+from tests.cluster.test_events_cluster import running
+from tests.cluster_support import kill_leader, start_node, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -64,17 +65,7 @@ def held_server() -> Iterator[str]:
 def test_a_pending_request_is_made_again_by_the_new_leader_and_the_task_ends_once(
     tmp_path: Any, held_server: str
 ) -> None:
-    cluster = make_cluster(tmp_path)
-    path = tmp_path / "cluster.json"
-    cfg = json.loads(path.read_text())
-    cfg["http_allow"] = ["127.0.0.1"]
-    path.write_text(json.dumps(cfg))
-    client = None
-    try:
-        for nid in cluster.replicas:
-            start_node(cluster, nid)
-        cluster.wait_healthy(timeout_s=60)
-        client = cluster.client(timeout_s=3.0, retry_budget_s=60.0)
+    with running(tmp_path, http_allow=["127.0.0.1"]) as (cluster, client):
         request = {
             "uri": f"{held_server}/charge",
             "method": "POST",
@@ -118,7 +109,3 @@ def test_a_pending_request_is_made_again_by_the_new_leader_and_the_task_ends_onc
         assert wf.output == {"charged": {"charged": "o-1", "attempt": 2}}
         assert len(_Held.hits) == 2, "nobody made the request a third time"
         assert cluster.leader() == new_leader
-    finally:
-        if client is not None:
-            client.close()
-        cluster.stop_all()
