@@ -144,14 +144,16 @@ class EventCalls:
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
-        return [
-            {
-                "offset": e.offset,
-                "name": e.name,
-                "payload": decode_object(e.payload_json),
-                "correlation_key": e.correlation_key,
-                "time_ms": e.time_ms,
-                "actions": json.loads(e.actions_json) if e.actions_json else [],
-            }
-            for e in response.events
-        ]
+        return [event_dict(e) for e in response.events]
+
+
+def event_dict(e: events_pb2.Event) -> dict[str, Any]:
+    """An Event message as the client returns it (read_events, subscriptions)."""
+    return {
+        "offset": e.offset,
+        "name": e.name,
+        "payload": decode_object(e.payload_json),
+        "correlation_key": e.correlation_key,
+        "time_ms": e.time_ms,
+        "actions": json.loads(e.actions_json) if e.actions_json else [],
+    }

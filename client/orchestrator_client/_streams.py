@@ -17,7 +17,6 @@ reopened from the committed offset after a pause).
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -27,7 +26,8 @@ from typing import Any, Final
 import grpc
 from google.protobuf.message import Message
 
-from orchestrator_client._codec import decode_object, new_request_id
+from orchestrator_client._codec import new_request_id
+from orchestrator_client._events import event_dict
 from orchestrator_client._rpc import rpc_of
 from orchestrator_client._transport import (
     MIN_SEQ_METADATA_KEY,
@@ -85,17 +85,6 @@ class Delivery(dict[str, Any]):
     def ack(self) -> None:
         """Commits this record's offset for the group (and every offset before it)."""
         self._ack(self.offset)
-
-
-def _event(e: Any) -> dict[str, Any]:
-    return {
-        "offset": e.offset,
-        "name": e.name,
-        "payload": decode_object(e.payload_json),
-        "correlation_key": e.correlation_key,
-        "time_ms": e.time_ms,
-        "actions": json.loads(e.actions_json) if e.actions_json else [],
-    }
 
 
 def _change(c: Any) -> dict[str, Any]:
@@ -330,7 +319,7 @@ class StreamCalls:
         request = events_pb2.SubscribeEventsRequest(
             group=group, from_offset=from_offset, names=list(names), max_in_flight=max_in_flight
         )
-        return Subscription(self._transport, "events", request, _event, auto_ack)
+        return Subscription(self._transport, "events", request, event_dict, auto_ack)
 
     def watch_workflows(
         self,
