@@ -37,6 +37,7 @@ from ..core import limits
 from ..core.definitions import name_field
 from ..core.errors import Rejected
 from ..core.processors import subscriptions as S
+from ..core.records import WorkflowStatus
 from ..core.state import State
 from . import rpc
 from . import validation as v
@@ -52,6 +53,7 @@ READ_BATCH = 100
 # The longest a stream waits without re-checking shutdown and its caller.
 WAIT_S = 0.5
 MAX_FILTERS = 100
+STATUSES = frozenset(s.value for s in WorkflowStatus)
 
 Record = dict[str, Any]
 
@@ -132,6 +134,9 @@ class SubscriptionService(ServiceBase, events_pb2_grpc.SubscriptionServiceServic
         def keep() -> Callable[[Record], bool]:
             names = frozenset(_filters(request.names, "names"))
             statuses = frozenset(_filters(request.statuses, "statuses"))
+            unknown = sorted(statuses - STATUSES)
+            if unknown:
+                raise invalid(f"statuses: unknown {unknown}; known: {', '.join(sorted(STATUSES))}")
             corr = request.correlation_id
             return lambda r: (
                 (not names or r["name"] in names)

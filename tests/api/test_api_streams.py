@@ -179,6 +179,10 @@ def test_bad_requests_are_invalid_argument(stub: Any) -> None:
         with pytest.raises(grpc.RpcError) as err:
             list(stub.SubscribeEvents(req))
         assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.WatchWorkflows(epb.WatchWorkflowsRequest(statuses=["DONE"])))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "DONE" in err.value.details()
     for ack in (
         epb.AckRequest(request_id="r1", stream="orders", group="g", offset=1),
         epb.AckRequest(request_id="r2", stream="events", group="", offset=1),
