@@ -226,3 +226,12 @@ def test_replay_is_deterministic(e: Harness) -> None:
     assert [outcome_key(o) for o in outs_one] == [outcome_key(o) for o in outs_two]
     assert one.snapshot_bytes() == two.snapshot_bytes() == e.state.snapshot_bytes()
     assert list(one.messages) == [2, 3]
+
+
+def test_a_correlation_key_over_the_limit_fails_the_task(e: Harness) -> None:
+    flow(e, event_task(sink="conductor:x", correlationKey="${workflow.input.k}"))
+    wf = e.start("saga", {"k": "k" * (limits.MAX_CORRELATION_KEY_LENGTH + 1)})
+    task = e.tasks_of(wf)[0]
+    assert task.status == "FAILED_WITH_TERMINAL_ERROR"
+    assert "correlationKey must resolve to a string of at most" in task.reason_for_incompletion
+    assert e.state.event_log == {}

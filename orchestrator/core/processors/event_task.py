@@ -13,8 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import events as E
+from .. import limits
 from ..context import Ctx
 from ..definition_tasks import event_sink
+from ..definitions import name_field
 from ..errors import Rejected, TaskCannotRun
 from ..records import T_COMPLETED, Task, TaskType, Workflow
 from ..state import State
@@ -31,11 +33,14 @@ def start_event(ctx: Ctx, wf: Workflow, task: Task) -> None:
     try:
         kind, name = event_sink(inp.get("sink"), "EVENT: inputParameters.sink")
         key = inp.get("correlationKey") or ""
-        if not isinstance(key, str):
-            raise TaskCannotRun("EVENT: inputParameters.correlationKey must resolve to a string")
+        if not isinstance(key, str) or len(key) > limits.MAX_CORRELATION_KEY_LENGTH:
+            raise TaskCannotRun(
+                "EVENT: inputParameters.correlationKey must resolve to a string of at most "
+                f"{limits.MAX_CORRELATION_KEY_LENGTH} characters"
+            )
         ttl_ms = messages.check_ttl(inp.get("ttl_ms", 0), "EVENT: inputParameters.ttl_ms")
         if kind == "conductor" and not name:
-            name = f"{wf.workflow_name}:{task.reference_task_name}"
+            name = name_field(f"{wf.workflow_name}:{task.reference_task_name}", "event name")
         payload = {k: v for k, v in inp.items() if k not in CONTROL_KEYS}
         payload.update(
             workflowInstanceId=wf.workflow_id,
