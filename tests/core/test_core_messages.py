@@ -3,6 +3,8 @@ to live, and signals to any waiting task."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -269,3 +271,33 @@ def test_the_task_definition_timeout_applies(w: Harness) -> None:
     assert w.state.event_waits == {}
     publish(w, "inventory.reserved", "o-1")
     assert w.state.event_log[1]["correlated"] == []
+
+
+def test_replay_is_byte_identical_across_hash_seeds(tmp_path: Path) -> None:
+    from tests.core.test_core_determinism import replay_in_subprocess
+
+    h = Harness()
+    h.register_defaults()
+    h.register_workflow(WAITER)
+    fork = {"name": "f", "taskReferenceName": "f", "type": "FORK_JOIN"}
+    fork["forkTasks"] = [[_wait(f"w{i}", f"k{i % 2}")] for i in range(4)]
+    join = {
+        "name": "j",
+        "taskReferenceName": "j",
+        "type": "JOIN",
+        "joinOn": ["w0", "w1", "w2", "w3"],
+    }
+    h.register_workflow({"name": "many", "version": 1, "tasks": [fork, join]})
+    for i in range(6):
+        h.start("waiter" if i % 2 else "many", {"order": f"k{i % 2}"})
+        publish(h, "e", f"k{i % 3}", {"i": i}, ttl_ms=3_000)
+        publish(h, "inventory.reserved", f"k{i % 2}", ttl_ms=1_000)
+        h.advance(700)
+    assert sum(len(r["correlated"]) for r in h.state.event_log.values()) >= 6
+    assert h.state.messages and h.state.event_waits
+    log_path = tmp_path / "log.json"
+    log_path.write_text(json.dumps(h.log), encoding="utf-8")
+    snap0, outs0, _ = replay_in_subprocess(log_path, "0", tmp_path)
+    snap1, outs1, _ = replay_in_subprocess(log_path, "12345", tmp_path)
+    assert snap0 == snap1 == h.state.snapshot_bytes()
+    assert outs0 == outs1
