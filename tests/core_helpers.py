@@ -274,7 +274,8 @@ def _check_admission_counts(st: State) -> None:
 
 
 ACTIVE = ("SCHEDULED", "IN_PROGRESS")
-LIVE_TYPES = ("SIMPLE", "WAIT", "HUMAN", "SUB_WORKFLOW")
+# WAIT_FOR_EVENT waits for an event or a signal; EVENT and HTTP (asyncComplete) for a signal.
+LIVE_TYPES = ("SIMPLE", "WAIT", "HUMAN", "SUB_WORKFLOW", "WAIT_FOR_EVENT", "EVENT", "HTTP")
 WF_TERMINAL = ("COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT", "COMPENSATED")
 LIVE = ("RUNNING", "PAUSED", "QUEUED", "COMPENSATING")
 

@@ -118,6 +118,7 @@ def test_async_complete_waits_for_a_signal(e: Harness) -> None:
     assert task.status == "IN_PROGRESS"
     assert task.output == {"event": "x", "offset": 1, "sink": ""}
     assert "asyncComplete" not in e.state.event_log[1]["payload"]
+    check_invariants(e.state)
     e.ok(CompleteTask("s", "", {"done": True}, workflow_id=wf, reference_task_name="publish"))
     assert task.status == "COMPLETED"
     assert e.last_task(wf).reference_task_name == "after"
@@ -210,6 +211,7 @@ def test_http_with_async_complete_keeps_the_response_and_waits(h: Harness) -> No
     assert task.status == "IN_PROGRESS"
     assert task.output == {"response": response}
     assert task.script is None
+    check_invariants(h.state)
     h.ok(CompleteTask("s1", "", {"ok": 1}, workflow_id=wf, reference_task_name="call"))
     assert task.status == "COMPLETED"
 

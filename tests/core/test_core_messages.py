@@ -63,6 +63,7 @@ def test_an_event_completes_the_waiting_task_with_its_output(w: Harness) -> None
     assert w.state.event_waits == {("inventory.reserved", "o-1"): {task.task_id: None}}
     publish(w, "inventory.reserved", "o-2", {"n": 0})  # another key: nothing
     assert task.status == "IN_PROGRESS"
+    check_invariants(w.state)
     out = publish(w, "inventory.reserved", "o-1", {"n": 1})
     assert out.ok
     assert task.status == "COMPLETED"
