@@ -37,7 +37,7 @@ from .records import (
     Workflow,
     admission_key,
 )
-from .subscription_appliers import record_size
+from .subscription_appliers import FeedRecord, record_size
 
 JSON = Any
 DEFAULT_SETTINGS: dict[str, int] = {
@@ -170,7 +170,7 @@ class State:
         # Durable subscriptions (processors/subscriptions.py): the workflow change feed (offset
         # -> record, oldest first), its latest offset, its records' size (derived: rebuilt on
         # load), and consumer groups' committed offsets by "<stream>/<group>".
-        self.workflow_feed: dict[int, dict[str, JSON]] = {}
+        self.workflow_feed: dict[int, FeedRecord] = {}
         self.feed_offset = 0
         self.feed_bytes = 0
         self.consumer_groups: dict[str, int] = {}
@@ -332,7 +332,7 @@ class State:
         st.source_marks = snap.get("source_marks", {})
         st.sink_marks = snap.get("sink_marks", {})
         # Written before subscriptions: no changes fed, no groups.
-        st.workflow_feed = {r["offset"]: r for r in snap.get("workflow_feed", [])}
+        st.workflow_feed = {r[0]: tuple(r) for r in snap.get("workflow_feed", [])}
         st.feed_offset = snap.get("feed_offset", 0)
         st.feed_bytes = sum(record_size(r) for r in st.workflow_feed.values())
         st.consumer_groups = snap.get("consumer_groups", {})

@@ -7,6 +7,10 @@ feed gets one record per change, in apply order, the same on every replica. The 
 like the event log, by count and by size, the oldest dropped first. A record's size is counted
 from its strings' lengths, not by encoding it: the feed is written on the hot path of every
 workflow, and its records hold only short fields.
+
+A record is a tuple of strings and integers (FEED_FIELDS), not a dict: cheaper to build on
+this hot path, and written to the snapshot without its keys (perf_core's 12 000 changes: +0.6 MB
+instead of +1.4 MB). `feed_record` gives the dict readers see.
 """
 
 from __future__ import annotations
@@ -22,33 +26,34 @@ if TYPE_CHECKING:
     from .records import Workflow
 
 JSON = Any
+FEED_FIELDS = ("offset", "workflowId", "name", "version", "status", "correlationId", "time")
+# (offset, workflowId, name, version, status, correlationId, time)
+FeedRecord = tuple[int, str, str, int, str, str, int]
 # What a record holds beyond its strings (keys, offset, version, time, punctuation), roughly.
 RECORD_OVERHEAD = 96
 _FEED_COUNTERS = ("feed_offset", "feed_bytes")
 
 
-def record_size(record: dict[str, JSON]) -> int:
-    return (
-        RECORD_OVERHEAD
-        + len(record["workflowId"])
-        + len(record["name"])
-        + len(record["status"])
-        + len(record["correlationId"])
-    )
+def record_size(record: FeedRecord) -> int:
+    return RECORD_OVERHEAD + len(record[1]) + len(record[2]) + len(record[4]) + len(record[5])
+
+
+def feed_record(record: FeedRecord) -> dict[str, JSON]:
+    return dict(zip(FEED_FIELDS, record, strict=True))
 
 
 def workflow_changed(ctx: Ctx, wf: Workflow) -> None:
     st = ctx.st
     offset = st.feed_offset + 1
-    record = {
-        "offset": offset,
-        "workflowId": wf.workflow_id,
-        "name": wf.workflow_name,
-        "version": wf.workflow_version,
-        "status": wf.status.value,
-        "correlationId": wf.correlation_id,
-        "time": st.clock_ms,
-    }
+    record: FeedRecord = (
+        offset,
+        wf.workflow_id,
+        wf.workflow_name,
+        wf.workflow_version,
+        wf.status.value,
+        wf.correlation_id,
+        st.clock_ms,
+    )
     ctx.undo.append((J.restore, st, _FEED_COUNTERS, (st.feed_offset, st.feed_bytes)))
     st.feed_offset = offset
     st.feed_bytes += record_size(record)

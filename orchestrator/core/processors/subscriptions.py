@@ -18,6 +18,7 @@ from ..context import Ctx
 from ..definitions import name_field
 from ..errors import Code, Rejected, invalid
 from ..state import State
+from ..subscription_appliers import feed_record
 
 JSON = Any
 STREAMS = ("events", "workflows")
@@ -75,6 +76,9 @@ def oldest_offset(st: State, stream: str) -> int:
 def read_stream(st: State, stream: str, start: int, limit: int) -> list[dict[str, JSON]]:
     """Up to `limit` records of `stream` from offset `start` on (none dropped: the caller
     checked `start` against oldest_offset)."""
-    kept = st.event_log if stream == "events" else st.workflow_feed
     end = min(start + limit, last_offset(st, stream) + 1)
-    return [kept[o] for o in range(max(start, 1), end) if o in kept]
+    offsets = range(max(start, 1), end)
+    if stream == "events":
+        return [st.event_log[o] for o in offsets if o in st.event_log]
+    feed = st.workflow_feed
+    return [feed_record(feed[o]) for o in offsets if o in feed]
