@@ -21,7 +21,16 @@ from pysyncobj.monotonic import monotonic as raft_monotonic
 from pysyncobj.node import TCPNode
 
 from ..core.state import State
-from . import journal, raft_fixes, snapshot, tick_stats, wire_crypto, wire_frames, wire_guard
+from . import (
+    journal,
+    prevote,
+    raft_fixes,
+    snapshot,
+    tick_stats,
+    wire_crypto,
+    wire_frames,
+    wire_guard,
+)
 from .api import (
     Member,
     NotLeader,
@@ -47,13 +56,21 @@ class _Raft(SyncObj):  # type: ignore[misc]
         # When a held-back commit index must go out (0: none held back; leader only).
         self._commit_notify_at = 0.0
         self._stall_grace = raft_fixes.StallGrace()
+        self.pre_vote = prevote.RaftPreVote(
+            self,
+            owner.settings.election_min_s,
+            owner.settings.election_max_s,
+            owner.settings.pre_vote,
+        )
         super().__init__(self_addr, peers, conf=conf, transportClass=raft_fixes.FixedTransport)
 
     def _onTick(self, timeToWait: float = 0.0) -> Any:
         self._owner.tick_stats.tick()
+        now = raft_monotonic()
         self._SyncObj__raftElectionDeadline = self._stall_grace.deadline(
-            raft_monotonic(), self._SyncObj__raftElectionDeadline, not self._isLeader()
+            now, self._SyncObj__raftElectionDeadline, not self._isLeader()
         )
+        self.pre_vote.gate(now)
         # The leader counts its own log towards a commit in this tick: make it durable first
         # (its AppendEntries left before the fsync; see raft_fixes.FixedTransport). The journal
         # is pysyncobj's own attribute, there from the first tick on.
@@ -274,10 +291,15 @@ class RaftReplica(ReplicaBase):
                     self.raft._SyncObj__lastResponseTime,
                     now - self.settings.election_min_s,
                 )
-            deadline = self.raft._SyncObj__raftElectionDeadline
         except RuntimeError:  # a dict resized under us by the tick thread: ask again later
             return False
-        return bool(deadline > now and self.raft._getLeader() is not None)
+        return self._leader_heard(now)
+
+    def _leader_heard(self, now: float) -> bool:
+        """A follower heard its leader within the longest election timeout. (Not pysyncobj's
+        election deadline: a pre-vote round moves it on while no leader is heard.)"""
+        heard = self.raft.pre_vote.leader_heard_within(now, self.settings.election_max_s)
+        return bool(heard and self.raft._getLeader() is not None)
 
     def caught_up(self, timeout_s: float) -> bool:
         # pysyncobj keeps the commit index of the leader's latest AppendEntries, even one it
@@ -298,8 +320,14 @@ class RaftReplica(ReplicaBase):
         return True
 
     def leader_addr(self) -> str | None:
+        """The leader, as far as this replica knows; None when a follower has not heard it
+        within an election timeout (a dead leader is no hint to give clients)."""
         leader = self.raft._getLeader()
-        return leader.address if leader is not None else None
+        if leader is None:
+            return None
+        if not self.raft._isLeader() and not self._leader_heard(raft_monotonic()):
+            return None
+        return str(leader.address)
 
     def role(self) -> str:
         if self.raft._isLeader():

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pysyncobj.monotonic import monotonic
 from pysyncobj.transport import TCPTransport
 
-from . import wire_guard
+from . import prevote, wire_guard
 
 
 def conform_append_entries(message: Any, log: Any) -> Any:
@@ -66,7 +67,7 @@ def conform_append_entries(message: Any, log: Any) -> Any:
 
 
 class FixedTransport(TCPTransport):  # type: ignore[misc]
-    """pysyncobj's TCP transport with our two rules, in place before the tick thread starts.
+    """pysyncobj's TCP transport with our rules, in place before the tick thread starts.
 
     - Before any Raft message leaves (AppendEntries replies, votes), the journal is made
       durable; one fsync covers every entry of the tick. If it cannot be (a full disk), the
@@ -75,7 +76,8 @@ class FixedTransport(TCPTransport):  # type: ignore[misc]
       in parallel", section 10.2.1): the leader counts itself towards a commit only at the start
       of a later tick, and `node._Raft._onTick` syncs the journal before every tick, so its copy
       is durable before it counts. Followers receive entries one fsync sooner.
-    - Every incoming message passes through conform_append_entries.
+    - Every incoming message passes through conform_append_entries, after the pre-vote
+      (prevote.py) has seen it: pre-vote messages stop there.
     - Every connection gets the Raft port's frame limits (wire_guard.py) before it reads.
 
     Passed as SyncObj's transportClass, so no message is handled or sent without these rules,
@@ -104,8 +106,9 @@ class FixedTransport(TCPTransport):  # type: ignore[misc]
 
     def send(self, node: Any, message: Any) -> Any:
         sync = getattr(self._journal(), "sync", None)
-        leader_entries = isinstance(message, dict) and message.get("type") == "append_entries"
-        if sync is not None and not leader_entries:
+        kind = message.get("type") if isinstance(message, dict) else None
+        # A pre-vote message promises nothing about the log: no need for it to wait on disk.
+        if sync is not None and kind not in ("append_entries", *prevote.MESSAGES):
             try:
                 sync()
             except OSError:
@@ -113,6 +116,9 @@ class FixedTransport(TCPTransport):  # type: ignore[misc]
         return super().send(node, message)
 
     def _onMessageReceived(self, node: Any, message: Any) -> Any:
+        pre_vote = getattr(self._syncObj, "pre_vote", None)
+        if pre_vote is not None and pre_vote.on_message(node, message, monotonic()):
+            return None
         return super()._onMessageReceived(node, conform_append_entries(message, self._journal()))
 
 

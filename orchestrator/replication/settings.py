@@ -41,6 +41,8 @@ class RaftSettings:
     # sends at once, as pysyncobj does.
     commit_notify_delay_s: float = 0.005
     max_pending: int = 20_000
+    # Ask the voters before an election (prevote.py). Off only to measure what it prevents.
+    pre_vote: bool = True
     # Write snapshots in a forked child so the tick thread (heartbeats) never waits for them.
     snapshot_fork: bool = True
     # fsync the journal before any Raft message is sent (and term/vote before voting). Off only
