@@ -24,6 +24,7 @@ from orchestrator.server import ReplicaServer
 from tests.cluster_support import api_stubs
 
 BAD_CODES = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
+STREAM_S = 0.2
 METHODS = [(s, m) for s in rpc.SERVICES for m in s.methods]
 _FUZZ = settings(
     max_examples=50,
@@ -144,11 +145,15 @@ def channel(server: ReplicaServer) -> Iterator[grpc.Channel]:
 
 
 def _send(channel: grpc.Channel, service: Any, method: str, data: bytes) -> None:
-    call = channel.unary_unary(
-        rpc.path(service, method), request_serializer=None, response_deserializer=None
-    )
+    path = rpc.path(service, method)
     try:
-        call(data, timeout=10)
+        if service.methods_by_name[method].server_streaming:
+            # A valid subscription streams for ever: what it answers within a short deadline.
+            stream = channel.unary_stream(path, request_serializer=None, response_deserializer=None)
+            list(stream(data, timeout=STREAM_S))
+        else:
+            call = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+            call(data, timeout=10)
     except grpc.RpcError as err:
         assert err.code() not in BAD_CODES, (method, err.code(), err.details())
 
