@@ -125,6 +125,42 @@ def test_a_slow_consumer_holds_at_most_max_in_flight(client: OrchestratorClient,
     call.cancel()
 
 
+def test_a_consumer_without_a_group_that_does_not_read_is_held_by_flow_control(
+    client: OrchestratorClient, stub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a group nothing waits for acks: what bounds the server is gRPC's flow control (a
+    # send completes only once the transport took it, and the stream's generator is pulled only
+    # then). 24 MiB published to a stream nobody reads: the server builds a bounded part of
+    # it, and all of it once the consumer reads.
+    import orchestrator.api.streams as streams
+
+    built = [0]
+    real = streams._event
+
+    def counting(record: Any) -> Any:
+        built[0] += 1
+        return real(record)
+
+    monkeypatch.setattr(streams, "_event", counting)
+    name, n = _name(), 96
+    call = stub.SubscribeEvents(epb.SubscribeEventsRequest(names=[name]))
+    blob = "x" * (limits.MAX_JSON_BYTES - 1024)
+    offsets = [client.publish_event(name, {"i": i, "blob": blob}) for i in range(n)]
+    # The server has built what it could: wait until its count stops moving for a while.
+    last, still_since = -1, time.monotonic()
+    deadline = time.monotonic() + 30
+    while time.monotonic() - still_since < 1.0:
+        assert time.monotonic() < deadline, "the server kept building messages for 30 s"
+        if built[0] != last:
+            last, still_since = built[0], time.monotonic()
+        time.sleep(0.05)
+    held = built[0]
+    assert 0 < held < n // 2, f"the server built {held} of {n} 248 KiB messages unread"
+    got = Reader(call).take(n, timeout_s=30)
+    assert [e.offset for e in got] == offsets  # and everything arrives once read
+    call.cancel()
+
+
 def test_watch_workflows_filters_by_name_status_and_correlation(
     client: OrchestratorClient, stub: Any
 ) -> None:
