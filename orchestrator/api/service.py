@@ -303,6 +303,10 @@ def _forward_error(err: Any, leader_grpc: str) -> ApiError:
     code = err.code()
     if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         code = grpc.StatusCode.UNAVAILABLE
+    if code == grpc.StatusCode.UNAVAILABLE and not trailers:
+        # The leader did not answer (dead, partitioned, or too slow): naming it would send
+        # the client to a replica that cannot serve it, so no hint; an election may be on.
+        return ApiError(code, "this replica cannot reach the leader; retry shortly")
     return ApiError(
         code, err.details() or "forwarding failed", trailers or ((LEADER_KEY, leader_grpc),)
     )

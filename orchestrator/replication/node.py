@@ -182,7 +182,9 @@ class RaftReplica(ReplicaBase):
             appendEntriesPeriod=s.append_entries_period_s,
             raftMinTimeout=s.election_min_s,
             raftMaxTimeout=s.election_max_s,
-            leaderFallbackTimeout=s.leader_fallback_s,
+            # Check-quorum: a leader that heard from no majority within an election timeout
+            # steps down (by then the majority may have elected another).
+            leaderFallbackTimeout=min(s.leader_fallback_s, s.election_max_s),
             connectionTimeout=max(s.connection_timeout_s, s.election_max_s),
             connectionRetryTime=s.connection_retry_s,
             autoTickPeriod=s.auto_tick_period_s,

@@ -306,3 +306,63 @@ def test_a_partitioned_follower_rejoins_without_raising_the_term(
             _back_unchanged(cluster, before)
         return
     _back_unchanged(cluster, before)
+
+
+class _FailedForward(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str, trailers: Any = ()) -> None:
+        self._code, self._details, self._trailers = code, details, trailers
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> Any:
+        return self._trailers
+
+
+def test_a_follower_that_cannot_reach_the_leader_names_no_leader() -> None:
+    from orchestrator.api.errors import LEADER_KEY
+    from orchestrator.api.service import _forward_error
+
+    for code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        err = _forward_error(_FailedForward(code, "failed to connect to all addresses"), "h:1")
+        assert err.status == grpc.StatusCode.UNAVAILABLE and err.trailers == ()
+        assert "failed to connect" not in err.message
+    # The leader's own answer keeps its trailers, or names the leader that gave it.
+    moved = _forward_error(
+        _FailedForward(grpc.StatusCode.UNAVAILABLE, "not leader", ((LEADER_KEY, "h:2"),)), "h:1"
+    )
+    assert moved.trailers == ((LEADER_KEY, "h:2"),)
+    found = _forward_error(_FailedForward(grpc.StatusCode.NOT_FOUND, "no such workflow"), "h:1")
+    assert found.trailers == ((LEADER_KEY, "h:1"),)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("net_cluster", [True], indirect=True, ids=["pre_vote"])
+def test_a_partitioned_leader_steps_down_and_the_majority_elects(net_cluster: Any) -> None:
+    """Check-quorum: the cut-off leader stops calling itself leader within an election timeout
+    of losing the majority (pysyncobj's leader fallback), while the majority elects."""
+    cluster, net = net_cluster
+    leader, term = wait_for(lambda: _settled(cluster), 60, "a settled cluster")
+    net.isolate(list(cluster.replicas).index(leader))
+    t0 = time.monotonic()
+
+    def stepped_down() -> bool:
+        st = _statuses(cluster).get(leader)
+        return st is not None and st.role != "LEADER" and not st.serving
+
+    wait_for(stepped_down, 10, "the cut-off leader stepped down")
+    assert time.monotonic() - t0 < RAFT["election_max_s"] + 1.0
+
+    def elected() -> tuple[str, int] | None:
+        st = _statuses(cluster)
+        others = [s for nid, s in st.items() if nid != leader]
+        news = {(s.leader_id, s.term) for s in others if s.serving}
+        return news.pop() if len(others) == 2 and len(news) == 1 else None
+
+    new_leader, new_term = wait_for(elected, 30, "a new leader on the majority side")
+    assert new_leader != leader and new_term > term
+    net.heal()
+    wait_for(lambda: _settled(cluster) == (new_leader, new_term), 60, "the old leader following")
