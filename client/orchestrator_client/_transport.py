@@ -66,6 +66,8 @@ _STATUS_BY_NUMBER: Final = {c.value[0]: c for c in grpc.StatusCode}
 
 _BACKOFF_INITIAL_S: Final = 0.05
 _BACKOFF_MAX_S: Final = 1.0
+# UNAVAILABLE is mostly an election (0.3-0.6 s with pre-vote): a longer pause outlasts it.
+_UNAVAILABLE_BACKOFF_MAX_S: Final = 0.25
 # Below this, an attempt could not even complete a round trip; treat the budget as spent.
 _MIN_ATTEMPT_S: Final = 0.005
 
@@ -126,7 +128,8 @@ def _retry_delay(code: grpc.StatusCode, trailers: _Trailers, backoff: float) -> 
         # Honour the server's hint, with a little jitter so a crowd of throttled clients does
         # not come back in lockstep.
         return max(0.0, retry_after_ms / 1000.0) * random.uniform(1.0, 1.2), backoff
-    return random.uniform(backoff / 2.0, backoff), min(backoff * 2.0, _BACKOFF_MAX_S)
+    cap = _UNAVAILABLE_BACKOFF_MAX_S if code == grpc.StatusCode.UNAVAILABLE else _BACKOFF_MAX_S
+    return random.uniform(backoff / 2.0, backoff), min(backoff * 2.0, cap)
 
 
 class Transport:

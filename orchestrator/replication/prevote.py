@@ -40,6 +40,16 @@ def log_up_to_date(cand_term: int, cand_idx: int, my_term: int, my_idx: int) -> 
     return cand_term > my_term or (cand_term == my_term and cand_idx >= my_idx)
 
 
+def leader_silent(
+    *, now: float, is_leader: bool, leader_heard_at: float | None, min_timeout_s: float
+) -> bool:
+    """Whether a voter has heard no live leader within the minimum election timeout (and is
+    none itself)."""
+    if is_leader:
+        return False
+    return leader_heard_at is None or now - leader_heard_at >= min_timeout_s
+
+
 def grant(
     *,
     now: float,
@@ -51,11 +61,10 @@ def grant(
 ) -> bool:
     """Whether a voter would vote for the asker. `cand_last` and `my_last` are (term, index)
     of the last log entry."""
-    if is_leader:
-        return False
-    if leader_heard_at is not None and now - leader_heard_at < min_timeout_s:
-        return False
-    return log_up_to_date(cand_last[0], cand_last[1], my_last[0], my_last[1])
+    silent = leader_silent(
+        now=now, is_leader=is_leader, leader_heard_at=leader_heard_at, min_timeout_s=min_timeout_s
+    )
+    return silent and log_up_to_date(cand_last[0], cand_last[1], my_last[0], my_last[1])
 
 
 @dataclass
@@ -191,15 +200,21 @@ class RaftPreVote:
             return False
         if kind == PRE_VOTE:
             cand = (int(message.get("last_log_term", 0)), int(message.get("last_log_index", 0)))
-            ok = grant(
+            mine = self._last_entry()
+            silent = leader_silent(
                 now=now,
                 is_leader=bool(raft._isLeader()),
                 leader_heard_at=pv.leader_heard_at,
                 min_timeout_s=pv.min_timeout_s,
-                cand_last=cand,
-                my_last=self._last_entry(),
             )
+            ok = silent and log_up_to_date(*cand, *mine)
             raft._SyncObj__transport.send(node, reply(message, ok))
+            # Refused for its log alone: the leader is likely gone and ours is the more up to
+            # date, so ask for ourselves now rather than at our own, later timeout (a pre-vote
+            # round only: nothing changes unless a majority agrees).
+            if silent and not ok and self.enabled:
+                deadline = raft._SyncObj__raftElectionDeadline
+                raft._SyncObj__raftElectionDeadline = min(deadline, now)
             return True
         if kind == PRE_VOTE_REPLY:
             voters = raft._SyncObj__otherNodes

@@ -20,9 +20,15 @@ class RaftSettings:
     data_dir: str
     bind_addr: str | None = None
     append_entries_period_s: float = 0.05
-    election_min_s: float = 0.6
-    election_max_s: float = 1.2
-    leader_fallback_s: float = 1.0
+    # Election timeout. Pre-vote (prevote.py) keeps a replica that was away from deposing a
+    # healthy leader, which let these come down from 0.6-1.2 s: `orchestrator failover` p50
+    # 1.19 -> ~0.7 s; no election in the c=64 benchmark even at 0.2-0.4 s (docs/reliability.md),
+    # kept at 0.3-0.6 s for the margin against tick stalls (tick_stats.py).
+    election_min_s: float = 0.3
+    election_max_s: float = 0.6
+    # Check-quorum: a leader that heard from no majority for this long steps down (capped at
+    # election_max_s).
+    leader_fallback_s: float = 0.6
     connection_timeout_s: float = 2.0
     connection_retry_s: float = 0.5
     auto_tick_period_s: float = 0.02

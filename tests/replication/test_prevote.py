@@ -10,7 +10,6 @@ so the check is known to catch it.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from typing import Any
@@ -21,7 +20,8 @@ from orchestrator_client.v1 import cluster_pb2, cluster_pb2_grpc
 
 from orchestrator.replication import prevote
 from orchestrator.tools.localcluster import LocalCluster, write_config
-from orchestrator.tools.netns import NetNS, namespaces_available
+from orchestrator.tools.netns import NetNS
+from tests.cluster.test_partitions import require_namespaces
 from tests.cluster_support import TEST_RAFT, make_cluster, wait_for
 
 # ---------------------------------------------------------------- the rules, deterministic
@@ -262,11 +262,7 @@ def test_a_real_leader_loss_still_elects_a_new_leader(cluster: LocalCluster) -> 
 
 @pytest.fixture
 def net_cluster(tmp_path: Any, request: Any) -> Any:
-    reason = namespaces_available()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"network namespace tests cannot be skipped in CI: {reason}")
-        pytest.skip(reason)
+    require_namespaces()
     net = NetNS()
     net.up()
     c = None
@@ -366,3 +362,21 @@ def test_a_partitioned_leader_steps_down_and_the_majority_elects(net_cluster: An
     assert new_leader != leader and new_term > term
     net.heal()
     wait_for(lambda: _settled(cluster) == (new_leader, new_term), 60, "the old leader following")
+
+
+def test_a_voter_refusing_only_for_the_log_asks_for_itself_at_once() -> None:
+    behind = {"type": prevote.PRE_VOTE, "term": 5, "round": 1}
+    behind.update(last_log_term=4, last_log_index=19)  # ours ends at (4, 20)
+    for heard_at, enabled, moved in ((None, True, True), (9.9, True, False), (None, False, False)):
+        voter = _StubRaft()
+        voter._SyncObj__raftElectionDeadline = 10.5
+        pv = prevote.RaftPreVote(voter, 0.5, 1.0, enabled)
+        pv.state.leader_heard_at = heard_at
+        assert pv.on_message("n0", behind, now=10.0)
+        assert voter.sent == [("n0", prevote.reply(behind, False))]
+        assert voter._SyncObj__raftElectionDeadline == (10.0 if moved else 10.5)
+    # Once its leader is gone, a voter grants an asker whose log is as far as its own.
+    voter = _StubRaft()
+    pv = prevote.RaftPreVote(voter, 0.5, 1.0)
+    pv.on_message("n0", dict(behind, last_log_index=20), now=10.0)
+    assert voter.sent[0][1]["granted"]
