@@ -324,7 +324,7 @@ FRESH_DATA_HELP = (
 # The collector's policy (docs/performance.md, stop 13, "Collector policy"). Objects still alive
 # after a full collection are frozen, so the next full collection walks only what became
 # long-lived since: 100 000 parked workflows made each full pass over the whole heap a 0.4-1.5 s
-# stop of every thread, the Raft tick thread included (the election timeout is 0.6-1.2 s).
+# stop of every thread, the Raft tick thread included (the election timeout is 0.3-0.6 s).
 # A reference cycle among frozen objects is never freed, so the whole heap is walked again
 # (one long pause) once the frozen count has grown RESCAN_GROWTH times since the last such walk,
 # and at most once per RESCAN_MIN_S: the kept cycles stay below the live heap plus what one
