@@ -4,6 +4,10 @@ protoc writes imports after the proto package path (``from orchestrator.v1 impor
 we rewrite them to the client package (``from orchestrator_client.v1 import x_pb2``), so the
 generated code lives in the client and the server imports it from there.
 
+The services' stubs (``x_pb2_grpc.pyi``) come from mypy-protobuf's ``protoc-gen-mypy_grpc``
+(a pinned dev dependency): grpcio-tools types the messages but not the service stubs, and a
+user's ``mypy --strict`` needs both.
+
 Usage: python scripts/gen_protos.py [--out DIR]   (default: client/orchestrator_client/v1)
 """
 
@@ -23,6 +27,15 @@ DEFAULT_OUT = ROOT / "client" / "orchestrator_client" / "v1"
 _IMPORT = re.compile(r"^from orchestrator\.v1 import ", re.MULTILINE)
 
 
+def _grpc_stub_plugin() -> str:
+    # Next to this interpreter first: the venv's script, whether or not the venv is activated.
+    local = Path(sys.executable).parent / "protoc-gen-mypy_grpc"
+    found = str(local) if local.exists() else shutil.which("protoc-gen-mypy_grpc")
+    if found is None:
+        raise SystemExit("protoc-gen-mypy_grpc not found: pip install -e '.[dev]' (mypy-protobuf)")
+    return found
+
+
 def generate(out_dir: Path) -> list[Path]:
     from grpc_tools import protoc  # imported late: only needed when generating
 
@@ -34,6 +47,8 @@ def generate(out_dir: Path) -> list[Path]:
             f"--python_out={tmp}",
             f"--pyi_out={tmp}",
             f"--grpc_python_out={tmp}",
+            f"--plugin=protoc-gen-mypy_grpc={_grpc_stub_plugin()}",
+            f"--mypy_grpc_out={tmp}",
             *[str(p.relative_to(PROTO_ROOT)) for p in protos],
         ]
         if protoc.main(args) != 0:
