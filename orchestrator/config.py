@@ -118,6 +118,9 @@ class ClusterConfig:
     # A plaintext port serving only grpc.health.v1 (0: none), for probes that speak neither
     # TLS nor tokens (Kubernetes' gRPC probes); it tells serving or not, nothing else.
     health_port: int = 0
+    # The Prometheus metrics endpoint's port (0: none), plaintext HTTP on the gRPC host (or
+    # bind_host): it discloses counts and timings, never a workflow's data.
+    metrics_port: int = 0
 
     def replica(self, node_id: str) -> ReplicaConfig:
         for r in self.replicas:
@@ -199,6 +202,7 @@ def load(path: str, *, require_password: bool = True) -> ClusterConfig:
         http_ca_file=_http_ca_file(raw.get("http_ca_file") or "", path, base),
         bind_host=_bind_host(raw.get("bind_host", ""), path),
         health_port=_port(raw.get("health_port", 0), path, "health_port"),
+        metrics_port=_port(raw.get("metrics_port", 0), path, "metrics_port"),
     )
 
 

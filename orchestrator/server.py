@@ -41,6 +41,7 @@ from .bridge.runner import BridgeRunner
 from .config import ClusterConfig, ConfigError
 from .history import History
 from .history.sync import HistorySyncServicer
+from .metrics import MetricsEndpoint
 from .replication.api import Member, Replica
 from .replication.journal import JournalCorrupt
 from .replication.node import RaftReplica
@@ -172,12 +173,19 @@ class ReplicaServer:
             self.history,
         )
         self.admission = Admission(cfg.admission)
+        self.metrics = (
+            MetricsEndpoint(self, cfg.metrics_port, bind_address(cfg, me.grpc).rpartition(":")[0])
+            if cfg.metrics_port
+            else None
+        )
+        # Timed from the first interceptor: a call refused for load counts too.
+        timing = [] if self.metrics is None else [self.metrics.interceptor]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(
                 max_workers=pool_workers(cfg.admission), thread_name_prefix="grpc"
             ),
             # Admission first (a call refused for load costs nothing more), the decode guard last.
-            interceptors=[self.admission, *self.security.interceptors(), DecodeGuard()],
+            interceptors=[*timing, self.admission, *self.security.interceptors(), DecodeGuard()],
             options=[
                 ("grpc.max_receive_message_length", 4 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 1),
@@ -238,6 +246,8 @@ class ReplicaServer:
         self._health_thread.start()
         if self.health_server is not None:
             self.health_server.start()
+        if self.metrics is not None:
+            self.metrics.start()
         log.info(
             "replica_started",
             grpc=self.grpc_addr,
@@ -285,6 +295,8 @@ class ReplicaServer:
         self.server.stop(grace_s).wait(grace_s + 1)
         if self.health_server is not None:
             self.health_server.stop(0).wait(1)
+        if self.metrics is not None:
+            self.metrics.stop()
         self.node.close()
         self.replica.stop()
         self.history.stop()  # after the last apply: what was handed over is written

@@ -46,6 +46,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 MAGIC = b"ORCHJRNL1\n"
@@ -133,6 +134,8 @@ class DurableJournal:
         self._ends: list[int] = []  # file offset just after each entry's record
         self._pending = bytearray()  # records appended but not yet written
         self.syncs = 0
+        # Told each sync's seconds (replication/node.py's Observer, for the metrics).
+        self.on_sync: Callable[[float], None] | None = None
         self.last_error = ""
         self._meta = self._load_meta()
         self._durable = self._load()  # file length known to be written and fsynced
@@ -239,6 +242,7 @@ class DurableJournal:
             if not self._pending:
                 return
             data = bytes(self._pending)
+            t0 = time.monotonic()
             try:
                 if (
                     self.fsync_enabled
@@ -259,6 +263,8 @@ class DurableJournal:
             self._durable += len(data)
             self._pending.clear()
             self.syncs += 1
+            if self.on_sync is not None:
+                self.on_sync(time.monotonic() - t0)
             self.last_error = ""
 
     def _cut_to_durable(self) -> None:

@@ -123,6 +123,23 @@ class _Raft(SyncObj):  # type: ignore[misc]
         return self._owner._apply_entry(data)
 
 
+class Observer:
+    """Told what the replication layer's work cost (orchestrator/metrics.py measures it);
+    these do nothing, so a replica without metrics pays one call."""
+
+    def committed(self, seconds: float) -> None:
+        """An entry's outcome arrived, `seconds` after the leader handed it to Raft."""
+
+    def synced(self, seconds: float) -> None:
+        """The journal wrote and fsynced what was pending."""
+
+    def snapshot_written(self, seconds: float, ok: bool, size: int) -> None:
+        """A snapshot ended (`ok`: written), its file `size` bytes."""
+
+    def snapshot_loaded(self, seconds: float, size: int) -> None:
+        """A snapshot of `size` bytes was loaded in `seconds`."""
+
+
 class RaftReplica(ReplicaBase):
     """The Replica protocol (api.py) over a pysyncobj node."""
 
@@ -137,6 +154,7 @@ class RaftReplica(ReplicaBase):
         super().__init__(settings, configured)
         self._sync_failing = False
         self._step_down_requested = False
+        self.observer = Observer()
         os.makedirs(settings.data_dir, exist_ok=True)
         self.journal_path = os.path.join(settings.data_dir, JOURNAL_FILE)
         self.dump_path = os.path.join(settings.data_dir, DUMP_FILE)
@@ -166,6 +184,8 @@ class RaftReplica(ReplicaBase):
         # when the thread that built the SyncObj does.
         self.raft = _Raft(self, settings.self_addr, settings.peers, self._conf())
         self.journal = journal.journal_for(self.journal_path)
+        if self.journal is not None:
+            self.journal.on_sync = self._synced
         # Entries appended in a tick with nothing to send (a single-node cluster, an idle
         # follower) are synced at the end of the tick, besides before every send
         # (FixedTransport), before the next tick can commit them.
@@ -199,6 +219,9 @@ class RaftReplica(ReplicaBase):
             serializeChecker=self._check_snapshot,
             onStateChanged=self._on_state_changed,
         )
+
+    def _synced(self, seconds: float) -> None:
+        self.observer.synced(seconds)  # the observer in place now (metrics attach it later)
 
     def _tick_sync(self) -> None:
         if self._step_down_requested:
@@ -238,13 +261,19 @@ class RaftReplica(ReplicaBase):
     def _check_snapshot(self) -> int:
         result = self.snapshotter.checker()
         if result in (2, 3):
+            t0 = self.tick_stats._snap_t0
             self.tick_stats.snapshot_ended(result)
+            ok = result == 2 and os.path.exists(self.dump_path)
+            size = os.path.getsize(self.dump_path) if ok else 0
+            self.observer.snapshot_written(time.monotonic() - t0, ok, size)
         return result
 
     def _deserialize(self, path: str) -> Any:
         t0 = time.monotonic()
         out = self.snapshotter.deserializer(path)
-        self.tick_stats.loaded(time.monotonic() - t0, os.path.getsize(path))
+        size = os.path.getsize(path)
+        self.tick_stats.loaded(time.monotonic() - t0, size)
+        self.observer.snapshot_loaded(time.monotonic() - t0, size)
         return out
 
     def _history_gate(self) -> snapshot.Gate | None:
@@ -340,8 +369,11 @@ class RaftReplica(ReplicaBase):
     # ------------------------------------------------------------ proposals
 
     def _send_entry(self, term: int, data: bytes, done: EntryDone) -> None:
+        t0 = time.monotonic()
+
         def callback(result: Any, err: int) -> None:
             if err == FAIL_REASON.SUCCESS and isinstance(result, list):
+                self.observer.committed(time.monotonic() - t0)
                 done(result)
             elif err in (
                 FAIL_REASON.QUEUE_FULL,

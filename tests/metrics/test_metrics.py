@@ -1,0 +1,148 @@
+"""A real single-replica cluster scraped over HTTP: the exposition parses, and its values follow
+what the test does (a workflow started and completed, a poll, the leader's role and term)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from orchestrator_client.v1 import tasks_pb2 as tpb
+from orchestrator_client.v1 import workflows_pb2 as wpb
+from prometheus_client.parser import text_string_to_metric_families
+
+from orchestrator.config import ConfigError, load
+from orchestrator.server import ReplicaServer
+from orchestrator.tools.access import prepare
+from orchestrator.tools.localcluster import free_port, write_config
+from tests.cluster_support import api_stubs, wait_for
+
+
+@pytest.fixture(scope="module")
+def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ReplicaServer, int]]:
+    tmp = tmp_path_factory.mktemp("metrics")
+    path = write_config(str(tmp / "cluster.json"), n=1)
+    raw = json.loads(Path(path).read_text())
+    port = free_port()
+    raw["metrics_port"] = port
+    Path(path).write_text(json.dumps(raw))
+    cfg = load(path)
+    prepare(cfg)
+    srv = ReplicaServer(cfg, "n1", insecure=True)
+    srv.start()
+    try:
+        wait_for(srv.replica.leader_ready, 30, "the replica to lead")
+        yield srv, port
+    finally:
+        srv.stop(grace_s=0.2)
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the exposition: (name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def rid() -> str:
+    return uuid.uuid4().hex
+
+
+def test_leader_reports_its_role_term_and_indexes(replica: tuple[ReplicaServer, int]) -> None:
+    srv, port = replica
+    got = scrape(port)
+    assert value(got, "orchestrator_raft_role", role="leader") == 1.0
+    assert value(got, "orchestrator_raft_role", role="follower") == 0.0
+    assert value(got, "orchestrator_raft_term") == srv.replica.term() >= 1
+    assert value(got, "orchestrator_raft_has_quorum") == 1.0
+    assert value(got, "orchestrator_raft_commit_index") >= 1
+    assert value(got, "orchestrator_raft_applied_index") >= 1
+    # The epoch entry the leader proposed went through Raft: one commit observed at least.
+    assert value(got, "orchestrator_commit_latency_seconds_count") >= 1
+    assert value(got, "orchestrator_journal_fsync_seconds_count") >= 1
+
+
+def test_a_workflow_and_a_poll_move_the_counters(replica: tuple[ReplicaServer, int]) -> None:
+    srv, port = replica
+    ch = grpc.insecure_channel(srv.grpc_addr)
+    stubs = api_stubs(ch)
+    from orchestrator_client import OrchestratorClient
+
+    with OrchestratorClient([srv.grpc_addr], retry_budget_s=10) as c:
+        c.register_task_defs([{"name": "m_t", "retryCount": 0, "responseTimeoutSeconds": 60}])
+        c.register_workflow_def(
+            {"name": "m_flow", "tasks": [{"name": "m_t", "taskReferenceName": "a"}]}
+        )
+    before = scrape(port)
+    stubs.wfs.StartWorkflow(
+        wpb.StartWorkflowRequest(request_id=rid(), name="m_flow", input_json="{}")
+    )
+    mid = scrape(port)
+    assert value(mid, "orchestrator_workflows_started_total") == (
+        value(before, "orchestrator_workflows_started_total") + 1
+    )
+    assert value(mid, "orchestrator_queue_depth", queue="m_t") == 1
+    assert value(mid, "orchestrator_workflows_running", workflow="m_flow") == 1
+    got: list[Any] = []
+
+    def leased() -> bool:
+        poll = tpb.PollTasksRequest(request_id=rid(), task_type="m_t", worker_id="w", count=1)
+        got.extend(stubs.tasks.PollTasks(poll).tasks)
+        return bool(got)
+
+    wait_for(leased, 30, "the task to be leased")
+    leased_now = scrape(port)
+    assert value(leased_now, "orchestrator_queue_depth", queue="m_t") == 0
+    assert value(leased_now, "orchestrator_tasks_leased", queue="m_t") == 1
+    polls = "orchestrator_rpc_duration_seconds_count"
+    assert value(leased_now, polls, method="PollTasks") > value(mid, polls, method="PollTasks")
+    assert value(leased_now, "orchestrator_rpc_handled_total", method="PollTasks", code="OK") >= 1
+    stubs.tasks.CompleteTask(
+        tpb.CompleteTaskRequest(request_id=rid(), task_id=got[0].task_id, output_json="{}")
+    )
+    ended = "orchestrator_workflows_ended_total"
+    wait_for(
+        lambda: (
+            value(scrape(port), ended, status="COMPLETED")
+            == value(before, ended, status="COMPLETED") + 1
+        ),
+        30,
+        "the workflow to complete",
+    )
+    after = scrape(port)
+    assert value(after, ended, status="COMPLETED") == value(before, ended, status="COMPLETED") + 1
+    assert value(after, "orchestrator_workflows_running", workflow="m_flow") == 0
+    ch.close()
+
+
+def test_errors_are_counted_by_code(replica: tuple[ReplicaServer, int]) -> None:
+    srv, port = replica
+    with grpc.insecure_channel(srv.grpc_addr) as ch, pytest.raises(grpc.RpcError) as err:
+        api_stubs(ch).wfs.GetWorkflow(wpb.GetWorkflowRequest(workflow_id="no-such"))
+    code = err.value.code().name
+    assert code == "NOT_FOUND"
+    got = scrape(port)
+    assert value(got, "orchestrator_rpc_handled_total", method="GetWorkflow", code=code) >= 1
+
+
+def test_metrics_port_is_off_by_default_and_checked(tmp_path: Path) -> None:
+    path = write_config(str(tmp_path / "cluster.json"), n=1)
+    assert load(path).metrics_port == 0
+    raw = json.loads(Path(path).read_text())
+    raw["metrics_port"] = "9100"
+    Path(path).write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match="metrics_port"):
+        load(path)
