@@ -17,14 +17,15 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import grpc
+import grpc.aio
 from google.protobuf.message import Message
 
 from orchestrator_client._channels import ChannelPool
 from orchestrator_client._codec import new_request_id
-from orchestrator_client._routing import Router, parse_addresses
+from orchestrator_client._routing import Route, Router, parse_addresses
 from orchestrator_client._rpc import Rpc, rpc_of
 from orchestrator_client.errors import (
     OrchestratorError,
@@ -38,9 +39,13 @@ __all__ = [
     "MIN_SEQ_METADATA_KEY",
     "RETRY_AFTER_METADATA_KEY",
     "SEQ_METADATA_KEY",
+    "Attempts",
     "MetadataLike",
     "Recorder",
     "Transport",
+    "TransportCore",
+    "checked",
+    "failure_of",
 ]
 
 _log = logging.getLogger("orchestrator_client")
@@ -132,11 +137,134 @@ def _retry_delay(code: grpc.StatusCode, trailers: _Trailers, backoff: float) -> 
     return random.uniform(backoff / 2.0, backoff), min(backoff * 2.0, cap)
 
 
-class Transport:
-    """The replica-aware, retrying caller under one OrchestratorClient (thread-safe).
+def failure_of(
+    err: grpc.RpcError, closed: threading.Event
+) -> tuple[grpc.StatusCode, str, _Trailers]:
+    """(code, details, trailing metadata) of a failed attempt, sync or asyncio."""
+    if isinstance(err, grpc.aio.AioRpcError):
+        code = err.code() or grpc.StatusCode.UNKNOWN
+        details = err.details() or ""
+        # grpc.aio.Metadata iterates (key, value) pairs; its stub says Mapping.
+        pairs = cast(Iterable[tuple[str, str | bytes]], err.trailing_metadata() or ())
+        trailers: _Trailers = tuple(pairs)
+    elif isinstance(err, grpc.Call):
+        code = err.code() or grpc.StatusCode.UNKNOWN
+        details = err.details() or ""
+        trailers = tuple(err.trailing_metadata() or ())
+    else:
+        code, details, trailers = grpc.StatusCode.UNKNOWN, str(err), ()
+    if code == grpc.StatusCode.CANCELLED and closed.is_set():
+        details = details or "client closed"
+    return code, details, trailers
+
+
+def checked(rpc: Rpc, response: object, response_type: type[_RespT]) -> _RespT:
+    # The table's response type (the deserializer's) must be what the caller reads.
+    if not isinstance(response, response_type):
+        raise TypeError(
+            f"{rpc.name}: expected {response_type.__name__}, got {type(response).__name__}"
+        )
+    return response
+
+
+class Attempts:
+    """The retry plan of one logical call, without I/O: where each attempt goes, with which
+    deadline, and after a failure either the pause before the next one or the error to raise.
+    The sync and asyncio transports drive it with their own attempts and sleeps.
+    """
+
+    def __init__(
+        self,
+        route: Route,
+        rpc: Rpc,
+        request_id: str,
+        attempt_timeout: float,
+        budget: float,
+        closed: threading.Event,
+    ) -> None:
+        # Retries may start until the budget is spent; the first attempt always gets its full
+        # deadline, so a budget shorter than one attempt (or zero) means "no retries" rather
+        # than "no time".
+        self._retry_deadline = time.monotonic() + budget
+        self.route = route
+        self._rpc = rpc
+        self._request_id = request_id
+        self._attempt_timeout = attempt_timeout
+        self._timeout = attempt_timeout
+        self._closed = closed
+        self._backoff = _BACKOFF_INITIAL_S
+        self._attempts = 0
+        self._address = route.address
+        self._pending: tuple[str, float] | None = None
+
+    def next(self) -> tuple[str, float]:
+        """(address, deadline) of the next attempt."""
+        if self._pending is not None:
+            self.route.address, self._timeout = self._pending
+            self._pending = None
+        self._attempts += 1
+        self._address = self.route.address
+        return self._address, self._timeout
+
+    def failed(self, code: grpc.StatusCode, details: str, trailers: _Trailers) -> float:
+        """After the attempt failed with ``code``: the pause before the next attempt.
+
+        Raises:
+            OrchestratorError: The call is over (a definite answer, or no budget left).
+        """
+        closed = code == grpc.StatusCode.CANCELLED and self._closed.is_set()
+        make: Callable[..., OrchestratorError]
+        if closed or not _is_retryable(code, details):
+            # The replica answered, so it is healthy: keep routing to it.
+            self.route.answered()
+            make = error_for_status
+        else:
+            _log.debug(
+                "%s attempt %d to %s failed with %s: %s",
+                self._rpc.name,
+                self._attempts,
+                self._address,
+                code.name,
+                details,
+            )
+            hint = _metadata_value(trailers, LEADER_METADATA_KEY)
+            next_address, hinted = self.route.next_address(hint)
+            delay = 0.0
+            if not hinted:
+                delay, self._backoff = _retry_delay(code, trailers, self._backoff)
+            remaining = self._retry_deadline - time.monotonic() - delay
+            if next_address is not None and remaining >= _MIN_ATTEMPT_S:
+                self._pending = (next_address, min(self._attempt_timeout, remaining))
+                return delay
+            exhausted = code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            make = ResourceExhaustedError if exhausted else UnavailableError
+        raise self._error(make, code, details)
+
+    def closed_during_retries(self) -> OrchestratorError:
+        """The error of a call whose client was closed while it waited to retry."""
+        return self._error(
+            OrchestratorError, grpc.StatusCode.CANCELLED, "client closed during retries"
+        )
+
+    def _error(
+        self, make: Callable[..., OrchestratorError], code: grpc.StatusCode, details: str
+    ) -> OrchestratorError:
+        return make(
+            code,
+            details,
+            op=self._rpc.name,
+            request_id=self._request_id,
+            attempts=self._attempts,
+            address=self._address,
+        )
+
+
+class TransportCore:
+    """What the sync and asyncio transports share, none of it I/O: deadlines, routing,
+    sequence tracking, the recorder.
 
     ``timeout_s`` and ``retry_budget_s`` are the client's defaults; ``closed`` is set by
-    :meth:`close` and wakes calls sleeping between retries.
+    ``close()`` and wakes calls sleeping between retries.
     """
 
     def __init__(
@@ -147,8 +275,6 @@ class Transport:
         retry_budget_s: float,
         metadata: MetadataLike | None,
         recorder: Recorder | None,
-        credentials: grpc.ChannelCredentials | None,
-        channel_options: Sequence[tuple[str, Any]] | None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
@@ -161,7 +287,6 @@ class Transport:
         self._recorder = recorder
         # An Event rather than a bool so that close() wakes calls sleeping between retries.
         self.closed = threading.Event()
-        self._channels = ChannelPool(credentials, channel_options, self.closed)
         self._router = Router(self.addresses)
         self._seq_lock = threading.Lock()
         self._max_seq = 0
@@ -170,10 +295,6 @@ class Transport:
     def last_sequence(self) -> int:
         with self._seq_lock:
             return self._max_seq
-
-    def close(self) -> None:
-        self.closed.set()
-        self._channels.close()
 
     def record(self, event: str, op: str, request_id: str, detail: object) -> None:
         recorder = self._recorder
@@ -200,6 +321,57 @@ class Transport:
             raise ValueError("timeout_s must be positive")
         budget = self.retry_budget_s if retry_budget_s is None else float(retry_budget_s)
         return attempt_timeout, budget
+
+    def attempts(
+        self,
+        rpc: Rpc,
+        request_id: str,
+        attempt_timeout: float,
+        budget: float,
+        pinned_address: str | None,
+    ) -> Attempts:
+        """The retry plan of one logical call."""
+        route = self._router.route(pinned_address)
+        return Attempts(route, rpc, request_id, attempt_timeout, budget, self.closed)
+
+    def call_metadata(self) -> tuple[tuple[str, str], ...]:
+        """An attempt's metadata: the highest sequence seen (read-your-writes), then the user's."""
+        return ((MIN_SEQ_METADATA_KEY, str(self.last_sequence)), *self._metadata)
+
+    def _observe_sequence(self, trailers: _Trailers) -> None:
+        seq = _parse_int(_metadata_value(trailers, SEQ_METADATA_KEY))
+        if seq is None:
+            return
+        with self._seq_lock:
+            self._max_seq = max(self._max_seq, seq)
+
+
+class Transport(TransportCore):
+    """The replica-aware, retrying caller under one OrchestratorClient (thread-safe)."""
+
+    def __init__(
+        self,
+        addresses: Sequence[str] | str,
+        *,
+        timeout_s: float,
+        retry_budget_s: float,
+        metadata: MetadataLike | None,
+        recorder: Recorder | None,
+        credentials: grpc.ChannelCredentials | None,
+        channel_options: Sequence[tuple[str, Any]] | None,
+    ) -> None:
+        super().__init__(
+            addresses,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+            metadata=metadata,
+            recorder=recorder,
+        )
+        self._channels = ChannelPool(credentials, channel_options, self.closed)
+
+    def close(self) -> None:
+        self.closed.set()
+        self._channels.close()
 
     def invoke(
         self,
@@ -296,64 +468,20 @@ class Transport:
         budget: float,
         pinned_address: str | None,
     ) -> _RespT:
-        # Retries may start until the budget is spent; the first attempt always gets its full
-        # deadline, so a budget shorter than one attempt (or zero) means "no retries" rather
-        # than "no time".
-        retry_deadline = time.monotonic() + budget
-        route = self._router.route(pinned_address)
-        backoff = _BACKOFF_INITIAL_S
-        attempts = 0
-        timeout = attempt_timeout
+        plan = self.attempts(rpc, request_id, attempt_timeout, budget, pinned_address)
         while True:
-            attempts += 1
-            address = route.address
+            address, timeout = plan.next()
             code, details, trailers, response = self._attempt(
                 rpc, request, response_type, address, timeout
             )
             self._observe_sequence(trailers)
             if response is not None:
-                route.answered()
+                plan.route.answered()
                 return response
-
-            closed = code == grpc.StatusCode.CANCELLED and self.closed.is_set()
-            make: Callable[..., OrchestratorError]
-            if closed or not _is_retryable(code, details):
-                # The replica answered, so it is healthy: keep routing to it.
-                route.answered()
-                make = error_for_status
-            else:
-                _log.debug(
-                    "%s attempt %d to %s failed with %s: %s",
-                    rpc.name,
-                    attempts,
-                    address,
-                    code.name,
-                    details,
-                )
-                hint = _metadata_value(trailers, LEADER_METADATA_KEY)
-                next_address, hinted = route.next_address(hint)
-                delay = 0.0
-                if not hinted:
-                    delay, backoff = _retry_delay(code, trailers, backoff)
-                remaining = retry_deadline - time.monotonic() - delay
-                if next_address is None or remaining < _MIN_ATTEMPT_S:
-                    exhausted = code == grpc.StatusCode.RESOURCE_EXHAUSTED
-                    make = ResourceExhaustedError if exhausted else UnavailableError
-                elif delay > 0 and self.closed.wait(delay):
-                    code, details = grpc.StatusCode.CANCELLED, "client closed during retries"
-                    make = OrchestratorError
-                else:
-                    route.address = next_address
-                    timeout = min(attempt_timeout, remaining)
-                    continue
-            raise make(
-                code,
-                details,
-                op=rpc.name,
-                request_id=request_id,
-                attempts=attempts,
-                address=address,
-            )
+            # Raises when the call is over; else the pause before the next attempt.
+            delay = plan.failed(code, details, trailers)
+            if delay > 0 and self.closed.wait(delay):
+                raise plan.closed_during_retries()
 
     def _attempt(
         self,
@@ -364,37 +492,17 @@ class Transport:
         timeout: float,
     ) -> tuple[grpc.StatusCode, str, _Trailers, _RespT | None]:
         """Makes one attempt; returns (code, details, trailing metadata, response or None)."""
-        metadata = ((MIN_SEQ_METADATA_KEY, str(self.last_sequence)), *self._metadata)
         try:
             callable_ = self._channels.callable(address, rpc)
             response, call = callable_.with_call(
-                request, timeout=max(timeout, _MIN_ATTEMPT_S), metadata=metadata
+                request, timeout=max(timeout, _MIN_ATTEMPT_S), metadata=self.call_metadata()
             )
         except grpc.RpcError as err:
-            if isinstance(err, grpc.Call):
-                code = err.code() or grpc.StatusCode.UNKNOWN
-                details = err.details() or ""
-                trailers = tuple(err.trailing_metadata() or ())
-            else:
-                code, details, trailers = grpc.StatusCode.UNKNOWN, str(err), ()
-            if code == grpc.StatusCode.CANCELLED and self.closed.is_set():
-                details = details or "client closed"
-            return code, details, trailers, None
+            return (*failure_of(err, self.closed), None)
         except ValueError:
             # grpc raises ValueError for a call on a channel that close() just shut.
             if self.closed.is_set():
                 return grpc.StatusCode.CANCELLED, "client closed", (), None
             raise
-        # The table's response type (the deserializer's) must be what the caller reads.
-        if not isinstance(response, response_type):
-            raise TypeError(
-                f"{rpc.name}: expected {response_type.__name__}, got {type(response).__name__}"
-            )
-        return grpc.StatusCode.OK, "", tuple(call.trailing_metadata() or ()), response
-
-    def _observe_sequence(self, trailers: _Trailers) -> None:
-        seq = _parse_int(_metadata_value(trailers, SEQ_METADATA_KEY))
-        if seq is None:
-            return
-        with self._seq_lock:
-            self._max_seq = max(self._max_seq, seq)
+        trailers = tuple(call.trailing_metadata() or ())
+        return grpc.StatusCode.OK, "", trailers, checked(rpc, response, response_type)
