@@ -43,6 +43,8 @@ class ReplicaConfig:
     node_id: str
     grpc: str
     raft: str
+    # This replica's metrics port when it differs from the cluster's (replicas sharing a host).
+    metrics_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,10 @@ class ClusterConfig:
             f"node {node_id!r} is not in the configuration ({', '.join(r.node_id for r in self.replicas)})"
         )
 
+    def metrics_port_of(self, node_id: str) -> int:
+        """Where `node_id` serves its metrics: its own port, else the cluster's (0: off)."""
+        return self.replica(node_id).metrics_port or self.metrics_port
+
     def data_dir(self, node_id: str) -> str:
         return os.path.join(self.data_root, node_id)
 
@@ -167,6 +173,7 @@ def load(path: str, *, require_password: bool = True) -> ClusterConfig:
                 nid,
                 _addr(r.get("grpc"), f"replicas[{i}].grpc"),
                 _addr(r.get("raft"), f"replicas[{i}].raft"),
+                _port(r.get("metrics_port", 0), path, f"replicas[{i}].metrics_port"),
             )
         )
     data_root = os.path.join(base, raw.get("data_root", "data"))

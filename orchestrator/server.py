@@ -173,9 +173,10 @@ class ReplicaServer:
             self.history,
         )
         self.admission = Admission(cfg.admission)
+        metrics_port = cfg.metrics_port_of(node_id)
         self.metrics = (
-            MetricsEndpoint(self, cfg.metrics_port, bind_address(cfg, me.grpc).rpartition(":")[0])
-            if cfg.metrics_port
+            MetricsEndpoint(self, metrics_port, bind_address(cfg, me.grpc).rpartition(":")[0])
+            if metrics_port
             else None
         )
         # Timed from the first interceptor: a call refused for load counts too.

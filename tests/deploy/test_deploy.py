@@ -254,7 +254,12 @@ def test_dockerfile_copies_what_exists_and_exposes_the_configured_ports(
             assert (ROOT / path).exists(), path
     exposed = {int(p) for p in re.search(r"^EXPOSE (.+)$", text, re.M).group(1).split()}  # type: ignore[union-attr]
     cfg = _config(DEPLOY / "compose" / "cluster.json", monkeypatch)
-    assert exposed == {_port(cfg.replicas[0].grpc), _port(cfg.replicas[0].raft), cfg.health_port}
+    assert exposed == {
+        _port(cfg.replicas[0].grpc),
+        _port(cfg.replicas[0].raft),
+        cfg.health_port,
+        cfg.metrics_port,
+    }
     assert f"127.0.0.1:{cfg.health_port}" in text  # the HEALTHCHECK asks the health port
     assert re.search(r"^ENTRYPOINT \[\"orchestrator\"\]$", text, re.M)
     assert "FROM python:3.11" in text  # requires-python >= 3.11

@@ -1,12 +1,11 @@
-"""A real single-replica cluster scraped over HTTP: the exposition parses, and its values follow
-what the test does (a workflow started and completed, a poll, the leader's role and term)."""
+"""A real single-replica cluster scraped over HTTP (conftest.py): the exposition parses, and its
+values follow what the test does (a workflow started and completed, a poll, the leader's role
+and term)."""
 
 from __future__ import annotations
 
 import json
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,43 +13,12 @@ import grpc
 import pytest
 from orchestrator_client.v1 import tasks_pb2 as tpb
 from orchestrator_client.v1 import workflows_pb2 as wpb
-from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.config import ConfigError, load
 from orchestrator.server import ReplicaServer
-from orchestrator.tools.access import prepare
-from orchestrator.tools.localcluster import free_port, write_config
+from orchestrator.tools.localcluster import write_config
 from tests.cluster_support import api_stubs, wait_for
-
-
-@pytest.fixture(scope="module")
-def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ReplicaServer, int]]:
-    tmp = tmp_path_factory.mktemp("metrics")
-    path = write_config(str(tmp / "cluster.json"), n=1)
-    raw = json.loads(Path(path).read_text())
-    port = free_port()
-    raw["metrics_port"] = port
-    Path(path).write_text(json.dumps(raw))
-    cfg = load(path)
-    prepare(cfg)
-    srv = ReplicaServer(cfg, "n1", insecure=True)
-    srv.start()
-    try:
-        wait_for(srv.replica.leader_ready, 30, "the replica to lead")
-        yield srv, port
-    finally:
-        srv.stop(grace_s=0.2)
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of the exposition: (name, sorted labels) -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
+from tests.metrics.conftest import scrape
 
 
 def value(samples: dict[Any, float], name: str, **labels: str) -> float:
