@@ -16,6 +16,23 @@ from orchestrator_client._transport import Transport
 from orchestrator_client.v1 import events_pb2
 
 
+def publish_request(
+    name: str,
+    payload: Mapping[str, Any] | None,
+    correlation_key: str,
+    ttl_ms: int,
+    request_id: str | None,
+) -> events_pb2.PublishEventRequest:
+    """A PublishEventRequest (see EventCalls.publish_event; also the asyncio client's)."""
+    return events_pb2.PublishEventRequest(
+        request_id=request_id or new_request_id(),
+        name=name,
+        payload_json=encode_document(payload if payload is not None else {}),
+        correlation_key=correlation_key,
+        ttl_ms=ttl_ms,
+    )
+
+
 class EventCalls:
     """EventService, as methods of OrchestratorClient."""
 
@@ -53,18 +70,11 @@ class EventCalls:
             InvalidArgumentError: A bad name, payload or correlation key.
             OrchestratorError: Any other server error.
         """
-        rid = request_id or new_request_id()
-        request = events_pb2.PublishEventRequest(
-            request_id=rid,
-            name=name,
-            payload_json=encode_document(payload if payload is not None else {}),
-            correlation_key=correlation_key,
-            ttl_ms=ttl_ms,
-        )
+        request = publish_request(name, payload, correlation_key, ttl_ms, request_id)
         response = self._transport.invoke(
             request,
             events_pb2.PublishEventResponse,
-            rid,
+            request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )

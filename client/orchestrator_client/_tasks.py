@@ -18,6 +18,67 @@ from orchestrator_client.v1 import tasks_pb2
 _POLL_OP: Final = rpc_of(tasks_pb2.PollTasksRequest()).name
 
 
+# The requests, built alike by the sync calls below and the asyncio client (aio.py).
+def poll_request(
+    task_type: str, worker_id: str, count: int, timeout_ms: int, domain: str, request_id: str | None
+) -> tasks_pb2.PollTasksRequest:
+    """A PollTasksRequest (see TaskCalls.poll_tasks); ValueError for a bad count or wait."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    if timeout_ms < 0:
+        raise ValueError("timeout_ms must not be negative")
+    return tasks_pb2.PollTasksRequest(
+        request_id=request_id or new_request_id(),
+        task_type=task_type,
+        worker_id=worker_id,
+        count=count,
+        timeout_ms=timeout_ms,
+        domain=domain,
+    )
+
+
+def complete_request(
+    task_id: str,
+    output: Mapping[str, Any] | None,
+    worker_id: str,
+    workflow_id: str,
+    reference_task_name: str,
+    request_id: str | None,
+) -> tasks_pb2.CompleteTaskRequest:
+    """A CompleteTaskRequest (see TaskCalls.complete_task)."""
+    return tasks_pb2.CompleteTaskRequest(
+        request_id=request_id or new_request_id(),
+        task_id=task_id,
+        output_json=encode_document(output),
+        worker_id=worker_id,
+        workflow_id=workflow_id,
+        reference_task_name=reference_task_name,
+    )
+
+
+def fail_request(
+    task_id: str,
+    reason: str,
+    terminal: bool,
+    output: Mapping[str, Any] | None,
+    worker_id: str,
+    workflow_id: str,
+    reference_task_name: str,
+    request_id: str | None,
+) -> tasks_pb2.FailTaskRequest:
+    """A FailTaskRequest (see TaskCalls.fail_task)."""
+    return tasks_pb2.FailTaskRequest(
+        request_id=request_id or new_request_id(),
+        task_id=task_id,
+        reason=reason,
+        terminal=terminal,
+        output_json=encode_document(output),
+        worker_id=worker_id,
+        workflow_id=workflow_id,
+        reference_task_name=reference_task_name,
+    )
+
+
 class TaskCalls:
     """TaskService, as methods of OrchestratorClient."""
 
@@ -61,19 +122,8 @@ class TaskCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        if count < 1:
-            raise ValueError("count must be at least 1")
-        if timeout_ms < 0:
-            raise ValueError("timeout_ms must not be negative")
-        rid = request_id or new_request_id()
-        request = tasks_pb2.PollTasksRequest(
-            request_id=rid,
-            task_type=task_type,
-            worker_id=worker_id,
-            count=count,
-            timeout_ms=timeout_ms,
-            domain=domain,
-        )
+        request = poll_request(task_type, worker_id, count, timeout_ms, domain, request_id)
+        rid = request.request_id
         extra = self._transport.timeout_s if timeout_s is None else timeout_s
         response = self._transport.invoke(
             request,
@@ -118,19 +168,13 @@ class TaskCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        rid = request_id or new_request_id()
-        request = tasks_pb2.CompleteTaskRequest(
-            request_id=rid,
-            task_id=task_id,
-            output_json=encode_document(output),
-            worker_id=worker_id,
-            workflow_id=workflow_id,
-            reference_task_name=reference_task_name,
+        request = complete_request(
+            task_id, output, worker_id, workflow_id, reference_task_name, request_id
         )
         self._transport.invoke(
             request,
             tasks_pb2.CompleteTaskResponse,
-            rid,
+            request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
@@ -352,21 +396,20 @@ class TaskCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        rid = request_id or new_request_id()
-        request = tasks_pb2.FailTaskRequest(
-            request_id=rid,
-            task_id=task_id,
-            reason=reason,
-            terminal=terminal,
-            output_json=encode_document(output),
-            worker_id=worker_id,
-            workflow_id=workflow_id,
-            reference_task_name=reference_task_name,
+        request = fail_request(
+            task_id,
+            reason,
+            terminal,
+            output,
+            worker_id,
+            workflow_id,
+            reference_task_name,
+            request_id,
         )
         self._transport.invoke(
             request,
             tasks_pb2.FailTaskResponse,
-            rid,
+            request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
