@@ -27,6 +27,7 @@ from typing import Any
 
 import grpc
 from orchestrator_client import OrchestratorClient, Task, Worker, Workflow
+from orchestrator_client.aio import AsyncOrchestratorClient
 from orchestrator_client.v1 import workflows_pb2, workflows_pb2_grpc
 
 
@@ -43,6 +44,12 @@ def serve(client: OrchestratorClient) -> Worker:
     worker = Worker(client, concurrency=2)
     worker.register("charge", handle)
     return worker
+
+
+async def start_async(addresses: str) -> Workflow:
+    async with AsyncOrchestratorClient(addresses) as client:
+        workflow_id = await client.start_workflow("order")
+        return await client.get_workflow(workflow_id)
 
 
 def raw(channel: grpc.Channel, workflow_id: str) -> str:
