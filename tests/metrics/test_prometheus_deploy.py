@@ -5,9 +5,7 @@ read with yq, as tests/deploy does)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,7 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.config import load
 from orchestrator.server import ReplicaServer
 from tests.cluster_support import api_stubs
-from tests.deploy.test_deploy import DEPLOY, _tool, _yaml_docs
+
+# k8s: tests/deploy's fixture (the kustomize rendering), shared rather than rendered again.
+from tests.deploy.test_deploy import DEPLOY, _by_kind, _yaml_docs, k8s  # noqa: F401
 from tests.metrics.conftest import exposition
 
 PROMETHEUS = DEPLOY / "prometheus"
@@ -103,16 +103,11 @@ def test_scrape_config_targets_where_deploy_serves_metrics(
     assert jobs["orchestrator"]["kubernetes_sd_configs"] == [{"role": "pod"}]
 
 
-def test_kubernetes_pods_announce_their_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    import subprocess
-
-    rendered = subprocess.run(
-        [_tool("kubectl"), "kustomize", str(DEPLOY / "kubernetes")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    (sts,) = [d for d in _yaml_docs(rendered) if d["kind"] == "StatefulSet"]
+def test_kubernetes_pods_announce_their_metrics_port(
+    k8s: dict[str, dict[str, Any]],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (sts,) = _by_kind(k8s, "StatefulSet")
     template = sts["spec"]["template"]
     (container,) = template["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -122,4 +117,3 @@ def test_kubernetes_pods_announce_their_metrics_port(monkeypatch: pytest.MonkeyP
     assert annotations["prometheus.io/scrape"] == "true"
     assert int(annotations["prometheus.io/port"]) == ports["metrics"] == cfg.metrics_port > 0
     assert annotations["prometheus.io/path"] == "/metrics"
-    assert json.loads(Path(DEPLOY / "kubernetes" / "cluster.json").read_text())["metrics_port"]
