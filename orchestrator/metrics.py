@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .api.rpc import Behaviour, wrap_handler
+from .config import ConfigError
 from .core.context import Effects
 from .core.events import WorkflowEnded, WorkflowStarted
 from .core.state import State
@@ -303,7 +304,12 @@ class MetricsEndpoint:
             replica.observer = self.instruments
 
     def start(self) -> None:
-        self._http, _ = start_http_server(self.port, self.host, self.registry)
+        try:
+            self._http, _ = start_http_server(self.port, self.host, self.registry)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot bind the metrics port to {self.host}:{self.port}: {exc}"
+            ) from None
 
     def stop(self) -> None:
         if self._http is not None:

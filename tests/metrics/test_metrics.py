@@ -114,3 +114,15 @@ def test_metrics_port_is_off_by_default_and_checked(tmp_path: Path) -> None:
     Path(path).write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match="metrics_port"):
         load(path)
+
+
+def test_a_snapshot_is_timed_and_sized(replica: tuple[ReplicaServer, int]) -> None:
+    srv, port = replica
+    before = value(scrape(port), "orchestrator_snapshot_duration_seconds_count")
+    srv.replica.force_snapshot()  # type: ignore[attr-defined]
+    wait_for(
+        lambda: value(scrape(port), "orchestrator_snapshot_duration_seconds_count") > before,
+        30,
+        "the snapshot to be written",
+    )
+    assert value(scrape(port), "orchestrator_snapshot_size_bytes") > 0
