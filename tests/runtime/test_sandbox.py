@@ -55,7 +55,8 @@ def test_an_endless_loop_hits_the_time_limit(sb: Sandbox) -> None:
     res = sb.evaluate("js", "while (true) {}", {})
     took = time.monotonic() - t0
     assert not res.ok and res.kind == "time"
-    assert "time limit exceeded (0.5 s)" in res.error
+    # In the worker's own interrupt, or (under load) by the pool killing its process.
+    assert res.error.startswith("time limit exceeded (0.5 s"), res.error
     assert took < 5, took
     assert sb.evaluate("js", "1 + 1", {}).value == 2, "the pool still works"
 
