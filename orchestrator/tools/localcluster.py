@@ -268,7 +268,10 @@ class LocalCluster:
     def _busy_ports(self) -> list[str]:
         busy = []
         for r in self.cfg.replicas:
-            for what, addr in (("gRPC", r.grpc), ("Raft", r.raft)):
+            addrs = [("gRPC", r.grpc), ("Raft", r.raft)]
+            if metrics := self.cfg.metrics_port_of(r.node_id):
+                addrs.append(("metrics", f"{r.grpc.rpartition(':')[0]}:{metrics}"))
+            for what, addr in addrs:
                 host, _, port = addr.rpartition(":")
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                     # As the replicas bind: a connection in TIME_WAIT does not hold the port.

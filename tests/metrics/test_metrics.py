@@ -5,6 +5,7 @@ and term)."""
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from orchestrator_client.v1 import workflows_pb2 as wpb
 
 from orchestrator.config import ConfigError, load
 from orchestrator.server import ReplicaServer
-from orchestrator.tools.localcluster import write_config
+from orchestrator.tools.localcluster import AlreadyRunning, LocalCluster, write_config
 from tests.cluster_support import api_stubs, wait_for
 from tests.metrics.conftest import scrape
 
@@ -126,3 +127,16 @@ def test_a_snapshot_is_timed_and_sized(replica: tuple[ReplicaServer, int]) -> No
         "the snapshot to be written",
     )
     assert value(scrape(port), "orchestrator_snapshot_size_bytes") > 0
+
+
+def test_local_cluster_names_a_metrics_port_another_program_holds(tmp_path: Path) -> None:
+    path = write_config(str(tmp_path / "cluster.json"), n=1, secure=False)
+    raw = json.loads(Path(path).read_text())
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        raw["replicas"][0]["metrics_port"] = port
+        Path(path).write_text(json.dumps(raw))
+        with pytest.raises(AlreadyRunning, match=f"127.0.0.1:{port} \\(n1's metrics\\)"):
+            LocalCluster(path, insecure=True).claim(ports_free_within_s=0.2)
