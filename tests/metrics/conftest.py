@@ -26,6 +26,8 @@ def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ReplicaS
     raw = json.loads(Path(path).read_text())
     port = free_port()
     raw["metrics_port"] = port
+    # Snapshots when forced, not only in this node's slot of pysyncobj's compaction period.
+    raw["raft"] = {"log_compaction_split": False}
     Path(path).write_text(json.dumps(raw))
     cfg = load(path)
     prepare(cfg)
