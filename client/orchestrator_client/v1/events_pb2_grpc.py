@@ -288,7 +288,7 @@ class SubscriptionServiceStub:
     and resumes there on any replica after a failure: at least once. A stream starts at
     max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
     offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
-    oldest kept offset (trailer x-oldest-offset): resubscribe from it to skip the gap knowingly.
+    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the gap knowingly.
     """
 
     def __init__(self, channel):
@@ -325,7 +325,7 @@ class SubscriptionServiceServicer:
     and resumes there on any replica after a failure: at least once. A stream starts at
     max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
     offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
-    oldest kept offset (trailer x-oldest-offset): resubscribe from it to skip the gap knowingly.
+    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the gap knowingly.
     """
 
     def SubscribeEvents(self, request, context):
@@ -390,7 +390,7 @@ class SubscriptionService:
     and resumes there on any replica after a failure: at least once. A stream starts at
     max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
     offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
-    oldest kept offset (trailer x-oldest-offset): resubscribe from it to skip the gap knowingly.
+    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the gap knowingly.
     """
 
     @staticmethod

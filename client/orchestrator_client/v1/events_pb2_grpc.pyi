@@ -117,7 +117,7 @@ class SubscriptionServiceStub:
     and resumes there on any replica after a failure: at least once. A stream starts at
     max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
     offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
-    oldest kept offset (trailer x-oldest-offset): resubscribe from it to skip the gap knowingly.
+    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the gap knowingly.
     """
 
     @_typing.overload
@@ -137,7 +137,7 @@ class SubscriptionServiceAsyncStub(SubscriptionServiceStub):
     and resumes there on any replica after a failure: at least once. A stream starts at
     max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
     offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
-    oldest kept offset (trailer x-oldest-offset): resubscribe from it to skip the gap knowingly.
+    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the gap knowingly.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -153,7 +153,7 @@ class SubscriptionServiceServicer(metaclass=_abc_1.ABCMeta):
     and resumes there on any replica after a failure: at least once. A stream starts at
     max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
     offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
-    oldest kept offset (trailer x-oldest-offset): resubscribe from it to skip the gap knowingly.
+    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the gap knowingly.
     """
 
     @_abc_1.abstractmethod
