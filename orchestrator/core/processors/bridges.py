@@ -20,7 +20,7 @@ from ..commands import AdvanceSink, IngestEvent
 from ..context import Ctx
 from ..definitions import name_field
 from ..errors import Rejected, invalid
-from .eventlog import append_event
+from .eventlog import append_event, check_event
 
 JSON = Any
 
@@ -35,16 +35,9 @@ def ingest_event(ctx: Ctx, cmd: IngestEvent) -> dict[str, JSON]:
     ctx.emit(E.BridgeMarkSet("source_marks", source, seq))
     journal = ctx.mark()
     try:
-        name = name_field(cmd.name, "name")
-        if not isinstance(cmd.payload, dict):
-            raise invalid("payload: must be a JSON object")
+        name, key = check_event(cmd.name, cmd.payload, cmd.correlation_key)
         if encoded_size(cmd.payload) > limits.MAX_JSON_BYTES:
             raise invalid(f"payload: over {limits.MAX_JSON_BYTES} bytes")
-        key = cmd.correlation_key
-        if not isinstance(key, str) or len(key) > limits.MAX_CORRELATION_KEY_LENGTH:
-            raise invalid(
-                f"correlation_key: at most {limits.MAX_CORRELATION_KEY_LENGTH} characters"
-            )
         result = append_event(ctx, name, cmd.payload, key, source=source)
     except Rejected as rej:
         ctx.rollback(journal)

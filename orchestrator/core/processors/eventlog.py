@@ -27,14 +27,21 @@ JSON = Any
 
 
 def publish_event(ctx: Ctx, cmd: PublishEvent) -> dict[str, JSON]:
-    name = name_field(cmd.name, "name")
-    if not isinstance(cmd.payload, dict):
-        raise invalid("payload: must be a JSON object")
-    key = cmd.correlation_key
-    if not isinstance(key, str) or len(key) > limits.MAX_CORRELATION_KEY_LENGTH:
-        raise invalid(f"correlation_key: at most {limits.MAX_CORRELATION_KEY_LENGTH} characters")
+    name, key = check_event(cmd.name, cmd.payload, cmd.correlation_key)
     ttl_ms = messages.check_ttl(cmd.ttl_ms)
     return append_event(ctx, name, cmd.payload, key, ttl_ms=ttl_ms)
+
+
+def check_event(name: JSON, payload: JSON, correlation_key: JSON) -> tuple[str, str]:
+    """An event from outside the core (PublishEvent, a broker's IngestEvent): its name and key,
+    or Rejected naming the field that is wrong."""
+    checked = name_field(name, "name")
+    if not isinstance(payload, dict):
+        raise invalid("payload: must be a JSON object")
+    key = correlation_key
+    if not isinstance(key, str) or len(key) > limits.MAX_CORRELATION_KEY_LENGTH:
+        raise invalid(f"correlation_key: at most {limits.MAX_CORRELATION_KEY_LENGTH} characters")
+    return checked, key
 
 
 def append_event(
