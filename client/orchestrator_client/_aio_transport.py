@@ -7,7 +7,7 @@ hints, rotation, backoff, retry budget, request ids reused on every attempt, and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -90,26 +90,64 @@ class AioTransport(TransportCore):
         attempt_timeout, budget = self._limits(timeout_s, retry_budget_s)
         self.record("invoke", rpc.name, rid, request)
         try:
-            plan = self.attempts(rpc, rid, attempt_timeout, budget, None)
-            while True:
-                address, timeout = plan.next()
-                code, details, trailers, response = await self._attempt(
-                    rpc, request, response_type, address, timeout
-                )
-                self._observe_sequence(trailers)
-                if response is not None:
-                    plan.route.answered()
-                    break
-                # Raises when the call is over; else the pause before the next attempt.
-                await asyncio.sleep(plan.failed(code, details, trailers))
-                if self.closed.is_set():
-                    raise plan.closed_during_retries()
+            response = await self._call_with_retries(
+                rpc, request, response_type, rid, attempt_timeout, budget
+            )
         except BaseException as exc:
             # The history must not be left with an open invoke (cancellation included).
             self.record_failed(rpc.name, (rid,), exc)
             raise
         self.record("ok", rpc.name, rid, response)
         return response
+
+    async def invoke_batch(
+        self,
+        request: Message,
+        response_type: type[_RespT],
+        items: Sequence[Message],
+        rids: list[str],
+        answers_of: Callable[[_RespT], Sequence[Any]],
+        *,
+        timeout_s: float | None,
+        retry_budget_s: float | None,
+    ) -> list[Any]:
+        """One call carrying several requests, each recorded as its own (see
+        Transport.invoke_batch)."""
+        rpc, op, attempt_timeout, budget = self.begin_batch(
+            request, items, rids, timeout_s, retry_budget_s
+        )
+        try:
+            response = await self._call_with_retries(
+                rpc, request, response_type, rids[0], attempt_timeout, budget
+            )
+        except BaseException as exc:
+            self.record_failed(op, rids, exc)
+            raise
+        return self.settle_batch(rpc, op, rids, answers_of(response))
+
+    async def _call_with_retries(
+        self,
+        rpc: Rpc,
+        request: Message,
+        response_type: type[_RespT],
+        request_id: str,
+        attempt_timeout: float,
+        budget: float,
+    ) -> _RespT:
+        plan = self.attempts(rpc, request_id, attempt_timeout, budget, None)
+        while True:
+            address, timeout = plan.next()
+            code, details, trailers, response = await self._attempt(
+                rpc, request, response_type, address, timeout
+            )
+            self._observe_sequence(trailers)
+            if response is not None:
+                plan.route.answered()
+                return response
+            # Raises when the call is over; else the pause before the next attempt.
+            await asyncio.sleep(plan.failed(code, details, trailers))
+            if self.closed.is_set():
+                raise plan.closed_during_retries()
 
     async def _attempt(
         self,

@@ -312,6 +312,53 @@ class TransportCore:
         for rid in request_ids:
             self.record("unknown" if unknown else "fail", op, rid, exc)
 
+    def begin_batch(
+        self,
+        request: Message,
+        items: Sequence[Message],
+        rids: Sequence[str],
+        timeout_s: float | None,
+        retry_budget_s: float | None,
+    ) -> tuple[Rpc, str, float, float]:
+        """Opens a batch call (see Transport.invoke_batch): records each item's invoke;
+        (the batch's RPC, the items' op name, per-attempt deadline, budget)."""
+        rpc = rpc_of(request)
+        op = rpc_of(items[0]).name
+        attempt_timeout, budget = self._limits(timeout_s, retry_budget_s)
+        for rid, item in zip(rids, items, strict=True):
+            self.record("invoke", op, rid, item)
+        return rpc, op, attempt_timeout, budget
+
+    def settle_batch(
+        self, rpc: Rpc, op: str, rids: Sequence[str], answers: Sequence[Any]
+    ) -> list[Any]:
+        """Per item of an answered batch call, its answer (code 0) or the error for it, each
+        recorded; raises (recorded as unknown for every item) when the count does not match."""
+        if len(answers) != len(rids):
+            mismatch = OrchestratorError(
+                grpc.StatusCode.INTERNAL,
+                f"{rpc.name} answered {len(answers)} results for {len(rids)} requests",
+                op=op,
+            )
+            for rid in rids:
+                self.record("unknown", op, rid, mismatch)
+            raise mismatch
+        out: list[Any] = []
+        for rid, answer in zip(rids, answers, strict=True):
+            if answer.code == 0:
+                self.record("ok", op, rid, answer)
+                out.append(answer)
+                continue
+            err = error_for_status(
+                _STATUS_BY_NUMBER.get(answer.code, grpc.StatusCode.UNKNOWN),
+                answer.message,
+                op=op,
+                request_id=rid,
+            )
+            self.record("fail", op, rid, err)
+            out.append(err)
+        return out
+
     def _limits(self, timeout_s: float | None, retry_budget_s: float | None) -> tuple[float, float]:
         """(per-attempt deadline, overall budget) of a call; refuses a closed client."""
         if self.closed.is_set():
@@ -420,11 +467,9 @@ class Transport(TransportCore):
         whole call, recorded for every item (a retry of the same call is deduplicated item by
         item, so an item is never applied twice).
         """
-        rpc = rpc_of(request)
-        op = rpc_of(items[0]).name
-        attempt_timeout, budget = self._limits(timeout_s, retry_budget_s)
-        for rid, item in zip(rids, items, strict=True):
-            self.record("invoke", op, rid, item)
+        rpc, op, attempt_timeout, budget = self.begin_batch(
+            request, items, rids, timeout_s, retry_budget_s
+        )
         try:
             response = self._call_with_retries(
                 rpc, request, response_type, rids[0], attempt_timeout, budget, None
@@ -432,31 +477,7 @@ class Transport(TransportCore):
         except BaseException as exc:
             self.record_failed(op, rids, exc)
             raise
-        answers = answers_of(response)
-        if len(answers) != len(items):
-            mismatch = OrchestratorError(
-                grpc.StatusCode.INTERNAL,
-                f"{rpc.name} answered {len(answers)} results for {len(items)} requests",
-                op=op,
-            )
-            for rid in rids:
-                self.record("unknown", op, rid, mismatch)
-            raise mismatch
-        out: list[Any] = []
-        for rid, answer in zip(rids, answers, strict=True):
-            if answer.code == 0:
-                self.record("ok", op, rid, answer)
-                out.append(answer)
-                continue
-            err = error_for_status(
-                _STATUS_BY_NUMBER.get(answer.code, grpc.StatusCode.UNKNOWN),
-                answer.message,
-                op=op,
-                request_id=rid,
-            )
-            self.record("fail", op, rid, err)
-            out.append(err)
-        return out
+        return self.settle_batch(rpc, op, rids, answers_of(response))
 
     def _call_with_retries(
         self,
