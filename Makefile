@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup system-deps cluster protos clean
+.PHONY: run test setup system-deps cluster protos lint-protos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ test: setup system-deps
 ## Regenerate the gRPC code in client/orchestrator_client/v1 from protos/.
 protos: setup
 	$(PY) scripts/gen_protos.py
+
+## buf lint over protos/ (STANDARD rules, buf.yaml; the buf pinned in tools/buf/, needs node and npm).
+lint-protos: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_buf_lint.py
 
 clean:
 	rm -rf $(VENV) .local-cluster build *.egg-info
