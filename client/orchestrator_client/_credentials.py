@@ -6,9 +6,11 @@ usual form; :func:`channel_credentials` builds the same for a raw gRPC stub.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import grpc
 
-__all__ = ["channel_credentials", "read_token_file", "tls_credentials"]
+__all__ = ["channel_credentials", "read_token_file", "tls_credentials", "with_token"]
 
 
 def _read(path: str, what: str) -> bytes:
@@ -79,3 +81,23 @@ def read_token_file(path: str) -> str:
     if not lines or not lines[0].strip():
         raise ValueError(f"token file {path} is empty")
     return lines[0].strip()
+
+
+def with_token(
+    metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None,
+    token: str | None,
+    credentials: grpc.ChannelCredentials | None,
+) -> Sequence[tuple[str, str]] | Mapping[str, str] | None:
+    """A client's call metadata: ``metadata`` and, with a token, its ``authorization`` entry.
+
+    Raises:
+        ValueError: A token without credentials (it would cross the network in clear text).
+    """
+    if token is None:
+        return metadata
+    if credentials is None:
+        raise ValueError("a token is sent only over TLS: pass credentials too")
+    items = (
+        () if metadata is None else metadata.items() if isinstance(metadata, Mapping) else metadata
+    )
+    return (*items, ("authorization", f"Bearer {token}"))

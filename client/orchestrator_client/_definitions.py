@@ -11,6 +11,27 @@ from orchestrator_client._transport import Transport
 from orchestrator_client.v1 import definitions_pb2
 
 
+def workflow_def_request(
+    definition: Mapping[str, Any] | str, overwrite: bool, request_id: str | None
+) -> definitions_pb2.RegisterWorkflowDefRequest:
+    """A RegisterWorkflowDefRequest (see DefinitionCalls.register_workflow_def)."""
+    return definitions_pb2.RegisterWorkflowDefRequest(
+        request_id=request_id or new_request_id(),
+        definition_json=encode_definition(definition),
+        overwrite=overwrite,
+    )
+
+
+def task_defs_request(
+    task_defs: Sequence[Mapping[str, Any] | str], request_id: str | None
+) -> definitions_pb2.RegisterTaskDefsRequest:
+    """A RegisterTaskDefsRequest (see DefinitionCalls.register_task_defs)."""
+    return definitions_pb2.RegisterTaskDefsRequest(
+        request_id=request_id or new_request_id(),
+        task_def_json=[encode_definition(d) for d in task_defs],
+    )
+
+
 class DefinitionCalls:
     """DefinitionService, as methods of OrchestratorClient."""
 
@@ -44,14 +65,11 @@ class DefinitionCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        rid = request_id or new_request_id()
-        request = definitions_pb2.RegisterWorkflowDefRequest(
-            request_id=rid, definition_json=encode_definition(definition), overwrite=overwrite
-        )
+        request = workflow_def_request(definition, overwrite, request_id)
         response = self._transport.invoke(
             request,
             definitions_pb2.RegisterWorkflowDefResponse,
-            rid,
+            request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
@@ -148,14 +166,11 @@ class DefinitionCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        rid = request_id or new_request_id()
-        request = definitions_pb2.RegisterTaskDefsRequest(
-            request_id=rid, task_def_json=[encode_definition(d) for d in task_defs]
-        )
+        request = task_defs_request(task_defs, request_id)
         response = self._transport.invoke(
             request,
             definitions_pb2.RegisterTaskDefsResponse,
-            rid,
+            request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )

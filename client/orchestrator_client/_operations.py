@@ -56,6 +56,43 @@ class BulkResult:
         return self.code == "OK"
 
 
+# The requests of the actions the asyncio client offers too (aio.py).
+def pause_request(workflow_id: str, request_id: str | None) -> workflows_pb2.PauseWorkflowRequest:
+    """A PauseWorkflowRequest (see OperationCalls.pause_workflow)."""
+    return workflows_pb2.PauseWorkflowRequest(
+        request_id=request_id or new_request_id(), workflow_id=workflow_id
+    )
+
+
+def resume_request(workflow_id: str, request_id: str | None) -> workflows_pb2.ResumeWorkflowRequest:
+    """A ResumeWorkflowRequest (see OperationCalls.resume_workflow)."""
+    return workflows_pb2.ResumeWorkflowRequest(
+        request_id=request_id or new_request_id(), workflow_id=workflow_id
+    )
+
+
+def restart_request(
+    workflow_id: str, use_latest_definition: bool, request_id: str | None
+) -> workflows_pb2.RestartWorkflowRequest:
+    """A RestartWorkflowRequest (see OperationCalls.restart_workflow)."""
+    return workflows_pb2.RestartWorkflowRequest(
+        request_id=request_id or new_request_id(),
+        workflow_id=workflow_id,
+        use_latest_definition=use_latest_definition,
+    )
+
+
+def retry_request(
+    workflow_id: str, resume_subworkflow_tasks: bool, request_id: str | None
+) -> workflows_pb2.RetryWorkflowRequest:
+    """A RetryWorkflowRequest (see OperationCalls.retry_workflow)."""
+    return workflows_pb2.RetryWorkflowRequest(
+        request_id=request_id or new_request_id(),
+        workflow_id=workflow_id,
+        resume_subworkflow_tasks=resume_subworkflow_tasks,
+    )
+
+
 class OperationCalls:
     """The operator and execution calls of WorkflowService, as client methods."""
 
@@ -92,10 +129,7 @@ class OperationCalls:
             FailedPreconditionError: The workflow is not running.
             OrchestratorError: Any other server error.
         """
-        request = workflows_pb2.PauseWorkflowRequest(
-            request_id=request_id or new_request_id(), workflow_id=workflow_id
-        )
-        self._act(request, timeout_s, retry_budget_s)
+        self._act(pause_request(workflow_id, request_id), timeout_s, retry_budget_s)
 
     def resume_workflow(
         self,
@@ -118,10 +152,7 @@ class OperationCalls:
             FailedPreconditionError: The workflow is not paused.
             OrchestratorError: Any other server error.
         """
-        request = workflows_pb2.ResumeWorkflowRequest(
-            request_id=request_id or new_request_id(), workflow_id=workflow_id
-        )
-        self._act(request, timeout_s, retry_budget_s)
+        self._act(resume_request(workflow_id, request_id), timeout_s, retry_budget_s)
 
     def restart_workflow(
         self,
@@ -146,11 +177,7 @@ class OperationCalls:
             FailedPreconditionError: The workflow has not ended.
             OrchestratorError: Any other server error.
         """
-        request = workflows_pb2.RestartWorkflowRequest(
-            request_id=request_id or new_request_id(),
-            workflow_id=workflow_id,
-            use_latest_definition=use_latest_definition,
-        )
+        request = restart_request(workflow_id, use_latest_definition, request_id)
         self._act(request, timeout_s, retry_budget_s)
 
     def retry_workflow(
@@ -177,11 +204,7 @@ class OperationCalls:
             FailedPreconditionError: The workflow is running or completed.
             OrchestratorError: Any other server error.
         """
-        request = workflows_pb2.RetryWorkflowRequest(
-            request_id=request_id or new_request_id(),
-            workflow_id=workflow_id,
-            resume_subworkflow_tasks=resume_subworkflow_tasks,
-        )
+        request = retry_request(workflow_id, resume_subworkflow_tasks, request_id)
         self._act(request, timeout_s, retry_budget_s)
 
     def rerun_workflow(

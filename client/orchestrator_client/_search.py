@@ -11,7 +11,7 @@ from orchestrator_client._transport import Transport
 from orchestrator_client._views import Workflow
 from orchestrator_client.v1 import workflows_pb2
 
-__all__ = ["SearchCalls", "SearchPage", "search_request"]
+__all__ = ["SearchCalls", "SearchPage", "search_page", "search_request"]
 
 _SORTS: Final = {
     "create_time": workflows_pb2.SEARCH_SORT_CREATE_TIME,
@@ -81,6 +81,16 @@ def search_request(
     )
 
 
+def search_page(response: workflows_pb2.SearchWorkflowsResponse) -> SearchPage:
+    """The SearchPage of a SearchWorkflows answer."""
+    return SearchPage(
+        workflows=tuple(Workflow.from_proto(w) for w in response.workflows),
+        next_page_token=response.next_page_token,
+        total=response.total_count,
+        total_at_least=response.total_at_least,
+    )
+
+
 class SearchCalls:
     """SearchWorkflows, as methods of OrchestratorClient."""
 
@@ -127,12 +137,7 @@ class SearchCalls:
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
-        return SearchPage(
-            workflows=tuple(Workflow.from_proto(w) for w in response.workflows),
-            next_page_token=response.next_page_token,
-            total=response.total_count,
-            total_at_least=response.total_at_least,
-        )
+        return search_page(response)
 
     def search(self, *, limit: int = 0, page_size: int = 100, **filters: Any) -> Iterator[Workflow]:
         """Every workflow a search matches, fetched a page at a time as the caller iterates.

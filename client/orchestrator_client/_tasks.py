@@ -79,6 +79,53 @@ def fail_request(
     )
 
 
+def signal_request(
+    workflow_id: str,
+    reference: str,
+    output: Mapping[str, Any] | None,
+    failed: bool,
+    reason: str,
+    request_id: str | None,
+) -> tasks_pb2.CompleteTaskRequest | tasks_pb2.FailTaskRequest:
+    """The request of a signal (see TaskCalls.signal_task): the task named by workflow and
+    reference, completed or failed."""
+    if failed:
+        reason = reason or "failed by a signal"
+        return fail_request("", reason, False, output, "", workflow_id, reference, request_id)
+    return complete_request("", output, "", workflow_id, reference, request_id)
+
+
+def heartbeat_request(
+    task_id: str, worker_id: str, request_id: str | None
+) -> tasks_pb2.HeartbeatTaskRequest:
+    """A HeartbeatTaskRequest (see TaskCalls.heartbeat_task)."""
+    return tasks_pb2.HeartbeatTaskRequest(
+        request_id=request_id or new_request_id(), task_id=task_id, worker_id=worker_id
+    )
+
+
+def complete_tasks_request(
+    results: Sequence[tuple[str, str]],
+    worker_id: str,
+    request_ids: Sequence[str] | None,
+    polls: Sequence[tasks_pb2.PollTasksRequest] = (),
+) -> tuple[tasks_pb2.CompleteTasksRequest, list[str]]:
+    """A CompleteTasksRequest of ``(task_id, output_json)`` results, and its items' request ids
+    (see TaskCalls._complete_call); ValueError for no results, too many, or ids not matching."""
+    if not results or len(results) > MAX_BATCH:
+        raise ValueError(f"complete_tasks takes 1 to {MAX_BATCH} results")
+    rids = list(request_ids) if request_ids is not None else [new_request_id() for _ in results]
+    if len(rids) != len(results):
+        raise ValueError("request_ids must match results one to one")
+    items = [
+        tasks_pb2.CompleteTaskRequest(
+            request_id=rid, task_id=task_id, output_json=output_json, worker_id=worker_id
+        )
+        for rid, (task_id, output_json) in zip(rids, results, strict=True)
+    ]
+    return tasks_pb2.CompleteTasksRequest(items=items, polls=polls), rids
+
+
 class TaskCalls:
     """TaskService, as methods of OrchestratorClient."""
 
@@ -301,18 +348,7 @@ class TaskCalls:
         output once, to fail only its own task when it is not JSON), with polls riding behind
         the results (each recorded as a PollTasks operation of its own). Returns per result
         None or its error, and per poll the tasks it leased."""
-        if not results or len(results) > MAX_BATCH:
-            raise ValueError(f"complete_tasks takes 1 to {MAX_BATCH} results")
-        rids = list(request_ids) if request_ids is not None else [new_request_id() for _ in results]
-        if len(rids) != len(results):
-            raise ValueError("request_ids must match results one to one")
-        items = [
-            tasks_pb2.CompleteTaskRequest(
-                request_id=rid, task_id=task_id, output_json=output_json, worker_id=worker_id
-            )
-            for rid, (task_id, output_json) in zip(rids, results, strict=True)
-        ]
-        request = tasks_pb2.CompleteTasksRequest(items=items, polls=polls)
+        request, rids = complete_tasks_request(results, worker_id, request_ids, polls)
         polled: list[tasks_pb2.PollTasksResponse] = []
 
         def answers_of(response: tasks_pb2.CompleteTasksResponse) -> Sequence[Any]:
@@ -325,7 +361,7 @@ class TaskCalls:
             answers = self._transport.invoke_batch(
                 request,
                 tasks_pb2.CompleteTasksResponse,
-                items,
+                request.items,
                 rids,
                 answers_of,
                 timeout_s=timeout_s,
@@ -440,23 +476,14 @@ class TaskCalls:
             NotFoundError: No such workflow or reference.
             OrchestratorError: Any other server error.
         """
-        if failed:
-            self.fail_task(
-                "",
-                reason or "failed by a signal",
-                output=output,
-                workflow_id=workflow_id,
-                reference_task_name=reference,
-                request_id=request_id,
-            )
-        else:
-            self.complete_task(
-                "",
-                output,
-                workflow_id=workflow_id,
-                reference_task_name=reference,
-                request_id=request_id,
-            )
+        request = signal_request(workflow_id, reference, output, failed, reason, request_id)
+        self._transport.invoke(
+            request,
+            rpc_of(request).response_type,
+            request.request_id,
+            timeout_s=None,
+            retry_budget_s=None,
+        )
 
     def heartbeat_task(
         self,
@@ -485,14 +512,11 @@ class TaskCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        rid = request_id or new_request_id()
-        request = tasks_pb2.HeartbeatTaskRequest(
-            request_id=rid, task_id=task_id, worker_id=worker_id
-        )
+        request = heartbeat_request(task_id, worker_id, request_id)
         response = self._transport.invoke(
             request,
             tasks_pb2.HeartbeatTaskResponse,
-            rid,
+            request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )

@@ -54,6 +54,39 @@ def start_request(
     )
 
 
+def terminate_request(
+    workflow_id: str, reason: str, request_id: str | None
+) -> workflows_pb2.TerminateWorkflowRequest:
+    """A TerminateWorkflowRequest (see WorkflowCalls.terminate_workflow)."""
+    return workflows_pb2.TerminateWorkflowRequest(
+        request_id=request_id or new_request_id(), workflow_id=workflow_id, reason=reason
+    )
+
+
+def list_request(
+    name: str, status: str, limit: int, page_token: str
+) -> workflows_pb2.ListWorkflowsRequest:
+    """One page's ListWorkflowsRequest (see WorkflowCalls.list_workflows); ValueError for an
+    unknown status."""
+    status_key = (
+        enum_key(workflows_pb2.WorkflowStatus, status, WORKFLOW_STATUS_PREFIX, "status")
+        if status
+        else "WORKFLOW_STATUS_UNSPECIFIED"
+    )
+    return workflows_pb2.ListWorkflowsRequest(
+        workflow_name=name,
+        status=status_key,
+        limit=min(limit, MAX_PAGE_SIZE),
+        page_token=page_token,
+    )
+
+
+def started_ids(answers: list[Any]) -> list[Any]:
+    """Per request of a StartWorkflows call (see Transport.invoke_batch): the workflow id, or
+    the error for it."""
+    return [a if isinstance(a, OrchestratorError) else a.workflow_id for a in answers]
+
+
 class WorkflowCalls:
     """WorkflowService, as methods of OrchestratorClient."""
 
@@ -150,16 +183,17 @@ class WorkflowCalls:
 
         Raises what failed the whole call (every request shares its fate).
         """
-        answers = self._transport.invoke_batch(
-            workflows_pb2.StartWorkflowsRequest(items=requests),
-            workflows_pb2.StartWorkflowsResponse,
-            requests,
-            [r.request_id for r in requests],
-            lambda response: response.results,
-            timeout_s=None,
-            retry_budget_s=None,
+        return started_ids(
+            self._transport.invoke_batch(
+                workflows_pb2.StartWorkflowsRequest(items=requests),
+                workflows_pb2.StartWorkflowsResponse,
+                requests,
+                [r.request_id for r in requests],
+                lambda response: response.results,
+                timeout_s=None,
+                retry_budget_s=None,
+            )
         )
-        return [a if isinstance(a, OrchestratorError) else a.workflow_id for a in answers]
 
     def get_workflow(
         self,
@@ -220,14 +254,11 @@ class WorkflowCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        rid = request_id or new_request_id()
-        request = workflows_pb2.TerminateWorkflowRequest(
-            request_id=rid, workflow_id=workflow_id, reason=reason
-        )
+        request = terminate_request(workflow_id, reason, request_id)
         self._transport.invoke(
             request,
             workflows_pb2.TerminateWorkflowResponse,
-            rid,
+            request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
@@ -258,19 +289,9 @@ class WorkflowCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        status_key = (
-            enum_key(workflows_pb2.WorkflowStatus, status, WORKFLOW_STATUS_PREFIX, "status")
-            if status
-            else "WORKFLOW_STATUS_UNSPECIFIED"
-        )
 
         def fetch(token: str) -> tuple[list[Workflow], str]:
-            request = workflows_pb2.ListWorkflowsRequest(
-                workflow_name=name,
-                status=status_key,
-                limit=min(want - len(listed), MAX_PAGE_SIZE),
-                page_token=token,
-            )
+            request = list_request(name, status, want - len(listed), token)
             response = self._transport.invoke(
                 request,
                 workflows_pb2.ListWorkflowsResponse,

@@ -22,7 +22,7 @@ and _codec (JSON and enum conversion).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -30,6 +30,7 @@ import grpc
 
 from orchestrator_client._cluster import ClusterCalls
 from orchestrator_client._coalescer import StartCoalescer
+from orchestrator_client._credentials import with_token
 from orchestrator_client._definitions import DefinitionCalls
 from orchestrator_client._events import EventCalls
 from orchestrator_client._operations import BulkResult, OperationCalls
@@ -133,15 +134,11 @@ class OrchestratorClient(
             ValueError: No address was given, a timeout is not positive, the metadata uses a
                 key the client manages, or a token was given without credentials.
         """
-        if token is not None:
-            if credentials is None:
-                raise ValueError("a token is sent only over TLS: pass credentials too")
-            metadata = (*_metadata_items(metadata), ("authorization", f"Bearer {token}"))
         self._transport = Transport(
             addresses,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
-            metadata=metadata,
+            metadata=with_token(metadata, token, credentials),
             recorder=recorder,
             credentials=credentials,
             channel_options=channel_options,
@@ -186,9 +183,3 @@ class OrchestratorClient(
 
     def __repr__(self) -> str:
         return f"OrchestratorClient(addresses={list(self.addresses)!r})"
-
-
-def _metadata_items(metadata: MetadataLike | None) -> tuple[tuple[str, str], ...]:
-    if metadata is None:
-        return ()
-    return tuple(metadata.items() if isinstance(metadata, Mapping) else metadata)
