@@ -334,3 +334,105 @@ def test_history_search_bench_fills_and_pages(tmp_path: Path) -> None:
         == 0
     )
     assert json.loads(out.read_text())["rows_before"] == 300
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (from /proc's children lists)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return "(gone)"
+
+
+def _wait_for(cond: Any, timeout_s: float, what: str, extra: Any = lambda: "") -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {extra()}")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_stopped_bench_leaves_no_worker_or_replica_running(tmp_path: Path, how: str) -> None:
+    """Killing `orchestrator bench` (SIGTERM: its cleanup stops everything; SIGKILL: the workers
+    notice their parent is gone, the replicas their lifeline) leaves nothing running."""
+    import os
+    import signal
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.tools.bench",
+            "--workflows",
+            "1000000",
+            "--warmup",
+            "0",
+            "--worker-processes",
+            "2",
+            "--worker-concurrency",
+            "2",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    seen: list[int] = []
+    try:
+
+        def workers_up() -> bool:
+            seen[:] = _descendants(proc.pid)
+            cmdlines = []
+            for p in seen:
+                try:
+                    cmdlines.append(Path(f"/proc/{p}/cmdline").read_bytes())
+                except OSError:
+                    continue
+            spawned = sum(b"spawn_main" in c for c in cmdlines)
+            replicas = sum(b"serve" in c for c in cmdlines)
+            return spawned >= 2 and replicas >= 3
+
+        _wait_for(workers_up, 120, "the bench's 3 replicas and 2 worker processes")
+        proc.send_signal(getattr(signal, how))
+        proc.wait(timeout=60)
+        _wait_for(
+            lambda: not any(_alive(p) for p in seen),
+            60,
+            "the bench's children to end",
+            lambda: {p: _cmdline(p) for p in seen if _alive(p)},
+        )
+        survivors = {p: _cmdline(p) for p in seen if _alive(p)}
+        assert not survivors
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for p in seen:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from .capacity import PARK_KINDS, format_capacity
@@ -157,6 +161,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM ends the bench as Ctrl-C does: through run_bench's cleanup, which stops its
+    worker processes and the replicas it started (the default action would skip it)."""
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_bench(ns: argparse.Namespace) -> int:
     if ns.workflows < 1 or ns.concurrency < 1 or ns.worker_processes < 1:
         print("bench: --workflows, --concurrency and --worker-processes must be >= 1")
@@ -175,7 +197,8 @@ def cmd_bench(ns: argparse.Namespace) -> int:
         top = getattr(ns, "addresses", None)
         if top and top != DEFAULT_ADDRESSES:
             ns.target_addresses = top
-    report = run_bench(ns)
+    with _sigterm_as_exit():
+        report = run_bench(ns)
     print(format_table(report))
     print(format_capacity(report))
     if ns.json_path:

@@ -60,6 +60,7 @@ def _worker_main(
     out_q: Any,
     measuring: Any,
     stop: Any,
+    parent: int,
 ) -> None:
     """One worker process: completes every bench task and reports completion timestamps."""
     from orchestrator_client import Worker
@@ -80,10 +81,15 @@ def _worker_main(
         return {"p": task.input.get("p")}
 
     cpu0 = self_cpu_s()
+    # A bench killed outright (SIGKILL) runs no cleanup: a worker whose parent is gone exits
+    # instead of polling for ever as an orphan. At once: nobody reads its numbers, and a
+    # graceful stop would spend its retry budget on replicas that are going too.
     worker.start()
     out_q.put(("ready", index, os.getpid()))
     was_measuring = False
     while not stop.wait(0.005):
+        if os.getppid() != parent:
+            os._exit(0)
         if measuring.is_set() and not was_measuring:
             rec.reset()
             cpu0 = self_cpu_s()
@@ -138,6 +144,7 @@ class WorkerPool:
                     self.out_q,
                     self.measuring_ev,
                     self.stop_ev,
+                    os.getpid(),
                 ),
                 daemon=True,
             )
