@@ -18,7 +18,8 @@ setup: $(STAMP)
 ## libseccomp2 for the script sandbox (its workers refuse to run scripts without seccomp),
 ## nats-server for the NATS bridge's tests (tests/bridge), and for the deploy/ tests yq (YAML to
 ## JSON), kubectl (kubernetes-client: renders the kustomization) and systemd-analyze (systemd);
-## node and npm for the Node.js example's test (tests/examples; npm installs its pinned packages).
+## node and npm for the Node.js example's test (tests/examples; npm installs its pinned packages);
+## chromium and chromedriver (chromium-driver) for the web UI's browser tests (tests/web).
 system-deps:
 	@if ! command -v iptables >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
 		|| ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libseccomp\.so\.2'; then \
@@ -31,7 +32,7 @@ system-deps:
 			(apt-get install -y -q nats-server || (apt-get update -q && apt-get install -y -q nats-server)) >/dev/null; \
 		else echo "note: nats-server missing and cannot be installed here; the NATS bridge tests will say why"; fi; \
 	fi
-	@for pair in yq:yq kubectl:kubernetes-client systemd-analyze:systemd node:nodejs npm:npm; do \
+	@for pair in yq:yq kubectl:kubernetes-client systemd-analyze:systemd node:nodejs npm:npm chromium:chromium chromedriver:chromium-driver; do \
 		cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 		if ! command -v $$cmd >/dev/null 2>&1; then \
 			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -15,6 +15,7 @@ A JSON file (see deploy/local/cluster.json):
   "http_ca_file": "internal-ca.pem"  (CAs HTTPS tasks trust besides the system's)
   "bridges": [{"name": "nats", "kind": "nats", ...}]  (brokers: orchestrator/bridge/settings.py)
   "bind_host": "0.0.0.0", "health_port": 50061    (in containers: deploy/README.md)
+  "metrics_port": 9100, "ui_port": 8080   (also per replica: replicas[i].metrics_port/ui_port)
 }
 Without "tls" and tokens a replica serves only with --insecure (docs/security.md).
 Relative paths are relative to the config file. Replicas may run on separate hosts: each one
@@ -45,6 +46,8 @@ class ReplicaConfig:
     raft: str
     # This replica's metrics port when it differs from the cluster's (replicas sharing a host).
     metrics_port: int = 0
+    # This replica's web UI port when it differs from the cluster's (as metrics_port).
+    ui_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,9 @@ class ClusterConfig:
     # The Prometheus metrics endpoint's port (0: none), plaintext HTTP on the gRPC host (or
     # bind_host): it discloses counts and timings, never a workflow's data.
     metrics_port: int = 0
+    # The web UI's port (0: none), on the gRPC host (or bind_host); HTTPS with the replica's
+    # gRPC certificate when `tls` is set (orchestrator/web/, docs/operations.md "Web UI").
+    ui_port: int = 0
 
     def replica(self, node_id: str) -> ReplicaConfig:
         for r in self.replicas:
@@ -135,6 +141,10 @@ class ClusterConfig:
     def metrics_port_of(self, node_id: str) -> int:
         """Where `node_id` serves its metrics: its own port, else the cluster's (0: off)."""
         return self.replica(node_id).metrics_port or self.metrics_port
+
+    def ui_port_of(self, node_id: str) -> int:
+        """Where `node_id` serves its web UI: its own port, else the cluster's (0: off)."""
+        return self.replica(node_id).ui_port or self.ui_port
 
     def data_dir(self, node_id: str) -> str:
         return os.path.join(self.data_root, node_id)
@@ -174,6 +184,7 @@ def load(path: str, *, require_password: bool = True) -> ClusterConfig:
                 _addr(r.get("grpc"), f"replicas[{i}].grpc"),
                 _addr(r.get("raft"), f"replicas[{i}].raft"),
                 _port(r.get("metrics_port", 0), path, f"replicas[{i}].metrics_port"),
+                _port(r.get("ui_port", 0), path, f"replicas[{i}].ui_port"),
             )
         )
     data_root = os.path.join(base, raw.get("data_root", "data"))
@@ -210,6 +221,7 @@ def load(path: str, *, require_password: bool = True) -> ClusterConfig:
         bind_host=_bind_host(raw.get("bind_host", ""), path),
         health_port=_port(raw.get("health_port", 0), path, "health_port"),
         metrics_port=_port(raw.get("metrics_port", 0), path, "metrics_port"),
+        ui_port=_port(raw.get("ui_port", 0), path, "ui_port"),
     )
 
 

@@ -26,6 +26,7 @@ from orchestrator_client.v1 import (
 )
 
 from . import logging as olog
+from . import web
 from .api.admission import Admission, pool_workers
 from .api.auth import AUTHORIZATION_KEY, Authenticator, AuthInterceptor
 from .api.cluster import ClusterService
@@ -227,6 +228,8 @@ class ReplicaServer:
         if not bound:
             raise ConfigError(f"cannot bind gRPC to {listen}")
         self.health_server = health_port_server(cfg, me.grpc, self.health)
+        # A client of this replica's own gRPC port, never of the Raft node (orchestrator/web/).
+        self.web = web.for_replica(cfg, node_id, self.security)
         self.grpc_addr = me.grpc
         self._stop = threading.Event()
         self._health_thread = threading.Thread(target=self._health_loop, name="health", daemon=True)
@@ -249,6 +252,8 @@ class ReplicaServer:
             self.health_server.start()
         if self.metrics is not None:
             self.metrics.start()
+        if self.web is not None:
+            self.web.start()
         log.info(
             "replica_started",
             grpc=self.grpc_addr,
@@ -292,6 +297,8 @@ class ReplicaServer:
         self.scripts.stop()
         self.http.stop()
         self.bridges.stop()
+        if self.web is not None:
+            self.web.stop()  # before the gRPC port it calls
         self.streams.close()  # open streams end now, not after the grace period
         self.server.stop(grace_s).wait(grace_s + 1)
         if self.health_server is not None:
