@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class ClusterServiceStub:
-    """The replicas themselves.
+    """The replicas themselves. The contract (roles, writes and request ids, reads, codes to retry)
+    is at the top of workflows.proto.
     """
 
     def __init__(self, channel):
@@ -68,18 +69,22 @@ class ClusterServiceStub:
 
 
 class ClusterServiceServicer:
-    """The replicas themselves.
+    """The replicas themselves. The contract (roles, writes and request ids, reads, codes to retry)
+    is at the top of workflows.proto.
     """
 
     def GetClusterStatus(self, request, context):
-        """Status of every replica, gathered by the replica that answers.
+        """Status of every replica, gathered by the replica that answers (a peer that does not answer
+        is listed UNREACHABLE). Status; any. Answered from local status without the checks of a
+        read, on a capacity of its own (admission's status calls), so it answers under load and
+        without a leader.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetReplicaStatus(self, request, context):
-        """Status of the answering replica only.
+        """Status of the answering replica only. Status; any. As GetClusterStatus.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,6 +93,8 @@ class ClusterServiceServicer:
     def AddReplica(self, request, context):
         """Adds a replica to the Raft membership (one at a time). Start the new replica with
         `orchestrator serve --join` once this returns; it catches up from a snapshot.
+        Write; admin. ALREADY_EXISTS: the id or one of the addresses is a member's.
+        UNAVAILABLE MEMBERSHIP_INCOMPLETE: retry with the same request_id to finish the change.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +103,7 @@ class ClusterServiceServicer:
     def RemoveReplica(self, request, context):
         """Removes a replica from the membership. Removing the leader makes it step aside first
         (the call answers UNAVAILABLE and the client's retry reaches the new leader).
+        Write; admin. NOT_FOUND: not a member. UNAVAILABLE MEMBERSHIP_INCOMPLETE as AddReplica.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,13 +112,14 @@ class ClusterServiceServicer:
     def SetHistoryRetention(self, request, context):
         """Sets how long the durable history keeps a workflow after it ended, and optionally how many
         it keeps at most (a replicated setting, enforced identically on every replica).
+        Write; admin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetClusterSettings(self, request, context):
-        """The cluster's replicated settings.
+        """The cluster's replicated settings. Read; read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,7 +167,8 @@ def add_ClusterServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ClusterService:
-    """The replicas themselves.
+    """The replicas themselves. The contract (roles, writes and request ids, reads, codes to retry)
+    is at the top of workflows.proto.
     """
 
     @staticmethod

@@ -27,57 +27,79 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ClusterServiceStub:
-    """The replicas themselves."""
+    """The replicas themselves. The contract (roles, writes and request ids, reads, codes to retry)
+    is at the top of workflows.proto.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ClusterServiceAsyncStub: ...
     GetClusterStatus: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetClusterStatusRequest, _cluster_pb2.GetClusterStatusResponse]
-    """Status of every replica, gathered by the replica that answers."""
+    """Status of every replica, gathered by the replica that answers (a peer that does not answer
+    is listed UNREACHABLE). Status; any. Answered from local status without the checks of a
+    read, on a capacity of its own (admission's status calls), so it answers under load and
+    without a leader.
+    """
     GetReplicaStatus: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetReplicaStatusRequest, _cluster_pb2.ReplicaStatus]
-    """Status of the answering replica only."""
+    """Status of the answering replica only. Status; any. As GetClusterStatus."""
     AddReplica: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.AddReplicaRequest, _cluster_pb2.AddReplicaResponse]
     """Adds a replica to the Raft membership (one at a time). Start the new replica with
     `orchestrator serve --join` once this returns; it catches up from a snapshot.
+    Write; admin. ALREADY_EXISTS: the id or one of the addresses is a member's.
+    UNAVAILABLE MEMBERSHIP_INCOMPLETE: retry with the same request_id to finish the change.
     """
     RemoveReplica: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.RemoveReplicaRequest, _cluster_pb2.RemoveReplicaResponse]
     """Removes a replica from the membership. Removing the leader makes it step aside first
     (the call answers UNAVAILABLE and the client's retry reaches the new leader).
+    Write; admin. NOT_FOUND: not a member. UNAVAILABLE MEMBERSHIP_INCOMPLETE as AddReplica.
     """
     SetHistoryRetention: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.SetHistoryRetentionRequest, _cluster_pb2.SetHistoryRetentionResponse]
     """Sets how long the durable history keeps a workflow after it ended, and optionally how many
     it keeps at most (a replicated setting, enforced identically on every replica).
+    Write; admin.
     """
     GetClusterSettings: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetClusterSettingsRequest, _cluster_pb2.GetClusterSettingsResponse]
-    """The cluster's replicated settings."""
+    """The cluster's replicated settings. Read; read."""
 
 @_typing.type_check_only
 class ClusterServiceAsyncStub(ClusterServiceStub):
-    """The replicas themselves."""
+    """The replicas themselves. The contract (roles, writes and request ids, reads, codes to retry)
+    is at the top of workflows.proto.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetClusterStatus: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetClusterStatusRequest, _cluster_pb2.GetClusterStatusResponse]  # type: ignore[assignment]
-    """Status of every replica, gathered by the replica that answers."""
+    """Status of every replica, gathered by the replica that answers (a peer that does not answer
+    is listed UNREACHABLE). Status; any. Answered from local status without the checks of a
+    read, on a capacity of its own (admission's status calls), so it answers under load and
+    without a leader.
+    """
     GetReplicaStatus: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetReplicaStatusRequest, _cluster_pb2.ReplicaStatus]  # type: ignore[assignment]
-    """Status of the answering replica only."""
+    """Status of the answering replica only. Status; any. As GetClusterStatus."""
     AddReplica: _aio.UnaryUnaryMultiCallable[_cluster_pb2.AddReplicaRequest, _cluster_pb2.AddReplicaResponse]  # type: ignore[assignment]
     """Adds a replica to the Raft membership (one at a time). Start the new replica with
     `orchestrator serve --join` once this returns; it catches up from a snapshot.
+    Write; admin. ALREADY_EXISTS: the id or one of the addresses is a member's.
+    UNAVAILABLE MEMBERSHIP_INCOMPLETE: retry with the same request_id to finish the change.
     """
     RemoveReplica: _aio.UnaryUnaryMultiCallable[_cluster_pb2.RemoveReplicaRequest, _cluster_pb2.RemoveReplicaResponse]  # type: ignore[assignment]
     """Removes a replica from the membership. Removing the leader makes it step aside first
     (the call answers UNAVAILABLE and the client's retry reaches the new leader).
+    Write; admin. NOT_FOUND: not a member. UNAVAILABLE MEMBERSHIP_INCOMPLETE as AddReplica.
     """
     SetHistoryRetention: _aio.UnaryUnaryMultiCallable[_cluster_pb2.SetHistoryRetentionRequest, _cluster_pb2.SetHistoryRetentionResponse]  # type: ignore[assignment]
     """Sets how long the durable history keeps a workflow after it ended, and optionally how many
     it keeps at most (a replicated setting, enforced identically on every replica).
+    Write; admin.
     """
     GetClusterSettings: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetClusterSettingsRequest, _cluster_pb2.GetClusterSettingsResponse]  # type: ignore[assignment]
-    """The cluster's replicated settings."""
+    """The cluster's replicated settings. Read; read."""
 
 class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The replicas themselves."""
+    """The replicas themselves. The contract (roles, writes and request ids, reads, codes to retry)
+    is at the top of workflows.proto.
+    """
 
     @_abc_1.abstractmethod
     def GetClusterStatus(
@@ -85,7 +107,11 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_pb2.GetClusterStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.GetClusterStatusResponse, _abc.Awaitable[_cluster_pb2.GetClusterStatusResponse]]:
-        """Status of every replica, gathered by the replica that answers."""
+        """Status of every replica, gathered by the replica that answers (a peer that does not answer
+        is listed UNREACHABLE). Status; any. Answered from local status without the checks of a
+        read, on a capacity of its own (admission's status calls), so it answers under load and
+        without a leader.
+        """
 
     @_abc_1.abstractmethod
     def GetReplicaStatus(
@@ -93,7 +119,7 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_pb2.GetReplicaStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.ReplicaStatus, _abc.Awaitable[_cluster_pb2.ReplicaStatus]]:
-        """Status of the answering replica only."""
+        """Status of the answering replica only. Status; any. As GetClusterStatus."""
 
     @_abc_1.abstractmethod
     def AddReplica(
@@ -103,6 +129,8 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cluster_pb2.AddReplicaResponse, _abc.Awaitable[_cluster_pb2.AddReplicaResponse]]:
         """Adds a replica to the Raft membership (one at a time). Start the new replica with
         `orchestrator serve --join` once this returns; it catches up from a snapshot.
+        Write; admin. ALREADY_EXISTS: the id or one of the addresses is a member's.
+        UNAVAILABLE MEMBERSHIP_INCOMPLETE: retry with the same request_id to finish the change.
         """
 
     @_abc_1.abstractmethod
@@ -113,6 +141,7 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cluster_pb2.RemoveReplicaResponse, _abc.Awaitable[_cluster_pb2.RemoveReplicaResponse]]:
         """Removes a replica from the membership. Removing the leader makes it step aside first
         (the call answers UNAVAILABLE and the client's retry reaches the new leader).
+        Write; admin. NOT_FOUND: not a member. UNAVAILABLE MEMBERSHIP_INCOMPLETE as AddReplica.
         """
 
     @_abc_1.abstractmethod
@@ -123,6 +152,7 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cluster_pb2.SetHistoryRetentionResponse, _abc.Awaitable[_cluster_pb2.SetHistoryRetentionResponse]]:
         """Sets how long the durable history keeps a workflow after it ended, and optionally how many
         it keeps at most (a replicated setting, enforced identically on every replica).
+        Write; admin.
         """
 
     @_abc_1.abstractmethod
@@ -131,6 +161,6 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_pb2.GetClusterSettingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.GetClusterSettingsResponse, _abc.Awaitable[_cluster_pb2.GetClusterSettingsResponse]]:
-        """The cluster's replicated settings."""
+        """The cluster's replicated settings. Read; read."""
 
 def add_ClusterServiceServicer_to_server(servicer: ClusterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -28,6 +28,8 @@ if _version_not_supported:
 class DefinitionServiceStub:
     """Workflow and task definitions in Conductor's JSON format (camelCase fields).
     Definitions travel as JSON text so that a Conductor user can bring them over unchanged.
+    The contract (roles, writes and request ids, reads, codes to retry) is at the top of
+    workflows.proto. A malformed definition is INVALID_ARGUMENT naming the field.
     """
 
     def __init__(self, channel):
@@ -71,10 +73,14 @@ class DefinitionServiceStub:
 class DefinitionServiceServicer:
     """Workflow and task definitions in Conductor's JSON format (camelCase fields).
     Definitions travel as JSON text so that a Conductor user can bring them over unchanged.
+    The contract (roles, writes and request ids, reads, codes to retry) is at the top of
+    workflows.proto. A malformed definition is INVALID_ARGUMENT naming the field.
     """
 
     def RegisterWorkflowDef(self, request, context):
         """Registers (or, with overwrite, replaces) one version of a workflow definition.
+        Write; admin. ALREADY_EXISTS: that name and version is registered with other content and
+        overwrite is not set. At most 512 KiB and 500 tasks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +88,7 @@ class DefinitionServiceServicer:
 
     def GetWorkflowDef(self, request, context):
         """Returns one version of a workflow definition; version 0 means the latest.
+        Read; read. NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,27 +96,28 @@ class DefinitionServiceServicer:
 
     def ListWorkflowDefs(self, request, context):
         """Lists every registered version of every workflow definition (by name, then version), a
-        page at a time.
+        page at a time. Read; read. Pages of at most 1000.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RegisterTaskDefs(self, request, context):
-        """Registers or replaces task definitions (retry policy, timeouts) by name.
+        """Registers or replaces task definitions (retry policy, timeouts) by name. Write; admin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetTaskDef(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one task definition by name. Read; read. NOT_FOUND.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListTaskDefs(self, request, context):
-        """Lists every task definition by name, a page at a time.
+        """Lists every task definition by name, a page at a time. Read; read. Pages of at most 1000.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,6 +167,8 @@ def add_DefinitionServiceServicer_to_server(servicer, server):
 class DefinitionService:
     """Workflow and task definitions in Conductor's JSON format (camelCase fields).
     Definitions travel as JSON text so that a Conductor user can bring them over unchanged.
+    The contract (roles, writes and request ids, reads, codes to retry) is at the top of
+    workflows.proto. A malformed definition is INVALID_ARGUMENT naming the field.
     """
 
     @staticmethod

@@ -29,6 +29,8 @@ GRPC_VERSION: str
 class DefinitionServiceStub:
     """Workflow and task definitions in Conductor's JSON format (camelCase fields).
     Definitions travel as JSON text so that a Conductor user can bring them over unchanged.
+    The contract (roles, writes and request ids, reads, codes to retry) is at the top of
+    workflows.proto. A malformed definition is INVALID_ARGUMENT naming the field.
     """
 
     @_typing.overload
@@ -36,43 +38,59 @@ class DefinitionServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> DefinitionServiceAsyncStub: ...
     RegisterWorkflowDef: _grpc.UnaryUnaryMultiCallable[_definitions_pb2.RegisterWorkflowDefRequest, _definitions_pb2.RegisterWorkflowDefResponse]
-    """Registers (or, with overwrite, replaces) one version of a workflow definition."""
+    """Registers (or, with overwrite, replaces) one version of a workflow definition.
+    Write; admin. ALREADY_EXISTS: that name and version is registered with other content and
+    overwrite is not set. At most 512 KiB and 500 tasks.
+    """
     GetWorkflowDef: _grpc.UnaryUnaryMultiCallable[_definitions_pb2.GetWorkflowDefRequest, _definitions_pb2.GetWorkflowDefResponse]
-    """Returns one version of a workflow definition; version 0 means the latest."""
+    """Returns one version of a workflow definition; version 0 means the latest.
+    Read; read. NOT_FOUND.
+    """
     ListWorkflowDefs: _grpc.UnaryUnaryMultiCallable[_definitions_pb2.ListWorkflowDefsRequest, _definitions_pb2.ListWorkflowDefsResponse]
     """Lists every registered version of every workflow definition (by name, then version), a
-    page at a time.
+    page at a time. Read; read. Pages of at most 1000.
     """
     RegisterTaskDefs: _grpc.UnaryUnaryMultiCallable[_definitions_pb2.RegisterTaskDefsRequest, _definitions_pb2.RegisterTaskDefsResponse]
-    """Registers or replaces task definitions (retry policy, timeouts) by name."""
+    """Registers or replaces task definitions (retry policy, timeouts) by name. Write; admin."""
     GetTaskDef: _grpc.UnaryUnaryMultiCallable[_definitions_pb2.GetTaskDefRequest, _definitions_pb2.GetTaskDefResponse]
+    """Returns one task definition by name. Read; read. NOT_FOUND."""
     ListTaskDefs: _grpc.UnaryUnaryMultiCallable[_definitions_pb2.ListTaskDefsRequest, _definitions_pb2.ListTaskDefsResponse]
-    """Lists every task definition by name, a page at a time."""
+    """Lists every task definition by name, a page at a time. Read; read. Pages of at most 1000."""
 
 @_typing.type_check_only
 class DefinitionServiceAsyncStub(DefinitionServiceStub):
     """Workflow and task definitions in Conductor's JSON format (camelCase fields).
     Definitions travel as JSON text so that a Conductor user can bring them over unchanged.
+    The contract (roles, writes and request ids, reads, codes to retry) is at the top of
+    workflows.proto. A malformed definition is INVALID_ARGUMENT naming the field.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RegisterWorkflowDef: _aio.UnaryUnaryMultiCallable[_definitions_pb2.RegisterWorkflowDefRequest, _definitions_pb2.RegisterWorkflowDefResponse]  # type: ignore[assignment]
-    """Registers (or, with overwrite, replaces) one version of a workflow definition."""
+    """Registers (or, with overwrite, replaces) one version of a workflow definition.
+    Write; admin. ALREADY_EXISTS: that name and version is registered with other content and
+    overwrite is not set. At most 512 KiB and 500 tasks.
+    """
     GetWorkflowDef: _aio.UnaryUnaryMultiCallable[_definitions_pb2.GetWorkflowDefRequest, _definitions_pb2.GetWorkflowDefResponse]  # type: ignore[assignment]
-    """Returns one version of a workflow definition; version 0 means the latest."""
+    """Returns one version of a workflow definition; version 0 means the latest.
+    Read; read. NOT_FOUND.
+    """
     ListWorkflowDefs: _aio.UnaryUnaryMultiCallable[_definitions_pb2.ListWorkflowDefsRequest, _definitions_pb2.ListWorkflowDefsResponse]  # type: ignore[assignment]
     """Lists every registered version of every workflow definition (by name, then version), a
-    page at a time.
+    page at a time. Read; read. Pages of at most 1000.
     """
     RegisterTaskDefs: _aio.UnaryUnaryMultiCallable[_definitions_pb2.RegisterTaskDefsRequest, _definitions_pb2.RegisterTaskDefsResponse]  # type: ignore[assignment]
-    """Registers or replaces task definitions (retry policy, timeouts) by name."""
+    """Registers or replaces task definitions (retry policy, timeouts) by name. Write; admin."""
     GetTaskDef: _aio.UnaryUnaryMultiCallable[_definitions_pb2.GetTaskDefRequest, _definitions_pb2.GetTaskDefResponse]  # type: ignore[assignment]
+    """Returns one task definition by name. Read; read. NOT_FOUND."""
     ListTaskDefs: _aio.UnaryUnaryMultiCallable[_definitions_pb2.ListTaskDefsRequest, _definitions_pb2.ListTaskDefsResponse]  # type: ignore[assignment]
-    """Lists every task definition by name, a page at a time."""
+    """Lists every task definition by name, a page at a time. Read; read. Pages of at most 1000."""
 
 class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Workflow and task definitions in Conductor's JSON format (camelCase fields).
     Definitions travel as JSON text so that a Conductor user can bring them over unchanged.
+    The contract (roles, writes and request ids, reads, codes to retry) is at the top of
+    workflows.proto. A malformed definition is INVALID_ARGUMENT naming the field.
     """
 
     @_abc_1.abstractmethod
@@ -81,7 +99,10 @@ class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _definitions_pb2.RegisterWorkflowDefRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_definitions_pb2.RegisterWorkflowDefResponse, _abc.Awaitable[_definitions_pb2.RegisterWorkflowDefResponse]]:
-        """Registers (or, with overwrite, replaces) one version of a workflow definition."""
+        """Registers (or, with overwrite, replaces) one version of a workflow definition.
+        Write; admin. ALREADY_EXISTS: that name and version is registered with other content and
+        overwrite is not set. At most 512 KiB and 500 tasks.
+        """
 
     @_abc_1.abstractmethod
     def GetWorkflowDef(
@@ -89,7 +110,9 @@ class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _definitions_pb2.GetWorkflowDefRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_definitions_pb2.GetWorkflowDefResponse, _abc.Awaitable[_definitions_pb2.GetWorkflowDefResponse]]:
-        """Returns one version of a workflow definition; version 0 means the latest."""
+        """Returns one version of a workflow definition; version 0 means the latest.
+        Read; read. NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListWorkflowDefs(
@@ -98,7 +121,7 @@ class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_definitions_pb2.ListWorkflowDefsResponse, _abc.Awaitable[_definitions_pb2.ListWorkflowDefsResponse]]:
         """Lists every registered version of every workflow definition (by name, then version), a
-        page at a time.
+        page at a time. Read; read. Pages of at most 1000.
         """
 
     @_abc_1.abstractmethod
@@ -107,14 +130,15 @@ class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _definitions_pb2.RegisterTaskDefsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_definitions_pb2.RegisterTaskDefsResponse, _abc.Awaitable[_definitions_pb2.RegisterTaskDefsResponse]]:
-        """Registers or replaces task definitions (retry policy, timeouts) by name."""
+        """Registers or replaces task definitions (retry policy, timeouts) by name. Write; admin."""
 
     @_abc_1.abstractmethod
     def GetTaskDef(
         self,
         request: _definitions_pb2.GetTaskDefRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_definitions_pb2.GetTaskDefResponse, _abc.Awaitable[_definitions_pb2.GetTaskDefResponse]]: ...
+    ) -> _typing.Union[_definitions_pb2.GetTaskDefResponse, _abc.Awaitable[_definitions_pb2.GetTaskDefResponse]]:
+        """Returns one task definition by name. Read; read. NOT_FOUND."""
 
     @_abc_1.abstractmethod
     def ListTaskDefs(
@@ -122,6 +146,6 @@ class DefinitionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _definitions_pb2.ListTaskDefsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_definitions_pb2.ListTaskDefsResponse, _abc.Awaitable[_definitions_pb2.ListTaskDefsResponse]]:
-        """Lists every task definition by name, a page at a time."""
+        """Lists every task definition by name, a page at a time. Read; read. Pages of at most 1000."""
 
 def add_DefinitionServiceServicer_to_server(servicer: DefinitionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

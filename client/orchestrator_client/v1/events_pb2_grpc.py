@@ -28,7 +28,8 @@ if _version_not_supported:
 class EventServiceStub:
     """The replicated event log and event handlers (Conductor's model). An event is appended with
     the next offset (1, 2, ...); the active handlers of its name act on it in the same replicated
-    apply, each action once, its outcome recorded on the event.
+    apply, each action once, its outcome recorded on the event. The contract (roles, writes and
+    request ids, reads, codes to retry) is at the top of workflows.proto.
     """
 
     def __init__(self, channel):
@@ -67,31 +68,35 @@ class EventServiceStub:
 class EventServiceServicer:
     """The replicated event log and event handlers (Conductor's model). An event is appended with
     the next offset (1, 2, ...); the active handlers of its name act on it in the same replicated
-    apply, each action once, its outcome recorded on the event.
+    apply, each action once, its outcome recorded on the event. The contract (roles, writes and
+    request ids, reads, codes to retry) is at the top of workflows.proto.
     """
 
     def PublishEvent(self, request, context):
         """Appends an event; a retry with the same request id returns the first offset.
+        Write; operate. FAILED_PRECONDITION: events caused by events nest too deep.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RegisterEventHandler(self, request, context):
-        """Registers (or, with overwrite, replaces) an event handler.
+        """Registers (or, with overwrite, replaces) an event handler. Write; admin. ALREADY_EXISTS:
+        a handler of that name exists and overwrite is not set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RemoveEventHandler(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Removes an event handler by name. Write; admin. NOT_FOUND.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListEventHandlers(self, request, context):
-        """Every event handler, by name in registration order.
+        """Every event handler, by name in registration order. Read; read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -99,6 +104,7 @@ class EventServiceServicer:
 
     def ReadEvents(self, request, context):
         """The events from from_offset on, oldest first (only the newest 10 000 are kept).
+        Read; read. At most 1000 per call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,7 +149,8 @@ def add_EventServiceServicer_to_server(servicer, server):
 class EventService:
     """The replicated event log and event handlers (Conductor's model). An event is appended with
     the next offset (1, 2, ...); the active handlers of its name act on it in the same replicated
-    apply, each action once, its outcome recorded on the event.
+    apply, each action once, its outcome recorded on the event. The contract (roles, writes and
+    request ids, reads, codes to retry) is at the top of workflows.proto.
     """
 
     @staticmethod
@@ -288,7 +295,17 @@ class SubscriptionServiceStub:
     and resumes there on any replica after a failure: at least once. A stream starts at
     max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
     offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
-    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the gap knowingly.
+    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the
+    gap knowingly.
+
+    The contract (roles, writes and request ids, reads, codes to retry) is at the top of
+    workflows.proto. The streams are reads any replica serves: each starts after the checks of a
+    read (min-seq included) and sends `x-orchestrator-seq` as initial metadata. A stream ends
+    UNAVAILABLE (REPLICA_BEHIND when its replica stops being fresh, SHUTTING_DOWN when it stops):
+    resubscribe, on any replica; the group's committed offset makes it resume where it was. Each
+    replica serves at most 32 streams by default; beyond that RESOURCE_EXHAUSTED OVERLOADED
+    (retry after RetryInfo). OUT_OF_RANGE, reason OFFSET_EXPIRED (metadata `oldest_offset`): the
+    start is behind retention; not retried, the client decides whether to skip the gap.
     """
 
     def __init__(self, channel):
@@ -325,30 +342,47 @@ class SubscriptionServiceServicer:
     and resumes there on any replica after a failure: at least once. A stream starts at
     max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
     offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
-    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the gap knowingly.
+    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the
+    gap knowingly.
+
+    The contract (roles, writes and request ids, reads, codes to retry) is at the top of
+    workflows.proto. The streams are reads any replica serves: each starts after the checks of a
+    read (min-seq included) and sends `x-orchestrator-seq` as initial metadata. A stream ends
+    UNAVAILABLE (REPLICA_BEHIND when its replica stops being fresh, SHUTTING_DOWN when it stops):
+    resubscribe, on any replica; the group's committed offset makes it resume where it was. Each
+    replica serves at most 32 streams by default; beyond that RESOURCE_EXHAUSTED OVERLOADED
+    (retry after RetryInfo). OUT_OF_RANGE, reason OFFSET_EXPIRED (metadata `oldest_offset`): the
+    start is behind retention; not retried, the client decides whether to skip the gap.
     """
 
     def SubscribeEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The event log from the group's committed offset (or from_offset), oldest first, then
+        every new event as it is appended. Stream read; read.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchWorkflows(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The workflow change feed (every change of a workflow's status), as SubscribeEvents.
+        Stream read; read.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Ack(self, request, context):
         """Commits a group's offset (forward only, never past the stream's last offset).
+        Write; operate. INVALID_ARGUMENT: past the last offset. RESOURCE_EXHAUSTED LIMIT_EXCEEDED:
+        a new group beyond the cluster's bound on consumer groups (final).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetConsumerGroup(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A group's committed offset and the stream's bounds. Read; read.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -390,7 +424,17 @@ class SubscriptionService:
     and resumes there on any replica after a failure: at least once. A stream starts at
     max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
     offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
-    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the gap knowingly.
+    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the
+    gap knowingly.
+
+    The contract (roles, writes and request ids, reads, codes to retry) is at the top of
+    workflows.proto. The streams are reads any replica serves: each starts after the checks of a
+    read (min-seq included) and sends `x-orchestrator-seq` as initial metadata. A stream ends
+    UNAVAILABLE (REPLICA_BEHIND when its replica stops being fresh, SHUTTING_DOWN when it stops):
+    resubscribe, on any replica; the group's committed offset makes it resume where it was. Each
+    replica serves at most 32 streams by default; beyond that RESOURCE_EXHAUSTED OVERLOADED
+    (retry after RetryInfo). OUT_OF_RANGE, reason OFFSET_EXPIRED (metadata `oldest_offset`): the
+    start is behind retention; not retried, the client decides whether to skip the gap.
     """
 
     @staticmethod

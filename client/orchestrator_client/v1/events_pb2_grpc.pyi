@@ -29,7 +29,8 @@ GRPC_VERSION: str
 class EventServiceStub:
     """The replicated event log and event handlers (Conductor's model). An event is appended with
     the next offset (1, 2, ...); the active handlers of its name act on it in the same replicated
-    apply, each action once, its outcome recorded on the event.
+    apply, each action once, its outcome recorded on the event. The contract (roles, writes and
+    request ids, reads, codes to retry) is at the top of workflows.proto.
     """
 
     @_typing.overload
@@ -37,37 +38,53 @@ class EventServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> EventServiceAsyncStub: ...
     PublishEvent: _grpc.UnaryUnaryMultiCallable[_events_pb2.PublishEventRequest, _events_pb2.PublishEventResponse]
-    """Appends an event; a retry with the same request id returns the first offset."""
+    """Appends an event; a retry with the same request id returns the first offset.
+    Write; operate. FAILED_PRECONDITION: events caused by events nest too deep.
+    """
     RegisterEventHandler: _grpc.UnaryUnaryMultiCallable[_events_pb2.RegisterEventHandlerRequest, _events_pb2.RegisterEventHandlerResponse]
-    """Registers (or, with overwrite, replaces) an event handler."""
+    """Registers (or, with overwrite, replaces) an event handler. Write; admin. ALREADY_EXISTS:
+    a handler of that name exists and overwrite is not set.
+    """
     RemoveEventHandler: _grpc.UnaryUnaryMultiCallable[_events_pb2.RemoveEventHandlerRequest, _events_pb2.RemoveEventHandlerResponse]
+    """Removes an event handler by name. Write; admin. NOT_FOUND."""
     ListEventHandlers: _grpc.UnaryUnaryMultiCallable[_events_pb2.ListEventHandlersRequest, _events_pb2.ListEventHandlersResponse]
-    """Every event handler, by name in registration order."""
+    """Every event handler, by name in registration order. Read; read."""
     ReadEvents: _grpc.UnaryUnaryMultiCallable[_events_pb2.ReadEventsRequest, _events_pb2.ReadEventsResponse]
-    """The events from from_offset on, oldest first (only the newest 10 000 are kept)."""
+    """The events from from_offset on, oldest first (only the newest 10 000 are kept).
+    Read; read. At most 1000 per call.
+    """
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
     """The replicated event log and event handlers (Conductor's model). An event is appended with
     the next offset (1, 2, ...); the active handlers of its name act on it in the same replicated
-    apply, each action once, its outcome recorded on the event.
+    apply, each action once, its outcome recorded on the event. The contract (roles, writes and
+    request ids, reads, codes to retry) is at the top of workflows.proto.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     PublishEvent: _aio.UnaryUnaryMultiCallable[_events_pb2.PublishEventRequest, _events_pb2.PublishEventResponse]  # type: ignore[assignment]
-    """Appends an event; a retry with the same request id returns the first offset."""
+    """Appends an event; a retry with the same request id returns the first offset.
+    Write; operate. FAILED_PRECONDITION: events caused by events nest too deep.
+    """
     RegisterEventHandler: _aio.UnaryUnaryMultiCallable[_events_pb2.RegisterEventHandlerRequest, _events_pb2.RegisterEventHandlerResponse]  # type: ignore[assignment]
-    """Registers (or, with overwrite, replaces) an event handler."""
+    """Registers (or, with overwrite, replaces) an event handler. Write; admin. ALREADY_EXISTS:
+    a handler of that name exists and overwrite is not set.
+    """
     RemoveEventHandler: _aio.UnaryUnaryMultiCallable[_events_pb2.RemoveEventHandlerRequest, _events_pb2.RemoveEventHandlerResponse]  # type: ignore[assignment]
+    """Removes an event handler by name. Write; admin. NOT_FOUND."""
     ListEventHandlers: _aio.UnaryUnaryMultiCallable[_events_pb2.ListEventHandlersRequest, _events_pb2.ListEventHandlersResponse]  # type: ignore[assignment]
-    """Every event handler, by name in registration order."""
+    """Every event handler, by name in registration order. Read; read."""
     ReadEvents: _aio.UnaryUnaryMultiCallable[_events_pb2.ReadEventsRequest, _events_pb2.ReadEventsResponse]  # type: ignore[assignment]
-    """The events from from_offset on, oldest first (only the newest 10 000 are kept)."""
+    """The events from from_offset on, oldest first (only the newest 10 000 are kept).
+    Read; read. At most 1000 per call.
+    """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     """The replicated event log and event handlers (Conductor's model). An event is appended with
     the next offset (1, 2, ...); the active handlers of its name act on it in the same replicated
-    apply, each action once, its outcome recorded on the event.
+    apply, each action once, its outcome recorded on the event. The contract (roles, writes and
+    request ids, reads, codes to retry) is at the top of workflows.proto.
     """
 
     @_abc_1.abstractmethod
@@ -76,7 +93,9 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _events_pb2.PublishEventRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_events_pb2.PublishEventResponse, _abc.Awaitable[_events_pb2.PublishEventResponse]]:
-        """Appends an event; a retry with the same request id returns the first offset."""
+        """Appends an event; a retry with the same request id returns the first offset.
+        Write; operate. FAILED_PRECONDITION: events caused by events nest too deep.
+        """
 
     @_abc_1.abstractmethod
     def RegisterEventHandler(
@@ -84,14 +103,17 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _events_pb2.RegisterEventHandlerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_events_pb2.RegisterEventHandlerResponse, _abc.Awaitable[_events_pb2.RegisterEventHandlerResponse]]:
-        """Registers (or, with overwrite, replaces) an event handler."""
+        """Registers (or, with overwrite, replaces) an event handler. Write; admin. ALREADY_EXISTS:
+        a handler of that name exists and overwrite is not set.
+        """
 
     @_abc_1.abstractmethod
     def RemoveEventHandler(
         self,
         request: _events_pb2.RemoveEventHandlerRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_events_pb2.RemoveEventHandlerResponse, _abc.Awaitable[_events_pb2.RemoveEventHandlerResponse]]: ...
+    ) -> _typing.Union[_events_pb2.RemoveEventHandlerResponse, _abc.Awaitable[_events_pb2.RemoveEventHandlerResponse]]:
+        """Removes an event handler by name. Write; admin. NOT_FOUND."""
 
     @_abc_1.abstractmethod
     def ListEventHandlers(
@@ -99,7 +121,7 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _events_pb2.ListEventHandlersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_events_pb2.ListEventHandlersResponse, _abc.Awaitable[_events_pb2.ListEventHandlersResponse]]:
-        """Every event handler, by name in registration order."""
+        """Every event handler, by name in registration order. Read; read."""
 
     @_abc_1.abstractmethod
     def ReadEvents(
@@ -107,7 +129,9 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _events_pb2.ReadEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_events_pb2.ReadEventsResponse, _abc.Awaitable[_events_pb2.ReadEventsResponse]]:
-        """The events from from_offset on, oldest first (only the newest 10 000 are kept)."""
+        """The events from from_offset on, oldest first (only the newest 10 000 are kept).
+        Read; read. At most 1000 per call.
+        """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
@@ -117,7 +141,17 @@ class SubscriptionServiceStub:
     and resumes there on any replica after a failure: at least once. A stream starts at
     max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
     offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
-    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the gap knowingly.
+    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the
+    gap knowingly.
+
+    The contract (roles, writes and request ids, reads, codes to retry) is at the top of
+    workflows.proto. The streams are reads any replica serves: each starts after the checks of a
+    read (min-seq included) and sends `x-orchestrator-seq` as initial metadata. A stream ends
+    UNAVAILABLE (REPLICA_BEHIND when its replica stops being fresh, SHUTTING_DOWN when it stops):
+    resubscribe, on any replica; the group's committed offset makes it resume where it was. Each
+    replica serves at most 32 streams by default; beyond that RESOURCE_EXHAUSTED OVERLOADED
+    (retry after RetryInfo). OUT_OF_RANGE, reason OFFSET_EXPIRED (metadata `oldest_offset`): the
+    start is behind retention; not retried, the client decides whether to skip the gap.
     """
 
     @_typing.overload
@@ -125,10 +159,20 @@ class SubscriptionServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SubscriptionServiceAsyncStub: ...
     SubscribeEvents: _grpc.UnaryStreamMultiCallable[_events_pb2.SubscribeEventsRequest, _events_pb2.Event]
+    """The event log from the group's committed offset (or from_offset), oldest first, then
+    every new event as it is appended. Stream read; read.
+    """
     WatchWorkflows: _grpc.UnaryStreamMultiCallable[_events_pb2.WatchWorkflowsRequest, _events_pb2.WorkflowChange]
+    """The workflow change feed (every change of a workflow's status), as SubscribeEvents.
+    Stream read; read.
+    """
     Ack: _grpc.UnaryUnaryMultiCallable[_events_pb2.AckRequest, _events_pb2.AckResponse]
-    """Commits a group's offset (forward only, never past the stream's last offset)."""
+    """Commits a group's offset (forward only, never past the stream's last offset).
+    Write; operate. INVALID_ARGUMENT: past the last offset. RESOURCE_EXHAUSTED LIMIT_EXCEEDED:
+    a new group beyond the cluster's bound on consumer groups (final).
+    """
     GetConsumerGroup: _grpc.UnaryUnaryMultiCallable[_events_pb2.GetConsumerGroupRequest, _events_pb2.GetConsumerGroupResponse]
+    """A group's committed offset and the stream's bounds. Read; read."""
 
 @_typing.type_check_only
 class SubscriptionServiceAsyncStub(SubscriptionServiceStub):
@@ -137,15 +181,35 @@ class SubscriptionServiceAsyncStub(SubscriptionServiceStub):
     and resumes there on any replica after a failure: at least once. A stream starts at
     max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
     offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
-    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the gap knowingly.
+    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the
+    gap knowingly.
+
+    The contract (roles, writes and request ids, reads, codes to retry) is at the top of
+    workflows.proto. The streams are reads any replica serves: each starts after the checks of a
+    read (min-seq included) and sends `x-orchestrator-seq` as initial metadata. A stream ends
+    UNAVAILABLE (REPLICA_BEHIND when its replica stops being fresh, SHUTTING_DOWN when it stops):
+    resubscribe, on any replica; the group's committed offset makes it resume where it was. Each
+    replica serves at most 32 streams by default; beyond that RESOURCE_EXHAUSTED OVERLOADED
+    (retry after RetryInfo). OUT_OF_RANGE, reason OFFSET_EXPIRED (metadata `oldest_offset`): the
+    start is behind retention; not retried, the client decides whether to skip the gap.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubscribeEvents: _aio.UnaryStreamMultiCallable[_events_pb2.SubscribeEventsRequest, _events_pb2.Event]  # type: ignore[assignment]
+    """The event log from the group's committed offset (or from_offset), oldest first, then
+    every new event as it is appended. Stream read; read.
+    """
     WatchWorkflows: _aio.UnaryStreamMultiCallable[_events_pb2.WatchWorkflowsRequest, _events_pb2.WorkflowChange]  # type: ignore[assignment]
+    """The workflow change feed (every change of a workflow's status), as SubscribeEvents.
+    Stream read; read.
+    """
     Ack: _aio.UnaryUnaryMultiCallable[_events_pb2.AckRequest, _events_pb2.AckResponse]  # type: ignore[assignment]
-    """Commits a group's offset (forward only, never past the stream's last offset)."""
+    """Commits a group's offset (forward only, never past the stream's last offset).
+    Write; operate. INVALID_ARGUMENT: past the last offset. RESOURCE_EXHAUSTED LIMIT_EXCEEDED:
+    a new group beyond the cluster's bound on consumer groups (final).
+    """
     GetConsumerGroup: _aio.UnaryUnaryMultiCallable[_events_pb2.GetConsumerGroupRequest, _events_pb2.GetConsumerGroupResponse]  # type: ignore[assignment]
+    """A group's committed offset and the stream's bounds. Read; read."""
 
 class SubscriptionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Durable subscriptions over server streaming: a consumer group reads the event log, or the
@@ -153,7 +217,17 @@ class SubscriptionServiceServicer(metaclass=_abc_1.ABCMeta):
     and resumes there on any replica after a failure: at least once. A stream starts at
     max(from_offset, committed + 1); with a group at most max_in_flight records past the committed
     offset are outstanding. A start behind the retention bound fails OUT_OF_RANGE naming the
-    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the gap knowingly.
+    oldest kept offset (trailer x-orchestrator-oldest-offset): resubscribe from it to skip the
+    gap knowingly.
+
+    The contract (roles, writes and request ids, reads, codes to retry) is at the top of
+    workflows.proto. The streams are reads any replica serves: each starts after the checks of a
+    read (min-seq included) and sends `x-orchestrator-seq` as initial metadata. A stream ends
+    UNAVAILABLE (REPLICA_BEHIND when its replica stops being fresh, SHUTTING_DOWN when it stops):
+    resubscribe, on any replica; the group's committed offset makes it resume where it was. Each
+    replica serves at most 32 streams by default; beyond that RESOURCE_EXHAUSTED OVERLOADED
+    (retry after RetryInfo). OUT_OF_RANGE, reason OFFSET_EXPIRED (metadata `oldest_offset`): the
+    start is behind retention; not retried, the client decides whether to skip the gap.
     """
 
     @_abc_1.abstractmethod
@@ -161,14 +235,20 @@ class SubscriptionServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _events_pb2.SubscribeEventsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_events_pb2.Event], _abc.AsyncIterator[_events_pb2.Event]]: ...
+    ) -> _typing.Union[_abc.Iterator[_events_pb2.Event], _abc.AsyncIterator[_events_pb2.Event]]:
+        """The event log from the group's committed offset (or from_offset), oldest first, then
+        every new event as it is appended. Stream read; read.
+        """
 
     @_abc_1.abstractmethod
     def WatchWorkflows(
         self,
         request: _events_pb2.WatchWorkflowsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_events_pb2.WorkflowChange], _abc.AsyncIterator[_events_pb2.WorkflowChange]]: ...
+    ) -> _typing.Union[_abc.Iterator[_events_pb2.WorkflowChange], _abc.AsyncIterator[_events_pb2.WorkflowChange]]:
+        """The workflow change feed (every change of a workflow's status), as SubscribeEvents.
+        Stream read; read.
+        """
 
     @_abc_1.abstractmethod
     def Ack(
@@ -176,13 +256,17 @@ class SubscriptionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _events_pb2.AckRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_events_pb2.AckResponse, _abc.Awaitable[_events_pb2.AckResponse]]:
-        """Commits a group's offset (forward only, never past the stream's last offset)."""
+        """Commits a group's offset (forward only, never past the stream's last offset).
+        Write; operate. INVALID_ARGUMENT: past the last offset. RESOURCE_EXHAUSTED LIMIT_EXCEEDED:
+        a new group beyond the cluster's bound on consumer groups (final).
+        """
 
     @_abc_1.abstractmethod
     def GetConsumerGroup(
         self,
         request: _events_pb2.GetConsumerGroupRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_events_pb2.GetConsumerGroupResponse, _abc.Awaitable[_events_pb2.GetConsumerGroupResponse]]: ...
+    ) -> _typing.Union[_events_pb2.GetConsumerGroupResponse, _abc.Awaitable[_events_pb2.GetConsumerGroupResponse]]:
+        """A group's committed offset and the stream's bounds. Read; read."""
 
 def add_SubscriptionServiceServicer_to_server(servicer: SubscriptionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

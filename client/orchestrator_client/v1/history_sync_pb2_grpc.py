@@ -28,7 +28,8 @@ if _version_not_supported:
 class HistorySyncServiceStub:
     """Between replicas only (the replica credential; no user role may call it): a replica that
     loaded a snapshot newer than its durable history copies a peer's history, then continues
-    from its own log.
+    from its own log. Not part of the client contract (workflows.proto): a client's credential
+    gets PERMISSION_DENIED.
     """
 
     def __init__(self, channel):
@@ -47,7 +48,8 @@ class HistorySyncServiceStub:
 class HistorySyncServiceServicer:
     """Between replicas only (the replica credential; no user role may call it): a replica that
     loaded a snapshot newer than its durable history copies a peer's history, then continues
-    from its own log.
+    from its own log. Not part of the client contract (workflows.proto): a client's credential
+    gets PERMISSION_DENIED.
     """
 
     def CopyHistory(self, request, context):
@@ -78,7 +80,8 @@ def add_HistorySyncServiceServicer_to_server(servicer, server):
 class HistorySyncService:
     """Between replicas only (the replica credential; no user role may call it): a replica that
     loaded a snapshot newer than its durable history copies a peer's history, then continues
-    from its own log.
+    from its own log. Not part of the client contract (workflows.proto): a client's credential
+    gets PERMISSION_DENIED.
     """
 
     @staticmethod

@@ -29,7 +29,8 @@ GRPC_VERSION: str
 class HistorySyncServiceStub:
     """Between replicas only (the replica credential; no user role may call it): a replica that
     loaded a snapshot newer than its durable history copies a peer's history, then continues
-    from its own log.
+    from its own log. Not part of the client contract (workflows.proto): a client's credential
+    gets PERMISSION_DENIED.
     """
 
     @_typing.overload
@@ -46,7 +47,8 @@ class HistorySyncServiceStub:
 class HistorySyncServiceAsyncStub(HistorySyncServiceStub):
     """Between replicas only (the replica credential; no user role may call it): a replica that
     loaded a snapshot newer than its durable history copies a peer's history, then continues
-    from its own log.
+    from its own log. Not part of the client contract (workflows.proto): a client's credential
+    gets PERMISSION_DENIED.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -59,7 +61,8 @@ class HistorySyncServiceAsyncStub(HistorySyncServiceStub):
 class HistorySyncServiceServicer(metaclass=_abc_1.ABCMeta):
     """Between replicas only (the replica credential; no user role may call it): a replica that
     loaded a snapshot newer than its durable history copies a peer's history, then continues
-    from its own log.
+    from its own log. Not part of the client contract (workflows.proto): a client's credential
+    gets PERMISSION_DENIED.
     """
 
     @_abc_1.abstractmethod

@@ -26,7 +26,12 @@ if _version_not_supported:
 
 
 class TaskServiceStub:
-    """The worker protocol: long-poll a batch of tasks, then report each result.
+    """The worker protocol: long-poll a batch of tasks, then report each result. The contract
+    (roles, writes and request ids, reads, codes to retry) is at the top of workflows.proto.
+    Every RPC here is a write on the leader (a poll leases tasks), role "work". A leased task
+    answers only to the principal that leased it (PERMISSION_DENIED for another), and a report
+    for an attempt that is no longer leased (late, duplicate, its workflow ended) is
+    FAILED_PRECONDITION: not applied, final; the task has moved on without it.
     """
 
     def __init__(self, channel):
@@ -63,12 +68,20 @@ class TaskServiceStub:
 
 
 class TaskServiceServicer:
-    """The worker protocol: long-poll a batch of tasks, then report each result.
+    """The worker protocol: long-poll a batch of tasks, then report each result. The contract
+    (roles, writes and request ids, reads, codes to retry) is at the top of workflows.proto.
+    Every RPC here is a write on the leader (a poll leases tasks), role "work". A leased task
+    answers only to the principal that leased it (PERMISSION_DENIED for another), and a report
+    for an attempt that is no longer leased (late, duplicate, its workflow ended) is
+    FAILED_PRECONDITION: not applied, final; the task has moved on without it.
     """
 
     def PollTasks(self, request, context):
         """Leases up to `count` tasks of one type; waits up to timeout_ms for some to be ready.
         A retried poll (same request_id) returns the tasks the first one leased.
+        Write; work. count 1-100, timeout_ms at most 30 000; a waiting poll holds one of the
+        replica's long-poll slots (RESOURCE_EXHAUSTED OVERLOADED when none is free). UNAVAILABLE
+        NOT_LEADER: the poll was parked on a leader that has since stepped down (go to the hint).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,6 +89,7 @@ class TaskServiceServicer:
 
     def CompleteTask(self, request, context):
         """Completes a task attempt with its output. A late or duplicate result gets FAILED_PRECONDITION.
+        Write; work. NOT_FOUND: no such task (or workflow and reference).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,6 +101,7 @@ class TaskServiceServicer:
         rejection (e.g. a late result) does not affect the others. The call itself fails only
         when nothing could be decided (no leader, overload, outcome unknown): retry it as is.
         With `polls`, the answer also carries the worker's next tasks (see CompleteTasksRequest).
+        Write (per item and per poll); work. At most 16 polls, none waiting.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,6 +109,7 @@ class TaskServiceServicer:
 
     def FailTask(self, request, context):
         """Fails a task attempt; it is retried per its definition unless terminal is set.
+        Write; work. NOT_FOUND; FAILED_PRECONDITION as CompleteTask.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,6 +117,7 @@ class TaskServiceServicer:
 
     def HeartbeatTask(self, request, context):
         """Extends the lease of an IN_PROGRESS task by its responseTimeoutSeconds.
+        Write; work. FAILED_PRECONDITION: the lease was lost (stop working on the attempt).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,7 +160,12 @@ def add_TaskServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class TaskService:
-    """The worker protocol: long-poll a batch of tasks, then report each result.
+    """The worker protocol: long-poll a batch of tasks, then report each result. The contract
+    (roles, writes and request ids, reads, codes to retry) is at the top of workflows.proto.
+    Every RPC here is a write on the leader (a poll leases tasks), role "work". A leased task
+    answers only to the principal that leased it (PERMISSION_DENIED for another), and a report
+    for an attempt that is no longer leased (late, duplicate, its workflow ended) is
+    FAILED_PRECONDITION: not applied, final; the task has moved on without it.
     """
 
     @staticmethod

@@ -27,7 +27,13 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class TaskServiceStub:
-    """The worker protocol: long-poll a batch of tasks, then report each result."""
+    """The worker protocol: long-poll a batch of tasks, then report each result. The contract
+    (roles, writes and request ids, reads, codes to retry) is at the top of workflows.proto.
+    Every RPC here is a write on the leader (a poll leases tasks), role "work". A leased task
+    answers only to the principal that leased it (PERMISSION_DENIED for another), and a report
+    for an attempt that is no longer leased (late, duplicate, its workflow ended) is
+    FAILED_PRECONDITION: not applied, final; the task has moved on without it.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -36,46 +42,78 @@ class TaskServiceStub:
     PollTasks: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.PollTasksRequest, _tasks_pb2.PollTasksResponse]
     """Leases up to `count` tasks of one type; waits up to timeout_ms for some to be ready.
     A retried poll (same request_id) returns the tasks the first one leased.
+    Write; work. count 1-100, timeout_ms at most 30 000; a waiting poll holds one of the
+    replica's long-poll slots (RESOURCE_EXHAUSTED OVERLOADED when none is free). UNAVAILABLE
+    NOT_LEADER: the poll was parked on a leader that has since stepped down (go to the hint).
     """
     CompleteTask: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.CompleteTaskRequest, _tasks_pb2.CompleteTaskResponse]
-    """Completes a task attempt with its output. A late or duplicate result gets FAILED_PRECONDITION."""
+    """Completes a task attempt with its output. A late or duplicate result gets FAILED_PRECONDITION.
+    Write; work. NOT_FOUND: no such task (or workflow and reference).
+    """
     CompleteTasks: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.CompleteTasksRequest, _tasks_pb2.CompleteTasksResponse]
     """Completes several task attempts in one call (at most 100). Each item is its own command
     with its own request_id, so a retried batch is deduplicated item by item; one item's
     rejection (e.g. a late result) does not affect the others. The call itself fails only
     when nothing could be decided (no leader, overload, outcome unknown): retry it as is.
     With `polls`, the answer also carries the worker's next tasks (see CompleteTasksRequest).
+    Write (per item and per poll); work. At most 16 polls, none waiting.
     """
     FailTask: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.FailTaskRequest, _tasks_pb2.FailTaskResponse]
-    """Fails a task attempt; it is retried per its definition unless terminal is set."""
+    """Fails a task attempt; it is retried per its definition unless terminal is set.
+    Write; work. NOT_FOUND; FAILED_PRECONDITION as CompleteTask.
+    """
     HeartbeatTask: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.HeartbeatTaskRequest, _tasks_pb2.HeartbeatTaskResponse]
-    """Extends the lease of an IN_PROGRESS task by its responseTimeoutSeconds."""
+    """Extends the lease of an IN_PROGRESS task by its responseTimeoutSeconds.
+    Write; work. FAILED_PRECONDITION: the lease was lost (stop working on the attempt).
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
-    """The worker protocol: long-poll a batch of tasks, then report each result."""
+    """The worker protocol: long-poll a batch of tasks, then report each result. The contract
+    (roles, writes and request ids, reads, codes to retry) is at the top of workflows.proto.
+    Every RPC here is a write on the leader (a poll leases tasks), role "work". A leased task
+    answers only to the principal that leased it (PERMISSION_DENIED for another), and a report
+    for an attempt that is no longer leased (late, duplicate, its workflow ended) is
+    FAILED_PRECONDITION: not applied, final; the task has moved on without it.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     PollTasks: _aio.UnaryUnaryMultiCallable[_tasks_pb2.PollTasksRequest, _tasks_pb2.PollTasksResponse]  # type: ignore[assignment]
     """Leases up to `count` tasks of one type; waits up to timeout_ms for some to be ready.
     A retried poll (same request_id) returns the tasks the first one leased.
+    Write; work. count 1-100, timeout_ms at most 30 000; a waiting poll holds one of the
+    replica's long-poll slots (RESOURCE_EXHAUSTED OVERLOADED when none is free). UNAVAILABLE
+    NOT_LEADER: the poll was parked on a leader that has since stepped down (go to the hint).
     """
     CompleteTask: _aio.UnaryUnaryMultiCallable[_tasks_pb2.CompleteTaskRequest, _tasks_pb2.CompleteTaskResponse]  # type: ignore[assignment]
-    """Completes a task attempt with its output. A late or duplicate result gets FAILED_PRECONDITION."""
+    """Completes a task attempt with its output. A late or duplicate result gets FAILED_PRECONDITION.
+    Write; work. NOT_FOUND: no such task (or workflow and reference).
+    """
     CompleteTasks: _aio.UnaryUnaryMultiCallable[_tasks_pb2.CompleteTasksRequest, _tasks_pb2.CompleteTasksResponse]  # type: ignore[assignment]
     """Completes several task attempts in one call (at most 100). Each item is its own command
     with its own request_id, so a retried batch is deduplicated item by item; one item's
     rejection (e.g. a late result) does not affect the others. The call itself fails only
     when nothing could be decided (no leader, overload, outcome unknown): retry it as is.
     With `polls`, the answer also carries the worker's next tasks (see CompleteTasksRequest).
+    Write (per item and per poll); work. At most 16 polls, none waiting.
     """
     FailTask: _aio.UnaryUnaryMultiCallable[_tasks_pb2.FailTaskRequest, _tasks_pb2.FailTaskResponse]  # type: ignore[assignment]
-    """Fails a task attempt; it is retried per its definition unless terminal is set."""
+    """Fails a task attempt; it is retried per its definition unless terminal is set.
+    Write; work. NOT_FOUND; FAILED_PRECONDITION as CompleteTask.
+    """
     HeartbeatTask: _aio.UnaryUnaryMultiCallable[_tasks_pb2.HeartbeatTaskRequest, _tasks_pb2.HeartbeatTaskResponse]  # type: ignore[assignment]
-    """Extends the lease of an IN_PROGRESS task by its responseTimeoutSeconds."""
+    """Extends the lease of an IN_PROGRESS task by its responseTimeoutSeconds.
+    Write; work. FAILED_PRECONDITION: the lease was lost (stop working on the attempt).
+    """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The worker protocol: long-poll a batch of tasks, then report each result."""
+    """The worker protocol: long-poll a batch of tasks, then report each result. The contract
+    (roles, writes and request ids, reads, codes to retry) is at the top of workflows.proto.
+    Every RPC here is a write on the leader (a poll leases tasks), role "work". A leased task
+    answers only to the principal that leased it (PERMISSION_DENIED for another), and a report
+    for an attempt that is no longer leased (late, duplicate, its workflow ended) is
+    FAILED_PRECONDITION: not applied, final; the task has moved on without it.
+    """
 
     @_abc_1.abstractmethod
     def PollTasks(
@@ -85,6 +123,9 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_tasks_pb2.PollTasksResponse, _abc.Awaitable[_tasks_pb2.PollTasksResponse]]:
         """Leases up to `count` tasks of one type; waits up to timeout_ms for some to be ready.
         A retried poll (same request_id) returns the tasks the first one leased.
+        Write; work. count 1-100, timeout_ms at most 30 000; a waiting poll holds one of the
+        replica's long-poll slots (RESOURCE_EXHAUSTED OVERLOADED when none is free). UNAVAILABLE
+        NOT_LEADER: the poll was parked on a leader that has since stepped down (go to the hint).
         """
 
     @_abc_1.abstractmethod
@@ -93,7 +134,9 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tasks_pb2.CompleteTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tasks_pb2.CompleteTaskResponse, _abc.Awaitable[_tasks_pb2.CompleteTaskResponse]]:
-        """Completes a task attempt with its output. A late or duplicate result gets FAILED_PRECONDITION."""
+        """Completes a task attempt with its output. A late or duplicate result gets FAILED_PRECONDITION.
+        Write; work. NOT_FOUND: no such task (or workflow and reference).
+        """
 
     @_abc_1.abstractmethod
     def CompleteTasks(
@@ -106,6 +149,7 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         rejection (e.g. a late result) does not affect the others. The call itself fails only
         when nothing could be decided (no leader, overload, outcome unknown): retry it as is.
         With `polls`, the answer also carries the worker's next tasks (see CompleteTasksRequest).
+        Write (per item and per poll); work. At most 16 polls, none waiting.
         """
 
     @_abc_1.abstractmethod
@@ -114,7 +158,9 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tasks_pb2.FailTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tasks_pb2.FailTaskResponse, _abc.Awaitable[_tasks_pb2.FailTaskResponse]]:
-        """Fails a task attempt; it is retried per its definition unless terminal is set."""
+        """Fails a task attempt; it is retried per its definition unless terminal is set.
+        Write; work. NOT_FOUND; FAILED_PRECONDITION as CompleteTask.
+        """
 
     @_abc_1.abstractmethod
     def HeartbeatTask(
@@ -122,6 +168,8 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tasks_pb2.HeartbeatTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tasks_pb2.HeartbeatTaskResponse, _abc.Awaitable[_tasks_pb2.HeartbeatTaskResponse]]:
-        """Extends the lease of an IN_PROGRESS task by its responseTimeoutSeconds."""
+        """Extends the lease of an IN_PROGRESS task by its responseTimeoutSeconds.
+        Write; work. FAILED_PRECONDITION: the lease was lost (stop working on the attempt).
+        """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,7 +26,63 @@ if _version_not_supported:
 
 
 class WorkflowServiceStub:
-    """Workflow executions.
+    """THE WIRE CONTRACT of every orchestrator.v1 service. The other files point here; errors.proto
+    lists the error reasons; docs/api.md says it again with the server code behind each rule.
+
+    ROLES. A caller presents `authorization: Bearer <token>` metadata or a client certificate;
+    its role is admin, operator, reader or worker (admin may call everything). Each RPC names who
+    may call it: "read" = admin, operator or reader; "operate" = admin or operator; "work" = admin
+    or worker; "admin"; "any" = every authenticated role. Others get PERMISSION_DENIED, a caller
+    without valid credentials UNAUTHENTICATED (both final).
+
+    WRITES. An RPC marked "write" changes the replicated state. Its `request_id` (field 1, 1-128
+    characters; a UUID is fine) is required: make one per logical call and REUSE IT ON EVERY
+    RETRY of that call. The cluster records each id's first outcome, success or rejection, and
+    answers a retry with it: nothing is applied twice. The same id with a different request is
+    INVALID_ARGUMENT. An id is remembered for 15 minutes of cluster time and while fewer than
+    200 000 newer ids were recorded, whichever ends first; after that it is a new request.
+    Writes run on the leader: any replica accepts them and a follower forwards them (with the
+    caller's deadline) and relays the leader's answer, details and trailers included.
+
+    READS. An RPC marked "read" is answered by the replica called, from its applied state, once
+    it has heard from a leader (or, leading, a majority) recently, has applied what that leader
+    had committed, and has applied the sequence number the caller sends as the request header
+    `x-orchestrator-min-seq` (it waits up to 2 s for each; else UNAVAILABLE REPLICA_BEHIND). A
+    follower that would answer NOT_FOUND to a read without that header asks the leader first;
+    when it cannot reach it, the answer is NOT_FOUND with reason POSSIBLY_STALE_READ.
+
+    SEQUENCE NUMBERS. Every unary response, OK or error, carries the trailer `x-orchestrator-seq`:
+    for a write, the sequence at which it was applied; otherwise the answering replica's applied
+    sequence. A client keeps the highest it has seen and sends it as `x-orchestrator-min-seq` on
+    every read: it then reads its own writes on any replica. Streams send it as initial metadata.
+
+    ERRORS. A non-OK status from a replica carries a google.rpc.Status in the
+    `grpc-status-details-bin` trailer: an ErrorInfo (domain "orchestrator.v1", a reason listed in
+    errors.proto), a RetryInfo when the client should wait, a LeaderHint when another replica
+    leads. What to do, by code:
+    UNAVAILABLE (every reason): retry, a write with the same request_id; at the LeaderHint's
+    address at once when there is one (once per hint per call), else after RetryInfo's delay
+    or a jittered back-off (50 ms doubling, capped), on the next replica.
+    RESOURCE_EXHAUSTED, reason OVERLOADED: retry after RetryInfo's delay, same request_id.
+    DEADLINE_EXCEEDED, and CANCELLED or UNKNOWN from a replica that went away: the outcome is
+    unknown; retry with the same request_id.
+    Final, do not retry: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
+    PERMISSION_DENIED, UNAUTHENTICATED, OUT_OF_RANGE, UNIMPLEMENTED, RESOURCE_EXHAUSTED with
+    reason LIMIT_EXCEEDED or without details (gRPC's own message size limit). NOT_FOUND
+    POSSIBLY_STALE_READ only says the object may exist: ask again, on the leader.
+    Bound the whole call by a budget (the Python client: 5 s per attempt, 30 s in all). The
+    trailers `x-orchestrator-leader` and `x-orchestrator-retry-after-ms` carry the hint and the
+    delay too, for clients that read trailers.
+
+    LIMITS. A request is at most 4 MiB. A JSON document (an input, an output, variables) is a
+    JSON object of at most 256 KiB nested at most 100 levels; names are at most 256 characters.
+    The RPCs name their own bounds (batches, pages, waits). Past a bound: INVALID_ARGUMENT.
+    Each replica also bounds the calls it serves at once (admission: 96 calls, of which 64 long
+    polls, 32 streams, by default): past that, RESOURCE_EXHAUSTED OVERLOADED.
+
+    Workflow executions. Each RPC below says whether it is a write or a read, its role, its final
+    errors beyond INVALID_ARGUMENT and its bounds; the contract above (the top of
+    workflows.proto) holds for all of them.
     """
 
     def __init__(self, channel):
@@ -118,11 +174,70 @@ class WorkflowServiceStub:
 
 
 class WorkflowServiceServicer:
-    """Workflow executions.
+    """THE WIRE CONTRACT of every orchestrator.v1 service. The other files point here; errors.proto
+    lists the error reasons; docs/api.md says it again with the server code behind each rule.
+
+    ROLES. A caller presents `authorization: Bearer <token>` metadata or a client certificate;
+    its role is admin, operator, reader or worker (admin may call everything). Each RPC names who
+    may call it: "read" = admin, operator or reader; "operate" = admin or operator; "work" = admin
+    or worker; "admin"; "any" = every authenticated role. Others get PERMISSION_DENIED, a caller
+    without valid credentials UNAUTHENTICATED (both final).
+
+    WRITES. An RPC marked "write" changes the replicated state. Its `request_id` (field 1, 1-128
+    characters; a UUID is fine) is required: make one per logical call and REUSE IT ON EVERY
+    RETRY of that call. The cluster records each id's first outcome, success or rejection, and
+    answers a retry with it: nothing is applied twice. The same id with a different request is
+    INVALID_ARGUMENT. An id is remembered for 15 minutes of cluster time and while fewer than
+    200 000 newer ids were recorded, whichever ends first; after that it is a new request.
+    Writes run on the leader: any replica accepts them and a follower forwards them (with the
+    caller's deadline) and relays the leader's answer, details and trailers included.
+
+    READS. An RPC marked "read" is answered by the replica called, from its applied state, once
+    it has heard from a leader (or, leading, a majority) recently, has applied what that leader
+    had committed, and has applied the sequence number the caller sends as the request header
+    `x-orchestrator-min-seq` (it waits up to 2 s for each; else UNAVAILABLE REPLICA_BEHIND). A
+    follower that would answer NOT_FOUND to a read without that header asks the leader first;
+    when it cannot reach it, the answer is NOT_FOUND with reason POSSIBLY_STALE_READ.
+
+    SEQUENCE NUMBERS. Every unary response, OK or error, carries the trailer `x-orchestrator-seq`:
+    for a write, the sequence at which it was applied; otherwise the answering replica's applied
+    sequence. A client keeps the highest it has seen and sends it as `x-orchestrator-min-seq` on
+    every read: it then reads its own writes on any replica. Streams send it as initial metadata.
+
+    ERRORS. A non-OK status from a replica carries a google.rpc.Status in the
+    `grpc-status-details-bin` trailer: an ErrorInfo (domain "orchestrator.v1", a reason listed in
+    errors.proto), a RetryInfo when the client should wait, a LeaderHint when another replica
+    leads. What to do, by code:
+    UNAVAILABLE (every reason): retry, a write with the same request_id; at the LeaderHint's
+    address at once when there is one (once per hint per call), else after RetryInfo's delay
+    or a jittered back-off (50 ms doubling, capped), on the next replica.
+    RESOURCE_EXHAUSTED, reason OVERLOADED: retry after RetryInfo's delay, same request_id.
+    DEADLINE_EXCEEDED, and CANCELLED or UNKNOWN from a replica that went away: the outcome is
+    unknown; retry with the same request_id.
+    Final, do not retry: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
+    PERMISSION_DENIED, UNAUTHENTICATED, OUT_OF_RANGE, UNIMPLEMENTED, RESOURCE_EXHAUSTED with
+    reason LIMIT_EXCEEDED or without details (gRPC's own message size limit). NOT_FOUND
+    POSSIBLY_STALE_READ only says the object may exist: ask again, on the leader.
+    Bound the whole call by a budget (the Python client: 5 s per attempt, 30 s in all). The
+    trailers `x-orchestrator-leader` and `x-orchestrator-retry-after-ms` carry the hint and the
+    delay too, for clients that read trailers.
+
+    LIMITS. A request is at most 4 MiB. A JSON document (an input, an output, variables) is a
+    JSON object of at most 256 KiB nested at most 100 levels; names are at most 256 characters.
+    The RPCs name their own bounds (batches, pages, waits). Past a bound: INVALID_ARGUMENT.
+    Each replica also bounds the calls it serves at once (admission: 96 calls, of which 64 long
+    polls, 32 streams, by default): past that, RESOURCE_EXHAUSTED OVERLOADED.
+
+    Workflow executions. Each RPC below says whether it is a write or a read, its role, its final
+    errors beyond INVALID_ARGUMENT and its bounds; the contract above (the top of
+    workflows.proto) holds for all of them.
     """
 
     def StartWorkflow(self, request, context):
-        """Starts a workflow from a registered definition.
+        """Starts a workflow from a registered definition. Write; operate. NOT_FOUND: no such
+        definition or version. ALREADY_EXISTS: the idempotency key is taken (strategy FAIL, or
+        FAIL_ON_RUNNING while that workflow runs). FAILED_PRECONDITION: the definition's running
+        limit is reached and it says whenLimited REJECT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,20 +248,24 @@ class WorkflowServiceServicer:
         own request_id, decided as if started alone, so a retried batch is deduplicated item by
         item and one item's rejection does not affect the others. The call itself fails only when
         nothing could be decided (no leader, overload, outcome unknown): retry it as is.
+        Write (per item); operate. An item's result carries its code and message (the final codes
+        of StartWorkflow); the call's own errors are those of any write.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetWorkflow(self, request, context):
-        """Returns a workflow execution, with its tasks when asked.
+        """Returns a workflow execution, with its tasks when asked. Read; read. NOT_FOUND: neither
+        running nor in the durable history (POSSIBLY_STALE_READ: see READS above).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def TerminateWorkflow(self, request, context):
-        """Terminates a running workflow; its pending tasks are CANCELED.
+        """Terminates a running workflow; its pending tasks are CANCELED. Write; operate. NOT_FOUND;
+        FAILED_PRECONDITION: it has already ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -154,7 +273,7 @@ class WorkflowServiceServicer:
 
     def ListWorkflows(self, request, context):
         """Lists workflow executions, newest first, optionally filtered, a page at a time: running
-        ones and those archived in the durable history alike.
+        ones and those archived in the durable history alike. Read; read. Pages of at most 1000.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,7 +282,8 @@ class WorkflowServiceServicer:
     def SearchWorkflows(self, request, context):
         """Searches running and archived workflows by every filter of the request, sorted, a page at
         a time, with the total count of matches. Any replica answers, having applied at least
-        what the caller last saw (read-your-writes), its durable history included.
+        what the caller last saw (read-your-writes), its durable history included. Read; read.
+        Pages of at most 1000.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,6 +292,7 @@ class WorkflowServiceServicer:
     def PauseWorkflow(self, request, context):
         """Pauses a RUNNING workflow: nothing new is scheduled until it is resumed; tasks already in
         progress run on and their results are recorded. Pausing a PAUSED workflow is OK.
+        Write; operate. NOT_FOUND; FAILED_PRECONDITION: neither RUNNING nor PAUSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,6 +300,7 @@ class WorkflowServiceServicer:
 
     def ResumeWorkflow(self, request, context):
         """Resumes a PAUSED workflow: it is RUNNING again and decides at once what to schedule.
+        Write; operate. NOT_FOUND; FAILED_PRECONDITION: not PAUSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -188,6 +310,8 @@ class WorkflowServiceServicer:
         """Restarts a terminal workflow from the beginning with its original input, under the same
         id (Conductor's restart); optionally with the latest version of its definition. Works on
         a workflow archived in the durable history too (it is brought back into memory).
+        Write; operate. NOT_FOUND (also: its definition is no longer registered);
+        FAILED_PRECONDITION: not terminal.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,7 +320,8 @@ class WorkflowServiceServicer:
     def RetryWorkflow(self, request, context):
         """Retries a FAILED, TIMED_OUT or TERMINATED workflow (Conductor's retry): its failed,
         canceled or timed out tasks get new attempts, completed work is kept. Works on an
-        archived workflow too.
+        archived workflow too. Write; operate. NOT_FOUND; FAILED_PRECONDITION: another status,
+        or nothing to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +330,8 @@ class WorkflowServiceServicer:
     def RerunWorkflow(self, request, context):
         """Reruns a workflow from one of its tasks (Conductor's rerun): the tasks after it are
         dropped and it is scheduled again, with new input when given. Works on an archived one too.
+        Write; operate. NOT_FOUND: no such workflow or task; FAILED_PRECONDITION: it cannot rerun
+        from there now.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -213,7 +340,9 @@ class WorkflowServiceServicer:
     def SkipTask(self, request, context):
         """Skips a task of a running workflow (Conductor's skipTaskFromWorkflow): a scheduled or in
         progress task, or one not scheduled yet, becomes SKIPPED with the given output and the
-        workflow proceeds past it.
+        workflow proceeds past it. Write; operate. NOT_FOUND: no such workflow or task reference;
+        FAILED_PRECONDITION: it cannot be skipped now (the workflow is not running, the task has
+        ended, it is a container or runs inside a DO_WHILE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -222,6 +351,7 @@ class WorkflowServiceServicer:
     def RemoveWorkflow(self, request, context):
         """Removes a terminal workflow: from memory and from the durable history. A RUNNING or
         PAUSED workflow is refused (terminate it first); NOT_FOUND when it is in neither.
+        Write; operate. The refusal is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -234,7 +364,7 @@ class WorkflowServiceServicer:
         tasks in progress cancelled; with no step to undo it ends TERMINATED); a FAILED,
         TERMINATED or TIMED_OUT one is compensated (FAILED_PRECONDITION when it has nothing to
         undo). COMPENSATING: OK, nothing changes. COMPLETED or COMPENSATED: FAILED_PRECONDITION.
-        Works on a workflow archived in the durable history too.
+        Works on a workflow archived in the durable history too. Write; operate. NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,7 +374,8 @@ class WorkflowServiceServicer:
         """One operator action on many workflows: a list of ids, or the matches of a search, at most
         1000 per call, each item its own command (its request id derived from the call's and the
         workflow id, so a retried call is deduplicated item by item), reported per item. A search
-        continues with next_page_token in the next call.
+        continues with next_page_token in the next call. Write (per item); operate. Each item's
+        result carries the code and message its single RPC would have answered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -252,7 +383,9 @@ class WorkflowServiceServicer:
 
     def ExecuteWorkflow(self, request, context):
         """Starts a workflow and waits until it ends or wait_timeout_ms passes, in one call
-        (synchronous execution). A wait holds one of the replica's long-poll slots.
+        (synchronous execution). A wait holds one of the replica's long-poll slots. Write (the
+        start; a retry with the same request_id waits for the workflow the first call started);
+        operate. The final errors of StartWorkflow. Waits at most 60 s.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -350,7 +483,63 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class WorkflowService:
-    """Workflow executions.
+    """THE WIRE CONTRACT of every orchestrator.v1 service. The other files point here; errors.proto
+    lists the error reasons; docs/api.md says it again with the server code behind each rule.
+
+    ROLES. A caller presents `authorization: Bearer <token>` metadata or a client certificate;
+    its role is admin, operator, reader or worker (admin may call everything). Each RPC names who
+    may call it: "read" = admin, operator or reader; "operate" = admin or operator; "work" = admin
+    or worker; "admin"; "any" = every authenticated role. Others get PERMISSION_DENIED, a caller
+    without valid credentials UNAUTHENTICATED (both final).
+
+    WRITES. An RPC marked "write" changes the replicated state. Its `request_id` (field 1, 1-128
+    characters; a UUID is fine) is required: make one per logical call and REUSE IT ON EVERY
+    RETRY of that call. The cluster records each id's first outcome, success or rejection, and
+    answers a retry with it: nothing is applied twice. The same id with a different request is
+    INVALID_ARGUMENT. An id is remembered for 15 minutes of cluster time and while fewer than
+    200 000 newer ids were recorded, whichever ends first; after that it is a new request.
+    Writes run on the leader: any replica accepts them and a follower forwards them (with the
+    caller's deadline) and relays the leader's answer, details and trailers included.
+
+    READS. An RPC marked "read" is answered by the replica called, from its applied state, once
+    it has heard from a leader (or, leading, a majority) recently, has applied what that leader
+    had committed, and has applied the sequence number the caller sends as the request header
+    `x-orchestrator-min-seq` (it waits up to 2 s for each; else UNAVAILABLE REPLICA_BEHIND). A
+    follower that would answer NOT_FOUND to a read without that header asks the leader first;
+    when it cannot reach it, the answer is NOT_FOUND with reason POSSIBLY_STALE_READ.
+
+    SEQUENCE NUMBERS. Every unary response, OK or error, carries the trailer `x-orchestrator-seq`:
+    for a write, the sequence at which it was applied; otherwise the answering replica's applied
+    sequence. A client keeps the highest it has seen and sends it as `x-orchestrator-min-seq` on
+    every read: it then reads its own writes on any replica. Streams send it as initial metadata.
+
+    ERRORS. A non-OK status from a replica carries a google.rpc.Status in the
+    `grpc-status-details-bin` trailer: an ErrorInfo (domain "orchestrator.v1", a reason listed in
+    errors.proto), a RetryInfo when the client should wait, a LeaderHint when another replica
+    leads. What to do, by code:
+    UNAVAILABLE (every reason): retry, a write with the same request_id; at the LeaderHint's
+    address at once when there is one (once per hint per call), else after RetryInfo's delay
+    or a jittered back-off (50 ms doubling, capped), on the next replica.
+    RESOURCE_EXHAUSTED, reason OVERLOADED: retry after RetryInfo's delay, same request_id.
+    DEADLINE_EXCEEDED, and CANCELLED or UNKNOWN from a replica that went away: the outcome is
+    unknown; retry with the same request_id.
+    Final, do not retry: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
+    PERMISSION_DENIED, UNAUTHENTICATED, OUT_OF_RANGE, UNIMPLEMENTED, RESOURCE_EXHAUSTED with
+    reason LIMIT_EXCEEDED or without details (gRPC's own message size limit). NOT_FOUND
+    POSSIBLY_STALE_READ only says the object may exist: ask again, on the leader.
+    Bound the whole call by a budget (the Python client: 5 s per attempt, 30 s in all). The
+    trailers `x-orchestrator-leader` and `x-orchestrator-retry-after-ms` carry the hint and the
+    delay too, for clients that read trailers.
+
+    LIMITS. A request is at most 4 MiB. A JSON document (an input, an output, variables) is a
+    JSON object of at most 256 KiB nested at most 100 levels; names are at most 256 characters.
+    The RPCs name their own bounds (batches, pages, waits). Past a bound: INVALID_ARGUMENT.
+    Each replica also bounds the calls it serves at once (admission: 96 calls, of which 64 long
+    polls, 32 streams, by default): past that, RESOURCE_EXHAUSTED OVERLOADED.
+
+    Workflow executions. Each RPC below says whether it is a write or a read, its role, its final
+    errors beyond INVALID_ARGUMENT and its bounds; the contract above (the top of
+    workflows.proto) holds for all of them.
     """
 
     @staticmethod

@@ -27,61 +27,140 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class WorkflowServiceStub:
-    """Workflow executions."""
+    """THE WIRE CONTRACT of every orchestrator.v1 service. The other files point here; errors.proto
+    lists the error reasons; docs/api.md says it again with the server code behind each rule.
+
+    ROLES. A caller presents `authorization: Bearer <token>` metadata or a client certificate;
+    its role is admin, operator, reader or worker (admin may call everything). Each RPC names who
+    may call it: "read" = admin, operator or reader; "operate" = admin or operator; "work" = admin
+    or worker; "admin"; "any" = every authenticated role. Others get PERMISSION_DENIED, a caller
+    without valid credentials UNAUTHENTICATED (both final).
+
+    WRITES. An RPC marked "write" changes the replicated state. Its `request_id` (field 1, 1-128
+    characters; a UUID is fine) is required: make one per logical call and REUSE IT ON EVERY
+    RETRY of that call. The cluster records each id's first outcome, success or rejection, and
+    answers a retry with it: nothing is applied twice. The same id with a different request is
+    INVALID_ARGUMENT. An id is remembered for 15 minutes of cluster time and while fewer than
+    200 000 newer ids were recorded, whichever ends first; after that it is a new request.
+    Writes run on the leader: any replica accepts them and a follower forwards them (with the
+    caller's deadline) and relays the leader's answer, details and trailers included.
+
+    READS. An RPC marked "read" is answered by the replica called, from its applied state, once
+    it has heard from a leader (or, leading, a majority) recently, has applied what that leader
+    had committed, and has applied the sequence number the caller sends as the request header
+    `x-orchestrator-min-seq` (it waits up to 2 s for each; else UNAVAILABLE REPLICA_BEHIND). A
+    follower that would answer NOT_FOUND to a read without that header asks the leader first;
+    when it cannot reach it, the answer is NOT_FOUND with reason POSSIBLY_STALE_READ.
+
+    SEQUENCE NUMBERS. Every unary response, OK or error, carries the trailer `x-orchestrator-seq`:
+    for a write, the sequence at which it was applied; otherwise the answering replica's applied
+    sequence. A client keeps the highest it has seen and sends it as `x-orchestrator-min-seq` on
+    every read: it then reads its own writes on any replica. Streams send it as initial metadata.
+
+    ERRORS. A non-OK status from a replica carries a google.rpc.Status in the
+    `grpc-status-details-bin` trailer: an ErrorInfo (domain "orchestrator.v1", a reason listed in
+    errors.proto), a RetryInfo when the client should wait, a LeaderHint when another replica
+    leads. What to do, by code:
+      UNAVAILABLE (every reason): retry, a write with the same request_id; at the LeaderHint's
+        address at once when there is one (once per hint per call), else after RetryInfo's delay
+        or a jittered back-off (50 ms doubling, capped), on the next replica.
+      RESOURCE_EXHAUSTED, reason OVERLOADED: retry after RetryInfo's delay, same request_id.
+      DEADLINE_EXCEEDED, and CANCELLED or UNKNOWN from a replica that went away: the outcome is
+        unknown; retry with the same request_id.
+      Final, do not retry: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
+        PERMISSION_DENIED, UNAUTHENTICATED, OUT_OF_RANGE, UNIMPLEMENTED, RESOURCE_EXHAUSTED with
+        reason LIMIT_EXCEEDED or without details (gRPC's own message size limit). NOT_FOUND
+        POSSIBLY_STALE_READ only says the object may exist: ask again, on the leader.
+    Bound the whole call by a budget (the Python client: 5 s per attempt, 30 s in all). The
+    trailers `x-orchestrator-leader` and `x-orchestrator-retry-after-ms` carry the hint and the
+    delay too, for clients that read trailers.
+
+    LIMITS. A request is at most 4 MiB. A JSON document (an input, an output, variables) is a
+    JSON object of at most 256 KiB nested at most 100 levels; names are at most 256 characters.
+    The RPCs name their own bounds (batches, pages, waits). Past a bound: INVALID_ARGUMENT.
+    Each replica also bounds the calls it serves at once (admission: 96 calls, of which 64 long
+    polls, 32 streams, by default): past that, RESOURCE_EXHAUSTED OVERLOADED.
+
+    Workflow executions. Each RPC below says whether it is a write or a read, its role, its final
+    errors beyond INVALID_ARGUMENT and its bounds; the contract above (the top of
+    workflows.proto) holds for all of them.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> WorkflowServiceAsyncStub: ...
     StartWorkflow: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.StartWorkflowRequest, _workflows_pb2.StartWorkflowResponse]
-    """Starts a workflow from a registered definition."""
+    """Starts a workflow from a registered definition. Write; operate. NOT_FOUND: no such
+    definition or version. ALREADY_EXISTS: the idempotency key is taken (strategy FAIL, or
+    FAIL_ON_RUNNING while that workflow runs). FAILED_PRECONDITION: the definition's running
+    limit is reached and it says whenLimited REJECT.
+    """
     StartWorkflows: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.StartWorkflowsRequest, _workflows_pb2.StartWorkflowsResponse]
     """Starts several workflows in one call (at most 100). Each item is its own command with its
     own request_id, decided as if started alone, so a retried batch is deduplicated item by
     item and one item's rejection does not affect the others. The call itself fails only when
     nothing could be decided (no leader, overload, outcome unknown): retry it as is.
+    Write (per item); operate. An item's result carries its code and message (the final codes
+    of StartWorkflow); the call's own errors are those of any write.
     """
     GetWorkflow: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.GetWorkflowRequest, _workflows_pb2.GetWorkflowResponse]
-    """Returns a workflow execution, with its tasks when asked."""
+    """Returns a workflow execution, with its tasks when asked. Read; read. NOT_FOUND: neither
+    running nor in the durable history (POSSIBLY_STALE_READ: see READS above).
+    """
     TerminateWorkflow: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.TerminateWorkflowRequest, _workflows_pb2.TerminateWorkflowResponse]
-    """Terminates a running workflow; its pending tasks are CANCELED."""
+    """Terminates a running workflow; its pending tasks are CANCELED. Write; operate. NOT_FOUND;
+    FAILED_PRECONDITION: it has already ended.
+    """
     ListWorkflows: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.ListWorkflowsRequest, _workflows_pb2.ListWorkflowsResponse]
     """Lists workflow executions, newest first, optionally filtered, a page at a time: running
-    ones and those archived in the durable history alike.
+    ones and those archived in the durable history alike. Read; read. Pages of at most 1000.
     """
     SearchWorkflows: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.SearchWorkflowsRequest, _workflows_pb2.SearchWorkflowsResponse]
     """Searches running and archived workflows by every filter of the request, sorted, a page at
     a time, with the total count of matches. Any replica answers, having applied at least
-    what the caller last saw (read-your-writes), its durable history included.
+    what the caller last saw (read-your-writes), its durable history included. Read; read.
+    Pages of at most 1000.
     """
     PauseWorkflow: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.PauseWorkflowRequest, _workflows_pb2.PauseWorkflowResponse]
     """Pauses a RUNNING workflow: nothing new is scheduled until it is resumed; tasks already in
     progress run on and their results are recorded. Pausing a PAUSED workflow is OK.
+    Write; operate. NOT_FOUND; FAILED_PRECONDITION: neither RUNNING nor PAUSED.
     """
     ResumeWorkflow: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.ResumeWorkflowRequest, _workflows_pb2.ResumeWorkflowResponse]
-    """Resumes a PAUSED workflow: it is RUNNING again and decides at once what to schedule."""
+    """Resumes a PAUSED workflow: it is RUNNING again and decides at once what to schedule.
+    Write; operate. NOT_FOUND; FAILED_PRECONDITION: not PAUSED.
+    """
     RestartWorkflow: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.RestartWorkflowRequest, _workflows_pb2.RestartWorkflowResponse]
     """Restarts a terminal workflow from the beginning with its original input, under the same
     id (Conductor's restart); optionally with the latest version of its definition. Works on
     a workflow archived in the durable history too (it is brought back into memory).
+    Write; operate. NOT_FOUND (also: its definition is no longer registered);
+    FAILED_PRECONDITION: not terminal.
     """
     RetryWorkflow: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.RetryWorkflowRequest, _workflows_pb2.RetryWorkflowResponse]
     """Retries a FAILED, TIMED_OUT or TERMINATED workflow (Conductor's retry): its failed,
     canceled or timed out tasks get new attempts, completed work is kept. Works on an
-    archived workflow too.
+    archived workflow too. Write; operate. NOT_FOUND; FAILED_PRECONDITION: another status,
+    or nothing to retry.
     """
     RerunWorkflow: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.RerunWorkflowRequest, _workflows_pb2.RerunWorkflowResponse]
     """Reruns a workflow from one of its tasks (Conductor's rerun): the tasks after it are
     dropped and it is scheduled again, with new input when given. Works on an archived one too.
+    Write; operate. NOT_FOUND: no such workflow or task; FAILED_PRECONDITION: it cannot rerun
+    from there now.
     """
     SkipTask: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.SkipTaskRequest, _workflows_pb2.SkipTaskResponse]
     """Skips a task of a running workflow (Conductor's skipTaskFromWorkflow): a scheduled or in
     progress task, or one not scheduled yet, becomes SKIPPED with the given output and the
-    workflow proceeds past it.
+    workflow proceeds past it. Write; operate. NOT_FOUND: no such workflow or task reference;
+    FAILED_PRECONDITION: it cannot be skipped now (the workflow is not running, the task has
+    ended, it is a container or runs inside a DO_WHILE).
     """
     RemoveWorkflow: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.RemoveWorkflowRequest, _workflows_pb2.RemoveWorkflowResponse]
     """Removes a terminal workflow: from memory and from the durable history. A RUNNING or
     PAUSED workflow is refused (terminate it first); NOT_FOUND when it is in neither.
+    Write; operate. The refusal is FAILED_PRECONDITION.
     """
     CompensateWorkflow: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.CompensateWorkflowRequest, _workflows_pb2.CompensateWorkflowResponse]
     """Compensates a workflow (a saga): the compensateWith tasks of its completed steps run one at
@@ -90,73 +169,155 @@ class WorkflowServiceStub:
     tasks in progress cancelled; with no step to undo it ends TERMINATED); a FAILED,
     TERMINATED or TIMED_OUT one is compensated (FAILED_PRECONDITION when it has nothing to
     undo). COMPENSATING: OK, nothing changes. COMPLETED or COMPENSATED: FAILED_PRECONDITION.
-    Works on a workflow archived in the durable history too.
+    Works on a workflow archived in the durable history too. Write; operate. NOT_FOUND.
     """
     BulkAction: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.BulkActionRequest, _workflows_pb2.BulkActionResponse]
     """One operator action on many workflows: a list of ids, or the matches of a search, at most
     1000 per call, each item its own command (its request id derived from the call's and the
     workflow id, so a retried call is deduplicated item by item), reported per item. A search
-    continues with next_page_token in the next call.
+    continues with next_page_token in the next call. Write (per item); operate. Each item's
+    result carries the code and message its single RPC would have answered.
     """
     ExecuteWorkflow: _grpc.UnaryUnaryMultiCallable[_workflows_pb2.ExecuteWorkflowRequest, _workflows_pb2.ExecuteWorkflowResponse]
     """Starts a workflow and waits until it ends or wait_timeout_ms passes, in one call
-    (synchronous execution). A wait holds one of the replica's long-poll slots.
+    (synchronous execution). A wait holds one of the replica's long-poll slots. Write (the
+    start; a retry with the same request_id waits for the workflow the first call started);
+    operate. The final errors of StartWorkflow. Waits at most 60 s.
     """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
-    """Workflow executions."""
+    """THE WIRE CONTRACT of every orchestrator.v1 service. The other files point here; errors.proto
+    lists the error reasons; docs/api.md says it again with the server code behind each rule.
+
+    ROLES. A caller presents `authorization: Bearer <token>` metadata or a client certificate;
+    its role is admin, operator, reader or worker (admin may call everything). Each RPC names who
+    may call it: "read" = admin, operator or reader; "operate" = admin or operator; "work" = admin
+    or worker; "admin"; "any" = every authenticated role. Others get PERMISSION_DENIED, a caller
+    without valid credentials UNAUTHENTICATED (both final).
+
+    WRITES. An RPC marked "write" changes the replicated state. Its `request_id` (field 1, 1-128
+    characters; a UUID is fine) is required: make one per logical call and REUSE IT ON EVERY
+    RETRY of that call. The cluster records each id's first outcome, success or rejection, and
+    answers a retry with it: nothing is applied twice. The same id with a different request is
+    INVALID_ARGUMENT. An id is remembered for 15 minutes of cluster time and while fewer than
+    200 000 newer ids were recorded, whichever ends first; after that it is a new request.
+    Writes run on the leader: any replica accepts them and a follower forwards them (with the
+    caller's deadline) and relays the leader's answer, details and trailers included.
+
+    READS. An RPC marked "read" is answered by the replica called, from its applied state, once
+    it has heard from a leader (or, leading, a majority) recently, has applied what that leader
+    had committed, and has applied the sequence number the caller sends as the request header
+    `x-orchestrator-min-seq` (it waits up to 2 s for each; else UNAVAILABLE REPLICA_BEHIND). A
+    follower that would answer NOT_FOUND to a read without that header asks the leader first;
+    when it cannot reach it, the answer is NOT_FOUND with reason POSSIBLY_STALE_READ.
+
+    SEQUENCE NUMBERS. Every unary response, OK or error, carries the trailer `x-orchestrator-seq`:
+    for a write, the sequence at which it was applied; otherwise the answering replica's applied
+    sequence. A client keeps the highest it has seen and sends it as `x-orchestrator-min-seq` on
+    every read: it then reads its own writes on any replica. Streams send it as initial metadata.
+
+    ERRORS. A non-OK status from a replica carries a google.rpc.Status in the
+    `grpc-status-details-bin` trailer: an ErrorInfo (domain "orchestrator.v1", a reason listed in
+    errors.proto), a RetryInfo when the client should wait, a LeaderHint when another replica
+    leads. What to do, by code:
+      UNAVAILABLE (every reason): retry, a write with the same request_id; at the LeaderHint's
+        address at once when there is one (once per hint per call), else after RetryInfo's delay
+        or a jittered back-off (50 ms doubling, capped), on the next replica.
+      RESOURCE_EXHAUSTED, reason OVERLOADED: retry after RetryInfo's delay, same request_id.
+      DEADLINE_EXCEEDED, and CANCELLED or UNKNOWN from a replica that went away: the outcome is
+        unknown; retry with the same request_id.
+      Final, do not retry: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
+        PERMISSION_DENIED, UNAUTHENTICATED, OUT_OF_RANGE, UNIMPLEMENTED, RESOURCE_EXHAUSTED with
+        reason LIMIT_EXCEEDED or without details (gRPC's own message size limit). NOT_FOUND
+        POSSIBLY_STALE_READ only says the object may exist: ask again, on the leader.
+    Bound the whole call by a budget (the Python client: 5 s per attempt, 30 s in all). The
+    trailers `x-orchestrator-leader` and `x-orchestrator-retry-after-ms` carry the hint and the
+    delay too, for clients that read trailers.
+
+    LIMITS. A request is at most 4 MiB. A JSON document (an input, an output, variables) is a
+    JSON object of at most 256 KiB nested at most 100 levels; names are at most 256 characters.
+    The RPCs name their own bounds (batches, pages, waits). Past a bound: INVALID_ARGUMENT.
+    Each replica also bounds the calls it serves at once (admission: 96 calls, of which 64 long
+    polls, 32 streams, by default): past that, RESOURCE_EXHAUSTED OVERLOADED.
+
+    Workflow executions. Each RPC below says whether it is a write or a read, its role, its final
+    errors beyond INVALID_ARGUMENT and its bounds; the contract above (the top of
+    workflows.proto) holds for all of them.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     StartWorkflow: _aio.UnaryUnaryMultiCallable[_workflows_pb2.StartWorkflowRequest, _workflows_pb2.StartWorkflowResponse]  # type: ignore[assignment]
-    """Starts a workflow from a registered definition."""
+    """Starts a workflow from a registered definition. Write; operate. NOT_FOUND: no such
+    definition or version. ALREADY_EXISTS: the idempotency key is taken (strategy FAIL, or
+    FAIL_ON_RUNNING while that workflow runs). FAILED_PRECONDITION: the definition's running
+    limit is reached and it says whenLimited REJECT.
+    """
     StartWorkflows: _aio.UnaryUnaryMultiCallable[_workflows_pb2.StartWorkflowsRequest, _workflows_pb2.StartWorkflowsResponse]  # type: ignore[assignment]
     """Starts several workflows in one call (at most 100). Each item is its own command with its
     own request_id, decided as if started alone, so a retried batch is deduplicated item by
     item and one item's rejection does not affect the others. The call itself fails only when
     nothing could be decided (no leader, overload, outcome unknown): retry it as is.
+    Write (per item); operate. An item's result carries its code and message (the final codes
+    of StartWorkflow); the call's own errors are those of any write.
     """
     GetWorkflow: _aio.UnaryUnaryMultiCallable[_workflows_pb2.GetWorkflowRequest, _workflows_pb2.GetWorkflowResponse]  # type: ignore[assignment]
-    """Returns a workflow execution, with its tasks when asked."""
+    """Returns a workflow execution, with its tasks when asked. Read; read. NOT_FOUND: neither
+    running nor in the durable history (POSSIBLY_STALE_READ: see READS above).
+    """
     TerminateWorkflow: _aio.UnaryUnaryMultiCallable[_workflows_pb2.TerminateWorkflowRequest, _workflows_pb2.TerminateWorkflowResponse]  # type: ignore[assignment]
-    """Terminates a running workflow; its pending tasks are CANCELED."""
+    """Terminates a running workflow; its pending tasks are CANCELED. Write; operate. NOT_FOUND;
+    FAILED_PRECONDITION: it has already ended.
+    """
     ListWorkflows: _aio.UnaryUnaryMultiCallable[_workflows_pb2.ListWorkflowsRequest, _workflows_pb2.ListWorkflowsResponse]  # type: ignore[assignment]
     """Lists workflow executions, newest first, optionally filtered, a page at a time: running
-    ones and those archived in the durable history alike.
+    ones and those archived in the durable history alike. Read; read. Pages of at most 1000.
     """
     SearchWorkflows: _aio.UnaryUnaryMultiCallable[_workflows_pb2.SearchWorkflowsRequest, _workflows_pb2.SearchWorkflowsResponse]  # type: ignore[assignment]
     """Searches running and archived workflows by every filter of the request, sorted, a page at
     a time, with the total count of matches. Any replica answers, having applied at least
-    what the caller last saw (read-your-writes), its durable history included.
+    what the caller last saw (read-your-writes), its durable history included. Read; read.
+    Pages of at most 1000.
     """
     PauseWorkflow: _aio.UnaryUnaryMultiCallable[_workflows_pb2.PauseWorkflowRequest, _workflows_pb2.PauseWorkflowResponse]  # type: ignore[assignment]
     """Pauses a RUNNING workflow: nothing new is scheduled until it is resumed; tasks already in
     progress run on and their results are recorded. Pausing a PAUSED workflow is OK.
+    Write; operate. NOT_FOUND; FAILED_PRECONDITION: neither RUNNING nor PAUSED.
     """
     ResumeWorkflow: _aio.UnaryUnaryMultiCallable[_workflows_pb2.ResumeWorkflowRequest, _workflows_pb2.ResumeWorkflowResponse]  # type: ignore[assignment]
-    """Resumes a PAUSED workflow: it is RUNNING again and decides at once what to schedule."""
+    """Resumes a PAUSED workflow: it is RUNNING again and decides at once what to schedule.
+    Write; operate. NOT_FOUND; FAILED_PRECONDITION: not PAUSED.
+    """
     RestartWorkflow: _aio.UnaryUnaryMultiCallable[_workflows_pb2.RestartWorkflowRequest, _workflows_pb2.RestartWorkflowResponse]  # type: ignore[assignment]
     """Restarts a terminal workflow from the beginning with its original input, under the same
     id (Conductor's restart); optionally with the latest version of its definition. Works on
     a workflow archived in the durable history too (it is brought back into memory).
+    Write; operate. NOT_FOUND (also: its definition is no longer registered);
+    FAILED_PRECONDITION: not terminal.
     """
     RetryWorkflow: _aio.UnaryUnaryMultiCallable[_workflows_pb2.RetryWorkflowRequest, _workflows_pb2.RetryWorkflowResponse]  # type: ignore[assignment]
     """Retries a FAILED, TIMED_OUT or TERMINATED workflow (Conductor's retry): its failed,
     canceled or timed out tasks get new attempts, completed work is kept. Works on an
-    archived workflow too.
+    archived workflow too. Write; operate. NOT_FOUND; FAILED_PRECONDITION: another status,
+    or nothing to retry.
     """
     RerunWorkflow: _aio.UnaryUnaryMultiCallable[_workflows_pb2.RerunWorkflowRequest, _workflows_pb2.RerunWorkflowResponse]  # type: ignore[assignment]
     """Reruns a workflow from one of its tasks (Conductor's rerun): the tasks after it are
     dropped and it is scheduled again, with new input when given. Works on an archived one too.
+    Write; operate. NOT_FOUND: no such workflow or task; FAILED_PRECONDITION: it cannot rerun
+    from there now.
     """
     SkipTask: _aio.UnaryUnaryMultiCallable[_workflows_pb2.SkipTaskRequest, _workflows_pb2.SkipTaskResponse]  # type: ignore[assignment]
     """Skips a task of a running workflow (Conductor's skipTaskFromWorkflow): a scheduled or in
     progress task, or one not scheduled yet, becomes SKIPPED with the given output and the
-    workflow proceeds past it.
+    workflow proceeds past it. Write; operate. NOT_FOUND: no such workflow or task reference;
+    FAILED_PRECONDITION: it cannot be skipped now (the workflow is not running, the task has
+    ended, it is a container or runs inside a DO_WHILE).
     """
     RemoveWorkflow: _aio.UnaryUnaryMultiCallable[_workflows_pb2.RemoveWorkflowRequest, _workflows_pb2.RemoveWorkflowResponse]  # type: ignore[assignment]
     """Removes a terminal workflow: from memory and from the durable history. A RUNNING or
     PAUSED workflow is refused (terminate it first); NOT_FOUND when it is in neither.
+    Write; operate. The refusal is FAILED_PRECONDITION.
     """
     CompensateWorkflow: _aio.UnaryUnaryMultiCallable[_workflows_pb2.CompensateWorkflowRequest, _workflows_pb2.CompensateWorkflowResponse]  # type: ignore[assignment]
     """Compensates a workflow (a saga): the compensateWith tasks of its completed steps run one at
@@ -165,21 +326,81 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     tasks in progress cancelled; with no step to undo it ends TERMINATED); a FAILED,
     TERMINATED or TIMED_OUT one is compensated (FAILED_PRECONDITION when it has nothing to
     undo). COMPENSATING: OK, nothing changes. COMPLETED or COMPENSATED: FAILED_PRECONDITION.
-    Works on a workflow archived in the durable history too.
+    Works on a workflow archived in the durable history too. Write; operate. NOT_FOUND.
     """
     BulkAction: _aio.UnaryUnaryMultiCallable[_workflows_pb2.BulkActionRequest, _workflows_pb2.BulkActionResponse]  # type: ignore[assignment]
     """One operator action on many workflows: a list of ids, or the matches of a search, at most
     1000 per call, each item its own command (its request id derived from the call's and the
     workflow id, so a retried call is deduplicated item by item), reported per item. A search
-    continues with next_page_token in the next call.
+    continues with next_page_token in the next call. Write (per item); operate. Each item's
+    result carries the code and message its single RPC would have answered.
     """
     ExecuteWorkflow: _aio.UnaryUnaryMultiCallable[_workflows_pb2.ExecuteWorkflowRequest, _workflows_pb2.ExecuteWorkflowResponse]  # type: ignore[assignment]
     """Starts a workflow and waits until it ends or wait_timeout_ms passes, in one call
-    (synchronous execution). A wait holds one of the replica's long-poll slots.
+    (synchronous execution). A wait holds one of the replica's long-poll slots. Write (the
+    start; a retry with the same request_id waits for the workflow the first call started);
+    operate. The final errors of StartWorkflow. Waits at most 60 s.
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Workflow executions."""
+    """THE WIRE CONTRACT of every orchestrator.v1 service. The other files point here; errors.proto
+    lists the error reasons; docs/api.md says it again with the server code behind each rule.
+
+    ROLES. A caller presents `authorization: Bearer <token>` metadata or a client certificate;
+    its role is admin, operator, reader or worker (admin may call everything). Each RPC names who
+    may call it: "read" = admin, operator or reader; "operate" = admin or operator; "work" = admin
+    or worker; "admin"; "any" = every authenticated role. Others get PERMISSION_DENIED, a caller
+    without valid credentials UNAUTHENTICATED (both final).
+
+    WRITES. An RPC marked "write" changes the replicated state. Its `request_id` (field 1, 1-128
+    characters; a UUID is fine) is required: make one per logical call and REUSE IT ON EVERY
+    RETRY of that call. The cluster records each id's first outcome, success or rejection, and
+    answers a retry with it: nothing is applied twice. The same id with a different request is
+    INVALID_ARGUMENT. An id is remembered for 15 minutes of cluster time and while fewer than
+    200 000 newer ids were recorded, whichever ends first; after that it is a new request.
+    Writes run on the leader: any replica accepts them and a follower forwards them (with the
+    caller's deadline) and relays the leader's answer, details and trailers included.
+
+    READS. An RPC marked "read" is answered by the replica called, from its applied state, once
+    it has heard from a leader (or, leading, a majority) recently, has applied what that leader
+    had committed, and has applied the sequence number the caller sends as the request header
+    `x-orchestrator-min-seq` (it waits up to 2 s for each; else UNAVAILABLE REPLICA_BEHIND). A
+    follower that would answer NOT_FOUND to a read without that header asks the leader first;
+    when it cannot reach it, the answer is NOT_FOUND with reason POSSIBLY_STALE_READ.
+
+    SEQUENCE NUMBERS. Every unary response, OK or error, carries the trailer `x-orchestrator-seq`:
+    for a write, the sequence at which it was applied; otherwise the answering replica's applied
+    sequence. A client keeps the highest it has seen and sends it as `x-orchestrator-min-seq` on
+    every read: it then reads its own writes on any replica. Streams send it as initial metadata.
+
+    ERRORS. A non-OK status from a replica carries a google.rpc.Status in the
+    `grpc-status-details-bin` trailer: an ErrorInfo (domain "orchestrator.v1", a reason listed in
+    errors.proto), a RetryInfo when the client should wait, a LeaderHint when another replica
+    leads. What to do, by code:
+      UNAVAILABLE (every reason): retry, a write with the same request_id; at the LeaderHint's
+        address at once when there is one (once per hint per call), else after RetryInfo's delay
+        or a jittered back-off (50 ms doubling, capped), on the next replica.
+      RESOURCE_EXHAUSTED, reason OVERLOADED: retry after RetryInfo's delay, same request_id.
+      DEADLINE_EXCEEDED, and CANCELLED or UNKNOWN from a replica that went away: the outcome is
+        unknown; retry with the same request_id.
+      Final, do not retry: INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
+        PERMISSION_DENIED, UNAUTHENTICATED, OUT_OF_RANGE, UNIMPLEMENTED, RESOURCE_EXHAUSTED with
+        reason LIMIT_EXCEEDED or without details (gRPC's own message size limit). NOT_FOUND
+        POSSIBLY_STALE_READ only says the object may exist: ask again, on the leader.
+    Bound the whole call by a budget (the Python client: 5 s per attempt, 30 s in all). The
+    trailers `x-orchestrator-leader` and `x-orchestrator-retry-after-ms` carry the hint and the
+    delay too, for clients that read trailers.
+
+    LIMITS. A request is at most 4 MiB. A JSON document (an input, an output, variables) is a
+    JSON object of at most 256 KiB nested at most 100 levels; names are at most 256 characters.
+    The RPCs name their own bounds (batches, pages, waits). Past a bound: INVALID_ARGUMENT.
+    Each replica also bounds the calls it serves at once (admission: 96 calls, of which 64 long
+    polls, 32 streams, by default): past that, RESOURCE_EXHAUSTED OVERLOADED.
+
+    Workflow executions. Each RPC below says whether it is a write or a read, its role, its final
+    errors beyond INVALID_ARGUMENT and its bounds; the contract above (the top of
+    workflows.proto) holds for all of them.
+    """
 
     @_abc_1.abstractmethod
     def StartWorkflow(
@@ -187,7 +408,11 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _workflows_pb2.StartWorkflowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_workflows_pb2.StartWorkflowResponse, _abc.Awaitable[_workflows_pb2.StartWorkflowResponse]]:
-        """Starts a workflow from a registered definition."""
+        """Starts a workflow from a registered definition. Write; operate. NOT_FOUND: no such
+        definition or version. ALREADY_EXISTS: the idempotency key is taken (strategy FAIL, or
+        FAIL_ON_RUNNING while that workflow runs). FAILED_PRECONDITION: the definition's running
+        limit is reached and it says whenLimited REJECT.
+        """
 
     @_abc_1.abstractmethod
     def StartWorkflows(
@@ -199,6 +424,8 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         own request_id, decided as if started alone, so a retried batch is deduplicated item by
         item and one item's rejection does not affect the others. The call itself fails only when
         nothing could be decided (no leader, overload, outcome unknown): retry it as is.
+        Write (per item); operate. An item's result carries its code and message (the final codes
+        of StartWorkflow); the call's own errors are those of any write.
         """
 
     @_abc_1.abstractmethod
@@ -207,7 +434,9 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _workflows_pb2.GetWorkflowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_workflows_pb2.GetWorkflowResponse, _abc.Awaitable[_workflows_pb2.GetWorkflowResponse]]:
-        """Returns a workflow execution, with its tasks when asked."""
+        """Returns a workflow execution, with its tasks when asked. Read; read. NOT_FOUND: neither
+        running nor in the durable history (POSSIBLY_STALE_READ: see READS above).
+        """
 
     @_abc_1.abstractmethod
     def TerminateWorkflow(
@@ -215,7 +444,9 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _workflows_pb2.TerminateWorkflowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_workflows_pb2.TerminateWorkflowResponse, _abc.Awaitable[_workflows_pb2.TerminateWorkflowResponse]]:
-        """Terminates a running workflow; its pending tasks are CANCELED."""
+        """Terminates a running workflow; its pending tasks are CANCELED. Write; operate. NOT_FOUND;
+        FAILED_PRECONDITION: it has already ended.
+        """
 
     @_abc_1.abstractmethod
     def ListWorkflows(
@@ -224,7 +455,7 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_workflows_pb2.ListWorkflowsResponse, _abc.Awaitable[_workflows_pb2.ListWorkflowsResponse]]:
         """Lists workflow executions, newest first, optionally filtered, a page at a time: running
-        ones and those archived in the durable history alike.
+        ones and those archived in the durable history alike. Read; read. Pages of at most 1000.
         """
 
     @_abc_1.abstractmethod
@@ -235,7 +466,8 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_workflows_pb2.SearchWorkflowsResponse, _abc.Awaitable[_workflows_pb2.SearchWorkflowsResponse]]:
         """Searches running and archived workflows by every filter of the request, sorted, a page at
         a time, with the total count of matches. Any replica answers, having applied at least
-        what the caller last saw (read-your-writes), its durable history included.
+        what the caller last saw (read-your-writes), its durable history included. Read; read.
+        Pages of at most 1000.
         """
 
     @_abc_1.abstractmethod
@@ -246,6 +478,7 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_workflows_pb2.PauseWorkflowResponse, _abc.Awaitable[_workflows_pb2.PauseWorkflowResponse]]:
         """Pauses a RUNNING workflow: nothing new is scheduled until it is resumed; tasks already in
         progress run on and their results are recorded. Pausing a PAUSED workflow is OK.
+        Write; operate. NOT_FOUND; FAILED_PRECONDITION: neither RUNNING nor PAUSED.
         """
 
     @_abc_1.abstractmethod
@@ -254,7 +487,9 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _workflows_pb2.ResumeWorkflowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_workflows_pb2.ResumeWorkflowResponse, _abc.Awaitable[_workflows_pb2.ResumeWorkflowResponse]]:
-        """Resumes a PAUSED workflow: it is RUNNING again and decides at once what to schedule."""
+        """Resumes a PAUSED workflow: it is RUNNING again and decides at once what to schedule.
+        Write; operate. NOT_FOUND; FAILED_PRECONDITION: not PAUSED.
+        """
 
     @_abc_1.abstractmethod
     def RestartWorkflow(
@@ -265,6 +500,8 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         """Restarts a terminal workflow from the beginning with its original input, under the same
         id (Conductor's restart); optionally with the latest version of its definition. Works on
         a workflow archived in the durable history too (it is brought back into memory).
+        Write; operate. NOT_FOUND (also: its definition is no longer registered);
+        FAILED_PRECONDITION: not terminal.
         """
 
     @_abc_1.abstractmethod
@@ -275,7 +512,8 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_workflows_pb2.RetryWorkflowResponse, _abc.Awaitable[_workflows_pb2.RetryWorkflowResponse]]:
         """Retries a FAILED, TIMED_OUT or TERMINATED workflow (Conductor's retry): its failed,
         canceled or timed out tasks get new attempts, completed work is kept. Works on an
-        archived workflow too.
+        archived workflow too. Write; operate. NOT_FOUND; FAILED_PRECONDITION: another status,
+        or nothing to retry.
         """
 
     @_abc_1.abstractmethod
@@ -286,6 +524,8 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_workflows_pb2.RerunWorkflowResponse, _abc.Awaitable[_workflows_pb2.RerunWorkflowResponse]]:
         """Reruns a workflow from one of its tasks (Conductor's rerun): the tasks after it are
         dropped and it is scheduled again, with new input when given. Works on an archived one too.
+        Write; operate. NOT_FOUND: no such workflow or task; FAILED_PRECONDITION: it cannot rerun
+        from there now.
         """
 
     @_abc_1.abstractmethod
@@ -296,7 +536,9 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_workflows_pb2.SkipTaskResponse, _abc.Awaitable[_workflows_pb2.SkipTaskResponse]]:
         """Skips a task of a running workflow (Conductor's skipTaskFromWorkflow): a scheduled or in
         progress task, or one not scheduled yet, becomes SKIPPED with the given output and the
-        workflow proceeds past it.
+        workflow proceeds past it. Write; operate. NOT_FOUND: no such workflow or task reference;
+        FAILED_PRECONDITION: it cannot be skipped now (the workflow is not running, the task has
+        ended, it is a container or runs inside a DO_WHILE).
         """
 
     @_abc_1.abstractmethod
@@ -307,6 +549,7 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_workflows_pb2.RemoveWorkflowResponse, _abc.Awaitable[_workflows_pb2.RemoveWorkflowResponse]]:
         """Removes a terminal workflow: from memory and from the durable history. A RUNNING or
         PAUSED workflow is refused (terminate it first); NOT_FOUND when it is in neither.
+        Write; operate. The refusal is FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod
@@ -321,7 +564,7 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         tasks in progress cancelled; with no step to undo it ends TERMINATED); a FAILED,
         TERMINATED or TIMED_OUT one is compensated (FAILED_PRECONDITION when it has nothing to
         undo). COMPENSATING: OK, nothing changes. COMPLETED or COMPENSATED: FAILED_PRECONDITION.
-        Works on a workflow archived in the durable history too.
+        Works on a workflow archived in the durable history too. Write; operate. NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -333,7 +576,8 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         """One operator action on many workflows: a list of ids, or the matches of a search, at most
         1000 per call, each item its own command (its request id derived from the call's and the
         workflow id, so a retried call is deduplicated item by item), reported per item. A search
-        continues with next_page_token in the next call.
+        continues with next_page_token in the next call. Write (per item); operate. Each item's
+        result carries the code and message its single RPC would have answered.
         """
 
     @_abc_1.abstractmethod
@@ -343,7 +587,9 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_workflows_pb2.ExecuteWorkflowResponse, _abc.Awaitable[_workflows_pb2.ExecuteWorkflowResponse]]:
         """Starts a workflow and waits until it ends or wait_timeout_ms passes, in one call
-        (synchronous execution). A wait holds one of the replica's long-poll slots.
+        (synchronous execution). A wait holds one of the replica's long-poll slots. Write (the
+        start; a retry with the same request_id waits for the workflow the first call started);
+        operate. The final errors of StartWorkflow. Waits at most 60 s.
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
