@@ -144,6 +144,8 @@ def cmd_local_cluster(ns: argparse.Namespace) -> int:
         cluster.wait_healthy(timeout_s=60)
         addrs = ",".join(cluster.addresses)
         print(f"cluster up: gRPC on {addrs}", flush=True)
+        if urls := cluster.ui_urls():
+            print(f"web UI (log in with a token file's content): {' '.join(urls.values())}")
         if ns.demo:
             from .tools.demo import run_demo
 

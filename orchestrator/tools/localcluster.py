@@ -59,9 +59,11 @@ def write_config(
     data_root: str = "data",
     hosts: list[str] | None = None,
     secure: bool = True,
+    ui_ports: list[int] | None = None,
 ) -> str:
     """Write a cluster config (and a fresh password file, if missing) for n loopback replicas;
-    `secure` names TLS material and a tokens file beside it (made by LocalCluster)."""
+    `secure` names TLS material and a tokens file beside it (made by LocalCluster);
+    `ui_ports`: each replica's web UI port."""
     hosts = hosts or ["127.0.0.1"] * n
     grpc_ports = grpc_ports or [free_port() for _ in range(n)]
     raft_ports = raft_ports or [free_port() for _ in range(n)]
@@ -82,6 +84,7 @@ def write_config(
                     "id": f"n{i + 1}",
                     "grpc": f"{hosts[i]}:{grpc_ports[i]}",
                     "raft": f"{hosts[i]}:{raft_ports[i]}",
+                    **({"ui_port": ui_ports[i]} if ui_ports else {}),
                 }
                 for i in range(n)
             ],
@@ -140,6 +143,15 @@ class LocalCluster:
     @property
     def addresses(self) -> list[str]:
         return [r.grpc for r in self.replicas.values()]
+
+    def ui_urls(self) -> dict[str, str]:
+        """Each replica's web UI (config ui_port), HTTPS unless the cluster is insecure."""
+        scheme = "http" if insecure_config(self.cfg, self.insecure) else "https"
+        return {
+            r.node_id: f"{scheme}://{r.grpc.rpartition(':')[0]}:{port}/"
+            for r in self.cfg.replicas
+            if (port := self.cfg.ui_port_of(r.node_id))
+        }
 
     def access(self, name: str = "admin") -> Access:
         """How to reach this cluster as `name` (a role's name, or one added with add_token)."""
@@ -271,6 +283,8 @@ class LocalCluster:
             addrs = [("gRPC", r.grpc), ("Raft", r.raft)]
             if metrics := self.cfg.metrics_port_of(r.node_id):
                 addrs.append(("metrics", f"{r.grpc.rpartition(':')[0]}:{metrics}"))
+            if ui := self.cfg.ui_port_of(r.node_id):
+                addrs.append(("web UI", f"{r.grpc.rpartition(':')[0]}:{ui}"))
             for what, addr in addrs:
                 host, _, port = addr.rpartition(":")
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
