@@ -148,6 +148,14 @@ def _follower_url(cluster: LocalCluster) -> str:
     return next(u for nid, u in cluster.ui_urls().items() if nid != leader)
 
 
+def _open_as(cluster: LocalCluster, driver: Any, role: str, wid: str) -> str:
+    """Logs in to a follower's UI as `role` and opens the workflow's page; that UI's URL."""
+    url = _follower_url(cluster)
+    _login(driver, url, _token(cluster, role))
+    driver.get(f"{url}workflows/{wid}")
+    return url
+
+
 def _status(client: Any, wid: str) -> str:
     return str(client.get_workflow(wid, include_tasks=False).status)
 
@@ -236,9 +244,7 @@ def test_pause_then_resume_clicked_on_a_follower_take_effect(
     from selenium.webdriver.common.by import By
 
     wid, _ = started
-    url = _follower_url(cluster)
-    _login(driver, url, _token(cluster, "operator"))
-    driver.get(f"{url}workflows/{wid}")
+    _open_as(cluster, driver, "operator", wid)
     for action, status in (("pause", "PAUSED"), ("resume", "RUNNING")):
         driver.find_element(By.CSS_SELECTOR, f"button[data-action='{action}']").click()
         wait_for(lambda s=status: _status(client, wid) == s, 30, f"the workflow {status}")  # type: ignore[misc]
@@ -270,9 +276,7 @@ def test_a_reader_gets_no_buttons_and_forged_posts_are_refused(
     from selenium.webdriver.common.by import By
 
     wid, _ = started
-    url = _follower_url(cluster)
-    _login(driver, url, _token(cluster, "reader"))
-    driver.get(f"{url}workflows/{wid}")
+    url = _open_as(cluster, driver, "reader", wid)
     assert driver.find_elements(By.CSS_SELECTOR, "svg.graph g.node")
     assert driver.find_elements(By.CSS_SELECTOR, "button[data-action]") == []
     assert "(reader)" in driver.find_element(By.CSS_SELECTOR, ".who").text
