@@ -126,7 +126,9 @@ function isRetryable(err, info) {
 // A final error: the gRPC code and message plus what the details said.
 class OrchestratorError extends Error {
   constructor(err, info, method) {
-    super(`${method}: ${grpc.status[err.code]}${info.reason ? ` (${info.reason})` : ""}: ${err.details}`);
+    super(
+      `${method}: ${grpc.status[err.code]}${info.reason ? ` (${info.reason})` : ""}: ${err.details}`
+    );
     this.code = err.code;
     this.details = err.details;
     Object.assign(this, info);
@@ -140,7 +142,8 @@ function assignRequestIds(request, fields) {
     if (!r.request_id) r.request_id = crypto.randomUUID();
   };
   if (fields.includes("request_id")) fill(request);
-  for (const key of ["items", "polls"]) if (fields.includes(key)) (request[key] || []).forEach(fill);
+  for (const key of ["items", "polls"])
+    if (fields.includes(key)) (request[key] || []).forEach(fill);
   if (fields.includes("start") && request.start) fill(request.start);
 }
 
@@ -157,7 +160,9 @@ class Client {
   constructor({ addresses, ca = "", token = "", timeoutMs = 5000, budgetMs = 30000, log }) {
     if (!addresses || !addresses.length) throw new Error("at least one replica address is needed");
     this.addresses = addresses;
-    this.creds = ca ? grpc.credentials.createSsl(fs.readFileSync(ca)) : grpc.credentials.createInsecure();
+    this.creds = ca
+      ? grpc.credentials.createSsl(fs.readFileSync(ca))
+      : grpc.credentials.createInsecure();
     this.token = token;
     this.timeoutMs = timeoutMs;
     this.budgetMs = budgetMs;
@@ -170,7 +175,8 @@ class Client {
 
   stub(service, address) {
     const key = `${service}@${address}`;
-    if (!this.stubs.has(key)) this.stubs.set(key, new (loadServices()[service])(address, this.creds));
+    if (!this.stubs.has(key))
+      this.stubs.set(key, new (loadServices()[service])(address, this.creds));
     return this.stubs.get(key);
   }
 
@@ -282,7 +288,10 @@ function parseArgs(argv, defaults) {
     args[key] = typeof args[key] === "number" ? Number(argv[i + 1]) : argv[i + 1];
   }
   if (!args.addresses) throw new Error("--addresses host:port[,host:port...] is required");
-  args.addresses = args.addresses.split(",").map((a) => a.trim()).filter(Boolean);
+  args.addresses = args.addresses
+    .split(",")
+    .map((a) => a.trim())
+    .filter(Boolean);
   return args;
 }
 

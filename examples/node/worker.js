@@ -121,7 +121,10 @@ function stop() {
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
 
-const types = args.taskType.split(",").map((t) => t.trim()).filter(Boolean);
+const types = args.taskType
+  .split(",")
+  .map((t) => t.trim())
+  .filter(Boolean);
 console.error(JSON.stringify({ worker: args.workerId, polling: types }));
 Promise.all(types.map(pollLoop)).then(
   () => {

@@ -1,44 +1,26 @@
 """examples/node/subscriber.js against three real replicas: it subscribes with a group, acks,
 and when the replica it streams from is killed -9 it resubscribes on another and every event
-is handled at least once. Runs when node and npm are present (npm install from the registry
+is handled at least once. Runs when node and npm are present (npm ci from the registry
 into examples/node/node_modules, ignored by git); skipped otherwise, except under CI=true."""
 
 from __future__ import annotations
 
 import json
-import os
 import queue
-import shutil
 import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cluster_support import make_cluster, start_node, wait_for
+from tests.examples.node_support import EXAMPLE, node_ready
 
 pytestmark = pytest.mark.cluster
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "node"
 EVENTS = 60
-
-
-def _node_ready() -> None:
-    if not (shutil.which("node") and shutil.which("npm")):
-        if os.environ.get("CI") == "true":
-            pytest.fail("node and npm are required under CI=true")
-        pytest.skip("node or npm is not installed")
-    if not (EXAMPLE / "node_modules" / "@grpc" / "grpc-js").exists():
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund"],
-            cwd=EXAMPLE,
-            check=True,
-            timeout=300,
-            capture_output=True,
-        )
 
 
 def _lines(stream: Any, out: queue.Queue[tuple[str, dict[str, Any]]], tag: str) -> None:
@@ -50,7 +32,7 @@ def _lines(stream: Any, out: queue.Queue[tuple[str, dict[str, Any]]], tag: str) 
 
 
 def test_the_node_subscriber_fails_over_and_loses_nothing(tmp_path: Any) -> None:
-    _node_ready()
+    node_ready()
     cluster = make_cluster(tmp_path, insecure=True)
     client = proc = None
     try:
