@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from orchestrator_client._views import Task
 from orchestrator_client.errors import FailedPreconditionError, NotFoundError
@@ -18,11 +18,14 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_REASON_CHARS",
     "Handler",
+    "LeaseContext",
     "Outcome",
     "TaskContext",
     "TaskFailure",
     "TaskOutput",
     "call_handler",
+    "failure_of",
+    "outcome_of",
     "reason_of",
     "takes_context",
 ]
@@ -65,25 +68,29 @@ def _rebuild_failure(reason: str, terminal: bool, output: Mapping[str, Any] | No
     return TaskFailure(reason, terminal=terminal, output=output)
 
 
-class TaskContext:
-    """What a handler that takes a second argument gets besides its task.
+class _WorkerView(Protocol):
+    """What a context reads of its worker (the sync Worker or the asyncio one)."""
+
+    @property
+    def worker_id(self) -> str: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+
+class LeaseContext:
+    """A running task's lease as its worker keeps it: the part of TaskContext that the
+    asyncio worker's context (aio_worker.AsyncTaskContext) shares.
 
     Attributes:
         task: The task being executed.
         worker_id: The id of the worker that holds the lease.
     """
 
-    def __init__(self, task: Task, worker: Worker, heartbeat_interval_s: float | None) -> None:
-        """Created by the worker for each task; not meant to be built by users.
-
-        Args:
-            task: The task being executed.
-            worker: The worker executing it.
-            heartbeat_interval_s: Seconds between automatic heartbeats; None for none.
-        """
+    def __init__(self, task: Task, worker: _WorkerView, heartbeat_interval_s: float | None) -> None:
         self.task = task
         self.worker_id = worker.worker_id
-        self._worker = worker
+        self._view = worker
         self._lock = threading.Lock()
         self._lease_expires_ms = task.lease_expires_ms
         self._lease_lost = False
@@ -120,7 +127,35 @@ class TaskContext:
         Returns:
             True once :meth:`Worker.stop` has begun.
         """
-        return self._worker.stopping
+        return self._view.stopping
+
+    def _renewed(self, lease_expires_ms: int) -> None:
+        with self._lock:
+            self._lease_expires_ms = max(self._lease_expires_ms, lease_expires_ms)
+
+    def _mark_lost(self) -> None:
+        with self._lock:
+            self._lease_lost = True
+
+
+class TaskContext(LeaseContext):
+    """What a handler that takes a second argument gets besides its task.
+
+    Attributes:
+        task: The task being executed.
+        worker_id: The id of the worker that holds the lease.
+    """
+
+    def __init__(self, task: Task, worker: Worker, heartbeat_interval_s: float | None) -> None:
+        """Created by the worker for each task; not meant to be built by users.
+
+        Args:
+            task: The task being executed.
+            worker: The worker executing it.
+            heartbeat_interval_s: Seconds between automatic heartbeats; None for none.
+        """
+        super().__init__(task, worker, heartbeat_interval_s)
+        self._worker = worker
 
     def heartbeat(self) -> None:
         """Extends the task's lease now, besides the automatic heartbeats.
@@ -139,14 +174,6 @@ class TaskContext:
             self._mark_lost()
             raise
         self._renewed(expires)
-
-    def _renewed(self, lease_expires_ms: int) -> None:
-        with self._lock:
-            self._lease_expires_ms = max(self._lease_expires_ms, lease_expires_ms)
-
-    def _mark_lost(self) -> None:
-        with self._lock:
-            self._lease_lost = True
 
 
 TaskOutput = Mapping[str, Any] | None
@@ -187,17 +214,27 @@ def call_handler(
     """Runs a handler; whatever it raises or returns becomes the task's outcome."""
     try:
         result = fn(task, ctx) if with_context else fn(task)
-    except TaskFailure as failure:
-        return failure
     except Exception as exc:
-        _log.warning(
-            "handler for %s failed task %s: %s",
-            task.task_type,
-            task.task_id,
-            exc,
-            exc_info=True,
-        )
-        return TaskFailure(reason_of(exc))
+        return failure_of(task, exc)
+    return outcome_of(result)
+
+
+def failure_of(task: Task, exc: Exception) -> TaskFailure:
+    """The failure a handler's exception reports (a TaskFailure as raised)."""
+    if isinstance(exc, TaskFailure):
+        return exc
+    _log.warning(
+        "handler for %s failed task %s: %s",
+        task.task_type,
+        task.task_id,
+        exc,
+        exc_info=True,
+    )
+    return TaskFailure(reason_of(exc))
+
+
+def outcome_of(result: object) -> Outcome:
+    """What a handler's return value comes to: the output, or a failure for a non-dict."""
     if result is None or isinstance(result, Mapping):
         return result
     return TaskFailure(

@@ -6,13 +6,13 @@ import logging
 import time
 from typing import Final
 
-from orchestrator_client._handler import TaskContext
+from orchestrator_client._handler import LeaseContext, TaskContext
 from orchestrator_client._ledger import Ledger
 from orchestrator_client._views import Task
 from orchestrator_client.client import OrchestratorClient
 from orchestrator_client.errors import FailedPreconditionError, NotFoundError
 
-__all__ = ["Heartbeats", "interval_for"]
+__all__ = ["Heartbeats", "heartbeat_failed", "interval_for"]
 
 _log = logging.getLogger("orchestrator_client.worker")
 
@@ -81,16 +81,21 @@ class Heartbeats:
                 worker_id=self._worker_id,
                 retry_budget_s=max(interval, 1.0),
             )
-        except (FailedPreconditionError, NotFoundError) as exc:
-            ctx._mark_lost()
-            with self._ledger.lock:
-                ctx._next_heartbeat = None
-            _log.warning(
-                "lease of task %s (%s) lost: %s", ctx.task.task_id, ctx.task.task_type, exc
-            )
         except Exception as exc:
-            _log.warning(
-                "heartbeat of task %s (%s) failed: %s", ctx.task.task_id, ctx.task.task_type, exc
-            )
+            if heartbeat_failed(ctx, exc):
+                with self._ledger.lock:
+                    ctx._next_heartbeat = None
         else:
             ctx._renewed(expires)
+
+
+def heartbeat_failed(ctx: LeaseContext, exc: Exception) -> bool:
+    """Logs a failed heartbeat; True when the server refused it (the lease is lost: marked so,
+    and no more heartbeats), False when it may succeed next time."""
+    task = ctx.task
+    if isinstance(exc, (FailedPreconditionError, NotFoundError)):
+        ctx._mark_lost()
+        _log.warning("lease of task %s (%s) lost: %s", task.task_id, task.task_type, exc)
+        return True
+    _log.warning("heartbeat of task %s (%s) failed: %s", task.task_id, task.task_type, exc)
+    return False

@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from orchestrator_client._handler import TaskContext
+from orchestrator_client._handler import TaskContext, takes_context
 from orchestrator_client._rpc import MAX_POLL_COUNT
 from orchestrator_client._views import Task
 
-__all__ = ["Ledger", "Registration", "WorkerStats"]
+__all__ = ["Ledger", "Registration", "WorkerStats", "check_settings", "new_registration"]
 
 _log = logging.getLogger("orchestrator_client.worker")
 
@@ -64,6 +64,34 @@ class Registration:
     # Most slots one poll may take: with two pollers each takes half, so one poll is still
     # waiting at the server while the other's tasks run (see _polling.pollers_for).
     poll_cap: int = MAX_POLL_COUNT
+
+
+def check_settings(
+    concurrency: int, poll_timeout_ms: int, heartbeat_interval_s: float | None
+) -> None:
+    """Refuses a worker's settings (ValueError) unless valid (see Worker.__init__)."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    if poll_timeout_ms < 0:
+        raise ValueError("poll_timeout_ms must not be negative")
+    if heartbeat_interval_s is not None and heartbeat_interval_s <= 0:
+        raise ValueError("heartbeat_interval_s must be positive")
+
+
+def new_registration(task_type: str, fn: Callable[..., Any], concurrency: int) -> Registration:
+    """A task type's registration with all its slots free; ValueError for an empty type or a
+    concurrency below 1 (see Worker.register)."""
+    if not task_type:
+        raise ValueError("task_type must not be empty")
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    return Registration(
+        task_type=task_type,
+        fn=fn,
+        takes_context=takes_context(fn),
+        concurrency=concurrency,
+        free_slots=concurrency,
+    )
 
 
 class Ledger:

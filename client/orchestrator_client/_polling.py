@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Final
 
 from orchestrator_client._ledger import Ledger, Registration
@@ -12,7 +13,7 @@ from orchestrator_client._views import Task
 from orchestrator_client.client import OrchestratorClient
 from orchestrator_client.errors import OrchestratorError
 
-__all__ = ["Poller", "pollers_for"]
+__all__ = ["Poller", "dispatch", "poll_answered", "poll_failed", "pollers_for"]
 
 _log = logging.getLogger("orchestrator_client.worker")
 
@@ -80,46 +81,78 @@ class Poller:
                     domain=self._domain,
                 )
             except Exception as exc:
-                ledger.return_slots(reg, count)
-                ledger.count("poll_errors")
-                level = logging.WARNING if isinstance(exc, OrchestratorError) else logging.ERROR
-                _log.log(
-                    level,
-                    "poll of %s failed (retrying in %.1fs): %s",
-                    reg.task_type,
-                    error_pause,
-                    exc,
-                    exc_info=not isinstance(exc, OrchestratorError),
-                )
                 # The client has already retried with backoff; this pause keeps a poller facing
                 # a down cluster or a persistent error from spinning.
-                if ledger.stopping.wait(error_pause):
+                if ledger.stopping.wait(poll_failed(ledger, reg, count, exc, error_pause)):
                     return
                 error_pause = min(error_pause * 2.0, _POLL_ERROR_BACKOFF_MAX_S)
                 continue
             error_pause = _POLL_ERROR_BACKOFF_INITIAL_S
-            # A server that returned more than asked oversubscribes the pool; the negative
-            # balance makes the poller wait until the surplus has run.
-            ledger.return_slots(reg, count - len(tasks))
-            if tasks:
-                ledger.count("polled", len(tasks))
+            pause = poll_answered(ledger, reg, count, tasks, started)
             for task in tasks:
                 self._dispatch(task)
-            fast_empty = not tasks and time.monotonic() - started < _MIN_EMPTY_POLL_S
-            if fast_empty and ledger.stopping.wait(_EMPTY_POLL_PAUSE_S):
+            if pause and ledger.stopping.wait(pause):
                 return
 
     def _dispatch(self, task: Task) -> None:
-        reg, ledger = self._reg, self._ledger
-        if ledger.abandoned.is_set() or reg.executor is None:
-            _log.warning(
-                "dropping task %s (%s) leased after the worker gave up stopping",
-                task.task_id,
-                task.task_type,
-            )
-            ledger.return_slots(reg, 1)
+        if self._reg.executor is None:
+            _drop(self._reg, self._ledger, task)
             return
-        if not ledger.claim(task):
-            ledger.return_slots(reg, 1)
-            return
-        self._runner.submit_claimed(reg, task)
+        dispatch(self._reg, self._ledger, task, self._runner.submit_claimed)
+
+
+def poll_failed(
+    ledger: Ledger, reg: Registration, count: int, exc: Exception, error_pause: float
+) -> float:
+    """After a failed poll that took ``count`` slots: returns them, counts and logs the
+    error; the pause before the next poll (``error_pause``)."""
+    ledger.return_slots(reg, count)
+    ledger.count("poll_errors")
+    level = logging.WARNING if isinstance(exc, OrchestratorError) else logging.ERROR
+    _log.log(
+        level,
+        "poll of %s failed (retrying in %.1fs): %s",
+        reg.task_type,
+        error_pause,
+        exc,
+        exc_info=not isinstance(exc, OrchestratorError),
+    )
+    return error_pause
+
+
+def poll_answered(
+    ledger: Ledger, reg: Registration, count: int, tasks: list[Task], started: float
+) -> float:
+    """After a poll that took ``count`` slots (sent at monotonic ``started``) leased
+    ``tasks``: returns the slots left over and counts; the pause before the next poll (0 but
+    for an empty answer that came too fast to have long-polled)."""
+    # A server that returned more than asked oversubscribes the pool; the negative balance
+    # makes the poller wait until the surplus has run.
+    ledger.return_slots(reg, count - len(tasks))
+    if tasks:
+        ledger.count("polled", len(tasks))
+    fast_empty = not tasks and time.monotonic() - started < _MIN_EMPTY_POLL_S
+    return _EMPTY_POLL_PAUSE_S if fast_empty else 0.0
+
+
+def dispatch(
+    reg: Registration, ledger: Ledger, task: Task, run: Callable[[Registration, Task], None]
+) -> None:
+    """Hands a leased task to ``run`` (its slot already taken); drops it when the worker gave
+    up stopping, or when it is running already (the slot returned)."""
+    if ledger.abandoned.is_set():
+        _drop(reg, ledger, task)
+        return
+    if not ledger.claim(task):
+        ledger.return_slots(reg, 1)
+        return
+    run(reg, task)
+
+
+def _drop(reg: Registration, ledger: Ledger, task: Task) -> None:
+    _log.warning(
+        "dropping task %s (%s) leased after the worker gave up stopping",
+        task.task_id,
+        task.task_type,
+    )
+    ledger.return_slots(reg, 1)

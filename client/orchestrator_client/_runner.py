@@ -32,7 +32,7 @@ from orchestrator_client.v1 import tasks_pb2
 if TYPE_CHECKING:
     from orchestrator_client.worker import Worker
 
-__all__ = ["TaskRunner"]
+__all__ = ["TaskRunner", "output_dropped", "report_error"]
 
 _log = logging.getLogger("orchestrator_client.worker")
 
@@ -277,13 +277,7 @@ class TaskRunner:
                 self._send_failure(task, outcome)
             except (TypeError, ValueError) as exc:
                 # The failure's output could not be encoded; report the failure without it.
-                self._send_failure(
-                    task,
-                    TaskFailure(
-                        f"output dropped (not valid JSON: {exc}); {outcome.reason}",
-                        terminal=outcome.terminal,
-                    ),
-                )
+                self._send_failure(task, output_dropped(outcome, exc))
         except Exception as exc:
             self._report_error(task, "fail", exc)
             return False
@@ -300,24 +294,37 @@ class TaskRunner:
         )
 
     def _report_error(self, task: Task, what: str, exc: Exception) -> None:
-        if isinstance(exc, (FailedPreconditionError, NotFoundError)):
-            # A late result: the task timed out and was rescheduled, or its workflow ended.
-            # Retrying cannot help, and the new attempt belongs to someone else.
-            self._ledger.count("lost")
-            _log.warning(
-                "server refused %s of task %s (%s), lease lost: %s",
-                what,
-                task.task_id,
-                task.task_type,
-                exc,
-            )
-            return
-        self._ledger.count("report_errors")
-        _log.error(
-            "could not report %s of task %s (%s): %s",
+        report_error(self._ledger, task, what, exc)
+
+
+def output_dropped(failure: TaskFailure, exc: Exception) -> TaskFailure:
+    """The failure to report when ``failure``'s output cannot be encoded: without it."""
+    return TaskFailure(
+        f"output dropped (not valid JSON: {exc}); {failure.reason}", terminal=failure.terminal
+    )
+
+
+def report_error(ledger: Ledger, task: Task, what: str, exc: Exception) -> None:
+    """Counts and logs a report ("complete" or "fail") the server refused or that failed;
+    never retried (the client already retried what could be)."""
+    if isinstance(exc, (FailedPreconditionError, NotFoundError)):
+        # A late result: the task timed out and was rescheduled, or its workflow ended.
+        # Retrying cannot help, and the new attempt belongs to someone else.
+        ledger.count("lost")
+        _log.warning(
+            "server refused %s of task %s (%s), lease lost: %s",
             what,
             task.task_id,
             task.task_type,
             exc,
-            exc_info=not isinstance(exc, OrchestratorError),
         )
+        return
+    ledger.count("report_errors")
+    _log.error(
+        "could not report %s of task %s (%s): %s",
+        what,
+        task.task_id,
+        task.task_type,
+        exc,
+        exc_info=not isinstance(exc, OrchestratorError),
+    )

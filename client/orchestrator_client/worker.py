@@ -36,9 +36,15 @@ from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any, Self, TypeVar, cast
 
-from orchestrator_client._handler import Handler, TaskContext, TaskFailure, takes_context
+from orchestrator_client._handler import Handler, TaskContext, TaskFailure
 from orchestrator_client._heartbeats import Heartbeats
-from orchestrator_client._ledger import Ledger, Registration, WorkerStats
+from orchestrator_client._ledger import (
+    Ledger,
+    Registration,
+    WorkerStats,
+    check_settings,
+    new_registration,
+)
 from orchestrator_client._polling import Poller, pollers_for
 from orchestrator_client._reporter import CompletionBatcher
 from orchestrator_client._rpc import MAX_POLL_COUNT
@@ -102,12 +108,7 @@ class Worker:
             ValueError: A non-positive concurrency or heartbeat interval, or a negative poll
                 timeout.
         """
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        if poll_timeout_ms < 0:
-            raise ValueError("poll_timeout_ms must not be negative")
-        if heartbeat_interval_s is not None and heartbeat_interval_s <= 0:
-            raise ValueError("heartbeat_interval_s must be positive")
+        check_settings(concurrency, poll_timeout_ms, heartbeat_interval_s)
         self.client = client
         self.worker_id = worker_id or _default_worker_id()
         self.concurrency = concurrency
@@ -138,24 +139,14 @@ class Worker:
             ValueError: The type is registered already, or the concurrency is not positive.
             RuntimeError: The worker has been started.
         """
-        if not task_type:
-            raise ValueError("task_type must not be empty")
         slots = self.concurrency if concurrency is None else concurrency
-        if slots < 1:
-            raise ValueError("concurrency must be at least 1")
+        reg = new_registration(task_type, cast(Callable[..., Any], fn), slots)
         with self._ledger.lock:
             if self._started:
                 raise RuntimeError("register handlers before starting the worker")
             if task_type in self._registrations:
                 raise ValueError(f"a handler for {task_type!r} is registered already")
-            callable_fn = cast(Callable[..., Any], fn)
-            self._registrations[task_type] = Registration(
-                task_type=task_type,
-                fn=callable_fn,
-                takes_context=takes_context(callable_fn),
-                concurrency=slots,
-                free_slots=slots,
-            )
+            self._registrations[task_type] = reg
 
     def task(
         self, task_type: str, *, concurrency: int | None = None
