@@ -264,6 +264,7 @@ def _split(
     _line(mid, y + BOX_H, mid, top, out)
     _line(min(centres), top, max(centres), top, out)
     _line(min(centres), bottom, max(centres), bottom, out)
+    _line(mid, bottom, mid, y + h, out)  # on to the next task's connector
     if block.hidden:
         out.append(
             f'<text class="lane" x="{left:g}" y="{top - 4:g}" text-anchor="start">'
