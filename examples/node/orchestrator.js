@@ -3,17 +3,17 @@
 //
 // - one request id per logical mutating call, reused on every retry of that call (the server
 //   returns the first outcome of an id it has seen, so a retry never applies anything twice);
-// - UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (not LIMIT_EXCEEDED nor gRPC's own
-//   message-size limit), CANCELLED and UNKNOWN are retried until a time budget is spent; every
-//   other code is final;
+// - UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (OVERLOADED, not LIMIT_EXCEEDED nor
+//   gRPC's own message-size limit), CANCELLED, UNKNOWN and a NOT_FOUND that says it may be a
+//   stale read are retried until a time budget is spent; every other code is final;
 // - the error details (a google.rpc.Status in the `grpc-status-details-bin` trailer, see
 //   protos/orchestrator/v1/errors.proto) give the reason, the delay the server suggests
 //   (RetryInfo) and the leader to go to (LeaderHint); the `x-orchestrator-leader` and
 //   `x-orchestrator-retry-after-ms` trailers are the fallback for a server that sends no details;
 // - a leader hint is followed at once, once per hint per call; otherwise the next replica of the
 //   list is tried after a jittered back-off, so a replica that is down is skipped;
-// - the highest `x-orchestrator-seq` seen is sent as `x-orchestrator-min-seq` on reads, so a read
-//   on any replica sees this client's own writes.
+// - the highest `x-orchestrator-seq` seen (trailer, or a stream's initial metadata) is sent as
+//   `x-orchestrator-min-seq` on every call, so a read on any replica sees this client's writes.
 "use strict";
 
 const path = require("path");
@@ -116,11 +116,14 @@ function describeError(err) {
   return out;
 }
 
+// By the table in docs/api.md "Retrying".
 function isRetryable(err, info) {
+  if (err.code === grpc.status.NOT_FOUND) return info.reason === "POSSIBLY_STALE_READ";
   if (!RETRYABLE.has(err.code)) return false;
   if (err.code !== grpc.status.RESOURCE_EXHAUSTED) return true;
-  // A configured limit, or gRPC's own message-size limit: the same request fails again.
-  return info.reason !== "LIMIT_EXCEEDED" && !/larger than max/.test(err.details || "");
+  // OVERLOADED is worth a retry; a configured limit (LIMIT_EXCEEDED) is not, nor gRPC's own
+  // message-size limit (no details; without details only the retry-after trailer says retry).
+  return info.reason ? info.reason !== "LIMIT_EXCEEDED" : info.retryDelayMs !== null;
 }
 
 // A final error: the gRPC code and message plus what the details said.
@@ -142,12 +145,11 @@ function assignRequestIds(request, fields) {
     if (!r.request_id) r.request_id = crypto.randomUUID();
   };
   if (fields.includes("request_id")) fill(request);
-  for (const key of ["items", "polls"])
+  for (const key of ["items", "polls"]) {
     if (fields.includes(key)) (request[key] || []).forEach(fill);
+  }
   if (fields.includes("start") && request.start) fill(request.start);
 }
-
-const MUTATION_FIELDS = ["request_id", "items", "start"];
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -180,11 +182,11 @@ class Client {
     return this.stubs.get(key);
   }
 
-  // Call metadata: the token, and on reads the sequence this client has seen.
-  metadata(read) {
+  // Call metadata: the token, and the sequence this client has seen.
+  metadata() {
     const md = new grpc.Metadata();
     if (this.token) md.set("authorization", `Bearer ${this.token}`);
-    if (read && this.seq > 0) md.set(MIN_SEQ, String(this.seq));
+    if (this.seq > 0) md.set(MIN_SEQ, String(this.seq));
     return md;
   }
 
@@ -200,12 +202,12 @@ class Client {
     return this.addresses[(i + 1) % this.addresses.length];
   }
 
-  once(service, method, request, address, timeoutMs, read) {
+  once(service, method, request, address, timeoutMs) {
     return new Promise((resolve, reject) => {
       let outcome;
       const call = this.stub(service, address)[method](
         request,
-        this.metadata(read),
+        this.metadata(),
         { deadline: Date.now() + timeoutMs },
         (err, response) => {
           outcome = { err, response };
@@ -226,7 +228,6 @@ class Client {
     const methodDef = loadServices()[service].service[method];
     if (!methodDef) throw new Error(`${service} has no method ${method}`);
     const fields = methodDef.requestType.type.field.map((f) => f.name);
-    const read = !fields.some((f) => MUTATION_FIELDS.includes(f));
     assignRequestIds(request, fields);
     const timeoutMs = opts.timeoutMs || this.timeoutMs;
     const stopAt = Date.now() + (opts.budgetMs || this.budgetMs);
@@ -235,7 +236,7 @@ class Client {
     let backoffMs = 50;
     for (;;) {
       try {
-        const response = await this.once(service, method, request, address, timeoutMs, read);
+        const response = await this.once(service, method, request, address, timeoutMs);
         this.preferred = address;
         return response;
       } catch (err) {

@@ -47,7 +47,7 @@ class Subscriber {
       max_in_flight: this.args.maxInFlight,
     };
     const stub = this.client.stub("SubscriptionService", address);
-    const call = stub.SubscribeEvents(request, this.client.metadata(true));
+    const call = stub.SubscribeEvents(request, this.client.metadata());
     call.on("metadata", (md) => this.client.observe(md));
     let ended = false;
     const reopen = (why, info = {}) => {
@@ -59,8 +59,10 @@ class Subscriber {
       console.error(
         JSON.stringify({ stream_ended: address, why, reason: info.reason, to: this.address })
       );
-      this.backoffMs = hint ? 0 : Math.min(Math.max(this.backoffMs * 2, 50), 2000);
-      setTimeout(() => this.subscribe(), this.backoffMs);
+      // A fresh hint at once; else back off (at least RetryInfo's delay), doubling to 2 s.
+      const delayMs = hint ? 0 : Math.max(this.backoffMs, info.retryDelayMs || 0);
+      if (!hint) this.backoffMs = Math.min(this.backoffMs * 2, 2000);
+      setTimeout(() => this.subscribe(), delayMs);
     };
     call.on("data", async (event) => {
       call.pause(); // one event at a time: handled, then acked
