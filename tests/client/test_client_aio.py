@@ -11,9 +11,15 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
-from orchestrator_client import NotFoundError, OrchestratorClient, UnavailableError
+from orchestrator_client import (
+    FailedPreconditionError,
+    NotFoundError,
+    OrchestratorClient,
+    OrchestratorError,
+    UnavailableError,
+)
 from orchestrator_client.aio import AsyncOrchestratorClient
-from orchestrator_client.v1 import events_pb2, workflows_pb2
+from orchestrator_client.v1 import events_pb2, tasks_pb2, workflows_pb2
 
 from tests.client.test_client_unit import (
     LEADER_KEY,
@@ -26,6 +32,7 @@ from tests.client.test_client_unit import (
 )
 from tests.cluster_support import History, make_cluster, wait_for
 from tests.fakes import fake_server
+from tests.security.security_support import secure_fake
 
 _T = TypeVar("_T")
 
@@ -37,6 +44,10 @@ WORKFLOW = {
     ],
     "outputParameters": {"v": "${a.output.v}"},
 }
+# A workflow of its own for the batch test: its polls see no other test's tasks.
+BATCH_TASK = dict(TASK_DEF, name="aio_b")
+BATCH_FLOW = {**WORKFLOW, "name": "aio_batch", "tasks": [{**WORKFLOW["tasks"][0], "name": "aio_b"}]}
+WAITING = {"name": "aio_wait", "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT"}]}
 
 
 def run(
@@ -55,8 +66,9 @@ def run(
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with fake_server(tmp_path_factory.mktemp("aio")) as srv:
         with OrchestratorClient([srv.grpc_addr], retry_budget_s=10) as c:
-            c.register_task_defs([TASK_DEF])
-            c.register_workflow_def(WORKFLOW)
+            c.register_task_defs([TASK_DEF, BATCH_TASK])
+            for definition in (WORKFLOW, BATCH_FLOW, WAITING):
+                c.register_workflow_def(definition)
         yield srv
 
 
@@ -119,6 +131,131 @@ def test_the_client_reads_its_own_writes_through_the_sequence(server: Any) -> No
     assert before == 0 and after > 0
 
 
+def test_batch_starts_list_search_and_batch_completions(server: Any) -> None:
+    async def flow(client: AsyncOrchestratorClient) -> dict[str, Any]:
+        starts = [("aio_batch", {"k": k}) for k in range(3)] + [("no_such_flow", {})]
+        *ids, missing = await client.start_workflows(starts, correlation_id="aio-batch")
+        listed = await client.list_workflows(name="aio_batch", status="RUNNING", limit=1000)
+        page = await client.search_workflows(correlation_id="aio-batch", page_size=2)
+        found = [wf.workflow_id async for wf in client.search(correlation_id="aio-batch")]
+        tasks = await client.poll_tasks("aio_b", worker_id="w-aio", count=3, timeout_ms=2000)
+        results = [(t.task_id, {"v": t.input["k"]}) for t in tasks]
+        first = await client.complete_tasks(results, worker_id="w-aio")
+        again = await client.complete_tasks(results, worker_id="w-aio")
+        done = [await client.wait_for_workflow(str(w), timeout_s=10) for w in ids]
+        return dict(
+            ids=ids, missing=missing, listed={w.workflow_id for w in listed}, page=page,
+            found=found, polled={t.workflow_id for t in tasks}, first=first, again=again,
+            done=done,
+        )  # fmt: skip
+
+    out = run(flow, server.grpc_addr)
+    ids = out["ids"]
+    assert all(isinstance(i, str) and i for i in ids)
+    assert isinstance(out["missing"], NotFoundError)
+    assert set(ids) <= out["listed"]
+    assert out["page"].total == 3 and len(out["page"].workflows) == 2
+    assert out["page"].next_page_token
+    assert sorted(out["found"]) == sorted(ids)
+    assert out["polled"] == set(ids)
+    assert out["first"] == [None] * 3
+    # Reported again under new request ids: refused one by one (the tasks have ended).
+    assert all(isinstance(e, OrchestratorError) for e in out["again"])
+    assert [wf.status for wf in out["done"]] == ["COMPLETED"] * 3
+    assert sorted(wf.output["v"] for wf in out["done"]) == [0, 1, 2]
+
+
+def test_the_operators_actions(server: Any) -> None:
+    async def flow(client: AsyncOrchestratorClient) -> list[str]:
+        wid = await client.start_workflow("aio_flow", {"k": 1})
+        seen = []
+
+        async def status() -> None:
+            seen.append((await client.get_workflow(wid, include_tasks=False)).status)
+
+        await client.pause_workflow(wid)
+        await status()
+        await client.resume_workflow(wid)
+        await status()
+        await client.terminate_workflow(wid, "enough")
+        await status()
+        await client.retry_workflow(wid)
+        await status()
+        await client.terminate_workflow(wid)
+        await client.restart_workflow(wid, use_latest_definition=True)
+        await status()
+        try:
+            await client.resume_workflow(wid)
+        except FailedPreconditionError:
+            seen.append("refused")
+        return seen
+
+    assert run(flow, server.grpc_addr) == [
+        "PAUSED",
+        "RUNNING",
+        "TERMINATED",
+        "RUNNING",
+        "RUNNING",
+        "refused",
+    ]
+
+
+def test_definitions_heartbeats_and_signals(server: Any) -> None:
+    async def flow(client: AsyncOrchestratorClient) -> tuple[Any, ...]:
+        names = await client.register_task_defs([dict(TASK_DEF, description="aio")])
+        task_def = await client.get_task_def("aio_t")
+        registered = await client.register_workflow_def(dict(WAITING, version=2))
+        definition = await client.get_workflow_def("aio_wait")
+        await client.start_workflow("aio_flow", {"k": 3})
+        # Any test's aio_t task (this module's tests share the server).
+        (task,) = await client.poll_tasks("aio_t", worker_id="w-aio", timeout_ms=2000)
+        lease = await client.heartbeat_task(task.task_id, worker_id="w-aio")
+        await client.complete_task(task.task_id, {"v": 3}, worker_id="w-aio")
+        waiting = await client.start_workflow("aio_wait")
+        await client.signal_task(waiting, "w", {"approved": True})
+        failing = await client.start_workflow("aio_wait")
+        await client.signal_task(failing, "w", failed=True, reason="rejected")
+        return (
+            names,
+            task_def["description"],
+            registered,
+            definition["version"],
+            lease > task.lease_expires_ms - 1,
+            (await client.wait_for_workflow(task.workflow_id, timeout_s=10)).status,
+            await client.wait_for_workflow(waiting, timeout_s=10),
+            await client.wait_for_workflow(failing, timeout_s=10),
+        )
+
+    names, description, registered, version, renewed, status, signalled, failed = run(
+        flow, server.grpc_addr
+    )
+    assert names == ["aio_t"] and description == "aio"
+    assert registered == ("aio_wait", 2) and version == 2
+    assert renewed and status == "COMPLETED"
+    assert signalled.status == "COMPLETED" and signalled.tasks[0].output == {"approved": True}
+    assert failed.status == "FAILED" and failed.tasks[0].reason_for_incompletion == "rejected"
+
+
+def test_a_token_is_sent_over_tls(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match="only over TLS"):
+        AsyncOrchestratorClient("127.0.0.1:1", token="secret")
+    with secure_fake(tmp_path) as srv:
+        addr, creds, token = srv.grpc_addr, srv.access.credentials(), srv.access.bearer()
+        assert creds is not None and token
+
+        async def read(client: AsyncOrchestratorClient) -> OrchestratorError:
+            try:
+                await client.get_task_def("nothing")
+            except OrchestratorError as exc:
+                return exc
+            raise AssertionError("an error expected")
+
+        # Authenticated: the server looked and found nothing.
+        assert type(run(read, addr, credentials=creds, token=token)) is NotFoundError
+        refused = run(read, addr, credentials=creds, retry_budget_s=0)
+        assert refused.code == grpc.StatusCode.UNAUTHENTICATED
+
+
 # --------------------------------------------------------------------------------------------
 # Failover against scripted replicas
 
@@ -150,6 +287,37 @@ def test_unavailable_is_retried_with_the_same_request_id(
     assert len(calls) == 2
     assert calls[0].request.request_id == calls[1].request.request_id != ""
     assert json.loads(calls[1].request.input_json) == {"q": 1}
+
+
+def test_a_batch_is_retried_item_by_item_with_the_same_request_ids(
+    make_server: Callable[[], FakeServer],
+) -> None:
+    fake = make_server()
+    ok = tasks_pb2.ItemStatus(code=0)
+    lost = tasks_pb2.ItemStatus(code=grpc.StatusCode.FAILED_PRECONDITION.value[0], message="gone")
+    fake.on(
+        "CompleteTasks",
+        script(
+            fail(grpc.StatusCode.UNAVAILABLE, "electing"),
+            reply(tasks_pb2.CompleteTasksResponse(statuses=[ok, lost])),
+        ),
+    )
+    history = History()
+    results = [("t1", {"a": 1}), ("t2", None)]
+    errors = run(
+        lambda c: c.complete_tasks(results, worker_id="w", request_ids=["r1", "r2"]),
+        fake.address,
+        recorder=history,
+    )
+    assert errors[0] is None and isinstance(errors[1], FailedPreconditionError)
+    first, second = (c.request for c in fake.calls_of("CompleteTasks"))
+    assert [i.request_id for i in first.items] == [i.request_id for i in second.items]
+    assert [i.request_id for i in second.items] == ["r1", "r2"]
+    # Recorded as two CompleteTask operations, one applied and one refused.
+    assert history.by_request("CompleteTask") == {
+        "r1": ["invoke", "ok"],
+        "r2": ["invoke", "fail"],
+    }
 
 
 def test_the_leader_hint_is_followed_then_remembered(make_server: Callable[[], FakeServer]) -> None:

@@ -379,6 +379,7 @@ def test_the_worker_completes_every_workflow_across_a_leader_kill(tmp_path: Any)
             retry_budget_s=45.0,
             recorder=history,
         )
+        assert not cluster.alive(leader) and wait_for(cluster.leader, 30, "a leader") != leader
         assert [wf.status for wf in done] == ["COMPLETED"] * 20
         assert [wf.output["v"] for wf in done] == [2 * k for k in range(20)]
         for wf in done:
