@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from collections.abc import Callable
@@ -121,10 +122,12 @@ class UiApp:
         https: bool,
         who: Callable[[str], tuple[str, str] | None] | None = None,
         may: Callable[[str, str], bool] | None = None,
+        hosts: tuple[str, ...] = (),
     ) -> None:
         """`secure`: tokens are configured, so a login is needed; `who(token)` names the
         token's holder and role, `may(role, rpc)` says whether the role may call the
-        WorkflowService RPC (for the buttons only: the API decides)."""
+        WorkflowService RPC (for the buttons only: the API decides); `hosts`: the names
+        this UI answers to without a login besides IP addresses and localhost."""
         self.node_id = node_id
         self.gateway = gateway
         self.secure = secure
@@ -132,6 +135,7 @@ class UiApp:
         self.who = who or (lambda _t: None)
         self.may = may or (lambda _r, _m: True)
         self._key = secrets.token_bytes(32)
+        self.hosts = frozenset(h.lower() for h in (*hosts, "localhost") if h)
         self.css = resources.files(__package__).joinpath("static/style.css").read_bytes()
 
     # Sessions and their cookies.
@@ -169,6 +173,8 @@ class UiApp:
         url = urlsplit(req.target)
         path = url.path
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        if not self.secure and not self._known_host(req.headers.get("host", "")):
+            return Response(421, b"unknown host name", "text/plain")
         if path == "/static/style.css":
             return Response(200, self.css, "text/css; charset=utf-8", cache=True)
         if req.method == "POST":
@@ -262,6 +268,17 @@ class UiApp:
                 [self._cookie(TOKEN_COOKIE, "", 0)],
             )
         return html(error_page(self.page(s), exc.code, str(exc)), HTTP_STATUS.get(exc.code, 502))
+
+    def _known_host(self, host: str) -> bool:
+        """Without a login, a page of another site whose name was made to resolve to this
+        address (DNS rebinding) would be same-origin with the UI, CSRF token and all: answer
+        only to addresses and this replica's own names."""
+        name = urlsplit(f"//{host}").hostname or ""
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return name in self.hosts
+        return True
 
     # Forms.
 

@@ -42,7 +42,8 @@ class ApiError(Exception):
     reason: str = ""
 
     def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
+        why = f" ({self.reason})" if self.reason and self.reason != self.code else ""
+        return f"{self.code}{why}: {self.message}"
 
 
 def _reason(trailers: Any) -> str:
@@ -52,7 +53,7 @@ def _reason(trailers: Any) -> str:
     if not isinstance(raw, bytes):
         return ""
     try:
-        from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+        from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped, import-not-found, unused-ignore]
     except ImportError:
         return ""
     try:

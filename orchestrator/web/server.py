@@ -181,7 +181,8 @@ def for_replica(cfg: ClusterConfig, node_id: str, security: Any) -> WebUI | None
     host = cfg.bind_host or me.grpc.rpartition(":")[0]
     auth = security.authenticator
     if security.insecure or cfg.tls is None or auth is None:
-        return WebUI(node_id, host, port, me.grpc, None, None, {"secure": False})
+        names = (me.grpc.rpartition(":")[0], cfg.bind_host)
+        return WebUI(node_id, host, port, me.grpc, None, None, {"secure": False, "hosts": names})
 
     def who(token: str) -> tuple[str, str] | None:
         principal = auth.tokens.by_token(token)

@@ -181,6 +181,25 @@ def test_no_login_without_tokens_but_forms_still_need_their_csrf_token() -> None
     assert [a[0] for a in api.actions] == ["pause"]
 
 
+def test_without_a_login_only_addresses_and_own_names_are_answered() -> None:
+    app, _ = make_app(secure=False, https=False)
+    for host in ("127.0.0.1:8081", "[::1]:8081", "localhost:8081", "10.0.0.7"):
+        resp = app.handle(Request("GET", "/cluster", {"host": host}))
+        assert resp.status == 200, host
+    # A rebinding site's name resolving here gets nothing, forms included.
+    rebound = {"host": "evil.example:8081", "origin": "http://evil.example:8081"}
+    assert app.handle(Request("GET", "/cluster", rebound)).status == 421
+    form = Request(
+        "POST", "/workflows/wf-1", {**rebound, "content-type": "application/x-www-form-urlencoded"}
+    )
+    assert app.handle(form).status == 421
+    named = UiApp("n1", FakeApi(), False, False, hosts=("replica-0.orch",))  # type: ignore[arg-type]
+    assert named.handle(Request("GET", "/cluster", {"host": "Replica-0.orch:8081"})).status == 200
+    # With logins the cookie is the guard: any name is answered (an ingress's, say).
+    secure, _ = make_app()
+    assert secure.handle(Request("GET", "/login", {"host": "ui.example"})).status == 200
+
+
 def test_security_headers_on_every_page() -> None:
     app, _ = make_app()
     cookie = login(app, "admin-token-0123456789")
@@ -296,3 +315,22 @@ def test_status_filter_is_the_apis_enum() -> None:
     assert api.last_query["statuses"] == [workflows_pb2.WORKFLOW_STATUS_PAUSED]
     assert api.last_query["correlation_id"] == "c1"
     assert get(app, "/workflows?status=BOGUS", cookie).status == 400
+
+
+def test_an_errors_reason_comes_from_its_status_details() -> None:
+    status_pb2 = pytest.importorskip("google.rpc.status_pb2")
+    error_details_pb2 = pytest.importorskip("google.rpc.error_details_pb2")
+    from orchestrator.web.gateway import DETAILS_KEY, _reason
+
+    status = status_pb2.Status(code=14, message="no leader")
+    status.details.add().Pack(
+        error_details_pb2.ErrorInfo(reason="NO_LEADER", domain="orchestrator.v1")
+    )
+    assert _reason(((DETAILS_KEY, status.SerializeToString()),)) == "NO_LEADER"
+    assert _reason(((DETAILS_KEY, b"not a status"),)) == ""
+    assert _reason(()) == ""
+    assert (
+        str(ApiError("UNAVAILABLE", "no leader", "NO_LEADER"))
+        == "UNAVAILABLE (NO_LEADER): no leader"
+    )
+    assert str(ApiError("NOT_FOUND", "gone", "NOT_FOUND")) == "NOT_FOUND: gone"
