@@ -34,7 +34,7 @@ import grpc
 
 from ..config import AdmissionSettings
 from . import rpc
-from .errors import RETRY_AFTER_KEY
+from .errors import abort, overloaded
 
 # Threads beyond the admitted calls: rejections are answered on the pool too.
 REJECT_HEADROOM = 16
@@ -64,10 +64,7 @@ _NOT_DECODED = object()  # what a call rejected before decoding gets as its requ
 def pool_workers(settings: AdmissionSettings) -> int:
     """The gRPC server's thread pool size: every admitted call has a thread, with room left."""
     return (
-        settings.max_in_flight
-        + settings.max_status_calls
-        + settings.max_streams
-        + REJECT_HEADROOM
+        settings.max_in_flight + settings.max_status_calls + settings.max_streams + REJECT_HEADROOM
     )
 
 
@@ -150,13 +147,15 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return reject
 
     def _abort(self, method: str, slots: Slots, context: grpc.ServicerContext) -> None:
+        # No sequence trailer: a refusal for load reads no replica state.
         ms = self.settings.retry_after_ms
-        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(ms)),))
-        context.abort(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        err = overloaded(
             f"{method.rpartition('/')[2]}: this replica is at its limit of {slots.limit} "
             f"{slots.noun} (admission.{slots.setting}); retry after {ms} ms",
+            ms,
+            f"admission.{slots.setting}",
         )
+        abort(context, err)
 
 
 def _not_decoded(data: bytes) -> Any:

@@ -12,7 +12,7 @@ from ..replication.api import Member, Replica
 from ..runtime.dispatcher import Dispatcher
 from . import identity
 from .auth import AUTHORIZATION_KEY, PRINCIPAL_KEY, ROLE_KEY
-from .errors import LEADER_KEY, Trailers
+from .errors import Leader
 
 # Called with (command name, request id) once a command this replica proposed is committed,
 # before the reply leaves (the fault tests' failpoints; nothing in production).
@@ -91,9 +91,12 @@ class NodeContext:
             return None
         return next((p for p in self.peers if p.raft == addr), None)
 
-    def leader_trailers(self) -> Trailers:
+    def leader(self) -> Leader | None:
+        """The leader to name in an error (errors.py), when one is known."""
         peer = self.leader_peer()
-        return ((LEADER_KEY, peer.grpc),) if peer is not None else ()
+        if peer is None:
+            return None
+        return Leader(peer.grpc, peer.node_id, here=peer.node_id == self.node_id)
 
     def close(self) -> None:
         with self._lock:

@@ -18,6 +18,8 @@ from orchestrator_client.v1 import (
     workflows_pb2,
 )
 
+from . import errors
+
 DEFINITIONS: ServiceDescriptor = definitions_pb2.DESCRIPTOR.services_by_name["DefinitionService"]
 WORKFLOWS: ServiceDescriptor = workflows_pb2.DESCRIPTOR.services_by_name["WorkflowService"]
 TASKS: ServiceDescriptor = tasks_pb2.DESCRIPTOR.services_by_name["TaskService"]
@@ -115,10 +117,8 @@ def _answer_undecodable(method: str) -> Guard:
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             if isinstance(request, Undecodable):
                 # The reason is protobuf's (the message type and what was wrong), not the bytes.
-                context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"{name}: the request is not a valid message: {request.reason}",
-                )
+                msg = f"{name}: the request is not a valid message: {request.reason}"
+                errors.abort(context, errors.invalid(msg))
             return behaviour(request, context)
 
         return handle

@@ -4,11 +4,14 @@ leader, reads at the caller's sequence number, and errors to status.
 Mutations: on the ready leader they are proposed and the committed outcome is mapped through
 errors.py; on a follower they are forwarded to the leader over gRPC (with the caller's
 remaining deadline); with no leader they answer UNAVAILABLE. Reads are served locally once the
-replica has applied the caller's last seen sequence number (read-your-writes across replicas).
+replica has applied the caller's last seen sequence number (read-your-writes across replicas);
+a follower's NOT_FOUND for a caller that sent none is confirmed with the leader first. Every
+unary answer, OK or not, carries this replica's (or the forwarded call's leader's) sequence.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -23,41 +26,60 @@ from ..core.errors import Rejected
 from ..core.machine import Outcome, precheck
 from ..core.state import State
 from ..replication.api import ProposalError
-from . import rpc
+from . import errors, rpc
 from .context import HistoryReader, NodeContext
 from .errors import (
-    CODE_TO_STATUS,
     FORWARDED_KEY,
     LEADER_KEY,
     MIN_SEQ_KEY,
     RETRY_AFTER_KEY,
     SEQ_KEY,
     ApiError,
+    Leader,
     Trailers,
-    bounded,
+    behind,
     invalid,
     item_status,
+    leader_unreachable,
     no_leader,
     not_committed_in_time,
     outcome_error,
     outcome_status,
+    possibly_stale,
     proposal_error,
+    rejection,
+    relayed_details,
 )
 
 PROPOSE_TIMEOUT_S = 10.0
 READ_WAIT_S = 2.0
 # A forwarded call without a client deadline (grpc reports ~2**63 ns remaining) gets this.
 FORWARD_TIMEOUT_S = 60.0
+# How long a follower waits for the leader to confirm a NOT_FOUND: a leader that does not answer
+# within it (paused, cut off) is taken as unreachable, well inside a client's usual deadline.
+CONFIRM_TIMEOUT_S = 1.0
+# What a forwarded call's failure relays of the leader's trailers (its details too).
+_RELAYED = (SEQ_KEY, LEADER_KEY, RETRY_AFTER_KEY)
 
 
 def metadata(context: grpc.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
 
-def abort(context: grpc.ServicerContext, err: ApiError) -> Any:
-    if err.trailers:
-        context.set_trailing_metadata(err.trailers)
-    context.abort(err.status, bounded(err.message))
+def abort(
+    context: grpc.ServicerContext, err: ApiError, seq: Callable[[], int] | None = None
+) -> Any:
+    """Ends the call with `err`, keeping the trailers already set for it (a rejected command's
+    sequence); `seq` gives this replica's sequence when neither names one."""
+    own = {key for key, _ in err.trailers}
+    before = tuple(
+        (k, v)
+        for k, v in (context.trailing_metadata() or ())
+        if k not in own and isinstance(v, str)
+    )
+    if seq is not None and SEQ_KEY not in own and all(k != SEQ_KEY for k, _ in before):
+        before += ((SEQ_KEY, str(seq())),)
+    errors.abort(context, err, before)
 
 
 def propose_timeout(context: grpc.ServicerContext) -> float:
@@ -73,6 +95,26 @@ class ServiceBase:
     def __init__(self, node: NodeContext) -> None:
         self.node = node
         self.replica = node.replica
+        # The read this thread serves (method, request): a NOT_FOUND may forward it (_run).
+        self._reading = threading.local()
+        service = getattr(self, "SERVICE", None)
+        for m in service.methods if service is not None else ():
+            streams = m.client_streaming or m.server_streaming
+            if not streams and "request_id" not in m.input_type.fields_by_name:
+                setattr(self, m.name, self._remembered(m.name, getattr(self, m.name)))
+
+    def _remembered(self, method: str, handler: Callable[[Any, Any], Any]) -> Any:
+        def serve(request: Any, context: grpc.ServicerContext) -> Any:
+            self._reading.call = (method, request)
+            try:
+                return handler(request, context)
+            finally:
+                self._reading.call = None
+
+        return serve
+
+    def applied_seq(self) -> int:
+        return int(self.replica.read(queries.applied_seq))
 
     @property
     def history(self) -> HistoryReader | None:
@@ -81,13 +123,42 @@ class ServiceBase:
 
     def _run(self, context: grpc.ServicerContext, fn: Callable[[], Any]) -> Any:
         try:
-            return fn()
+            response = fn()
         except ApiError as err:
-            return abort(context, err)
+            return self._failed(context, err)
         except Rejected as rej:
-            return abort(context, ApiError(CODE_TO_STATUS[rej.code], rej.message))
+            return self._failed(context, rejection(rej.code, rej.message))
         except ProposalError as exc:
-            return abort(context, proposal_error(exc, self.node.leader_trailers()))
+            return abort(context, proposal_error(exc, self.node.leader()), self.applied_seq)
+        sent = tuple((str(k), str(v)) for k, v in context.trailing_metadata() or ())
+        if all(k != SEQ_KEY for k, _ in sent):
+            self._set_seq(context, self.applied_seq(), sent)
+        return response
+
+    def _failed(self, context: grpc.ServicerContext, err: ApiError) -> Any:
+        call = getattr(self._reading, "call", None)
+        if err.reason == "NOT_FOUND" and call is not None and not self.replica.leader_ready():
+            try:
+                if _min_seq(metadata(context)) == 0:
+                    return self._confirm(context, err, *call)
+            except ApiError as answer:
+                err = answer
+        return abort(context, err, self.applied_seq)
+
+    def _confirm(
+        self, context: grpc.ServicerContext, err: ApiError, method: str, request: Any
+    ) -> Any:
+        """A follower's NOT_FOUND for a caller that named no sequence it saw: the write it is
+        after may have been committed by the leader since this replica last heard. The
+        leader's answer decides; when it cannot be had, the NOT_FOUND says it may be stale."""
+        if metadata(context).get(FORWARDED_KEY):
+            raise possibly_stale(err.message, self.applied_seq())
+        try:
+            return self._forward(context, method, request, CONFIRM_TIMEOUT_S)
+        except ApiError as failed:
+            if failed.status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                raise possibly_stale(err.message, self.applied_seq()) from None
+            raise
 
     def _set_seq(self, context: grpc.ServicerContext, seq: int, extra: Trailers = ()) -> None:
         context.set_trailing_metadata(((SEQ_KEY, str(seq)), *extra))
@@ -112,7 +183,7 @@ class ServiceBase:
         try:
             outcome = fut.result(timeout=propose_timeout(context))
         except FutureTimeout:
-            raise not_committed_in_time(self.node.leader_trailers()) from None
+            raise not_committed_in_time(self.node.leader()) from None
         self.node.after_commit(cmd.NAME, getattr(cmd, "request_id", ""))
         return outcome
 
@@ -213,17 +284,20 @@ class ServiceBase:
 
     # ---- forwarding to the leader
 
-    def _forward(self, context: grpc.ServicerContext, method: str, request: Any) -> Any:
+    def _forward(
+        self,
+        context: grpc.ServicerContext,
+        method: str,
+        request: Any,
+        limit: float = FORWARD_TIMEOUT_S,
+    ) -> Any:
+        """The leader's answer to this call (`limit`: the longest wait for it)."""
         md = metadata(context)
         peer = self.node.leader_peer()
         if md.get(FORWARDED_KEY) or peer is None or peer.node_id == self.node.node_id:
-            raise no_leader(self.node.leader_trailers())
+            raise no_leader(self.node.leader())
         remaining = context.time_remaining()
-        timeout = (
-            FORWARD_TIMEOUT_S
-            if remaining is None
-            else max(0.05, min(remaining - 0.05, FORWARD_TIMEOUT_S))
-        )
+        timeout = limit if remaining is None else max(0.05, min(remaining - 0.05, limit))
         call = self.node.channel(peer.grpc).unary_unary(
             rpc.path(self.SERVICE, method),
             request_serializer=type(request).SerializeToString,
@@ -241,7 +315,7 @@ class ServiceBase:
         except grpc.FutureCancelledError:
             raise ApiError(grpc.StatusCode.CANCELLED, "the caller went away") from None
         except grpc.RpcError as err:
-            raise _forward_error(err, peer.grpc) from None
+            raise _forward_error(err, peer.grpc, peer.node_id) from None
         trailers = tuple(
             (str(k), str(v)) for k, v in (fut.trailing_metadata() or ()) if k == SEQ_KEY
         )
@@ -264,49 +338,53 @@ class ServiceBase:
     ) -> tuple[Any, int]:
         """(fn(state), the state's sequence number) once this replica is fresh and has applied
         what the caller last saw; raises ApiError otherwise."""
-        md = metadata(context)
-        try:
-            min_seq = int(md.get(MIN_SEQ_KEY, "0") or 0)
-        except ValueError:
-            raise invalid(f"{MIN_SEQ_KEY}: must be an integer") from None
+        min_seq = _min_seq(metadata(context))
         if not self.replica.fresh():
-            raise ApiError(
-                grpc.StatusCode.UNAVAILABLE,
+            raise behind(
                 "this replica has not heard from a leader or a majority recently; its state "
                 "may be stale",
-                self.node.leader_trailers(),
+                self.node.leader(),
+                self.applied_seq(),
             )
         if not self.replica.caught_up(READ_WAIT_S):
-            raise ApiError(
-                grpc.StatusCode.UNAVAILABLE,
+            raise behind(
                 "this replica has not yet applied what its leader has committed; retry",
-                self.node.leader_trailers(),
+                self.node.leader(),
+                self.applied_seq(),
             )
         if min_seq and not self.replica.wait_applied(min_seq, READ_WAIT_S):
-            raise ApiError(
-                grpc.StatusCode.UNAVAILABLE,
+            raise behind(
                 f"this replica has not yet applied sequence {min_seq}; retry on the leader",
-                self.node.leader_trailers(),
+                self.node.leader(),
+                self.applied_seq(),
+                min_seq,
             )
         result, seq = self.replica.read(lambda st: (fn(st), queries.applied_seq(st)))
         return result, seq
 
 
-def _forward_error(err: Any, leader_grpc: str) -> ApiError:
+def _min_seq(md: dict[str, str]) -> int:
+    try:
+        return int(md.get(MIN_SEQ_KEY, "0") or 0)
+    except ValueError:
+        raise invalid(f"{MIN_SEQ_KEY}: must be an integer") from None
+
+
+def _forward_error(err: Any, leader_grpc: str, leader_id: str = "") -> ApiError:
     """The leader's answer to a forwarded call (a grpc.RpcError, which is also a grpc.Call),
-    with the trailers the client acts on."""
-    trailers = tuple(
-        (str(k), str(v))
-        for k, v in (err.trailing_metadata() or ())
-        if k in (SEQ_KEY, LEADER_KEY, RETRY_AFTER_KEY)
-    )
+    with the trailers the client acts on and the leader's details."""
+    received = tuple(err.trailing_metadata() or ())
+    trailers = tuple((str(k), str(v)) for k, v in received if k in _RELAYED)
     code = err.code()
     if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         code = grpc.StatusCode.UNAVAILABLE
+    message = err.details() or "forwarding failed"
+    relayed = relayed_details(received, code, message)
+    if relayed is not None:
+        return ApiError(code, message, trailers, relayed=relayed)
     if code == grpc.StatusCode.UNAVAILABLE and not trailers:
-        # The leader did not answer (dead, partitioned, or too slow): naming it would send
-        # the client to a replica that cannot serve it, so no hint; an election may be on.
-        return ApiError(code, "this replica cannot reach the leader; retry shortly")
-    return ApiError(
-        code, err.details() or "forwarding failed", trailers or ((LEADER_KEY, leader_grpc),)
-    )
+        # The leader did not answer (dead, partitioned, or too slow).
+        return leader_unreachable()
+    if trailers:  # a leader without details (an older version): its trailers as they came
+        return ApiError(code, message, trailers)
+    return ApiError(code, message, leader=Leader(leader_grpc, leader_id))

@@ -41,7 +41,7 @@ from ..core.records import WorkflowStatus
 from ..core.state import State
 from . import rpc
 from . import validation as v
-from .errors import CODE_TO_STATUS, ApiError, invalid
+from .errors import SEQ_KEY, ApiError, behind, invalid, rejection
 from .events import _event
 from .service import ServiceBase, abort
 
@@ -88,7 +88,7 @@ class Cursor:
                 return [], st.seq
         oldest = S.oldest_offset(st, self.stream)
         if self.next < oldest:
-            raise behind(self.stream, self.next, oldest)
+            raise expired(self.stream, self.next, oldest)
         return S.read_stream(st, self.stream, self.next, READ_BATCH), st.seq
 
     def room(self) -> bool:
@@ -99,12 +99,14 @@ class Cursor:
             self.in_flight.append(offset)
 
 
-def behind(stream: str, wanted: int, oldest: int) -> ApiError:
+def expired(stream: str, wanted: int, oldest: int) -> ApiError:
     return ApiError(
         grpc.StatusCode.OUT_OF_RANGE,
         f"{stream} offset {wanted} was dropped by retention before it was delivered; the "
         f"oldest kept is {oldest}: resubscribe with from_offset={oldest} to skip the gap",
         ((OLDEST_OFFSET_KEY, str(oldest)),),
+        reason="OFFSET_EXPIRED",
+        info={"oldest_offset": str(oldest)},
     )
 
 
@@ -189,9 +191,9 @@ class SubscriptionService(ServiceBase, events_pb2_grpc.SubscriptionServiceServic
             cursor = self._open(context, stream, request)
             yield from self._follow(context, cursor, wanted, message)
         except ApiError as err:
-            abort(context, err)
+            abort(context, err, self.applied_seq)
         except Rejected as rej:
-            abort(context, ApiError(CODE_TO_STATUS[rej.code], rej.message))
+            abort(context, rejection(rej.code, rej.message), self.applied_seq)
 
     def _open(self, context: grpc.ServicerContext, stream: str, request: Any) -> Cursor:
         _, group = _stream_and_group(stream, request.group, required=False)
@@ -204,7 +206,8 @@ class SubscriptionService(ServiceBase, events_pb2_grpc.SubscriptionServiceServic
             )
         cursor = Cursor(stream, group, n)
         # Fresh and caught up with what the caller last saw, as any read (service.py).
-        self._fresh_read(context, lambda st: cursor.start(st, request.from_offset))
+        _, seq = self._fresh_read(context, lambda st: cursor.start(st, request.from_offset))
+        context.send_initial_metadata(((SEQ_KEY, str(seq)),))
         return cursor
 
     def _follow(
@@ -217,14 +220,16 @@ class SubscriptionService(ServiceBase, events_pb2_grpc.SubscriptionServiceServic
         while context.is_active():
             if self._closing.is_set():
                 raise ApiError(
-                    grpc.StatusCode.UNAVAILABLE, "this replica is shutting down; resubscribe"
+                    grpc.StatusCode.UNAVAILABLE,
+                    "this replica is shutting down; resubscribe",
+                    reason="SHUTTING_DOWN",
                 )
             if not self.replica.fresh():
-                raise ApiError(
-                    grpc.StatusCode.UNAVAILABLE,
+                raise behind(
                     "this replica has not heard from a leader or a majority recently; "
                     "resubscribe on another replica",
-                    self.node.leader_trailers(),
+                    self.node.leader(),
+                    self.applied_seq(),
                 )
             records, seq = self.replica.read(cursor.take)
             for record in records:

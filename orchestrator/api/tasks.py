@@ -85,9 +85,9 @@ class TaskService(ServiceBase, tasks_pb2_grpc.TaskServiceServicer):
                     identity.current().name,
                 )
             except FutureTimeout:
-                raise not_committed_in_time(self.node.leader_trailers()) from None
+                raise not_committed_in_time(self.node.leader()) from None
             if not outcome.ok:
-                raise outcome_error(outcome, self.node.leader_trailers(), epoch_fenced=True)
+                raise outcome_error(outcome, self.node.leader(), epoch_fenced=True)
             self.node.after_commit("PollTasks", rid)
             tasks, seq = self._leased_tasks(outcome, request.worker_id)
             self._set_seq(context, max(seq, outcome.seq))

@@ -135,7 +135,11 @@ def test_wheel_holds_the_typed_package(wheel: Path) -> None:
         for line in zipfile.ZipFile(wheel).read(meta).decode().splitlines()
         if line.startswith("Requires-Dist:") and "extra ==" not in line
     ]
-    assert sorted(requires) == ["grpcio==1.85.1", "protobuf==7.36.2"]
+    assert sorted(requires) == [
+        "googleapis-common-protos==1.76.0",
+        "grpcio==1.85.1",
+        "protobuf==7.36.2",
+    ]
 
 
 def test_installs_and_imports_without_the_server(venv: Path, tmp_path: Path) -> None:
@@ -162,6 +166,7 @@ def test_installs_and_imports_without_the_server(venv: Path, tmp_path: Path) -> 
         "orchestrator-client",
         "grpcio",
         "protobuf",
+        "googleapis-common-protos",
         "typing-extensions",
         "grpc-stubs",
         "types-protobuf",
