@@ -247,19 +247,24 @@ class Worker:
         """Starts the worker and runs until SIGINT or SIGTERM (when the loop runs in the main
         thread) or :meth:`stop`, then stops gracefully within ``stop_timeout_s``."""
         loop = asyncio.get_running_loop()
-        watched: list[signal.Signals] = []
+        previous: dict[signal.Signals, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(sig)
             try:
                 loop.add_signal_handler(sig, self._stop_requested.set)
             except (NotImplementedError, RuntimeError, ValueError):
                 continue  # not the main thread, or a loop without signal support
-            watched.append(sig)
+            previous[sig] = handler
         try:
             await self.start()
             await self._stop_requested.wait()
         finally:
-            for sig in watched:
+            for sig, handler in previous.items():
                 loop.remove_signal_handler(sig)
+                # remove_signal_handler installs the default; the caller's comes back instead
+                # (None: one set outside Python, which cannot be put back).
+                if handler is not None:
+                    signal.signal(sig, handler)
         await self.stop(stop_timeout_s)
 
     async def __aenter__(self) -> Self:

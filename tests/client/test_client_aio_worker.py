@@ -9,6 +9,8 @@ import asyncio
 import collections
 import json
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -19,6 +21,7 @@ from orchestrator_client import OrchestratorClient
 from orchestrator_client.aio import AsyncOrchestratorClient, AsyncTaskContext, Task, Worker
 from orchestrator_client.v1.tasks_pb2 import CompleteTasksResponse, ItemStatus
 
+from tests.client.test_client_aio import run
 from tests.client.test_client_unit import WAIT_S, FakeServer, TaskQueue, fail
 from tests.cluster_support import History, make_cluster, wait_for
 from tests.fakes import fake_server
@@ -33,18 +36,6 @@ WORKFLOW = {
     ],
     "outputParameters": {"v": "${a.output.v}"},
 }
-
-
-def run(
-    make: Callable[[AsyncOrchestratorClient], Coroutine[Any, Any, _T]], *a: Any, **kw: Any
-) -> _T:
-    """Runs ``make(client)`` on a fresh event loop with a client made of ``a`` and ``kw``."""
-
-    async def main() -> _T:
-        async with AsyncOrchestratorClient(*a, **kw) as client:
-            return await make(client)
-
-    return asyncio.run(main())
 
 
 async def until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
@@ -331,6 +322,27 @@ def test_run_returns_after_stop_from_another_coroutine(queue_server: TaskQueue) 
         return worker.stopping
 
     assert run(flow, queue_server.server.address)
+
+
+def test_run_stops_gracefully_on_sigterm(queue_server: TaskQueue) -> None:
+    queue_server.add("t1")
+
+    async def flow(client: AsyncOrchestratorClient) -> Any:
+        worker = Worker(client, poll_timeout_ms=100)
+
+        @worker.task("double")
+        async def slow(task: Task) -> dict[str, Any]:
+            os.kill(os.getpid(), signal.SIGTERM)  # while a task runs: it still reports
+            await asyncio.sleep(0.1)
+            return {"ok": True}
+
+        await asyncio.wait_for(worker.run(stop_timeout_s=WAIT_S), WAIT_S)
+        return worker.stats
+
+    before = signal.getsignal(signal.SIGTERM)
+    stats = run(flow, queue_server.server.address)
+    assert stats.completed == 1 and stats.running == 0
+    assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
 
 
 # --------------------------------------------------------------------------------------------
