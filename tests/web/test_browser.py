@@ -138,9 +138,7 @@ def _login(driver: Any, url: str, token: str) -> None:
     driver.get(url + "login")
     driver.find_element(By.NAME, "token").send_keys(token)
     driver.find_element(By.CSS_SELECTOR, "form.login button").click()
-    wait_for(
-        lambda: driver.find_element(By.TAG_NAME, "h1").text == "Cluster", 30, "the cluster page"
-    )
+    wait_for(lambda: _text(driver, "h1") == "Cluster", 30, "the cluster page")
 
 
 def _follower_url(cluster: LocalCluster) -> str:
@@ -154,6 +152,18 @@ def _open_as(cluster: LocalCluster, driver: Any, role: str, wid: str) -> str:
     _login(driver, url, _token(cluster, role))
     driver.get(f"{url}workflows/{wid}")
     return url
+
+
+def _text(driver: Any, css: str) -> str | None:
+    """The text of the first element `css` selects, or None (none yet, or the page is being
+    replaced: a click's navigation may still be under way)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
 
 
 def _status(client: Any, wid: str) -> str:
@@ -212,6 +222,7 @@ def test_a_started_workflow_is_listed_and_drawn(
 
     wait_for(listed, 30, "the workflow in the follower's list")
     driver.find_element(By.LINK_TEXT, wid).click()
+    wait_for(lambda: _text(driver, "svg.graph") is not None, 30, "the workflow's graph")
     nodes = {
         g.get_attribute("data-ref"): g.get_attribute("data-status")
         for g in driver.find_elements(By.CSS_SELECTOR, "svg.graph g.node")
@@ -245,12 +256,20 @@ def test_pause_then_resume_clicked_on_a_follower_take_effect(
 
     wid, _ = started
     _open_as(cluster, driver, "operator", wid)
-    for action, status in (("pause", "PAUSED"), ("resume", "RUNNING")):
+    for action, status, label in (("pause", "PAUSED", "Pause"), ("resume", "RUNNING", "Resume")):
         driver.find_element(By.CSS_SELECTOR, f"button[data-action='{action}']").click()
         wait_for(lambda s=status: _status(client, wid) == s, 30, f"the workflow {status}")  # type: ignore[misc]
-        # The page after the action already shows it (the write's sequence rides a cookie).
-        assert driver.find_element(By.CSS_SELECTOR, "table.summary .badge").text == status
-        assert "accepted by the API" in driver.find_element(By.CSS_SELECTOR, ".note").text
+        note = f"{label}: accepted by the API."
+        wait_for(lambda n=note: _text(driver, ".note") == n, 30, "the page after the action")  # type: ignore[misc]
+        # That page already shows it (the write's sequence rides a cookie to the next read).
+        assert _text(driver, "table.summary .badge") == status
+    # A refused action shows the API's own answer on the page.
+    driver.find_element(By.NAME, "task_reference_name").send_keys("no_such_task")
+    driver.find_element(By.CSS_SELECTOR, "button[data-action='skip']").click()
+    error = wait_for(lambda: _text(driver, ".error"), 30, "the API's refusal on the page")
+    assert re.match(r"^(INVALID_ARGUMENT|NOT_FOUND|FAILED_PRECONDITION)\b", error), error
+    assert "no_such_task" in error
+    assert _status(client, wid) == "RUNNING"
 
 
 def _https(
