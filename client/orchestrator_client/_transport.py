@@ -1,9 +1,10 @@
 """How a call reaches the cluster: attempts, retries, failover, sequence tracking, history.
 
-* A replica that cannot serve answers UNAVAILABLE, possibly naming the leader in trailing
-  metadata; the call follows that hint, else rotates through the configured addresses
-  (see _routing).
-* RESOURCE_EXHAUSTED is backpressure; the call waits the hinted delay (or backs off).
+* A replica that cannot serve answers UNAVAILABLE, possibly naming the leader (the LeaderHint
+  detail, else the x-orchestrator-leader trailer: _details); the call follows that hint, else
+  rotates through the configured addresses (see _routing).
+* RESOURCE_EXHAUSTED is backpressure; the call waits the server's delay (RetryInfo, else the
+  retry-after trailer), or backs off.
 * Each response names the replica's applied sequence number; the highest seen so far goes with
   every later call, so a read after a write sees that write (read-your-writes).
 * The caller gives each logical call one request id, reused on every attempt, so the server
@@ -25,6 +26,16 @@ from google.protobuf.message import Message
 
 from orchestrator_client._channels import ChannelPool
 from orchestrator_client._codec import new_request_id
+from orchestrator_client._details import (
+    LEADER_METADATA_KEY,
+    RETRY_AFTER_METADATA_KEY,
+    ErrorDetails,
+    error_details,
+)
+
+# Re-exported for _streams: one reading of trailer values for the whole client.
+from orchestrator_client._details import _metadata_value as _metadata_value
+from orchestrator_client._details import _parse_int as _parse_int
 from orchestrator_client._routing import Route, Router, parse_addresses
 from orchestrator_client._rpc import Rpc, rpc_of
 from orchestrator_client.errors import (
@@ -50,8 +61,6 @@ __all__ = [
 
 _log = logging.getLogger("orchestrator_client")
 
-LEADER_METADATA_KEY: Final = "x-orchestrator-leader"
-RETRY_AFTER_METADATA_KEY: Final = "x-orchestrator-retry-after-ms"
 SEQ_METADATA_KEY: Final = "x-orchestrator-seq"
 MIN_SEQ_METADATA_KEY: Final = "x-orchestrator-min-seq"
 
@@ -69,6 +78,7 @@ _RETRYABLE_CODES: Final = frozenset(
 )
 _STATUS_BY_NUMBER: Final = {c.value[0]: c for c in grpc.StatusCode}
 
+_NO_DETAILS: Final = ErrorDetails()
 _BACKOFF_INITIAL_S: Final = 0.05
 _BACKOFF_MAX_S: Final = 1.0
 # UNAVAILABLE is mostly an election (0.3-0.6 s with pre-vote): a longer pause outlasts it.
@@ -92,26 +102,6 @@ def _is_retryable(code: grpc.StatusCode, details: str) -> bool:
     return code in _RETRYABLE_CODES
 
 
-def _metadata_value(metadata: Iterable[tuple[str, str | bytes]] | None, key: str) -> str | None:
-    if not metadata:
-        return None
-    found: str | None = None
-    for k, v in metadata:
-        if k.lower() == key:
-            # The last value wins, as with a repeated HTTP header.
-            found = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
-    return found
-
-
-def _parse_int(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
-
-
 def _normalize_metadata(metadata: MetadataLike | None) -> tuple[tuple[str, str], ...]:
     if metadata is None:
         return ()
@@ -126,13 +116,14 @@ def _normalize_metadata(metadata: MetadataLike | None) -> tuple[tuple[str, str],
     return tuple(out)
 
 
-def _retry_delay(code: grpc.StatusCode, trailers: _Trailers, backoff: float) -> tuple[float, float]:
+def _retry_delay(
+    code: grpc.StatusCode, retry_delay: float | None, backoff: float
+) -> tuple[float, float]:
     """(pause before the next attempt, the backoff after it) when no hint is followed."""
-    retry_after_ms = _parse_int(_metadata_value(trailers, RETRY_AFTER_METADATA_KEY))
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after_ms is not None:
-        # Honour the server's hint, with a little jitter so a crowd of throttled clients does
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and retry_delay is not None:
+        # Honour the server's delay, with a little jitter so a crowd of throttled clients does
         # not come back in lockstep.
-        return max(0.0, retry_after_ms / 1000.0) * random.uniform(1.0, 1.2), backoff
+        return retry_delay * random.uniform(1.0, 1.2), backoff
     cap = _UNAVAILABLE_BACKOFF_MAX_S if code == grpc.StatusCode.UNAVAILABLE else _BACKOFF_MAX_S
     return random.uniform(backoff / 2.0, backoff), min(backoff * 2.0, cap)
 
@@ -213,6 +204,7 @@ class Attempts:
             OrchestratorError: The call is over (a definite answer, or no budget left).
         """
         closed = code == grpc.StatusCode.CANCELLED and self._closed.is_set()
+        info = error_details(trailers)
         make: Callable[..., OrchestratorError]
         if closed or not _is_retryable(code, details):
             # The replica answered, so it is healthy: keep routing to it.
@@ -227,18 +219,17 @@ class Attempts:
                 code.name,
                 details,
             )
-            hint = _metadata_value(trailers, LEADER_METADATA_KEY)
-            next_address, hinted = self.route.next_address(hint)
+            next_address, hinted = self.route.next_address(info.leader)
             delay = 0.0
             if not hinted:
-                delay, self._backoff = _retry_delay(code, trailers, self._backoff)
+                delay, self._backoff = _retry_delay(code, info.retry_delay, self._backoff)
             remaining = self._retry_deadline - time.monotonic() - delay
             if next_address is not None and remaining >= _MIN_ATTEMPT_S:
                 self._pending = (next_address, min(self._attempt_timeout, remaining))
                 return delay
             exhausted = code == grpc.StatusCode.RESOURCE_EXHAUSTED
             make = ResourceExhaustedError if exhausted else UnavailableError
-        raise self._error(make, code, details)
+        raise self._error(make, code, details, info)
 
     def closed_during_retries(self) -> OrchestratorError:
         """The error of a call whose client was closed while it waited to retry."""
@@ -247,7 +238,11 @@ class Attempts:
         )
 
     def _error(
-        self, make: Callable[..., OrchestratorError], code: grpc.StatusCode, details: str
+        self,
+        make: Callable[..., OrchestratorError],
+        code: grpc.StatusCode,
+        details: str,
+        info: ErrorDetails = _NO_DETAILS,
     ) -> OrchestratorError:
         return make(
             code,
@@ -256,6 +251,7 @@ class Attempts:
             request_id=self._request_id,
             attempts=self._attempts,
             address=self._address,
+            **info._asdict(),
         )
 
 

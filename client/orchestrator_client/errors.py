@@ -2,7 +2,9 @@
 
 Every error the server reports becomes an :class:`OrchestratorError` carrying the gRPC status
 code and details, so callers can catch one base class, or the subclass for the one condition
-they care about (a missing workflow, a lost lease, an unreachable cluster).
+they care about (a missing workflow, a lost lease, an unreachable cluster). The server's
+structured details add why (``reason``, e.g. ``"POSSIBLY_STALE_READ"``), when to retry
+(``retry_delay``) and where (``leader``): protos/orchestrator/v1/errors.proto lists the reasons.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class OrchestratorError(Exception):
         request_id: The request id of the logical call; empty if unknown.
         attempts: How many attempts were made.
         address: The replica address of the last attempt; empty if unknown.
+        reason: The server's reason (ErrorInfo), e.g. ``"NOT_FOUND"`` or
+            ``"POSSIBLY_STALE_READ"``; None when it gave none (or the error is the client's).
+        retry_delay: The pause in seconds the server suggested before a retry; None if none.
+        leader: The leader's address the server named; None if it named none.
     """
 
     def __init__(
@@ -59,6 +65,9 @@ class OrchestratorError(Exception):
         request_id: str = "",
         attempts: int = 1,
         address: str = "",
+        reason: str | None = None,
+        retry_delay: float | None = None,
+        leader: str | None = None,
     ) -> None:
         """Builds the error; see the class docstring for the attributes.
 
@@ -69,6 +78,9 @@ class OrchestratorError(Exception):
             request_id: The request id of the logical call.
             attempts: How many attempts were made.
             address: The replica address of the last attempt.
+            reason: The server's reason for the error.
+            retry_delay: The pause in seconds the server suggested before a retry.
+            leader: The leader's address the server named.
         """
         self.code = code
         self.details = details
@@ -76,6 +88,9 @@ class OrchestratorError(Exception):
         self.request_id = request_id
         self.attempts = attempts
         self.address = address
+        self.reason = reason
+        self.retry_delay = retry_delay
+        self.leader = leader
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -105,6 +120,9 @@ class OrchestratorError(Exception):
                 self.request_id,
                 self.attempts,
                 self.address,
+                self.reason,
+                self.retry_delay,
+                self.leader,
             ),
         )
 
@@ -117,8 +135,21 @@ def _rebuild(
     request_id: str,
     attempts: int,
     address: str,
+    reason: str | None = None,
+    retry_delay: float | None = None,
+    leader: str | None = None,
 ) -> OrchestratorError:
-    return cls(code, details, op=op, request_id=request_id, attempts=attempts, address=address)
+    return cls(
+        code,
+        details,
+        op=op,
+        request_id=request_id,
+        attempts=attempts,
+        address=address,
+        reason=reason,
+        retry_delay=retry_delay,
+        leader=leader,
+    )
 
 
 class NotFoundError(OrchestratorError):
@@ -185,6 +216,9 @@ def error_for_status(
     request_id: str = "",
     attempts: int = 1,
     address: str = "",
+    reason: str | None = None,
+    retry_delay: float | None = None,
+    leader: str | None = None,
 ) -> OrchestratorError:
     """Builds the exception subclass that matches a gRPC status code.
 
@@ -195,9 +229,22 @@ def error_for_status(
         request_id: The request id of the logical call.
         attempts: How many attempts were made.
         address: The replica address of the last attempt.
+        reason: The server's reason for the error.
+        retry_delay: The pause in seconds the server suggested before a retry.
+        leader: The leader's address the server named.
 
     Returns:
         An instance of the most specific :class:`OrchestratorError` subclass for ``code``.
     """
     cls = _BY_CODE.get(code, OrchestratorError)
-    return cls(code, details, op=op, request_id=request_id, attempts=attempts, address=address)
+    return cls(
+        code,
+        details,
+        op=op,
+        request_id=request_id,
+        attempts=attempts,
+        address=address,
+        reason=reason,
+        retry_delay=retry_delay,
+        leader=leader,
+    )
