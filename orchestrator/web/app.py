@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from orchestrator_client.v1 import workflows_pb2
+
 from .gateway import ACTIONS, ApiError, Gateway
 from .render import (
     Page,
@@ -165,7 +167,7 @@ class UiApp:
         def can(rpc: str) -> bool:
             return not self.secure or self.may(s.role, rpc)
 
-        return Page(self.node_id, s.user, s.role, s.csrf, can, self.secure)
+        return Page(self.node_id, s.user, s.role, s.csrf, can)
 
     # Dispatch.
 
@@ -221,8 +223,6 @@ class UiApp:
 
     def _workflows(self, p: Page, query: dict[str, str], s: Session) -> Response:
         filters = {k: query[k] for k in ("name", "status", "correlation", "text") if query.get(k)}
-        from orchestrator_client.v1 import workflows_pb2
-
         statuses = []
         if filters.get("status"):
             try:
@@ -248,7 +248,7 @@ class UiApp:
             if exc.code == "UNAUTHENTICATED":
                 raise
             return html(workflows_page(p, filters, None, str(exc)), HTTP_STATUS.get(exc.code, 502))
-        return html(workflows_page(p, filters, result))
+        return html(workflows_page(p, filters, result, paged=bool(query.get("page"))))
 
     def _workflow(
         self, p: Page, workflow_id: str, s: Session, *, error: str = "", note: str = ""

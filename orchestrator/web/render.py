@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from orchestrator_client.v1 import workflows_pb2
+
 from . import graph
 
 # A JSON document shown in a table cell or a page is cut to this many characters.
@@ -52,7 +54,6 @@ class Page:
     role: str
     csrf: str
     can: Callable[[str], bool]  # may this user call WorkflowService.<rpc>? (buttons only)
-    logins: bool = True
 
 
 def layout(page: Page, title: str, body: str, *, error: str = "", note: str = "") -> str:
@@ -151,7 +152,9 @@ def cluster_page(page: Page, status: Any) -> str:
     return layout(page, "Cluster", body)
 
 
-def workflows_page(page: Page, filters: dict[str, str], result: Any, error: str = "") -> str:
+def workflows_page(
+    page: Page, filters: dict[str, str], result: Any, error: str = "", paged: bool = False
+) -> str:
     options = "".join(
         f'<option value="{s}"{" selected" if filters.get("status") == s else ""}>{s}</option>'
         for s in WORKFLOW_STATUSES
@@ -169,15 +172,20 @@ def workflows_page(page: Page, filters: dict[str, str], result: Any, error: str 
     rows = "".join(
         f'<tr><td><a href="/workflows/{q(w.workflow_id)}">{e(w.workflow_id)}</a></td>'
         f"<td>{e(w.workflow_name)}</td><td>{w.workflow_version}</td>"
-        f"<td>{status_badge(_status(w.status))}</td><td>{e(w.correlation_id)}</td>"
+        f"<td>{status_badge(workflow_status(w.status))}</td><td>{e(w.correlation_id)}</td>"
         f"<td>{e(when(w.create_time_ms))}</td><td>{e(when(w.end_time_ms))}</td></tr>"
         for w in result.workflows
     )
     more = "+" if result.total_at_least else ""
     paging = f"<p>{result.total_count}{more} found.</p>"
+    links = []
+    if paged:
+        links.append(f'<a href="/workflows?{e(urlencode(filters))}" class="first">First page</a>')
     if result.next_page_token:
         nxt = urlencode({**filters, "page": result.next_page_token})
-        paging += f'<p><a href="/workflows?{e(nxt)}" class="next">Next page</a></p>'
+        links.append(f'<a href="/workflows?{e(nxt)}" class="next">Next page</a>')
+    if links:
+        paging += f"<p>{' · '.join(links)}</p>"
     table = (
         '<table class="workflows"><thead><tr><th>Id</th><th>Name</th><th>Version</th>'
         "<th>Status</th><th>Correlation id</th><th>Created (UTC)</th><th>Ended</th></tr></thead>"
@@ -186,20 +194,12 @@ def workflows_page(page: Page, filters: dict[str, str], result: Any, error: str 
     return layout(page, "Workflows", form + paging + table + paging, error=error)
 
 
-def _status(value: int) -> str:
-    from orchestrator_client.v1 import workflows_pb2
-
+def workflow_status(value: int) -> str:
     return str(workflows_pb2.WorkflowStatus.Name(value)).removeprefix("WORKFLOW_STATUS_")
 
 
 def task_status(value: int) -> str:
-    from orchestrator_client.v1 import workflows_pb2
-
     return str(workflows_pb2.TaskStatus.Name(value)).removeprefix("TASK_STATUS_")
-
-
-def workflow_status(value: int) -> str:
-    return _status(value)
 
 
 def definitions_page(page: Page, workflow_defs: list[Any], task_defs: list[str]) -> str:

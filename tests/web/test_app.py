@@ -237,6 +237,11 @@ def test_hostile_names_and_data_are_escaped_everywhere() -> None:
     # The search's next-page link carries the opaque token encoded, the filters escaped.
     body = get(app, "/workflows?name=%3Cb%3E", cookie).body.decode()
     assert 'value="&lt;b&gt;"' in body and "page=tok%26x%3D1" in body
+    assert "First page" not in body
+    assert (
+        'href="/workflows?name=%3Cb%3E" class="first"'
+        in get(app, "/workflows?name=%3Cb%3E&page=p2", cookie).body.decode()
+    )
 
 
 def test_an_admin_sees_buttons_a_reader_none() -> None:
