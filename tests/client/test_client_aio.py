@@ -361,20 +361,25 @@ def test_an_exhausted_budget_raises_unavailable(make_server: Callable[[], FakeSe
 # Failover on a real cluster
 
 
+def leader_first(cluster: Any, task_def: Any, workflow: Any) -> tuple[str, list[str]]:
+    """Waits for a healthy cluster and registers the definitions; the leader, and every address
+    with the leader's first (calls must find the next leader once it is killed)."""
+    cluster.wait_healthy(timeout_s=60)
+    with cluster.client(retry_budget_s=30) as c:
+        c.register_task_defs([task_def])
+        c.register_workflow_def(workflow)
+    leader = wait_for(cluster.leader, 30, "a leader")
+    leader_addr = cluster.replicas[leader].grpc
+    return leader, [leader_addr] + [a for a in cluster.addresses if a != leader_addr]
+
+
 @pytest.mark.cluster
 def test_calls_succeed_across_a_leader_kill(tmp_path: Any) -> None:
     cluster = make_cluster(tmp_path, insecure=True)
     cluster.start_all()
     history = History()
     try:
-        cluster.wait_healthy(timeout_s=60)
-        with cluster.client(retry_budget_s=30) as c:
-            c.register_task_defs([TASK_DEF])
-            c.register_workflow_def(WORKFLOW)
-        leader = wait_for(cluster.leader, 30, "a leader")
-        leader_addr = cluster.replicas[leader].grpc
-        # The dead leader first: every call must find its way to the new one.
-        addresses = [leader_addr] + [a for a in cluster.addresses if a != leader_addr]
+        leader, addresses = leader_first(cluster, TASK_DEF, WORKFLOW)
 
         async def flow(client: AsyncOrchestratorClient) -> list[str]:
             wids = [await client.start_workflow("aio_flow", {"k": 0})]

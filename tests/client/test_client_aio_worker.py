@@ -21,7 +21,7 @@ from orchestrator_client import OrchestratorClient
 from orchestrator_client.aio import AsyncOrchestratorClient, AsyncTaskContext, Task, Worker
 from orchestrator_client.v1.tasks_pb2 import CompleteTasksResponse, ItemStatus
 
-from tests.client.test_client_aio import run
+from tests.client.test_client_aio import leader_first, run
 from tests.client.test_client_unit import WAIT_S, FakeServer, TaskQueue, fail
 from tests.cluster_support import History, make_cluster, wait_for
 from tests.fakes import fake_server
@@ -356,14 +356,7 @@ def test_the_worker_completes_every_workflow_across_a_leader_kill(tmp_path: Any)
     history = History()
     ran = collections.Counter[str]()
     try:
-        cluster.wait_healthy(timeout_s=60)
-        with cluster.client(retry_budget_s=30) as c:
-            c.register_task_defs([TASK_DEF])
-            c.register_workflow_def(WORKFLOW)
-        leader = wait_for(cluster.leader, 30, "a leader")
-        leader_addr = cluster.replicas[leader].grpc
-        # The leader first: the worker's and the starter's calls must find the next one.
-        addresses = [leader_addr] + [a for a in cluster.addresses if a != leader_addr]
+        leader, addresses = leader_first(cluster, TASK_DEF, WORKFLOW)
         access = cluster.access()
 
         async def flow(client: AsyncOrchestratorClient) -> list[Any]:
