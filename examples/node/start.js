@@ -4,7 +4,8 @@
 // protos/orchestrator/v1/), across replica failures.
 //
 //   node start.js --addresses host:port,host:port [--count 10] [--name node_echo_flow]
-//                 [--task-type node_echo] [--interval-ms 0] [--timeout-s 120] [--ca ca.pem]
+//                 [--task-type node_echo] [--interval-ms 0] [--timeout-s 120] [--lease-s 60]
+//                 [--ca ca.pem]
 //   (token: ORCHESTRATOR_TOKEN; registering needs the admin role, starting operator or admin)
 //
 // stdout, one JSON line each: {"registered": name} or {"already_registered": name};
@@ -25,6 +26,7 @@ const args = parseArgs(process.argv.slice(2), {
   taskType: "node_echo",
   intervalMs: 0,
   timeoutS: 120,
+  leaseS: 60,
 });
 const client = clientFromArgs(args);
 const TERMINAL = ["COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT", "COMPENSATED"];
@@ -53,8 +55,9 @@ function definition() {
 }
 
 async function register() {
-  // A lease of 60 s: a task whose worker died comes back to another one after a minute.
-  const taskDef = { name: args.taskType, retryCount: 2, responseTimeoutSeconds: 60 };
+  // The lease (60 s by default): a task whose worker died comes back to another one after it;
+  // a worker that is still busy extends it by heartbeats.
+  const taskDef = { name: args.taskType, retryCount: 2, responseTimeoutSeconds: args.leaseS };
   await client.call("DefinitionService", "RegisterTaskDefs", {
     task_def_json: [JSON.stringify(taskDef)],
   });
