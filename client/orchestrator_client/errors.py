@@ -237,14 +237,6 @@ def error_for_status(
         An instance of the most specific :class:`OrchestratorError` subclass for ``code``.
     """
     cls = _BY_CODE.get(code, OrchestratorError)
-    return cls(
-        code,
-        details,
-        op=op,
-        request_id=request_id,
-        attempts=attempts,
-        address=address,
-        reason=reason,
-        retry_delay=retry_delay,
-        leader=leader,
+    return _rebuild(
+        cls, code, details, op, request_id, attempts, address, reason, retry_delay, leader
     )

@@ -32,8 +32,10 @@ from orchestrator.core import limits
 from orchestrator.core.errors import Code
 from orchestrator.replication.api import MembershipIncomplete, NotLeader, OutcomeUnknown, Overloaded
 from orchestrator.server import ReplicaServer
+from tests.api.test_api_admission import _Aborted, _Context, _Details
 from tests.cluster_support import api_stubs, wait_for
 from tests.fakes import fake_server
+from tests.replication.test_prevote import _FailedForward
 from tests.security.security_support import secure_fake
 
 FLOW = "details_flow"
@@ -285,29 +287,6 @@ def test_a_not_found_with_a_sequence_is_not_second_guessed(stubs: Any, follower:
 # ---- the interceptors: overload and authentication
 
 
-class _Context:
-    def __init__(self) -> None:
-        self.trailers: tuple[tuple[str, Any], ...] = ()
-
-    def set_trailing_metadata(self, trailers: tuple[tuple[str, Any], ...]) -> None:
-        self.trailers = trailers
-
-    def abort(self, code: grpc.StatusCode, details: str) -> None:
-        raise _Aborted(code, details)
-
-
-class _Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
-
-
-class _CallDetails:
-    method = "/orchestrator.v1.WorkflowService/GetWorkflow"
-    invocation_metadata = ()
-
-
 def test_an_overloaded_replica_says_overloaded_with_its_retry_delay() -> None:
     settings = AdmissionSettings(
         max_in_flight=1, max_long_polls=1, max_status_calls=1, retry_after_ms=70
@@ -315,7 +294,8 @@ def test_an_overloaded_replica_says_overloaded_with_its_retry_delay() -> None:
     gate = admission.Admission(settings)
     assert gate.calls.acquire()
     handler = gate.intercept_service(
-        lambda _: grpc.unary_unary_rpc_method_handler(lambda req, ctx: "ok"), _CallDetails()
+        lambda _: grpc.unary_unary_rpc_method_handler(lambda req, ctx: "ok"),
+        _Details("/orchestrator.v1.WorkflowService/GetWorkflow"),
     )
     ctx = _Context()
     with pytest.raises(_Aborted) as info:
@@ -398,20 +378,6 @@ def test_each_reason_and_its_companions() -> None:
     )
     precondition = errors.rejection(Code.FAILED_PRECONDITION, "the lease was lost")
     assert _details(precondition).reason == "FAILED_PRECONDITION"
-
-
-class _FailedForward(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, details: str, trailers: Any = ()) -> None:
-        self._code, self._details, self._trailers = code, details, trailers
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> Any:
-        return self._trailers
 
 
 def test_a_forwarded_failure_relays_the_leaders_details() -> None:
