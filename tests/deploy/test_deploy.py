@@ -120,6 +120,7 @@ def test_kubernetes_statefulset_matches_the_cluster_config(
         assert r.raft == f"{pod}.{spec['serviceName']}:{ports['raft']}"
     assert {p["port"] for p in headless["ports"]} == {ports["grpc"], ports["raft"]}
     assert cfg.bind_host == "0.0.0.0" and cfg.health_port == ports["health"]
+    assert cfg.ui_port == ports["ui"] and cfg.metrics_port == ports["metrics"]
 
     # The node id is the pod's name; the config is where --config points.
     env = {e["name"]: e for e in container["env"]}
@@ -226,11 +227,11 @@ def test_compose_runs_the_configs_three_replicas(
         )
         assert mounts["/etc/orchestrator/secrets"] == "secrets"
         assert svc["depends_on"]["secrets"]["condition"] == "service_completed_successfully"
-        (port,) = svc["ports"]
-        host_port, container_port = port.split(":")
-        assert int(container_port) == _port(r.grpc)
-        published.add(host_port)
-    assert len(published) == 3
+        # The gRPC port, and the web UI's (HTTPS with the same certificate).
+        ports = dict(reversed(p.split(":")) for p in svc["ports"])
+        assert set(ports) == {str(_port(r.grpc)), str(cfg.ui_port)}
+        published.update(ports.values())
+    assert len(published) == 6
     assert cfg.bind_host == "0.0.0.0" and cfg.health_port
     # The secrets service writes where the replicas' config looks.
     assert cfg.tls is not None
@@ -259,6 +260,7 @@ def test_dockerfile_copies_what_exists_and_exposes_the_configured_ports(
         _port(cfg.replicas[0].raft),
         cfg.health_port,
         cfg.metrics_port,
+        cfg.ui_port,
     }
     assert f"127.0.0.1:{cfg.health_port}" in text  # the HEALTHCHECK asks the health port
     assert re.search(r"^ENTRYPOINT \[\"orchestrator\"\]$", text, re.M)
