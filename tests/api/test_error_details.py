@@ -226,6 +226,21 @@ def test_an_expired_offset_names_the_oldest_kept(
     assert got.metadata == {"oldest_offset": str(offsets[2])}
 
 
+def test_a_stream_ended_by_shutdown_says_shutting_down(tmp_path: Any) -> None:
+    with fake_server(tmp_path) as srv:
+        channel = grpc.insecure_channel(srv.grpc_addr)
+        stream = events_pb2_grpc.SubscriptionServiceStub(channel).SubscribeEvents(
+            epb.SubscribeEventsRequest(from_offset=10**9)
+        )
+        assert SEQ_KEY in dict(stream.initial_metadata())  # open: the stream is being served
+        srv.stop(grace_s=5.0)
+        with pytest.raises(grpc.RpcError) as info:
+            list(stream)
+        channel.close()
+    assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert decoded(info.value).reason == "SHUTTING_DOWN"
+
+
 # ---- a replica that cannot serve
 
 
