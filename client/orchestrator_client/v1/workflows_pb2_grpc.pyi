@@ -46,16 +46,19 @@ class WorkflowServiceStub:
     caller's deadline) and relays the leader's answer, details and trailers included.
 
     READS. An RPC marked "read" is answered by the replica called, from its applied state, once
-    it has heard from a leader (or, leading, a majority) recently, has applied what that leader
-    had committed, and has applied the sequence number the caller sends as the request header
-    `x-orchestrator-min-seq` (it waits up to 2 s for each; else UNAVAILABLE REPLICA_BEHIND). A
-    follower that would answer NOT_FOUND to a read without that header asks the leader first;
-    when it cannot reach it, the answer is NOT_FOUND with reason POSSIBLY_STALE_READ.
+    it has heard from a leader (or, leading, a majority) recently and has applied both what that
+    leader had committed and the sequence number the caller sends as the request header
+    `x-orchestrator-min-seq` (waiting up to 2 s for each); otherwise UNAVAILABLE REPLICA_BEHIND.
+    A follower that would answer NOT_FOUND to a read without that header asks the leader first;
+    when it cannot, the answer is NOT_FOUND with reason POSSIBLY_STALE_READ. The status RPCs
+    (ClusterService's GetClusterStatus, GetReplicaStatus) answer from local status, unchecked.
 
     SEQUENCE NUMBERS. Every unary response, OK or error, carries the trailer `x-orchestrator-seq`:
     for a write, the sequence at which it was applied; otherwise the answering replica's applied
-    sequence. A client keeps the highest it has seen and sends it as `x-orchestrator-min-seq` on
-    every read: it then reads its own writes on any replica. Streams send it as initial metadata.
+    sequence (not sent: refusals by authentication or admission, which answer before the replica
+    is asked, and statuses gRPC makes itself). A client keeps the highest it has seen and sends
+    it as `x-orchestrator-min-seq` on every read: it then reads its own writes on any replica.
+    Streams send it as initial metadata.
 
     ERRORS. A non-OK status from a replica carries a google.rpc.Status in the
     `grpc-status-details-bin` trailer: an ErrorInfo (domain "orchestrator.v1", a reason listed in
@@ -206,16 +209,19 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     caller's deadline) and relays the leader's answer, details and trailers included.
 
     READS. An RPC marked "read" is answered by the replica called, from its applied state, once
-    it has heard from a leader (or, leading, a majority) recently, has applied what that leader
-    had committed, and has applied the sequence number the caller sends as the request header
-    `x-orchestrator-min-seq` (it waits up to 2 s for each; else UNAVAILABLE REPLICA_BEHIND). A
-    follower that would answer NOT_FOUND to a read without that header asks the leader first;
-    when it cannot reach it, the answer is NOT_FOUND with reason POSSIBLY_STALE_READ.
+    it has heard from a leader (or, leading, a majority) recently and has applied both what that
+    leader had committed and the sequence number the caller sends as the request header
+    `x-orchestrator-min-seq` (waiting up to 2 s for each); otherwise UNAVAILABLE REPLICA_BEHIND.
+    A follower that would answer NOT_FOUND to a read without that header asks the leader first;
+    when it cannot, the answer is NOT_FOUND with reason POSSIBLY_STALE_READ. The status RPCs
+    (ClusterService's GetClusterStatus, GetReplicaStatus) answer from local status, unchecked.
 
     SEQUENCE NUMBERS. Every unary response, OK or error, carries the trailer `x-orchestrator-seq`:
     for a write, the sequence at which it was applied; otherwise the answering replica's applied
-    sequence. A client keeps the highest it has seen and sends it as `x-orchestrator-min-seq` on
-    every read: it then reads its own writes on any replica. Streams send it as initial metadata.
+    sequence (not sent: refusals by authentication or admission, which answer before the replica
+    is asked, and statuses gRPC makes itself). A client keeps the highest it has seen and sends
+    it as `x-orchestrator-min-seq` on every read: it then reads its own writes on any replica.
+    Streams send it as initial metadata.
 
     ERRORS. A non-OK status from a replica carries a google.rpc.Status in the
     `grpc-status-details-bin` trailer: an ErrorInfo (domain "orchestrator.v1", a reason listed in
@@ -362,16 +368,19 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
     caller's deadline) and relays the leader's answer, details and trailers included.
 
     READS. An RPC marked "read" is answered by the replica called, from its applied state, once
-    it has heard from a leader (or, leading, a majority) recently, has applied what that leader
-    had committed, and has applied the sequence number the caller sends as the request header
-    `x-orchestrator-min-seq` (it waits up to 2 s for each; else UNAVAILABLE REPLICA_BEHIND). A
-    follower that would answer NOT_FOUND to a read without that header asks the leader first;
-    when it cannot reach it, the answer is NOT_FOUND with reason POSSIBLY_STALE_READ.
+    it has heard from a leader (or, leading, a majority) recently and has applied both what that
+    leader had committed and the sequence number the caller sends as the request header
+    `x-orchestrator-min-seq` (waiting up to 2 s for each); otherwise UNAVAILABLE REPLICA_BEHIND.
+    A follower that would answer NOT_FOUND to a read without that header asks the leader first;
+    when it cannot, the answer is NOT_FOUND with reason POSSIBLY_STALE_READ. The status RPCs
+    (ClusterService's GetClusterStatus, GetReplicaStatus) answer from local status, unchecked.
 
     SEQUENCE NUMBERS. Every unary response, OK or error, carries the trailer `x-orchestrator-seq`:
     for a write, the sequence at which it was applied; otherwise the answering replica's applied
-    sequence. A client keeps the highest it has seen and sends it as `x-orchestrator-min-seq` on
-    every read: it then reads its own writes on any replica. Streams send it as initial metadata.
+    sequence (not sent: refusals by authentication or admission, which answer before the replica
+    is asked, and statuses gRPC makes itself). A client keeps the highest it has seen and sends
+    it as `x-orchestrator-min-seq` on every read: it then reads its own writes on any replica.
+    Streams send it as initial metadata.
 
     ERRORS. A non-OK status from a replica carries a google.rpc.Status in the
     `grpc-status-details-bin` trailer: an ErrorInfo (domain "orchestrator.v1", a reason listed in
