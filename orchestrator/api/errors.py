@@ -252,6 +252,7 @@ def behind(message: str, leader: Leader | None, applied_seq: int, min_seq: int =
     return ApiError(
         grpc.StatusCode.UNAVAILABLE,
         message,
+        ((SEQ_KEY, str(applied_seq)),),  # the trailer says what the metadata says
         reason="REPLICA_BEHIND",
         leader=leader,
         retry_ms=RETRY_SHORTLY_MS,
@@ -275,6 +276,7 @@ def possibly_stale(message: str, applied_seq: int) -> ApiError:
         grpc.StatusCode.NOT_FOUND,
         f"{message} on this replica (a follower at sequence {applied_seq}), which could not "
         "confirm with the leader: it may exist; retry, or send x-orchestrator-min-seq",
+        ((SEQ_KEY, str(applied_seq)),),
         reason="POSSIBLY_STALE_READ",
         info={"applied_seq": str(applied_seq)},
     )
