@@ -39,6 +39,7 @@ from orchestrator_client._details import _parse_int as _parse_int
 from orchestrator_client._routing import Route, Router, parse_addresses
 from orchestrator_client._rpc import Rpc, rpc_of
 from orchestrator_client.errors import (
+    LIMIT_EXCEEDED,
     OrchestratorError,
     ResourceExhaustedError,
     UnavailableError,
@@ -95,9 +96,12 @@ _RespT = TypeVar("_RespT", bound=Message)
 _Trailers = tuple[tuple[str, str | bytes], ...]
 
 
-def _is_retryable(code: grpc.StatusCode, details: str) -> bool:
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
-        # grpc's own message-size limit, not backpressure: every retry would fail the same way.
+def _is_retryable(code: grpc.StatusCode, details: str, reason: str | None = None) -> bool:
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and (
+        "larger than max" in details or reason == LIMIT_EXCEEDED
+    ):
+        # grpc's own message-size limit, or a limit of the replicated state, not backpressure:
+        # every retry would fail the same way.
         return False
     return code in _RETRYABLE_CODES
 
@@ -206,7 +210,7 @@ class Attempts:
         closed = code == grpc.StatusCode.CANCELLED and self._closed.is_set()
         info = error_details(trailers)
         make: Callable[..., OrchestratorError]
-        if closed or not _is_retryable(code, details):
+        if closed or not _is_retryable(code, details, info.reason):
             # The replica answered, so it is healthy: keep routing to it.
             self.route.answered()
             make = error_for_status

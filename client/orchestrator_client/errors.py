@@ -40,6 +40,11 @@ _DEFINITE_CODES = frozenset(
 )
 
 
+# The reason of a RESOURCE_EXHAUSTED that is a limit of the replicated state (e.g. the number of
+# consumer groups), decided by the server: final and definite, unlike backpressure.
+LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+
+
 class OrchestratorError(Exception):
     """An RPC to the orchestrator failed.
 
@@ -105,7 +110,7 @@ class OrchestratorError(Exception):
             False when the server gave a definite answer that nothing was applied (or replayed
             the definite outcome of an earlier attempt); True otherwise.
         """
-        return self.code not in _DEFINITE_CODES
+        return self.code not in _DEFINITE_CODES and self.reason != LIMIT_EXCEEDED
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only constructor arguments defeat the default pickling of exceptions, which
@@ -236,7 +241,7 @@ def error_for_status(
     Returns:
         An instance of the most specific :class:`OrchestratorError` subclass for ``code``.
     """
-    cls = _BY_CODE.get(code, OrchestratorError)
+    cls = OrchestratorError if reason == LIMIT_EXCEEDED else _BY_CODE.get(code, OrchestratorError)
     return _rebuild(
         cls, code, details, op, request_id, attempts, address, reason, retry_delay, leader
     )

@@ -193,6 +193,21 @@ def test_backpressure_waits_the_retry_info_delay(servers: Callable[[], FakeServe
     assert (info.value.reason, info.value.retry_delay) == ("OVERLOADED", 0.3)
 
 
+def test_a_limit_of_the_state_is_final_and_definite(servers: Callable[[], FakeServer]) -> None:
+    replica = servers()
+    # Any RPC may meet a limit (a consumer group's Ack does); the client does not decide which.
+    replica.on(
+        "StartWorkflow",
+        failing_with(grpc.StatusCode.RESOURCE_EXHAUSTED, "at most N of them", "LIMIT_EXCEEDED"),
+    )
+    client = OrchestratorClient([replica.address], retry_budget_s=5)
+    with client, pytest.raises(OrchestratorError) as info:
+        client.start_workflow("order")
+    assert len(replica.calls_of("StartWorkflow")) == 1  # not retried
+    assert type(info.value) is OrchestratorError  # not "the budget ran out"
+    assert info.value.reason == "LIMIT_EXCEEDED" and not info.value.outcome_unknown
+
+
 def test_the_asyncio_client_follows_the_hint_and_names_the_reason(
     servers: Callable[[], FakeServer],
 ) -> None:
