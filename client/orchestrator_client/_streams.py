@@ -27,6 +27,7 @@ import grpc
 from google.protobuf.message import Message
 
 from orchestrator_client._codec import new_request_id
+from orchestrator_client._details import error_details
 from orchestrator_client._events import event_dict
 from orchestrator_client._rpc import rpc_of
 from orchestrator_client._transport import (
@@ -64,9 +65,14 @@ class StreamGapError(OrchestratorError):
     bound before they were delivered. ``oldest_offset`` is the oldest kept: subscribe again
     with ``from_offset=oldest_offset`` to skip the gap knowingly."""
 
-    def __init__(self, code: grpc.StatusCode, details: str, oldest_offset: int) -> None:
-        super().__init__(code, details, op="Subscribe")
+    def __init__(
+        self, code: grpc.StatusCode, details: str, oldest_offset: int, reason: str | None = None
+    ) -> None:
+        super().__init__(code, details, op="Subscribe", reason=reason)
         self.oldest_offset = oldest_offset
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.code, self.details, self.oldest_offset, self.reason))
 
 
 class Delivery(dict[str, Any]):
@@ -207,14 +213,16 @@ class Subscription(Iterator[Delivery]):
         if self._closed.is_set() or self._transport.closed.is_set():
             self._closed.set()
             return
-        if code == grpc.StatusCode.OUT_OF_RANGE and isinstance(err, grpc.Call):
-            oldest = _parse_int(
-                _metadata_value(err.trailing_metadata(), OLDEST_OFFSET_METADATA_KEY)
-            )
+        trailers = err.trailing_metadata() if isinstance(err, grpc.Call) else None
+        info = error_details(trailers)
+        if code == grpc.StatusCode.OUT_OF_RANGE:
+            oldest = _parse_int(_metadata_value(trailers, OLDEST_OFFSET_METADATA_KEY))
             if oldest is not None:
-                raise StreamGapError(code, details, oldest) from None
+                raise StreamGapError(code, details, oldest, info.reason) from None
         if code not in _REOPEN_CODES:
-            raise error_for_status(code, details, op=self._rpc.name) from None
+            raise error_for_status(
+                code, details, op=self._rpc.name, reason=info.reason, leader=info.leader
+            ) from None
         self._reopen(code, details)
 
     def _reopen(self, code: grpc.StatusCode, details: str) -> None:

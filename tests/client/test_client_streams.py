@@ -4,6 +4,7 @@ its handler fails), a dead address in the list, and the retention gap."""
 
 from __future__ import annotations
 
+import pickle
 import socket
 import threading
 import time
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from orchestrator_client import Delivery, OrchestratorClient, StreamGapError
+from orchestrator_client import Delivery, OrchestratorClient, OrchestratorError, StreamGapError
 
 from orchestrator.core import limits
 from orchestrator.server import ReplicaServer
@@ -134,7 +135,13 @@ def test_a_gap_is_raised_naming_the_oldest_offset(
     started = time.monotonic()
     with pytest.raises(StreamGapError) as err:
         next(sub)
-    assert err.value.oldest_offset == offsets[2]
+    assert err.value.oldest_offset == offsets[2] and err.value.reason == "OFFSET_EXPIRED"
+    again = pickle.loads(pickle.dumps(err.value))
+    assert (again.oldest_offset, again.reason, again.code) == (
+        offsets[2],
+        "OFFSET_EXPIRED",
+        err.value.code,
+    )
     assert time.monotonic() - started < 5
     with client.subscribe_events(from_offset=err.value.oldest_offset) as sub:
         assert next(sub).offset == offsets[2]
@@ -149,3 +156,10 @@ def test_a_loop_body_that_raises_leaves_its_record_unacked(client: OrchestratorC
     assert client.get_consumer_group("events", group)["committed"] == 0
     with client.subscribe_events(group, names=[name]) as sub:
         assert next(sub).offset == offset
+
+
+def test_a_refused_subscription_says_why(client: OrchestratorClient) -> None:
+    with pytest.raises(OrchestratorError) as err, client.watch_workflows(statuses=["NOPE"]) as sub:
+        next(sub)
+    assert err.value.code.name == "INVALID_ARGUMENT" and err.value.reason == "INVALID_ARGUMENT"
+    assert "NOPE" in err.value.details
