@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup system-deps cluster protos lint-protos clean
+.PHONY: run test setup system-deps cluster protos lint-protos proto-baseline clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ protos: setup
 ## buf lint over protos/ (STANDARD rules, buf.yaml; the buf pinned in tools/buf/, needs node and npm).
 lint-protos: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_buf_lint.py
+
+## Record the protos as released (tools/buf/wire-baseline.json), which `buf breaking` in
+## tests/test_buf_lint.py holds every later change to. Only for a deliberate, versioned break.
+proto-baseline: setup
+	$(PY) scripts/proto_baseline.py
 
 clean:
 	rm -rf $(VENV) .local-cluster build *.egg-info

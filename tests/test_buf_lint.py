@@ -1,19 +1,19 @@
 """buf lint (STANDARD rules, buf.yaml at the root) finds nothing in protos/, and the exceptions
-buf.yaml lists hide exactly the four RPCs whose response names predate the lint.
+buf.yaml lists hide exactly the four RPCs whose response names predate the lint; buf breaking
+(FILE rules) finds nothing against the released protos, tools/buf/wire-baseline.json.
 
-The buf CLI is the npm package pinned in tools/buf/ (its Linux binary comes from the npm registry
-as an optional dependency of @bufbuild/buf), installed with `npm ci` into a cache directory keyed
-by the lock file, so a changed pin installs afresh. Skipped when node or npm is missing, except
-under CI=true, where it fails."""
+The buf CLI is the npm package pinned in tools/buf/, installed by scripts/buftool.py. Skipped
+when node or npm is missing, except under CI=true, where it fails."""
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -33,9 +33,16 @@ KNOWN_EXCEPTIONS = {
 _NO_EXCEPTIONS = {"version": "v2", "modules": [{"path": "protos"}], "lint": {"use": ["STANDARD"]}}
 
 
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "orchestrator-tests"
+def _buftool() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("buftool", ROOT / "scripts" / "buftool.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUFTOOL = _buftool()
+BASELINE: Path = BUFTOOL.BASELINE
 
 
 @pytest.fixture(scope="module")
@@ -44,35 +51,11 @@ def buf() -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail("node and npm are required under CI=true (make system-deps installs them)")
         pytest.skip("node or npm is not installed: buf lint needs the @bufbuild/buf npm package")
-    files = [TOOL / "package.json", TOOL / "package-lock.json"]
-    key = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
-    home = _cache_root() / f"buf-{key}"
-    binary = home / "node_modules" / ".bin" / "buf"
-    if not binary.exists():
-        # Installed beside the cache and renamed into place: a run that dies halfway leaves no
-        # half-installed directory that a later run would take for a finished one.
-        staging = home.with_name(f"{home.name}.{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        for f in files:
-            shutil.copy(f, staging / f.name)
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"],
-            cwd=staging,
-            check=True,
-            timeout=300,
-            capture_output=True,
-        )
-        shutil.rmtree(home, ignore_errors=True)
-        staging.rename(home)
-    return binary
+    return Path(BUFTOOL.install())
 
 
-def _run(buf: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, BUF_CACHE_DIR=str(_cache_root() / "buf-cache"))
-    return subprocess.run(
-        [str(buf), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+def _run(buf: Path, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return BUFTOOL.run(buf, *args, cwd=cwd)  # type: ignore[no-any-return]
 
 
 def _findings(out: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
@@ -105,3 +88,29 @@ def test_the_exceptions_cover_only_the_known_rpcs(buf: Path) -> None:
     assert out.returncode != 0, out.stderr
     found = {(f["type"], f["path"], f["message"].split('"')[1]) for f in _findings(out)}
     assert found == KNOWN_EXCEPTIONS
+
+
+def test_protos_keep_the_released_wire_contract(buf: Path) -> None:
+    """A change that breaks clients built against the released protos (a field renumbered,
+    retyped or deleted, a message or RPC renamed) fails here. A deliberate break is a new package
+    version, and then `make proto-baseline` records the new release."""
+    out = _run(buf, "breaking", "--against", str(BASELINE), "--error-format=json")
+    findings = _findings(out)
+    assert not findings, "buf breaking: " + "\n".join(
+        f"{f['path']}:{f['start_line']}: {f['type']}: {f['message']}" for f in findings
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_the_breaking_check_sees_a_renumbered_field(buf: Path, tmp_path: Path) -> None:
+    shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    shutil.copytree(ROOT / "protos", tmp_path / "protos")
+    proto = tmp_path / "protos" / "orchestrator" / "v1" / "workflows.proto"
+    text = proto.read_text()
+    before = "message GetWorkflowRequest {\n  string workflow_id = 1;\n  bool include_tasks = 2;"
+    assert before in text
+    proto.write_text(text.replace(before, before.replace("include_tasks = 2", "include_tasks = 3")))
+    out = _run(buf, "breaking", "--against", str(BASELINE), "--error-format=json", cwd=tmp_path)
+    assert out.returncode != 0
+    found = {(f["type"], f["path"]) for f in _findings(out)}
+    assert ("FIELD_NO_DELETE", "protos/orchestrator/v1/workflows.proto") in found, out.stdout
