@@ -1,5 +1,5 @@
-"""The asyncio client's task and event calls: the worker protocol and events, with the sync
-calls' requests (_tasks, _events) awaited on the asyncio transport.
+"""The asyncio client's task calls: the worker protocol, with the sync calls' requests (_tasks)
+awaited on the asyncio transport.
 
 Arguments, results and errors are those of the sync method of the same name.
 """
@@ -11,7 +11,6 @@ from typing import Any
 
 from orchestrator_client._aio_transport import AioTransport
 from orchestrator_client._codec import encode_document
-from orchestrator_client._events import publish_request
 from orchestrator_client._rpc import rpc_of
 from orchestrator_client._tasks import (
     complete_request,
@@ -23,13 +22,13 @@ from orchestrator_client._tasks import (
 )
 from orchestrator_client._views import Task
 from orchestrator_client.errors import OrchestratorError
-from orchestrator_client.v1 import events_pb2, tasks_pb2
+from orchestrator_client.v1 import tasks_pb2
 
 __all__ = ["AioTaskCalls"]
 
 
 class AioTaskCalls:
-    """TaskService and PublishEvent, as coroutines of AsyncOrchestratorClient."""
+    """TaskService, as coroutines of AsyncOrchestratorClient."""
 
     _transport: AioTransport
 
@@ -200,26 +199,3 @@ class AioTaskCalls:
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
-
-    async def publish_event(
-        self,
-        name: str,
-        payload: Mapping[str, Any] | None = None,
-        correlation_key: str = "",
-        *,
-        ttl_ms: int = 0,
-        request_id: str | None = None,
-        timeout_s: float | None = None,
-        retry_budget_s: float | None = None,
-    ) -> int:
-        """Appends an event to the replicated log; its offset (see
-        OrchestratorClient.publish_event)."""
-        request = publish_request(name, payload, correlation_key, ttl_ms, request_id)
-        response = await self._transport.invoke(
-            request,
-            events_pb2.PublishEventResponse,
-            request.request_id,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
-        return int(response.offset)

@@ -1,5 +1,5 @@
 """The asyncio client's workflow and definition calls: the sync calls' requests and decoders
-(_workflows, _search, _operations, _definitions), awaited on the asyncio transport.
+(_workflows, _search, _definitions), awaited on the asyncio transport.
 
 Arguments, results and errors are those of the sync method of the same name.
 """
@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
+from orchestrator_client._aio_operations import act
 from orchestrator_client._aio_transport import AioTransport
 from orchestrator_client._codec import decode_object
-from orchestrator_client._definitions import task_defs_request, workflow_def_request
-from orchestrator_client._operations import (
-    pause_request,
-    restart_request,
-    resume_request,
-    retry_request,
+from orchestrator_client._definitions import (
+    task_defs_page,
+    task_defs_request,
+    workflow_def_request,
+    workflow_defs_page,
 )
-from orchestrator_client._rpc import MAX_BATCH, rpc_of
+from orchestrator_client._rpc import MAX_BATCH
 from orchestrator_client._search import SearchPage, search_page, search_request
 from orchestrator_client._views import Workflow
 from orchestrator_client._workflows import (
@@ -32,25 +32,28 @@ from orchestrator_client._workflows import (
 from orchestrator_client.errors import OrchestratorError, UnavailableError
 from orchestrator_client.v1 import definitions_pb2, workflows_pb2
 
-__all__ = ["AioWorkflowCalls"]
+__all__ = ["AioWorkflowCalls", "every_page"]
+
+_T = TypeVar("_T")
+
+
+async def every_page(fetch: Callable[[str], Awaitable[tuple[list[_T], str]]]) -> list[_T]:
+    """Every item of a List RPC, as _rpc.pages: ``await fetch(page_token)`` is one page's
+    items and the next page's token ("" after the last)."""
+    items: list[_T] = []
+    token = ""
+    while True:
+        page, next_token = await fetch(token)
+        items.extend(page)
+        if not next_token or next_token == token:
+            return items
+        token = next_token
 
 
 class AioWorkflowCalls:
     """WorkflowService and DefinitionService, as coroutines of AsyncOrchestratorClient."""
 
     _transport: AioTransport
-
-    async def _act(
-        self, request: Any, timeout_s: float | None, retry_budget_s: float | None
-    ) -> None:
-        """One action's call (its response is empty), retried with its request id."""
-        await self._transport.invoke(
-            request,
-            rpc_of(request).response_type,
-            request.request_id,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
 
     async def start_workflow(
         self,
@@ -285,56 +288,7 @@ class AioWorkflowCalls:
     ) -> None:
         """Terminates a running workflow (see OrchestratorClient.terminate_workflow)."""
         request = terminate_request(workflow_id, reason, request_id)
-        await self._act(request, timeout_s, retry_budget_s)
-
-    async def pause_workflow(
-        self,
-        workflow_id: str,
-        *,
-        request_id: str | None = None,
-        timeout_s: float | None = None,
-        retry_budget_s: float | None = None,
-    ) -> None:
-        """Pauses a running workflow (see OrchestratorClient.pause_workflow)."""
-        await self._act(pause_request(workflow_id, request_id), timeout_s, retry_budget_s)
-
-    async def resume_workflow(
-        self,
-        workflow_id: str,
-        *,
-        request_id: str | None = None,
-        timeout_s: float | None = None,
-        retry_budget_s: float | None = None,
-    ) -> None:
-        """Resumes a paused workflow (see OrchestratorClient.resume_workflow)."""
-        await self._act(resume_request(workflow_id, request_id), timeout_s, retry_budget_s)
-
-    async def restart_workflow(
-        self,
-        workflow_id: str,
-        *,
-        use_latest_definition: bool = False,
-        request_id: str | None = None,
-        timeout_s: float | None = None,
-        retry_budget_s: float | None = None,
-    ) -> None:
-        """Restarts an ended workflow (see OrchestratorClient.restart_workflow)."""
-        request = restart_request(workflow_id, use_latest_definition, request_id)
-        await self._act(request, timeout_s, retry_budget_s)
-
-    async def retry_workflow(
-        self,
-        workflow_id: str,
-        *,
-        resume_subworkflow_tasks: bool = False,
-        request_id: str | None = None,
-        timeout_s: float | None = None,
-        retry_budget_s: float | None = None,
-    ) -> None:
-        """Retries a failed workflow from its failed tasks (see
-        OrchestratorClient.retry_workflow)."""
-        request = retry_request(workflow_id, resume_subworkflow_tasks, request_id)
-        await self._act(request, timeout_s, retry_budget_s)
+        await act(self._transport, request, timeout_s, retry_budget_s)
 
     async def register_workflow_def(
         self,
@@ -406,3 +360,36 @@ class AioWorkflowCalls:
             retry_budget_s=retry_budget_s,
         )
         return decode_object(response.task_def_json)
+
+    async def list_workflow_defs(
+        self, *, timeout_s: float | None = None, retry_budget_s: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Every registered version of every workflow definition, decoded (see
+        OrchestratorClient.list_workflow_defs)."""
+
+        async def fetch(token: str) -> tuple[list[dict[str, Any]], str]:
+            response = await self._transport.invoke(
+                definitions_pb2.ListWorkflowDefsRequest(page_token=token),
+                definitions_pb2.ListWorkflowDefsResponse,
+                timeout_s=timeout_s,
+                retry_budget_s=retry_budget_s,
+            )
+            return workflow_defs_page(response)
+
+        return await every_page(fetch)
+
+    async def list_task_defs(
+        self, *, timeout_s: float | None = None, retry_budget_s: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Every task definition, decoded (see OrchestratorClient.list_task_defs)."""
+
+        async def fetch(token: str) -> tuple[list[dict[str, Any]], str]:
+            response = await self._transport.invoke(
+                definitions_pb2.ListTaskDefsRequest(page_token=token),
+                definitions_pb2.ListTaskDefsResponse,
+                timeout_s=timeout_s,
+                retry_budget_s=retry_budget_s,
+            )
+            return task_defs_page(response)
+
+        return await every_page(fetch)

@@ -9,6 +9,52 @@ from orchestrator_client._transport import Transport
 from orchestrator_client.v1 import cluster_pb2
 
 
+# The requests and answers of the calls, shared with the asyncio client (_aio_cluster).
+def add_replica_request(
+    node_id: str, raft_address: str, grpc_address: str, request_id: str | None
+) -> cluster_pb2.AddReplicaRequest:
+    """An AddReplicaRequest (see ClusterCalls.add_replica)."""
+    return cluster_pb2.AddReplicaRequest(
+        request_id=request_id or new_request_id(),
+        node_id=node_id,
+        raft_address=raft_address,
+        grpc_address=grpc_address,
+    )
+
+
+def remove_replica_request(
+    node_id: str, request_id: str | None
+) -> cluster_pb2.RemoveReplicaRequest:
+    """A RemoveReplicaRequest (see ClusterCalls.remove_replica)."""
+    return cluster_pb2.RemoveReplicaRequest(
+        request_id=request_id or new_request_id(), node_id=node_id
+    )
+
+
+def retention_request(
+    retention_ms: int, max_workflows: int, request_id: str | None
+) -> cluster_pb2.SetHistoryRetentionRequest:
+    """A SetHistoryRetentionRequest (see ClusterCalls.set_history_retention)."""
+    return cluster_pb2.SetHistoryRetentionRequest(
+        request_id=request_id or new_request_id(),
+        retention_ms=retention_ms,
+        max_workflows=max_workflows,
+    )
+
+
+def replicas_of(response: cluster_pb2.GetClusterStatusResponse) -> list[dict[str, Any]]:
+    """A GetClusterStatus answer as ClusterCalls.cluster_status returns it."""
+    return [message_to_plain_dict(r) for r in response.replicas]
+
+
+def settings_dict(msg: cluster_pb2.ClusterSettings) -> dict[str, int]:
+    """The cluster's settings as ClusterCalls.cluster_settings returns them."""
+    return {
+        "history_retention_ms": msg.history_retention_ms,
+        "history_max_workflows": msg.history_max_workflows,
+    }
+
+
 class ClusterCalls:
     """ClusterService, as methods of OrchestratorClient."""
 
@@ -37,7 +83,7 @@ class ClusterCalls:
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
-        return [message_to_plain_dict(r) for r in response.replicas]
+        return replicas_of(response)
 
     def add_replica(
         self,
@@ -65,14 +111,11 @@ class ClusterCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        rid = request_id or new_request_id()
-        request = cluster_pb2.AddReplicaRequest(
-            request_id=rid, node_id=node_id, raft_address=raft_address, grpc_address=grpc_address
-        )
+        request = add_replica_request(node_id, raft_address, grpc_address, request_id)
         self._transport.invoke(
             request,
             cluster_pb2.AddReplicaResponse,
-            rid,
+            request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
@@ -98,12 +141,11 @@ class ClusterCalls:
             UnavailableError: No replica served the call within the retry budget.
             OrchestratorError: Any other server error.
         """
-        rid = request_id or new_request_id()
-        request = cluster_pb2.RemoveReplicaRequest(request_id=rid, node_id=node_id)
+        request = remove_replica_request(node_id, request_id)
         self._transport.invoke(
             request,
             cluster_pb2.RemoveReplicaResponse,
-            rid,
+            request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
@@ -161,18 +203,15 @@ class ClusterCalls:
             InvalidArgumentError: A value out of range.
             OrchestratorError: Any other server error.
         """
-        rid = request_id or new_request_id()
-        request = cluster_pb2.SetHistoryRetentionRequest(
-            request_id=rid, retention_ms=retention_ms, max_workflows=max_workflows
-        )
+        request = retention_request(retention_ms, max_workflows, request_id)
         response = self._transport.invoke(
             request,
             cluster_pb2.SetHistoryRetentionResponse,
-            rid,
+            request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
-        return _settings(response.settings)
+        return settings_dict(response.settings)
 
     def cluster_settings(
         self, *, timeout_s: float | None = None, retry_budget_s: float | None = None
@@ -195,11 +234,4 @@ class ClusterCalls:
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
-        return _settings(response.settings)
-
-
-def _settings(msg: cluster_pb2.ClusterSettings) -> dict[str, int]:
-    return {
-        "history_retention_ms": msg.history_retention_ms,
-        "history_max_workflows": msg.history_max_workflows,
-    }
+        return settings_dict(response.settings)

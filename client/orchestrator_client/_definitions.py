@@ -32,6 +32,27 @@ def task_defs_request(
     )
 
 
+def workflow_defs_page(
+    response: definitions_pb2.ListWorkflowDefsResponse,
+) -> tuple[list[dict[str, Any]], str]:
+    """One page of ListWorkflowDefs: the decoded definitions (each with at least ``name`` and
+    ``version``) and the next page's token (see DefinitionCalls.list_workflow_defs)."""
+    out: list[dict[str, Any]] = []
+    for summary in response.definitions:
+        definition = decode_object(summary.definition_json)
+        definition.setdefault("name", summary.name)
+        definition.setdefault("version", summary.version)
+        out.append(definition)
+    return out, response.next_page_token
+
+
+def task_defs_page(
+    response: definitions_pb2.ListTaskDefsResponse,
+) -> tuple[list[dict[str, Any]], str]:
+    """One page of ListTaskDefs: the decoded task definitions and the next page's token."""
+    return [decode_object(text) for text in response.task_def_json], response.next_page_token
+
+
 class DefinitionCalls:
     """DefinitionService, as methods of OrchestratorClient."""
 
@@ -132,13 +153,7 @@ class DefinitionCalls:
                 timeout_s=timeout_s,
                 retry_budget_s=retry_budget_s,
             )
-            out: list[dict[str, Any]] = []
-            for summary in response.definitions:
-                definition = decode_object(summary.definition_json)
-                definition.setdefault("name", summary.name)
-                definition.setdefault("version", summary.version)
-                out.append(definition)
-            return out, response.next_page_token
+            return workflow_defs_page(response)
 
         return list(pages(fetch))
 
@@ -226,8 +241,6 @@ class DefinitionCalls:
                 timeout_s=timeout_s,
                 retry_budget_s=retry_budget_s,
             )
-            return [
-                decode_object(text) for text in response.task_def_json
-            ], response.next_page_token
+            return task_defs_page(response)
 
         return list(pages(fetch))

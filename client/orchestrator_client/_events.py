@@ -33,6 +33,31 @@ def publish_request(
     )
 
 
+def handler_request(
+    handler: Mapping[str, Any] | str, overwrite: bool, request_id: str | None
+) -> events_pb2.RegisterEventHandlerRequest:
+    """A RegisterEventHandlerRequest (see EventCalls.register_event_handler)."""
+    return events_pb2.RegisterEventHandlerRequest(
+        request_id=request_id or new_request_id(),
+        handler_json=encode_definition(handler),
+        overwrite=overwrite,
+    )
+
+
+def remove_handler_request(
+    name: str, request_id: str | None
+) -> events_pb2.RemoveEventHandlerRequest:
+    """A RemoveEventHandlerRequest (see EventCalls.remove_event_handler)."""
+    return events_pb2.RemoveEventHandlerRequest(
+        request_id=request_id or new_request_id(), name=name
+    )
+
+
+def handlers_of(response: events_pb2.ListEventHandlersResponse) -> list[dict[str, Any]]:
+    """A ListEventHandlers answer as EventCalls.list_event_handlers returns it."""
+    return [decode_object(text) for text in response.handler_json]
+
+
 class EventCalls:
     """EventService, as methods of OrchestratorClient."""
 
@@ -91,14 +116,11 @@ class EventCalls:
     ) -> str:
         """Registers an event handler ({name, event, condition, actions, active}); returns its
         name. With overwrite, replaces one of the same name (else ALREADY_EXISTS)."""
-        rid = request_id or new_request_id()
-        request = events_pb2.RegisterEventHandlerRequest(
-            request_id=rid, handler_json=encode_definition(handler), overwrite=overwrite
-        )
+        request = handler_request(handler, overwrite, request_id)
         response = self._transport.invoke(
             request,
             events_pb2.RegisterEventHandlerResponse,
-            rid,
+            request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
@@ -113,11 +135,11 @@ class EventCalls:
         retry_budget_s: float | None = None,
     ) -> None:
         """Removes an event handler (NOT_FOUND when there is none of that name)."""
-        rid = request_id or new_request_id()
+        request = remove_handler_request(name, request_id)
         self._transport.invoke(
-            events_pb2.RemoveEventHandlerRequest(request_id=rid, name=name),
+            request,
             events_pb2.RemoveEventHandlerResponse,
-            rid,
+            request.request_id,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
@@ -132,7 +154,7 @@ class EventCalls:
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
-        return [decode_object(text) for text in response.handler_json]
+        return handlers_of(response)
 
     def read_events(
         self,

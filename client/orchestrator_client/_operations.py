@@ -20,7 +20,7 @@ from orchestrator_client._views import Workflow
 from orchestrator_client._workflows import start_request
 from orchestrator_client.v1 import workflows_pb2
 
-__all__ = ["BULK_ACTIONS", "BulkResult", "OperationCalls"]
+__all__ = ["BULK_ACTIONS", "BulkBatches", "BulkResult", "OperationCalls"]
 
 # What bulk_action accepts.
 BULK_ACTIONS: Final = (
@@ -56,7 +56,7 @@ class BulkResult:
         return self.code == "OK"
 
 
-# The requests of the actions the asyncio client offers too (aio.py).
+# The requests and answers of the calls, shared with the asyncio client (_aio_operations).
 def pause_request(workflow_id: str, request_id: str | None) -> workflows_pb2.PauseWorkflowRequest:
     """A PauseWorkflowRequest (see OperationCalls.pause_workflow)."""
     return workflows_pb2.PauseWorkflowRequest(
@@ -90,6 +90,134 @@ def retry_request(
         request_id=request_id or new_request_id(),
         workflow_id=workflow_id,
         resume_subworkflow_tasks=resume_subworkflow_tasks,
+    )
+
+
+def rerun_request(
+    workflow_id: str,
+    task_id: str,
+    task_input: Mapping[str, Any] | None,
+    workflow_input: Mapping[str, Any] | None,
+    request_id: str | None,
+) -> workflows_pb2.RerunWorkflowRequest:
+    """A RerunWorkflowRequest (see OperationCalls.rerun_workflow)."""
+    return workflows_pb2.RerunWorkflowRequest(
+        request_id=request_id or new_request_id(),
+        workflow_id=workflow_id,
+        task_id=task_id,
+        task_input_json=encode_document(task_input),
+        workflow_input_json=encode_document(workflow_input),
+    )
+
+
+def skip_request(
+    workflow_id: str,
+    task_reference_name: str,
+    output: Mapping[str, Any] | None,
+    request_id: str | None,
+) -> workflows_pb2.SkipTaskRequest:
+    """A SkipTaskRequest (see OperationCalls.skip_task)."""
+    return workflows_pb2.SkipTaskRequest(
+        request_id=request_id or new_request_id(),
+        workflow_id=workflow_id,
+        task_reference_name=task_reference_name,
+        output_json=encode_document(output),
+    )
+
+
+def remove_request(workflow_id: str, request_id: str | None) -> workflows_pb2.RemoveWorkflowRequest:
+    """A RemoveWorkflowRequest (see OperationCalls.remove_workflow)."""
+    return workflows_pb2.RemoveWorkflowRequest(
+        request_id=request_id or new_request_id(), workflow_id=workflow_id
+    )
+
+
+def compensate_request(
+    workflow_id: str, reason: str, request_id: str | None
+) -> workflows_pb2.CompensateWorkflowRequest:
+    """A CompensateWorkflowRequest (see OperationCalls.compensate_workflow)."""
+    return workflows_pb2.CompensateWorkflowRequest(
+        request_id=request_id or new_request_id(), workflow_id=workflow_id, reason=reason
+    )
+
+
+class BulkBatches:
+    """The BulkAction requests of one bulk_action, a batch at a time (no I/O: both clients
+    send them). Each has a request id of its own, reused by that call's retries."""
+
+    def __init__(
+        self,
+        action: str,
+        workflow_ids: Sequence[str] | None,
+        filters: Mapping[str, Any] | None,
+        batch_size: int,
+        **options: Any,
+    ) -> None:
+        """``options``: reason, use_latest_definition, resume_subworkflow_tasks.
+
+        Raises:
+            ValueError: Unknown action, a bad batch size, or neither ids nor filters.
+        """
+        if action not in BULK_ACTIONS:
+            raise ValueError(f"unknown action {action!r}; expected one of {BULK_ACTIONS}")
+        if not 1 <= batch_size <= MAX_BULK_ITEMS:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BULK_ITEMS}")
+        if workflow_ids is None and filters is None:
+            raise ValueError("give workflow_ids or filters")
+        self._template = workflows_pb2.BulkActionRequest(
+            action=f"BULK_ACTION_TYPE_{action.upper()}", **options
+        )
+        self._ids = list(workflow_ids) if workflow_ids is not None else None
+        self._size = batch_size
+        self._sent = 0
+        self._search = search_request(page_size=batch_size, with_total=False, **(filters or {}))
+
+    def next_request(self, answered_token: str | None) -> workflows_pb2.BulkActionRequest | None:
+        """The next batch's request, or None after the last; ``answered_token`` is the previous
+        answer's next_page_token (None before the first call)."""
+        request = workflows_pb2.BulkActionRequest()
+        request.CopyFrom(self._template)
+        request.request_id = new_request_id()
+        if self._ids is not None:
+            if self._sent >= len(self._ids):
+                return None
+            request.workflow_ids.extend(self._ids[self._sent : self._sent + self._size])
+            self._sent += self._size
+            return request
+        if answered_token is not None:
+            if not answered_token or answered_token == self._search.page_token:
+                return None
+            self._search.page_token = answered_token
+        request.search.CopyFrom(self._search)
+        return request
+
+
+def bulk_results(response: workflows_pb2.BulkActionResponse) -> tuple[list[BulkResult], str]:
+    """A BulkAction answer: each workflow's outcome, and the next page's token."""
+    results = [BulkResult(r.workflow_id, _code_name(r.code), r.message) for r in response.results]
+    return results, response.next_page_token
+
+
+def execute_request(
+    name: str,
+    input: Mapping[str, Any] | None,
+    *,
+    wait_s: float,
+    include_tasks: bool,
+    **start: Any,
+) -> workflows_pb2.ExecuteWorkflowRequest:
+    """An ExecuteWorkflowRequest (see OperationCalls.execute_workflow); ``start``: the
+    start_request keywords.
+
+    Raises:
+        ValueError: A wait outside (0, 60] seconds or an unknown strategy.
+    """
+    if not 0 < wait_s <= _MAX_EXECUTE_WAIT_S:
+        raise ValueError(f"wait_s must be in (0, {_MAX_EXECUTE_WAIT_S}]")
+    return workflows_pb2.ExecuteWorkflowRequest(
+        start=start_request(name, input, **start),
+        wait_timeout_ms=int(wait_s * 1000),
+        include_tasks=include_tasks,
     )
 
 
@@ -234,13 +362,7 @@ class OperationCalls:
             FailedPreconditionError: The workflow cannot be rerun now.
             OrchestratorError: Any other server error.
         """
-        request = workflows_pb2.RerunWorkflowRequest(
-            request_id=request_id or new_request_id(),
-            workflow_id=workflow_id,
-            task_id=task_id,
-            task_input_json=encode_document(task_input),
-            workflow_input_json=encode_document(workflow_input),
-        )
+        request = rerun_request(workflow_id, task_id, task_input, workflow_input, request_id)
         self._act(request, timeout_s, retry_budget_s)
 
     def skip_task(
@@ -269,12 +391,7 @@ class OperationCalls:
             FailedPreconditionError: The workflow is not running, or the task has ended.
             OrchestratorError: Any other server error.
         """
-        request = workflows_pb2.SkipTaskRequest(
-            request_id=request_id or new_request_id(),
-            workflow_id=workflow_id,
-            task_reference_name=task_reference_name,
-            output_json=encode_document(output),
-        )
+        request = skip_request(workflow_id, task_reference_name, output, request_id)
         self._act(request, timeout_s, retry_budget_s)
 
     def remove_workflow(
@@ -298,10 +415,7 @@ class OperationCalls:
             FailedPreconditionError: The workflow is running or paused.
             OrchestratorError: Any other server error.
         """
-        request = workflows_pb2.RemoveWorkflowRequest(
-            request_id=request_id or new_request_id(), workflow_id=workflow_id
-        )
-        self._act(request, timeout_s, retry_budget_s)
+        self._act(remove_request(workflow_id, request_id), timeout_s, retry_budget_s)
 
     def compensate_workflow(
         self,
@@ -332,9 +446,7 @@ class OperationCalls:
                 compensate.
             OrchestratorError: Any other server error.
         """
-        request = workflows_pb2.CompensateWorkflowRequest(
-            request_id=request_id or new_request_id(), workflow_id=workflow_id, reason=reason
-        )
+        request = compensate_request(workflow_id, reason, request_id)
         self._act(request, timeout_s, retry_budget_s)
 
     def bulk_action(
@@ -373,55 +485,27 @@ class OperationCalls:
             ValueError: Unknown action, a bad batch size, or neither ids nor filters.
             OrchestratorError: A batch failed as a whole (while iterating).
         """
-        if action not in BULK_ACTIONS:
-            raise ValueError(f"unknown action {action!r}; expected one of {BULK_ACTIONS}")
-        if not 1 <= batch_size <= MAX_BULK_ITEMS:
-            raise ValueError(f"batch_size must be between 1 and {MAX_BULK_ITEMS}")
-        if workflow_ids is None and filters is None:
-            raise ValueError("give workflow_ids or filters")
-        template = workflows_pb2.BulkActionRequest(
-            action=f"BULK_ACTION_TYPE_{action.upper()}",
+        batches = BulkBatches(
+            action,
+            workflow_ids,
+            filters,
+            batch_size,
             reason=reason,
             use_latest_definition=use_latest_definition,
             resume_subworkflow_tasks=resume_subworkflow_tasks,
         )
-        deadlines = (timeout_s, retry_budget_s)
-        if workflow_ids is not None:
-            ids = list(workflow_ids)
-            for start in range(0, len(ids), batch_size):
-                request = workflows_pb2.BulkActionRequest()
-                request.CopyFrom(template)
-                request.workflow_ids.extend(ids[start : start + batch_size])
-                yield from self._bulk_call(request, deadlines)[0]
-            return
-        search = search_request(page_size=batch_size, with_total=False, **(filters or {}))
-        while True:
-            request = workflows_pb2.BulkActionRequest()
-            request.CopyFrom(template)
-            request.search.CopyFrom(search)
-            results, token = self._bulk_call(request, deadlines)
+        request = batches.next_request(None)
+        while request is not None:
+            response = self._transport.invoke(
+                request,
+                workflows_pb2.BulkActionResponse,
+                request.request_id,
+                timeout_s=timeout_s,
+                retry_budget_s=retry_budget_s,
+            )
+            results, token = bulk_results(response)
             yield from results
-            if not token or token == search.page_token:
-                return
-            search.page_token = token
-
-    def _bulk_call(
-        self,
-        request: workflows_pb2.BulkActionRequest,
-        deadlines: tuple[float | None, float | None],
-    ) -> tuple[list[BulkResult], str]:
-        request.request_id = new_request_id()
-        response = self._transport.invoke(
-            request,
-            workflows_pb2.BulkActionResponse,
-            request.request_id,
-            timeout_s=deadlines[0],
-            retry_budget_s=deadlines[1],
-        )
-        results = [
-            BulkResult(r.workflow_id, _code_name(r.code), r.message) for r in response.results
-        ]
-        return results, response.next_page_token
+            request = batches.next_request(token)
 
     def execute_workflow(
         self,
@@ -464,11 +548,11 @@ class OperationCalls:
             NotFoundError: No such workflow definition.
             OrchestratorError: Any other server error.
         """
-        if not 0 < wait_s <= _MAX_EXECUTE_WAIT_S:
-            raise ValueError(f"wait_s must be in (0, {_MAX_EXECUTE_WAIT_S}]")
-        start = start_request(
+        request = execute_request(
             name,
             input,
+            wait_s=wait_s,
+            include_tasks=include_tasks,
             version=version,
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
@@ -476,13 +560,10 @@ class OperationCalls:
             priority=priority,
             request_id=request_id,
         )
-        request = workflows_pb2.ExecuteWorkflowRequest(
-            start=start, wait_timeout_ms=int(wait_s * 1000), include_tasks=include_tasks
-        )
         response = self._transport.invoke(
             request,
             workflows_pb2.ExecuteWorkflowResponse,
-            start.request_id,
+            request.start.request_id,
             # The attempt must outlive the server's wait.
             timeout_s=wait_s + self._transport.timeout_s,
             retry_budget_s=retry_budget_s,

@@ -373,8 +373,14 @@ class StreamCalls:
             timeout_s=None,
             retry_budget_s=None,
         )
-        return {
-            "committed": response.committed,
-            "last_offset": response.last_offset,
-            "oldest_offset": response.oldest_offset,
-        }
+        return consumer_group_dict(response)
+
+
+def consumer_group_dict(response: events_pb2.GetConsumerGroupResponse) -> dict[str, int]:
+    """A GetConsumerGroup answer as StreamCalls.get_consumer_group returns it (also the
+    asyncio client's)."""
+    return {
+        "committed": response.committed,
+        "last_offset": response.last_offset,
+        "oldest_offset": response.oldest_offset,
+    }

@@ -19,8 +19,10 @@ its retry budget; every attempt of a call carries the same request id, so a retr
 applied once; reads see the client's own writes. The arguments, results and errors of each
 call are those of the sync method of the same name (see :class:`OrchestratorClient`), as are
 the requests (built by the same functions). Behind this facade: _aio_workflows (workflows,
-search, the operator's actions, definitions), _aio_tasks (the worker protocol, events),
-_aio_transport, and aio_worker.
+search, definitions), _aio_operations (the operator's actions, bulk actions, execution),
+_aio_tasks (the worker protocol), _aio_events (events, event handlers), _aio_cluster
+(membership, status, settings), _aio_transport, and aio_worker. Not here: replica_status
+(one replica, no retries) and the streams (subscriptions, consumers).
 """
 
 from __future__ import annotations
@@ -31,12 +33,16 @@ from typing import Any, Self
 
 import grpc
 
+from orchestrator_client._aio_cluster import AioClusterCalls
+from orchestrator_client._aio_events import AioEventCalls
+from orchestrator_client._aio_operations import AioOperationCalls
 from orchestrator_client._aio_tasks import AioTaskCalls
 from orchestrator_client._aio_transport import AioTransport
 from orchestrator_client._aio_workflows import AioWorkflowCalls
 from orchestrator_client._credentials import with_token
 from orchestrator_client._handler import TaskFailure
 from orchestrator_client._ledger import WorkerStats
+from orchestrator_client._operations import BulkResult
 from orchestrator_client._search import SearchPage
 from orchestrator_client._transport import MetadataLike, Recorder
 from orchestrator_client._views import Task, Workflow
@@ -46,6 +52,7 @@ __all__ = [
     "AsyncHandler",
     "AsyncOrchestratorClient",
     "AsyncTaskContext",
+    "BulkResult",
     "SearchPage",
     "Task",
     "TaskFailure",
@@ -55,7 +62,9 @@ __all__ = [
 ]
 
 
-class AsyncOrchestratorClient(AioWorkflowCalls, AioTaskCalls):
+class AsyncOrchestratorClient(
+    AioWorkflowCalls, AioOperationCalls, AioTaskCalls, AioEventCalls, AioClusterCalls
+):
     """A replica-aware asyncio client; use it from one event loop (its channels are that
     loop's). The constructor's arguments are OrchestratorClient's: ``credentials`` for TLS
     (see :func:`tls_credentials`), ``token`` for a bearer token (needs credentials)."""
