@@ -141,10 +141,11 @@ class AioReporter:
 
     async def _send(self, batch: list[_Item]) -> list[OrchestratorError | None]:
         if not self._unbatched:
-            return await self._client._complete_encoded(
+            answered, _ = await self._client._complete_call(
                 [(task_id, output_json) for task_id, _, output_json, _ in batch],
                 worker_id=self._worker_id,
             )
+            return answered
         errors: list[OrchestratorError | None] = []
         for task_id, output, _, _ in batch:
             try:

@@ -13,11 +13,13 @@ from orchestrator_client._aio_transport import AioTransport
 from orchestrator_client._codec import encode_document
 from orchestrator_client._rpc import rpc_of
 from orchestrator_client._tasks import (
+    RidingPolls,
     complete_request,
     complete_tasks_request,
     fail_request,
     heartbeat_request,
     poll_request,
+    riding_poll_requests,
     signal_request,
 )
 from orchestrator_client._views import Task
@@ -93,15 +95,43 @@ class AioTaskCalls:
         """Completes several task attempts in one call (at most 100); per result None or its
         error (see OrchestratorClient.complete_tasks)."""
         encoded = [(task_id, encode_document(output)) for task_id, output in results]
-        return await self._complete_encoded(
+        errors, _ = await self._complete_call(
             encoded,
             worker_id=worker_id,
             request_ids=request_ids,
             timeout_s=timeout_s,
             retry_budget_s=retry_budget_s,
         )
+        return errors
 
-    async def _complete_encoded(
+    async def complete_tasks_and_poll(
+        self,
+        results: Sequence[tuple[str, Mapping[str, Any] | None]],
+        *,
+        polls: Mapping[str, int],
+        worker_id: str = "",
+        domain: str = "",
+        request_ids: Sequence[str] | None = None,
+        poll_request_ids: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+    ) -> tuple[list[OrchestratorError | None], dict[str, list[Task]]]:
+        """complete_tasks, then in the same call polls that never wait; per result None or
+        its error, and per polled task type the tasks leased (see
+        OrchestratorClient.complete_tasks_and_poll)."""
+        requests = riding_poll_requests(polls, worker_id, domain, poll_request_ids)
+        encoded = [(task_id, encode_document(output)) for task_id, output in results]
+        errors, polled = await self._complete_call(
+            encoded,
+            worker_id=worker_id,
+            request_ids=request_ids,
+            timeout_s=timeout_s,
+            retry_budget_s=retry_budget_s,
+            polls=requests,
+        )
+        return errors, dict(zip(polls, polled, strict=True))
+
+    async def _complete_call(
         self,
         results: Sequence[tuple[str, str]],
         *,
@@ -109,20 +139,28 @@ class AioTaskCalls:
         request_ids: Sequence[str] | None = None,
         timeout_s: float | None = None,
         retry_budget_s: float | None = None,
-    ) -> list[OrchestratorError | None]:
-        """One CompleteTasks call of outputs already encoded as JSON (the worker encodes an
-        output once, to fail only its own task when it is not JSON)."""
-        request, rids = complete_tasks_request(results, worker_id, request_ids)
-        answers = await self._transport.invoke_batch(
-            request,
-            tasks_pb2.CompleteTasksResponse,
-            request.items,
-            rids,
-            lambda response: response.statuses,
-            timeout_s=timeout_s,
-            retry_budget_s=retry_budget_s,
-        )
-        return [a if isinstance(a, OrchestratorError) else None for a in answers]
+        polls: Sequence[tasks_pb2.PollTasksRequest] = (),
+    ) -> tuple[list[OrchestratorError | None], list[list[Task]]]:
+        """One CompleteTasks call of outputs already encoded as JSON, with polls riding behind
+        the results (see TaskCalls._complete_call); per result None or its error, and per poll
+        the tasks it leased."""
+        request, rids = complete_tasks_request(results, worker_id, request_ids, polls)
+        riding = RidingPolls(self._transport, polls)
+        try:
+            answers = await self._transport.invoke_batch(
+                request,
+                tasks_pb2.CompleteTasksResponse,
+                request.items,
+                rids,
+                riding.answers_of,
+                timeout_s=timeout_s,
+                retry_budget_s=retry_budget_s,
+            )
+        except BaseException as exc:
+            riding.failed(exc)
+            raise
+        errors = [a if isinstance(a, OrchestratorError) else None for a in answers]
+        return errors, riding.settled()
 
     async def fail_task(
         self,

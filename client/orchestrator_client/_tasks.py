@@ -9,7 +9,7 @@ import grpc
 
 from orchestrator_client._codec import encode_document, new_request_id
 from orchestrator_client._rpc import MAX_BATCH, MAX_RIDING_POLLS, rpc_of
-from orchestrator_client._transport import Transport
+from orchestrator_client._transport import Transport, TransportCore
 from orchestrator_client._views import Task
 from orchestrator_client.errors import OrchestratorError
 from orchestrator_client.v1 import tasks_pb2
@@ -124,6 +124,75 @@ def complete_tasks_request(
         for rid, (task_id, output_json) in zip(rids, results, strict=True)
     ]
     return tasks_pb2.CompleteTasksRequest(items=items, polls=polls), rids
+
+
+def riding_poll_requests(
+    polls: Mapping[str, int],
+    worker_id: str,
+    domain: str,
+    poll_request_ids: Mapping[str, str] | None,
+) -> list[tasks_pb2.PollTasksRequest]:
+    """The polls of complete_tasks_and_poll, one per task type (see
+    TaskCalls.complete_tasks_and_poll); ValueError for none, too many, or a count below 1."""
+    if not polls or len(polls) > MAX_RIDING_POLLS or any(n < 1 for n in polls.values()):
+        raise ValueError(
+            f"polls takes 1 to {MAX_RIDING_POLLS} task types, each with a count of at least 1"
+        )
+    ids = poll_request_ids or {}
+    return [
+        tasks_pb2.PollTasksRequest(
+            request_id=ids.get(task_type) or new_request_id(),
+            task_type=task_type,
+            worker_id=worker_id,
+            count=count,
+            domain=domain,
+        )
+        for task_type, count in polls.items()
+    ]
+
+
+class RidingPolls:
+    """The polls riding one CompleteTasks call, each recorded as a PollTasks operation of its
+    own: opened at construction, then ``failed`` with the call, or ``settled`` from the answer
+    that ``answers_of`` saw (no I/O: both clients' calls use it)."""
+
+    def __init__(
+        self, transport: TransportCore, polls: Sequence[tasks_pb2.PollTasksRequest]
+    ) -> None:
+        self._transport = transport
+        self._polls = polls
+        self._polled: list[tasks_pb2.PollTasksResponse] = []
+        for poll in polls:
+            transport.record("invoke", _POLL_OP, poll.request_id, poll)
+
+    def answers_of(self, response: tasks_pb2.CompleteTasksResponse) -> Sequence[Any]:
+        """The per-result answers of the call (for invoke_batch), keeping the polls' answers."""
+        self._polled.extend(response.polled)
+        return response.statuses
+
+    def failed(self, exc: BaseException) -> None:
+        """The whole call failed: so did its polls."""
+        self._transport.record_failed(_POLL_OP, [p.request_id for p in self._polls], exc)
+
+    def settled(self) -> list[list[Task]]:
+        """Records the polls' answers; per poll, the tasks it leased."""
+        polls, polled = self._polls, self._polled
+        if polled and len(polled) != len(polls):
+            # The results stand; what the polls leased is unknown (it returns when the leases
+            # expire).
+            mismatch = OrchestratorError(
+                grpc.StatusCode.INTERNAL,
+                f"CompleteTasks answered {len(polled)} polls for {len(polls)}",
+                op=_POLL_OP,
+            )
+            for poll in polls:
+                self._transport.record("unknown", _POLL_OP, poll.request_id, mismatch)
+            return [[] for _ in polls]
+        # No answers at all: a server from before riding polls, which leased nothing.
+        answered = polled or [tasks_pb2.PollTasksResponse() for _ in polls]
+        for poll, answer in zip(polls, answered, strict=True):
+            self._transport.record("ok", _POLL_OP, poll.request_id, answer)
+        return [[Task.from_proto(t) for t in answer.tasks] for answer in answered]
 
 
 class TaskCalls:
@@ -308,22 +377,8 @@ class TaskCalls:
             As ``complete_tasks``; ValueError also for no polls, more than 16, or a count
             below 1.
         """
-        if not polls or len(polls) > MAX_RIDING_POLLS or any(n < 1 for n in polls.values()):
-            raise ValueError(
-                f"polls takes 1 to {MAX_RIDING_POLLS} task types, each with a count of at least 1"
-            )
+        requests = riding_poll_requests(polls, worker_id, domain, poll_request_ids)
         encoded = [(task_id, encode_document(output)) for task_id, output in results]
-        ids = poll_request_ids or {}
-        requests = [
-            tasks_pb2.PollTasksRequest(
-                request_id=ids.get(task_type) or new_request_id(),
-                task_type=task_type,
-                worker_id=worker_id,
-                count=count,
-                domain=domain,
-            )
-            for task_type, count in polls.items()
-        ]
         errors, polled = self._complete_call(
             encoded,
             worker_id=worker_id,
@@ -349,52 +404,22 @@ class TaskCalls:
         the results (each recorded as a PollTasks operation of its own). Returns per result
         None or its error, and per poll the tasks it leased."""
         request, rids = complete_tasks_request(results, worker_id, request_ids, polls)
-        polled: list[tasks_pb2.PollTasksResponse] = []
-
-        def answers_of(response: tasks_pb2.CompleteTasksResponse) -> Sequence[Any]:
-            polled.extend(response.polled)
-            return response.statuses
-
-        for poll in polls:
-            self._transport.record("invoke", _POLL_OP, poll.request_id, poll)
+        riding = RidingPolls(self._transport, polls)
         try:
             answers = self._transport.invoke_batch(
                 request,
                 tasks_pb2.CompleteTasksResponse,
                 request.items,
                 rids,
-                answers_of,
+                riding.answers_of,
                 timeout_s=timeout_s,
                 retry_budget_s=retry_budget_s,
             )
         except BaseException as exc:
-            self._transport.record_failed(_POLL_OP, [p.request_id for p in polls], exc)
+            riding.failed(exc)
             raise
         errors = [a if isinstance(a, OrchestratorError) else None for a in answers]
-        return errors, self._settle_polls(polls, polled)
-
-    def _settle_polls(
-        self,
-        polls: Sequence[tasks_pb2.PollTasksRequest],
-        polled: list[tasks_pb2.PollTasksResponse],
-    ) -> list[list[Task]]:
-        """Records the answers to the polls that rode a CompleteTasks call; their tasks."""
-        if polled and len(polled) != len(polls):
-            # The results stand; what the polls leased is unknown (it returns when the leases
-            # expire).
-            mismatch = OrchestratorError(
-                grpc.StatusCode.INTERNAL,
-                f"CompleteTasks answered {len(polled)} polls for {len(polls)}",
-                op=_POLL_OP,
-            )
-            for poll in polls:
-                self._transport.record("unknown", _POLL_OP, poll.request_id, mismatch)
-            return [[] for _ in polls]
-        # No answers at all: a server from before riding polls, which leased nothing.
-        answered = polled or [tasks_pb2.PollTasksResponse() for _ in polls]
-        for poll, answer in zip(polls, answered, strict=True):
-            self._transport.record("ok", _POLL_OP, poll.request_id, answer)
-        return [[Task.from_proto(t) for t in answer.tasks] for answer in answered]
+        return errors, riding.settled()
 
     def fail_task(
         self,

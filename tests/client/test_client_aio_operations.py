@@ -21,11 +21,12 @@ from orchestrator_client.v1 import cluster_pb2, events_pb2, workflows_pb2
 from tests.client.test_client_aio import run
 from tests.client.test_client_operations import ACTIONS, _bulk_reply
 from tests.client.test_client_unit import FakeServer, fail, reply, script
+from tests.cluster_support import History
 from tests.fakes import fake_server
 
 TASK_DEFS = [
     {"name": n, "retryCount": 0, "responseTimeoutSeconds": 60}
-    for n in ("aiox_do", "aiox_undo", "aiox_run")
+    for n in ("aiox_do", "aiox_undo", "aiox_run", "aiox_c1", "aiox_c2")
 ]
 SAGA = {
     "name": "aiox_saga",
@@ -49,6 +50,13 @@ RUN = {
     ],
     "outputParameters": {"v": "${r.output.v}"},
 }
+CHAIN = {
+    "name": "aiox_chain",
+    "tasks": [
+        {"name": "aiox_c1", "taskReferenceName": "a"},
+        {"name": "aiox_c2", "taskReferenceName": "b"},
+    ],
+}
 GATE = {"name": "aiox_gate", "tasks": [{"name": "g", "taskReferenceName": "g", "type": "WAIT"}]}
 
 
@@ -57,7 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with fake_server(tmp_path_factory.mktemp("aiox")) as srv:
         with OrchestratorClient([srv.grpc_addr], retry_budget_s=10) as c:
             c.register_task_defs(TASK_DEFS)
-            for definition in (SAGA, RUN, GATE):
+            for definition in (SAGA, RUN, GATE, CHAIN):
                 c.register_workflow_def(definition)
         yield srv
 
@@ -199,6 +207,37 @@ def test_definition_lists_event_handlers_and_cluster_reads(server: Any) -> None:
     (replica,) = out["status"]
     assert isinstance(replica["applied_sequence"], int) and replica["applied_sequence"] > 0
     assert out["settings"]["history_retention_ms"] > 0 and out["set"] == out["settings"]
+
+
+def test_complete_and_poll_takes_the_next_task_from_the_answer(server: Any) -> None:
+    ids = {"aiox_c1": "aiox-p1", "aiox_c2": "aiox-p2"}
+    args: dict[str, Any] = {"worker_id": "w", "request_ids": ["aiox-a"], "poll_request_ids": ids}
+
+    async def flow(client: AsyncOrchestratorClient) -> list[Any]:
+        wid = await client.start_workflow("aiox_chain")
+        done = [(await _task_of(client, "aiox_c1", wid), {"v": 1})]
+        polls = {"aiox_c1": 1, "aiox_c2": 2}
+        first = await client.complete_tasks_and_poll(done, polls=polls, **args)
+        # The same call again (the same ids): the same answer, nothing applied twice.
+        again = await client.complete_tasks_and_poll(done, polls=polls, **args)
+        try:
+            await client.complete_tasks_and_poll(done, polls={}, worker_id="w")
+        except ValueError:
+            return [wid, first, again]
+        raise AssertionError("ValueError expected")
+
+    history = History()
+    wid, (errors, tasks), (errors_again, tasks_again) = run(
+        flow, server.grpc_addr, recorder=history
+    )
+    assert errors == errors_again == [None]
+    assert tasks["aiox_c1"] == [] and tasks_again["aiox_c1"] == []
+    (b,) = tasks["aiox_c2"]
+    assert (b.workflow_id, b.reference_task_name) == (wid, "b")
+    assert [t.task_id for t in tasks_again["aiox_c2"]] == [b.task_id]
+    # Each riding poll is recorded as a PollTasks operation of its own, once per call.
+    polls = history.by_request("PollTasks")
+    assert polls["aiox-p1"] == polls["aiox-p2"] == ["invoke", "ok", "invoke", "ok"]
 
 
 # --------------------------------------------------------------------------------------------
