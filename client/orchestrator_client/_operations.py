@@ -151,9 +151,12 @@ class BulkBatches:
         workflow_ids: Sequence[str] | None,
         filters: Mapping[str, Any] | None,
         batch_size: int,
-        **options: Any,
+        *,
+        reason: str,
+        use_latest_definition: bool,
+        resume_subworkflow_tasks: bool,
     ) -> None:
-        """``options``: reason, use_latest_definition, resume_subworkflow_tasks.
+        """The arguments are bulk_action's.
 
         Raises:
             ValueError: Unknown action, a bad batch size, or neither ids nor filters.
@@ -165,12 +168,20 @@ class BulkBatches:
         if workflow_ids is None and filters is None:
             raise ValueError("give workflow_ids or filters")
         self._template = workflows_pb2.BulkActionRequest(
-            action=f"BULK_ACTION_TYPE_{action.upper()}", **options
+            action=f"BULK_ACTION_TYPE_{action.upper()}",
+            reason=reason,
+            use_latest_definition=use_latest_definition,
+            resume_subworkflow_tasks=resume_subworkflow_tasks,
         )
         self._ids = list(workflow_ids) if workflow_ids is not None else None
         self._size = batch_size
         self._sent = 0
-        self._search = search_request(page_size=batch_size, with_total=False, **(filters or {}))
+        # Filters given with ids are ignored, as they always were.
+        self._search = (
+            search_request(page_size=batch_size, with_total=False, **(filters or {}))
+            if self._ids is None
+            else workflows_pb2.SearchWorkflowsRequest()
+        )
 
     def next_request(self, answered_token: str | None) -> workflows_pb2.BulkActionRequest | None:
         """The next batch's request, or None after the last; ``answered_token`` is the previous
