@@ -16,13 +16,14 @@ from orchestrator_client._cluster import (
     retention_request,
     settings_dict,
 )
+from orchestrator_client._codec import message_to_plain_dict
 from orchestrator_client.v1 import cluster_pb2
 
 __all__ = ["AioClusterCalls"]
 
 
 class AioClusterCalls:
-    """ClusterService (all but GetReplicaStatus), as coroutines of AsyncOrchestratorClient."""
+    """ClusterService, as coroutines of AsyncOrchestratorClient."""
 
     _transport: AioTransport
 
@@ -38,6 +39,20 @@ class AioClusterCalls:
             retry_budget_s=retry_budget_s,
         )
         return replicas_of(response)
+
+    async def replica_status(
+        self, address: str | None = None, *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """One replica's status, without retrying elsewhere (see
+        OrchestratorClient.replica_status)."""
+        response = await self._transport.invoke(
+            cluster_pb2.GetReplicaStatusRequest(),
+            cluster_pb2.ReplicaStatus,
+            timeout_s=timeout_s,
+            retry_budget_s=0.0,
+            pinned_address=address,
+        )
+        return message_to_plain_dict(response)
 
     async def cluster_settings(
         self, *, timeout_s: float | None = None, retry_budget_s: float | None = None

@@ -83,6 +83,7 @@ class AioTransport(TransportCore):
         *,
         timeout_s: float | None,
         retry_budget_s: float | None,
+        pinned_address: str | None = None,
     ) -> _RespT:
         """One logical call of the RPC that takes ``request`` (see Transport.invoke)."""
         rid = request_id or new_request_id()
@@ -91,7 +92,7 @@ class AioTransport(TransportCore):
         self.record("invoke", rpc.name, rid, request)
         try:
             response = await self._call_with_retries(
-                rpc, request, response_type, rid, attempt_timeout, budget
+                rpc, request, response_type, rid, attempt_timeout, budget, pinned_address
             )
         except BaseException as exc:
             # The history must not be left with an open invoke (cancellation included).
@@ -133,8 +134,9 @@ class AioTransport(TransportCore):
         request_id: str,
         attempt_timeout: float,
         budget: float,
+        pinned_address: str | None = None,
     ) -> _RespT:
-        plan = self.attempts(rpc, request_id, attempt_timeout, budget, None)
+        plan = self.attempts(rpc, request_id, attempt_timeout, budget, pinned_address)
         while True:
             address, timeout = plan.next()
             code, details, trailers, response = await self._attempt(

@@ -14,6 +14,7 @@ from orchestrator_client import (
     FailedPreconditionError,
     NotFoundError,
     OrchestratorClient,
+    UnavailableError,
 )
 from orchestrator_client.aio import AsyncOrchestratorClient, BulkResult
 from orchestrator_client.v1 import cluster_pb2, events_pb2, workflows_pb2
@@ -313,3 +314,24 @@ def test_writes_of_events_and_membership_reuse_their_request_ids(fake: FakeServe
     assert fake.calls_of("RegisterEventHandler")[0].request.overwrite
     added = fake.calls_of("AddReplica")[0].request
     assert (added.node_id, added.raft_address, added.grpc_address) == ("n4", "h:1", "h:2")
+
+
+def test_replica_status_asks_the_named_replica_only(server: Any) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+
+    async def flow(client: AsyncOrchestratorClient) -> dict[str, Any]:
+        out: dict[str, Any] = {"named": await client.replica_status(server.grpc_addr)}
+        try:
+            await client.replica_status(dead, timeout_s=1.0)
+        except UnavailableError as err:
+            out["dead"] = err.address
+        return out
+
+    out = run(flow, [dead, server.grpc_addr], retry_budget_s=5)
+    assert out["named"]["grpc_address"] == server.grpc_addr
+    assert out["named"]["applied_sequence"] > 0
+    assert out["dead"] == dead  # not answered by the live replica instead
