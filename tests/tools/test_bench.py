@@ -402,6 +402,8 @@ def test_a_stopped_bench_leaves_no_worker_or_replica_running(tmp_path: Path, how
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its data folder goes under tmp_path: a SIGKILLed bench cannot remove it itself.
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     seen: list[int] = []
     try:
