@@ -45,9 +45,20 @@ class AlreadyRunning(RuntimeError):
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports. The sockets are held until all are bound: one
+    released before the next bind can be handed out again (a config once got one port for two
+    replicas that way, and the second replica could not start)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def write_config(
@@ -65,8 +76,9 @@ def write_config(
     `secure` names TLS material and a tokens file beside it (made by LocalCluster);
     `ui_ports`: each replica's web UI port."""
     hosts = hosts or ["127.0.0.1"] * n
-    grpc_ports = grpc_ports or [free_port() for _ in range(n)]
-    raft_ports = raft_ports or [free_port() for _ in range(n)]
+    if not grpc_ports or not raft_ports:
+        fresh = free_ports(2 * n)
+        grpc_ports, raft_ports = grpc_ports or fresh[:n], raft_ports or fresh[n:]
     base = os.path.dirname(os.path.abspath(path))
     os.makedirs(base, exist_ok=True)
     pw = os.path.join(base, "raft-password")

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 import pytest
 
 from orchestrator.tools.access import token_path
-from orchestrator.tools.localcluster import LocalCluster, free_port, write_config
+from orchestrator.tools.localcluster import LocalCluster, free_ports, write_config
 from tests.cluster_support import TEST_RAFT, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -83,8 +83,14 @@ def _browser_or_skip() -> Any:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: Any) -> Iterator[LocalCluster]:
     tmp = tmp_path_factory.mktemp("web")
+    ports = free_ports(9)  # distinct: gRPC, Raft, UI
     path = write_config(
-        str(tmp / "cluster.json"), n=3, raft=TEST_RAFT, ui_ports=[free_port() for _ in range(3)]
+        str(tmp / "cluster.json"),
+        n=3,
+        raft=TEST_RAFT,
+        grpc_ports=ports[:3],
+        raft_ports=ports[3:6],
+        ui_ports=ports[6:],
     )
     c = LocalCluster(path, env={"ORCHESTRATOR_LOG_LEVEL": "INFO"})
     try:
