@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from orchestrator.tools import bench
+from orchestrator.tools.verify import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -368,16 +369,6 @@ def _cmdline(pid: int) -> str:
         return "(gone)"
 
 
-def _wait_for(cond: Any, timeout_s: float, what: str, extra: Any = lambda: "") -> None:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {extra()}")
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_a_stopped_bench_leaves_no_worker_or_replica_running(tmp_path: Path, how: str) -> None:
     """Killing `orchestrator bench` (SIGTERM: its cleanup stops everything; SIGKILL: the workers
@@ -410,24 +401,20 @@ def test_a_stopped_bench_leaves_no_worker_or_replica_running(tmp_path: Path, how
 
         def workers_up() -> bool:
             seen[:] = _descendants(proc.pid)
-            cmdlines = []
-            for p in seen:
-                try:
-                    cmdlines.append(Path(f"/proc/{p}/cmdline").read_bytes())
-                except OSError:
-                    continue
-            spawned = sum(b"spawn_main" in c for c in cmdlines)
-            replicas = sum(b"serve" in c for c in cmdlines)
+            cmdlines = [_cmdline(p) for p in seen]
+            spawned = sum("spawn_main" in c for c in cmdlines)
+            replicas = sum(" serve " in c for c in cmdlines)
             return spawned >= 2 and replicas >= 3
 
-        _wait_for(workers_up, 120, "the bench's 3 replicas and 2 worker processes")
+        wait_for(workers_up, 120, "the bench's 3 replicas and 2 worker processes")
         proc.send_signal(getattr(signal, how))
         proc.wait(timeout=60)
-        _wait_for(
+        wait_for(
             lambda: not any(_alive(p) for p in seen),
             60,
-            "the bench's children to end",
-            lambda: {p: _cmdline(p) for p in seen if _alive(p)},
+            lambda: (
+                f"the bench's children to end: { ({p: _cmdline(p) for p in seen if _alive(p)}) }"
+            ),
         )
         survivors = {p: _cmdline(p) for p in seen if _alive(p)}
         assert not survivors
