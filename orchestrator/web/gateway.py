@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from orchestrator_client._details import error_details
 from orchestrator_client.v1 import (
     cluster_pb2,
     cluster_pb2_grpc,
@@ -23,10 +24,8 @@ from orchestrator_client.v1 import (
     workflows_pb2_grpc,
 )
 
-SEQ_KEY = "x-orchestrator-seq"
-MIN_SEQ_KEY = "x-orchestrator-min-seq"
-# The structured error details (google.rpc.Status) where the server sends them.
-DETAILS_KEY = "grpc-status-details-bin"
+from ..api.errors import MIN_SEQ_KEY, SEQ_KEY
+
 # A page answers within this, or shows the API's DEADLINE_EXCEEDED.
 CALL_TIMEOUT_S = 10.0
 # Definitions and handlers are listed page by page up to this many.
@@ -47,24 +46,9 @@ class ApiError(Exception):
 
 
 def _reason(trailers: Any) -> str:
-    """ErrorInfo.reason from the status details, when the server sends them (and the
-    googleapis protos are installed); "" otherwise."""
-    raw = next((v for k, v in trailers or () if k == DETAILS_KEY), None)
-    if not isinstance(raw, bytes):
-        return ""
-    try:
-        from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped, import-not-found, unused-ignore]
-    except ImportError:
-        return ""
-    try:
-        status = status_pb2.Status.FromString(raw)
-    except Exception:
-        return ""
-    for any_ in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if any_.Unpack(info):
-            return str(info.reason)
-    return ""
+    """ErrorInfo.reason from the status details, read as the Python client reads them; ""
+    when the server sent none."""
+    return error_details(trailers).reason or ""
 
 
 class Gateway:

@@ -325,7 +325,8 @@ def test_status_filter_is_the_apis_enum() -> None:
 def test_an_errors_reason_comes_from_its_status_details() -> None:
     status_pb2 = pytest.importorskip("google.rpc.status_pb2")
     error_details_pb2 = pytest.importorskip("google.rpc.error_details_pb2")
-    from orchestrator.web.gateway import DETAILS_KEY, _reason
+    from orchestrator.api.errors import DETAILS_KEY
+    from orchestrator.web.gateway import _reason
 
     status = status_pb2.Status(code=14, message="no leader")
     status.details.add().Pack(
